@@ -1,0 +1,257 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Subprotocol is the WebSocket subprotocol of this protocol version. Browsers offer it together
+// with BearerPrefix+token; the hub selects only this name, so the token is never echoed back.
+const Subprotocol = "notify.v1"
+
+// BearerPrefix prefixes the token offered as a second subprotocol by browser clients.
+const BearerPrefix = "notify.bearer."
+
+// Identity is who a session belongs to, as established by a verified token.
+type Identity struct {
+	// UserID is the user the session belongs to.
+	UserID string
+	// Expires is when the token expires; the session is closed then unless refreshed.
+	Expires time.Time
+	// Topics lists the topics and patterns the token grants.
+	Topics []string
+	// Claims holds every claim of the token.
+	Claims jwt.MapClaims
+}
+
+type identityKey struct{}
+
+// WithIdentity returns a context carrying id. The hub's handler uses an identity found in the
+// request context instead of verifying a token itself: adapters set it when a framework's own
+// JWT middleware has already verified the request.
+func WithIdentity(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
+}
+
+// IdentityFromContext returns the identity set by [WithIdentity].
+func IdentityFromContext(ctx context.Context) (Identity, bool) {
+	id, ok := ctx.Value(identityKey{}).(Identity)
+	return id, ok
+}
+
+type verifier struct {
+	cfg    *Config
+	parser *jwt.Parser
+	key    jwt.Keyfunc
+}
+
+func newVerifier(cfg *Config) *verifier {
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(cfg.Methods),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(cfg.Leeway),
+		jwt.WithIssuedAt(),
+	}
+	if cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+	}
+	if cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(cfg.Audience))
+	}
+	v := &verifier{cfg: cfg, parser: jwt.NewParser(opts...)}
+	switch {
+	case len(cfg.Secret) > 0:
+		v.key = func(*jwt.Token) (any, error) { return cfg.Secret, nil }
+	case cfg.PublicKey != nil:
+		v.key = func(*jwt.Token) (any, error) { return cfg.PublicKey, nil }
+	default:
+		v.key = cfg.Keyfunc
+	}
+	return v
+}
+
+func unauthorized(reason string) error { return fmt.Errorf("%w: %s", ErrUnauthorized, reason) }
+
+// verify checks a raw token. The returned error names the reason, never the token.
+func (v *verifier) verify(raw string) (Identity, error) {
+	if raw == "" {
+		return Identity{}, unauthorized("no token")
+	}
+	if len(raw) > v.cfg.MaxTokenSize {
+		return Identity{}, unauthorized("token too large")
+	}
+	claims := jwt.MapClaims{}
+	_, err := v.parser.ParseWithClaims(raw, claims, v.key)
+	if err != nil {
+		return Identity{}, unauthorized(tokenReason(err))
+	}
+	return v.identity(claims)
+}
+
+// identity reads the user, expiry and topic grants out of verified claims.
+func (v *verifier) identity(claims jwt.MapClaims) (Identity, error) {
+	user, _ := claims[v.cfg.UserClaim].(string)
+	if user == "" {
+		return Identity{}, unauthorized("token has no " + v.cfg.UserClaim + " claim")
+	}
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		return Identity{}, unauthorized("token has no valid exp claim")
+	}
+	id := Identity{UserID: user, Expires: exp.Time, Claims: claims}
+	switch t := claims[v.cfg.TopicsClaim].(type) {
+	case nil:
+	case string:
+		id.Topics = []string{t}
+	case []any:
+		for _, e := range t {
+			s, ok := e.(string)
+			if !ok {
+				return Identity{}, unauthorized("token has a malformed " + v.cfg.TopicsClaim + " claim")
+			}
+			id.Topics = append(id.Topics, s)
+		}
+	case []string:
+		id.Topics = t
+	default:
+		return Identity{}, unauthorized("token has a malformed " + v.cfg.TopicsClaim + " claim")
+	}
+	return id, nil
+}
+
+// tokenReason maps golang-jwt's errors to short, token-free reasons.
+func tokenReason(err error) string {
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "malformed token"
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return "token signing method not allowed"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return "invalid token signature"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return "token lacks a required claim"
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "token expired"
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return "token not valid yet"
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "token issued in the future"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return "wrong token issuer"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return "wrong token audience"
+	}
+	return "invalid token"
+}
+
+// tokenFrom finds the token of an upgrade request, in the places PROTOCOL.md lists.
+func (v *verifier) tokenFrom(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+			return strings.TrimSpace(h[7:])
+		}
+	}
+	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			if t, ok := strings.CutPrefix(strings.TrimSpace(p), BearerPrefix); ok {
+				return t
+			}
+		}
+	}
+	if v.cfg.CookieName != "" {
+		if c, err := r.Cookie(v.cfg.CookieName); err == nil && c.Value != "" {
+			return c.Value
+		}
+	}
+	if v.cfg.AllowQueryToken {
+		return r.URL.Query().Get("token")
+	}
+	return ""
+}
+
+// IssueToken signs a token for userID that expires after ttl (default 10 minutes) and grants
+// the given topics or patterns. An application's own authenticated endpoint uses it to hand
+// its logged-in user a short-lived notify token. It needs Config.Secret or Config.SigningKey.
+func (h *Hub) IssueToken(userID string, ttl time.Duration, topics ...string) (string, error) {
+	if userID == "" {
+		return "", ErrInvalidUser
+	}
+	if ttl <= 0 {
+		ttl = 10 * time.Minute
+	}
+	now := time.Now()
+	claims := jwt.MapClaims{
+		h.cfg.UserClaim: userID,
+		"iat":           now.Unix(),
+		"exp":           now.Add(ttl).Unix(),
+	}
+	if len(topics) > 0 {
+		claims[h.cfg.TopicsClaim] = topics
+	}
+	if h.cfg.Issuer != "" {
+		claims["iss"] = h.cfg.Issuer
+	}
+	if h.cfg.Audience != "" {
+		claims["aud"] = h.cfg.Audience
+	}
+	var (
+		method jwt.SigningMethod
+		key    any
+	)
+	switch {
+	case len(h.cfg.Secret) > 0:
+		method, key = jwt.SigningMethodHS256, h.cfg.Secret
+	case h.cfg.SigningKey != nil:
+		method, _ = signingMethodFor(h.cfg.SigningKey)
+		key = h.cfg.SigningKey
+	default:
+		return "", fmt.Errorf("%w: IssueToken needs Secret or SigningKey", ErrConfig)
+	}
+	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	if err != nil {
+		return "", fmt.Errorf("notify: sign token: %w", err)
+	}
+	return s, nil
+}
+
+// Verify checks a token exactly as an upgrade does and returns its identity.
+func (h *Hub) Verify(token string) (Identity, error) { return h.auth.verify(token) }
+
+// IdentityFromClaims reads an identity out of claims that a framework's JWT middleware has
+// already verified (echo-jwt puts a *jwt.Token in the context). The claims must hold the user
+// claim and exp.
+func (h *Hub) IdentityFromClaims(claims jwt.Claims) (Identity, error) {
+	mc, ok := claims.(jwt.MapClaims)
+	if !ok {
+		return Identity{}, unauthorized(fmt.Sprintf("claims of type %T not supported (use jwt.MapClaims)", claims))
+	}
+	return h.auth.identity(mc)
+}
+
+// originAllowed implements same-origin by default plus the configured allowlist.
+func (h *Hub) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, o := range h.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(strings.TrimSuffix(o, "/"), u.Scheme+"://"+u.Host) {
+			return true
+		}
+	}
+	return false
+}

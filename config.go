@@ -1,0 +1,228 @@
+package notify
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Config configures a [Hub]. The zero value of every field means the documented default. Exactly
+// one of Secret, PublicKey and Keyfunc must be set: every connection is authenticated.
+type Config struct {
+	// Secret is the HMAC key for HS256/HS384/HS512 tokens. It should be at least 32 random bytes.
+	// With a Secret, [Hub.IssueToken] signs HS256 tokens.
+	Secret []byte
+	// PublicKey verifies RSA (RS*, PS*), ECDSA (ES*) or Ed25519 (EdDSA) tokens: an
+	// *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey. The accepted algorithms are pinned
+	// to the key's family, so an HMAC token made with the public key as secret is refused.
+	PublicKey crypto.PublicKey
+	// Keyfunc supplies verification keys, for key rotation or JWKS. Methods is required with it.
+	Keyfunc jwt.Keyfunc
+	// Methods lists the accepted "alg" values. Default: the family of Secret or PublicKey.
+	// "none" is never accepted.
+	Methods []string
+	// SigningKey lets [Hub.IssueToken] sign with an asymmetric private key (*rsa.PrivateKey,
+	// *ecdsa.PrivateKey or ed25519.PrivateKey). Unused with Secret.
+	SigningKey crypto.Signer
+
+	// Issuer, when set, is required in the "iss" claim.
+	Issuer string
+	// Audience, when set, is required in the "aud" claim.
+	Audience string
+	// Leeway is the clock skew tolerated on exp, nbf and iat. Default 0.
+	Leeway time.Duration
+	// UserClaim names the claim holding the user ID. Default "sub".
+	UserClaim string
+	// TopicsClaim names the claim listing the topics (or patterns) the token grants. Default
+	// "topics".
+	TopicsClaim string
+	// MaxTokenSize is the largest token accepted, in bytes. Default 4096.
+	MaxTokenSize int
+	// CookieName, when set, lets the token travel in the cookie of that name. Default: no cookie.
+	// Use it only with same-origin pages (the default origin rule) since the browser sends the
+	// cookie on every request.
+	CookieName string
+	// AllowQueryToken lets the token travel in the "token" query parameter. Default false:
+	// URLs end up in access logs and browser history.
+	AllowQueryToken bool
+	// ExpiryWarning is how long before the token's expiry the client is told to refresh it.
+	// Default 30s.
+	ExpiryWarning time.Duration
+
+	// AllowedOrigins lists the origins ("https://app.example.com") allowed besides the
+	// request's own host; "*" allows every origin. Default: same-origin only. Requests with no
+	// Origin header (non-browser clients) are allowed.
+	AllowedOrigins []string
+
+	// Authorize decides subscriptions to topics the token does not grant. A nil error allows
+	// the subscription; the error's text is sent to the client as the reason. Default: topics
+	// not granted by the token are refused. It runs on the subscribing session's read loop.
+	Authorize func(ctx context.Context, userID, topic string) error
+
+	// OnConnect is called after each session of a user connects. Default none.
+	OnConnect func(userID string)
+	// OnDisconnect is called after each session of a user has gone. Default none.
+	OnDisconnect func(userID string)
+
+	// MaxMessageSize is the largest message a client may send, in bytes; a larger one closes the
+	// session with code 1009. Default 8192.
+	MaxMessageSize int64
+	// MaxTopics is the most topics one session may subscribe to. Default 100.
+	MaxTopics int
+	// MaxQueueBytes is how many bytes may wait for a session that reads too slowly; beyond it the
+	// session is closed with code 4002 (slow consumer). Default 1 MiB.
+	MaxQueueBytes int
+	// PingInterval is the period of the in-band ping and of WebSocket pings. Default 25s.
+	PingInterval time.Duration
+	// WriteTimeout bounds each write to a client. Default 10s.
+	WriteTimeout time.Duration
+
+	// Logger receives the hub's logs. Default: none. Tokens are never logged.
+	Logger *slog.Logger
+}
+
+// Defaults, applied by New to zero fields.
+const (
+	defaultUserClaim      = "sub"
+	defaultTopicsClaim    = "topics"
+	defaultMaxTokenSize   = 4096
+	defaultExpiryWarning  = 30 * time.Second
+	defaultMaxMessageSize = 8192
+	defaultMaxTopics      = 100
+	defaultMaxQueueBytes  = 1 << 20
+	defaultPingInterval   = 25 * time.Second
+	defaultWriteTimeout   = 10 * time.Second
+)
+
+func (c *Config) normalize() error {
+	keys := 0
+	for _, set := range []bool{len(c.Secret) > 0, c.PublicKey != nil, c.Keyfunc != nil} {
+		if set {
+			keys++
+		}
+	}
+	if keys != 1 {
+		return fmt.Errorf("%w: set exactly one of Secret, PublicKey and Keyfunc", ErrConfig)
+	}
+	if len(c.Methods) == 0 {
+		switch {
+		case len(c.Secret) > 0:
+			c.Methods = []string{"HS256", "HS384", "HS512"}
+		case c.PublicKey != nil:
+			m, err := methodsFor(c.PublicKey)
+			if err != nil {
+				return err
+			}
+			c.Methods = m
+		default:
+			return fmt.Errorf("%w: Methods is required with Keyfunc", ErrConfig)
+		}
+	}
+	for _, m := range c.Methods {
+		if strings.EqualFold(m, "none") || jwt.GetSigningMethod(m) == nil {
+			return fmt.Errorf("%w: signing method %q not supported", ErrConfig, m)
+		}
+	}
+	if c.SigningKey != nil {
+		if _, err := signingMethodFor(c.SigningKey); err != nil {
+			return err
+		}
+	}
+	for _, o := range c.AllowedOrigins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("%w: AllowedOrigins entry %q is not scheme://host[:port]", ErrConfig, o)
+		}
+	}
+	neg := func(name string, v int64) error {
+		if v < 0 {
+			return fmt.Errorf("%w: %s is negative", ErrConfig, name)
+		}
+		return nil
+	}
+	for _, e := range []error{
+		neg("Leeway", int64(c.Leeway)), neg("MaxTokenSize", int64(c.MaxTokenSize)),
+		neg("ExpiryWarning", int64(c.ExpiryWarning)), neg("MaxMessageSize", c.MaxMessageSize),
+		neg("MaxTopics", int64(c.MaxTopics)), neg("MaxQueueBytes", int64(c.MaxQueueBytes)),
+		neg("PingInterval", int64(c.PingInterval)), neg("WriteTimeout", int64(c.WriteTimeout)),
+	} {
+		if e != nil {
+			return e
+		}
+	}
+	def := func(v *string, d string) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	def(&c.UserClaim, defaultUserClaim)
+	def(&c.TopicsClaim, defaultTopicsClaim)
+	if c.MaxTokenSize == 0 {
+		c.MaxTokenSize = defaultMaxTokenSize
+	}
+	if c.ExpiryWarning == 0 {
+		c.ExpiryWarning = defaultExpiryWarning
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = defaultMaxMessageSize
+	}
+	if c.MaxTopics == 0 {
+		c.MaxTopics = defaultMaxTopics
+	}
+	if c.MaxQueueBytes == 0 {
+		c.MaxQueueBytes = defaultMaxQueueBytes
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = defaultPingInterval
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = defaultWriteTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+func methodsFor(k crypto.PublicKey) ([]string, error) {
+	switch k.(type) {
+	case *rsa.PublicKey:
+		return []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}, nil
+	case *ecdsa.PublicKey:
+		return []string{"ES256", "ES384", "ES512"}, nil
+	case ed25519.PublicKey:
+		return []string{"EdDSA"}, nil
+	}
+	return nil, fmt.Errorf("%w: PublicKey of type %T not supported", ErrConfig, k)
+}
+
+func signingMethodFor(k crypto.Signer) (jwt.SigningMethod, error) {
+	switch k := k.(type) {
+	case *rsa.PrivateKey:
+		return jwt.SigningMethodRS256, nil
+	case *ecdsa.PrivateKey:
+		switch k.Curve.Params().BitSize {
+		case 256:
+			return jwt.SigningMethodES256, nil
+		case 384:
+			return jwt.SigningMethodES384, nil
+		case 521:
+			return jwt.SigningMethodES512, nil
+		}
+	case ed25519.PrivateKey:
+		return jwt.SigningMethodEdDSA, nil
+	}
+	return nil, fmt.Errorf("%w: SigningKey of type %T not supported", ErrConfig, k)
+}

@@ -1,0 +1,388 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/olahol/melody"
+)
+
+// Hub holds the WebSocket sessions of one process and delivers events to them. It is an
+// http.Handler for the WebSocket endpoint. All methods are safe for concurrent use.
+type Hub struct {
+	cfg  Config
+	auth *verifier
+	m    *melody.Melody
+
+	// mu guards the index: sessions by user and by topic, and every conn's topics.
+	mu     sync.RWMutex
+	conns  map[*conn]struct{}
+	users  map[string]map[*conn]struct{}
+	topics map[string]map[*conn]struct{}
+
+	// life guards closed and the adding to handlers.
+	life     sync.Mutex
+	closed   bool
+	handlers sync.WaitGroup // one per ServeHTTP in flight
+	bg       sync.WaitGroup // the hub's own goroutines
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{} // closed when Shutdown has finished its work
+
+	slowConsumers atomic.Uint64
+}
+
+// New returns a hub configured by cfg, or the configuration mistake it found.
+func New(cfg Config) (*Hub, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	h := &Hub{
+		cfg:    cfg,
+		auth:   newVerifier(&cfg),
+		m:      melody.New(),
+		conns:  make(map[*conn]struct{}),
+		users:  make(map[string]map[*conn]struct{}),
+		topics: make(map[string]map[*conn]struct{}),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	h.auth.cfg = &h.cfg
+	h.m.Config.MaxMessageSize = cfg.MaxMessageSize
+	h.m.Config.PingPeriod = cfg.PingInterval
+	h.m.Config.PongWait = 2*cfg.PingInterval + 10*time.Second
+	h.m.Config.WriteWait = cfg.WriteTimeout
+	// At most one data frame per session waits in melody (see conn), plus close frames.
+	h.m.Config.MessageBufferSize = 4
+	h.m.Upgrader = &websocket.Upgrader{
+		ReadBufferSize:  1024,
+		WriteBufferSize: 1024,
+		WriteBufferPool: &sync.Pool{},
+		Subprotocols:    []string{Subprotocol},
+		CheckOrigin:     h.originAllowed,
+	}
+	h.m.HandleConnect(h.connected)
+	h.m.HandleDisconnect(h.disconnected)
+	h.m.HandleMessage(h.received)
+	h.m.HandleSentMessage(func(s *melody.Session, _ []byte) {
+		if c := connOf(s); c != nil {
+			c.sent()
+		}
+	})
+	h.m.HandleError(h.sessionError)
+	h.bg.Add(1)
+	go h.pinger()
+	return h, nil
+}
+
+const connKey = "notify.conn"
+
+func connOf(s *melody.Session) *conn {
+	v, _ := s.Get(connKey)
+	c, _ := v.(*conn)
+	return c
+}
+
+// ServeHTTP upgrades an authenticated request to a WebSocket session and serves it until it
+// ends. A cross-origin request gets 403, a missing or bad token 401, a shut-down hub 503.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.originAllowed(r) {
+		http.Error(w, "notify: origin not allowed", http.StatusForbidden)
+		return
+	}
+	id, ok := IdentityFromContext(r.Context())
+	if !ok {
+		var err error
+		id, err = h.auth.verify(h.auth.tokenFrom(r))
+		if err != nil {
+			h.cfg.Logger.Info("notify: upgrade refused", "remote", r.RemoteAddr, "err", err)
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+	}
+	h.life.Lock()
+	if h.closed {
+		h.life.Unlock()
+		http.Error(w, ErrClosed.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	h.handlers.Add(1)
+	h.life.Unlock()
+	defer h.handlers.Done()
+
+	c := &conn{hub: h, id: newID(), user: id.UserID, topics: make(map[string]struct{})}
+	c.grants, c.expires = id.Topics, id.Expires
+	if err := h.m.HandleRequestWithKeys(w, r, map[string]any{connKey: c}); err != nil {
+		h.cfg.Logger.Info("notify: upgrade failed", "remote", r.RemoteAddr, "err", err)
+	}
+}
+
+func (h *Hub) connected(s *melody.Session) {
+	c := connOf(s)
+	c.s = s
+	h.mu.Lock()
+	h.conns[c] = struct{}{}
+	set := h.users[c.user]
+	if set == nil {
+		set = make(map[*conn]struct{})
+		h.users[c.user] = set
+	}
+	set[c] = struct{}{}
+	h.mu.Unlock()
+
+	welcome := control{Op: "welcome", User: c.user, Session: c.id, Ping: int64(h.cfg.PingInterval / time.Second)}
+	if !c.expires.IsZero() {
+		welcome.Exp = c.expires.Unix()
+	}
+	c.enqueue(welcome.frame())
+	c.schedule(c.grants, c.expires)
+	h.life.Lock()
+	closed := h.closed
+	h.life.Unlock()
+	if closed {
+		c.close(websocket.CloseGoingAway, "going away, reconnect")
+	}
+	h.cfg.Logger.Debug("notify: session connected", "user", c.user, "session", c.id)
+	if h.cfg.OnConnect != nil {
+		h.cfg.OnConnect(c.user)
+	}
+}
+
+func (h *Hub) disconnected(s *melody.Session) {
+	c := connOf(s)
+	c.close(websocket.CloseNormalClosure, "") // stops timers; a no-op on the wire after close
+	h.mu.Lock()
+	c.gone = true
+	delete(h.conns, c)
+	if set := h.users[c.user]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(h.users, c.user)
+		}
+	}
+	for t := range c.topics {
+		h.unindexTopic(c, t)
+	}
+	h.mu.Unlock()
+	h.cfg.Logger.Debug("notify: session disconnected", "user", c.user, "session", c.id)
+	if h.cfg.OnDisconnect != nil {
+		h.cfg.OnDisconnect(c.user)
+	}
+}
+
+func (h *Hub) sessionError(s *melody.Session, err error) {
+	if errors.Is(err, melody.ErrMessageBufferFull) {
+		// Cannot happen by conn's construction; if it does, the session lost a frame.
+		if c := connOf(s); c != nil {
+			h.slowConsumers.Add(1)
+			c.close(CloseSlowConsumer, "slow consumer")
+		}
+		h.cfg.Logger.Error("notify: melody buffer full", "err", err)
+		return
+	}
+	if errors.Is(err, melody.ErrWriteClosed) || websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
+		return
+	}
+	h.cfg.Logger.Debug("notify: session error", "err", err)
+}
+
+// received handles one client control frame, on the session's read loop.
+func (h *Hub) received(s *melody.Session, msg []byte) {
+	c := connOf(s)
+	var req request
+	if err := json.Unmarshal(msg, &req); err != nil || req.Op == "" {
+		h.refuse(c, control{Op: "error", Code: codeBadRequest, Reason: "expected a JSON object with an op"})
+		return
+	}
+	switch req.Op {
+	case "subscribe":
+		h.clientSubscribe(s.Request.Context(), c, req.Topic)
+	case "unsubscribe":
+		if err := validTopic(req.Topic); err != nil {
+			h.refuse(c, control{Op: "error", Code: codeInvalidTopic, Topic: req.Topic, Reason: reason(err)})
+			return
+		}
+		h.mu.Lock()
+		if _, ok := c.topics[req.Topic]; ok {
+			delete(c.topics, req.Topic)
+			h.unindexTopic(c, req.Topic)
+		}
+		h.mu.Unlock()
+		c.strikes = 0
+		c.enqueue(control{Op: "unsubscribed", Topic: req.Topic}.frame())
+	case "refresh":
+		id, err := h.auth.verify(req.Token)
+		if err == nil && id.UserID != c.user {
+			err = unauthorized("token is for another user")
+		}
+		if err != nil {
+			h.refuse(c, control{Op: "error", Code: codeInvalidToken, Reason: reason(err)})
+			return
+		}
+		c.strikes = 0
+		c.schedule(id.Topics, id.Expires)
+		c.enqueue(control{Op: "refreshed", Exp: id.Expires.Unix()}.frame())
+	default:
+		h.refuse(c, control{Op: "error", Code: codeUnknownOp, Reason: "unknown op"})
+	}
+}
+
+func (h *Hub) clientSubscribe(ctx context.Context, c *conn, topic string) {
+	if err := validTopic(topic); err != nil {
+		h.refuse(c, control{Op: "error", Code: codeInvalidTopic, Topic: topic, Reason: reason(err)})
+		return
+	}
+	h.mu.RLock()
+	_, already := c.topics[topic]
+	n := len(c.topics)
+	h.mu.RUnlock()
+	if !already {
+		if n >= h.cfg.MaxTopics {
+			h.refuse(c, control{Op: "error", Code: codeTooManyTopics, Topic: topic,
+				Reason: fmt.Sprintf("at most %d topics per session", h.cfg.MaxTopics)})
+			return
+		}
+		if !c.granted(topic) {
+			var err error = errors.New("topic not granted by token")
+			if h.cfg.Authorize != nil {
+				err = h.cfg.Authorize(ctx, c.user, topic)
+			}
+			if err != nil {
+				h.refuse(c, control{Op: "error", Code: codeForbidden, Topic: topic, Reason: reason(err)})
+				return
+			}
+		}
+		h.mu.Lock()
+		h.indexTopic(c, topic)
+		h.mu.Unlock()
+	}
+	c.strikes = 0
+	c.enqueue(control{Op: "subscribed", Topic: topic}.frame())
+}
+
+// refuse answers a bad request with an error frame and closes the session after maxStrikes
+// bad requests in a row.
+func (h *Hub) refuse(c *conn, e control) {
+	c.enqueue(e.frame())
+	c.strikes++
+	if c.strikes >= maxStrikes {
+		h.cfg.Logger.Warn("notify: closing abusive session", "user", c.user, "session", c.id)
+		c.close(CloseProtocolAbuse, "too many bad messages")
+	}
+}
+
+// reason is an error's text without the package prefix, for error frames.
+func reason(err error) string {
+	return strings.ReplaceAll(err.Error(), "notify: ", "")
+}
+
+// indexTopic and unindexTopic are called with h.mu held for writing.
+func (h *Hub) indexTopic(c *conn, topic string) {
+	if c.gone {
+		return
+	}
+	c.topics[topic] = struct{}{}
+	set := h.topics[topic]
+	if set == nil {
+		set = make(map[*conn]struct{})
+		h.topics[topic] = set
+	}
+	set[c] = struct{}{}
+}
+
+func (h *Hub) unindexTopic(c *conn, topic string) {
+	if set := h.topics[topic]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(h.topics, topic)
+		}
+	}
+}
+
+// pinger sends the in-band ping that lets browsers detect a dead connection.
+func (h *Hub) pinger() {
+	defer h.bg.Done()
+	t := time.NewTicker(h.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			h.mu.RLock()
+			for c := range h.conns {
+				c.enqueue(pingFrame)
+			}
+			h.mu.RUnlock()
+		}
+	}
+}
+
+// Shutdown stops accepting sessions, closes every session with code 1001 (going away,
+// reconnect), and waits for the hub's goroutines. When ctx ends first it cuts the remaining
+// connections and returns ctx.Err(). It is safe to call more than once.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.stopOnce.Do(func() {
+		h.life.Lock()
+		h.closed = true
+		h.life.Unlock()
+		close(h.stop)
+		h.mu.RLock()
+		for c := range h.conns {
+			c.close(websocket.CloseGoingAway, "going away, reconnect")
+		}
+		h.mu.RUnlock()
+		go func() {
+			h.handlers.Wait()
+			h.bg.Wait()
+			_ = h.m.Close()
+			close(h.done)
+		}()
+	})
+	select {
+	case <-h.done:
+		return nil
+	case <-ctx.Done():
+		h.mu.RLock()
+		for c := range h.conns {
+			_ = c.s.WebsocketConnection().Close()
+		}
+		h.mu.RUnlock()
+		<-h.done
+		return ctx.Err()
+	}
+}
+
+// Online reports whether the user has at least one session on this hub.
+func (h *Hub) Online(userID string) bool { return h.Sessions(userID) > 0 }
+
+// Sessions returns how many sessions the user has on this hub.
+func (h *Hub) Sessions(userID string) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.users[userID])
+}
+
+// Stats is a snapshot of a hub's counters.
+type Stats struct {
+	Sessions      int    // open sessions
+	Users         int    // users with at least one session
+	Topics        int    // topics with at least one subscriber
+	SlowConsumers uint64 // sessions closed with CloseSlowConsumer since New
+}
+
+// Stats returns the hub's current counters.
+func (h *Hub) Stats() Stats {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return Stats{Sessions: len(h.conns), Users: len(h.users), Topics: len(h.topics),
+		SlowConsumers: h.slowConsumers.Load()}
+}

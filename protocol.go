@@ -1,0 +1,54 @@
+package notify
+
+import "encoding/json"
+
+// Close codes the hub uses besides the standard 1000, 1001 and 1009. PROTOCOL.md says what a
+// client does on each.
+const (
+	// CloseTokenExpired: the token expired without an in-band refresh; fetch a fresh token and
+	// reconnect.
+	CloseTokenExpired = 4000
+	// CloseSlowConsumer: the client read too slowly and its queue overflowed; reconnect.
+	CloseSlowConsumer = 4002
+	// CloseProtocolAbuse: too many bad messages in a row; do not reconnect.
+	CloseProtocolAbuse = 4003
+)
+
+// Error codes of "error" control frames.
+const (
+	codeBadRequest    = "bad_request"
+	codeUnknownOp     = "unknown_op"
+	codeInvalidTopic  = "invalid_topic"
+	codeForbidden     = "forbidden"
+	codeTooManyTopics = "too_many_topics"
+	codeInvalidToken  = "invalid_token"
+)
+
+// maxStrikes is how many bad client messages in a row close a session with CloseProtocolAbuse.
+const maxStrikes = 10
+
+// control is a control frame, server to client.
+type control struct {
+	Op      string `json:"op"`
+	User    string `json:"user,omitempty"`
+	Session string `json:"session,omitempty"`
+	Exp     int64  `json:"exp,omitempty"`
+	Ping    int64  `json:"ping,omitempty"`
+	Topic   string `json:"topic,omitempty"`
+	Code    string `json:"code,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+func (c control) frame() []byte {
+	b, _ := json.Marshal(c) // strings and integers only: cannot fail
+	return b
+}
+
+// request is a client's control frame.
+type request struct {
+	Op    string `json:"op"`
+	Topic string `json:"topic"`
+	Token string `json:"token"`
+}
+
+var pingFrame = control{Op: "ping"}.frame()
