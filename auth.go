@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -90,9 +91,18 @@ func (v *verifier) verify(raw string) (Identity, error) {
 	claims := jwt.MapClaims{}
 	_, err := v.parser.ParseWithClaims(raw, claims, v.key)
 	if err != nil {
+		if errors.Is(err, jwt.ErrTokenSignatureInvalid) && !v.methodAllowed(raw) {
+			return Identity{}, unauthorized("token signing method not allowed")
+		}
 		return Identity{}, unauthorized(tokenReason(err))
 	}
 	return v.identity(claims)
+}
+
+// methodAllowed tells a disallowed "alg" from a bad signature, which golang-jwt reports alike.
+func (v *verifier) methodAllowed(raw string) bool {
+	t, _, err := jwt.NewParser().ParseUnverified(raw, jwt.MapClaims{})
+	return err == nil && slices.Contains(v.cfg.Methods, t.Method.Alg())
 }
 
 // identity reads the user, expiry and topic grants out of verified claims.

@@ -52,7 +52,7 @@ func (c *conn) enqueue(frame []byte) {
 	if c.pendingBytes+len(frame) > c.hub.cfg.MaxQueueBytes {
 		c.hub.slowConsumers.Add(1)
 		c.hub.cfg.Logger.Warn("notify: closing slow consumer", "user", c.user, "session", c.id, "queued_bytes", c.pendingBytes)
-		c.closeLocked(CloseSlowConsumer, "slow consumer")
+		c.closeLocked(CloseSlowConsumer, "slow consumer", false)
 		return
 	}
 	c.pending = append(c.pending, frame)
@@ -87,18 +87,24 @@ func (c *conn) write(frame []byte) {
 	}
 }
 
-// close ends the session with a close code; later frames are dropped.
+// close ends the session with a close code after the frames already pending (such as the error
+// frame that led to the close); later frames are dropped.
 func (c *conn) close(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.closeLocked(code, reason)
+	c.closeLocked(code, reason, true)
 }
 
-func (c *conn) closeLocked(code int, reason string) {
+// closeLocked queues the close frame, after what is pending when flush is set. melody's queue
+// has room: at most one data frame in flight, the flushed one and the close frame.
+func (c *conn) closeLocked(code int, reason string, flush bool) {
 	if c.closing {
 		return
 	}
 	c.closing = true
+	if flush && len(c.pending) > 0 {
+		_ = c.s.Write(bytes.Join(c.pending, []byte{'\n'}))
+	}
 	clear(c.pending)
 	c.pending = nil
 	c.pendingBytes = 0

@@ -1,0 +1,730 @@
+package notify_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/gonotify/notify"
+	"github.com/gonotify/notify/adapters/nethttp"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+var secret = []byte("0123456789abcdef0123456789abcdef")
+
+// newHub returns a hub with secret and the given adjustments, shut down at cleanup.
+func newHub(t testing.TB, adjust func(*notify.Config)) *notify.Hub {
+	t.Helper()
+	cfg := notify.Config{Secret: secret}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	h, err := notify.New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := h.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return h
+}
+
+// serve mounts h with the net/http adapter under /notify on an httptest server.
+func serve(t testing.TB, h *notify.Hub) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	nethttp.Mount(mux, "/notify", h)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func wsURL(srv *httptest.Server) string {
+	return "ws" + strings.TrimPrefix(srv.URL, "http") + "/notify/ws"
+}
+
+func token(t testing.TB, h *notify.Hub, user string, topics ...string) string {
+	t.Helper()
+	tok, err := h.IssueToken(user, time.Minute, topics...)
+	if err != nil {
+		t.Fatalf("IssueToken: %v", err)
+	}
+	return tok
+}
+
+// client is a test WebSocket client that splits multi-object frames. Its reader goroutine starts
+// on the first read, so a client that never reads stays a slow consumer.
+type client struct {
+	t       testing.TB
+	ws      *websocket.Conn
+	pending []map[string]any
+	frames  int
+
+	start  sync.Once
+	in     chan inFrame
+	done   chan struct{}
+	exited chan struct{}
+	err    error // sticky: the read error that ended the connection
+}
+
+type inFrame struct {
+	typ  int
+	data []byte
+	err  error
+}
+
+func dialHeader(t testing.TB, srv *httptest.Server, hdr http.Header) (*client, *http.Response, error) {
+	t.Helper()
+	ws, resp, err := websocket.DefaultDialer.Dial(wsURL(srv), hdr)
+	if err != nil {
+		return nil, resp, err
+	}
+	c := &client{t: t, ws: ws, in: make(chan inFrame), done: make(chan struct{}), exited: make(chan struct{})}
+	t.Cleanup(func() {
+		close(c.done)
+		ws.Close()
+		started := true
+		c.start.Do(func() { started = false })
+		if started {
+			<-c.exited
+		}
+	})
+	return c, resp, nil
+}
+
+func (c *client) reader() {
+	defer close(c.exited)
+	for {
+		typ, data, err := c.ws.ReadMessage()
+		select {
+		case c.in <- inFrame{typ, data, err}:
+		case <-c.done:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// dial connects as the token's user and consumes the welcome frame.
+func dial(t testing.TB, srv *httptest.Server, tok string) *client {
+	t.Helper()
+	c, _, err := dialHeader(t, srv, http.Header{"Authorization": {"Bearer " + tok}})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	if w := c.next(); w["op"] != "welcome" {
+		t.Fatalf("first frame %v, want welcome", w)
+	}
+	return c
+}
+
+// next returns the next JSON object, reading a frame when none is pending.
+func (c *client) next() map[string]any {
+	c.t.Helper()
+	m, err := c.read(5 * time.Second)
+	if err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	return m
+}
+
+// errTimeout is what read returns when nothing arrived in time; the connection stays usable.
+var errTimeout = errors.New("test client: read timeout")
+
+func (c *client) read(timeout time.Duration) (map[string]any, error) {
+	c.start.Do(func() { go c.reader() })
+	for len(c.pending) == 0 {
+		if c.err != nil {
+			return nil, c.err
+		}
+		var f inFrame
+		select {
+		case f = <-c.in:
+		case <-time.After(timeout):
+			return nil, errTimeout
+		}
+		if f.err != nil {
+			c.err = f.err
+			return nil, f.err
+		}
+		if f.typ != websocket.TextMessage {
+			return nil, fmt.Errorf("frame type %d", f.typ)
+		}
+		c.frames++
+		for _, line := range bytes.Split(f.data, []byte{'\n'}) {
+			var m map[string]any
+			if err := json.Unmarshal(line, &m); err != nil {
+				return nil, fmt.Errorf("bad JSON %q: %w", line, err)
+			}
+			c.pending = append(c.pending, m)
+		}
+	}
+	m := c.pending[0]
+	c.pending = c.pending[1:]
+	return m, nil
+}
+
+// nextEvent skips pings and returns the next object.
+func (c *client) nextNonPing() map[string]any {
+	c.t.Helper()
+	for {
+		if m := c.next(); m["op"] != "ping" {
+			return m
+		}
+	}
+}
+
+// quiet asserts nothing but pings arrives within d.
+func (c *client) quiet(d time.Duration) {
+	c.t.Helper()
+	for {
+		m, err := c.read(d)
+		if err != nil {
+			if errors.Is(err, errTimeout) {
+				return
+			}
+			c.t.Fatalf("read: %v", err)
+		}
+		if m["op"] != "ping" {
+			c.t.Fatalf("unexpected frame %v", m)
+		}
+	}
+}
+
+func (c *client) send(v any) {
+	c.t.Helper()
+	if err := c.ws.WriteJSON(v); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// closeCode reads until the connection closes and returns the close code.
+func (c *client) closeCode() int {
+	c.t.Helper()
+	for {
+		_, err := c.read(10 * time.Second)
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			return ce.Code
+		}
+		c.t.Fatalf("read ended without a close frame: %v", err)
+	}
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestSendReachesEverySessionOfTheUser(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	tabs := []*client{dial(t, srv, token(t, h, "alice")), dial(t, srv, token(t, h, "alice")), dial(t, srv, token(t, h, "alice"))}
+	bob := dial(t, srv, token(t, h, "bob"))
+	if got := h.Sessions("alice"); got != 3 {
+		t.Fatalf("Sessions(alice) = %d, want 3", got)
+	}
+	if err := h.Send("alice", notify.Event{Type: "order.shipped", Data: map[string]int{"order": 42}, ID: "e1"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range tabs {
+		m := c.nextNonPing()
+		if m["type"] != "order.shipped" || m["id"] != "e1" || m["data"].(map[string]any)["order"] != 42.0 {
+			t.Errorf("tab %d got %v", i, m)
+		}
+		if _, ok := m["topic"]; ok {
+			t.Errorf("tab %d: user event carries a topic: %v", i, m)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, m["time"].(string)); err != nil {
+			t.Errorf("tab %d: time %v: %v", i, m["time"], err)
+		}
+	}
+	bob.quiet(100 * time.Millisecond)
+}
+
+func TestEventIDAssignedWhenEmpty(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	c := dial(t, srv, token(t, h, "alice"))
+	for range 2 {
+		if err := h.Send("alice", notify.Event{Type: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := c.nextNonPing(), c.nextNonPing()
+	if a["id"] == "" || a["id"] == nil || a["id"] == b["id"] {
+		t.Fatalf("ids %v and %v: want distinct non-empty", a["id"], b["id"])
+	}
+	if _, ok := a["data"]; ok {
+		t.Fatalf("nil data encoded: %v", a)
+	}
+}
+
+// TestIsolation sends many events to random users concurrently and checks that no session
+// ever receives another user's event, and every session receives all of its user's.
+func TestIsolation(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	const users, perUser, sends = 12, 3, 600
+	type sess struct {
+		user string
+		c    *client
+	}
+	var all []sess
+	for u := range users {
+		name := fmt.Sprintf("user%d", u)
+		for range perUser {
+			all = append(all, sess{name, dial(t, srv, token(t, h, name))})
+		}
+	}
+	want := map[string]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 7))
+			for range sends / 4 {
+				name := fmt.Sprintf("user%d", r.IntN(users))
+				if err := h.Send(name, notify.Event{Type: "t", Data: name}); err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				want[name]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, s := range all {
+		for range want[s.user] {
+			m := s.c.nextNonPing()
+			if m["data"] != s.user {
+				t.Fatalf("session of %s received %v", s.user, m)
+			}
+		}
+		s.c.quiet(20 * time.Millisecond)
+	}
+}
+
+func TestTopics(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, func(c *notify.Config) {
+		c.MaxTopics = 3
+		c.Authorize = func(_ context.Context, user, topic string) error {
+			if topic == "vip" && user == "alice" {
+				return nil
+			}
+			return errors.New("vips only")
+		}
+	})
+	srv := serve(t, h)
+	alice := dial(t, srv, token(t, h, "alice", "news", "team.*", "org.>"))
+	bob := dial(t, srv, token(t, h, "bob", "news"))
+
+	tests := []struct {
+		name  string
+		c     *client
+		topic string
+		want  map[string]any
+	}{
+		{"granted exactly", alice, "news", map[string]any{"op": "subscribed", "topic": "news"}},
+		{"granted by star", alice, "team.red", map[string]any{"op": "subscribed", "topic": "team.red"}},
+		{"star is one segment", alice, "team.red.x", map[string]any{"op": "error", "code": "forbidden", "topic": "team.red.x", "reason": "vips only"}},
+		{"granted by authorizer", alice, "vip", map[string]any{"op": "subscribed", "topic": "vip"}},
+		{"resubscribe answers again", alice, "vip", map[string]any{"op": "subscribed", "topic": "vip"}},
+		{"too many", alice, "org.a.b", map[string]any{"op": "error", "code": "too_many_topics", "topic": "org.a.b", "reason": "at most 3 topics per session"}},
+		{"refused by authorizer", bob, "vip", map[string]any{"op": "error", "code": "forbidden", "topic": "vip", "reason": "vips only"}},
+		{"bad name", bob, "no spaces", map[string]any{"op": "error", "code": "invalid_topic", "topic": "no spaces", "reason": "invalid topic: character ' ' not allowed"}},
+		{"empty name", bob, "", map[string]any{"op": "error", "code": "invalid_topic", "reason": "invalid topic: name must be 1 to 128 bytes"}},
+		{"leading dot", bob, ".x", map[string]any{"op": "error", "code": "invalid_topic", "topic": ".x", "reason": "invalid topic: name may not start or end with a dot"}},
+		{"bob granted", bob, "news", map[string]any{"op": "subscribed", "topic": "news"}},
+	}
+	for _, tt := range tests {
+		tt.c.send(map[string]string{"op": "subscribe", "topic": tt.topic})
+		if got := tt.c.nextNonPing(); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if err := h.Publish("news", notify.Event{Type: "headline", Data: "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*client{alice, bob} {
+		if m := c.nextNonPing(); m["type"] != "headline" || m["topic"] != "news" || m["data"] != "hi" {
+			t.Errorf("got %v", m)
+		}
+	}
+	// bob was refused "vip": a publish there reaches alice only, and bob's connection is up.
+	h.Publish("vip", notify.Event{Type: "v"})
+	if m := alice.nextNonPing(); m["topic"] != "vip" {
+		t.Errorf("alice got %v", m)
+	}
+	bob.quiet(50 * time.Millisecond)
+
+	alice.send(map[string]string{"op": "unsubscribe", "topic": "news"})
+	if m := alice.nextNonPing(); m["op"] != "unsubscribed" || m["topic"] != "news" {
+		t.Fatalf("got %v", m)
+	}
+	h.Publish("news", notify.Event{Type: "headline2"})
+	if m := bob.nextNonPing(); m["type"] != "headline2" {
+		t.Errorf("bob got %v", m)
+	}
+	alice.quiet(50 * time.Millisecond)
+}
+
+func TestServerSideSubscribe(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	a1, a2 := dial(t, srv, token(t, h, "alice")), dial(t, srv, token(t, h, "alice"))
+	if err := h.Subscribe("alice", "billing"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*client{a1, a2} {
+		if m := c.nextNonPing(); m["op"] != "subscribed" || m["topic"] != "billing" {
+			t.Fatalf("got %v", m)
+		}
+	}
+	h.Publish("billing", notify.Event{Type: "invoice"})
+	for _, c := range []*client{a1, a2} {
+		if m := c.nextNonPing(); m["type"] != "invoice" {
+			t.Fatalf("got %v", m)
+		}
+	}
+	if err := h.Unsubscribe("alice", "billing"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*client{a1, a2} {
+		if m := c.nextNonPing(); m["op"] != "unsubscribed" {
+			t.Fatalf("got %v", m)
+		}
+	}
+	if err := h.Subscribe("alice", "bad topic"); !errors.Is(err, notify.ErrInvalidTopic) {
+		t.Fatalf("Subscribe(bad topic) = %v, want ErrInvalidTopic", err)
+	}
+	if err := h.Subscribe("", "x"); !errors.Is(err, notify.ErrInvalidUser) {
+		t.Fatalf("Subscribe(empty user) = %v", err)
+	}
+}
+
+func TestBroadcast(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	cs := []*client{dial(t, srv, token(t, h, "a")), dial(t, srv, token(t, h, "b"))}
+	if err := h.Broadcast(notify.Event{Type: "maintenance"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		if m := c.nextNonPing(); m["type"] != "maintenance" {
+			t.Fatalf("got %v", m)
+		}
+	}
+}
+
+func TestSendErrors(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	tests := []struct {
+		name string
+		err  error
+		want error
+		text string
+	}{
+		{"empty user", h.Send("", notify.Event{Type: "x"}), notify.ErrInvalidUser, "notify: empty user ID"},
+		{"empty type", h.Send("a", notify.Event{}), notify.ErrInvalidEvent, "notify: invalid event: empty type"},
+		{"unencodable data", h.Send("a", notify.Event{Type: "x", Data: make(chan int)}), notify.ErrInvalidEvent, `notify: invalid event: data of "x": json: unsupported type: chan int`},
+		{"bad topic", h.Publish("a b", notify.Event{Type: "x"}), notify.ErrInvalidTopic, "notify: invalid topic: character ' ' not allowed"},
+		{"canceled", h.SendContext(canceled(), "a", notify.Event{Type: "x"}), context.Canceled, "notify: send: context canceled"},
+	}
+	for _, tt := range tests {
+		if !errors.Is(tt.err, tt.want) || tt.err.Error() != tt.text {
+			t.Errorf("%s: got %v, want %q", tt.name, tt.err, tt.text)
+		}
+	}
+}
+
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
+func TestDefaultHub(t *testing.T) {
+	// Not parallel: it sets the package's default hub.
+	notify.SetDefault(nil)
+	ev := notify.Event{Type: "x"}
+	for name, err := range map[string]error{
+		"Send": notify.Send("a", ev), "Publish": notify.Publish("t", ev), "Broadcast": notify.Broadcast(ev),
+	} {
+		if !errors.Is(err, notify.ErrNoDefaultHub) {
+			t.Errorf("%s without default hub = %v, want ErrNoDefaultHub", name, err)
+		}
+	}
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	c := dial(t, srv, token(t, h, "alice"))
+	notify.SetDefault(h)
+	t.Cleanup(func() { notify.SetDefault(nil) })
+	if err := notify.Send("alice", notify.Event{Type: "via-default"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := c.nextNonPing(); m["type"] != "via-default" {
+		t.Fatalf("got %v", m)
+	}
+}
+
+func TestPresenceHooks(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var log []string
+	h := newHub(t, func(c *notify.Config) {
+		c.OnConnect = func(u string) { mu.Lock(); log = append(log, "+"+u); mu.Unlock() }
+		c.OnDisconnect = func(u string) { mu.Lock(); log = append(log, "-"+u); mu.Unlock() }
+	})
+	srv := serve(t, h)
+	if h.Online("alice") {
+		t.Fatal("alice online before connecting")
+	}
+	c := dial(t, srv, token(t, h, "alice"))
+	if !h.Online("alice") || h.Sessions("alice") != 1 {
+		t.Fatalf("Online=%v Sessions=%d after connect", h.Online("alice"), h.Sessions("alice"))
+	}
+	c.ws.Close()
+	waitFor(t, "alice offline", func() bool { return !h.Online("alice") })
+	waitFor(t, "disconnect hook", func() bool { mu.Lock(); defer mu.Unlock(); return len(log) == 2 })
+	if got := strings.Join(log, " "); got != "+alice -alice" {
+		t.Fatalf("hooks called %q", got)
+	}
+	if s := h.Stats(); s.Sessions != 0 || s.Users != 0 {
+		t.Fatalf("stats after disconnect: %+v", s)
+	}
+}
+
+func TestMisbehavingClient(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, func(c *notify.Config) { c.MaxMessageSize = 256 })
+	srv := serve(t, h)
+	bystander := dial(t, srv, token(t, h, "bob"))
+
+	c := dial(t, srv, token(t, h, "alice"))
+	tests := []struct {
+		name string
+		msg  string
+		want string
+	}{
+		{"not JSON", `{nope`, `map[code:bad_request op:error reason:expected a JSON object with an op]`},
+		{"no op", `{"topic":"x"}`, `map[code:bad_request op:error reason:expected a JSON object with an op]`},
+		{"array", `[1,2]`, `map[code:bad_request op:error reason:expected a JSON object with an op]`},
+		{"unknown op", `{"op":"explode"}`, `map[code:unknown_op op:error reason:unknown op]`},
+		{"bad refresh", `{"op":"refresh","token":"x.y.z"}`, `map[code:invalid_token op:error reason:unauthorized: malformed token]`},
+	}
+	for _, tt := range tests {
+		c.ws.WriteMessage(websocket.TextMessage, []byte(tt.msg))
+		if got := fmt.Sprint(c.nextNonPing()); got != tt.want {
+			t.Errorf("%s: got %s, want %s", tt.name, got, tt.want)
+		}
+	}
+	// The connection is still up, and a good request resets the count of bad ones.
+	c.send(map[string]string{"op": "unsubscribe", "topic": "x"})
+	if m := c.nextNonPing(); m["op"] != "unsubscribed" {
+		t.Fatalf("got %v", m)
+	}
+	// Ten bad messages in a row close the session with 4003.
+	for range 10 {
+		c.ws.WriteMessage(websocket.TextMessage, []byte(`{nope`))
+	}
+	for range 10 {
+		if m := c.nextNonPing(); m["code"] != "bad_request" {
+			t.Fatalf("got %v", m)
+		}
+	}
+	if code := c.closeCode(); code != notify.CloseProtocolAbuse {
+		t.Fatalf("close code %d, want %d", code, notify.CloseProtocolAbuse)
+	}
+
+	// A message over MaxMessageSize closes with 1009.
+	big := dial(t, srv, token(t, h, "carol"))
+	big.ws.WriteMessage(websocket.TextMessage, []byte(`{"op":"subscribe","topic":"`+strings.Repeat("a", 300)+`"}`))
+	if code := big.closeCode(); code != websocket.CloseMessageTooBig {
+		t.Fatalf("close code %d, want 1009", code)
+	}
+
+	// None of it touched another session.
+	h.Send("bob", notify.Event{Type: "still-here"})
+	if m := bystander.nextNonPing(); m["type"] != "still-here" {
+		t.Fatalf("bystander got %v", m)
+	}
+}
+
+// TestSlowConsumer: a client that stops reading is closed with 4002 once its queue passes
+// MaxQueueBytes, and a reading client of the same user gets every event meanwhile.
+func TestSlowConsumer(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, func(c *notify.Config) { c.MaxQueueBytes = 64 << 10 })
+	srv := serve(t, h)
+	slow := dial(t, srv, token(t, h, "alice"))
+	fast := dial(t, srv, token(t, h, "alice"))
+
+	// The sender waits for the reading client after each burst, as a real app's sends are
+	// spread in time: the reader's queue never nears the cap, the stalled one's passes it once
+	// the loopback buffers are full.
+	const bursts, burst = 250, 20
+	payload := strings.Repeat("x", 2000) // 10 MB in all: more than loopback buffers hold
+	start := time.Now()
+	for i := range bursts {
+		for j := range burst {
+			if err := h.Send("alice", notify.Event{Type: "big", Data: payload, ID: fmt.Sprint(i*burst + j)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for j := 0; j < burst; {
+			if m := fast.nextNonPing(); m["type"] == "big" {
+				if m["id"] != fmt.Sprint(i*burst+j) {
+					t.Fatalf("fast client got event %v, want %d", m["id"], i*burst+j)
+				}
+				j++
+			}
+		}
+	}
+	t.Logf("%d sends delivered to the reading client in %v beside a stalled session", bursts*burst, time.Since(start))
+	waitFor(t, "slow consumer counted", func() bool { return h.Stats().SlowConsumers == 1 })
+	// The slow client, once it reads, finds the events it could take, then the 4002 close.
+	if code := slow.closeCode(); code != notify.CloseSlowConsumer {
+		t.Fatalf("slow client close code %d, want %d", code, notify.CloseSlowConsumer)
+	}
+}
+
+// TestBatching: events queued while a frame is in flight leave together in one frame, and a
+// lone event on an idle session leaves at once in its own frame.
+func TestBatching(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	c := dial(t, srv, token(t, h, "alice"))
+	framesBefore := c.frames
+	h.Send("alice", notify.Event{Type: "lone"})
+	if m := c.nextNonPing(); m["type"] != "lone" || c.frames != framesBefore+1 {
+		t.Fatalf("lone event: %v in %d frames", m, c.frames-framesBefore)
+	}
+	const n = 2000
+	for i := range n {
+		h.Send("alice", notify.Event{Type: "burst", ID: fmt.Sprint(i)})
+	}
+	framesBefore = c.frames
+	for i := range n {
+		if m := c.nextNonPing(); m["id"] != fmt.Sprint(i) {
+			t.Fatalf("event %d: got %v (order lost)", i, m)
+		}
+	}
+	frames := c.frames - framesBefore
+	t.Logf("%d events arrived in %d frames", n, frames)
+	if frames >= n/2 {
+		t.Fatalf("%d events took %d frames: batching did not happen", n, frames)
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	t.Parallel()
+	var disconnects atomic.Int32
+	h, err := notify.New(notify.Config{Secret: secret, OnDisconnect: func(string) { disconnects.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, h)
+	cs := []*client{dial(t, srv, token(t, h, "a")), dial(t, srv, token(t, h, "b"))}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	for _, c := range cs {
+		if code := c.closeCode(); code != websocket.CloseGoingAway {
+			t.Fatalf("close code %d, want 1001", code)
+		}
+	}
+	if n := disconnects.Load(); n != 2 {
+		t.Fatalf("%d disconnect hooks ran before Shutdown returned, want 2", n)
+	}
+	if err := h.Shutdown(ctx); err != nil {
+		t.Fatalf("second Shutdown: %v", err)
+	}
+	if err := h.Send("a", notify.Event{Type: "x"}); !errors.Is(err, notify.ErrClosed) {
+		t.Fatalf("Send after Shutdown = %v, want ErrClosed", err)
+	}
+	_, resp, err := dialHeader(t, srv, http.Header{"Authorization": {"Bearer " + token(t, h, "a")}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("upgrade after Shutdown: err %v, resp %v; want 503", err, resp)
+	}
+}
+
+func TestShutdownTimeout(t *testing.T) {
+	t.Parallel()
+	block := make(chan struct{})
+	h, err := notify.New(notify.Config{Secret: secret, OnDisconnect: func(string) { <-block }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, h)
+	dial(t, srv, token(t, h, "a"))
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- h.Shutdown(ctx) }()
+	time.Sleep(100 * time.Millisecond)
+	close(block)
+	if err := <-errc; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want DeadlineExceeded", err)
+	}
+}
+
+func TestClientScriptServed(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	resp, err := http.Get(srv.URL + "/notify/client.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/javascript") || !bytes.Contains(body, []byte("export function connect")) {
+		t.Fatalf("client.js: %d %q, %d bytes", resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+	}
+}
