@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -111,11 +112,11 @@ func (v *verifier) identity(claims jwt.MapClaims) (Identity, error) {
 	if user == "" {
 		return Identity{}, unauthorized("token has no " + v.cfg.UserClaim + " claim")
 	}
-	exp, err := claims.GetExpirationTime()
-	if err != nil || exp == nil {
+	exp, ok := unixClaim(claims["exp"])
+	if !ok {
 		return Identity{}, unauthorized("token has no valid exp claim")
 	}
-	id := Identity{UserID: user, Expires: exp.Time, Claims: claims}
+	id := Identity{UserID: user, Expires: exp, Claims: claims}
 	switch t := claims[v.cfg.TopicsClaim].(type) {
 	case nil:
 	case string:
@@ -134,6 +135,29 @@ func (v *verifier) identity(claims jwt.MapClaims) (Identity, error) {
 		return Identity{}, unauthorized("token has a malformed " + v.cfg.TopicsClaim + " claim")
 	}
 	return id, nil
+}
+
+// unixClaim reads a NumericDate claim as parsed from JSON (float64 or json.Number) or as set in
+// Go code (integers, *jwt.NumericDate, time.Time).
+func unixClaim(v any) (time.Time, bool) {
+	switch v := v.(type) {
+	case float64:
+		return time.Unix(0, int64(v*float64(time.Second))).Truncate(time.Second), true
+	case json.Number:
+		f, err := v.Float64()
+		return time.Unix(int64(f), 0), err == nil
+	case int64:
+		return time.Unix(v, 0), true
+	case int:
+		return time.Unix(int64(v), 0), true
+	case *jwt.NumericDate:
+		if v != nil {
+			return v.Time, true
+		}
+	case time.Time:
+		return v, true
+	}
+	return time.Time{}, false
 }
 
 // tokenReason maps golang-jwt's errors to short, token-free reasons.
