@@ -1,0 +1,53 @@
+// Package notify delivers realtime notifications to browsers: a backend calls
+// [Hub.Send] with a user ID and every open tab and device of that user receives the event live.
+//
+// A [Hub] is an http.Handler for the WebSocket endpoint. It authenticates every upgrade with a
+// JWT, keeps its own index of sessions by user and by topic (so a send costs what its
+// recipients cost, never a scan of all connections), and never lets a slow client hold up a
+// send. Mount it with the adapters in adapters/nethttp or adapters/echonotify, which also serve
+// the dependency-free browser client at "<prefix>/client.js".
+//
+// # Sending
+//
+//	hub, err := notify.New(notify.Config{Secret: secret})
+//	...
+//	hub.Send("alice", notify.Event{Type: "order.shipped", Data: order})
+//	hub.Publish("news", notify.Event{Type: "headline", Data: "Hello"})
+//	hub.Broadcast(notify.Event{Type: "maintenance"})
+//
+// Each has a Context form. The package-level [Send], [Publish] and [Broadcast] act on the hub
+// given to [SetDefault]. An event is encoded once whatever the number of recipients.
+//
+// # Authentication
+//
+// Every connection carries a token: a JWT with the user ID in "sub" (see [Config.UserClaim])
+// and a required "exp". It is verified before the upgrade with pinned algorithms; a missing or
+// bad token gets 401 and a cross-origin request 403 (see [Config.AllowedOrigins]). Browsers send
+// the token in the Sec-WebSocket-Protocol header, which the browser client does for you; an
+// application's own authenticated endpoint mints short-lived tokens with [Hub.IssueToken].
+// Before a token expires the client is warned and refreshes it in-band; otherwise the session
+// closes with [CloseTokenExpired]. Tokens never appear in logs or error messages.
+//
+// # Topics
+//
+// Clients subscribe to topics with a message; the token's "topics" claim lists the topics (or
+// patterns, "orders.*" or "orders.>") it grants, and [Config.Authorize] decides the rest. The
+// server can subscribe a user's sessions with [Hub.Subscribe].
+//
+// # Slow and misbehaving clients
+//
+// A session holds at most one frame in its writer's queue; what arrives meanwhile leaves
+// together in the next frame. A client whose backlog passes [Config.MaxQueueBytes] is closed
+// with [CloseSlowConsumer] and counted in [Stats]. Bad messages get error frames; repeated
+// abuse closes the session with [CloseProtocolAbuse].
+//
+// # Protocol
+//
+// PROTOCOL.md in the module documents the wire protocol, close codes and what a client does on
+// each.
+//
+// # Concurrency
+//
+// All methods of [Hub] are safe for concurrent use. [Hub.Shutdown] closes every session with
+// "going away" (1001) and waits for the hub's goroutines.
+package notify
