@@ -86,6 +86,16 @@ type Config struct {
 	// WriteTimeout bounds each write to a client. Default 10s.
 	WriteTimeout time.Duration
 
+	// Broker carries events between the hubs of a cluster and keeps their history for
+	// missed-event recovery. Default: an in-memory broker for one process, with HistorySize and
+	// HistoryTTL. The hub closes its broker in Shutdown.
+	Broker Broker
+	// HistorySize is how many recent events of each stream (a user's, a topic's) the in-memory
+	// broker keeps for recovery. Default 100.
+	HistorySize int
+	// HistoryTTL is how long the in-memory broker keeps an event for recovery. Default 5m.
+	HistoryTTL time.Duration
+
 	// Logger receives the hub's logs. Default: none. Tokens are never logged.
 	Logger *slog.Logger
 }
@@ -157,6 +167,7 @@ func (c *Config) normalize() error {
 		neg("ExpiryWarning", int64(c.ExpiryWarning)), neg("MaxMessageSize", c.MaxMessageSize),
 		neg("MaxTopics", int64(c.MaxTopics)), neg("MaxQueueBytes", int64(c.MaxQueueBytes)),
 		neg("PingInterval", int64(c.PingInterval)), neg("WriteTimeout", int64(c.WriteTimeout)),
+		neg("HistorySize", int64(c.HistorySize)), neg("HistoryTTL", int64(c.HistoryTTL)),
 	} {
 		if e != nil {
 			return e
@@ -189,6 +200,12 @@ func (c *Config) normalize() error {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = defaultWriteTimeout
+	}
+	if c.HistorySize == 0 {
+		c.HistorySize = DefaultHistorySize
+	}
+	if c.HistoryTTL == 0 {
+		c.HistoryTTL = DefaultHistoryTTL
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -25,10 +25,16 @@ type conn struct {
 	topics map[string]struct{}
 	gone   bool // guarded by hub.mu: removed from the index
 
-	mu           sync.Mutex
-	inflight     bool
+	mu       sync.Mutex
+	inflight bool
+	// held keeps every frame in pending until the welcome has been queued (see release).
+	held bool
+	// buffers holds a stream's live frames while the stream's history is read for recovery.
+	buffers      map[string][]buffered
+	since        *Position // the user stream's recovery position asked at connect
 	pending      [][]byte
 	pendingBytes int
+	allowance    int // bytes of replayed history in pending, which MaxQueueBytes does not count
 	closing      bool
 	grants       []string
 	expires      time.Time
@@ -37,45 +43,135 @@ type conn struct {
 	strikes      int // touched only by the session's read loop
 }
 
+type buffered struct {
+	offset uint64
+	frame  []byte
+}
+
 // enqueue hands a frame to the session without blocking.
 func (c *conn) enqueue(frame []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.enqueueLocked(frame)
+}
+
+// deliver enqueues a stream's frame, or buffers it while the stream is being recovered.
+func (c *conn) deliver(stream string, offset uint64, frame []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if buf, ok := c.buffers[stream]; ok && !c.closing {
+		c.buffers[stream] = append(buf, buffered{offset, frame})
+		c.pendingBytes += len(frame)
+		if c.pendingBytes > c.hub.cfg.MaxQueueBytes {
+			c.slowLocked()
+		}
+		return
+	}
+	c.enqueueLocked(frame)
+}
+
+// hold starts buffering the stream's frames; with all set, every other frame waits too.
+func (c *conn) hold(stream string, all bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.buffers == nil {
+		c.buffers = make(map[string][]buffered)
+	}
+	c.buffers[stream] = nil
+	c.held = c.held || all
+}
+
+// release ends a stream's recovery: first (the welcome or subscribed frame) goes out, then the
+// replayed history, then the frames buffered meanwhile that the history did not hold (offset
+// above upTo, or no offset), then whatever hold kept waiting.
+func (c *conn) release(stream string, first []byte, replay [][]byte, upTo uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	buf := c.buffers[stream]
+	delete(c.buffers, stream)
+	for _, b := range buf {
+		c.pendingBytes -= len(b.frame)
+	}
+	var waiting [][]byte
+	if c.held {
+		waiting, c.pending, c.held = c.pending, nil, false
+		for _, f := range waiting {
+			c.pendingBytes -= len(f)
+		}
+	}
+	if first != nil {
+		c.enqueueLocked(first)
+	}
+	for _, f := range replay {
+		c.allowance += len(f) // bounded by the history's size, not by MaxQueueBytes
+		before := c.pendingBytes
+		c.enqueueLocked(f)
+		if c.pendingBytes == before { // written at once
+			c.allowance -= len(f)
+		}
+	}
+	for _, b := range buf {
+		if b.offset == 0 || b.offset > upTo {
+			c.enqueueLocked(b.frame)
+		}
+	}
+	for _, f := range waiting {
+		c.enqueueLocked(f)
+	}
+}
+
+func (c *conn) enqueueLocked(frame []byte) {
 	if c.closing {
 		return
 	}
-	if !c.inflight {
+	if !c.inflight && !c.held {
 		c.inflight = true
 		c.write(frame)
 		return
 	}
-	if c.pendingBytes+len(frame) > c.hub.cfg.MaxQueueBytes {
-		c.hub.slowConsumers.Add(1)
-		c.hub.cfg.Logger.Warn("notify: closing slow consumer", "user", c.user, "session", c.id, "queued_bytes", c.pendingBytes)
-		c.closeLocked(CloseSlowConsumer, "slow consumer", false)
+	if c.pendingBytes+len(frame) > c.hub.cfg.MaxQueueBytes+c.allowance {
+		c.slowLocked()
 		return
 	}
 	c.pending = append(c.pending, frame)
 	c.pendingBytes += len(frame)
 }
 
+func (c *conn) slowLocked() {
+	c.hub.slowConsumers.Add(1)
+	c.hub.cfg.Logger.Warn("notify: closing slow consumer", "user", c.user, "session", c.id, "queued_bytes", c.pendingBytes)
+	c.closeLocked(CloseSlowConsumer, "slow consumer", false)
+}
+
+// maxBatchBytes bounds the frames that batching builds: a long backlog (a recovery replay)
+// leaves in several frames rather than one huge one.
+const maxBatchBytes = 256 << 10
+
 // sent runs on melody's write loop after a text frame was written.
 func (c *conn) sent() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.pending) == 0 || c.closing {
+	if len(c.pending) == 0 || c.closing || c.held {
 		c.inflight = false
 		return
 	}
+	n, size := 1, len(c.pending[0])
+	for n < len(c.pending) && size+1+len(c.pending[n]) <= maxBatchBytes {
+		size += 1 + len(c.pending[n])
+		n++
+	}
 	var frame []byte
-	if len(c.pending) == 1 {
+	if n == 1 {
 		frame = c.pending[0]
 	} else {
-		frame = bytes.Join(c.pending, []byte{'\n'})
+		frame = bytes.Join(c.pending[:n], []byte{'\n'})
 	}
-	clear(c.pending)
-	c.pending = c.pending[:0]
-	c.pendingBytes = 0
+	written := size - (n - 1)
+	rest := copy(c.pending, c.pending[n:])
+	clear(c.pending[rest:])
+	c.pending = c.pending[:rest]
+	c.pendingBytes -= written
+	c.allowance = max(0, c.allowance-written)
 	c.write(frame)
 }
 

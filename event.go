@@ -20,6 +20,9 @@ type Event struct {
 	ID string
 	// Time is when the event happened. Default: the time of the send.
 	Time time.Time
+	// Ephemeral events (typing indicators, cursor positions) skip the history: they get no
+	// offset and are not replayed after a reconnect. Default false.
+	Ephemeral bool
 }
 
 // wireEvent is an event as it travels (see PROTOCOL.md).
@@ -71,4 +74,19 @@ func encode(ev Event, topic string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 	}
 	return b, nil
+}
+
+// withPosition returns the frame of a stream's event: its payload with the offset and epoch
+// put in front, built once per message on each hub.
+func withPosition(payload []byte, offset uint64, epoch string) []byte {
+	if offset == 0 || len(payload) < 2 {
+		return payload
+	}
+	b := make([]byte, 0, len(payload)+len(epoch)+40)
+	b = append(b, `{"offset":`...)
+	b = strconv.AppendUint(b, offset, 10)
+	b = append(b, `,"epoch":`...)
+	b = strconv.AppendQuote(b, epoch)
+	b = append(b, ',')
+	return append(b, payload[1:]...)
 }

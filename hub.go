@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,9 +19,10 @@ import (
 // Hub holds the WebSocket sessions of one process and delivers events to them. It is an
 // http.Handler for the WebSocket endpoint. All methods are safe for concurrent use.
 type Hub struct {
-	cfg  Config
-	auth *verifier
-	m    *melody.Melody
+	cfg    Config
+	auth   *verifier
+	m      *melody.Melody
+	broker Broker
 
 	// mu guards the index: sessions by user and by topic, and every conn's topics.
 	mu     sync.RWMutex
@@ -78,9 +80,75 @@ func New(cfg Config) (*Hub, error) {
 		}
 	})
 	h.m.HandleError(h.sessionError)
+	h.broker = cfg.Broker
+	if h.broker == nil {
+		h.broker = newMemoryBroker(cfg.HistorySize, cfg.HistoryTTL)
+	}
+	if err := h.broker.Start(h.deliver); err != nil {
+		return nil, fmt.Errorf("notify: start broker: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.broker.Subscribe(ctx, broadcastStream); err != nil {
+		h.broker.Close()
+		return nil, fmt.Errorf("notify: subscribe broadcasts: %w", err)
+	}
 	h.bg.Add(1)
 	go h.pinger()
 	return h, nil
+}
+
+// deliver hands a broker's message to this hub's sessions on its stream.
+func (h *Hub) deliver(m Message) {
+	frame := withPosition(m.Payload, m.Offset, m.Epoch)
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var set map[*conn]struct{}
+	switch {
+	case m.Stream == broadcastStream:
+		set = h.conns
+	case strings.HasPrefix(m.Stream, "u:"):
+		set = h.users[m.Stream[2:]]
+	case strings.HasPrefix(m.Stream, "t:"):
+		set = h.topics[m.Stream[2:]]
+	}
+	for c := range set {
+		c.deliver(m.Stream, m.Offset, frame)
+	}
+}
+
+// recover reads a stream's history and decides what a session asking to recover from since
+// gets replayed. recovered is nil when since is nil (nothing was asked).
+func (h *Hub) recover(ctx context.Context, stream string, since *Position) (pos Position, replay [][]byte, recovered *bool) {
+	pos, msgs, err := h.broker.History(ctx, stream)
+	if err != nil {
+		h.cfg.Logger.Warn("notify: history unavailable", "err", err)
+		if since == nil {
+			return Position{}, nil, nil
+		}
+		return Position{}, nil, new(false)
+	}
+	if since == nil {
+		return pos, nil, nil
+	}
+	if since.Epoch != pos.Epoch || since.Offset > pos.Offset {
+		return pos, nil, new(false)
+	}
+	next := since.Offset + 1
+	for _, m := range msgs {
+		switch {
+		case m.Offset < next:
+			continue
+		case m.Offset > next: // the history no longer holds what the client missed
+			return pos, nil, new(false)
+		}
+		replay = append(replay, withPosition(m.Payload, m.Offset, m.Epoch))
+		next++
+	}
+	if next != pos.Offset+1 {
+		return pos, nil, new(false)
+	}
+	return pos, replay, new(true)
 }
 
 const connKey = "notify.conn"
@@ -118,16 +186,44 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.life.Unlock()
 	defer h.handlers.Done()
 
-	c := &conn{hub: h, id: newID(), user: id.UserID, topics: make(map[string]struct{})}
+	since, err := sinceFrom(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	c := &conn{hub: h, id: newID(), user: id.UserID, topics: make(map[string]struct{}), since: since}
 	c.grants, c.expires = id.Topics, id.Expires
 	if err := h.m.HandleRequestWithKeys(w, r, map[string]any{connKey: c}); err != nil {
 		h.cfg.Logger.Info("notify: upgrade failed", "remote", r.RemoteAddr, "err", err)
 	}
 }
 
+// sinceFrom reads the user stream's recovery position from the upgrade's "epoch" and "offset"
+// query parameters (PROTOCOL.md, Recovery).
+func sinceFrom(r *http.Request) (*Position, error) {
+	q := r.URL.Query()
+	epoch := q.Get("epoch")
+	if epoch == "" {
+		return nil, nil
+	}
+	off, err := strconv.ParseUint(q.Get("offset"), 10, 64)
+	if err != nil {
+		return nil, errors.New("notify: offset must be a non-negative integer")
+	}
+	return &Position{Epoch: epoch, Offset: off}, nil
+}
+
 func (h *Hub) connected(s *melody.Session) {
 	c := connOf(s)
 	c.s = s
+	ctx := s.Request.Context()
+	stream := userStream(c.user)
+	// Until the welcome is queued every frame waits, and the user stream's are buffered so
+	// that the replay and the live events meet without a gap or a duplicate.
+	c.hold(stream, true)
+	if err := h.broker.Subscribe(ctx, stream); err != nil {
+		h.cfg.Logger.Warn("notify: broker subscribe failed", "stream", stream, "err", err)
+	}
 	h.mu.Lock()
 	h.conns[c] = struct{}{}
 	set := h.users[c.user]
@@ -138,11 +234,13 @@ func (h *Hub) connected(s *melody.Session) {
 	set[c] = struct{}{}
 	h.mu.Unlock()
 
-	welcome := control{Op: "welcome", User: c.user, Session: c.id, Ping: int64(h.cfg.PingInterval / time.Second)}
+	pos, replay, recovered := h.recover(ctx, stream, c.since)
+	welcome := control{Op: "welcome", User: c.user, Session: c.id, Ping: int64(h.cfg.PingInterval / time.Second),
+		Epoch: pos.Epoch, Offset: pos.Offset, Recovered: recovered}
 	if !c.expires.IsZero() {
 		welcome.Exp = c.expires.Unix()
 	}
-	c.enqueue(welcome.frame())
+	c.release(stream, welcome.frame(), replay, pos.Offset)
 	c.schedule(c.grants, c.expires)
 	h.life.Lock()
 	closed := h.closed
@@ -168,10 +266,17 @@ func (h *Hub) disconnected(s *melody.Session) {
 			delete(h.users, c.user)
 		}
 	}
+	topics := make([]string, 0, len(c.topics))
 	for t := range c.topics {
 		h.unindexTopic(c, t)
+		topics = append(topics, t)
 	}
 	h.mu.Unlock()
+	ctx := context.WithoutCancel(s.Request.Context())
+	for _, t := range topics {
+		h.brokerUnsubscribe(ctx, topicStream(t))
+	}
+	h.brokerUnsubscribe(ctx, userStream(c.user))
 	h.cfg.Logger.Debug("notify: session disconnected", "user", c.user, "session", c.id)
 	if h.cfg.OnDisconnect != nil {
 		h.cfg.OnDisconnect(c.user)
@@ -204,20 +309,20 @@ func (h *Hub) received(s *melody.Session, msg []byte) {
 	}
 	switch req.Op {
 	case "subscribe":
-		h.clientSubscribe(s.Request.Context(), c, req.Topic)
+		var since *Position
+		if req.Epoch != "" {
+			since = &Position{Epoch: req.Epoch, Offset: req.Offset}
+		}
+		h.clientSubscribe(s.Request.Context(), c, req.Topic, since)
 	case "unsubscribe":
 		if err := validTopic(req.Topic); err != nil {
 			h.refuse(c, control{Op: "error", Code: codeInvalidTopic, Topic: req.Topic, Reason: reason(err)})
 			return
 		}
-		h.mu.Lock()
-		if _, ok := c.topics[req.Topic]; ok {
-			delete(c.topics, req.Topic)
-			h.unindexTopic(c, req.Topic)
-		}
-		h.mu.Unlock()
 		c.strikes = 0
-		c.enqueue(control{Op: "unsubscribed", Topic: req.Topic}.frame())
+		if !h.leave(s.Request.Context(), c, req.Topic) {
+			c.enqueue(control{Op: "unsubscribed", Topic: req.Topic}.frame())
+		}
 	case "refresh":
 		id, err := h.auth.verify(req.Token)
 		if err == nil && id.UserID != c.user {
@@ -235,7 +340,7 @@ func (h *Hub) received(s *melody.Session, msg []byte) {
 	}
 }
 
-func (h *Hub) clientSubscribe(ctx context.Context, c *conn, topic string) {
+func (h *Hub) clientSubscribe(ctx context.Context, c *conn, topic string, since *Position) {
 	if err := validTopic(topic); err != nil {
 		h.refuse(c, control{Op: "error", Code: codeInvalidTopic, Topic: topic, Reason: reason(err)})
 		return
@@ -260,12 +365,62 @@ func (h *Hub) clientSubscribe(ctx context.Context, c *conn, topic string) {
 				return
 			}
 		}
-		h.mu.Lock()
-		h.indexTopic(c, topic)
-		h.mu.Unlock()
 	}
 	c.strikes = 0
-	c.enqueue(control{Op: "subscribed", Topic: topic}.frame())
+	if already || !h.join(ctx, c, topic, since) {
+		c.enqueue(control{Op: "subscribed", Topic: topic}.frame())
+	}
+}
+
+// join subscribes a session to a topic and sends it "subscribed" with the topic's position,
+// then the events it missed since since (when set), then the live ones. It reports false
+// when the session was already subscribed or is gone, and sent nothing.
+func (h *Hub) join(ctx context.Context, c *conn, topic string, since *Position) bool {
+	stream := topicStream(topic)
+	if err := h.broker.Subscribe(ctx, stream); err != nil {
+		h.cfg.Logger.Warn("notify: broker subscribe failed", "stream", stream, "err", err)
+	}
+	c.hold(stream, false)
+	h.mu.Lock()
+	_, had := c.topics[topic]
+	ok := !had && !c.gone
+	if ok {
+		h.indexTopic(c, topic)
+	}
+	h.mu.Unlock()
+	if !ok {
+		c.release(stream, nil, nil, 0)
+		h.brokerUnsubscribe(ctx, stream)
+		return false
+	}
+	pos, replay, recovered := h.recover(ctx, stream, since)
+	c.release(stream, control{Op: "subscribed", Topic: topic, Epoch: pos.Epoch, Offset: pos.Offset, Recovered: recovered}.frame(),
+		replay, pos.Offset)
+	return true
+}
+
+// leave ends a session's subscription to a topic and says so; it reports false when there
+// was none.
+func (h *Hub) leave(ctx context.Context, c *conn, topic string) bool {
+	h.mu.Lock()
+	_, had := c.topics[topic]
+	if had {
+		delete(c.topics, topic)
+		h.unindexTopic(c, topic)
+	}
+	h.mu.Unlock()
+	if !had {
+		return false
+	}
+	c.enqueue(control{Op: "unsubscribed", Topic: topic}.frame())
+	h.brokerUnsubscribe(context.WithoutCancel(ctx), topicStream(topic))
+	return true
+}
+
+func (h *Hub) brokerUnsubscribe(ctx context.Context, stream string) {
+	if err := h.broker.Unsubscribe(ctx, stream); err != nil {
+		h.cfg.Logger.Warn("notify: broker unsubscribe failed", "stream", stream, "err", err)
+	}
 }
 
 // refuse answers a bad request with an error frame and closes the session after maxStrikes
@@ -344,6 +499,9 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 			h.handlers.Wait()
 			h.bg.Wait()
 			_ = h.m.Close()
+			if err := h.broker.Close(); err != nil {
+				h.cfg.Logger.Warn("notify: closing broker", "err", err)
+			}
 			close(h.done)
 		}()
 	})

@@ -37,6 +37,11 @@ type control struct {
 	Topic   string `json:"topic,omitempty"`
 	Code    string `json:"code,omitempty"`
 	Reason  string `json:"reason,omitempty"`
+	// Epoch and Offset are a stream's position: the user stream's in welcome, the topic's in
+	// subscribed. Recovered answers a recovery request.
+	Epoch     string `json:"epoch,omitempty"`
+	Offset    uint64 `json:"offset,omitempty"`
+	Recovered *bool  `json:"recovered,omitempty"`
 }
 
 func (c control) frame() []byte {
@@ -49,6 +54,15 @@ type request struct {
 	Op    string `json:"op"`
 	Topic string `json:"topic"`
 	Token string `json:"token"`
+	// Epoch and Offset, on a subscribe, ask to recover the topic's events after that position.
+	Epoch  string `json:"epoch"`
+	Offset uint64 `json:"offset"`
 }
+
+// Stream names: one stream per user, one per topic, one for broadcasts.
+const broadcastStream = "b"
+
+func userStream(user string) string   { return "u:" + user }
+func topicStream(topic string) string { return "t:" + topic }
 
 var pingFrame = control{Op: "ping"}.frame()

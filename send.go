@@ -11,24 +11,16 @@ func (h *Hub) Send(userID string, ev Event) error {
 	return h.SendContext(context.Background(), userID, ev)
 }
 
-// SendContext delivers ev to every session of the user: each tab and device. The event is
-// encoded once; the cost grows with the user's sessions only. It never waits for a client: a
-// session that cannot keep up is closed as a slow consumer. Sending to a user with no session
-// is not an error.
+// SendContext delivers ev to every session of the user: each tab and device, on every hub
+// sharing the broker. The event is encoded once; on each hub the cost grows with the user's
+// sessions there only. It never waits for a client: a session that cannot keep up is closed
+// as a slow consumer. Sending to a user with no session is not an error: the event waits in
+// the user's history for a session that reconnects.
 func (h *Hub) SendContext(ctx context.Context, userID string, ev Event) error {
 	if userID == "" {
 		return ErrInvalidUser
 	}
-	frame, err := h.prepare(ctx, ev, "")
-	if err != nil {
-		return err
-	}
-	h.mu.RLock()
-	for c := range h.users[userID] {
-		c.enqueue(frame)
-	}
-	h.mu.RUnlock()
-	return nil
+	return h.publish(ctx, userStream(userID), ev, "", ev.Ephemeral)
 }
 
 // Publish delivers ev to every session subscribed to topic. See [Hub.PublishContext].
@@ -36,22 +28,14 @@ func (h *Hub) Publish(topic string, ev Event) error {
 	return h.PublishContext(context.Background(), topic, ev)
 }
 
-// PublishContext delivers ev to every session subscribed to topic; the event frame carries
-// the topic. The cost grows with the topic's subscribers only.
+// PublishContext delivers ev to every session subscribed to topic, on every hub sharing the
+// broker; the event frame carries the topic. On each hub the cost grows with the topic's
+// subscribers there only.
 func (h *Hub) PublishContext(ctx context.Context, topic string, ev Event) error {
 	if err := validTopic(topic); err != nil {
 		return err
 	}
-	frame, err := h.prepare(ctx, ev, topic)
-	if err != nil {
-		return err
-	}
-	h.mu.RLock()
-	for c := range h.topics[topic] {
-		c.enqueue(frame)
-	}
-	h.mu.RUnlock()
-	return nil
+	return h.publish(ctx, topicStream(topic), ev, topic, ev.Ephemeral)
 }
 
 // Broadcast delivers ev to every session. See [Hub.BroadcastContext].
@@ -59,31 +43,33 @@ func (h *Hub) Broadcast(ev Event) error {
 	return h.BroadcastContext(context.Background(), ev)
 }
 
-// BroadcastContext delivers ev to every session of the hub.
+// BroadcastContext delivers ev to every session of every hub sharing the broker. Broadcasts
+// have no history: a session that was offline does not get them on recovery.
 func (h *Hub) BroadcastContext(ctx context.Context, ev Event) error {
-	frame, err := h.prepare(ctx, ev, "")
-	if err != nil {
-		return err
-	}
-	h.mu.RLock()
-	for c := range h.conns {
-		c.enqueue(frame)
-	}
-	h.mu.RUnlock()
-	return nil
+	return h.publish(ctx, broadcastStream, ev, "", true)
 }
 
-func (h *Hub) prepare(ctx context.Context, ev Event, topic string) ([]byte, error) {
+// publish encodes ev and hands it to the broker. When the broker fails, the hub's own
+// sessions still get the event (without a position) and the error is returned.
+func (h *Hub) publish(ctx context.Context, stream string, ev Event, topic string, ephemeral bool) error {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("notify: send: %w", err)
+		return fmt.Errorf("notify: send: %w", err)
 	}
 	h.life.Lock()
 	closed := h.closed
 	h.life.Unlock()
 	if closed {
-		return nil, ErrClosed
+		return ErrClosed
 	}
-	return encode(ev, topic)
+	payload, err := encode(ev, topic)
+	if err != nil {
+		return err
+	}
+	if err := h.broker.Publish(ctx, stream, payload, ephemeral); err != nil {
+		h.deliver(Message{Stream: stream, Payload: payload})
+		return fmt.Errorf("notify: broker: %w", err)
+	}
+	return nil
 }
 
 // Subscribe subscribes every current session of the user to topic, without authorization
@@ -105,25 +91,19 @@ func (h *Hub) serverSubscription(userID, topic string, on bool) error {
 	if err := validTopic(topic); err != nil {
 		return err
 	}
-	op := "unsubscribed"
-	if on {
-		op = "subscribed"
-	}
-	frame := control{Op: op, Topic: topic}.frame()
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	conns := make([]*conn, 0, len(h.users[userID]))
 	for c := range h.users[userID] {
-		_, had := c.topics[topic]
-		switch {
-		case on && !had:
-			h.indexTopic(c, topic)
-		case !on && had:
-			delete(c.topics, topic)
-			h.unindexTopic(c, topic)
-		default:
-			continue
+		conns = append(conns, c)
+	}
+	h.mu.RUnlock()
+	ctx := context.Background()
+	for _, c := range conns {
+		if on {
+			h.join(ctx, c, topic, nil)
+		} else {
+			h.leave(ctx, c, topic)
 		}
-		c.enqueue(frame)
 	}
 	return nil
 }

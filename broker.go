@@ -1,0 +1,202 @@
+package notify
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"sync"
+	"time"
+)
+
+// A Broker carries events between the hubs of a cluster and keeps each stream's recent history
+// for missed-event recovery. The default, used when [Config.Broker] is nil, is an in-memory
+// broker for a single process; adapters/redisbroker connects several processes through Redis.
+//
+// Events travel in streams: one per user, one per topic, and one for broadcasts. A broker
+// numbers a stream's events with consecutive offsets within an epoch, a random ID that changes
+// whenever the stream's history is lost. A hub calls its broker's methods concurrently.
+type Broker interface {
+	// Start is called once, by New, before any other method. The broker then calls deliver for
+	// every message of every stream this hub has subscribed to, including those this hub
+	// published, in offset order within a stream and never concurrently for one stream.
+	// deliver does not block.
+	Start(deliver func(Message)) error
+	// Publish assigns the next offset of the stream, appends the payload to its history and
+	// hands it to every subscribed hub. An ephemeral message gets no offset and no history.
+	// A nil error means the message was handed over.
+	Publish(ctx context.Context, stream string, payload []byte, ephemeral bool) error
+	// Subscribe asks for the stream's messages; it returns once they will be delivered. Calls
+	// are counted: the stream stays subscribed until as many Unsubscribe calls have been made.
+	Subscribe(ctx context.Context, stream string) error
+	// Unsubscribe undoes one Subscribe.
+	Unsubscribe(ctx context.Context, stream string) error
+	// History returns the stream's current position and the messages its history still holds,
+	// oldest first.
+	History(ctx context.Context, stream string) (Position, []Message, error)
+	// Close stops delivering and releases the broker's resources; the hub calls it from
+	// Shutdown, after its sessions have ended.
+	Close() error
+}
+
+// Position is a place in a stream: the offset of its last event within an epoch.
+type Position struct {
+	// Offset is the last event's offset; 0 when the stream has none yet.
+	Offset uint64
+	// Epoch identifies the stream's history; a new epoch means earlier offsets are void.
+	Epoch string
+}
+
+// Message is one event in a stream, as a broker carries it.
+type Message struct {
+	Stream string
+	// Offset and Epoch place the message in its stream; Offset is 0 for an ephemeral message.
+	Offset uint64
+	Epoch  string
+	// Payload is the encoded event.
+	Payload []byte
+}
+
+// NewEpoch returns a fresh random epoch, for brokers.
+func NewEpoch() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Defaults of the history, for the in-memory broker and adapters/redisbroker.
+const (
+	DefaultHistorySize = 100
+	DefaultHistoryTTL  = 5 * time.Minute
+	// StreamRetention is how long a stream's position outlives its last event.
+	StreamRetention = 24 * time.Hour
+)
+
+// memoryBroker is the single-process broker: every stream is local, and history lives in a
+// ring per stream.
+type memoryBroker struct {
+	size    int
+	ttl     time.Duration
+	deliver func(Message)
+
+	mu      sync.Mutex
+	streams map[string]*memStream
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+type memStream struct {
+	mu     sync.Mutex
+	epoch  string
+	offset uint64
+	ring   []memEntry // len <= size; ring[head] is the oldest once full
+	head   int
+	last   time.Time // of the last publish
+}
+
+type memEntry struct {
+	offset  uint64
+	at      time.Time
+	payload []byte
+}
+
+func newMemoryBroker(size int, ttl time.Duration) *memoryBroker {
+	return &memoryBroker{size: size, ttl: ttl, streams: make(map[string]*memStream),
+		stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (b *memoryBroker) Start(deliver func(Message)) error {
+	b.deliver = deliver
+	go b.sweep()
+	return nil
+}
+
+// sweep frees the history of streams idle longer than the TTL, and forgets streams idle longer
+// than StreamRetention (their next event starts a new epoch). Keeping a stream's position
+// longer than its history lets a client that missed nothing recover after a long idle time.
+func (b *memoryBroker) sweep() {
+	defer close(b.done)
+	t := time.NewTicker(min(b.ttl, time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case now := <-t.C:
+			b.mu.Lock()
+			for name, s := range b.streams {
+				s.mu.Lock()
+				switch idle := now.Sub(s.last); {
+				case idle > StreamRetention:
+					delete(b.streams, name)
+				case idle > b.ttl:
+					s.ring, s.head = nil, 0
+				}
+				s.mu.Unlock()
+			}
+			b.mu.Unlock()
+		}
+	}
+}
+
+func (b *memoryBroker) stream(name string) *memStream {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.streams[name]
+	if s == nil {
+		s = &memStream{epoch: NewEpoch(), last: time.Now()}
+		b.streams[name] = s
+	}
+	return s
+}
+
+func (b *memoryBroker) Publish(ctx context.Context, stream string, payload []byte, ephemeral bool) error {
+	if ephemeral {
+		b.deliver(Message{Stream: stream, Payload: payload})
+		return nil
+	}
+	s := b.stream(stream)
+	s.mu.Lock()
+	defer s.mu.Unlock() // held across deliver: a stream's messages reach the hub in order
+	now := time.Now()
+	s.offset++
+	s.last = now
+	e := memEntry{offset: s.offset, at: now, payload: payload}
+	if len(s.ring) < b.size {
+		s.ring = append(s.ring, e)
+	} else if b.size > 0 {
+		s.ring[s.head] = e
+		s.head = (s.head + 1) % b.size
+	}
+	b.deliver(Message{Stream: stream, Offset: s.offset, Epoch: s.epoch, Payload: payload})
+	return nil
+}
+
+// Subscribe and Unsubscribe have nothing to do: in one process every stream is delivered.
+func (b *memoryBroker) Subscribe(context.Context, string) error   { return nil }
+func (b *memoryBroker) Unsubscribe(context.Context, string) error { return nil }
+
+func (b *memoryBroker) History(_ context.Context, stream string) (Position, []Message, error) {
+	s := b.stream(stream)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cutoff := time.Now().Add(-b.ttl)
+	msgs := make([]Message, 0, len(s.ring))
+	for i := range s.ring {
+		e := s.ring[(s.head+i)%len(s.ring)]
+		if e.at.After(cutoff) {
+			msgs = append(msgs, Message{Stream: stream, Offset: e.offset, Epoch: s.epoch, Payload: e.payload})
+		}
+	}
+	return Position{Offset: s.offset, Epoch: s.epoch}, msgs, nil
+}
+
+func (b *memoryBroker) Close() error {
+	select {
+	case <-b.stop:
+	default:
+		close(b.stop)
+	}
+	<-b.done
+	return nil
+}

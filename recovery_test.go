@@ -1,0 +1,327 @@
+package notify_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gonotify/notify"
+)
+
+// pos is a stream position as a client tracks it.
+type pos struct {
+	epoch  string
+	offset uint64
+}
+
+func posOf(t testing.TB, m map[string]any) pos {
+	t.Helper()
+	e, _ := m["epoch"].(string)
+	o, _ := m["offset"].(float64)
+	if e == "" {
+		t.Fatalf("no epoch in %v", m)
+	}
+	return pos{e, uint64(o)}
+}
+
+// reconnect dials as user asking to recover the user stream from p, and returns the client
+// and its welcome.
+func reconnect(t testing.TB, srv string, h *notify.Hub, user string, p *pos) (*client, map[string]any) {
+	t.Helper()
+	u := srv
+	if p != nil {
+		u += "?" + url.Values{"epoch": {p.epoch}, "offset": {fmt.Sprint(p.offset)}}.Encode()
+	}
+	c, _, err := dialURL(t, u, http.Header{"Authorization": {"Bearer " + token(t, h, user, ">")}})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	w := c.next()
+	if w["op"] != "welcome" {
+		t.Fatalf("first frame %v, want welcome", w)
+	}
+	return c, w
+}
+
+// expectEvents reads n events and checks their types and that their offsets follow from p;
+// it returns the position after them.
+func expectEvents(t testing.TB, c *client, n int, typ string, p pos) pos {
+	t.Helper()
+	for i := range n {
+		m := c.nextNonPing()
+		want := fmt.Sprintf("%s-%d", typ, i)
+		if m["type"] != typ || m["data"] != want {
+			t.Fatalf("event %d: got %v, want %s %s", i, m, typ, want)
+		}
+		got := posOf(t, m)
+		if got.epoch != p.epoch || got.offset != p.offset+1 {
+			t.Fatalf("event %d at %v, want offset %d of epoch %s", i, got, p.offset+1, p.epoch)
+		}
+		p = got
+	}
+	return p
+}
+
+func TestRecoveryAfterReconnect(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := wsURL(serve(t, h))
+
+	c, w := reconnect(t, srv, h, "alice", nil)
+	if _, asked := w["recovered"]; asked {
+		t.Fatalf("welcome without a recovery request says recovered: %v", w)
+	}
+	userPos := posOf(t, w)
+	c.send(map[string]any{"op": "subscribe", "topic": "news"})
+	sub := c.nextNonPing()
+	newsPos := posOf(t, sub)
+	c.ws.Close()
+	waitFor(t, "alice offline", func() bool { return !h.Online("alice") })
+
+	for i := range 50 {
+		h.Send("alice", notify.Event{Type: "dm", Data: fmt.Sprintf("dm-%d", i)})
+		h.Publish("news", notify.Event{Type: "headline", Data: fmt.Sprintf("headline-%d", i)})
+	}
+
+	c, w = reconnect(t, srv, h, "alice", &userPos)
+	if w["recovered"] != true || posOf(t, w).offset != userPos.offset+50 {
+		t.Fatalf("welcome %v, want recovered at offset %d", w, userPos.offset+50)
+	}
+	userPos = expectEvents(t, c, 50, "dm", userPos)
+	c.send(map[string]any{"op": "subscribe", "topic": "news", "epoch": newsPos.epoch, "offset": newsPos.offset})
+	if m := c.nextNonPing(); m["op"] != "subscribed" || m["recovered"] != true {
+		t.Fatalf("got %v, want subscribed and recovered", m)
+	}
+	newsPos = expectEvents(t, c, 50, "headline", newsPos)
+
+	// Then live, with nothing replayed twice.
+	h.Send("alice", notify.Event{Type: "dm", Data: "dm-0"})
+	expectEvents(t, c, 1, "dm", userPos)
+	h.Publish("news", notify.Event{Type: "headline", Data: "headline-0"})
+	expectEvents(t, c, 1, "headline", newsPos)
+	c.quiet(50 * time.Millisecond)
+}
+
+// TestRecoveryRace: events keep coming while a client disconnects and recovers again and
+// again; across all its connections it sees every event once, in order.
+func TestRecoveryRace(t *testing.T) {
+	t.Parallel()
+	for round := range 20 {
+		t.Run(fmt.Sprint(round), func(t *testing.T) {
+			h := newHub(t, func(c *notify.Config) { c.HistorySize = 100_000 })
+			srv := wsURL(serve(t, h))
+			const total = 2000
+			c, w := reconnect(t, srv, h, "alice", nil) // the position before the first event
+			p := posOf(t, w)
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range total {
+					if err := h.Send("alice", notify.Event{Type: "seq", Data: i}); err != nil {
+						t.Error(err)
+						return
+					}
+					if rand.IntN(50) == 0 {
+						select {
+						case <-stop:
+							return
+						case <-time.After(time.Duration(rand.IntN(500)) * time.Microsecond):
+						}
+					}
+				}
+			}()
+			defer func() { close(stop); wg.Wait() }()
+
+			next, reconnects := 0, 0
+			for {
+				// Read a random number of events, then drop the connection.
+				for n := rand.IntN(300); n > 0 && next < total; n-- {
+					m := c.nextNonPing()
+					got := posOf(t, m)
+					if int(m["data"].(float64)) != next || got.offset != p.offset+1 {
+						t.Fatalf("got event %v at %v, want %d at offset %d", m["data"], got, next, p.offset+1)
+					}
+					p = got
+					next++
+				}
+				c.ws.Close()
+				if next == total {
+					break
+				}
+				c, w = reconnect(t, srv, h, "alice", &p)
+				if w["recovered"] != true {
+					t.Fatalf("welcome %v, want recovered", w)
+				}
+				reconnects++
+			}
+			if reconnects < 3 {
+				t.Fatalf("only %d reconnects", reconnects)
+			}
+		})
+	}
+}
+
+func TestRecoveryImpossible(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		adjust func(*notify.Config)
+		missed int
+		wait   time.Duration
+		from   func(p pos) pos
+	}{
+		{"history overflow", func(c *notify.Config) { c.HistorySize = 10 }, 11, 0, func(p pos) pos { return p }},
+		{"epoch changed", nil, 1, 0, func(p pos) pos { return pos{"0123456789abcdef", p.offset} }},
+		{"offset ahead of the stream", nil, 0, 0, func(p pos) pos { return pos{p.epoch, p.offset + 5} }},
+		{"history expired", func(c *notify.Config) { c.HistoryTTL = 100 * time.Millisecond }, 1, 200 * time.Millisecond, func(p pos) pos { return p }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t, tt.adjust)
+			srv := wsURL(serve(t, h))
+			c, w := reconnect(t, srv, h, "alice", nil)
+			p := posOf(t, w)
+			c.ws.Close()
+			waitFor(t, "alice offline", func() bool { return !h.Online("alice") })
+			for i := range tt.missed {
+				h.Send("alice", notify.Event{Type: "missed", Data: i})
+			}
+			time.Sleep(tt.wait)
+			from := tt.from(p)
+			c, w = reconnect(t, srv, h, "alice", &from)
+			if w["recovered"] != false {
+				t.Fatalf("welcome %v, want recovered false", w)
+			}
+			// Nothing is replayed; live events flow with the stream's real position.
+			now := posOf(t, w)
+			if now.epoch != p.epoch || now.offset != p.offset+uint64(tt.missed) {
+				t.Fatalf("welcome position %v, want %s/%d", now, p.epoch, p.offset+uint64(tt.missed))
+			}
+			h.Send("alice", notify.Event{Type: "live", Data: "live-0"})
+			expectEvents(t, c, 1, "live", now)
+		})
+	}
+}
+
+func TestSlowConsumerThenRecovery(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, func(c *notify.Config) { c.MaxQueueBytes = 64 << 10; c.HistorySize = 10_000 })
+	srv := wsURL(serve(t, h))
+	slow, w := reconnect(t, srv, h, "alice", nil)
+	p := posOf(t, w)
+	payload := strings.Repeat("x", 2000)
+	const n = 5000
+	for i := range n {
+		h.Send("alice", notify.Event{Type: "big", Data: fmt.Sprint(i, payload)})
+	}
+	waitFor(t, "the slow consumer closed", func() bool { return h.Stats().SlowConsumers == 1 })
+	// The client reads what reached it before the close, then recovers the rest.
+	got := 0
+	for {
+		m, err := slow.read(5 * time.Second)
+		if err != nil {
+			if code := slow.closeCode(); code != notify.CloseSlowConsumer {
+				t.Fatalf("close %d, want %d", code, notify.CloseSlowConsumer)
+			}
+			break
+		}
+		if m["type"] == "big" {
+			if m["data"] != fmt.Sprint(got, payload) {
+				t.Fatalf("event %d out of order", got)
+			}
+			p = posOf(t, m)
+			got++
+		}
+	}
+	if got == n {
+		t.Fatal("the slow consumer got every event before its close: the test proves nothing")
+	}
+	c, w := reconnect(t, srv, h, "alice", &p)
+	if w["recovered"] != true {
+		t.Fatalf("welcome %v, want recovered", w)
+	}
+	for i := got; i < n; i++ {
+		if m := c.nextNonPing(); m["data"] != fmt.Sprint(i, payload) {
+			t.Fatalf("recovered event %v, want %d", m["data"], i)
+		}
+	}
+	t.Logf("%d events before the 4002 close, %d recovered", got, n-got)
+}
+
+func TestEphemeralEvents(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := wsURL(serve(t, h))
+	c, w := reconnect(t, srv, h, "alice", nil)
+	p := posOf(t, w)
+	h.Send("alice", notify.Event{Type: "typing", Ephemeral: true})
+	if m := c.nextNonPing(); m["type"] != "typing" || m["offset"] != nil {
+		t.Fatalf("got %v, want an event without offset", m)
+	}
+	c.ws.Close()
+	waitFor(t, "alice offline", func() bool { return !h.Online("alice") })
+	h.Send("alice", notify.Event{Type: "typing", Ephemeral: true})
+	h.Send("alice", notify.Event{Type: "dm", Data: "dm-0"})
+	c, w = reconnect(t, srv, h, "alice", &p)
+	if w["recovered"] != true {
+		t.Fatalf("welcome %v", w)
+	}
+	expectEvents(t, c, 1, "dm", p) // the typing indicator was not kept
+}
+
+func TestBadRecoveryOffset(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	status, body := upgrade(t, wsURL(srv)+"?epoch=abc&offset=-1", http.Header{"Authorization": {"Bearer " + token(t, h, "alice")}})
+	if status != 400 || strings.TrimSpace(body) != "notify: offset must be a non-negative integer" {
+		t.Fatalf("got %d %q", status, body)
+	}
+}
+
+// failingBroker is an in-process broker that cannot hand anything over.
+type failingBroker struct{ deliver func(notify.Message) }
+
+var errBrokerDown = errors.New("broker down")
+
+func (b *failingBroker) Start(d func(notify.Message)) error { b.deliver = d; return nil }
+func (b *failingBroker) Publish(context.Context, string, []byte, bool) error {
+	return errBrokerDown
+}
+func (b *failingBroker) Subscribe(context.Context, string) error   { return nil }
+func (b *failingBroker) Unsubscribe(context.Context, string) error { return nil }
+func (b *failingBroker) History(context.Context, string) (notify.Position, []notify.Message, error) {
+	return notify.Position{}, nil, errBrokerDown
+}
+func (b *failingBroker) Close() error { return nil }
+
+func TestBrokerFailure(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, func(c *notify.Config) { c.Broker = &failingBroker{} })
+	srv := wsURL(serve(t, h))
+	p := pos{"0123456789abcdef", 3}
+	c, w := reconnect(t, srv, h, "alice", &p)
+	if w["recovered"] != false {
+		t.Fatalf("welcome %v, want recovered false without history", w)
+	}
+	err := h.Send("alice", notify.Event{Type: "dm"})
+	if !errors.Is(err, errBrokerDown) || err.Error() != "notify: broker: broker down" {
+		t.Fatalf("Send: %v", err)
+	}
+	// The hub's own sessions still get it.
+	if m := c.nextNonPing(); m["type"] != "dm" || m["offset"] != nil {
+		t.Fatalf("got %v", m)
+	}
+	_ = io.EOF
+}
