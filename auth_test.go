@@ -291,28 +291,28 @@ func TestRefreshAndExpiry(t *testing.T) {
 	impostor := dial(t, srv, short("mallory"))
 
 	for _, c := range []*client{refresher, expirer, impostor} {
-		if m := c.nextNonPing(); m["op"] != "expiring" || m["exp"] == nil {
+		if m := c.NextNonPing(); m["op"] != "expiring" || m["exp"] == nil {
 			t.Fatalf("got %v, want expiring", m)
 		}
 	}
-	refresher.send(map[string]string{"op": "refresh", "token": token(t, h, "alice")})
-	m := refresher.nextNonPing()
+	refresher.Send(map[string]string{"op": "refresh", "token": token(t, h, "alice")})
+	m := refresher.NextNonPing()
 	if m["op"] != "refreshed" || m["exp"].(float64) < float64(time.Now().Add(50*time.Second).Unix()) {
 		t.Fatalf("got %v, want refreshed with the new exp", m)
 	}
-	impostor.send(map[string]string{"op": "refresh", "token": token(t, h, "alice")})
-	if got := fmt.Sprint(impostor.nextNonPing()); got != "map[code:invalid_token op:error reason:unauthorized: token is for another user]" {
+	impostor.Send(map[string]string{"op": "refresh", "token": token(t, h, "alice")})
+	if got := fmt.Sprint(impostor.NextNonPing()); got != "map[code:invalid_token op:error reason:unauthorized: token is for another user]" {
 		t.Fatalf("impostor got %s", got)
 	}
 
 	// At expiry the sessions without a valid refresh close with 4000; the refreshed one lives.
 	for _, c := range []*client{expirer, impostor} {
-		if code := c.closeCode(); code != notify.CloseTokenExpired {
+		if code := c.CloseCode(); code != notify.CloseTokenExpired {
 			t.Fatalf("close code %d, want %d", code, notify.CloseTokenExpired)
 		}
 	}
 	h.Send("alice", notify.Event{Type: "after-expiry"})
-	if m := refresher.nextNonPing(); m["type"] != "after-expiry" {
+	if m := refresher.NextNonPing(); m["type"] != "after-expiry" {
 		t.Fatalf("refreshed session got %v", m)
 	}
 }
@@ -362,8 +362,8 @@ func TestTokensNeverLogged(t *testing.T) {
 		}
 	}
 	c := dial(t, srv, token(t, h, "alice"))
-	c.send(map[string]string{"op": "refresh", "token": forged})
-	c.nextNonPing()
+	c.Send(map[string]string{"op": "refresh", "token": forged})
+	c.NextNonPing()
 	h.Shutdown(context.Background())
 	if !strings.Contains(logs.String(), "upgrade refused") {
 		t.Fatalf("nothing logged: %q", logs.String())

@@ -31,6 +31,9 @@ type conn struct {
 	held bool
 	// buffers holds a stream's live frames while the stream's history is read for recovery.
 	buffers      map[string][]buffered
+	// last is each stream's position last sent: a broker may deliver a message the history
+	// already replayed (Redis pub/sub trails the history read), and it must not go out twice.
+	last map[string]Position
 	since        *Position // the user stream's recovery position asked at connect
 	pending      [][]byte
 	pendingBytes int
@@ -45,6 +48,7 @@ type conn struct {
 
 type buffered struct {
 	offset uint64
+	epoch  string
 	frame  []byte
 }
 
@@ -55,17 +59,26 @@ func (c *conn) enqueue(frame []byte) {
 	c.enqueueLocked(frame)
 }
 
-// deliver enqueues a stream's frame, or buffers it while the stream is being recovered.
-func (c *conn) deliver(stream string, offset uint64, frame []byte) {
+// deliver enqueues a stream's frame, or buffers it while the stream is being recovered. A
+// frame at or before the stream's last sent position is dropped.
+func (c *conn) deliver(stream string, offset uint64, epoch string, frame []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if offset > 0 {
+		if l, ok := c.last[stream]; ok && l.Epoch == epoch && offset <= l.Offset {
+			return
+		}
+	}
 	if buf, ok := c.buffers[stream]; ok && !c.closing {
-		c.buffers[stream] = append(buf, buffered{offset, frame})
+		c.buffers[stream] = append(buf, buffered{offset, epoch, frame})
 		c.pendingBytes += len(frame)
 		if c.pendingBytes > c.hub.cfg.MaxQueueBytes {
 			c.slowLocked()
 		}
 		return
+	}
+	if offset > 0 {
+		c.last[stream] = Position{Offset: offset, Epoch: epoch}
 	}
 	c.enqueueLocked(frame)
 }
@@ -76,6 +89,7 @@ func (c *conn) hold(stream string, all bool) {
 	defer c.mu.Unlock()
 	if c.buffers == nil {
 		c.buffers = make(map[string][]buffered)
+		c.last = make(map[string]Position)
 	}
 	c.buffers[stream] = nil
 	c.held = c.held || all
@@ -84,7 +98,7 @@ func (c *conn) hold(stream string, all bool) {
 // release ends a stream's recovery: first (the welcome or subscribed frame) goes out, then the
 // replayed history, then the frames buffered meanwhile that the history did not hold (offset
 // above upTo, or no offset), then whatever hold kept waiting.
-func (c *conn) release(stream string, first []byte, replay [][]byte, upTo uint64) {
+func (c *conn) release(stream string, first []byte, replay [][]byte, upTo Position) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	buf := c.buffers[stream]
@@ -110,10 +124,19 @@ func (c *conn) release(stream string, first []byte, replay [][]byte, upTo uint64
 			c.allowance -= len(f)
 		}
 	}
+	if upTo.Epoch != "" {
+		c.last[stream] = upTo
+	}
 	for _, b := range buf {
-		if b.offset == 0 || b.offset > upTo {
-			c.enqueueLocked(b.frame)
+		l, ok := c.last[stream]
+		switch {
+		case b.offset == 0:
+		case ok && l.Epoch == b.epoch && b.offset <= l.Offset:
+			continue
+		default:
+			c.last[stream] = Position{Offset: b.offset, Epoch: b.epoch}
 		}
+		c.enqueueLocked(b.frame)
 	}
 	for _, f := range waiting {
 		c.enqueueLocked(f)

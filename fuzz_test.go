@@ -46,13 +46,13 @@ func FuzzClientMessages(f *testing.F) {
 	bystander := dial(f, srv, token(f, h, "bob"))
 	f.Fuzz(func(t *testing.T, msg string) {
 		c := dial(t, srv, token(t, h, "mallory"))
-		c.ws.WriteMessage(1, []byte(msg))
-		if _, err := c.read(2 * time.Second); err != nil && !strings.Contains(err.Error(), "close") {
+		c.WS.WriteMessage(1, []byte(msg))
+		if _, err := c.Read(2 * time.Second); err != nil && !strings.Contains(err.Error(), "close") {
 			t.Fatalf("no answer and no close: %v", err)
 		}
 		h.Send("bob", notify.Event{Type: "ok"})
 		for {
-			m, err := bystander.read(5 * time.Second) // not nextNonPing: its t is the F
+			m, err := bystander.Read(5 * time.Second) // not nextNonPing: its t is the F
 			if err != nil || m["type"] == "ok" {
 				if err != nil {
 					t.Fatalf("bystander: %v", err)

@@ -113,7 +113,7 @@ func (h *Hub) deliver(m Message) {
 		set = h.topics[m.Stream[2:]]
 	}
 	for c := range set {
-		c.deliver(m.Stream, m.Offset, frame)
+		c.deliver(m.Stream, m.Offset, m.Epoch, frame)
 	}
 }
 
@@ -240,7 +240,7 @@ func (h *Hub) connected(s *melody.Session) {
 	if !c.expires.IsZero() {
 		welcome.Exp = c.expires.Unix()
 	}
-	c.release(stream, welcome.frame(), replay, pos.Offset)
+	c.release(stream, welcome.frame(), replay, pos)
 	c.schedule(c.grants, c.expires)
 	h.life.Lock()
 	closed := h.closed
@@ -389,13 +389,13 @@ func (h *Hub) join(ctx context.Context, c *conn, topic string, since *Position) 
 	}
 	h.mu.Unlock()
 	if !ok {
-		c.release(stream, nil, nil, 0)
+		c.release(stream, nil, nil, Position{})
 		h.brokerUnsubscribe(ctx, stream)
 		return false
 	}
 	pos, replay, recovered := h.recover(ctx, stream, since)
 	c.release(stream, control{Op: "subscribed", Topic: topic, Epoch: pos.Epoch, Offset: pos.Offset, Recovered: recovered}.frame(),
-		replay, pos.Offset)
+		replay, pos)
 	return true
 }
 
@@ -412,6 +412,9 @@ func (h *Hub) leave(ctx context.Context, c *conn, topic string) bool {
 	if !had {
 		return false
 	}
+	c.mu.Lock()
+	delete(c.last, topicStream(topic))
+	c.mu.Unlock()
 	c.enqueue(control{Op: "unsubscribed", Topic: topic}.frame())
 	h.brokerUnsubscribe(context.WithoutCancel(ctx), topicStream(topic))
 	return true

@@ -3,7 +3,6 @@ package notify_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/gonotify/notify"
 	"github.com/gonotify/notify/adapters/nethttp"
+	"github.com/gonotify/notify/internal/wstest"
 )
 
 func TestMain(m *testing.M) {
@@ -73,173 +73,24 @@ func token(t testing.TB, h *notify.Hub, user string, topics ...string) string {
 	return tok
 }
 
-// client is a test WebSocket client that splits multi-object frames. Its reader goroutine starts
-// on the first read, so a client that never reads stays a slow consumer.
-type client struct {
-	t       testing.TB
-	ws      *websocket.Conn
-	pending []map[string]any
-	frames  int
-
-	start  sync.Once
-	in     chan inFrame
-	done   chan struct{}
-	exited chan struct{}
-	err    error // sticky: the read error that ended the connection
-}
-
-type inFrame struct {
-	typ  int
-	data []byte
-	err  error
-}
+// client is the shared test client (internal/wstest).
+type client = wstest.Client
 
 func dialHeader(t testing.TB, srv *httptest.Server, hdr http.Header) (*client, *http.Response, error) {
 	t.Helper()
-	return dialURL(t, wsURL(srv), hdr)
+	return wstest.Dial(t, wsURL(srv), hdr)
 }
 
 func dialURL(t testing.TB, u string, hdr http.Header) (*client, *http.Response, error) {
 	t.Helper()
-	ws, resp, err := websocket.DefaultDialer.Dial(u, hdr)
-	if err != nil {
-		return nil, resp, err
-	}
-	c := &client{t: t, ws: ws, in: make(chan inFrame), done: make(chan struct{}), exited: make(chan struct{})}
-	t.Cleanup(func() {
-		close(c.done)
-		ws.Close()
-		started := true
-		c.start.Do(func() { started = false })
-		if started {
-			<-c.exited
-		}
-	})
-	return c, resp, nil
-}
-
-func (c *client) reader() {
-	defer close(c.exited)
-	for {
-		typ, data, err := c.ws.ReadMessage()
-		select {
-		case c.in <- inFrame{typ, data, err}:
-		case <-c.done:
-			return
-		}
-		if err != nil {
-			return
-		}
-	}
+	return wstest.Dial(t, u, hdr)
 }
 
 // dial connects as the token's user and consumes the welcome frame.
 func dial(t testing.TB, srv *httptest.Server, tok string) *client {
 	t.Helper()
-	c, _, err := dialHeader(t, srv, http.Header{"Authorization": {"Bearer " + tok}})
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	if w := c.next(); w["op"] != "welcome" {
-		t.Fatalf("first frame %v, want welcome", w)
-	}
+	c, _ := wstest.Welcome(t, wsURL(srv), tok)
 	return c
-}
-
-// next returns the next JSON object, reading a frame when none is pending.
-func (c *client) next() map[string]any {
-	c.t.Helper()
-	m, err := c.read(5 * time.Second)
-	if err != nil {
-		c.t.Fatalf("read: %v", err)
-	}
-	return m
-}
-
-// errTimeout is what read returns when nothing arrived in time; the connection stays usable.
-var errTimeout = errors.New("test client: read timeout")
-
-func (c *client) read(timeout time.Duration) (map[string]any, error) {
-	c.start.Do(func() { go c.reader() })
-	for len(c.pending) == 0 {
-		if c.err != nil {
-			return nil, c.err
-		}
-		var f inFrame
-		select {
-		case f = <-c.in:
-		case <-time.After(timeout):
-			return nil, errTimeout
-		}
-		if f.err != nil {
-			c.err = f.err
-			return nil, f.err
-		}
-		if f.typ != websocket.TextMessage {
-			return nil, fmt.Errorf("frame type %d", f.typ)
-		}
-		c.frames++
-		for _, line := range bytes.Split(f.data, []byte{'\n'}) {
-			var m map[string]any
-			if err := json.Unmarshal(line, &m); err != nil {
-				return nil, fmt.Errorf("bad JSON %q: %w", line, err)
-			}
-			c.pending = append(c.pending, m)
-		}
-	}
-	m := c.pending[0]
-	c.pending = c.pending[1:]
-	return m, nil
-}
-
-// nextEvent skips pings and returns the next object.
-func (c *client) nextNonPing() map[string]any {
-	c.t.Helper()
-	for {
-		if m := c.next(); m["op"] != "ping" {
-			return m
-		}
-	}
-}
-
-// quiet asserts nothing but pings arrives within d.
-func (c *client) quiet(d time.Duration) {
-	c.t.Helper()
-	for {
-		m, err := c.read(d)
-		if err != nil {
-			if errors.Is(err, errTimeout) {
-				return
-			}
-			c.t.Fatalf("read: %v", err)
-		}
-		if m["op"] != "ping" {
-			c.t.Fatalf("unexpected frame %v", m)
-		}
-	}
-}
-
-func (c *client) send(v any) {
-	c.t.Helper()
-	if err := c.ws.WriteJSON(v); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
-}
-
-// closeCode reads until the connection closes and returns the close code.
-func (c *client) closeCode() int {
-	c.t.Helper()
-	for {
-		_, err := c.read(10 * time.Second)
-		if err == nil {
-			continue
-		}
-		var ce *websocket.CloseError
-		if errors.As(err, &ce) {
-			return ce.Code
-		}
-		c.t.Fatalf("read ended without a close frame: %v", err)
-	}
 }
 
 // without returns m minus the given keys (the parts of a frame that vary from run to run).
@@ -256,13 +107,7 @@ func without(m map[string]any, keys ...string) map[string]any {
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wstest.WaitFor(t, what, cond)
 }
 
 func TestSendReachesEverySessionOfTheUser(t *testing.T) {
@@ -278,7 +123,7 @@ func TestSendReachesEverySessionOfTheUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, c := range tabs {
-		m := c.nextNonPing()
+		m := c.NextNonPing()
 		if m["type"] != "order.shipped" || m["id"] != "e1" || m["data"].(map[string]any)["order"] != 42.0 {
 			t.Errorf("tab %d got %v", i, m)
 		}
@@ -289,7 +134,7 @@ func TestSendReachesEverySessionOfTheUser(t *testing.T) {
 			t.Errorf("tab %d: time %v: %v", i, m["time"], err)
 		}
 	}
-	bob.quiet(100 * time.Millisecond)
+	bob.Quiet(100 * time.Millisecond)
 }
 
 func TestEventIDAssignedWhenEmpty(t *testing.T) {
@@ -302,7 +147,7 @@ func TestEventIDAssignedWhenEmpty(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a, b := c.nextNonPing(), c.nextNonPing()
+	a, b := c.NextNonPing(), c.NextNonPing()
 	if a["id"] == "" || a["id"] == nil || a["id"] == b["id"] {
 		t.Fatalf("ids %v and %v: want distinct non-empty", a["id"], b["id"])
 	}
@@ -351,12 +196,12 @@ func TestIsolation(t *testing.T) {
 	wg.Wait()
 	for _, s := range all {
 		for range want[s.user] {
-			m := s.c.nextNonPing()
+			m := s.c.NextNonPing()
 			if m["data"] != s.user {
 				t.Fatalf("session of %s received %v", s.user, m)
 			}
 		}
-		s.c.quiet(20 * time.Millisecond)
+		s.c.Quiet(20 * time.Millisecond)
 	}
 }
 
@@ -394,8 +239,8 @@ func TestTopics(t *testing.T) {
 		{"bob granted", bob, "news", map[string]any{"op": "subscribed", "topic": "news"}},
 	}
 	for _, tt := range tests {
-		tt.c.send(map[string]string{"op": "subscribe", "topic": tt.topic})
-		got := tt.c.nextNonPing()
+		tt.c.Send(map[string]string{"op": "subscribe", "topic": tt.topic})
+		got := tt.c.NextNonPing()
 		if got["op"] == "subscribed" && got["epoch"] == nil && tt.name != "resubscribe answers again" {
 			t.Errorf("%s: subscribed without the topic's epoch: %v", tt.name, got)
 		}
@@ -407,26 +252,26 @@ func TestTopics(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []*client{alice, bob} {
-		if m := c.nextNonPing(); m["type"] != "headline" || m["topic"] != "news" || m["data"] != "hi" {
+		if m := c.NextNonPing(); m["type"] != "headline" || m["topic"] != "news" || m["data"] != "hi" {
 			t.Errorf("got %v", m)
 		}
 	}
 	// bob was refused "vip": a publish there reaches alice only, and bob's connection is up.
 	h.Publish("vip", notify.Event{Type: "v"})
-	if m := alice.nextNonPing(); m["topic"] != "vip" {
+	if m := alice.NextNonPing(); m["topic"] != "vip" {
 		t.Errorf("alice got %v", m)
 	}
-	bob.quiet(50 * time.Millisecond)
+	bob.Quiet(50 * time.Millisecond)
 
-	alice.send(map[string]string{"op": "unsubscribe", "topic": "news"})
-	if m := alice.nextNonPing(); m["op"] != "unsubscribed" || m["topic"] != "news" {
+	alice.Send(map[string]string{"op": "unsubscribe", "topic": "news"})
+	if m := alice.NextNonPing(); m["op"] != "unsubscribed" || m["topic"] != "news" {
 		t.Fatalf("got %v", m)
 	}
 	h.Publish("news", notify.Event{Type: "headline2"})
-	if m := bob.nextNonPing(); m["type"] != "headline2" {
+	if m := bob.NextNonPing(); m["type"] != "headline2" {
 		t.Errorf("bob got %v", m)
 	}
-	alice.quiet(50 * time.Millisecond)
+	alice.Quiet(50 * time.Millisecond)
 }
 
 func TestServerSideSubscribe(t *testing.T) {
@@ -438,13 +283,13 @@ func TestServerSideSubscribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []*client{a1, a2} {
-		if m := c.nextNonPing(); m["op"] != "subscribed" || m["topic"] != "billing" {
+		if m := c.NextNonPing(); m["op"] != "subscribed" || m["topic"] != "billing" {
 			t.Fatalf("got %v", m)
 		}
 	}
 	h.Publish("billing", notify.Event{Type: "invoice"})
 	for _, c := range []*client{a1, a2} {
-		if m := c.nextNonPing(); m["type"] != "invoice" {
+		if m := c.NextNonPing(); m["type"] != "invoice" {
 			t.Fatalf("got %v", m)
 		}
 	}
@@ -452,7 +297,7 @@ func TestServerSideSubscribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []*client{a1, a2} {
-		if m := c.nextNonPing(); m["op"] != "unsubscribed" {
+		if m := c.NextNonPing(); m["op"] != "unsubscribed" {
 			t.Fatalf("got %v", m)
 		}
 	}
@@ -473,7 +318,7 @@ func TestBroadcast(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range cs {
-		if m := c.nextNonPing(); m["type"] != "maintenance" {
+		if m := c.NextNonPing(); m["type"] != "maintenance" {
 			t.Fatalf("got %v", m)
 		}
 	}
@@ -526,7 +371,7 @@ func TestDefaultHub(t *testing.T) {
 	if err := notify.Send("alice", notify.Event{Type: "via-default"}); err != nil {
 		t.Fatal(err)
 	}
-	if m := c.nextNonPing(); m["type"] != "via-default" {
+	if m := c.NextNonPing(); m["type"] != "via-default" {
 		t.Fatalf("got %v", m)
 	}
 }
@@ -547,7 +392,7 @@ func TestPresenceHooks(t *testing.T) {
 	if !h.Online("alice") || h.Sessions("alice") != 1 {
 		t.Fatalf("Online=%v Sessions=%d after connect", h.Online("alice"), h.Sessions("alice"))
 	}
-	c.ws.Close()
+	c.WS.Close()
 	waitFor(t, "alice offline", func() bool { return !h.Online("alice") })
 	waitFor(t, "disconnect hook", func() bool { mu.Lock(); defer mu.Unlock(); return len(log) == 2 })
 	if got := strings.Join(log, " "); got != "+alice -alice" {
@@ -577,39 +422,39 @@ func TestMisbehavingClient(t *testing.T) {
 		{"bad refresh", `{"op":"refresh","token":"x.y.z"}`, `map[code:invalid_token op:error reason:unauthorized: malformed token]`},
 	}
 	for _, tt := range tests {
-		c.ws.WriteMessage(websocket.TextMessage, []byte(tt.msg))
-		if got := fmt.Sprint(c.nextNonPing()); got != tt.want {
+		c.WS.WriteMessage(websocket.TextMessage, []byte(tt.msg))
+		if got := fmt.Sprint(c.NextNonPing()); got != tt.want {
 			t.Errorf("%s: got %s, want %s", tt.name, got, tt.want)
 		}
 	}
 	// The connection is still up, and a good request resets the count of bad ones.
-	c.send(map[string]string{"op": "unsubscribe", "topic": "x"})
-	if m := c.nextNonPing(); m["op"] != "unsubscribed" {
+	c.Send(map[string]string{"op": "unsubscribe", "topic": "x"})
+	if m := c.NextNonPing(); m["op"] != "unsubscribed" {
 		t.Fatalf("got %v", m)
 	}
 	// Ten bad messages in a row close the session with 4003.
 	for range 10 {
-		c.ws.WriteMessage(websocket.TextMessage, []byte(`{nope`))
+		c.WS.WriteMessage(websocket.TextMessage, []byte(`{nope`))
 	}
 	for range 10 {
-		if m := c.nextNonPing(); m["code"] != "bad_request" {
+		if m := c.NextNonPing(); m["code"] != "bad_request" {
 			t.Fatalf("got %v", m)
 		}
 	}
-	if code := c.closeCode(); code != notify.CloseProtocolAbuse {
+	if code := c.CloseCode(); code != notify.CloseProtocolAbuse {
 		t.Fatalf("close code %d, want %d", code, notify.CloseProtocolAbuse)
 	}
 
 	// A message over MaxMessageSize closes with 1009.
 	big := dial(t, srv, token(t, h, "carol"))
-	big.ws.WriteMessage(websocket.TextMessage, []byte(`{"op":"subscribe","topic":"`+strings.Repeat("a", 300)+`"}`))
-	if code := big.closeCode(); code != websocket.CloseMessageTooBig {
+	big.WS.WriteMessage(websocket.TextMessage, []byte(`{"op":"subscribe","topic":"`+strings.Repeat("a", 300)+`"}`))
+	if code := big.CloseCode(); code != websocket.CloseMessageTooBig {
 		t.Fatalf("close code %d, want 1009", code)
 	}
 
 	// None of it touched another session.
 	h.Send("bob", notify.Event{Type: "still-here"})
-	if m := bystander.nextNonPing(); m["type"] != "still-here" {
+	if m := bystander.NextNonPing(); m["type"] != "still-here" {
 		t.Fatalf("bystander got %v", m)
 	}
 }
@@ -636,7 +481,7 @@ func TestSlowConsumer(t *testing.T) {
 			}
 		}
 		for j := 0; j < burst; {
-			if m := fast.nextNonPing(); m["type"] == "big" {
+			if m := fast.NextNonPing(); m["type"] == "big" {
 				if m["id"] != fmt.Sprint(i*burst+j) {
 					t.Fatalf("fast client got event %v, want %d", m["id"], i*burst+j)
 				}
@@ -647,7 +492,7 @@ func TestSlowConsumer(t *testing.T) {
 	t.Logf("%d sends delivered to the reading client in %v beside a stalled session", bursts*burst, time.Since(start))
 	waitFor(t, "slow consumer counted", func() bool { return h.Stats().SlowConsumers == 1 })
 	// The slow client, once it reads, finds the events it could take, then the 4002 close.
-	if code := slow.closeCode(); code != notify.CloseSlowConsumer {
+	if code := slow.CloseCode(); code != notify.CloseSlowConsumer {
 		t.Fatalf("slow client close code %d, want %d", code, notify.CloseSlowConsumer)
 	}
 }
@@ -659,22 +504,22 @@ func TestBatching(t *testing.T) {
 	h := newHub(t, nil)
 	srv := serve(t, h)
 	c := dial(t, srv, token(t, h, "alice"))
-	framesBefore := c.frames
+	framesBefore := c.Frames
 	h.Send("alice", notify.Event{Type: "lone"})
-	if m := c.nextNonPing(); m["type"] != "lone" || c.frames != framesBefore+1 {
-		t.Fatalf("lone event: %v in %d frames", m, c.frames-framesBefore)
+	if m := c.NextNonPing(); m["type"] != "lone" || c.Frames != framesBefore+1 {
+		t.Fatalf("lone event: %v in %d frames", m, c.Frames-framesBefore)
 	}
 	const n = 2000
 	for i := range n {
 		h.Send("alice", notify.Event{Type: "burst", ID: fmt.Sprint(i)})
 	}
-	framesBefore = c.frames
+	framesBefore = c.Frames
 	for i := range n {
-		if m := c.nextNonPing(); m["id"] != fmt.Sprint(i) {
+		if m := c.NextNonPing(); m["id"] != fmt.Sprint(i) {
 			t.Fatalf("event %d: got %v (order lost)", i, m)
 		}
 	}
-	frames := c.frames - framesBefore
+	frames := c.Frames - framesBefore
 	t.Logf("%d events arrived in %d frames", n, frames)
 	if frames >= n/2 {
 		t.Fatalf("%d events took %d frames: batching did not happen", n, frames)
@@ -696,7 +541,7 @@ func TestShutdown(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	for _, c := range cs {
-		if code := c.closeCode(); code != websocket.CloseGoingAway {
+		if code := c.CloseCode(); code != websocket.CloseGoingAway {
 			t.Fatalf("close code %d, want 1001", code)
 		}
 	}

@@ -44,7 +44,7 @@ func reconnect(t testing.TB, srv string, h *notify.Hub, user string, p *pos) (*c
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
-	w := c.next()
+	w := c.Next()
 	if w["op"] != "welcome" {
 		t.Fatalf("first frame %v, want welcome", w)
 	}
@@ -56,7 +56,7 @@ func reconnect(t testing.TB, srv string, h *notify.Hub, user string, p *pos) (*c
 func expectEvents(t testing.TB, c *client, n int, typ string, p pos) pos {
 	t.Helper()
 	for i := range n {
-		m := c.nextNonPing()
+		m := c.NextNonPing()
 		want := fmt.Sprintf("%s-%d", typ, i)
 		if m["type"] != typ || m["data"] != want {
 			t.Fatalf("event %d: got %v, want %s %s", i, m, typ, want)
@@ -80,10 +80,10 @@ func TestRecoveryAfterReconnect(t *testing.T) {
 		t.Fatalf("welcome without a recovery request says recovered: %v", w)
 	}
 	userPos := posOf(t, w)
-	c.send(map[string]any{"op": "subscribe", "topic": "news"})
-	sub := c.nextNonPing()
+	c.Send(map[string]any{"op": "subscribe", "topic": "news"})
+	sub := c.NextNonPing()
 	newsPos := posOf(t, sub)
-	c.ws.Close()
+	c.WS.Close()
 	waitFor(t, "alice offline", func() bool { return !h.Online("alice") })
 
 	for i := range 50 {
@@ -96,8 +96,8 @@ func TestRecoveryAfterReconnect(t *testing.T) {
 		t.Fatalf("welcome %v, want recovered at offset %d", w, userPos.offset+50)
 	}
 	userPos = expectEvents(t, c, 50, "dm", userPos)
-	c.send(map[string]any{"op": "subscribe", "topic": "news", "epoch": newsPos.epoch, "offset": newsPos.offset})
-	if m := c.nextNonPing(); m["op"] != "subscribed" || m["recovered"] != true {
+	c.Send(map[string]any{"op": "subscribe", "topic": "news", "epoch": newsPos.epoch, "offset": newsPos.offset})
+	if m := c.NextNonPing(); m["op"] != "subscribed" || m["recovered"] != true {
 		t.Fatalf("got %v, want subscribed and recovered", m)
 	}
 	newsPos = expectEvents(t, c, 50, "headline", newsPos)
@@ -107,7 +107,7 @@ func TestRecoveryAfterReconnect(t *testing.T) {
 	expectEvents(t, c, 1, "dm", userPos)
 	h.Publish("news", notify.Event{Type: "headline", Data: "headline-0"})
 	expectEvents(t, c, 1, "headline", newsPos)
-	c.quiet(50 * time.Millisecond)
+	c.Quiet(50 * time.Millisecond)
 }
 
 // TestRecoveryRace: events keep coming while a client disconnects and recovers again and
@@ -146,7 +146,7 @@ func TestRecoveryRace(t *testing.T) {
 			for {
 				// Read a random number of events, then drop the connection.
 				for n := rand.IntN(300); n > 0 && next < total; n-- {
-					m := c.nextNonPing()
+					m := c.NextNonPing()
 					got := posOf(t, m)
 					if int(m["data"].(float64)) != next || got.offset != p.offset+1 {
 						t.Fatalf("got event %v at %v, want %d at offset %d", m["data"], got, next, p.offset+1)
@@ -154,7 +154,7 @@ func TestRecoveryRace(t *testing.T) {
 					p = got
 					next++
 				}
-				c.ws.Close()
+				c.WS.Close()
 				if next == total {
 					break
 				}
@@ -192,7 +192,7 @@ func TestRecoveryImpossible(t *testing.T) {
 			srv := wsURL(serve(t, h))
 			c, w := reconnect(t, srv, h, "alice", nil)
 			p := posOf(t, w)
-			c.ws.Close()
+			c.WS.Close()
 			waitFor(t, "alice offline", func() bool { return !h.Online("alice") })
 			for i := range tt.missed {
 				h.Send("alice", notify.Event{Type: "missed", Data: i})
@@ -229,9 +229,9 @@ func TestSlowConsumerThenRecovery(t *testing.T) {
 	// The client reads what reached it before the close, then recovers the rest.
 	got := 0
 	for {
-		m, err := slow.read(5 * time.Second)
+		m, err := slow.Read(5 * time.Second)
 		if err != nil {
-			if code := slow.closeCode(); code != notify.CloseSlowConsumer {
+			if code := slow.CloseCode(); code != notify.CloseSlowConsumer {
 				t.Fatalf("close %d, want %d", code, notify.CloseSlowConsumer)
 			}
 			break
@@ -252,7 +252,7 @@ func TestSlowConsumerThenRecovery(t *testing.T) {
 		t.Fatalf("welcome %v, want recovered", w)
 	}
 	for i := got; i < n; i++ {
-		if m := c.nextNonPing(); m["data"] != fmt.Sprint(i, payload) {
+		if m := c.NextNonPing(); m["data"] != fmt.Sprint(i, payload) {
 			t.Fatalf("recovered event %v, want %d", m["data"], i)
 		}
 	}
@@ -266,10 +266,10 @@ func TestEphemeralEvents(t *testing.T) {
 	c, w := reconnect(t, srv, h, "alice", nil)
 	p := posOf(t, w)
 	h.Send("alice", notify.Event{Type: "typing", Ephemeral: true})
-	if m := c.nextNonPing(); m["type"] != "typing" || m["offset"] != nil {
+	if m := c.NextNonPing(); m["type"] != "typing" || m["offset"] != nil {
 		t.Fatalf("got %v, want an event without offset", m)
 	}
-	c.ws.Close()
+	c.WS.Close()
 	waitFor(t, "alice offline", func() bool { return !h.Online("alice") })
 	h.Send("alice", notify.Event{Type: "typing", Ephemeral: true})
 	h.Send("alice", notify.Event{Type: "dm", Data: "dm-0"})
@@ -320,7 +320,7 @@ func TestBrokerFailure(t *testing.T) {
 		t.Fatalf("Send: %v", err)
 	}
 	// The hub's own sessions still get it.
-	if m := c.nextNonPing(); m["type"] != "dm" || m["offset"] != nil {
+	if m := c.NextNonPing(); m["type"] != "dm" || m["offset"] != nil {
 		t.Fatalf("got %v", m)
 	}
 	_ = io.EOF

@@ -1,0 +1,393 @@
+// Package redisbroker connects the notify hubs of several processes through Redis, and keeps
+// each stream's history in Redis for missed-event recovery.
+//
+//	b, err := redisbroker.New(redisbroker.Options{URL: "redis://127.0.0.1:6379"})
+//	...
+//	hub, err := notify.New(notify.Config{Secret: secret, Broker: b})
+//
+// A Send on any node reaches the user's sessions on every node. Each node subscribes only to
+// the Redis channels of users and topics that have sessions on it, so it receives only the
+// messages it delivers. Assigning a stream's offset, appending to its history and publishing
+// happen in one Lua script: one round trip per send.
+//
+// While Redis is unreachable, sends return an error (each hub still delivers to its own
+// sessions), and when Redis is back the broker resubscribes every stream that still has
+// sessions, logs it and counts it in [Stats].
+package redisbroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gonotify/notify"
+)
+
+// Options configures a Broker. Zero values mean the documented defaults.
+type Options struct {
+	// URL of the Redis server, such as "redis://:password@127.0.0.1:6379/0" (see
+	// redis.ParseURL). Used when Client is nil.
+	URL string
+	// Client, when set, is used instead of URL: a *redis.Client, *redis.ClusterClient or a
+	// Sentinel-backed failover client. The broker does not close it.
+	Client redis.UniversalClient
+	// Prefix starts every Redis key and channel the broker uses. Default "notify".
+	Prefix string
+	// HistorySize is how many recent events of each stream are kept. Default 100.
+	HistorySize int
+	// HistoryTTL is how long an event is kept for recovery. Default 5m.
+	HistoryTTL time.Duration
+	// Logger receives the broker's logs. Default: none.
+	Logger *slog.Logger
+}
+
+// Stats are the broker's counters since New.
+type Stats struct {
+	// Received counts the messages this node received from Redis.
+	Received uint64
+	// Reconnects counts the times the subscriber connection came back after losing Redis,
+	// each time resubscribing every stream that still has sessions.
+	Reconnects uint64
+	// Streams is how many streams this node is subscribed to now.
+	Streams int
+}
+
+// Broker is a [notify.Broker] on Redis. Create it with [New] and pass it in
+// notify.Config.Broker; the hub closes it on Shutdown.
+type Broker struct {
+	opts   Options
+	client redis.UniversalClient
+	own    bool // the broker created client and closes it
+	ps     *redis.PubSub
+	deliver func(notify.Message)
+
+	mu      sync.Mutex
+	refs    map[string]int           // channel -> Subscribe calls not undone
+	waiting map[string][]chan struct{} // channel -> Subscribe calls awaiting the confirmation
+	live    map[string]bool          // channel -> confirmed
+
+	received   atomic.Uint64
+	reconnects atomic.Uint64
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+var _ notify.Broker = (*Broker)(nil)
+
+// New returns a broker on the Redis of opts.URL or opts.Client. It does not contact Redis
+// yet; the hub's New does, and reports an unreachable Redis.
+func New(opts Options) (*Broker, error) {
+	b := &Broker{opts: opts, client: opts.Client, refs: map[string]int{}, waiting: map[string][]chan struct{}{},
+		live: map[string]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
+	if b.client == nil {
+		if opts.URL == "" {
+			return nil, errors.New("notify: redisbroker: set URL or Client")
+		}
+		o, err := redis.ParseURL(opts.URL)
+		if err != nil {
+			return nil, fmt.Errorf("notify: redisbroker: %w", err)
+		}
+		b.client, b.own = redis.NewClient(o), true
+	}
+	if b.opts.Prefix == "" {
+		b.opts.Prefix = "notify"
+	}
+	if b.opts.HistorySize <= 0 {
+		b.opts.HistorySize = notify.DefaultHistorySize
+	}
+	if b.opts.HistoryTTL <= 0 {
+		b.opts.HistoryTTL = notify.DefaultHistoryTTL
+	}
+	if b.opts.Logger == nil {
+		b.opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return b, nil
+}
+
+func (b *Broker) channel(stream string) string { return b.opts.Prefix + ":c:" + stream }
+
+// keys are a stream's position (a hash of epoch and offset) and history (a list), in one
+// cluster slot.
+func (b *Broker) keys(stream string) []string {
+	k := b.opts.Prefix + ":{" + stream + "}"
+	return []string{k + ":pos", k + ":hist"}
+}
+
+// Start checks that Redis answers and starts the receiving goroutine.
+func (b *Broker) Start(deliver func(notify.Message)) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("notify: redisbroker: %w", err)
+	}
+	b.deliver = deliver
+	b.ps = b.client.Subscribe(context.Background())
+	go b.receive()
+	return nil
+}
+
+// receive reads the subscriber connection until Close; go-redis reconnects it and
+// resubscribes its channels after an error.
+func (b *Broker) receive() {
+	defer close(b.done)
+	ctx := context.Background()
+	lost := false
+	backoff := 50 * time.Millisecond
+	for {
+		msg, err := b.ps.ReceiveTimeout(ctx, 30*time.Second)
+		select {
+		case <-b.stop:
+			return
+		default:
+		}
+		if err != nil {
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() {
+				_ = b.ps.Ping(ctx) // keeps an idle connection checked
+				continue
+			}
+			if !lost {
+				lost = true
+				b.opts.Logger.Warn("notify: redisbroker: lost the subscriber connection", "err", err)
+			}
+			select {
+			case <-b.stop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		if lost {
+			lost, backoff = false, 50*time.Millisecond
+			b.reconnects.Add(1)
+			b.mu.Lock()
+			n := len(b.refs)
+			b.mu.Unlock()
+			b.opts.Logger.Info("notify: redisbroker: reconnected, resubscribed streams", "streams", n)
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				b.confirmed(m.Channel)
+			}
+		case *redis.Message:
+			b.received.Add(1)
+			if nm, ok := b.parse(m); ok {
+				b.deliver(nm)
+			}
+		}
+	}
+}
+
+func (b *Broker) confirmed(channel string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.refs[channel] == 0 {
+		return
+	}
+	b.live[channel] = true
+	for _, w := range b.waiting[channel] {
+		close(w)
+	}
+	delete(b.waiting, channel)
+}
+
+// A message on a channel is "<offset> <epoch> <payload>"; offset 0 and epoch "-" for an
+// ephemeral one.
+func (b *Broker) parse(m *redis.Message) (notify.Message, bool) {
+	stream, ok := strings.CutPrefix(m.Channel, b.opts.Prefix+":c:")
+	if !ok {
+		return notify.Message{}, false
+	}
+	off, rest, ok1 := strings.Cut(m.Payload, " ")
+	epoch, payload, ok2 := strings.Cut(rest, " ")
+	offset, err := strconv.ParseUint(off, 10, 64)
+	if !ok1 || !ok2 || err != nil {
+		b.opts.Logger.Error("notify: redisbroker: malformed message", "channel", m.Channel)
+		return notify.Message{}, false
+	}
+	nm := notify.Message{Stream: stream, Offset: offset, Payload: []byte(payload)}
+	if offset > 0 {
+		nm.Epoch = epoch
+	}
+	return nm, true
+}
+
+// publishScript assigns the next offset, appends to the history and publishes, atomically.
+// KEYS: position, history. ARGV: channel, payload, size, ttl ms, position ttl s, new epoch, now ms.
+var publishScript = redis.NewScript(`
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[6]
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+  redis.call('DEL', KEYS[2])
+end
+local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('RPUSH', KEYS[2], offset .. ' ' .. ARGV[7] .. ' ' .. ARGV[2])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[1], offset .. ' ' .. epoch .. ' ' .. ARGV[2])
+return offset
+`)
+
+// historyScript returns the position and the history, creating the position when the stream
+// has none so that later offsets belong to the epoch it returns.
+// KEYS: position, history. ARGV: new epoch, position ttl s.
+var historyScript = redis.NewScript(`
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('DEL', KEYS[2])
+end
+return {epoch, redis.call('HGET', KEYS[1], 'offset'), redis.call('LRANGE', KEYS[2], 0, -1)}
+`)
+
+// Publish runs the publish script: one round trip.
+func (b *Broker) Publish(ctx context.Context, stream string, payload []byte, ephemeral bool) error {
+	var err error
+	if ephemeral {
+		err = b.client.Publish(ctx, b.channel(stream), "0 - "+string(payload)).Err()
+	} else {
+		err = publishScript.Run(ctx, b.client, b.keys(stream), b.channel(stream), payload, b.opts.HistorySize,
+			b.opts.HistoryTTL.Milliseconds(), int64(notify.StreamRetention/time.Second), notify.NewEpoch(),
+			time.Now().UnixMilli()).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("redisbroker: publish: %w", err)
+	}
+	return nil
+}
+
+// Subscribe subscribes this node to the stream's channel on the first call for it and waits
+// for Redis to confirm. While Redis is unreachable it returns an error, and the stream is
+// subscribed when Redis is back.
+func (b *Broker) Subscribe(ctx context.Context, stream string) error {
+	ch := b.channel(stream)
+	b.mu.Lock()
+	b.refs[ch]++
+	if b.live[ch] {
+		b.mu.Unlock()
+		return nil
+	}
+	w := make(chan struct{})
+	b.waiting[ch] = append(b.waiting[ch], w)
+	var err error
+	if b.refs[ch] == 1 {
+		err = b.ps.Subscribe(ctx, ch)
+	}
+	b.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("redisbroker: subscribe: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	select {
+	case <-w:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("redisbroker: subscribe: no confirmation: %w", ctx.Err())
+	}
+}
+
+// Unsubscribe undoes one Subscribe; the last one unsubscribes the node from the channel.
+func (b *Broker) Unsubscribe(ctx context.Context, stream string) error {
+	ch := b.channel(stream)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.refs[ch] == 0 {
+		return nil
+	}
+	b.refs[ch]--
+	if b.refs[ch] > 0 {
+		return nil
+	}
+	delete(b.refs, ch)
+	delete(b.live, ch)
+	for _, w := range b.waiting[ch] {
+		close(w)
+	}
+	delete(b.waiting, ch)
+	if err := b.ps.Unsubscribe(ctx, ch); err != nil {
+		return fmt.Errorf("redisbroker: unsubscribe: %w", err)
+	}
+	return nil
+}
+
+// History reads the stream's position and the events its history holds within the TTL.
+func (b *Broker) History(ctx context.Context, stream string) (notify.Position, []notify.Message, error) {
+	res, err := historyScript.Run(ctx, b.client, b.keys(stream), notify.NewEpoch(),
+		int64(notify.StreamRetention/time.Second)).Slice()
+	if err != nil {
+		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: %w", err)
+	}
+	if len(res) != 3 {
+		return notify.Position{}, nil, errors.New("redisbroker: history: unexpected reply")
+	}
+	epoch, _ := res[0].(string)
+	offStr, _ := res[1].(string)
+	offset, err := strconv.ParseUint(offStr, 10, 64)
+	if err != nil {
+		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: offset %q", offStr)
+	}
+	entries, _ := res[2].([]any)
+	cutoff := time.Now().Add(-b.opts.HistoryTTL).UnixMilli()
+	msgs := make([]notify.Message, 0, len(entries))
+	for _, e := range entries {
+		s, _ := e.(string)
+		off, rest, ok1 := strings.Cut(s, " ")
+		at, payload, ok2 := strings.Cut(rest, " ")
+		o, err1 := strconv.ParseUint(off, 10, 64)
+		ms, err2 := strconv.ParseInt(at, 10, 64)
+		if !ok1 || !ok2 || err1 != nil || err2 != nil {
+			return notify.Position{}, nil, errors.New("redisbroker: history: malformed entry")
+		}
+		if ms < cutoff {
+			continue
+		}
+		msgs = append(msgs, notify.Message{Stream: stream, Offset: o, Epoch: epoch, Payload: []byte(payload)})
+	}
+	return notify.Position{Offset: offset, Epoch: epoch}, msgs, nil
+}
+
+// Stats returns the broker's counters.
+func (b *Broker) Stats() Stats {
+	b.mu.Lock()
+	n := len(b.refs)
+	b.mu.Unlock()
+	return Stats{Received: b.received.Load(), Reconnects: b.reconnects.Load(), Streams: n}
+}
+
+// Close stops receiving, waits for the receiving goroutine and closes the Redis client the
+// broker created.
+func (b *Broker) Close() error {
+	select {
+	case <-b.stop:
+		return nil
+	default:
+	}
+	close(b.stop)
+	var err error
+	if b.ps != nil {
+		err = b.ps.Close()
+		<-b.done
+	}
+	if b.own {
+		if e := b.client.Close(); e != nil && err == nil {
+			err = e
+		}
+	}
+	return err
+}

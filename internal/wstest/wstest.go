@@ -1,0 +1,198 @@
+// Package wstest is the WebSocket test client of notify's tests: it splits multi-object
+// frames, reads with timeouts without breaking the connection, and cleans up after the test.
+package wstest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Client is a test WebSocket client. Its reader goroutine starts on the first read, so a
+// client that never reads stays a slow consumer.
+type Client struct {
+	t testing.TB
+	// WS is the underlying connection, for raw writes.
+	WS *websocket.Conn
+	// Frames counts the frames read so far.
+	Frames int
+
+	pending []map[string]any
+	start   sync.Once
+	in      chan inFrame
+	done    chan struct{}
+	exited  chan struct{}
+	err     error // sticky: the read error that ended the connection
+}
+
+type inFrame struct {
+	typ  int
+	data []byte
+	err  error
+}
+
+// ErrTimeout is what Read returns when nothing arrived in time; the connection stays usable.
+var ErrTimeout = errors.New("wstest: read timeout")
+
+// Dial connects to u; the connection is closed and its reader waited for at cleanup.
+func Dial(t testing.TB, u string, hdr http.Header) (*Client, *http.Response, error) {
+	t.Helper()
+	ws, resp, err := websocket.DefaultDialer.Dial(u, hdr)
+	if err != nil {
+		return nil, resp, err
+	}
+	c := &Client{t: t, WS: ws, in: make(chan inFrame), done: make(chan struct{}), exited: make(chan struct{})}
+	t.Cleanup(func() {
+		close(c.done)
+		ws.Close()
+		started := true
+		c.start.Do(func() { started = false })
+		if started {
+			<-c.exited
+		}
+	})
+	return c, resp, nil
+}
+
+// Welcome dials u with a bearer token and returns the client and its welcome frame.
+func Welcome(t testing.TB, u, token string) (*Client, map[string]any) {
+	t.Helper()
+	c, _, err := Dial(t, u, http.Header{"Authorization": {"Bearer " + token}})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	w := c.Next()
+	if w["op"] != "welcome" {
+		t.Fatalf("first frame %v, want welcome", w)
+	}
+	return c, w
+}
+
+func (c *Client) reader() {
+	defer close(c.exited)
+	for {
+		typ, data, err := c.WS.ReadMessage()
+		select {
+		case c.in <- inFrame{typ, data, err}:
+		case <-c.done:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Next returns the next JSON object, failing the test after 5 s.
+func (c *Client) Next() map[string]any {
+	c.t.Helper()
+	m, err := c.Read(5 * time.Second)
+	if err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	return m
+}
+
+// Read returns the next JSON object, reading a frame when none is pending.
+func (c *Client) Read(timeout time.Duration) (map[string]any, error) {
+	c.start.Do(func() { go c.reader() })
+	for len(c.pending) == 0 {
+		if c.err != nil {
+			return nil, c.err
+		}
+		var f inFrame
+		select {
+		case f = <-c.in:
+		case <-time.After(timeout):
+			return nil, ErrTimeout
+		}
+		if f.err != nil {
+			c.err = f.err
+			return nil, f.err
+		}
+		if f.typ != websocket.TextMessage {
+			return nil, fmt.Errorf("frame type %d", f.typ)
+		}
+		c.Frames++
+		for _, line := range bytes.Split(f.data, []byte{'\n'}) {
+			var m map[string]any
+			if err := json.Unmarshal(line, &m); err != nil {
+				return nil, fmt.Errorf("bad JSON %q: %w", line, err)
+			}
+			c.pending = append(c.pending, m)
+		}
+	}
+	m := c.pending[0]
+	c.pending = c.pending[1:]
+	return m, nil
+}
+
+// NextNonPing skips pings and returns the next object.
+func (c *Client) NextNonPing() map[string]any {
+	c.t.Helper()
+	for {
+		if m := c.Next(); m["op"] != "ping" {
+			return m
+		}
+	}
+}
+
+// Quiet asserts nothing but pings arrives within d.
+func (c *Client) Quiet(d time.Duration) {
+	c.t.Helper()
+	for {
+		m, err := c.Read(d)
+		if errors.Is(err, ErrTimeout) {
+			return
+		}
+		if err != nil {
+			c.t.Fatalf("read: %v", err)
+		}
+		if m["op"] != "ping" {
+			c.t.Fatalf("unexpected frame %v", m)
+		}
+	}
+}
+
+// Send writes v as one JSON frame.
+func (c *Client) Send(v any) {
+	c.t.Helper()
+	if err := c.WS.WriteJSON(v); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// CloseCode reads until the connection closes and returns the close code.
+func (c *Client) CloseCode() int {
+	c.t.Helper()
+	for {
+		_, err := c.Read(10 * time.Second)
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			return ce.Code
+		}
+		c.t.Fatalf("read ended without a close frame: %v", err)
+	}
+}
+
+// WaitFor polls cond for up to 10 s.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
