@@ -30,10 +30,10 @@ type conn struct {
 	// held keeps every frame in pending until the welcome has been queued (see release).
 	held bool
 	// buffers holds a stream's live frames while the stream's history is read for recovery.
-	buffers      map[string][]buffered
+	buffers map[string][]buffered
 	// last is each stream's position last sent: a broker may deliver a message the history
 	// already replayed (Redis pub/sub trails the history read), and it must not go out twice.
-	last map[string]Position
+	last         map[string]Position
 	since        *Position // the user stream's recovery position asked at connect
 	pending      [][]byte
 	pendingBytes int

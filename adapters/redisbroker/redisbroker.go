@@ -63,16 +63,16 @@ type Stats struct {
 // Broker is a [notify.Broker] on Redis. Create it with [New] and pass it in
 // notify.Config.Broker; the hub closes it on Shutdown.
 type Broker struct {
-	opts   Options
-	client redis.UniversalClient
-	own    bool // the broker created client and closes it
-	ps     *redis.PubSub
+	opts    Options
+	client  redis.UniversalClient
+	own     bool // the broker created client and closes it
+	ps      *redis.PubSub
 	deliver func(notify.Message)
 
 	mu      sync.Mutex
-	refs    map[string]int           // channel -> Subscribe calls not undone
+	refs    map[string]int             // channel -> Subscribe calls not undone
 	waiting map[string][]chan struct{} // channel -> Subscribe calls awaiting the confirmation
-	live    map[string]bool          // channel -> confirmed
+	live    map[string]bool            // channel -> confirmed
 
 	received   atomic.Uint64
 	reconnects atomic.Uint64
