@@ -244,10 +244,9 @@ func (c *conn) schedule(grants []string, expires time.Time) {
 		return
 	}
 	left := time.Until(expires)
-	warnIn := left - c.hub.cfg.ExpiryWarning
-	if warnIn < 0 {
-		warnIn = 0
-	}
+	// Warn ExpiryWarning before expiry, but never sooner than half the token's remaining
+	// life: a token shorter than the warning must not cause a refresh storm.
+	warnIn := max(left-c.hub.cfg.ExpiryWarning, left/2, 0)
 	exp := expires.Unix()
 	c.warnTimer = time.AfterFunc(warnIn, func() {
 		c.enqueue(control{Op: "expiring", Exp: exp}.frame())

@@ -65,13 +65,34 @@ type node struct {
 	url    string // of the WebSocket endpoint
 }
 
+// newNode starts a node on the Redis at redisURL, or on the in-memory broker when it is "".
 func newNode(t testing.TB, redisURL, prefix string, adjust func(*notify.Config)) *node {
 	t.Helper()
+	if redisURL == "" {
+		return startNode(t, nil, adjust)
+	}
 	b, err := redisbroker.New(redisbroker.Options{URL: redisURL, Prefix: prefix, HistorySize: 10_000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := notify.Config{Secret: secret, Broker: b}
+	return startNode(t, b, adjust)
+}
+
+func newNodeWithClient(t testing.TB, client redis.UniversalClient, prefix string) *node {
+	t.Helper()
+	b, err := redisbroker.New(redisbroker.Options{Client: client, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startNode(t, b, nil)
+}
+
+func startNode(t testing.TB, b *redisbroker.Broker, adjust func(*notify.Config)) *node {
+	t.Helper()
+	cfg := notify.Config{Secret: secret}
+	if b != nil {
+		cfg.Broker = b
+	}
 	if adjust != nil {
 		adjust(&cfg)
 	}

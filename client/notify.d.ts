@@ -1,0 +1,184 @@
+// Type declarations for notify.js, the notify browser client (served at <prefix>/client.js).
+// The wire protocol is described in PROTOCOL.md.
+
+/** Close code 1000: normal closure. The client only sees it after its own close(); it does not reconnect. */
+export const CLOSE_NORMAL: 1000;
+/** Close code 1001: the server is shutting down or restarting; the client reconnects with backoff. */
+export const CLOSE_GOING_AWAY: 1001;
+/** Close code 1006: the network failed or the upgrade was refused (401, 403); reconnect with backoff. */
+export const CLOSE_ABNORMAL: 1006;
+/** Close code 1009: a client message exceeded the server's size limit; reconnect with backoff. */
+export const CLOSE_TOO_BIG: 1009;
+/** Close code 4000: the token expired without a refresh; reconnect at once with a fresh token. */
+export const CLOSE_TOKEN_EXPIRED: 4000;
+/** Close code 4002: slow consumer, the client's queue overflowed; reconnect at once. */
+export const CLOSE_SLOW_CONSUMER: 4002;
+/** Close code 4003: protocol abuse, too many bad messages; the client does not reconnect. */
+export const CLOSE_PROTOCOL_ABUSE: 4003;
+
+/** An event as the server sends it. Fields this version does not know are kept as they are. */
+export interface NotifyEvent<T = unknown> {
+  /** The event's type name, chosen by the application. */
+  type: string;
+  /** Unique id; the client delivers each id at most once (among the last 1000 ids). */
+  id: string;
+  /** When the event was created, RFC 3339. */
+  time: string;
+  /** Any JSON value; absent when null. */
+  data?: T;
+  /** Present on topic events only: the topic it was published to. */
+  topic?: string;
+  [field: string]: unknown;
+}
+
+/** An "error" control frame. The connection stays up after one. */
+export interface ErrorFrame {
+  op: "error";
+  /** bad_request, unknown_op, invalid_topic, forbidden, too_many_topics or invalid_token. */
+  code: string;
+  /** A human-readable reason. */
+  reason?: string;
+  /** The topic the error concerns, if any. */
+  topic?: string;
+  [field: string]: unknown;
+}
+
+/** The error a subscribe() promise rejects with. Its message starts with "notify: ". */
+export interface NotifyError extends Error {
+  /**
+   * The server's error code (e.g. "forbidden"), or "unsubscribed" when unsubscribe() was called
+   * before the answer, or "closed" when the connection closed for good.
+   */
+  code: string;
+  reason?: string;
+  topic?: string;
+}
+
+/**
+ * The connection states. "connecting": the first connection is being made. "connected": the
+ * server's welcome arrived. "reconnecting": the connection dropped or failed and the next attempt
+ * is scheduled or under way. "closed": terminal; the connection will not be reopened.
+ */
+export type State = "connecting" | "connected" | "reconnecting" | "closed";
+
+/** What accompanies a state change; which fields are set depends on the state. */
+export interface StateInfo {
+  /** connected: the user the server authenticated. */
+  user?: string;
+  /** connected: the session id the server assigned. */
+  session?: string;
+  /** reconnecting, closed: the close code that ended the previous connection, if it closed. */
+  code?: number;
+  /** reconnecting, closed: the close reason, or why the client gave up on the connection. */
+  reason?: string;
+  /** reconnecting, closed: what token() threw, or what the WebSocket constructor threw. */
+  error?: unknown;
+  /** reconnecting: the number of attempts since the last welcome, counting this one (1, 2, ...). */
+  attempt?: number;
+  /** reconnecting: milliseconds until this attempt starts. */
+  delay?: number;
+}
+
+/** Options of connect(). Every field is optional. */
+export interface ConnectOptions {
+  /**
+   * The token (a JWT) for the connection, sent as the protocol "notify.bearer.<token>" next to
+   * "notify.v1". A function is called before every connection and reconnection, and when the
+   * server sends "expiring" (its result is then sent as a "refresh"); it may be async.
+   * undefined or "" connects without a token (cookie authentication). null means the user is
+   * signed out: the client then closes for good (state "closed") instead of connecting.
+   * If the function throws or rejects, the client reports the error in the "reconnecting" state
+   * info and backs off.
+   * Default: none.
+   */
+  token?: string | null | (() => string | null | undefined | Promise<string | null | undefined>);
+  /** Topics to subscribe to after every welcome. Default: none. */
+  topics?: Iterable<string>;
+  /** Backoff base in milliseconds: attempt n waits up to min(maxDelay, minDelay * 2^n). Default: 500. */
+  minDelay?: number;
+  /** Backoff cap in milliseconds. Default: 30000. */
+  maxDelay?: number;
+  /** The WebSocket constructor to use, for tests or non-browser runtimes. Default: globalThis.WebSocket. */
+  WebSocket?: new (url: string, protocols: string[]) => WebSocket;
+}
+
+/** A notify connection, as connect() returns it. */
+export interface Connection {
+  /** The current state. */
+  readonly state: State;
+  /** The user from the latest welcome; undefined before the first. */
+  readonly user: string | undefined;
+  /** The session id from the latest welcome; undefined before the first. */
+  readonly session: string | undefined;
+
+  /**
+   * Calls fn for every event of this type, in the order received; type "*" gets every event.
+   * An event whose id was already delivered, before or after a reconnect, is dropped.
+   * Returns a function that removes fn.
+   */
+  on<T = unknown>(type: string, fn: (event: NotifyEvent<T>) => void): () => void;
+
+  /**
+   * Calls fn on every state change, and again with fresh info each time a reconnect is
+   * scheduled. Returns a function that removes fn.
+   */
+  onState(fn: (state: State, info: StateInfo) => void): () => void;
+
+  /** Calls fn for every "error" control frame from the server. Returns a function that removes fn. */
+  onError(fn: (error: ErrorFrame) => void): () => void;
+
+  /**
+   * Subscribes to topic now if connected, and after every reconnect until unsubscribe(). The
+   * promise resolves when the server answers "subscribed" (also if that answer comes only after
+   * a reconnect) and rejects with a NotifyError when it answers "error" for the topic (which
+   * forgets the topic), when unsubscribe() is called first, or when the connection closes for
+   * good.
+   */
+  subscribe(topic: string): Promise<void>;
+
+  /** Forgets topic and sends "unsubscribe" if connected. */
+  unsubscribe(topic: string): void;
+
+  /** Closes the connection with code 1000 and does not reconnect; the state becomes "closed". */
+  close(): void;
+}
+
+/**
+ * Opens a notify connection to url (absolute, or relative to the page: http becomes ws, https
+ * becomes wss) and keeps it open, reconnecting with capped exponential backoff and full jitter,
+ * until close() is called or the server closes it for good. It returns at once; the first state
+ * change ("connecting") comes after the caller's synchronous code.
+ */
+export function connect(url: string, options?: ConnectOptions): Connection;
+
+/**
+ * The delay in milliseconds before reconnect attempt `attempt` (0-based): random() times
+ * min(maxDelay, minDelay * 2^attempt). random defaults to Math.random.
+ */
+export function backoffDelay(attempt: number, minDelay: number, maxDelay: number, random?: () => number): number;
+
+/**
+ * What the client does after a close with this code: "stop" (1000, 4003), "now" (4000, 4002:
+ * reconnect at once with a fresh token) or "backoff" (everything else).
+ */
+export function closeAction(code: number): "stop" | "now" | "backoff";
+
+/**
+ * Splits a text frame into its JSON objects, one per line. Blank lines, malformed lines and
+ * lines that are not JSON objects are skipped.
+ */
+export function parseFrame(text: string): Record<string, unknown>[];
+
+/**
+ * Resolves url against base (normally location.href) into a WebSocket URL, mapping http to ws
+ * and https to wss. Without a base, returns url unchanged.
+ */
+export function resolveURL(url: string, base?: string): string;
+
+/** A bounded set of recently seen ids that forgets the oldest first. */
+export class Dedup {
+  /** Remembers up to size ids. Default: 1000. */
+  constructor(size?: number);
+  /** Returns true if id was seen among the last size ids; otherwise records it and returns false. */
+  seen(id: unknown): boolean;
+}

@@ -1,0 +1,452 @@
+// State-machine tests of connect() with a fake WebSocket the test drives, and mocked
+// setTimeout and Date so that backoff and liveness run without waiting.
+import { test, mock, beforeEach, afterEach } from "node:test";
+import assert from "node:assert/strict";
+import { connect } from "../notify.js";
+
+// fakeWebSocket returns a WebSocket stand-in class and the list of sockets it has created.
+function fakeWebSocket() {
+  const sockets = [];
+  class FakeSocket {
+    constructor(url, protocols) {
+      this.url = url;
+      this.protocols = protocols;
+      this.sent = []; // raw frames the client sent
+      this.closed = null; // {code, reason} once the client closed it
+      sockets.push(this);
+    }
+    send(frame) { this.sent.push(frame); }
+    close(code, reason) { this.closed = { code, reason }; }
+    // Test drivers: deliver one frame holding objs (strings are sent as they are) or a close.
+    receive(...objs) {
+      this.onmessage?.({ data: objs.map((o) => (typeof o === "string" ? o : JSON.stringify(o))).join("\n") });
+    }
+    serverClose(code, reason = "") { this.onclose?.({ code, reason }); }
+    // The client's requests, checking that every frame holds exactly one JSON object.
+    requests() {
+      return this.sent.map((f) => {
+        assert.ok(!f.includes("\n"), `one object per frame: ${f}`);
+        return JSON.parse(f);
+      });
+    }
+  }
+  return { FakeSocket, sockets };
+}
+
+// settle lets pending promises (the async token function) run.
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+// setup connects with a fake WebSocket and a token function counting its calls.
+async function setup(opts = {}) {
+  const { FakeSocket, sockets } = fakeWebSocket();
+  const tokens = [];
+  const token = async () => { tokens.push(`jwt${tokens.length + 1}`); return tokens.at(-1); };
+  const n = connect("wss://example.com/notify/ws", { token, minDelay: 100, maxDelay: 1000, WebSocket: FakeSocket, ...opts });
+  const states = [];
+  n.onState((state, info) => states.push([state, info]));
+  await settle();
+  return { n, sockets, tokens, states, last: () => sockets.at(-1) };
+}
+
+const welcome = (extra = {}) => ({ op: "welcome", user: "alice", session: "s1", exp: 2e9, ping: 25, ...extra });
+
+let closeAfter = [];
+beforeEach(() => { mock.timers.enable({ apis: ["setTimeout", "Date"], now: 1_000_000 }); });
+afterEach(() => {
+  for (const n of closeAfter) n.close();
+  closeAfter = [];
+  mock.timers.reset();
+});
+function track(n) { closeAfter.push(n); return n; }
+
+test("connects with the token as a protocol and delivers events in order", async () => {
+  const { n, sockets, states, last } = await setup();
+  track(n);
+  assert.equal(sockets.length, 1);
+  assert.equal(last().url, "wss://example.com/notify/ws");
+  assert.deepEqual(last().protocols, ["notify.v1", "notify.bearer.jwt1"]);
+  assert.equal(n.state, "connecting");
+  assert.deepEqual(states.map((s) => s[0]), ["connecting"], "onState registered after connect() sees connecting");
+
+  last().receive(welcome());
+  assert.equal(n.state, "connected");
+  assert.equal(n.user, "alice");
+  assert.equal(n.session, "s1");
+  assert.deepEqual(states.at(-1), ["connected", { user: "alice", session: "s1" }]);
+
+  const got = [];
+  n.on("a", (ev) => got.push(`a:${ev.id}`));
+  n.on("*", (ev) => got.push(`*:${ev.id}`));
+  last().receive({ type: "a", id: "1", data: { x: 1 } });
+  last().receive({ type: "b", id: "2" });
+  last().receive({ type: "a", id: "3", unknownField: true });
+  assert.deepEqual(got, ["a:1", "*:1", "*:2", "a:3", "*:3"]);
+});
+
+test("without a token connects with notify.v1 only", async () => {
+  const { FakeSocket, sockets } = fakeWebSocket();
+  const n = track(connect("wss://h/ws", { WebSocket: FakeSocket }));
+  await settle();
+  assert.deepEqual(sockets[0].protocols, ["notify.v1"]);
+  const m = track(connect("wss://h/ws", { token: "constant", WebSocket: FakeSocket }));
+  await settle();
+  assert.deepEqual(sockets[1].protocols, ["notify.v1", "notify.bearer.constant"]);
+  assert.equal(n.state, "connecting");
+  assert.equal(m.state, "connecting");
+});
+
+test("relative URL is resolved against location", async (t) => {
+  globalThis.location = { href: "https://app.example/page" };
+  t.after(() => { delete globalThis.location; });
+  const { sockets, n } = await setup();
+  track(n);
+  assert.equal(sockets[0].url, "wss://example.com/notify/ws", "absolute URL unchanged");
+  const { FakeSocket, sockets: rel } = fakeWebSocket();
+  track(connect("/notify/ws", { WebSocket: FakeSocket }));
+  await settle();
+  assert.equal(rel[0].url, "wss://app.example/notify/ws");
+});
+
+test("multi-event frame: every event delivered, bad lines and unknown ops skipped", async () => {
+  const { n, last } = await setup();
+  track(n);
+  const got = [];
+  n.on("*", (ev) => got.push(ev.id));
+  const errors = [];
+  n.onError((e) => errors.push(e));
+  last().receive(welcome(), { type: "a", id: "1" }, "{broken", "", { op: "future", x: 1 }, { type: "a", id: "2" }, { op: "ping" }, { type: "b", id: "3" });
+  assert.equal(n.state, "connected");
+  assert.deepEqual(got, ["1", "2", "3"]);
+  assert.deepEqual(errors, []);
+});
+
+test("handler unsubscribe and a throwing handler do not disturb delivery", async (t) => {
+  const reported = [];
+  const saved = globalThis.reportError;
+  globalThis.reportError = (e) => reported.push(e);
+  t.after(() => { globalThis.reportError = saved; });
+  const { n, last } = await setup();
+  track(n);
+  const got = [];
+  const off = n.on("a", (ev) => got.push(ev.id));
+  n.on("a", () => { throw new Error("boom"); });
+  last().receive(welcome(), { type: "a", id: "1" }, { type: "a", id: "2" });
+  off();
+  last().receive({ type: "a", id: "3" });
+  assert.deepEqual(got, ["1", "2"]);
+  assert.equal(reported.length, 3);
+});
+
+test("duplicate id dropped, also across a reconnect", async () => {
+  const { n, sockets, last } = await setup();
+  track(n);
+  const got = [];
+  n.on("*", (ev) => got.push(ev.id));
+  last().receive(welcome(), { type: "a", id: "1" }, { type: "a", id: "1" }, { type: "a", id: "2" });
+  last().serverClose(1006);
+  mock.timers.tick(100);
+  await settle();
+  assert.equal(sockets.length, 2);
+  last().receive(welcome(), { type: "a", id: "2" }, { type: "a", id: "3" }, { type: "noid" }, { type: "noid" });
+  assert.deepEqual(got, ["1", "2", "3", undefined, undefined]);
+});
+
+test("close 1001: reconnecting, then a new socket with a fresh token that resubscribes", async () => {
+  const { n, sockets, tokens, states, last } = await setup({ topics: ["news"] });
+  track(n);
+  last().receive(welcome());
+  assert.deepEqual(last().requests(), [{ op: "subscribe", topic: "news" }]);
+  n.subscribe("sport");
+  last().receive({ op: "subscribed", topic: "news" }, { op: "subscribed", topic: "sport" });
+
+  last().serverClose(1001, "going away, reconnect");
+  assert.equal(n.state, "reconnecting");
+  const [, info] = states.at(-1);
+  assert.equal(info.code, 1001);
+  assert.equal(info.attempt, 1);
+  assert.ok(info.delay >= 0 && info.delay < 100, `delay ${info.delay} within minDelay`);
+  assert.equal(sockets.length, 1, "waits for the backoff");
+
+  mock.timers.tick(100);
+  await settle();
+  assert.equal(sockets.length, 2);
+  assert.deepEqual(tokens, ["jwt1", "jwt2"]);
+  assert.deepEqual(last().protocols, ["notify.v1", "notify.bearer.jwt2"]);
+  assert.deepEqual(last().requests(), [], "nothing sent before the welcome");
+  last().receive(welcome({ session: "s2" }));
+  assert.equal(n.state, "connected");
+  assert.equal(n.session, "s2");
+  assert.deepEqual(last().requests(), [{ op: "subscribe", topic: "news" }, { op: "subscribe", topic: "sport" }]);
+});
+
+test("backoff grows while connections fail before any welcome, and resets after one", async () => {
+  const { n, states, last } = await setup({ minDelay: 100, maxDelay: 100000 });
+  track(n);
+  for (let i = 0; i < 4; i++) {
+    last().serverClose(1006); // e.g. a 401 at the upgrade
+    const [state, info] = states.at(-1);
+    assert.equal(state, "reconnecting");
+    assert.equal(info.attempt, i + 1);
+    assert.ok(info.delay < 100 * 2 ** i, `attempt ${i}: ${info.delay}`);
+    mock.timers.tick(100 * 2 ** i);
+    await settle();
+  }
+  last().receive(welcome());
+  last().serverClose(1006);
+  assert.equal(states.at(-1)[1].attempt, 1, "attempts count again from the welcome");
+});
+
+test("close 4003: closed for good, no new socket, pending subscribes rejected", async () => {
+  const { n, sockets, states, last } = await setup();
+  last().receive(welcome());
+  const answer = n.subscribe("news");
+  last().serverClose(4003, "too many bad messages");
+  assert.equal(n.state, "closed");
+  assert.deepEqual(states.at(-1), ["closed", { code: 4003, reason: "too many bad messages" }]);
+  await assert.rejects(answer, (err) => err.code === "closed" && err.topic === "news" && /^notify: /.test(err.message));
+  await assert.rejects(n.subscribe("later"), { code: "closed" });
+  mock.timers.tick(1e6);
+  await settle();
+  assert.equal(sockets.length, 1);
+});
+
+test("close 4000: reconnects at once with a new token", async () => {
+  const { n, sockets, tokens, states, last } = await setup({ minDelay: 10000, maxDelay: 10000 });
+  track(n);
+  last().receive(welcome());
+  last().serverClose(4000, "token expired");
+  assert.equal(states.at(-1)[0], "reconnecting");
+  assert.equal(states.at(-1)[1].delay, 0);
+  mock.timers.tick(0);
+  await settle();
+  assert.equal(sockets.length, 2);
+  assert.deepEqual(tokens, ["jwt1", "jwt2"]);
+  assert.deepEqual(last().protocols, ["notify.v1", "notify.bearer.jwt2"]);
+});
+
+test("close 4002: reconnects at once", async () => {
+  const { n, sockets, states, last } = await setup({ minDelay: 10000, maxDelay: 10000 });
+  track(n);
+  last().receive(welcome());
+  last().serverClose(4002, "slow consumer");
+  assert.equal(states.at(-1)[1].delay, 0);
+  mock.timers.tick(0);
+  await settle();
+  assert.equal(sockets.length, 2);
+});
+
+test("expiring: sends a refresh with a fresh token", async () => {
+  const { n, tokens, last } = await setup();
+  track(n);
+  last().receive(welcome());
+  last().receive({ op: "expiring", exp: 2e9 });
+  await settle();
+  assert.deepEqual(tokens, ["jwt1", "jwt2"]);
+  assert.deepEqual(last().requests(), [{ op: "refresh", token: "jwt2" }]);
+  last().receive({ op: "refreshed", exp: 2e9 + 60 });
+  assert.equal(n.state, "connected");
+});
+
+test("subscribe: resolves on subscribed, rejects on an error naming the topic", async () => {
+  const { n, sockets, last } = await setup();
+  track(n);
+  last().receive(welcome());
+  const errors = [];
+  n.onError((e) => errors.push(e));
+  const ok = n.subscribe("news");
+  const denied = n.subscribe("secret");
+  assert.deepEqual(last().requests(), [{ op: "subscribe", topic: "news" }, { op: "subscribe", topic: "secret" }]);
+  let resolved = false;
+  ok.then(() => { resolved = true; });
+  last().receive({ op: "subscribed", topic: "other" });
+  await settle();
+  assert.equal(resolved, false, "an answer for another topic does not resolve it");
+  last().receive({ op: "subscribed", topic: "news" }, { op: "error", code: "forbidden", reason: "not allowed", topic: "secret" });
+  await ok;
+  await assert.rejects(denied, (err) => err.code === "forbidden" && err.reason === "not allowed" && err.topic === "secret");
+  assert.deepEqual(errors, [{ op: "error", code: "forbidden", reason: "not allowed", topic: "secret" }]);
+
+  // A refused topic is not renewed on reconnect; an accepted one is.
+  last().serverClose(1006);
+  mock.timers.tick(100);
+  await settle();
+  assert.equal(sockets.length, 2);
+  last().receive(welcome());
+  assert.deepEqual(last().requests(), [{ op: "subscribe", topic: "news" }]);
+});
+
+test("subscribe: stays pending across a reconnect until answered", async () => {
+  const { n, last } = await setup();
+  track(n);
+  const answer = n.subscribe("news"); // before the welcome: sent after it
+  let done = false;
+  answer.then(() => { done = true; });
+  last().serverClose(1006);
+  mock.timers.tick(100);
+  await settle();
+  assert.equal(done, false);
+  last().receive(welcome());
+  assert.deepEqual(last().requests(), [{ op: "subscribe", topic: "news" }]);
+  last().receive({ op: "subscribed", topic: "news" });
+  await answer;
+});
+
+test("unsubscribe: forgets the topic, sends unsubscribe, rejects a pending subscribe", async () => {
+  const { n, sockets, last } = await setup({ topics: ["news", "sport"] });
+  track(n);
+  const pending = n.subscribe("weather");
+  n.unsubscribe("weather");
+  await assert.rejects(pending, { code: "unsubscribed" });
+  last().receive(welcome());
+  n.unsubscribe("sport");
+  assert.deepEqual(last().requests(), [{ op: "subscribe", topic: "news" }, { op: "subscribe", topic: "sport" }, { op: "unsubscribe", topic: "sport" }]);
+  last().serverClose(1001);
+  mock.timers.tick(100);
+  await settle();
+  assert.equal(sockets.length, 2);
+  last().receive(welcome());
+  assert.deepEqual(last().requests(), [{ op: "subscribe", topic: "news" }]);
+});
+
+test("liveness: a silent connection is closed and replaced", async () => {
+  const { n, sockets, states, last } = await setup();
+  track(n);
+  last().receive(welcome({ ping: 1 })); // dead after 2*1+5 = 7 s of silence
+  mock.timers.tick(6000);
+  last().receive({ op: "ping" });
+  mock.timers.tick(6900);
+  assert.equal(n.state, "connected", "the ping at 6 s keeps it alive until 13 s");
+  assert.equal(sockets[0].closed, null);
+  mock.timers.tick(200);
+  assert.equal(n.state, "reconnecting");
+  assert.equal(sockets[0].closed?.code, 1000);
+  assert.match(states.at(-1)[1].reason, /no frame/);
+  mock.timers.tick(100);
+  await settle();
+  assert.equal(sockets.length, 2);
+  sockets[0].serverClose(1006); // the late close of the dropped socket changes nothing
+  assert.equal(states.filter(([s]) => s === "reconnecting").length, 1);
+  last().receive(welcome());
+  assert.equal(n.state, "connected");
+});
+
+test("liveness: default ping of 25 s when the welcome names none or nonsense", async () => {
+  const { n, last } = await setup();
+  track(n);
+  last().receive(welcome({ ping: undefined }));
+  mock.timers.tick(55000);
+  assert.equal(n.state, "connected");
+  mock.timers.tick(2);
+  assert.equal(n.state, "reconnecting");
+  mock.timers.tick(100);
+  await settle();
+  last().receive(welcome({ ping: 0 }));
+  mock.timers.tick(55000);
+  assert.equal(n.state, "connected");
+  mock.timers.tick(2);
+  assert.equal(n.state, "reconnecting");
+});
+
+test("page visible again and back online: checks liveness and retries at once", async (t) => {
+  // EventTargets that count their listeners, to check that close() removes them.
+  class Target extends EventTarget {
+    listeners = 0;
+    addEventListener(...args) { this.listeners++; super.addEventListener(...args); }
+    removeEventListener(...args) { this.listeners--; super.removeEventListener(...args); }
+  }
+  const doc = Object.assign(new Target(), { visibilityState: "hidden" });
+  globalThis.document = doc;
+  globalThis.window = new Target();
+  t.after(() => { delete globalThis.document; delete globalThis.window; });
+  const { n, sockets, last } = await setup({ minDelay: 60000, maxDelay: 60000 });
+  last().receive(welcome({ ping: 1 }));
+
+  // A background tab's timers are throttled: time passes, the timer does not fire.
+  mock.timers.setTime(Date.now() + 8000);
+  assert.equal(n.state, "connected");
+  doc.visibilityState = "visible";
+  doc.dispatchEvent(new Event("visibilitychange"));
+  assert.equal(n.state, "reconnecting");
+  assert.equal(sockets.length, 1, "backing off");
+
+  window.dispatchEvent(new Event("online"));
+  await settle();
+  assert.equal(sockets.length, 2, "online retries at once");
+  last().receive(welcome({ ping: 1 }));
+  window.dispatchEvent(new Event("online")); // connected and alive: nothing happens
+  await settle();
+  assert.equal(sockets.length, 2);
+
+  n.close();
+  mock.timers.setTime(Date.now() + 60000);
+  doc.dispatchEvent(new Event("visibilitychange"));
+  window.dispatchEvent(new Event("online"));
+  await settle();
+  assert.equal(sockets.length, 2, "nothing happens after close()");
+  assert.equal(n.state, "closed");
+  assert.equal(doc.listeners, 0, "document listener removed");
+  assert.equal(window.listeners, 0, "window listener removed");
+});
+
+test("token() throwing: reported in the state info, backs off, then retries", async () => {
+  let calls = 0;
+  const boom = new Error("token endpoint down");
+  const token = async () => { calls++; if (calls === 1) throw boom; return "good"; };
+  const { n, sockets, states, last } = await setup({ token });
+  track(n);
+  assert.equal(sockets.length, 0);
+  assert.equal(n.state, "reconnecting");
+  assert.equal(states.at(-1)[1].error, boom);
+  mock.timers.tick(100);
+  await settle();
+  assert.equal(sockets.length, 1);
+  assert.deepEqual(last().protocols, ["notify.v1", "notify.bearer.good"]);
+});
+
+test("token() returning null: closed without connecting", async () => {
+  const { n, sockets, states } = await setup({ token: () => null });
+  assert.equal(n.state, "closed");
+  assert.equal(sockets.length, 0);
+  assert.deepEqual(states.map((s) => s[0]), ["connecting", "closed"]);
+});
+
+test("close(): closes with 1000, stops reconnecting, leaves no timer", async () => {
+  const { n, sockets, states, last } = await setup();
+  last().receive(welcome());
+  n.close();
+  assert.equal(n.state, "closed");
+  assert.deepEqual(sockets[0].closed, { code: 1000, reason: "" });
+  assert.equal(states.at(-1)[0], "closed");
+  sockets[0].serverClose(1000);
+  n.close();
+  assert.equal(states.filter(([s]) => s === "closed").length, 1, "closed once");
+  mock.timers.tick(1e6);
+  await settle();
+  assert.equal(sockets.length, 1);
+
+  // Closing while a reconnect is scheduled cancels it.
+  const b = await setup();
+  b.last().serverClose(1006);
+  b.n.close();
+  mock.timers.tick(1e6);
+  await settle();
+  assert.equal(b.sockets.length, 1);
+  assert.deepEqual(b.tokens, ["jwt1"], "the cancelled reconnect asks for no token");
+
+  // Closing before the first connection starts opens nothing.
+  const { FakeSocket, sockets: none } = fakeWebSocket();
+  const c = connect("wss://h/ws", { WebSocket: FakeSocket });
+  c.close();
+  await settle();
+  assert.equal(none.length, 0);
+  assert.equal(c.state, "closed");
+});
+
+test("close() from an event handler stops the rest of the frame", async () => {
+  const { n, last } = await setup();
+  const got = [];
+  n.on("*", (ev) => { got.push(ev.id); if (ev.id === "2") n.close(); });
+  last().receive(welcome(), { type: "a", id: "1" }, { type: "a", id: "2" }, { type: "a", id: "3" });
+  assert.deepEqual(got, ["1", "2"]);
+  assert.equal(n.state, "closed");
+});

@@ -1,0 +1,99 @@
+// Unit tests of notify.js's pure helpers. Run from the module root: node --test client/test/
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  backoffDelay, closeAction, parseFrame, resolveURL, Dedup,
+  CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_ABNORMAL, CLOSE_TOO_BIG,
+  CLOSE_TOKEN_EXPIRED, CLOSE_SLOW_CONSUMER, CLOSE_PROTOCOL_ABUSE,
+} from "../notify.js";
+
+test("backoffDelay: full jitter below min(maxDelay, minDelay * 2^attempt)", () => {
+  const cases = [
+    { name: "random 0 waits nothing", attempt: 3, random: 0, want: 0 },
+    { name: "attempt 0, half", attempt: 0, random: 0.5, want: 250 },
+    { name: "attempt 1, half", attempt: 1, random: 0.5, want: 500 },
+    { name: "attempt 3, almost all", attempt: 3, random: 0.999, want: 0.999 * 4000 },
+    { name: "capped", attempt: 10, random: 0.5, want: 15000 },
+    { name: "capped almost all", attempt: 7, random: 0.999, want: 0.999 * 30000 },
+    { name: "huge attempt stays capped", attempt: 5000, random: 0.999, want: 0.999 * 30000 },
+  ];
+  for (const c of cases) {
+    assert.equal(backoffDelay(c.attempt, 500, 30000, () => c.random), c.want, c.name);
+  }
+  assert.equal(backoffDelay(5000, 0, 30000, () => 0.5), 0, "minDelay 0 gives 0, not NaN");
+});
+
+test("backoffDelay: default random stays within bounds", () => {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const bound = Math.min(30000, 500 * 2 ** attempt);
+    for (let i = 0; i < 50; i++) {
+      const d = backoffDelay(attempt, 500, 30000);
+      assert.ok(d >= 0 && d < bound, `attempt ${attempt}: ${d} not in [0, ${bound})`);
+    }
+  }
+});
+
+test("closeAction: table of close codes", () => {
+  const cases = [
+    [CLOSE_NORMAL, "stop"],
+    [CLOSE_PROTOCOL_ABUSE, "stop"],
+    [CLOSE_TOKEN_EXPIRED, "now"],
+    [CLOSE_SLOW_CONSUMER, "now"],
+    [CLOSE_GOING_AWAY, "backoff"],
+    [CLOSE_ABNORMAL, "backoff"],
+    [CLOSE_TOO_BIG, "backoff"],
+    [1011, "backoff"],
+    [4001, "backoff"],
+    [undefined, "backoff"],
+  ];
+  for (const [code, want] of cases) assert.equal(closeAction(code), want, `code ${code}`);
+  assert.deepEqual(
+    [CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_ABNORMAL, CLOSE_TOO_BIG, CLOSE_TOKEN_EXPIRED, CLOSE_SLOW_CONSUMER, CLOSE_PROTOCOL_ABUSE],
+    [1000, 1001, 1006, 1009, 4000, 4002, 4003],
+  );
+});
+
+test("parseFrame: one or more objects per frame", () => {
+  const cases = [
+    { name: "single", text: '{"type":"a","id":"1"}', want: [{ type: "a", id: "1" }] },
+    { name: "multiple", text: '{"op":"welcome","user":"u"}\n{"type":"a","id":"1"}\n{"type":"b","id":"2"}',
+      want: [{ op: "welcome", user: "u" }, { type: "a", id: "1" }, { type: "b", id: "2" }] },
+    { name: "blank lines and trailing newline", text: '\n{"type":"a"}\n\n   \n{"type":"b"}\n', want: [{ type: "a" }, { type: "b" }] },
+    { name: "CRLF", text: '{"type":"a"}\r\n{"type":"b"}', want: [{ type: "a" }, { type: "b" }] },
+    { name: "malformed line skipped", text: '{"type":"a"}\n{"type":\n{"type":"b"}', want: [{ type: "a" }, { type: "b" }] },
+    { name: "non-objects skipped", text: '42\nnull\n"s"\n[1]\ntrue\n{"type":"a"}', want: [{ type: "a" }] },
+    { name: "empty", text: "", want: [] },
+  ];
+  for (const c of cases) assert.deepEqual(parseFrame(c.text), c.want, c.name);
+});
+
+test("Dedup: remembers the last size ids, evicting the oldest", () => {
+  const d = new Dedup(3);
+  assert.equal(d.seen("a"), false);
+  assert.equal(d.seen("b"), false);
+  assert.equal(d.seen("c"), false);
+  assert.equal(d.seen("a"), true, "a is still held");
+  assert.equal(d.seen("d"), false, "d is new; a, the oldest, is evicted");
+  assert.equal(d.seen("b"), true);
+  assert.equal(d.seen("a"), false, "a was evicted although it was seen again: insertion order");
+  assert.equal(d.seen("b"), false, "recording a evicted b");
+});
+
+test("Dedup: default size is 1000", () => {
+  const d = new Dedup();
+  for (let i = 0; i < 1000; i++) assert.equal(d.seen(i), false);
+  assert.equal(d.seen(0), true);
+  assert.equal(d.seen(1000), false);
+  assert.equal(d.seen(0), false, "0 was evicted by the 1001st id");
+});
+
+test("resolveURL: relative URLs become ws and wss URLs", () => {
+  const cases = [
+    { url: "/notify/ws", base: "https://example.com/app/page", want: "wss://example.com/notify/ws" },
+    { url: "/notify/ws", base: "http://localhost:8080/", want: "ws://localhost:8080/notify/ws" },
+    { url: "ws", base: "http://h/notify/", want: "ws://h/notify/ws" },
+    { url: "wss://other.example/ws", base: "http://h/", want: "wss://other.example/ws" },
+    { url: "/notify/ws", base: undefined, want: "/notify/ws" },
+  ];
+  for (const c of cases) assert.equal(resolveURL(c.url, c.base), c.want, `${c.url} on ${c.base}`);
+});

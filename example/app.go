@@ -1,0 +1,264 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/gonotify/notify"
+	"github.com/gonotify/notify/adapters/echonotify"
+)
+
+//go:embed static
+var static embed.FS
+
+// devSecret is used when no secret is configured. Anyone who reads this file can forge tokens
+// and sessions with it: set NOTIFY_SECRET to 32+ random bytes outside development.
+const devSecret = "notify-example-development-secret-do-not-use"
+
+const sessionCookie = "session"
+
+// options configure the app. Zero values mean the documented defaults.
+type options struct {
+	// Secret signs notify tokens and the login cookie. Default: devSecret, with a warning.
+	Secret []byte
+	// TokenTTL is the lifetime of the notify tokens handed to the page. Default 10 minutes.
+	TokenTTL time.Duration
+	// ExpiryWarning is how long before a token expires the page is asked for a fresh one.
+	// Default: the hub's, 30s. It must be shorter than TokenTTL.
+	ExpiryWarning time.Duration
+	// Demo serves GET /demo/token and POST /demo/send, which need no login: anyone can get a
+	// token for any user and send to anyone. Never enable it in production.
+	Demo bool
+	// Logger receives the app's and the hub's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// newApp returns the example's Echo app and its hub. The caller shuts the hub down.
+func newApp(opts options) (*echo.Echo, *notify.Hub, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if len(opts.Secret) == 0 {
+		opts.Logger.Warn("NOTIFY_SECRET is not set: using the built-in development secret, which anyone can read")
+		opts.Secret = []byte(devSecret)
+	}
+	if opts.TokenTTL == 0 {
+		opts.TokenTTL = 10 * time.Minute
+	}
+	// The hub warns at once when less than ExpiryWarning is left; if every fresh token is that
+	// short, the page would refresh in a loop.
+	if warning := cmp.Or(opts.ExpiryWarning, 30*time.Second); opts.TokenTTL <= warning {
+		return nil, nil, fmt.Errorf("token TTL %v must be longer than the expiry warning %v", opts.TokenTTL, warning)
+	}
+	hub, err := notify.New(notify.Config{
+		Secret:        opts.Secret,
+		ExpiryWarning: opts.ExpiryWarning,
+		Logger:        opts.Logger,
+		// Every logged-in user may subscribe to every topic. A real app checks here whether
+		// the user may read the topic (is a member of the team, owns the order, ...).
+		Authorize: func(ctx context.Context, userID, topic string) error { return nil },
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	a := &app{hub: hub, opts: opts, sessionKey: deriveKey(opts.Secret, "session cookie")}
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.Use(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogMethod: true, LogURI: true, LogStatus: true, LogLatency: true, LogError: true, HandleError: true,
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			level := slog.LevelInfo
+			if v.Error != nil {
+				level = slog.LevelWarn
+			}
+			opts.Logger.LogAttrs(c.Request().Context(), level, "request", slog.String("method", v.Method),
+				slog.String("uri", v.URI), slog.Int("status", v.Status), slog.Duration("latency", v.Latency))
+			return nil
+		},
+	}))
+	e.Use(middleware.Recover())
+	// Browsers may not POST to this app from other origins (CSRF); the WebSocket endpoint has
+	// the hub's own origin check.
+	e.Use(echo.WrapMiddleware(http.NewCrossOriginProtection().Handler))
+
+	e.StaticFS("/", echo.MustSubFS(static, "static"))
+	e.POST("/api/login", a.login)
+	e.POST("/api/logout", a.logout)
+	api := e.Group("/api", a.requireLogin)
+	api.GET("/me", a.me)
+	api.GET("/token", a.token)
+	api.POST("/send", a.send)
+	echonotify.Mount(e.Group("/notify"), hub, nil) // GET /notify/ws and GET /notify/client.js
+	if opts.Demo {
+		e.GET("/demo/token", a.demoToken)
+		e.POST("/demo/send", a.send)
+	}
+	return e, hub, nil
+}
+
+type app struct {
+	hub        *notify.Hub
+	opts       options
+	sessionKey []byte
+}
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+
+const nameRule = "name must be 1 to 32 letters, digits, '-' or '_'"
+
+// login starts a session for the user named in the form or JSON body. There is no password:
+// this is a demo.
+func (a *app) login(c echo.Context) error {
+	var req struct {
+		Name string `json:"name" form:"name"`
+	}
+	if err := c.Bind(&req); err != nil || !validName.MatchString(req.Name) {
+		return echo.NewHTTPError(http.StatusBadRequest, nameRule)
+	}
+	c.SetCookie(&http.Cookie{
+		Name: sessionCookie, Value: a.signSession(req.Name, time.Now().Add(7*24*time.Hour)),
+		Path: "/", MaxAge: 7 * 24 * 3600, HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		Secure: c.Scheme() == "https",
+	})
+	return c.JSON(http.StatusOK, map[string]string{"user": req.Name})
+}
+
+func (a *app) logout(c echo.Context) error {
+	c.SetCookie(&http.Cookie{Name: sessionCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	return c.NoContent(http.StatusNoContent)
+}
+
+// requireLogin answers 401 unless the request carries a valid session cookie, and stores the
+// user's name under "user".
+func (a *app) requireLogin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		cookie, err := c.Cookie(sessionCookie)
+		if err != nil {
+			return echo.NewHTTPError(http.StatusUnauthorized, "log in first")
+		}
+		user, ok := a.verifySession(cookie.Value)
+		if !ok {
+			return echo.NewHTTPError(http.StatusUnauthorized, "log in first")
+		}
+		c.Set("user", user)
+		return next(c)
+	}
+}
+
+func (a *app) me(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"user": c.Get("user").(string)})
+}
+
+// token is the endpoint the page calls for a notify token: on connect, on every reconnect and
+// when the hub warns that the current one expires.
+func (a *app) token(c echo.Context) error {
+	return a.issue(c, c.Get("user").(string))
+}
+
+func (a *app) demoToken(c echo.Context) error {
+	user := c.QueryParam("user")
+	if !validName.MatchString(user) {
+		return echo.NewHTTPError(http.StatusBadRequest, "user: "+nameRule)
+	}
+	return a.issue(c, user)
+}
+
+func (a *app) issue(c echo.Context, user string) error {
+	tok, err := a.hub.IssueToken(user, a.opts.TokenTTL)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, map[string]string{"token": tok})
+}
+
+// sendRequest is the body of POST /api/send and /demo/send. With neither User nor Topic the
+// event goes to everyone.
+type sendRequest struct {
+	User  string          `json:"user"`
+	Topic string          `json:"topic"`
+	Type  string          `json:"type"`
+	Data  json.RawMessage `json:"data"`
+}
+
+func (a *app) send(c echo.Context) error {
+	var req sendRequest
+	if err := json.NewDecoder(c.Request().Body).Decode(&req); err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, "body must be a JSON object")
+	}
+	if req.Type == "" {
+		return echo.NewHTTPError(http.StatusBadRequest, "type is required")
+	}
+	ev := notify.Event{Type: req.Type}
+	if len(req.Data) > 0 {
+		ev.Data = req.Data
+	}
+	var err error
+	switch {
+	case req.User != "" && req.Topic != "":
+		return echo.NewHTTPError(http.StatusBadRequest, "set user or topic, not both")
+	case req.User != "":
+		err = a.hub.Send(req.User, ev)
+	case req.Topic != "":
+		err = a.hub.Publish(req.Topic, ev)
+	default:
+		err = a.hub.Broadcast(ev)
+	}
+	switch {
+	case errors.Is(err, notify.ErrInvalidTopic), errors.Is(err, notify.ErrInvalidEvent):
+		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
+	case err != nil:
+		return err
+	}
+	return c.NoContent(http.StatusAccepted)
+}
+
+// The session cookie is "name.expiry.mac": the user's name, the unix time it expires and an
+// HMAC of both. It survives restarts as long as the secret does.
+func (a *app) signSession(user string, exp time.Time) string {
+	payload := user + "." + strconv.FormatInt(exp.Unix(), 10)
+	return payload + "." + a.mac(payload)
+}
+
+func (a *app) verifySession(v string) (string, bool) {
+	i := strings.LastIndexByte(v, '.')
+	if i < 0 || !hmac.Equal([]byte(v[i+1:]), []byte(a.mac(v[:i]))) {
+		return "", false
+	}
+	user, exp, _ := strings.Cut(v[:i], ".")
+	unix, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil || time.Now().Unix() >= unix {
+		return "", false
+	}
+	return user, true
+}
+
+func (a *app) mac(payload string) string {
+	m := hmac.New(sha256.New, a.sessionKey)
+	m.Write([]byte(payload))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// deriveKey gives each use of the secret its own key.
+func deriveKey(secret []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, secret)
+	fmt.Fprint(m, "notify example: ", purpose)
+	return m.Sum(nil)
+}

@@ -1,0 +1,207 @@
+// The example's page: a login form, then a live notification list fed by the notify client.
+import { connect } from "/notify/client.js";
+
+const $ = (sel) => document.querySelector(sel);
+let client = null; // the notify connection while logged in
+
+// ---- session ----
+
+async function start() {
+  const res = await fetch("/api/me");
+  if (res.ok) showApp((await res.json()).user);
+  else showLogin();
+}
+
+function showLogin() {
+  client?.close();
+  client = null;
+  $("#session").hidden = true;
+  $("#app-view").hidden = true;
+  $("#login-view").hidden = false;
+  $("#login-form [name=name]").focus();
+}
+
+function showApp(user) {
+  $("#login-view").hidden = true;
+  $("#app-view").hidden = false;
+  $("#session").hidden = false;
+  $("#user-name").textContent = user;
+  $("#avatar").textContent = user.slice(0, 1).toUpperCase();
+  document.title = `${user} · notify demo`;
+  $("#list").replaceChildren();
+  $("#topics").replaceChildren();
+  updateUnread();
+
+  client = connect("/notify/ws", { token: fetchToken });
+  client.onState((state) => {
+    const el = $("#conn-state");
+    el.textContent = state;
+    el.dataset.state = state;
+  });
+  client.on("*", (ev) => {
+    addNotification(ev);
+    toast(ev);
+  });
+}
+
+// fetchToken is called by the client on every (re)connect and before the token expires.
+// Returning null tells the client we are logged out: it stops.
+async function fetchToken() {
+  const res = await fetch("/api/token");
+  if (res.status === 401) {
+    showLogin();
+    return null;
+  }
+  if (!res.ok) throw new Error(`token: HTTP ${res.status}`);
+  return (await res.json()).token;
+}
+
+$("#login-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const name = new FormData(e.target).get("name").trim();
+  const res = await postJSON("/api/login", { name });
+  const body = await res.json();
+  if (!res.ok) {
+    $("#login-error").textContent = body.message;
+    return;
+  }
+  $("#login-error").textContent = "";
+  e.target.reset();
+  showApp(body.user);
+});
+
+$("#logout").addEventListener("click", async () => {
+  await fetch("/api/logout", { method: "POST" });
+  showLogin();
+});
+
+// ---- notifications ----
+
+function describe(ev) {
+  const d = ev.data;
+  if (d == null) return ev.type;
+  if (typeof d === "string") return d;
+  return d.text ?? d.message ?? d.title ?? JSON.stringify(d);
+}
+
+function addNotification(ev) {
+  const list = $("#list");
+  if (list.querySelector(`li[data-id="${CSS.escape(ev.id)}"]`)) return;
+  const li = document.createElement("li");
+  li.className = "notification unread";
+  li.dataset.id = ev.id;
+  const from = ev.data?.from ? `from ${ev.data.from}` : "";
+  const where = ev.topic ? `#${ev.topic}` : "";
+  li.innerHTML = `<span class="dot"></span>
+    <div class="body"><div class="text"></div>
+    <div class="meta"><span class="type"></span><span class="where"></span><span class="from"></span><time></time></div></div>`;
+  li.querySelector(".text").textContent = describe(ev);
+  li.querySelector(".type").textContent = ev.type;
+  li.querySelector(".where").textContent = where;
+  li.querySelector(".from").textContent = from;
+  const t = new Date(ev.time);
+  li.querySelector("time").textContent = isNaN(t) ? "" : t.toLocaleTimeString();
+  li.addEventListener("click", () => markRead(li));
+  list.prepend(li);
+  updateUnread();
+}
+
+function markRead(li) {
+  li.classList.remove("unread");
+  updateUnread();
+}
+
+$("#mark-all-read").addEventListener("click", () => {
+  document.querySelectorAll("#list li.unread").forEach((li) => li.classList.remove("unread"));
+  updateUnread();
+});
+
+$("#bell").addEventListener("click", () => $("#list").scrollIntoView({ behavior: "smooth" }));
+$("#reload").addEventListener("click", () => location.reload());
+
+function updateUnread() {
+  const n = document.querySelectorAll("#list li.notification.unread").length;
+  const badge = $("#badge");
+  badge.textContent = String(n);
+  badge.dataset.count = String(n);
+  $("#empty").hidden = $("#list").children.length > 0;
+}
+
+function toast(ev) {
+  const el = document.createElement("div");
+  el.className = "toast";
+  el.innerHTML = `<strong></strong><span></span>`;
+  el.querySelector("strong").textContent = ev.topic ? `${ev.type} · #${ev.topic}` : ev.type;
+  el.querySelector("span").textContent = describe(ev);
+  const remove = () => el.remove();
+  el.addEventListener("click", remove);
+  setTimeout(remove, 5000);
+  $("#toasts").append(el);
+}
+
+// ---- sending ----
+
+const sendForm = $("#send-form");
+sendForm.addEventListener("change", () => {
+  const target = new FormData(sendForm).get("target");
+  $("#to-field").hidden = target === "everyone";
+  $("#to-label").textContent = target === "topic" ? "Topic" : "User";
+  sendForm.to.placeholder = target === "topic" ? "news" : "bob";
+});
+
+sendForm.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const f = new FormData(sendForm);
+  const body = { type: f.get("type").trim(), data: { text: f.get("text"), from: $("#user-name").textContent } };
+  const to = f.get("to").trim();
+  if (f.get("target") !== "everyone") {
+    if (!to) return status("Whom to? Fill in the name.", true);
+    body[f.get("target")] = to;
+  }
+  const res = await postJSON("/api/send", body);
+  if (res.ok) {
+    status("Sent.");
+    sendForm.text.value = "";
+  } else {
+    status((await res.json().catch(() => ({}))).message ?? `HTTP ${res.status}`, true);
+  }
+});
+
+function status(text, isError = false) {
+  const el = $("#send-status");
+  el.textContent = text;
+  el.classList.toggle("error", isError);
+}
+
+// ---- topics ----
+
+$("#topic-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const topic = e.target.topic.value.trim();
+  if (!topic || !client || $(`#topics li[data-topic="${CSS.escape(topic)}"]`)) return;
+  const chip = document.createElement("li");
+  chip.dataset.topic = topic;
+  chip.className = "pending";
+  chip.innerHTML = `<span></span><button type="button" title="Unsubscribe">&times;</button>`;
+  chip.querySelector("span").textContent = `#${topic}`;
+  chip.querySelector("button").addEventListener("click", () => {
+    client?.unsubscribe(topic);
+    chip.remove();
+  });
+  $("#topics").append(chip);
+  $("#topic-error").textContent = "";
+  e.target.reset();
+  try {
+    await client.subscribe(topic);
+    chip.className = "subscribed";
+  } catch (err) {
+    chip.remove();
+    $("#topic-error").textContent = `Cannot subscribe to ${topic}: ${err.reason ?? err.message}`;
+  }
+});
+
+function postJSON(url, body) {
+  return fetch(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+}
+
+start();
