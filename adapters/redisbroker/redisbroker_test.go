@@ -27,18 +27,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var secret = []byte("0123456789abcdef0123456789abcdef")
 
-// require skips a test whose service is missing, or fails it under NOTIFY_REQUIRE_SERVICES=1.
-func require(t testing.TB, what string, err error) {
-	t.Helper()
-	if err == nil {
-		return
-	}
-	if os.Getenv("NOTIFY_REQUIRE_SERVICES") == "1" {
-		t.Fatalf("%s is required (NOTIFY_REQUIRE_SERVICES=1): %v", what, err)
-	}
-	t.Skipf("%s not available, skipping: %v", what, err)
-}
-
 // redisURL is the shared Redis of the tests: NOTIFY_REDIS_URL or 127.0.0.1:6379.
 func redisURL(t testing.TB) string {
 	t.Helper()
@@ -54,7 +42,7 @@ func redisURL(t testing.TB) string {
 		cancel()
 		c.Close()
 	}
-	require(t, "Redis at "+u, err)
+	wstest.RequireService(t, "Redis at "+u, err)
 	return u
 }
 
@@ -337,7 +325,7 @@ type ownRedis struct {
 func startRedis(t testing.TB) *ownRedis {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
-	require(t, "redis-server (to run a Redis the test can kill)", err)
+	wstest.RequireService(t, "redis-server (to run a Redis the test can kill)", err)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -195,4 +196,17 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// RequireService skips a test whose service is missing (err != nil), or fails it when the
+// environment requires every service (NOTIFY_REQUIRE_SERVICES=1, as .ci/run sets).
+func RequireService(t testing.TB, what string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if os.Getenv("NOTIFY_REQUIRE_SERVICES") == "1" {
+		t.Fatalf("%s is required (NOTIFY_REQUIRE_SERVICES=1): %v", what, err)
+	}
+	t.Skipf("%s not available, skipping: %v", what, err)
 }
