@@ -28,7 +28,31 @@ export interface NotifyEvent<T = unknown> {
   data?: T;
   /** Present on topic events only: the topic it was published to. */
   topic?: string;
+  /**
+   * The event's position in its stream (the user's, or the topic's): consecutive numbers within
+   * an epoch. Absent on broadcasts and ephemeral events.
+   */
+  offset?: number;
+  /** The stream's epoch, with offset. */
+  epoch?: string;
   [field: string]: unknown;
+}
+
+/** A stream position: the epoch and the offset of the last event received from the stream. */
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+
+/**
+ * The outcome of a recovery, reported by onRecovery. topic is absent for the user's own stream.
+ * recovered true: every missed event follows (or none were missed), in order, before live ones.
+ * recovered false: events were missed and cannot be replayed (the server's history no longer
+ * holds them, or the stream's history was lost); refetch the state they would have changed.
+ */
+export interface Recovery {
+  topic?: string;
+  recovered: boolean;
 }
 
 /** An "error" control frame. The connection stays up after one. */
@@ -128,6 +152,18 @@ export interface Connection {
   onError(fn: (error: ErrorFrame) => void): () => void;
 
   /**
+   * Calls fn each time the client learns whether missed events could be recovered: after every
+   * reconnect (for the user stream, then for each topic as it is resubscribed), and when an event
+   * shows that events went missing that the client could not get back. The client remembers the
+   * position of the user stream and of every topic it subscribed to, sends them when it
+   * reconnects and resubscribes, and the server replays what was missed. On the first
+   * connection and a first subscribe nothing was missed, and fn is not called. A gap in a
+   * stream's offsets makes the client reconnect at once to fetch what is missing.
+   * Returns a function that removes fn.
+   */
+  onRecovery(fn: (recovery: Recovery) => void): () => void;
+
+  /**
    * Subscribes to topic now if connected, and after every reconnect until unsubscribe(). The
    * promise resolves when the server answers "subscribed" (also if that answer comes only after
    * a reconnect) and rejects with a NotifyError when it answers "error" for the topic (which
@@ -174,6 +210,18 @@ export function parseFrame(text: string): Record<string, unknown>[];
  * and https to wss. Without a base, returns url unchanged.
  */
 export function resolveURL(url: string, base?: string): string;
+
+/**
+ * The position a welcome, subscribed or event object carries, or undefined when it has none. A
+ * missing offset with an epoch means 0.
+ */
+export function positionOf(msg: Record<string, unknown>): Position | undefined;
+
+/**
+ * Returns the absolute url with the query parameters epoch and offset set to pos, or removed
+ * when pos is undefined.
+ */
+export function withPosition(url: string, pos?: Position): string;
 
 /** A bounded set of recently seen ids that forgets the oldest first. */
 export class Dedup {

@@ -1,5 +1,4 @@
-// notify browser client: one dependency-free ES module implementing PROTOCOL.md, version 1,
-// except missed-event recovery, which it leaves for a later version (see the hooks below).
+// notify browser client: one dependency-free ES module implementing PROTOCOL.md, version 1.
 //
 //   import { connect } from "/notify/client.js";
 //   const n = connect("/notify/ws", { token: () => fetchToken(), topics: ["news"] });
@@ -7,7 +6,10 @@
 //
 // The client reconnects with capped exponential backoff and full jitter, fetches a fresh token
 // for every connection and on the server's "expiring" warning, resubscribes its topics after
-// every welcome, and drops events whose id it has already delivered.
+// every welcome, and drops events whose id it has already delivered. It remembers the position
+// (epoch and offset) of the user's stream and of each topic, and on every reconnect and
+// resubscribe asks the server for the events it missed; onRecovery tells the application
+// whether that worked or whether it should refetch its state.
 
 /** Close codes, PROTOCOL.md "Close codes". */
 export const CLOSE_NORMAL = 1000;
@@ -22,6 +24,7 @@ const SUBPROTOCOL = "notify.v1";
 const BEARER_PREFIX = "notify.bearer.";
 const DEFAULT_PING = 25; // seconds, when the welcome names none
 const DEDUP_SIZE = 1000;
+const GAP_GRACE = 10000; // ms: a second offset gap this soon after one is reported, not reconnected
 
 /**
  * backoffDelay returns how long to wait before reconnect attempt number `attempt` (0-based):
@@ -91,6 +94,34 @@ export class Dedup {
 }
 
 /**
+ * positionOf returns the stream position {epoch, offset} a welcome, subscribed or event object
+ * carries, or undefined when it carries none (broadcasts, ephemeral events, a server without
+ * history). The server omits a zero offset.
+ */
+export function positionOf(msg) {
+  if (typeof msg.epoch !== "string" || msg.epoch === "") return undefined;
+  const offset = msg.offset ?? 0;
+  if (!Number.isSafeInteger(offset) || offset < 0) return undefined;
+  return { epoch: msg.epoch, offset };
+}
+
+/**
+ * withPosition returns url (absolute) with the user stream's recovery position in its query,
+ * replacing any earlier one. Without a position, the two parameters are removed.
+ */
+export function withPosition(url, pos) {
+  const u = new URL(url);
+  if (pos) {
+    u.searchParams.set("epoch", pos.epoch);
+    u.searchParams.set("offset", String(pos.offset));
+  } else {
+    u.searchParams.delete("epoch");
+    u.searchParams.delete("offset");
+  }
+  return u.href;
+}
+
+/**
  * resolveURL turns a URL relative to `base` (a page address, normally location.href) into an
  * absolute WebSocket URL: http becomes ws and https becomes wss. Without a base, url is
  * returned unchanged.
@@ -155,6 +186,12 @@ class Connection {
   #handlers = new Map(); // event type or "*" -> Set of functions
   #stateHandlers = new Set();
   #errorHandlers = new Set();
+  #recoveryHandlers = new Set();
+
+  // Stream positions: the user stream's, and each subscribed topic's. They outlive sockets.
+  #userPos = undefined; // {epoch, offset}
+  #topicPos = new Map(); // topic -> {epoch, offset}
+  #gapAt = -Infinity; // Date.now() of the last reconnect an offset gap caused
 
   constructor(url, options) {
     const base = typeof location !== "undefined" ? location.href : undefined;
@@ -190,6 +227,8 @@ class Connection {
 
   onError(fn) { return listen(this.#errorHandlers, fn); }
 
+  onRecovery(fn) { return listen(this.#recoveryHandlers, fn); }
+
   subscribe(topic) {
     if (this.#state === "closed") return Promise.reject(notifyError("closed", "connection closed", topic));
     this.#topics.add(topic);
@@ -204,6 +243,7 @@ class Connection {
 
   unsubscribe(topic) {
     this.#topics.delete(topic);
+    this.#topicPos.delete(topic);
     this.#settle(topic, notifyError("unsubscribed", "unsubscribed before the server answered", topic));
     if (this.#welcomed) this.#send({ op: "unsubscribe", topic });
   }
@@ -249,10 +289,10 @@ class Connection {
     this.#heard(DEFAULT_PING);
   }
 
-  // The URL of the next connection. Recovery will add the user stream's last position here, as
-  // ?epoch=&offset=.
+  // The URL of the next connection: with the user stream's last position, once there is one,
+  // so that the server replays what this client missed.
   #connectURL() {
-    return this.#url;
+    return this.#userPos ? withPosition(this.#url, this.#userPos) : this.#url;
   }
 
   // Only the current socket can get here: #drop detaches a socket's handlers.
@@ -364,29 +404,47 @@ class Connection {
   #onControl(ws, msg) {
     switch (msg.op) {
       case "welcome": {
+        // Asked to recover: a complete recovery is followed by the missed events, which move
+        // the position on one by one (the welcome's is where they end). Otherwise the
+        // welcome's position is where this client now stands.
+        if (msg.recovered !== true) this.#userPos = positionOf(msg);
         this.#user = msg.user;
         this.#session = msg.session;
         this.#welcomed = true;
         this.#attempt = 0;
         this.#heard(msg.ping > 0 ? msg.ping : DEFAULT_PING);
         this.#setState("connected", { user: msg.user, session: msg.session });
-        // A state handler may have closed the connection; check before sending.
+        if (typeof msg.recovered === "boolean" && ws === this.#ws) this.#recovery({ recovered: msg.recovered });
+        // A handler may have closed the connection; check before sending.
         for (const topic of this.#topics) if (ws === this.#ws) this.#send(this.#subscribeFrame(topic));
         break;
       }
-      case "subscribed":
+      case "subscribed": {
+        // A topic this client follows: track its position as for the user stream. Subscriptions
+        // the server made are not renewed on reconnect, so their positions are of no use.
+        // An answer without a position (the topic was already subscribed) leaves it as it is.
+        const pos = positionOf(msg);
+        if (pos && this.#topics.has(msg.topic) && msg.recovered !== true) this.#topicPos.set(msg.topic, pos);
         this.#settle(msg.topic);
+        if (typeof msg.recovered === "boolean" && ws === this.#ws) {
+          this.#recovery({ topic: msg.topic, recovered: msg.recovered });
+        }
         break;
+      }
       case "unsubscribed":
         // The server ended a subscription: do not renew it on reconnect, unless a subscribe()
         // still awaits its answer, which comes after this one.
-        if (!this.#pending.has(msg.topic)) this.#topics.delete(msg.topic);
+        if (!this.#pending.has(msg.topic)) {
+          this.#topics.delete(msg.topic);
+          this.#topicPos.delete(msg.topic);
+        }
         break;
       case "error":
         if (typeof msg.topic === "string") {
           // The subscription did not take effect; renewing it on every reconnect would only
           // collect errors, and too many in a row close the connection with 4003.
           this.#topics.delete(msg.topic);
+          this.#topicPos.delete(msg.topic);
           this.#settle(msg.topic, notifyError(msg.code, msg.reason, msg.topic));
         }
         for (const fn of [...this.#errorHandlers]) {
@@ -413,9 +471,9 @@ class Connection {
     if (token && ws === this.#ws && this.#welcomed) this.#send({ op: "refresh", token });
   }
 
-  // Every event passes through here. Recovery will record the event's stream position
-  // (ev.epoch, ev.offset) here, per stream, before delivering it.
+  // Every event passes through here: its stream's position moves on, then the handlers run.
   #onEvent(ev) {
+    if (!this.#advance(ev)) return;
     if (ev.id != null && this.#dedup.seen(ev.id)) return; // no id: nothing to compare
     const handlers = [...(this.#handlers.get(ev.type) ?? []), ...(this.#handlers.get("*") ?? [])];
     for (const fn of handlers) {
@@ -423,9 +481,53 @@ class Connection {
     }
   }
 
-  // The subscribe request for topic. Recovery will add the topic's last position here.
+  // Records the position of an event of the user stream or a followed topic, and reports
+  // whether to deliver it. The server sends a stream's events with consecutive offsets; a
+  // jump means events went missing on the way (a broker that lost messages in an outage).
+  // The client then reconnects from its last position, which replays what is missing in
+  // order, and drops the event, which the replay brings again. A second jump soon after is
+  // not chased: the event is delivered and the application told that recovery failed.
+  #advance(ev) {
+    const pos = positionOf(ev);
+    if (!pos || pos.offset === 0) return true; // broadcast, ephemeral or no history
+    const topic = typeof ev.topic === "string" ? ev.topic : undefined;
+    if (topic !== undefined && !this.#topics.has(topic)) return true;
+    const last = topic === undefined ? this.#userPos : this.#topicPos.get(topic);
+    const set = (p) => (topic === undefined ? (this.#userPos = p) : this.#topicPos.set(topic, p));
+    if (!last) {
+      set(pos);
+      return true;
+    }
+    if (last.epoch === pos.epoch) {
+      if (pos.offset <= last.offset) return true; // replayed again: dedup by id decides
+      if (pos.offset === last.offset + 1) {
+        set(pos);
+        return true;
+      }
+      if (Date.now() - this.#gapAt > GAP_GRACE) {
+        this.#gapAt = Date.now();
+        this.#drop(CLOSE_NORMAL, "missed events, recovering");
+        this.#retry({ reason: "missed events, recovering" }, "now");
+        return false;
+      }
+    }
+    // The stream's history was lost (new epoch) or a gap could not be chased: the events in
+    // between are gone.
+    set(pos);
+    this.#recovery(topic === undefined ? { recovered: false } : { topic, recovered: false });
+    return true;
+  }
+
+  #recovery(info) {
+    for (const fn of [...this.#recoveryHandlers]) {
+      try { fn(info); } catch (err) { report(err); }
+    }
+  }
+
+  // The subscribe request for topic, with its last position when there is one.
   #subscribeFrame(topic) {
-    return { op: "subscribe", topic };
+    const pos = this.#topicPos.get(topic);
+    return pos ? { op: "subscribe", topic, epoch: pos.epoch, offset: pos.offset } : { op: "subscribe", topic };
   }
 
   #send(obj) {

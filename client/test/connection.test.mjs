@@ -450,3 +450,188 @@ test("close() from an event handler stops the rest of the frame", async () => {
   assert.deepEqual(got, ["1", "2"]);
   assert.equal(n.state, "closed");
 });
+
+// ---- recovery (PROTOCOL.md "Recovery") ----
+
+// recoverySetup is setup plus a log of onRecovery calls and of delivered event ids.
+async function recoverySetup(opts) {
+  const s = await setup(opts);
+  track(s.n);
+  s.recoveries = [];
+  s.n.onRecovery((r) => s.recoveries.push(r));
+  s.got = [];
+  s.n.on("*", (ev) => s.got.push(ev.id));
+  return s;
+}
+
+const ev = (id, offset, extra = {}) => ({ offset, epoch: "E", type: "a", id, ...extra });
+
+// reconnect closes the current socket with code and lets the client open the next one.
+async function reconnect(s, code = 1006) {
+  s.last().serverClose(code);
+  mock.timers.tick(1000);
+  await settle();
+}
+
+test("recovery: first connection asks nothing; later ones send the user stream's last position", async () => {
+  const s = await recoverySetup();
+  assert.equal(s.last().url, "wss://example.com/notify/ws");
+  s.last().receive(welcome({ epoch: "E", offset: 2 }), ev("3", 3), ev("4", 4));
+  assert.deepEqual(s.recoveries, [], "nothing asked, nothing reported");
+
+  await reconnect(s);
+  assert.equal(s.last().url, "wss://example.com/notify/ws?epoch=E&offset=4");
+  // Complete recovery: the welcome names the stream's end, the replay follows.
+  s.last().receive(welcome({ epoch: "E", offset: 6, recovered: true }), ev("5", 5), ev("6", 6), ev("7", 7));
+  assert.deepEqual(s.recoveries, [{ recovered: true }]);
+  assert.deepEqual(s.got, ["3", "4", "5", "6", "7"]);
+
+  await reconnect(s);
+  assert.equal(s.last().url, "wss://example.com/notify/ws?epoch=E&offset=7");
+});
+
+test("recovery: a drop in the middle of a replay resumes from the last replayed event", async () => {
+  const s = await recoverySetup();
+  s.last().receive(welcome({ epoch: "E", offset: 1 }));
+  await reconnect(s);
+  s.last().receive(welcome({ epoch: "E", offset: 9, recovered: true }), ev("2", 2), ev("3", 3));
+  await reconnect(s);
+  assert.equal(s.last().url, "wss://example.com/notify/ws?epoch=E&offset=3", "not the welcome's 9");
+});
+
+test("recovery: recovered false is reported and the welcome's position is the new start", async () => {
+  const s = await recoverySetup();
+  s.last().receive(welcome({ epoch: "E", offset: 5 }));
+  await reconnect(s);
+  assert.equal(s.last().url, "wss://example.com/notify/ws?epoch=E&offset=5");
+  s.last().receive(welcome({ epoch: "F", offset: 40, recovered: false }));
+  assert.deepEqual(s.recoveries, [{ recovered: false }]);
+  await reconnect(s);
+  assert.equal(s.last().url, "wss://example.com/notify/ws?epoch=F&offset=40");
+});
+
+test("recovery: a stream without history (no epoch) is not recovered; other query parameters stay", async () => {
+  const s = await recoverySetup();
+  s.n.close();
+  const { FakeSocket, sockets } = fakeWebSocket();
+  const n = track(connect("wss://h/ws?tenant=7", { WebSocket: FakeSocket, minDelay: 1, maxDelay: 1 }));
+  await settle();
+  sockets.at(-1).receive(welcome());
+  sockets.at(-1).serverClose(1006);
+  mock.timers.tick(10);
+  await settle();
+  assert.equal(sockets.at(-1).url, "wss://h/ws?tenant=7");
+  sockets.at(-1).receive(welcome({ epoch: "E" })); // offset 0 is omitted by the server
+  sockets.at(-1).serverClose(1006);
+  mock.timers.tick(10);
+  await settle();
+  assert.equal(sockets.at(-1).url, "wss://h/ws?tenant=7&epoch=E&offset=0");
+  assert.equal(n.state, "reconnecting");
+});
+
+test("recovery: topics resubscribe from their last position and report the outcome", async () => {
+  const s = await recoverySetup({ topics: ["news", "sport"] });
+  s.last().receive(welcome({ epoch: "U", offset: 0 }));
+  assert.deepEqual(s.last().requests(), [{ op: "subscribe", topic: "news" }, { op: "subscribe", topic: "sport" }]);
+  s.last().receive(
+    { op: "subscribed", topic: "news", epoch: "N", offset: 10 },
+    { op: "subscribed", topic: "sport", epoch: "S" },
+    { offset: 11, epoch: "N", type: "h", id: "n11", topic: "news" },
+    { offset: 1, epoch: "S", type: "h", id: "s1", topic: "sport" },
+  );
+  // Subscribing again to a followed topic gets an answer without a position: it changes nothing.
+  s.n.subscribe("news");
+  s.last().receive({ op: "subscribed", topic: "news" });
+
+  await reconnect(s);
+  s.last().receive(welcome({ epoch: "U", offset: 0, recovered: true }));
+  assert.deepEqual(s.last().requests(), [
+    { op: "subscribe", topic: "news", epoch: "N", offset: 11 },
+    { op: "subscribe", topic: "sport", epoch: "S", offset: 1 },
+  ]);
+  s.last().receive(
+    { op: "subscribed", topic: "news", epoch: "N", offset: 12, recovered: true },
+    { offset: 12, epoch: "N", type: "h", id: "n12", topic: "news" },
+    { op: "subscribed", topic: "sport", epoch: "S2", offset: 3, recovered: false },
+  );
+  assert.deepEqual(s.recoveries, [
+    { recovered: true },
+    { topic: "news", recovered: true },
+    { topic: "sport", recovered: false },
+  ]);
+  assert.deepEqual(s.got, ["n11", "s1", "n12"]);
+
+  // Unsubscribing forgets the position: a later subscribe starts afresh.
+  s.n.unsubscribe("sport");
+  s.n.subscribe("sport").catch(() => {}); // rejected when the test closes the connection
+  assert.deepEqual(s.last().requests().slice(-2), [{ op: "unsubscribe", topic: "sport" }, { op: "subscribe", topic: "sport" }]);
+});
+
+test("recovery: a topic refused on resubscribe loses its position", async () => {
+  const s = await recoverySetup({ topics: ["news"] });
+  s.last().receive(welcome(), { op: "subscribed", topic: "news", epoch: "N", offset: 3 });
+  await reconnect(s);
+  s.last().receive(welcome(), { op: "error", code: "forbidden", topic: "news" });
+  s.n.subscribe("news").catch(() => {});
+  assert.deepEqual(s.last().requests().at(-1), { op: "subscribe", topic: "news" });
+});
+
+test("recovery: broadcasts, ephemeral events and server-made subscriptions leave positions alone", async () => {
+  const s = await recoverySetup();
+  s.last().receive(
+    welcome({ epoch: "E", offset: 1 }),
+    { type: "b", id: "bc" }, // broadcast: no position
+    { type: "typing", id: "eph", topic: "chat" }, // ephemeral
+    { op: "subscribed", topic: "srv", epoch: "X", offset: 5 }, // made by the server
+    { offset: 9, epoch: "X", type: "s", id: "srv9", topic: "srv" },
+  );
+  assert.deepEqual(s.got, ["bc", "eph", "srv9"]);
+  assert.deepEqual(s.recoveries, []);
+  await reconnect(s);
+  assert.equal(s.last().url, "wss://example.com/notify/ws?epoch=E&offset=1");
+  assert.deepEqual(s.last().requests(), []);
+});
+
+test("recovery: an offset gap reconnects at once from the last position; the replay fills it in order", async () => {
+  const s = await recoverySetup({ minDelay: 10000, maxDelay: 10000 });
+  s.last().receive(welcome({ epoch: "E", offset: 0 }), ev("1", 1), ev("2", 2), ev("5", 5), ev("6", 6));
+  assert.deepEqual(s.got, ["1", "2"], "the event after the gap and the rest of the frame wait for the replay");
+  assert.deepEqual(s.last().closed, { code: 1000, reason: "missed events, recovering" });
+  assert.equal(s.states.at(-1)[0], "reconnecting");
+  assert.equal(s.states.at(-1)[1].delay, 0);
+  mock.timers.tick(0);
+  await settle();
+  assert.equal(s.sockets.length, 2);
+  assert.equal(s.last().url, "wss://example.com/notify/ws?epoch=E&offset=2");
+  s.last().receive(welcome({ epoch: "E", offset: 6, recovered: true }), ev("3", 3), ev("4", 4), ev("5", 5), ev("6", 6));
+  assert.deepEqual(s.got, ["1", "2", "3", "4", "5", "6"]);
+  assert.deepEqual(s.recoveries, [{ recovered: true }]);
+
+  // A second gap soon after is not chased: the event is delivered and the loss reported.
+  mock.timers.tick(1000);
+  s.last().receive(ev("9", 9));
+  assert.equal(s.sockets.length, 2);
+  assert.equal(s.last().closed, null);
+  assert.deepEqual(s.got.at(-1), "9");
+  assert.deepEqual(s.recoveries.at(-1), { recovered: false });
+  // Once the grace period has passed, a gap is chased again.
+  mock.timers.tick(10000);
+  s.last().receive({ offset: 12, epoch: "E", type: "a", id: "12" });
+  assert.deepEqual(s.last().closed, { code: 1000, reason: "missed events, recovering" });
+});
+
+test("recovery: a gap in a topic's offsets also reconnects; an epoch change is reported, not chased", async () => {
+  const s = await recoverySetup({ topics: ["news"] });
+  s.last().receive(welcome({ epoch: "E" }), { op: "subscribed", topic: "news", epoch: "N", offset: 4 });
+  s.last().receive({ offset: 5, epoch: "N", type: "h", id: "n5", topic: "news" });
+  s.last().receive({ offset: 1, epoch: "N2", type: "h", id: "m1", topic: "news" });
+  assert.deepEqual(s.got, ["n5", "m1"]);
+  assert.deepEqual(s.recoveries, [{ topic: "news", recovered: false }]);
+  assert.equal(s.last().closed, null);
+  s.last().receive({ offset: 3, epoch: "N2", type: "h", id: "m3", topic: "news" });
+  assert.deepEqual(s.last().closed, { code: 1000, reason: "missed events, recovering" });
+  mock.timers.tick(0);
+  await settle();
+  s.last().receive(welcome({ epoch: "E", recovered: true }));
+  assert.deepEqual(s.last().requests(), [{ op: "subscribe", topic: "news", epoch: "N2", offset: 1 }]);
+});

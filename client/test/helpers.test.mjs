@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  backoffDelay, closeAction, parseFrame, resolveURL, Dedup,
+  backoffDelay, closeAction, parseFrame, resolveURL, Dedup, positionOf, withPosition,
   CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_ABNORMAL, CLOSE_TOO_BIG,
   CLOSE_TOKEN_EXPIRED, CLOSE_SLOW_CONSUMER, CLOSE_PROTOCOL_ABUSE,
 } from "../notify.js";
@@ -96,4 +96,30 @@ test("resolveURL: relative URLs become ws and wss URLs", () => {
     { url: "/notify/ws", base: undefined, want: "/notify/ws" },
   ];
   for (const c of cases) assert.equal(resolveURL(c.url, c.base), c.want, `${c.url} on ${c.base}`);
+});
+
+test("positionOf: the epoch and offset a frame carries, or undefined", () => {
+  const cases = [
+    { name: "both", msg: { epoch: "E", offset: 7 }, want: { epoch: "E", offset: 7 } },
+    { name: "offset 0 is omitted by the server", msg: { epoch: "E" }, want: { epoch: "E", offset: 0 } },
+    { name: "no epoch", msg: { offset: 7 }, want: undefined },
+    { name: "empty epoch", msg: { epoch: "", offset: 7 }, want: undefined },
+    { name: "epoch not a string", msg: { epoch: 5, offset: 7 }, want: undefined },
+    { name: "negative offset", msg: { epoch: "E", offset: -1 }, want: undefined },
+    { name: "fractional offset", msg: { epoch: "E", offset: 1.5 }, want: undefined },
+    { name: "offset a string", msg: { epoch: "E", offset: "7" }, want: undefined },
+    { name: "offset beyond 2^53", msg: { epoch: "E", offset: 2 ** 60 }, want: undefined },
+  ];
+  for (const c of cases) assert.deepEqual(positionOf(c.msg), c.want, c.name);
+});
+
+test("withPosition: sets, replaces and removes epoch and offset, keeping other parameters", () => {
+  const cases = [
+    { url: "wss://h/ws", pos: { epoch: "E", offset: 3 }, want: "wss://h/ws?epoch=E&offset=3" },
+    { url: "wss://h/ws?a=1", pos: { epoch: "E", offset: 0 }, want: "wss://h/ws?a=1&epoch=E&offset=0" },
+    { url: "wss://h/ws?epoch=X&offset=9&a=1", pos: { epoch: "E", offset: 3 }, want: "wss://h/ws?epoch=E&offset=3&a=1" },
+    { url: "wss://h/ws?epoch=X&offset=9&a=1", pos: undefined, want: "wss://h/ws?a=1" },
+    { url: "wss://h/ws", pos: { epoch: "a b&c", offset: 1 }, want: "wss://h/ws?epoch=a+b%26c&offset=1" },
+  ];
+  for (const c of cases) assert.equal(withPosition(c.url, c.pos), c.want, c.url);
 });
