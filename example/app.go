@@ -22,6 +22,7 @@ import (
 
 	"github.com/gonotify/notify"
 	"github.com/gonotify/notify/adapters/echonotify"
+	"github.com/gonotify/notify/adapters/redisbroker"
 )
 
 //go:embed static
@@ -45,6 +46,13 @@ type options struct {
 	// Demo serves GET /demo/token and POST /demo/send, which need no login: anyone can get a
 	// token for any user and send to anyone. Never enable it in production.
 	Demo bool
+	// Redis is the URL of a Redis server shared by several instances of the app, such as
+	// "redis://127.0.0.1:6379": a Send on any of them reaches the user's pages on all of them,
+	// and a page that reconnects to another instance recovers what it missed. Default: none,
+	// one instance with the in-memory broker.
+	Redis string
+	// Node names this instance in the page's header, e.g. its listen address. Default: none.
+	Node string
 	// Logger receives the app's and the hub's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -66,7 +74,16 @@ func newApp(opts options) (*echo.Echo, *notify.Hub, error) {
 	if warning := cmp.Or(opts.ExpiryWarning, 30*time.Second); opts.TokenTTL <= warning {
 		return nil, nil, fmt.Errorf("token TTL %v must be longer than the expiry warning %v", opts.TokenTTL, warning)
 	}
+	var broker notify.Broker // nil: the in-memory default
+	if opts.Redis != "" {
+		b, err := redisbroker.New(redisbroker.Options{URL: opts.Redis, Logger: opts.Logger})
+		if err != nil {
+			return nil, nil, err
+		}
+		broker = b
+	}
 	hub, err := notify.New(notify.Config{
+		Broker:        broker,
 		Secret:        opts.Secret,
 		ExpiryWarning: opts.ExpiryWarning,
 		Logger:        opts.Logger,
@@ -75,6 +92,9 @@ func newApp(opts options) (*echo.Echo, *notify.Hub, error) {
 		Authorize: func(ctx context.Context, userID, topic string) error { return nil },
 	})
 	if err != nil {
+		if broker != nil {
+			broker.Close() // New did not take it over
+		}
 		return nil, nil, err
 	}
 	a := &app{hub: hub, opts: opts, sessionKey: deriveKey(opts.Secret, "session cookie")}
@@ -113,6 +133,12 @@ func newApp(opts options) (*echo.Echo, *notify.Hub, error) {
 	return e, hub, nil
 }
 
+// whoami answers /api/login and /api/me: the logged-in user and, when named, this instance.
+type whoami struct {
+	User string `json:"user"`
+	Node string `json:"node,omitempty"`
+}
+
 type app struct {
 	hub        *notify.Hub
 	opts       options
@@ -137,7 +163,7 @@ func (a *app) login(c echo.Context) error {
 		Path: "/", MaxAge: 7 * 24 * 3600, HttpOnly: true, SameSite: http.SameSiteLaxMode,
 		Secure: c.Scheme() == "https",
 	})
-	return c.JSON(http.StatusOK, map[string]string{"user": req.Name})
+	return c.JSON(http.StatusOK, whoami{User: req.Name, Node: a.opts.Node})
 }
 
 func (a *app) logout(c echo.Context) error {
@@ -163,7 +189,7 @@ func (a *app) requireLogin(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 func (a *app) me(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]string{"user": c.Get("user").(string)})
+	return c.JSON(http.StatusOK, whoami{User: c.Get("user").(string), Node: a.opts.Node})
 }
 
 // token is the endpoint the page calls for a notify token: on connect, on every reconnect and

@@ -533,7 +533,8 @@ func TestE2ETopic(t *testing.T) {
 	}
 }
 
-// The server goes away and comes back on the same port: the page reconnects by itself.
+// The server goes away and comes back on the same port: the page reconnects by itself, and
+// says it may have missed notifications (one in-memory hub cannot replay another's).
 func TestE2EServerRestart(t *testing.T) {
 	s1 := startServer(t, "127.0.0.1:0", options{})
 	b := newBrowser(t)
@@ -554,6 +555,11 @@ func TestE2EServerRestart(t *testing.T) {
 	alice.waitShown(deliveryTime, "after the restart")
 	if n := alice.count("before the restart"); n != 1 {
 		t.Errorf("the notification from before the restart shows %d times, want 1", n)
+	}
+	// The new instance's in-memory history does not go back to the old one's: the page cannot
+	// know what it missed in between, and says so.
+	if !eval[bool](alice, `!document.querySelector("#refresh-needed").hidden`) {
+		t.Errorf("after a restart of an in-memory hub the page does not say it may have missed notifications")
 	}
 	alice.assertNotReloaded()
 }

@@ -3,6 +3,11 @@
 //
 //	NOTIFY_SECRET=$(openssl rand -hex 32) go run ./example -addr localhost:8080
 //
+// Several instances share a Redis server with -redis; each serves every user:
+//
+//	go run ./example -redis redis://127.0.0.1:6379 -addr :8080
+//	go run ./example -redis redis://127.0.0.1:6379 -addr :8081
+//
 // In demo mode (the default) it also serves two endpoints that need no login, for scripts:
 //
 //	curl 'localhost:8080/demo/token?user=alice'
@@ -27,6 +32,7 @@ import (
 func main() {
 	addr := flag.String("addr", "localhost:8080", "address to listen on")
 	demo := flag.Bool("demo", true, "serve /demo/token and /demo/send, which need no login")
+	redisURL := flag.String("redis", "", "Redis URL shared with other instances, e.g. redis://127.0.0.1:6379 (default: one instance, in memory)")
 	ttl := flag.Duration("token-ttl", 10*time.Minute, "lifetime of the notify tokens handed to pages (over 30s)")
 	flag.Parse()
 
@@ -35,6 +41,8 @@ func main() {
 		Secret:   []byte(os.Getenv("NOTIFY_SECRET")),
 		TokenTTL: *ttl,
 		Demo:     *demo,
+		Redis:    *redisURL,
+		Node:     *addr,
 		Logger:   logger,
 	}); err != nil {
 		logger.Error("example failed", "err", err)
@@ -57,7 +65,7 @@ func run(addr string, opts options) error {
 	e.Listener = ln
 	errc := make(chan error, 1)
 	go func() { errc <- e.Start(addr) }()
-	opts.Logger.Info("listening", "url", "http://"+ln.Addr().String(), "demo", opts.Demo)
+	opts.Logger.Info("listening", "url", "http://"+ln.Addr().String(), "demo", opts.Demo, "redis", opts.Redis != "")
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

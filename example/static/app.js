@@ -8,8 +8,10 @@ let client = null; // the notify connection while logged in
 
 async function start() {
   const res = await fetch("/api/me");
-  if (res.ok) showApp((await res.json()).user);
-  else showLogin();
+  if (res.ok) {
+    const me = await res.json();
+    showApp(me.user, me.node);
+  } else showLogin();
 }
 
 function showLogin() {
@@ -21,11 +23,13 @@ function showLogin() {
   $("#login-form [name=name]").focus();
 }
 
-function showApp(user) {
+function showApp(user, node = "") {
   $("#login-view").hidden = true;
   $("#app-view").hidden = false;
   $("#session").hidden = false;
   $("#user-name").textContent = user;
+  $("#node").textContent = node ? `node ${node}` : "";
+  $("#refresh-needed").hidden = true;
   $("#avatar").textContent = user.slice(0, 1).toUpperCase();
   document.title = `${user} · notify demo`;
   $("#list").replaceChildren();
@@ -37,6 +41,12 @@ function showApp(user) {
     const el = $("#conn-state");
     el.textContent = state;
     el.dataset.state = state;
+  });
+  // After a reconnect the client asks for what it missed. When the server can no longer replay
+  // it (too much, too old, or the server's history was lost), say so: a real app would refetch
+  // the notifications from its API here.
+  client.onRecovery(({ recovered }) => {
+    if (!recovered) $("#refresh-needed").hidden = false;
   });
   client.on("*", (ev) => {
     addNotification(ev);
@@ -67,7 +77,7 @@ $("#login-form").addEventListener("submit", async (e) => {
   }
   $("#login-error").textContent = "";
   e.target.reset();
-  showApp(body.user);
+  showApp(body.user, body.node);
 });
 
 $("#logout").addEventListener("click", async () => {
@@ -117,7 +127,7 @@ $("#mark-all-read").addEventListener("click", () => {
 });
 
 $("#bell").addEventListener("click", () => $("#list").scrollIntoView({ behavior: "smooth" }));
-$("#reload").addEventListener("click", () => location.reload());
+$("#dismiss-missed").addEventListener("click", () => { $("#refresh-needed").hidden = true; });
 
 function updateUnread() {
   const n = document.querySelectorAll("#list li.notification.unread").length;
