@@ -32,7 +32,14 @@ var static embed.FS
 // and sessions with it: set NOTIFY_SECRET to 32+ random bytes outside development.
 const devSecret = "notify-example-development-secret-do-not-use"
 
-const sessionCookie = "session"
+// Each user logged in in a browser has a cookie of their own, sessionCookie + "-" + name, so
+// that two windows of one browser can be two users; each page names its user in userHeader.
+const (
+	sessionCookie = "session"
+	userHeader    = "X-User"
+)
+
+func cookieName(user string) string { return sessionCookie + "-" + user }
 
 // options configure the app. Zero values mean the documented defaults.
 type options struct {
@@ -159,33 +166,64 @@ func (a *app) login(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, nameRule)
 	}
 	c.SetCookie(&http.Cookie{
-		Name: sessionCookie, Value: a.signSession(req.Name, time.Now().Add(7*24*time.Hour)),
+		Name: cookieName(req.Name), Value: a.signSession(req.Name, time.Now().Add(7*24*time.Hour)),
 		Path: "/", MaxAge: 7 * 24 * 3600, HttpOnly: true, SameSite: http.SameSiteLaxMode,
 		Secure: c.Scheme() == "https",
 	})
 	return c.JSON(http.StatusOK, whoami{User: req.Name, Node: a.opts.Node})
 }
 
+// logout ends the session of the user the page names (or of the only one logged in).
 func (a *app) logout(c echo.Context) error {
-	c.SetCookie(&http.Cookie{Name: sessionCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	if user, ok := a.loggedIn(c); ok {
+		c.SetCookie(&http.Cookie{Name: cookieName(user), Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	}
 	return c.NoContent(http.StatusNoContent)
 }
 
-// requireLogin answers 401 unless the request carries a valid session cookie, and stores the
+// requireLogin answers 401 unless the request carries a valid session cookie of the user the
+// page names in userHeader (or, without that header, of exactly one user), and stores the
 // user's name under "user".
 func (a *app) requireLogin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		cookie, err := c.Cookie(sessionCookie)
-		if err != nil {
-			return echo.NewHTTPError(http.StatusUnauthorized, "log in first")
-		}
-		user, ok := a.verifySession(cookie.Value)
+		user, ok := a.loggedIn(c)
 		if !ok {
 			return echo.NewHTTPError(http.StatusUnauthorized, "log in first")
 		}
 		c.Set("user", user)
 		return next(c)
 	}
+}
+
+// loggedIn returns the user of the request's session, as requireLogin describes.
+func (a *app) loggedIn(c echo.Context) (string, bool) {
+	if name := c.Request().Header.Get(userHeader); name != "" {
+		if !validName.MatchString(name) {
+			return "", false
+		}
+		ck, err := c.Cookie(cookieName(name))
+		if err != nil {
+			return "", false
+		}
+		user, ok := a.verifySession(ck.Value)
+		return user, ok && user == name
+	}
+	var found string
+	for _, ck := range c.Cookies() {
+		name, ok := strings.CutPrefix(ck.Name, sessionCookie+"-")
+		if !ok {
+			continue
+		}
+		user, ok := a.verifySession(ck.Value)
+		if !ok || user != name {
+			continue
+		}
+		if found != "" && found != user {
+			return "", false // several users: the page must say which
+		}
+		found = user
+	}
+	return found, found != ""
 }
 
 func (a *app) me(c echo.Context) error {

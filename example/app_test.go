@@ -93,12 +93,21 @@ func serve(t testing.TB, opts options) (*httptest.Server, *notify.Hub) {
 // do sends a request and returns the status and body.
 func do(t testing.TB, c *http.Client, method, url, contentType, body string) (int, string) {
 	t.Helper()
+	return doAs(t, c, "", method, url, contentType, body)
+}
+
+// doAs is do with the page's user named in the X-User header (none when user is "").
+func doAs(t testing.TB, c *http.Client, user, method, url, contentType, body string) (int, string) {
+	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if user != "" {
+		req.Header.Set(userHeader, user)
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -132,7 +141,7 @@ func login(t testing.TB, c *http.Client, base, user string) *http.Cookie {
 	}
 	u, _ := url.Parse(base)
 	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == sessionCookie {
+		if ck.Name == cookieName(user) {
 			return ck
 		}
 	}
@@ -172,7 +181,7 @@ func TestLogin(t *testing.T) {
 			}
 			var session *http.Cookie
 			for _, c := range resp.Cookies() {
-				if c.Name == sessionCookie {
+				if strings.HasPrefix(c.Name, sessionCookie) {
 					session = c
 				}
 			}
@@ -182,8 +191,8 @@ func TestLogin(t *testing.T) {
 				}
 				return
 			}
-			if session == nil || !session.HttpOnly || session.SameSite != http.SameSiteLaxMode || session.Path != "/" {
-				t.Fatalf("session cookie = %+v, want HttpOnly, SameSite=Lax, Path=/", session)
+			if session == nil || session.Name != cookieName(strings.Split(session.Value, ".")[0]) || !session.HttpOnly || session.SameSite != http.SameSiteLaxMode || session.Path != "/" {
+				t.Fatalf("session cookie = %+v, want session-<name>, HttpOnly, SameSite=Lax, Path=/", session)
 			}
 		})
 	}
@@ -217,14 +226,16 @@ func TestAPIRequiresLogin(t *testing.T) {
 	}
 
 	// A forged or tampered cookie does not count as a login.
-	for name, value := range map[string]string{
-		"other name, same mac":  strings.Replace(session.Value, "alice", "admin", 1),
-		"expiry pushed forward": strings.Replace(session.Value, ".1", ".9", 1),
-		"no mac":                "alice",
-		"garbage":               "....",
+	for name, ck := range map[string]http.Cookie{
+		"other name, same mac":   {Name: cookieName("admin"), Value: strings.Replace(session.Value, "alice", "admin", 1)},
+		"expiry pushed forward":  {Name: cookieName("alice"), Value: strings.Replace(session.Value, ".1", ".9", 1)},
+		"no mac":                 {Name: cookieName("alice"), Value: "alice"},
+		"garbage":                {Name: cookieName("alice"), Value: "...."},
+		"alice's, named admin's": {Name: cookieName("admin"), Value: session.Value},
+		"the old single cookie":  {Name: sessionCookie, Value: session.Value},
 	} {
 		req, _ := http.NewRequest("GET", srv.URL+"/api/token", nil)
-		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: value})
+		req.AddCookie(&ck)
 		resp, err := srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -241,6 +252,47 @@ func TestAPIRequiresLogin(t *testing.T) {
 	}
 	if status, _ := do(t, c, "GET", srv.URL+"/api/token", "", ""); status != 401 {
 		t.Errorf("GET /api/token after logout: %d, want 401", status)
+	}
+}
+
+// Two users logged in in one browser (one cookie jar) each have their session; each page names
+// its user, and a request that does not is answered only when there is no doubt.
+func TestTwoUsersOneBrowser(t *testing.T) {
+	t.Parallel()
+	srv, _ := serve(t, options{})
+	c := newClient(t)
+	login(t, c, srv.URL, "alice")
+	if status, body := do(t, c, "GET", srv.URL+"/api/me", "", ""); status != 200 || body != `{"user":"alice"}`+"\n" {
+		t.Errorf("one user, no X-User: %d %q, want alice", status, body)
+	}
+	login(t, c, srv.URL, "bob")
+	tests := []struct {
+		name, as string
+		status   int
+		body     string
+	}{
+		{"alice's page", "alice", 200, `{"user":"alice"}` + "\n"},
+		{"bob's page", "bob", 200, `{"user":"bob"}` + "\n"},
+		{"two users, no X-User", "", 401, `{"message":"log in first"}` + "\n"},
+		{"a user not logged in", "carol", 401, `{"message":"log in first"}` + "\n"},
+		{"an invalid name", "../alice", 401, `{"message":"log in first"}` + "\n"},
+	}
+	for _, tt := range tests {
+		if status, body := doAs(t, c, tt.as, "GET", srv.URL+"/api/me", "", ""); status != tt.status || body != tt.body {
+			t.Errorf("%s: %d %q, want %d %q", tt.name, status, body, tt.status, tt.body)
+		}
+	}
+	// bob logs out in his window; alice's stays logged in, and is again the only user.
+	if status, _ := doAs(t, c, "bob", "POST", srv.URL+"/api/logout", "", ""); status != 204 {
+		t.Fatalf("bob's logout: %d", status)
+	}
+	if status, _ := doAs(t, c, "bob", "GET", srv.URL+"/api/token", "", ""); status != 401 {
+		t.Errorf("bob's token after his logout: %d, want 401", status)
+	}
+	for _, as := range []string{"alice", ""} {
+		if status, body := doAs(t, c, as, "GET", srv.URL+"/api/me", "", ""); status != 200 || body != `{"user":"alice"}`+"\n" {
+			t.Errorf("X-User %q after bob's logout: %d %q, want alice", as, status, body)
+		}
 	}
 }
 

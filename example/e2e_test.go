@@ -128,12 +128,15 @@ type request struct {
 
 func (r *recorder) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		_, err := c.Cookie(sessionCookie)
-		req := &request{Path: c.Request().URL.Path, Origin: c.Request().Header.Get("Origin"), Cookie: err == nil}
+		cookie := false
+		for _, ck := range c.Cookies() {
+			cookie = cookie || strings.HasPrefix(ck.Name, sessionCookie+"-")
+		}
+		req := &request{Path: c.Request().URL.Path, Origin: c.Request().Header.Get("Origin"), Cookie: cookie}
 		r.mu.Lock()
 		r.reqs = append(r.reqs, req)
 		r.mu.Unlock()
-		err = next(c)
+		err := next(c)
 		r.mu.Lock()
 		req.Status = c.Response().Status
 		r.mu.Unlock()
@@ -382,8 +385,9 @@ func (p *page) open(url string) { p.t.Helper(); p.do("open "+url, chromedp.Navig
 func (p *page) login(base, user string) {
 	p.t.Helper()
 	p.open(base)
+	p.do("wait for the login form", chromedp.WaitVisible(chromedp.CSS(`#login-form input[name=name]`)))
+	eval[chromedp.Void](p, `document.querySelector("#login-form input[name=name]").value = ""`) // a suggestion, maybe
 	p.do("log in",
-		chromedp.WaitVisible(chromedp.CSS(`#login-form input[name=name]`)),
 		chromedp.SendKeys(chromedp.CSS(`#login-form input[name=name]`), user),
 		chromedp.Click(chromedp.CSS(`#login-form button[type=submit]`)),
 	)
@@ -475,8 +479,11 @@ func TestE2ETwoTabs(t *testing.T) {
 	b := newBrowser(t)
 	tab1 := newPage(t, b, "alice-tab1", chromedp.WithNewBrowserContext())
 	tab1.login(s.URL, "alice")
-	tab2 := newPage(t, tab1.ctx, "alice-tab2") // same browser context: already logged in
+	tab2 := newPage(t, tab1.ctx, "alice-tab2") // same browser context: alice's cookie
 	tab2.open(s.URL)
+	// A new window asks who you are, suggesting the one user logged in in this browser.
+	tab2.waitJS(5*time.Second, "alice suggested", `document.querySelector("#login-form input[name=name]").value === "alice"`)
+	tab2.do("accept the suggestion", chromedp.Click(chromedp.CSS(`#login-form button[type=submit]`)))
 	tab2.waitLoggedIn("alice")
 	eventually(t, 2*time.Second, "two sessions for alice", func() bool { return s.Hub.Sessions("alice") == 2 })
 

@@ -291,3 +291,42 @@ func TestE2ETwoNodes(t *testing.T) {
 	}
 	annPage.assertNotReloaded()
 }
+
+// Two windows of one browser (one cookie jar) logged in as two users stay those users, also
+// when both reconnect and fetch fresh tokens.
+func TestE2ETwoUsersOneBrowser(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", options{})
+	px := newProxy(t, s.Addr)
+	b := newBrowser(t)
+	alice := newPage(t, b, "alice", chromedp.WithNewBrowserContext())
+	alice.login(px.URL, "alice")
+	bob := newPage(t, alice.ctx, "bob") // the same browser context
+	bob.login(px.URL, "bob")
+	eventually(t, 2*time.Second, "one session each", func() bool { return s.Hub.Sessions("alice") == 1 && s.Hub.Sessions("bob") == 1 })
+
+	check := func(when string) {
+		t.Helper()
+		s.sendTo(t, "alice", "for alice "+when)
+		s.sendTo(t, "bob", "for bob "+when)
+		alice.waitShown(deliveryTime, "for alice "+when)
+		bob.waitShown(deliveryTime, "for bob "+when)
+		if alice.count("for bob "+when) != 0 || bob.count("for alice "+when) != 0 {
+			t.Errorf("%s: a window shows the other user's notification", when)
+		}
+	}
+	check("at first")
+	// Both windows lose the connection, fetch fresh tokens and reconnect.
+	px.outage()
+	alice.waitState(5*time.Second, "reconnecting")
+	bob.waitState(5*time.Second, "reconnecting")
+	px.restore(s.Addr)
+	alice.waitState(15*time.Second, "connected")
+	bob.waitState(15*time.Second, "connected")
+	eventually(t, 2*time.Second, "one session each again", func() bool { return s.Hub.Sessions("alice") == 1 && s.Hub.Sessions("bob") == 1 })
+	check("after reconnecting")
+	for _, p := range []*page{alice, bob} {
+		if got := eval[string](p, `document.querySelector("#user-name").textContent`); got != p.name {
+			t.Errorf("%s's window shows user %q", p.name, got)
+		}
+	}
+}

@@ -4,14 +4,31 @@ import { connect } from "/notify/client.js";
 const $ = (sel) => document.querySelector(sel);
 let client = null; // the notify connection while logged in
 
+// Each window remembers its own user, so that two windows of one browser can be two users:
+// every API call names it (the server keeps one login cookie per user).
+const USER_KEY = "notify-demo-user";
+function api(url, init = {}) {
+  const user = sessionStorage.getItem(USER_KEY);
+  const headers = new Headers(init.headers);
+  if (user) headers.set("X-User", user);
+  return fetch(url, { ...init, headers });
+}
+
 // ---- session ----
 
+// A window that has logged in goes on as its user, also after a reload. A new window asks who
+// you are, suggesting the user already logged in in this browser, if there is exactly one.
 async function start() {
-  const res = await fetch("/api/me");
-  if (res.ok) {
-    const me = await res.json();
+  const stored = sessionStorage.getItem(USER_KEY);
+  const res = await api("/api/me");
+  const me = res.ok ? await res.json() : null;
+  if (stored && me) {
     showApp(me.user, me.node);
-  } else showLogin();
+    return;
+  }
+  sessionStorage.removeItem(USER_KEY);
+  if (me) $("#login-form [name=name]").value = me.user;
+  showLogin();
 }
 
 function showLogin() {
@@ -57,8 +74,9 @@ function showApp(user, node = "") {
 // fetchToken is called by the client on every (re)connect and before the token expires.
 // Returning null tells the client we are logged out: it stops.
 async function fetchToken() {
-  const res = await fetch("/api/token");
+  const res = await api("/api/token");
   if (res.status === 401) {
+    sessionStorage.removeItem(USER_KEY);
     showLogin();
     return null;
   }
@@ -77,11 +95,13 @@ $("#login-form").addEventListener("submit", async (e) => {
   }
   $("#login-error").textContent = "";
   e.target.reset();
+  sessionStorage.setItem(USER_KEY, body.user);
   showApp(body.user, body.node);
 });
 
 $("#logout").addEventListener("click", async () => {
-  await fetch("/api/logout", { method: "POST" });
+  await api("/api/logout", { method: "POST" });
+  sessionStorage.removeItem(USER_KEY);
   showLogin();
 });
 
@@ -211,7 +231,7 @@ $("#topic-form").addEventListener("submit", async (e) => {
 });
 
 function postJSON(url, body) {
-  return fetch(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  return api(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 }
 
 start();
