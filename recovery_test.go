@@ -325,3 +325,56 @@ func TestBrokerFailure(t *testing.T) {
 	}
 	_ = io.EOF
 }
+
+// TestRecoveryReauthorizes: a subscribe that asks to recover is authorized exactly like a
+// first one. Once the authorizer refuses the topic, the recovering subscribe gets "forbidden"
+// and none of the history; allowed again, the same request recovers everything.
+func TestRecoveryReauthorizes(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	revoked := false // guarded by mu
+	h := newHub(t, func(c *notify.Config) {
+		c.Authorize = func(_ context.Context, user, topic string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if revoked {
+				return errors.New("membership revoked")
+			}
+			return nil
+		}
+	})
+	srv := serve(t, h)
+	c := dial(t, srv, token(t, h, "alice")) // the token grants no topic: the authorizer decides
+	c.Send(map[string]any{"op": "subscribe", "topic": "team"})
+	sub := c.NextNonPing()
+	if sub["op"] != "subscribed" {
+		t.Fatalf("got %v, want subscribed", sub)
+	}
+	teamPos := posOf(t, sub)
+	c.WS.Close()
+	waitFor(t, "alice offline", func() bool { return !h.Online("alice") })
+	for i := range 3 {
+		h.Publish("team", notify.Event{Type: "memo", Data: fmt.Sprintf("memo-%d", i)})
+	}
+	mu.Lock()
+	revoked = true
+	mu.Unlock()
+
+	c = dial(t, srv, token(t, h, "alice"))
+	recoverTeam := map[string]any{"op": "subscribe", "topic": "team", "epoch": teamPos.epoch, "offset": teamPos.offset}
+	c.Send(recoverTeam)
+	want := map[string]any{"op": "error", "code": "forbidden", "topic": "team", "reason": "membership revoked"}
+	if m := c.NextNonPing(); fmt.Sprint(m) != fmt.Sprint(want) {
+		t.Fatalf("recovering subscribe after revocation: got %v, want %v", m, want)
+	}
+	c.Quiet(100 * time.Millisecond) // and nothing of the topic's history
+
+	mu.Lock()
+	revoked = false
+	mu.Unlock()
+	c.Send(recoverTeam)
+	if m := c.NextNonPing(); m["op"] != "subscribed" || m["recovered"] != true {
+		t.Fatalf("got %v, want subscribed and recovered", m)
+	}
+	expectEvents(t, c, 3, "memo", teamPos)
+}
