@@ -9,10 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"io"
-	"net"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,112 +19,6 @@ import (
 	"github.com/gonotify/notify"
 	"github.com/gonotify/notify/internal/wstest"
 )
-
-// proxy forwards TCP connections to a target it can switch, and can cut every open
-// connection and refuse new ones, as a network outage does.
-type proxy struct {
-	URL string
-
-	ln      net.Listener
-	mu      sync.Mutex
-	target  string
-	blocked bool
-	conns   map[net.Conn]struct{}
-	wg      sync.WaitGroup
-}
-
-func newProxy(t testing.TB, target string) *proxy {
-	t.Helper()
-	p := &proxy{ln: listen(t, "127.0.0.1:0"), target: target, conns: map[net.Conn]struct{}{}}
-	p.URL = "http://" + p.ln.Addr().String()
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *proxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return // closed
-		}
-		p.mu.Lock()
-		if p.blocked {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		target := p.target
-		p.conns[c] = struct{}{}
-		p.wg.Add(1)
-		p.mu.Unlock()
-		go p.pipe(c, target)
-	}
-}
-
-// pipe copies between the client connection c and a new connection to target until either
-// side closes or cut closes them.
-func (p *proxy) pipe(c net.Conn, target string) {
-	defer p.wg.Done()
-	u, err := net.DialTimeout("tcp", target, 2*time.Second)
-	if err != nil {
-		p.forget(c)
-		return
-	}
-	p.mu.Lock()
-	if _, ok := p.conns[c]; !ok { // cut while dialing
-		p.mu.Unlock()
-		u.Close()
-		return
-	}
-	p.conns[u] = struct{}{}
-	p.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		io.Copy(u, c)
-		u.Close()
-		close(done)
-	}()
-	io.Copy(c, u)
-	c.Close()
-	<-done
-	p.forget(c, u)
-}
-
-func (p *proxy) forget(cs ...net.Conn) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range cs {
-		c.Close()
-		delete(p.conns, c)
-	}
-}
-
-// outage cuts every connection and refuses new ones until restore.
-func (p *proxy) outage() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.blocked = true
-	for c := range p.conns {
-		c.Close()
-		delete(p.conns, c)
-	}
-}
-
-// restore lets connections through again, to target.
-func (p *proxy) restore(target string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.blocked, p.target = false, target
-}
-
-func (p *proxy) close() {
-	p.ln.Close()
-	p.outage()
-	p.wg.Wait()
-}
 
 // listTexts returns the texts of the notifications whose text starts with prefix, oldest
 // first (the page shows the newest on top).
@@ -143,9 +34,9 @@ func (p *page) missedBanner() bool {
 }
 
 // goOffline cuts the page off and waits until the hub has let go of the user's session.
-func goOffline(t testing.TB, px *proxy, p *page, hub *notify.Hub, user string) {
+func goOffline(t testing.TB, px *wstest.Proxy, p *page, hub *notify.Hub, user string) {
 	t.Helper()
-	px.outage()
+	px.Outage()
 	p.waitState(5*time.Second, "reconnecting")
 	eventually(t, 5*time.Second, user+"'s session gone", func() bool { return hub.Sessions(user) == 0 })
 }
@@ -167,7 +58,7 @@ func equal(a, b []string) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
 // once; when more was sent than the history holds, it says that it missed some.
 func TestE2ERecovery(t *testing.T) {
 	s := startServer(t, "127.0.0.1:0", options{})
-	px := newProxy(t, s.Addr)
+	px := wstest.NewProxy(t, s.Addr)
 	b := newBrowser(t)
 	alice := newPage(t, b, "alice", chromedp.WithNewBrowserContext())
 	alice.login(px.URL, "alice")
@@ -183,7 +74,7 @@ func TestE2ERecovery(t *testing.T) {
 		text := fmt.Sprintf("missed news %d", i)
 		s.send(t, fmt.Sprintf(`{"topic":"news","type":"headline","data":{"text":%q}}`, text))
 	}
-	px.restore(s.Addr)
+	px.Restore(s.Addr)
 	alice.waitState(15*time.Second, "connected")
 	alice.waitShown(deliveryTime, "missed news 2")
 	alice.waitShown(deliveryTime, "missed 3")
@@ -203,7 +94,7 @@ func TestE2ERecovery(t *testing.T) {
 	// More than the history holds (100 events by default): nothing is replayed, and the page says so.
 	goOffline(t, px, alice, s.Hub, "alice")
 	sendN(t, s, "alice", "overflow", notify.DefaultHistorySize+1)
-	px.restore(s.Addr)
+	px.Restore(s.Addr)
 	alice.waitState(15*time.Second, "connected")
 	alice.waitJS(2*time.Second, "missed-notifications banner", `!document.querySelector("#refresh-needed").hidden`)
 	if got := alice.listTexts("overflow"); len(got) != 0 {
@@ -247,7 +138,7 @@ func TestE2ETwoNodes(t *testing.T) {
 	ann, ben, topic := "ann-"+suffix, "ben-"+suffix, "team-"+suffix
 	a := startServer(t, "127.0.0.1:0", options{Redis: url, Node: "A"})
 	nodeB := startServer(t, "127.0.0.1:0", options{Redis: url, Node: "B"})
-	px := newProxy(t, a.Addr)
+	px := wstest.NewProxy(t, a.Addr)
 	br := newBrowser(t)
 	annPage := newPage(t, br, ann, chromedp.WithNewBrowserContext())
 	benPage := newPage(t, br, ben, chromedp.WithNewBrowserContext())
@@ -276,7 +167,7 @@ func TestE2ETwoNodes(t *testing.T) {
 	// sent meanwhile, on either node.
 	goOffline(t, px, annPage, a.Hub, ann)
 	want := append(sendN(t, a, ann, "missed via A", 2), sendN(t, nodeB, ann, "missed via B", 2)...)
-	px.restore(nodeB.Addr)
+	px.Restore(nodeB.Addr)
 	annPage.waitState(15*time.Second, "connected")
 	annPage.waitShown(deliveryTime, "missed via B 2")
 	if got := annPage.listTexts("missed via"); !equal(got, want) {
@@ -296,7 +187,7 @@ func TestE2ETwoNodes(t *testing.T) {
 // when both reconnect and fetch fresh tokens.
 func TestE2ETwoUsersOneBrowser(t *testing.T) {
 	s := startServer(t, "127.0.0.1:0", options{})
-	px := newProxy(t, s.Addr)
+	px := wstest.NewProxy(t, s.Addr)
 	b := newBrowser(t)
 	alice := newPage(t, b, "alice", chromedp.WithNewBrowserContext())
 	alice.login(px.URL, "alice")
@@ -316,10 +207,10 @@ func TestE2ETwoUsersOneBrowser(t *testing.T) {
 	}
 	check("at first")
 	// Both windows lose the connection, fetch fresh tokens and reconnect.
-	px.outage()
+	px.Outage()
 	alice.waitState(5*time.Second, "reconnecting")
 	bob.waitState(5*time.Second, "reconnecting")
-	px.restore(s.Addr)
+	px.Restore(s.Addr)
 	alice.waitState(15*time.Second, "connected")
 	bob.waitState(15*time.Second, "connected")
 	eventually(t, 2*time.Second, "one session each again", func() bool { return s.Hub.Sessions("alice") == 1 && s.Hub.Sessions("bob") == 1 })

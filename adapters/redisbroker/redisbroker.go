@@ -56,6 +56,9 @@ type Stats struct {
 	// Reconnects counts the times the subscriber connection came back after losing Redis,
 	// each time resubscribing every stream that still has sessions.
 	Reconnects uint64
+	// CaughtUp counts the messages published while the subscriber connection was down that
+	// this node read from the streams' history after resubscribing, and delivered.
+	CaughtUp uint64
 	// Streams is how many streams this node is subscribed to now.
 	Streams int
 }
@@ -73,9 +76,14 @@ type Broker struct {
 	refs    map[string]int             // channel -> Subscribe calls not undone
 	waiting map[string][]chan struct{} // channel -> Subscribe calls awaiting the confirmation
 	live    map[string]bool            // channel -> confirmed
+	// pos is, per subscribed channel, the position up to which this node's sessions have
+	// everything: the last message received, or the position History gave when the channel
+	// was first subscribed. After an outage, catchUp starts there.
+	pos map[string]notify.Position
 
 	received   atomic.Uint64
 	reconnects atomic.Uint64
+	caughtUp   atomic.Uint64
 
 	stop chan struct{}
 	done chan struct{}
@@ -87,7 +95,7 @@ var _ notify.Broker = (*Broker)(nil)
 // yet; the hub's New does, and reports an unreachable Redis.
 func New(opts Options) (*Broker, error) {
 	b := &Broker{opts: opts, client: opts.Client, refs: map[string]int{}, waiting: map[string][]chan struct{}{},
-		live: map[string]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
+		live: map[string]bool{}, pos: map[string]notify.Position{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if b.client == nil {
 		if opts.URL == "" {
 			return nil, errors.New("notify: redisbroker: set URL or Client")
@@ -136,7 +144,9 @@ func (b *Broker) Start(deliver func(notify.Message)) error {
 }
 
 // receive reads the subscriber connection until Close; go-redis reconnects it and
-// resubscribes its channels after an error.
+// resubscribes its channels after an error. Messages published while the connection was down
+// never reach this node through the channel, so when a channel is subscribed again, receive
+// reads what came after its position from the stream's history (see catchUp).
 func (b *Broker) receive() {
 	defer close(b.done)
 	ctx := context.Background()
@@ -178,14 +188,67 @@ func (b *Broker) receive() {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
+				// A first subscription has no position yet (History gives it one); a channel
+				// with one was subscribed before and is again, after an outage.
+				b.mu.Lock()
+				p, again := b.pos[m.Channel]
+				b.mu.Unlock()
+				if again {
+					b.catchUp(ctx, m.Channel, p)
+				}
 				b.confirmed(m.Channel)
 			}
 		case *redis.Message:
 			b.received.Add(1)
 			if nm, ok := b.parse(m); ok {
+				if nm.Offset > 0 {
+					b.advance(m.Channel, notify.Position{Offset: nm.Offset, Epoch: nm.Epoch}, true)
+				}
 				b.deliver(nm)
 			}
 		}
+	}
+}
+
+// advance records p as channel's position while the channel is subscribed: always when
+// received is set (a message), and only if it has none yet otherwise (History's answer).
+func (b *Broker) advance(channel string, p notify.Position, received bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.refs[channel] == 0 {
+		return
+	}
+	if _, ok := b.pos[channel]; ok && !received {
+		return
+	}
+	b.pos[channel] = p
+}
+
+// catchUp delivers the messages of channel's stream after p that its history holds. The
+// channel is subscribed again by now, so whatever is published after the history is read
+// arrives live; the hub drops what it receives twice. A new epoch means Redis lost the
+// stream's history: what it holds now is all new.
+func (b *Broker) catchUp(ctx context.Context, channel string, p notify.Position) {
+	stream := strings.TrimPrefix(channel, b.opts.Prefix+":c:")
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, msgs, err := b.History(ctx, stream)
+	if err != nil {
+		b.opts.Logger.Warn("notify: redisbroker: cannot catch up after reconnecting", "stream", stream, "err", err)
+		return
+	}
+	n := 0
+	for _, m := range msgs {
+		if m.Epoch == p.Epoch && m.Offset <= p.Offset {
+			continue
+		}
+		b.advance(channel, notify.Position{Offset: m.Offset, Epoch: m.Epoch}, true)
+		b.deliver(m)
+		n++
+	}
+	if n > 0 {
+		b.caughtUp.Add(uint64(n))
+		b.opts.Logger.Info("notify: redisbroker: caught up after reconnecting", "stream", stream, "messages", n)
 	}
 }
 
@@ -316,6 +379,7 @@ func (b *Broker) Unsubscribe(ctx context.Context, stream string) error {
 	}
 	delete(b.refs, ch)
 	delete(b.live, ch)
+	delete(b.pos, ch)
 	for _, w := range b.waiting[ch] {
 		close(w)
 	}
@@ -359,7 +423,9 @@ func (b *Broker) History(ctx context.Context, stream string) (notify.Position, [
 		}
 		msgs = append(msgs, notify.Message{Stream: stream, Offset: o, Epoch: epoch, Payload: []byte(payload)})
 	}
-	return notify.Position{Offset: offset, Epoch: epoch}, msgs, nil
+	pos := notify.Position{Offset: offset, Epoch: epoch}
+	b.advance(b.channel(stream), pos, false)
+	return pos, msgs, nil
 }
 
 // Stats returns the broker's counters.
@@ -367,7 +433,7 @@ func (b *Broker) Stats() Stats {
 	b.mu.Lock()
 	n := len(b.refs)
 	b.mu.Unlock()
-	return Stats{Received: b.received.Load(), Reconnects: b.reconnects.Load(), Streams: n}
+	return Stats{Received: b.received.Load(), Reconnects: b.reconnects.Load(), CaughtUp: b.caughtUp.Load(), Streams: n}
 }
 
 // Close stops receiving, waits for the receiving goroutine and closes the Redis client the

@@ -462,3 +462,74 @@ func TestNewErrors(t *testing.T) {
 	}
 	b.Close()
 }
+
+// TestCatchUpAfterSubscriberOutage: node A loses its connections to Redis (a proxy cuts them
+// and refuses new ones) while Redis stays up and node B goes on sending to A's user and topic.
+// When A reaches Redis again it resubscribes and reads what it missed from the history: the
+// session on A gets every event once, in order, without reconnecting itself.
+func TestCatchUpAfterSubscriberOutage(t *testing.T) {
+	t.Parallel()
+	u := redisURL(t)
+	opts, err := redis.ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	redisAddr := opts.Addr
+	px := wstest.NewProxy(t, redisAddr)
+	opts.Addr = px.Addr
+	clientA := redis.NewClient(opts)
+	t.Cleanup(func() { clientA.Close() }) // after the node's shutdown (cleanups run last first)
+	p := prefix(t)
+	a := newNodeWithClient(t, clientA, p)
+	b := newNode(t, u, p, nil)
+
+	alice, _ := a.dial(t, "alice", nil)
+	subscribe(t, alice, "news", nil)
+	b.hub.Send("alice", notify.Event{Type: "before", Data: 0})
+	expect(t, alice, "before", 0)
+
+	px.Outage()
+	wstest.WaitFor(t, "A to notice the outage", func() bool {
+		return a.hub.Send("nobody", notify.Event{Type: "probe"}) != nil
+	})
+	for i := range 5 {
+		if err := b.hub.Send("alice", notify.Event{Type: "missed", Data: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2 {
+		if err := b.hub.Publish("news", notify.Event{Type: "news", Data: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	px.Restore(redisAddr)
+
+	// Per stream in order; the two streams may interleave.
+	next := map[string]int{}
+	last := map[string]notify.Position{}
+	for range 7 {
+		m, err := alice.Read(10 * time.Second)
+		for err == nil && m["op"] == "ping" {
+			m, err = alice.Read(10 * time.Second)
+		}
+		if err != nil {
+			t.Fatalf("after %v: %v", next, err)
+		}
+		typ, _ := m["type"].(string)
+		if fmt.Sprint(m["data"]) != fmt.Sprint(next[typ]) || (typ != "missed" && typ != "news") {
+			t.Fatalf("got %v, want %s %d", m, typ, next[typ])
+		}
+		pos := position(t, m)
+		if l, ok := last[typ]; ok && (pos.Epoch != l.Epoch || pos.Offset != l.Offset+1) {
+			t.Fatalf("%v follows %v: not consecutive", pos, l)
+		}
+		last[typ] = pos
+		next[typ]++
+	}
+	b.hub.Send("alice", notify.Event{Type: "live", Data: 0})
+	expect(t, alice, "live", 0)
+	alice.Quiet(100 * time.Millisecond) // nothing twice
+	if s := a.broker.Stats(); s.CaughtUp != 7 || s.Reconnects < 1 {
+		t.Errorf("A's stats %+v, want 7 caught up and a reconnect", s)
+	}
+}
