@@ -41,6 +41,22 @@
 // with [CloseSlowConsumer] and counted in [Stats]. Bad messages get error frames; repeated
 // abuse closes the session with [CloseProtocolAbuse].
 //
+// # Missed events
+//
+// Every user and every topic is a stream whose events carry consecutive offsets within an
+// epoch. The hub keeps each stream's last [Config.HistorySize] events for [Config.HistoryTTL].
+// A client that reconnects or resubscribes sends the position of the last event it saw and
+// gets what it missed, in order, then live events, without a gap or a duplicate; when the
+// history no longer holds it, the client is told (recovered: false) so that it can refetch.
+// Broadcasts and events with [Event.Ephemeral] set are not kept.
+//
+// # Several processes
+//
+// [Config.Broker] connects the hubs of several processes: a Send on any of them reaches the
+// user's sessions on all of them. The default is in memory, for one process;
+// adapters/redisbroker implements [Broker] on Redis, keeping the history there, so a client
+// may reconnect to any node and still recover.
+//
 // # Protocol
 //
 // PROTOCOL.md in the module documents the wire protocol, close codes and what a client does on
