@@ -2,6 +2,7 @@ package notify
 
 import (
 	"bytes"
+	"context"
 	"sync"
 	"time"
 
@@ -23,7 +24,9 @@ type conn struct {
 
 	// topics is guarded by hub.mu (the index lock), not by mu.
 	topics map[string]struct{}
-	gone   bool // guarded by hub.mu: removed from the index
+	// ctx is the upgrade request's context (see Hub.ServeHTTP), canceled when the session ends.
+	ctx  context.Context
+	gone bool // guarded by hub.mu: removed from the index
 
 	mu       sync.Mutex
 	inflight bool
@@ -41,9 +44,10 @@ type conn struct {
 	closing      bool
 	grants       []string
 	expires      time.Time
-	warnTimer    *time.Timer
-	expireTimer  *time.Timer
-	strikes      int // touched only by the session's read loop
+	timer        *time.Timer // the expiry warning, then the expiry close
+	strikes      int         // touched only by the session's read loop
+	// batch is the pooled buffer of the joined frame in flight, if it is one.
+	batch *[]byte
 }
 
 type buffered struct {
@@ -89,6 +93,8 @@ func (c *conn) hold(stream string, all bool) {
 	defer c.mu.Unlock()
 	if c.buffers == nil {
 		c.buffers = make(map[string][]buffered)
+	}
+	if c.last == nil {
 		c.last = make(map[string]Position)
 	}
 	c.buffers[stream] = nil
@@ -103,6 +109,9 @@ func (c *conn) release(stream string, first []byte, replay [][]byte, upTo Positi
 	defer c.mu.Unlock()
 	buf := c.buffers[stream]
 	delete(c.buffers, stream)
+	if len(c.buffers) == 0 {
+		c.buffers = nil // most sessions recover rarely: do not keep the map
+	}
 	for _, b := range buf {
 		c.pendingBytes -= len(b.frame)
 	}
@@ -170,10 +179,18 @@ func (c *conn) slowLocked() {
 // leaves in several frames rather than one huge one.
 const maxBatchBytes = 256 << 10
 
+// batchPool recycles the buffers of joined frames: under load every session builds one per
+// write, and fresh allocations of that size cost more in page faults than the copy itself.
+var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
 // sent runs on melody's write loop after a text frame was written.
 func (c *conn) sent() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.batch != nil { // the frame just written; melody is done with it
+		batchPool.Put(c.batch)
+		c.batch = nil
+	}
 	if len(c.pending) == 0 || c.closing || c.held {
 		c.inflight = false
 		return
@@ -187,7 +204,17 @@ func (c *conn) sent() {
 	if n == 1 {
 		frame = c.pending[0]
 	} else {
-		frame = bytes.Join(c.pending[:n], []byte{'\n'})
+		bp := batchPool.Get().(*[]byte)
+		b := (*bp)[:0]
+		for i, f := range c.pending[:n] {
+			if i > 0 {
+				b = append(b, '\n')
+			}
+			b = append(b, f...)
+		}
+		*bp = b
+		c.batch = bp
+		frame = b
 	}
 	written := size - (n - 1)
 	rest := copy(c.pending, c.pending[n:])
@@ -248,19 +275,32 @@ func (c *conn) schedule(grants []string, expires time.Time) {
 	// life: a token shorter than the warning must not cause a refresh storm.
 	warnIn := max(left-c.hub.cfg.ExpiryWarning, left/2, 0)
 	exp := expires.Unix()
-	c.warnTimer = time.AfterFunc(warnIn, func() {
-		c.enqueue(control{Op: "expiring", Exp: exp}.frame())
-	})
-	c.expireTimer = time.AfterFunc(left, func() {
+	// One timer per session, not two: it warns, then is re-armed for the expiry.
+	var t *time.Timer
+	warned := false // guarded by mu
+	t = time.AfterFunc(warnIn, func() {
+		c.mu.Lock()
+		if c.timer != t { // stopped or rescheduled meanwhile
+			c.mu.Unlock()
+			return
+		}
+		if !warned {
+			warned = true
+			c.enqueueLocked(control{Op: "expiring", Exp: exp}.frame())
+			t.Reset(time.Until(expires))
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
 		c.close(CloseTokenExpired, "token expired")
 	})
+	c.timer = t
 }
 
 func (c *conn) stopTimersLocked() {
-	if c.warnTimer != nil {
-		c.warnTimer.Stop()
-		c.expireTimer.Stop()
-		c.warnTimer, c.expireTimer = nil, nil
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
 	}
 }
 

@@ -1,11 +1,13 @@
 package notify
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -25,15 +27,6 @@ type Event struct {
 	Ephemeral bool
 }
 
-// wireEvent is an event as it travels (see PROTOCOL.md).
-type wireEvent struct {
-	Type  string          `json:"type"`
-	ID    string          `json:"id"`
-	Time  time.Time       `json:"time"`
-	Topic string          `json:"topic,omitempty"`
-	Data  json.RawMessage `json:"data,omitempty"`
-}
-
 // ids makes event IDs unique across processes: a random prefix per process and a counter.
 var ids struct {
 	prefix string
@@ -50,30 +43,88 @@ func newID() string {
 	return ids.prefix + strconv.FormatUint(ids.n.Add(1), 36)
 }
 
-// encode turns an event into its frame, once for every recipient.
+// encode turns an event into its frame, once for every recipient. It writes the
+// bytes json.Marshal would for the object of PROTOCOL.md (type, id, time, topic when set, data
+// when set), without reflection: sends are the hot path.
 func encode(ev Event, topic string) ([]byte, error) {
 	if ev.Type == "" {
 		return nil, fmt.Errorf("%w: empty type", ErrInvalidEvent)
 	}
-	w := wireEvent{Type: ev.Type, ID: ev.ID, Time: ev.Time, Topic: topic}
-	if w.ID == "" {
-		w.ID = newID()
+	t := ev.Time
+	if t.IsZero() {
+		t = time.Now().UTC()
 	}
-	if w.Time.IsZero() {
-		w.Time = time.Now().UTC()
-	}
+	var data []byte
 	if ev.Data != nil {
-		d, err := json.Marshal(ev.Data)
-		if err != nil {
+		de := dataEncoders.Get().(*dataEncoder)
+		defer de.release()
+		// Encode writes what Marshal returns (compact, HTML-escaped, as the field needs it)
+		// and a newline, into a reused buffer.
+		if err := de.enc.Encode(ev.Data); err != nil {
 			return nil, fmt.Errorf("%w: data of %q: %w", ErrInvalidEvent, ev.Type, err)
 		}
-		w.Data = d
+		data = bytes.TrimSuffix(de.buf.Bytes(), []byte{'\n'})
 	}
-	b, err := json.Marshal(w)
+	b := make([]byte, 0, 96+len(ev.Type)+len(ev.ID)+len(topic)+len(data))
+	b = append(b, `{"type":`...)
+	b = appendString(b, ev.Type)
+	b = append(b, `,"id":`...)
+	if ev.ID == "" {
+		b = append(b, '"')
+		b = append(b, ids.prefix...)
+		b = strconv.AppendUint(b, ids.n.Add(1), 36)
+		b = append(b, '"')
+	} else {
+		b = appendString(b, ev.ID)
+	}
+	b = append(b, `,"time":"`...)
+	b, err := t.AppendText(b) // RFC 3339, as Time.MarshalJSON
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 	}
-	return b, nil
+	b = append(b, '"')
+	if topic != "" {
+		b = append(b, `,"topic":`...)
+		b = appendString(b, topic)
+	}
+	if len(data) > 0 {
+		b = append(b, `,"data":`...)
+		b = append(b, data...)
+	}
+	return append(b, '}'), nil
+}
+
+// dataEncoder marshals events' data into a buffer reused across sends.
+type dataEncoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var dataEncoders = sync.Pool{New: func() any {
+	e := &dataEncoder{}
+	e.enc = json.NewEncoder(&e.buf)
+	return e
+}}
+
+func (e *dataEncoder) release() {
+	if e.buf.Cap() > 64<<10 { // a rare large event does not pin its buffer
+		return
+	}
+	e.buf.Reset()
+	dataEncoders.Put(e)
+}
+
+// appendString appends s as a JSON string, escaped exactly as encoding/json does.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // withPosition returns the frame of a stream's event: its payload with the offset and epoch

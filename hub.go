@@ -1,10 +1,12 @@
 package notify
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -65,7 +67,9 @@ func New(cfg Config) (*Hub, error) {
 	// At most one data frame per session waits in melody (see conn), plus close frames.
 	h.m.Config.MessageBufferSize = 4
 	h.m.Upgrader = &websocket.Upgrader{
-		ReadBufferSize:  1024,
+		// Clients send little (subscriptions, token refreshes); larger messages are read in
+		// several pieces. Writes take a pooled buffer only while writing.
+		ReadBufferSize:  256,
 		WriteBufferSize: 1024,
 		WriteBufferPool: &sync.Pool{},
 		Subprotocols:    []string{Subprotocol},
@@ -159,8 +163,9 @@ func connOf(s *melody.Session) *conn {
 	return c
 }
 
-// ServeHTTP upgrades an authenticated request to a WebSocket session and serves it until it
-// ends. A cross-origin request gets 403, a missing or bad token 401, a shut-down hub 503.
+// ServeHTTP upgrades an authenticated request to a WebSocket session. A cross-origin request
+// gets 403, a missing or bad token 401, a shut-down hub 503. It returns once the connection is
+// upgraded; the session goes on in its own goroutine, which Shutdown waits for.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.originAllowed(r) {
 		http.Error(w, "notify: origin not allowed", http.StatusForbidden)
@@ -176,6 +181,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	since, err := sinceFrom(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	h.life.Lock()
 	if h.closed {
 		h.life.Unlock()
@@ -184,18 +194,54 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.handlers.Add(1)
 	h.life.Unlock()
-	defer h.handlers.Done()
 
-	since, err := sinceFrom(r)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
 	c := &conn{hub: h, id: newID(), user: id.UserID, topics: make(map[string]struct{}), since: since}
 	c.grants, c.expires = id.Topics, id.Expires
-	if err := h.m.HandleRequestWithKeys(w, r, map[string]any{connKey: c}); err != nil {
-		h.cfg.Logger.Info("notify: upgrade failed", "remote", r.RemoteAddr, "err", err)
+	// The session outlives this handler: returning once the connection is hijacked frees what
+	// net/http keeps per connection while its handler runs (4 KB read and 4 KB write buffers,
+	// the request, a deep stack). The session's context is net/http's detached from its
+	// cancellation (at the handler's return) and canceled when the session ends instead.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	dw := &detachedWriter{ResponseWriter: w, hijacked: make(chan struct{})}
+	ended := make(chan struct{})
+	go h.serve(dw, r.WithContext(ctx), c, cancel, ended)
+	select {
+	case <-dw.hijacked:
+	case <-ended: // refused before the hijack; the answer went through w
 	}
+}
+
+// serve runs a session to its end. It is a method rather than a closure so that nothing keeps
+// the request or net/http's writer alive after the upgrade.
+func (h *Hub) serve(w *detachedWriter, r *http.Request, c *conn, cancel context.CancelFunc, ended chan struct{}) {
+	defer h.handlers.Done()
+	defer close(ended)
+	defer cancel()
+	remote := r.RemoteAddr
+	if err := h.m.HandleRequestWithKeys(w, r, map[string]any{connKey: c}); err != nil {
+		h.cfg.Logger.Info("notify: upgrade failed", "remote", remote, "err", err)
+	}
+}
+
+// detachedWriter is the ResponseWriter the upgrader gets. Until the hijack it is the handler's;
+// its Hijack hands the upgrader the connection with small buffers of its own, keeping
+// net/http's to be freed when the handler returns.
+type detachedWriter struct {
+	http.ResponseWriter
+	hijacked chan struct{}
+}
+
+func (d *detachedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(d.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if brw.Reader.Buffered() == 0 { // otherwise the upgrader refuses the connection anyway
+		brw = bufio.NewReadWriter(bufio.NewReaderSize(nc, 16), bufio.NewWriterSize(nc, 16))
+	}
+	d.ResponseWriter = nil // the upgrader is done with it; let net/http's state go
+	close(d.hijacked)
+	return nc, brw, nil
 }
 
 // sinceFrom reads the user stream's recovery position from the upgrade's "epoch" and "offset"
@@ -216,7 +262,11 @@ func sinceFrom(r *http.Request) (*Position, error) {
 func (h *Hub) connected(s *melody.Session) {
 	c := connOf(s)
 	c.s = s
+	// After the upgrade the session needs only the request's context: keep it and let the
+	// request go (about 1.7 KB per session). melody itself never reads Request.
 	ctx := s.Request.Context()
+	c.ctx = ctx
+	s.Request = nil
 	stream := userStream(c.user)
 	// Until the welcome is queued every frame waits, and the user stream's are buffered so
 	// that the replay and the live events meet without a gap or a duplicate.
@@ -272,7 +322,7 @@ func (h *Hub) disconnected(s *melody.Session) {
 		topics = append(topics, t)
 	}
 	h.mu.Unlock()
-	ctx := context.WithoutCancel(s.Request.Context())
+	ctx := context.WithoutCancel(c.ctx)
 	for _, t := range topics {
 		h.brokerUnsubscribe(ctx, topicStream(t))
 	}
@@ -313,14 +363,14 @@ func (h *Hub) received(s *melody.Session, msg []byte) {
 		if req.Epoch != "" {
 			since = &Position{Epoch: req.Epoch, Offset: req.Offset}
 		}
-		h.clientSubscribe(s.Request.Context(), c, req.Topic, since)
+		h.clientSubscribe(c.ctx, c, req.Topic, since)
 	case "unsubscribe":
 		if err := validTopic(req.Topic); err != nil {
 			h.refuse(c, control{Op: "error", Code: codeInvalidTopic, Topic: req.Topic, Reason: reason(err)})
 			return
 		}
 		c.strikes = 0
-		if !h.leave(s.Request.Context(), c, req.Topic) {
+		if !h.leave(c.ctx, c, req.Topic) {
 			c.enqueue(control{Op: "unsubscribed", Topic: req.Topic}.frame())
 		}
 	case "refresh":
