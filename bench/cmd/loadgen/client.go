@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/gonotify/notify/bench/internal/payload"
+)
+
+// phase collects the deliveries of one scenario.
+type phase struct {
+	expected atomic.Int64
+	got      atomic.Int64 // events delivered to reading clients
+	frames   atomic.Int64 // frames that carried at least one of them
+	end      atomic.Int64 // unix ns when got reached expected
+	done     chan struct{}
+	once     sync.Once
+}
+
+func newPhase() *phase {
+	p := &phase{done: make(chan struct{})}
+	p.expected.Store(1 << 62)
+	return p
+}
+
+func (p *phase) check() {
+	if p.got.Load() >= p.expected.Load() {
+		p.once.Do(func() {
+			p.end.Store(time.Now().UnixNano())
+			close(p.done)
+		})
+	}
+}
+
+var current atomic.Pointer[phase]
+
+// client is one WebSocket connection of the load generator.
+type client struct {
+	ws     *websocket.Conn
+	slow   atomic.Bool   // stop reading (S6)
+	resume chan struct{} // closed to read again
+	ready  chan struct{} // closed once the welcome (notify) was read
+	ended  chan struct{} // closed when the read loop ended
+	code   int           // close code, or -1 for another error; valid after ended
+
+	mu         sync.Mutex
+	lat        []int64 // latencies (ns) of the current phase
+	slowEvents int     // events read while marked slow
+}
+
+func dial(url, token string, welcome bool) (*client, error) {
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 256}
+	ws, resp, err := d.Dial(url, http.Header{"Authorization": {"Bearer " + token}})
+	if err != nil {
+		if resp != nil {
+			return nil, errors.New(resp.Status + ": " + err.Error())
+		}
+		return nil, err
+	}
+	c := &client{ws: ws, resume: make(chan struct{}), ready: make(chan struct{}), ended: make(chan struct{})}
+	if !welcome {
+		close(c.ready)
+	}
+	go c.read(welcome)
+	return c, nil
+}
+
+var welcomeOp = []byte(`"op":"welcome"`)
+
+func (c *client) read(welcome bool) {
+	defer close(c.ended)
+	for {
+		_, msg, err := c.ws.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				c.code = ce.Code
+			} else {
+				c.code = -1
+			}
+			return
+		}
+		now := time.Now().UnixNano()
+		if welcome && bytes.Contains(msg, welcomeOp) {
+			welcome = false
+			close(c.ready)
+		}
+		slow := c.slow.Load()
+		p := current.Load()
+		n := 0
+		c.mu.Lock()
+		for len(msg) > 0 {
+			line := msg
+			if i := bytes.IndexByte(msg, '\n'); i >= 0 {
+				line, msg = msg[:i], msg[i+1:]
+			} else {
+				msg = nil
+			}
+			ts, ok := payload.TS(line)
+			if !ok {
+				continue
+			}
+			if slow {
+				c.slowEvents++
+				continue
+			}
+			c.lat = append(c.lat, now-ts)
+			n++
+		}
+		c.mu.Unlock()
+		if n > 0 && p != nil {
+			p.frames.Add(1)
+			p.got.Add(int64(n))
+			p.check()
+		}
+		if slow {
+			select {
+			case <-c.resume:
+			case <-c.ended: // never: ended is ours
+			}
+		}
+	}
+}
+
+// take returns and resets the latencies recorded so far.
+func (c *client) take() []int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.lat
+	c.lat = nil
+	return l
+}

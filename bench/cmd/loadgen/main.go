@@ -1,0 +1,465 @@
+// Command loadgen runs the notify benchmark: for each server variant it starts the server on
+// its own core, runs scenarios S1 to S6 against it and prints a table with every figure and
+// its ratio to the raw limit. It exits non-zero when a server fails to start, a connection
+// fails or deliveries are missing (outside S6). bench/run wraps it; see bench/README.md.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/gonotify/notify/bench/internal/payload"
+)
+
+// plan sizes the scenarios.
+type plan struct {
+	n          int           // connections, one user each
+	s2Count    int           // S2 per-user sends
+	s2Limit    int           // seconds the server may spend generating S2 sends
+	s3Count    int           // S3 broadcasts
+	s5Rate     int           // S5 sends per second
+	s5Secs     int           // S5 duration
+	size       int           // payload bytes
+	floodBytes int           // S6: bytes sent to each non-reading client before the S3 load
+	wait       time.Duration // longest wait for a scenario's deliveries
+}
+
+var (
+	full  = plan{n: 5000, s2Count: 100_000, s2Limit: 15, s3Count: 200, s5Rate: 20_000, s5Secs: 3, size: 200, floodBytes: 8 << 20, wait: 60 * time.Second}
+	quick = plan{n: 1000, s2Count: 20_000, s2Limit: 4, s3Count: 200, s5Rate: 20_000, s5Secs: 1, size: 200, floodBytes: 8 << 20, wait: 20 * time.Second}
+)
+
+var (
+	serverBin = flag.String("server", "", "path to the server binary (bench/cmd/server)")
+	serverCPU = flag.String("server-cpu", "0", "CPU list for the server (taskset -c); empty: no pinning")
+	quickMode = flag.Bool("quick", false, "1,000 connections and smaller scenarios: under a minute")
+	variants  = flag.String("variants", "notify,melody,raw", "server variants, comma-separated; raw last gives the ratios")
+	conns     = flag.Int("n", 0, "connections (default 5,000; 1,000 with -quick)")
+	profDir   = flag.String("pprof", "", "directory: profile the notify server (CPU per scenario, heap at S4)")
+	basePort  = flag.Int("port", 9100, "first port; each variant takes the next")
+	logDir    = flag.String("logs", os.TempDir(), "directory for the servers' logs")
+)
+
+func main() {
+	log.SetFlags(0)
+	flag.Parse()
+	http.DefaultClient.Timeout = 2 * time.Minute
+	if *serverBin == "" {
+		log.Fatal("-server is required")
+	}
+	p := full
+	if *quickMode {
+		p = quick
+	}
+	if *conns > 0 {
+		p.n = *conns
+	}
+	var results []*result
+	failed := false
+	for i, v := range strings.Split(*variants, ",") {
+		start := time.Now()
+		r := runVariant(v, *basePort+i, p)
+		log.Printf("%s: done in %s", v, time.Since(start).Round(time.Millisecond))
+		for _, e := range r.errs {
+			log.Printf("%s: FAIL: %s", v, e)
+			failed = true
+		}
+		results = append(results, r)
+	}
+	printTable(os.Stdout, p, results)
+	if failed {
+		os.Exit(1)
+	}
+}
+
+// result holds one variant's figures.
+type result struct {
+	name string
+	errs []string
+
+	s1Rate                 float64
+	s4PerConn, s4Heap      float64 // bytes per connection: RSS, Go heap in use
+	s4Stack, s4Goroutines  float64
+	s2, s3, s5, s6         delivery
+	s6Fate                 string
+	s6RSSBefore, s6RSSPeak uint64
+	s6RSSAfter, s6Slow     uint64
+	s6Dropped              uint64
+	s2Sent                 int
+}
+
+type delivery struct {
+	ok                bool
+	rate              float64 // deliveries per second
+	p50, p99, p999    time.Duration
+	framesPerEvent    float64
+	writesPerEvent    float64
+	delivered, frames int64
+}
+
+type server struct {
+	base   string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has ended
+}
+
+func (s *server) stats() (st serverStats, err error) {
+	resp, err := http.Get(s.base + "/bench/stats")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	return st, err
+}
+
+func (s *server) post(path string) ([]byte, error) {
+	resp, err := http.Post(s.base+path, "text/plain", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("%s: %s %s", path, resp.Status, b)
+	}
+	return b, err
+}
+
+type serverStats struct {
+	Conns      int    `json:"conns"`
+	Slow       uint64 `json:"slow"`
+	Dropped    uint64 `json:"dropped"`
+	RSS        uint64 `json:"rss"`
+	Syscw      uint64 `json:"syscw"`
+	Goroutines int    `json:"goroutines"`
+	HeapInuse  uint64 `json:"heap_inuse"`
+	StackInuse uint64 `json:"stack_inuse"`
+}
+
+func startServer(variant string, port int) (*server, error) {
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	args := []string{*serverBin, "-variant", variant, "-addr", addr}
+	if *profDir != "" && variant == "notify" {
+		args = append(args, "-pprof", *profDir)
+	}
+	if *serverCPU != "" {
+		args = append([]string{"taskset", "-c", *serverCPU}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	lf, err := os.Create(filepath.Join(*logDir, "bench-"+variant+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{base: "http://" + addr, cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(s.exited)
+	}()
+	for range 100 {
+		select {
+		case <-s.exited:
+			return nil, fmt.Errorf("server %s exited at start (log: %s)", variant, lf.Name())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if _, err := s.stats(); err == nil {
+			return s, nil
+		}
+	}
+	s.stop()
+	return nil, fmt.Errorf("server %s did not answer on %s within 10s (log: %s)", variant, addr, lf.Name())
+}
+
+func (s *server) stop() {
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+}
+
+func runVariant(name string, port int, p plan) *result {
+	r := &result{name: name}
+	fail := func(format string, a ...any) { r.errs = append(r.errs, fmt.Sprintf(format, a...)) }
+	srv, err := startServer(name, port)
+	if err != nil {
+		fail("%v", err)
+		return r
+	}
+	defer srv.stop()
+	prof := func(q string) {
+		if *profDir != "" && name == "notify" {
+			if _, err := srv.post("/bench/prof?" + q); err != nil {
+				log.Printf("profile: %v", err)
+			}
+		}
+	}
+
+	// S4 baseline, then S1.
+	for range 3 {
+		srv.post("/bench/gc")
+	}
+	time.Sleep(200 * time.Millisecond)
+	st0, err := srv.stats()
+	if err != nil {
+		fail("stats: %v", err)
+		return r
+	}
+	tokens := make([]string, p.n)
+	for i := range tokens {
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"sub": "u" + strconv.Itoa(i), "exp": time.Now().Add(time.Hour).Unix()}).SignedString(payload.Secret)
+		if err != nil {
+			log.Fatal(err)
+		}
+		tokens[i] = tok
+	}
+	url := "ws://127.0.0.1:" + strconv.Itoa(port) + "/ws"
+	clients := make([]*client, p.n)
+	defer func() {
+		srv.stop()
+		for _, c := range clients {
+			if c != nil {
+				c.ws.Close()
+			}
+		}
+	}()
+	log.Printf("%s: S1 open %d connections", name, p.n)
+	start := time.Now()
+	var next, dialErrs int
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= p.n {
+					return
+				}
+				c, err := dial(url, tokens[i], name == "notify")
+				if err != nil {
+					mu.Lock()
+					dialErrs++
+					firstErr = err
+					mu.Unlock()
+					continue
+				}
+				select {
+				case <-c.ready:
+				case <-time.After(10 * time.Second):
+				}
+				clients[i] = c
+			}
+		})
+	}
+	wg.Wait()
+	r.s1Rate = float64(p.n) / time.Since(start).Seconds()
+	if dialErrs > 0 {
+		fail("S1: %d of %d connections failed, e.g. %v", dialErrs, p.n, firstErr)
+		return r
+	}
+	for _, c := range clients {
+		select {
+		case <-c.ready:
+		default:
+			fail("S1: a connection got no welcome within 10s")
+			return r
+		}
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, err := srv.stats()
+		if err == nil && st.Conns == p.n {
+			break
+		}
+		if time.Now().After(deadline) {
+			fail("S1: server reports %d connections, want %d", st.Conns, p.n)
+			return r
+		}
+	}
+
+	// S4: idle memory per connection, after the collections an idle server would run (each
+	// also shrinks goroutine stacks that use less than a quarter of their size).
+	time.Sleep(time.Second)
+	for range 3 {
+		srv.post("/bench/gc")
+	}
+	time.Sleep(200 * time.Millisecond)
+	stN, err := srv.stats()
+	if err != nil {
+		fail("stats: %v", err)
+		return r
+	}
+	perConn := func(a, b uint64) float64 { return (float64(b) - float64(a)) / float64(p.n) }
+	r.s4PerConn = perConn(st0.RSS, stN.RSS)
+	r.s4Heap = perConn(st0.HeapInuse, stN.HeapInuse)
+	r.s4Stack = perConn(st0.StackInuse, stN.StackInuse)
+	r.s4Goroutines = float64(stN.Goroutines-st0.Goroutines) / float64(p.n)
+	prof("heap=S4")
+
+	// measure runs one delivery scenario: sends generated by the server, expected deliveries
+	// per send, and the set of reading clients.
+	measure := func(label, query string, perSend int, strict bool) (delivery, int) {
+		var d delivery
+		ph := newPhase()
+		current.Store(ph)
+		defer current.Store(nil)
+		before, _ := srv.stats()
+		prof("start=" + label)
+		t0 := time.Now()
+		b, err := srv.post("/bench/send?" + query)
+		if err != nil {
+			fail("%s: %v", label, err)
+			prof("stop")
+			return d, 0
+		}
+		var sr struct{ Sent int }
+		json.Unmarshal(b, &sr)
+		want := int64(sr.Sent * perSend)
+		ph.expected.Store(want)
+		ph.check()
+		select {
+		case <-ph.done:
+			d.ok = true
+		case <-time.After(p.wait):
+		}
+		prof("stop")
+		d.delivered, d.frames = ph.got.Load(), ph.frames.Load()
+		if !d.ok {
+			if strict {
+				fail("%s: %d of %d deliveries after %s", label, d.delivered, want, p.wait)
+			} else {
+				log.Printf("%s: %s: %d of %d deliveries after %s", name, label, d.delivered, want, p.wait)
+			}
+			return d, sr.Sent
+		}
+		after, _ := srv.stats()
+		d.rate = float64(d.delivered) / (float64(ph.end.Load()-t0.UnixNano()) / 1e9)
+		d.framesPerEvent = float64(d.frames) / float64(d.delivered)
+		d.writesPerEvent = float64(after.Syscw-before.Syscw) / float64(d.delivered)
+		var lat []int64
+		for _, c := range clients {
+			lat = append(lat, c.take()...)
+		}
+		slices.Sort(lat)
+		q := func(f float64) time.Duration {
+			if len(lat) == 0 {
+				return 0
+			}
+			return time.Duration(lat[min(len(lat)-1, int(math.Ceil(f*float64(len(lat))))-1)])
+		}
+		d.p50, d.p99, d.p999 = q(0.50), q(0.99), q(0.999)
+		return d, sr.Sent
+	}
+
+	settle := func() { time.Sleep(500 * time.Millisecond) }
+	// Warm up after S4's collections (the heap returned to the OS, stacks shrunk): one send
+	// per user, not counted.
+	measure("warm-up", fmt.Sprintf("kind=user&count=%d&users=%d&size=%d", p.n, p.n, p.size), 1, true)
+	settle()
+	log.Printf("%s: S5 paced sends %d/s for %ds", name, p.s5Rate, p.s5Secs)
+	r.s5, _ = measure("S5", fmt.Sprintf("kind=user&count=%d&rate=%d&users=%d&size=%d&limit=%d",
+		p.s5Rate*p.s5Secs, p.s5Rate, p.n, p.size, p.s5Secs+5), 1, true)
+	settle()
+	log.Printf("%s: S2 %d per-user sends across %d users", name, p.s2Count, p.n)
+	r.s2, r.s2Sent = measure("S2", fmt.Sprintf("kind=user&count=%d&users=%d&size=%d&limit=%d",
+		p.s2Count, p.n, p.size, p.s2Limit), 1, true)
+	settle()
+	log.Printf("%s: S3 %d broadcasts to %d connections", name, p.s3Count, p.n)
+	r.s3, _ = measure("S3", fmt.Sprintf("kind=broadcast&count=%d&size=%d", p.s3Count, p.size), p.n, true)
+	settle()
+
+	// S6: 1% of the clients stop reading; each is sent floodBytes of its own events (more than
+	// a 1 MiB queue plus socket buffers), then the S3 load runs for the others.
+	log.Printf("%s: S6 S3 again with 1%% of the clients not reading", name)
+	var slowOnes []*client
+	for i := 0; i < p.n; i += 100 {
+		clients[i].slow.Store(true)
+		slowOnes = append(slowOnes, clients[i])
+	}
+	srv.post("/bench/gc")
+	st6, _ := srv.stats()
+	r.s6RSSBefore, r.s6RSSPeak = st6.RSS, st6.RSS
+	stopPoll := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopPoll:
+				return
+			case <-t.C:
+				if st, err := srv.stats(); err == nil {
+					r.s6RSSPeak = max(r.s6RSSPeak, st.RSS)
+				}
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	const floodSize = 64 << 10
+	if _, err := srv.post(fmt.Sprintf("/bench/send?kind=user&count=%d&users=%d&stride=100&size=%d&ephemeral=1",
+		len(slowOnes)*(p.floodBytes/floodSize), len(slowOnes), floodSize)); err != nil {
+		fail("S6 flood: %v", err)
+	}
+	r.s6, _ = measure("S6", fmt.Sprintf("kind=broadcast&count=%d&size=%d", p.s3Count, p.size), p.n-len(slowOnes), false)
+	close(stopPoll)
+	<-polled
+	// The slow clients' fate: they read again, and find how their connection ended.
+	for _, c := range slowOnes {
+		close(c.resume)
+	}
+	codes := map[int]int{}
+	giveUp := time.Now().Add(15 * time.Second)
+	open := 0
+	for _, c := range slowOnes {
+		select {
+		case <-c.ended:
+			codes[c.code]++
+		case <-time.After(time.Until(giveUp)):
+			open++
+		}
+	}
+	srv.post("/bench/gc")
+	stEnd, _ := srv.stats()
+	r.s6RSSAfter, r.s6Slow, r.s6Dropped = stEnd.RSS, stEnd.Slow, stEnd.Dropped
+	var keys []int
+	for k := range codes {
+		keys = append(keys, k)
+	}
+	sort.Ints(keys)
+	var fate []string
+	for _, k := range keys {
+		what := strconv.Itoa(k)
+		if k == -1 {
+			what = "no close frame"
+		}
+		fate = append(fate, fmt.Sprintf("%d closed %s", codes[k], what))
+	}
+	if open > 0 {
+		fate = append(fate, fmt.Sprintf("%d still open after 15s", open))
+	}
+	r.s6Fate = fmt.Sprintf("%d slow: %s", len(slowOnes), strings.Join(fate, ", "))
+	return r
+}

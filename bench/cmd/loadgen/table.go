@@ -1,0 +1,153 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+type row struct {
+	label string
+	get   func(*result) float64
+	unit  func(float64) string
+}
+
+func ms(v float64) string {
+	d := time.Duration(v)
+	switch {
+	case d == 0:
+		return "-"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0f µs", v/1e3)
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2f ms", v/1e6)
+	default:
+		return fmt.Sprintf("%.0f ms", v/1e6)
+	}
+}
+func count(v float64) string { return fmt.Sprintf("%.0f", v) }
+func frac(v float64) string  { return fmt.Sprintf("%.3f", v) }
+func kb(v float64) string    { return fmt.Sprintf("%.1f KB", v/1024) }
+func mb(v float64) string    { return fmt.Sprintf("%.1f MB", v/(1<<20)) }
+
+func deliveryRows(s string, d func(*result) *delivery, p999 bool) []row {
+	rows := []row{
+		{s + " deliveries/s", func(r *result) float64 { return d(r).rate }, count},
+		{s + " latency p50", func(r *result) float64 { return float64(d(r).p50) }, ms},
+		{s + " latency p99", func(r *result) float64 { return float64(d(r).p99) }, ms},
+	}
+	if p999 {
+		rows = append(rows, row{s + " latency p999", func(r *result) float64 { return float64(d(r).p999) }, ms})
+	}
+	return append(rows,
+		row{s + " frames/event", func(r *result) float64 { return d(r).framesPerEvent }, frac},
+		row{s + " write syscalls/event", func(r *result) float64 { return d(r).writesPerEvent }, frac})
+}
+
+func printTable(w io.Writer, p plan, results []*result) {
+	var raw *result
+	for _, r := range results {
+		if r.name == "raw" {
+			raw = r
+		}
+	}
+	rows := []row{{"S1 connections/s", func(r *result) float64 { return r.s1Rate }, count}}
+	rows = append(rows, deliveryRows("S2", func(r *result) *delivery { return &r.s2 }, false)...)
+	rows = append(rows, deliveryRows("S3", func(r *result) *delivery { return &r.s3 }, false)...)
+	rows = append(rows,
+		row{"S4 RSS/connection", func(r *result) float64 { return r.s4PerConn }, kb},
+		row{"S4 Go heap/connection", func(r *result) float64 { return r.s4Heap }, kb},
+		row{"S4 goroutine stacks/connection", func(r *result) float64 { return r.s4Stack }, kb},
+		row{"S4 goroutines/connection", func(r *result) float64 { return r.s4Goroutines }, frac})
+	rows = append(rows, deliveryRows("S5", func(r *result) *delivery { return &r.s5 }, true)...)
+	rows = append(rows,
+		row{"S6 readers' latency p99", func(r *result) float64 { return float64(r.s6.p99) }, ms},
+		row{"S6 readers' deliveries/s", func(r *result) float64 { return r.s6.rate }, count},
+		row{"S6 server RSS peak growth", func(r *result) float64 { return float64(r.s6RSSPeak) - float64(r.s6RSSBefore) }, mb},
+		row{"S6 server RSS growth after S6 (GC'd)", func(r *result) float64 { return float64(r.s6RSSAfter) - float64(r.s6RSSBefore) }, mb},
+		row{"S6 events dropped by server", func(r *result) float64 { return float64(r.s6Dropped) }, count})
+
+	fmt.Fprintf(w, "\n%d connections (one user each), %d B payloads; S2 %d sends, S3 %d broadcasts, S5 %d/s for %ds.\n\n",
+		p.n, p.size, p.s2Count, p.s3Count, p.s5Rate, p.s5Secs)
+	head := []string{"figure"}
+	for _, r := range results {
+		head = append(head, r.name)
+	}
+	for _, r := range results {
+		if raw != nil && r != raw {
+			head = append(head, r.name+" ÷ raw")
+		}
+	}
+	fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)))
+	for _, rw := range rows {
+		cells := []string{rw.label}
+		for _, r := range results {
+			cells = append(cells, rw.unit(rw.get(r)))
+		}
+		for _, r := range results {
+			if raw != nil && r != raw {
+				cells = append(cells, ratio(rw.get(r), rw.get(raw)))
+			}
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+	}
+	fmt.Fprintln(w)
+	for _, r := range results {
+		fmt.Fprintf(w, "- S6 %s: %s; %d closed as slow consumers by the server.\n", r.name, r.s6Fate, r.s6Slow)
+		if r.name == "melody" && r.s2Sent < p.s2Count {
+			fmt.Fprintf(w, "- S2 melody: the server generated %d of the %d sends within its %ds limit; the rate is over those.\n",
+				r.s2Sent, p.s2Count, p.s2Limit)
+		}
+	}
+	targets(w, results, raw)
+}
+
+func ratio(a, b float64) string {
+	if b == 0 || a == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}
+
+// targets checks notify's figures against the goals of the benchmark.
+func targets(w io.Writer, results []*result, raw *result) {
+	var n, m *result
+	for _, r := range results {
+		switch r.name {
+		case "notify":
+			n = r
+		case "melody":
+			m = r
+		}
+	}
+	if n == nil {
+		return
+	}
+	fmt.Fprintln(w, "\nTargets (notify):")
+	check := func(name string, ok bool, detail string) {
+		mark := "met"
+		if !ok {
+			mark = "NOT met"
+		}
+		fmt.Fprintf(w, "- %s: %s (%s)\n", name, mark, detail)
+	}
+	if m != nil && m.s2.rate > 0 {
+		check("S2 ≥ 20× melody bare", n.s2.rate >= 20*m.s2.rate, fmt.Sprintf("%.1f×", n.s2.rate/m.s2.rate))
+	}
+	if raw != nil {
+		check("S2 ≥ 0.8× raw", n.s2.rate >= 0.8*raw.s2.rate, ratio(n.s2.rate, raw.s2.rate))
+		check("S3 ≥ 0.8× raw", n.s3.rate >= 0.8*raw.s3.rate, ratio(n.s3.rate, raw.s3.rate))
+		check("S3 p99 ≤ 1.25× raw's", n.s3.p99 <= raw.s3.p99*5/4, ratio(float64(n.s3.p99), float64(raw.s3.p99)))
+		check("S1 ≥ 0.9× raw", n.s1Rate >= 0.9*raw.s1Rate, ratio(n.s1Rate, raw.s1Rate))
+		check("S5 p99 ≤ 1.5× raw's", n.s5.p99 <= raw.s5.p99*3/2, ratio(float64(n.s5.p99), float64(raw.s5.p99)))
+	}
+	check("S4 ≤ 16 KB per idle connection", n.s4PerConn <= 16*1024, kb(n.s4PerConn))
+	check("S6 readers' p99 ≤ 1.1× S3's", n.s6.p99 <= n.s3.p99*11/10, ratio(float64(n.s6.p99), float64(n.s3.p99)))
+	check("S6 every non-reading client closed with 4002", strings.Contains(n.s6Fate, "closed 4002") &&
+		!strings.Contains(n.s6Fate, ", ") && !strings.Contains(n.s6Fate, "open"), n.s6Fate)
+	check("S5 one frame per event when idle", n.s5.framesPerEvent > 0 && n.s5.framesPerEvent <= 1.001,
+		frac(n.s5.framesPerEvent))
+	check("S2, S3 write syscalls per event well below one", n.s2.writesPerEvent < 0.5 && n.s3.writesPerEvent < 0.5,
+		frac(n.s2.writesPerEvent)+", "+frac(n.s3.writesPerEvent))
+}

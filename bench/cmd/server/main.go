@@ -1,0 +1,227 @@
+// Command server is one of the three server variants the load generator measures: notify
+// (-variant notify), melody used bare (melody) and the raw limit (raw). Besides the WebSocket
+// endpoint GET /ws it serves the bench's control endpoints:
+//
+//	POST /bench/send   generate sends (kind=user|broadcast, count, size, users, stride, rate, limit)
+//	GET  /bench/stats  connections, slow-consumer closes, RSS, write syscalls
+//	POST /bench/gc     collect garbage and return freed memory to the OS
+//	POST /bench/prof   start=<name> / stop a CPU profile (only with -pprof DIR)
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	rpprof "runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/gonotify/notify/bench/internal/payload"
+)
+
+// variant is a server under test.
+type variant interface {
+	// ws serves GET /ws: verify the bearer token, upgrade, serve the session.
+	ws() http.Handler
+	// sendUser delivers msg (a payload) to every connection of the user.
+	// With ephemeral set, notify keeps no history of the event.
+	sendUser(user string, msg []byte, ephemeral bool)
+	// broadcast delivers msg to every connection.
+	broadcast(msg []byte)
+	conns() int
+	// slow counts connections closed as slow consumers; dropped counts events dropped.
+	slow() uint64
+	dropped() uint64
+}
+
+func main() {
+	kind := flag.String("variant", "notify", "notify, melody or raw")
+	addr := flag.String("addr", "127.0.0.1:9100", "listen address")
+	profDir := flag.String("pprof", "", "directory for CPU and heap profiles; also serves /debug/pprof/")
+	flag.Parse()
+
+	var v variant
+	switch *kind {
+	case "notify":
+		v = newNotify()
+	case "melody":
+		v = newMelody()
+	case "raw":
+		v = newRaw()
+	default:
+		log.Fatalf("unknown variant %q", *kind)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /ws", v.ws())
+	mux.HandleFunc("POST /bench/send", func(w http.ResponseWriter, r *http.Request) { send(w, r, v) })
+	mux.HandleFunc("GET /bench/stats", func(w http.ResponseWriter, r *http.Request) {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		json.NewEncoder(w).Encode(Stats{Conns: v.conns(), Slow: v.slow(), Dropped: v.dropped(),
+			RSS: procField("/proc/self/status", "VmRSS:") * 1024, Syscw: procField("/proc/self/io", "syscw:"),
+			Goroutines: runtime.NumGoroutine(), HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse})
+	})
+	mux.HandleFunc("POST /bench/gc", func(w http.ResponseWriter, r *http.Request) {
+		runtime.GC()
+		debug.FreeOSMemory()
+	})
+	if *profDir != "" {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		var mu sync.Mutex
+		var f *os.File
+		mux.HandleFunc("POST /bench/prof", func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			defer mu.Unlock()
+			name := filepath.Join(*profDir, *kind+"-"+r.URL.Query().Get("start"))
+			switch {
+			case r.URL.Query().Has("heap"):
+				runtime.GC()
+				h, err := os.Create(filepath.Join(*profDir, *kind+"-"+r.URL.Query().Get("heap")+".heap.pprof"))
+				if err == nil {
+					err = rpprof.WriteHeapProfile(h)
+					h.Close()
+				}
+				if err != nil {
+					http.Error(w, err.Error(), 500)
+				}
+			case r.URL.Query().Has("start") && f == nil:
+				var err error
+				if f, err = os.Create(name + ".cpu.pprof"); err != nil {
+					http.Error(w, err.Error(), 500)
+					return
+				}
+				if err := rpprof.StartCPUProfile(f); err != nil {
+					http.Error(w, err.Error(), 500)
+				}
+			case r.URL.Query().Has("stop") && f != nil:
+				rpprof.StopCPUProfile()
+				f.Close()
+				f = nil
+			}
+		})
+	}
+	log.Printf("%s server on %s", *kind, *addr)
+	log.Fatal(http.ListenAndServe(*addr, mux))
+}
+
+// Stats is the answer of GET /bench/stats.
+type Stats struct {
+	Conns      int    `json:"conns"`
+	Slow       uint64 `json:"slow"`
+	Dropped    uint64 `json:"dropped"`
+	RSS        uint64 `json:"rss"`
+	Syscw      uint64 `json:"syscw"` // write and writev system calls of the process
+	Goroutines int    `json:"goroutines"`
+	HeapInuse  uint64 `json:"heap_inuse"`
+	StackInuse uint64 `json:"stack_inuse"`
+}
+
+// SendResult is the answer of POST /bench/send.
+type SendResult struct {
+	Sent      int   `json:"sent"`
+	ElapsedNS int64 `json:"elapsed_ns"`
+}
+
+// send generates the sends of one scenario. Every loop stops at count sends or after limit.
+func send(w http.ResponseWriter, r *http.Request, v variant) {
+	q := r.URL.Query()
+	num := func(k string, d int) int {
+		if n, err := strconv.Atoi(q.Get(k)); err == nil {
+			return n
+		}
+		return d
+	}
+	count, size, users, stride, rate := num("count", 0), num("size", 200), num("users", 1), num("stride", 1), num("rate", 0)
+	limit := time.Duration(num("limit", 60)) * time.Second
+	kind, ephemeral := q.Get("kind"), q.Get("ephemeral") == "1"
+	if kind != "user" && kind != "broadcast" {
+		http.Error(w, "kind must be user or broadcast", 400)
+		return
+	}
+	names := make([]string, users)
+	for i := range names {
+		names[i] = "u" + strconv.Itoa(i*stride)
+	}
+	start := time.Now()
+	deadline := start.Add(limit)
+	sent := 0
+	one := func() {
+		msg := payload.Make(size, time.Now().UnixNano())
+		if kind == "user" {
+			v.sendUser(names[sent%users], msg, ephemeral)
+		} else {
+			v.broadcast(msg)
+		}
+		sent++
+	}
+	if rate <= 0 {
+		for sent < count && (sent%64 != 0 || time.Now().Before(deadline)) {
+			one()
+		}
+	} else {
+		// Paced: every millisecond, the sends due by then.
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for sent < count && time.Now().Before(deadline) {
+			due := min(count, int(time.Since(start).Seconds()*float64(rate)))
+			for sent < due {
+				one()
+			}
+			<-t.C
+		}
+	}
+	json.NewEncoder(w).Encode(SendResult{Sent: sent, ElapsedNS: int64(time.Since(start))})
+}
+
+// procField reads a numeric field of a /proc file ("VmRSS:" of status is in kB).
+func procField(path, key string) uint64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), key); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				n, _ := strconv.ParseUint(f[0], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// userFromToken verifies a bearer token the way notify does (HS256 family, exp required) and
+// returns its subject; used by the melody and raw variants.
+func userFromToken(r *http.Request) (string, error) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return "", fmt.Errorf("no bearer token")
+	}
+	t, err := jwt.Parse(tok, func(*jwt.Token) (any, error) { return payload.Secret, nil },
+		jwt.WithValidMethods([]string{"HS256", "HS384", "HS512"}), jwt.WithExpirationRequired())
+	if err != nil {
+		return "", err
+	}
+	sub, err := t.Claims.GetSubject()
+	if err != nil || sub == "" {
+		return "", fmt.Errorf("no subject")
+	}
+	return sub, nil
+}
