@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -23,7 +24,8 @@ type Broker interface {
 	Start(deliver func(Message)) error
 	// Publish assigns the next offset of the stream, appends the payload to its history and
 	// hands it to every subscribed hub. An ephemeral message gets no offset and no history.
-	// A nil error means the message was handed over.
+	// A nil error means the message was handed over. The hub reuses payload's memory once
+	// Publish returns: a broker that keeps it, or delivers it, keeps a copy.
 	Publish(ctx context.Context, stream string, payload []byte, ephemeral bool) error
 	// Subscribe asks for the stream's messages; it returns once they will be delivered. Calls
 	// are counted: the stream stays subscribed until as many Unsubscribe calls have been made.
@@ -54,6 +56,9 @@ type Message struct {
 	Epoch  string
 	// Payload is the encoded event.
 	Payload []byte
+
+	// frame is the payload with its position, when a broker of this package built it already.
+	frame []byte
 }
 
 // NewEpoch returns a fresh random epoch, for brokers.
@@ -94,10 +99,11 @@ type memStream struct {
 	last   time.Time // of the last publish
 }
 
+// memEntry is one event of a stream's history: its frame, with the position in it.
 type memEntry struct {
-	offset  uint64
-	at      time.Time
-	payload []byte
+	offset uint64
+	at     int64 // unix nanoseconds
+	frame  []byte
 }
 
 func newMemoryBroker(size int, ttl time.Duration) *memoryBroker {
@@ -152,7 +158,7 @@ func (b *memoryBroker) stream(name string) *memStream {
 
 func (b *memoryBroker) Publish(ctx context.Context, stream string, payload []byte, ephemeral bool) error {
 	if ephemeral {
-		b.deliver(Message{Stream: stream, Payload: payload})
+		b.deliver(Message{Stream: stream, Payload: bytes.Clone(payload)})
 		return nil
 	}
 	s := b.stream(stream)
@@ -161,14 +167,16 @@ func (b *memoryBroker) Publish(ctx context.Context, stream string, payload []byt
 	now := time.Now()
 	s.offset++
 	s.last = now
-	e := memEntry{offset: s.offset, at: now, payload: payload}
+	// The frame the sessions get is built here, once, and kept as the history entry.
+	frame := withPosition(payload, s.offset, s.epoch)
+	e := memEntry{offset: s.offset, at: now.UnixNano(), frame: frame}
 	if len(s.ring) < b.size {
 		s.ring = append(s.ring, e)
 	} else if b.size > 0 {
 		s.ring[s.head] = e
 		s.head = (s.head + 1) % b.size
 	}
-	b.deliver(Message{Stream: stream, Offset: s.offset, Epoch: s.epoch, Payload: payload})
+	b.deliver(Message{Stream: stream, Offset: s.offset, Epoch: s.epoch, Payload: payload, frame: frame})
 	return nil
 }
 
@@ -180,12 +188,13 @@ func (b *memoryBroker) History(_ context.Context, stream string) (Position, []Me
 	s := b.stream(stream)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cutoff := time.Now().Add(-b.ttl)
+	cutoff := time.Now().Add(-b.ttl).UnixNano()
 	msgs := make([]Message, 0, len(s.ring))
 	for i := range s.ring {
 		e := s.ring[(s.head+i)%len(s.ring)]
-		if e.at.After(cutoff) {
-			msgs = append(msgs, Message{Stream: stream, Offset: e.offset, Epoch: s.epoch, Payload: e.payload})
+		if e.at > cutoff {
+			msgs = append(msgs, Message{Stream: stream, Offset: e.offset, Epoch: s.epoch,
+				Payload: payloadOf(e.frame, e.offset, s.epoch), frame: e.frame})
 		}
 	}
 	return Position{Offset: s.offset, Epoch: s.epoch}, msgs, nil

@@ -12,10 +12,11 @@ import (
 // conn is the hub's state for one melody session.
 //
 // Outbound frames never wait on the client: melody's queue holds at most one data frame of a
-// session at a time. Frames arriving while one is in flight are collected in pending and leave
-// together, newline-separated, as the next frame once melody reports the previous one written
-// (HandleSentMessage). A lone frame goes out at once; under load everything pending goes out in
-// one write. When pending exceeds Config.MaxQueueBytes the session is closed as a slow consumer.
+// session at a time. Frames are collected in pending and leave together, newline-separated, as
+// one frame: the hub's flusher hands melody the first (see flush.go), and melody's write loop
+// the next once it reports the previous one written (HandleSentMessage). A lone frame goes out
+// at once; under load everything pending goes out in one write. When pending exceeds
+// Config.MaxQueueBytes the session is closed as a slow consumer.
 type conn struct {
 	hub  *Hub
 	s    *melody.Session
@@ -29,7 +30,8 @@ type conn struct {
 	gone bool // guarded by hub.mu: removed from the index
 
 	mu       sync.Mutex
-	inflight bool
+	inflight bool // a data frame is in melody's queue or being written
+	queued   bool // in the hub's flusher queue
 	// held keeps every frame in pending until the welcome has been queued (see release).
 	held bool
 	// buffers holds a stream's live frames while the stream's history is read for recovery.
@@ -59,18 +61,22 @@ type buffered struct {
 // enqueue hands a frame to the session without blocking.
 func (c *conn) enqueue(frame []byte) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.enqueueLocked(frame)
+	wake := c.enqueueLocked(frame)
+	c.mu.Unlock()
+	if wake {
+		c.hub.wakeOne(c)
+	}
 }
 
 // deliver enqueues a stream's frame, or buffers it while the stream is being recovered. A
-// frame at or before the stream's last sent position is dropped.
-func (c *conn) deliver(stream string, offset uint64, epoch string, frame []byte) {
+// frame at or before the stream's last sent position is dropped. It reports whether the
+// caller must queue the session for the flusher.
+func (c *conn) deliver(stream string, offset uint64, epoch string, frame []byte) (wake bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if offset > 0 {
 		if l, ok := c.last[stream]; ok && l.Epoch == epoch && offset <= l.Offset {
-			return
+			return false
 		}
 	}
 	if buf, ok := c.buffers[stream]; ok && !c.closing {
@@ -79,12 +85,12 @@ func (c *conn) deliver(stream string, offset uint64, epoch string, frame []byte)
 		if c.pendingBytes > c.hub.cfg.MaxQueueBytes {
 			c.slowLocked()
 		}
-		return
+		return false
 	}
 	if offset > 0 {
 		c.last[stream] = Position{Offset: offset, Epoch: epoch}
 	}
-	c.enqueueLocked(frame)
+	return c.enqueueLocked(frame)
 }
 
 // hold starts buffering the stream's frames; with all set, every other frame waits too.
@@ -106,7 +112,14 @@ func (c *conn) hold(stream string, all bool) {
 // above upTo, or no offset), then whatever hold kept waiting.
 func (c *conn) release(stream string, first []byte, replay [][]byte, upTo Position) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	wake := c.releaseLocked(stream, first, replay, upTo)
+	c.mu.Unlock()
+	if wake {
+		c.hub.wakeOne(c)
+	}
+}
+
+func (c *conn) releaseLocked(stream string, first []byte, replay [][]byte, upTo Position) (wake bool) {
 	buf := c.buffers[stream]
 	delete(c.buffers, stream)
 	if len(c.buffers) == 0 {
@@ -123,15 +136,11 @@ func (c *conn) release(stream string, first []byte, replay [][]byte, upTo Positi
 		}
 	}
 	if first != nil {
-		c.enqueueLocked(first)
+		wake = c.enqueueLocked(first) || wake
 	}
 	for _, f := range replay {
 		c.allowance += len(f) // bounded by the history's size, not by MaxQueueBytes
-		before := c.pendingBytes
-		c.enqueueLocked(f)
-		if c.pendingBytes == before { // written at once
-			c.allowance -= len(f)
-		}
+		wake = c.enqueueLocked(f) || wake
 	}
 	if upTo.Epoch != "" {
 		c.last[stream] = upTo
@@ -145,28 +154,46 @@ func (c *conn) release(stream string, first []byte, replay [][]byte, upTo Positi
 		default:
 			c.last[stream] = Position{Offset: b.offset, Epoch: b.epoch}
 		}
-		c.enqueueLocked(b.frame)
+		wake = c.enqueueLocked(b.frame) || wake
 	}
 	for _, f := range waiting {
-		c.enqueueLocked(f)
+		wake = c.enqueueLocked(f) || wake
 	}
+	return wake
 }
 
-func (c *conn) enqueueLocked(frame []byte) {
+// enqueueLocked adds a frame to pending. It reports whether the session must be queued for
+// the flusher: it has nothing in flight and is not queued yet. A frame that takes pending past
+// MaxQueueBytes (plus the replay allowance) closes the session as a slow consumer, unless
+// pending is empty: one frame alone is never too much.
+func (c *conn) enqueueLocked(frame []byte) (wake bool) {
 	if c.closing {
-		return
+		return false
 	}
-	if !c.inflight && !c.held {
-		c.inflight = true
-		c.write(frame)
-		return
-	}
-	if c.pendingBytes+len(frame) > c.hub.cfg.MaxQueueBytes+c.allowance {
+	if len(c.pending) > 0 && c.pendingBytes+len(frame) > c.hub.cfg.MaxQueueBytes+c.allowance {
 		c.slowLocked()
-		return
+		return false
 	}
 	c.pending = append(c.pending, frame)
 	c.pendingBytes += len(frame)
+	if c.inflight || c.held || c.queued {
+		return false
+	}
+	c.queued = true
+	return true
+}
+
+// flush runs on the hub's flusher: it hands melody what is pending, unless a frame is in
+// flight already (melody's write loop takes the rest when it is written).
+func (c *conn) flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.queued = false
+	if c.inflight || c.held || c.closing || len(c.pending) == 0 {
+		return
+	}
+	c.inflight = true
+	c.writePendingLocked()
 }
 
 func (c *conn) slowLocked() {
@@ -195,6 +222,11 @@ func (c *conn) sent() {
 		c.inflight = false
 		return
 	}
+	c.writePendingLocked()
+}
+
+// writePendingLocked passes melody the pending frames, joined, up to maxBatchBytes.
+func (c *conn) writePendingLocked() {
 	n, size := 1, len(c.pending[0])
 	for n < len(c.pending) && size+1+len(c.pending[n]) <= maxBatchBytes {
 		size += 1 + len(c.pending[n])
@@ -286,9 +318,12 @@ func (c *conn) schedule(grants []string, expires time.Time) {
 		}
 		if !warned {
 			warned = true
-			c.enqueueLocked(control{Op: "expiring", Exp: exp}.frame())
+			wake := c.enqueueLocked(control{Op: "expiring", Exp: exp}.frame())
 			t.Reset(time.Until(expires))
 			c.mu.Unlock()
+			if wake {
+				c.hub.wakeOne(c)
+			}
 			return
 		}
 		c.mu.Unlock()

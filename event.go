@@ -43,10 +43,33 @@ func newID() string {
 	return ids.prefix + strconv.FormatUint(ids.n.Add(1), 36)
 }
 
-// encode turns an event into its frame, once for every recipient. It writes the
-// bytes json.Marshal would for the object of PROTOCOL.md (type, id, time, topic when set, data
-// when set), without reflection: sends are the hot path.
-func encode(ev Event, topic string) ([]byte, error) {
+// encoder builds the payloads of events in a buffer reused across sends (see encoders).
+type encoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var encoders = sync.Pool{New: func() any {
+	e := &encoder{}
+	e.enc = json.NewEncoder(&e.buf)
+	return e
+}}
+
+func getEncoder() *encoder { return encoders.Get().(*encoder) }
+
+// release returns e to the pool: the payload it returned must no longer be used.
+func (e *encoder) release() {
+	if e.buf.Cap() > 64<<10 { // a rare large event does not pin its buffer
+		return
+	}
+	e.buf.Reset()
+	encoders.Put(e)
+}
+
+// encode turns an event into its payload, once for every recipient. It writes the bytes
+// json.Marshal would for the object of PROTOCOL.md (type, id, time, topic when set, data when
+// set), without reflection but for the data. The payload lives in e's buffer until release.
+func (e *encoder) encode(ev Event, topic string) ([]byte, error) {
 	if ev.Type == "" {
 		return nil, fmt.Errorf("%w: empty type", ErrInvalidEvent)
 	}
@@ -54,18 +77,8 @@ func encode(ev Event, topic string) ([]byte, error) {
 	if t.IsZero() {
 		t = time.Now().UTC()
 	}
-	var data []byte
-	if ev.Data != nil {
-		de := dataEncoders.Get().(*dataEncoder)
-		defer de.release()
-		// Encode writes what Marshal returns (compact, HTML-escaped, as the field needs it)
-		// and a newline, into a reused buffer.
-		if err := de.enc.Encode(ev.Data); err != nil {
-			return nil, fmt.Errorf("%w: data of %q: %w", ErrInvalidEvent, ev.Type, err)
-		}
-		data = bytes.TrimSuffix(de.buf.Bytes(), []byte{'\n'})
-	}
-	b := make([]byte, 0, 96+len(ev.Type)+len(ev.ID)+len(topic)+len(data))
+	e.buf.Reset()
+	b := e.buf.AvailableBuffer()
 	b = append(b, `{"type":`...)
 	b = appendString(b, ev.Type)
 	b = append(b, `,"id":`...)
@@ -87,31 +100,20 @@ func encode(ev Event, topic string) ([]byte, error) {
 		b = append(b, `,"topic":`...)
 		b = appendString(b, topic)
 	}
-	if len(data) > 0 {
+	if ev.Data != nil {
 		b = append(b, `,"data":`...)
-		b = append(b, data...)
 	}
-	return append(b, '}'), nil
-}
-
-// dataEncoder marshals events' data into a buffer reused across sends.
-type dataEncoder struct {
-	buf bytes.Buffer
-	enc *json.Encoder
-}
-
-var dataEncoders = sync.Pool{New: func() any {
-	e := &dataEncoder{}
-	e.enc = json.NewEncoder(&e.buf)
-	return e
-}}
-
-func (e *dataEncoder) release() {
-	if e.buf.Cap() > 64<<10 { // a rare large event does not pin its buffer
-		return
+	e.buf.Write(b)
+	if ev.Data != nil {
+		// Encode writes what Marshal returns (compact, HTML-escaped, as the field needs it)
+		// and a newline, which the closing brace replaces.
+		if err := e.enc.Encode(ev.Data); err != nil {
+			return nil, fmt.Errorf("%w: data of %q: %w", ErrInvalidEvent, ev.Type, err)
+		}
+		e.buf.Truncate(e.buf.Len() - 1)
 	}
-	e.buf.Reset()
-	dataEncoders.Put(e)
+	e.buf.WriteByte('}')
+	return e.buf.Bytes(), nil
 }
 
 // appendString appends s as a JSON string, escaped exactly as encoding/json does.
@@ -134,10 +136,23 @@ func withPosition(payload []byte, offset uint64, epoch string) []byte {
 		return payload
 	}
 	b := make([]byte, 0, len(payload)+len(epoch)+40)
+	b = appendPosition(b, offset, epoch)
+	return append(b, payload[1:]...)
+}
+
+// appendPosition appends the start of a frame with a position: the object's opening brace,
+// offset and epoch, and the comma before the payload's first member.
+func appendPosition(b []byte, offset uint64, epoch string) []byte {
 	b = append(b, `{"offset":`...)
 	b = strconv.AppendUint(b, offset, 10)
 	b = append(b, `,"epoch":`...)
-	b = strconv.AppendQuote(b, epoch)
-	b = append(b, ',')
-	return append(b, payload[1:]...)
+	b = appendString(b, epoch)
+	return append(b, ',')
+}
+
+// payloadOf undoes withPosition.
+func payloadOf(frame []byte, offset uint64, epoch string) []byte {
+	var head [64]byte
+	n := len(appendPosition(head[:0], offset, epoch))
+	return append([]byte{'{'}, frame[n:]...)
 }

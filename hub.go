@@ -41,6 +41,11 @@ type Hub struct {
 	stopOnce sync.Once
 	done     chan struct{} // closed when Shutdown has finished its work
 
+	// flushQ holds the sessions waiting for the flusher (see flush.go).
+	flushMu   sync.Mutex
+	flushQ    []*conn
+	flushWake chan struct{} // capacity 1: the queue is not empty
+
 	slowConsumers atomic.Uint64
 }
 
@@ -58,6 +63,8 @@ func New(cfg Config) (*Hub, error) {
 		topics: make(map[string]map[*conn]struct{}),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
+
+		flushWake: make(chan struct{}, 1),
 	}
 	h.auth.cfg = &h.cfg
 	h.m.Config.MaxMessageSize = cfg.MaxMessageSize
@@ -97,14 +104,18 @@ func New(cfg Config) (*Hub, error) {
 		h.broker.Close()
 		return nil, fmt.Errorf("notify: subscribe broadcasts: %w", err)
 	}
-	h.bg.Add(1)
+	h.bg.Add(2)
 	go h.pinger()
+	go h.flusher()
 	return h, nil
 }
 
 // deliver hands a broker's message to this hub's sessions on its stream.
 func (h *Hub) deliver(m Message) {
-	frame := withPosition(m.Payload, m.Offset, m.Epoch)
+	frame := m.frame
+	if frame == nil {
+		frame = withPosition(m.Payload, m.Offset, m.Epoch)
+	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	var set map[*conn]struct{}
@@ -116,9 +127,13 @@ func (h *Hub) deliver(m Message) {
 	case strings.HasPrefix(m.Stream, "t:"):
 		set = h.topics[m.Stream[2:]]
 	}
+	var w wakeList
 	for c := range set {
-		c.deliver(m.Stream, m.Offset, m.Epoch, frame)
+		if c.deliver(m.Stream, m.Offset, m.Epoch, frame) {
+			w.add(h, c)
+		}
 	}
+	w.wake(h)
 }
 
 // recover reads a stream's history and decides what a session asking to recover from since
@@ -146,7 +161,11 @@ func (h *Hub) recover(ctx context.Context, stream string, since *Position) (pos 
 		case m.Offset > next: // the history no longer holds what the client missed
 			return pos, nil, new(false)
 		}
-		replay = append(replay, withPosition(m.Payload, m.Offset, m.Epoch))
+		f := m.frame
+		if f == nil {
+			f = withPosition(m.Payload, m.Offset, m.Epoch)
+		}
+		replay = append(replay, f)
 		next++
 	}
 	if next != pos.Offset+1 {
@@ -525,11 +544,18 @@ func (h *Hub) pinger() {
 		case <-h.stop:
 			return
 		case <-t.C:
+			var w wakeList
 			h.mu.RLock()
 			for c := range h.conns {
-				c.enqueue(pingFrame)
+				c.mu.Lock()
+				wake := c.enqueueLocked(pingFrame)
+				c.mu.Unlock()
+				if wake {
+					w.add(h, c)
+				}
 			}
 			h.mu.RUnlock()
+			w.wake(h)
 		}
 	}
 }

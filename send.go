@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync/atomic"
@@ -61,12 +62,14 @@ func (h *Hub) publish(ctx context.Context, stream string, ev Event, topic string
 	if closed {
 		return ErrClosed
 	}
-	payload, err := encode(ev, topic)
+	e := getEncoder()
+	defer e.release()
+	payload, err := e.encode(ev, topic)
 	if err != nil {
 		return err
 	}
 	if err := h.broker.Publish(ctx, stream, payload, ephemeral); err != nil {
-		h.deliver(Message{Stream: stream, Payload: payload})
+		h.deliver(Message{Stream: stream, Payload: bytes.Clone(payload)})
 		return fmt.Errorf("notify: broker: %w", err)
 	}
 	return nil

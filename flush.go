@@ -1,0 +1,67 @@
+package notify
+
+// Frames reach melody through one flusher goroutine per hub. A send appends its frame to each
+// recipient's pending list and, when the session has nothing in flight, queues the session
+// for the flusher; the flusher hands each queued session everything pending by then as one
+// frame. The first frame of a burst therefore waits for the sender to pause (or be
+// preempted) and leaves together with the rest of the burst, instead of alone; an idle
+// session's lone event still leaves at once. Later frames leave from melody's write loop
+// (conn.sent), which takes whatever is pending when the previous frame is written.
+
+// flusher hands queued sessions' pending frames to melody until the hub stops.
+func (h *Hub) flusher() {
+	defer h.bg.Done()
+	var q []*conn
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-h.flushWake:
+		}
+		h.flushMu.Lock()
+		q, h.flushQ = h.flushQ, q[:0]
+		h.flushMu.Unlock()
+		for i, c := range q {
+			c.flush()
+			q[i] = nil
+		}
+	}
+}
+
+// wakeList collects the sessions a delivery queued for the flusher, so that the flusher's
+// lock is taken once per batch rather than once per session. It lives on the caller's stack.
+type wakeList struct {
+	n   int
+	buf [32]*conn
+}
+
+func (w *wakeList) add(h *Hub, c *conn) {
+	w.buf[w.n] = c
+	w.n++
+	if w.n == len(w.buf) {
+		w.wake(h)
+	}
+}
+
+// wake queues the collected sessions and wakes the flusher.
+func (w *wakeList) wake(h *Hub) {
+	if w.n == 0 {
+		return
+	}
+	h.flushMu.Lock()
+	h.flushQ = append(h.flushQ, w.buf[:w.n]...)
+	h.flushMu.Unlock()
+	clear(w.buf[:w.n])
+	w.n = 0
+	select {
+	case h.flushWake <- struct{}{}:
+	default:
+	}
+}
+
+// wakeOne queues one session for the flusher.
+func (h *Hub) wakeOne(c *conn) {
+	var w wakeList
+	w.add(h, c)
+	w.wake(h)
+}
