@@ -334,8 +334,12 @@ func runVariant(name string, port int, p plan) *result {
 			prof("stop")
 			return d, 0
 		}
-		var sr struct{ Sent int }
+		var sr struct {
+			Sent      int
+			ElapsedNS int64 `json:"elapsed_ns"`
+		}
 		json.Unmarshal(b, &sr)
+		log.Printf("%s: %s: the server generated %d sends in %s", name, label, sr.Sent, time.Duration(sr.ElapsedNS).Round(time.Millisecond))
 		want := int64(sr.Sent * perSend)
 		ph.expected.Store(want)
 		ph.check()

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/trace"
 	rpprof "runtime/pprof"
 	"strconv"
 	"strings"
@@ -83,7 +84,7 @@ func main() {
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		var mu sync.Mutex
-		var f *os.File
+		var f, tfile *os.File
 		mux.HandleFunc("POST /bench/prof", func(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -108,9 +109,18 @@ func main() {
 				if err := rpprof.StartCPUProfile(f); err != nil {
 					http.Error(w, err.Error(), 500)
 				}
+				if tf, err := os.Create(name + ".trace"); err == nil {
+					trace.Start(tf)
+					tfile = tf
+				}
 			case r.URL.Query().Has("stop") && f != nil:
 				rpprof.StopCPUProfile()
 				f.Close()
+				if tfile != nil {
+					trace.Stop()
+					tfile.Close()
+					tfile = nil
+				}
 				f = nil
 			}
 		})
