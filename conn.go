@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,7 +26,7 @@ type conn struct {
 
 	// topics is guarded by hub.mu (the index lock), not by mu.
 	topics map[string]struct{}
-	// ctx is the upgrade request's context (see Hub.ServeHTTP), canceled when the session ends.
+	// ctx is the upgrade request's context without its cancellation (see Hub.ServeHTTP).
 	ctx  context.Context
 	gone bool // guarded by hub.mu: removed from the index
 
@@ -36,9 +37,11 @@ type conn struct {
 	held bool
 	// buffers holds a stream's live frames while the stream's history is read for recovery.
 	buffers map[string][]buffered
-	// last is each stream's position last sent: a broker may deliver a message the history
-	// already replayed (Redis pub/sub trails the history read), and it must not go out twice.
-	last         map[string]Position
+	// userLast and topicLast are each stream's position last sent: a broker may deliver a
+	// message the history already replayed (Redis pub/sub trails the history read), and it
+	// must not go out twice. The user stream's is a field: every session has one.
+	userLast     Position
+	topicLast    map[string]Position
 	since        *Position // the user stream's recovery position asked at connect
 	pending      [][]byte
 	pendingBytes int
@@ -75,7 +78,7 @@ func (c *conn) deliver(stream string, offset uint64, epoch string, frame []byte)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if offset > 0 {
-		if l, ok := c.last[stream]; ok && l.Epoch == epoch && offset <= l.Offset {
+		if l, ok := c.lastOf(stream); ok && l.Epoch == epoch && offset <= l.Offset {
 			return false
 		}
 	}
@@ -88,9 +91,30 @@ func (c *conn) deliver(stream string, offset uint64, epoch string, frame []byte)
 		return false
 	}
 	if offset > 0 {
-		c.last[stream] = Position{Offset: offset, Epoch: epoch}
+		c.setLast(stream, Position{Offset: offset, Epoch: epoch})
 	}
 	return c.enqueueLocked(frame)
+}
+
+// lastOf returns the stream's position last sent; ok is false when none was. The only user
+// stream a session gets is its own.
+func (c *conn) lastOf(stream string) (p Position, ok bool) {
+	if strings.HasPrefix(stream, "u:") {
+		return c.userLast, c.userLast.Epoch != ""
+	}
+	p, ok = c.topicLast[stream]
+	return p, ok
+}
+
+func (c *conn) setLast(stream string, p Position) {
+	if strings.HasPrefix(stream, "u:") {
+		c.userLast = p
+		return
+	}
+	if c.topicLast == nil {
+		c.topicLast = make(map[string]Position)
+	}
+	c.topicLast[stream] = p
 }
 
 // hold starts buffering the stream's frames; with all set, every other frame waits too.
@@ -99,9 +123,6 @@ func (c *conn) hold(stream string, all bool) {
 	defer c.mu.Unlock()
 	if c.buffers == nil {
 		c.buffers = make(map[string][]buffered)
-	}
-	if c.last == nil {
-		c.last = make(map[string]Position)
 	}
 	c.buffers[stream] = nil
 	c.held = c.held || all
@@ -143,16 +164,16 @@ func (c *conn) releaseLocked(stream string, first []byte, replay [][]byte, upTo 
 		wake = c.enqueueLocked(f) || wake
 	}
 	if upTo.Epoch != "" {
-		c.last[stream] = upTo
+		c.setLast(stream, upTo)
 	}
 	for _, b := range buf {
-		l, ok := c.last[stream]
+		l, ok := c.lastOf(stream)
 		switch {
 		case b.offset == 0:
 		case ok && l.Epoch == b.epoch && b.offset <= l.Offset:
 			continue
 		default:
-			c.last[stream] = Position{Offset: b.offset, Epoch: b.epoch}
+			c.setLast(stream, Position{Offset: b.offset, Epoch: b.epoch})
 		}
 		wake = c.enqueueLocked(b.frame) || wake
 	}

@@ -218,12 +218,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.grants, c.expires = id.Topics, id.Expires
 	// The session outlives this handler: returning once the connection is hijacked frees what
 	// net/http keeps per connection while its handler runs (4 KB read and 4 KB write buffers,
-	// the request, a deep stack). The session's context is net/http's detached from its
-	// cancellation (at the handler's return) and canceled when the session ends instead.
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	// the request, a deep stack). The session's context is net/http's (its values, for
+	// loggers and tracing) without its cancellation, which comes when the handler returns.
+	ctx := context.WithoutCancel(r.Context())
 	dw := &detachedWriter{ResponseWriter: w, hijacked: make(chan struct{})}
 	ended := make(chan struct{})
-	go h.serve(dw, r.WithContext(ctx), c, cancel, ended)
+	go h.serve(dw, r.WithContext(ctx), c, ended)
 	select {
 	case <-dw.hijacked:
 	case <-ended: // refused before the hijack; the answer went through w
@@ -232,10 +232,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serve runs a session to its end. It is a method rather than a closure so that nothing keeps
 // the request or net/http's writer alive after the upgrade.
-func (h *Hub) serve(w *detachedWriter, r *http.Request, c *conn, cancel context.CancelFunc, ended chan struct{}) {
+func (h *Hub) serve(w *detachedWriter, r *http.Request, c *conn, ended chan struct{}) {
 	defer h.handlers.Done()
 	defer close(ended)
-	defer cancel()
 	remote := r.RemoteAddr
 	if err := h.m.HandleRequestWithKeys(w, r, map[string]any{connKey: c}); err != nil {
 		h.cfg.Logger.Info("notify: upgrade failed", "remote", remote, "err", err)
@@ -341,7 +340,7 @@ func (h *Hub) disconnected(s *melody.Session) {
 		topics = append(topics, t)
 	}
 	h.mu.Unlock()
-	ctx := context.WithoutCancel(c.ctx)
+	ctx := c.ctx
 	for _, t := range topics {
 		h.brokerUnsubscribe(ctx, topicStream(t))
 	}
@@ -482,7 +481,7 @@ func (h *Hub) leave(ctx context.Context, c *conn, topic string) bool {
 		return false
 	}
 	c.mu.Lock()
-	delete(c.last, topicStream(topic))
+	delete(c.topicLast, topicStream(topic))
 	c.mu.Unlock()
 	c.enqueue(control{Op: "unsubscribed", Topic: topic}.frame())
 	h.brokerUnsubscribe(context.WithoutCancel(ctx), topicStream(topic))

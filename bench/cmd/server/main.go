@@ -80,6 +80,7 @@ func main() {
 		debug.FreeOSMemory()
 	})
 	if *profDir != "" {
+		runtime.MemProfileRate = 256 // every allocation of the idle connections' state is seen
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
