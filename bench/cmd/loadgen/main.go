@@ -46,14 +46,15 @@ var (
 )
 
 var (
-	serverBin = flag.String("server", "", "path to the server binary (bench/cmd/server)")
-	serverCPU = flag.String("server-cpu", "0", "CPU list for the server (taskset -c); empty: no pinning")
-	quickMode = flag.Bool("quick", false, "1,000 connections and smaller scenarios: under a minute")
-	variants  = flag.String("variants", "notify,melody,raw", "server variants, comma-separated; raw last gives the ratios")
-	conns     = flag.Int("n", 0, "connections (default 5,000; 1,000 with -quick)")
-	profDir   = flag.String("pprof", "", "directory: profile the notify server (CPU per scenario, heap at S4)")
-	basePort  = flag.Int("port", 9100, "first port; each variant takes the next")
-	logDir    = flag.String("logs", os.TempDir(), "directory for the servers' logs")
+	serverBin   = flag.String("server", "", "path to the server binary (bench/cmd/server)")
+	serverCPU   = flag.String("server-cpu", "0", "CPU list for the server (taskset -c); empty: no pinning")
+	quickMode   = flag.Bool("quick", false, "1,000 connections and smaller scenarios: under a minute")
+	variants    = flag.String("variants", "notify,melody,raw", "server variants, comma-separated; raw last gives the ratios")
+	conns       = flag.Int("n", 0, "connections (default 5,000; 1,000 with -quick)")
+	profDir     = flag.String("pprof", "", "directory: profile a server (CPU and execution trace per scenario, heap at S4)")
+	profVariant = flag.String("pprof-variant", "notify", "the variant -pprof profiles")
+	basePort    = flag.Int("port", 9100, "first port; each variant takes the next")
+	logDir      = flag.String("logs", os.TempDir(), "directory for the servers' logs")
 )
 
 func main() {
@@ -156,7 +157,7 @@ type serverStats struct {
 func startServer(variant string, port int) (*server, error) {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	args := []string{*serverBin, "-variant", variant, "-addr", addr}
-	if *profDir != "" && variant == "notify" {
+	if *profDir != "" && variant == *profVariant {
 		args = append(args, "-pprof", *profDir)
 	}
 	if *serverCPU != "" {
@@ -205,7 +206,7 @@ func runVariant(name string, port int, p plan) *result {
 	}
 	defer srv.stop()
 	prof := func(q string) {
-		if *profDir != "" && name == "notify" {
+		if *profDir != "" && name == *profVariant {
 			if _, err := srv.post("/bench/prof?" + q); err != nil {
 				log.Printf("profile: %v", err)
 			}

@@ -52,6 +52,7 @@ func main() {
 	kind := flag.String("variant", "notify", "notify, melody or raw")
 	addr := flag.String("addr", "127.0.0.1:9100", "listen address")
 	profDir := flag.String("pprof", "", "directory for CPU and heap profiles; also serves /debug/pprof/")
+	memRate := flag.Int("memprofilerate", 0, "with -pprof: runtime.MemProfileRate (256 shows every idle connection's allocations; slows the server)")
 	flag.Parse()
 
 	var v variant
@@ -80,7 +81,9 @@ func main() {
 		debug.FreeOSMemory()
 	})
 	if *profDir != "" {
-		runtime.MemProfileRate = 256 // every allocation of the idle connections' state is seen
+		if *memRate > 0 {
+			runtime.MemProfileRate = *memRate
+		}
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
