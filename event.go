@@ -59,7 +59,7 @@ func getEncoder() *encoder { return encoders.Get().(*encoder) }
 
 // release returns e to the pool: the payload it returned must no longer be used.
 func (e *encoder) release() {
-	if e.buf.Cap() > 64<<10 { // a rare large event does not pin its buffer
+	if e.buf.Cap() > 256<<10 { // a rare huge event does not pin its buffer
 		return
 	}
 	e.buf.Reset()
