@@ -227,16 +227,46 @@ func (c *conn) slowLocked() {
 // leaves in several frames rather than one huge one.
 const maxBatchBytes = 256 << 10
 
-// batchPool recycles the buffers of joined frames: under load every session builds one per
-// write, and fresh allocations of that size cost more in page faults than the copy itself.
-var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+// batchPools recycle the buffers of joined frames by size class (powers of two from 1 KiB to
+// maxBatchBytes): under load every session builds one per write, and a buffer of the right
+// size taken at once costs one allocation when the pool is empty (as after each collection),
+// where growing a small one would cost several.
+var batchPools [9]sync.Pool
+
+func batchClass(size int) int {
+	c := 0
+	for 1<<(10+c) < size && c < len(batchPools)-1 {
+		c++
+	}
+	return c
+}
+
+// getBatch returns an empty buffer with room for size bytes.
+func getBatch(size int) *[]byte {
+	c := batchClass(size)
+	if bp, _ := batchPools[c].Get().(*[]byte); bp != nil && cap(*bp) >= size {
+		return bp
+	}
+	b := make([]byte, 0, max(size, 1<<(10+c)))
+	return &b
+}
+
+func putBatch(bp *[]byte) {
+	*bp = (*bp)[:0]
+	// Filed under the largest class it can serve whole.
+	c := batchClass(cap(*bp))
+	if 1<<(10+c) > cap(*bp) && c > 0 {
+		c--
+	}
+	batchPools[c].Put(bp)
+}
 
 // sent runs on melody's write loop after a text frame was written.
 func (c *conn) sent() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.batch != nil { // the frame just written; melody is done with it
-		batchPool.Put(c.batch)
+		putBatch(c.batch)
 		c.batch = nil
 	}
 	if len(c.pending) == 0 || c.closing || c.held {
@@ -257,8 +287,8 @@ func (c *conn) writePendingLocked() {
 	if n == 1 {
 		frame = c.pending[0]
 	} else {
-		bp := batchPool.Get().(*[]byte)
-		b := (*bp)[:0]
+		bp := getBatch(size)
+		b := *bp
 		for i, f := range c.pending[:n] {
 			if i > 0 {
 				b = append(b, '\n')

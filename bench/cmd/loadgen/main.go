@@ -326,6 +326,7 @@ func runVariant(name string, port int, p plan) *result {
 		ph := newPhase()
 		current.Store(ph)
 		defer current.Store(nil)
+		prof("heap=" + label + "-before")
 		before, _ := srv.stats()
 		prof("start=" + label)
 		t0 := time.Now()
@@ -350,6 +351,7 @@ func runVariant(name string, port int, p plan) *result {
 		case <-time.After(p.wait):
 		}
 		prof("stop")
+		prof("heap=" + label + "-after")
 		d.delivered, d.frames = ph.got.Load(), ph.frames.Load()
 		if !d.ok {
 			if strict {
