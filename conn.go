@@ -26,7 +26,7 @@ type conn struct {
 
 	// topics is guarded by hub.mu (the index lock), not by mu.
 	topics map[string]struct{}
-	// ctx is the upgrade request's context without its cancellation (see Hub.ServeHTTP).
+	// ctx is the session's context for broker calls (see Hub.ServeHTTP).
 	ctx  context.Context
 	gone bool // guarded by hub.mu: removed from the index
 

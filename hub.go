@@ -218,9 +218,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.grants, c.expires = id.Topics, id.Expires
 	// The session outlives this handler: returning once the connection is hijacked frees what
 	// net/http keeps per connection while its handler runs (4 KB read and 4 KB write buffers,
-	// the request, a deep stack). The session's context is net/http's (its values, for
-	// loggers and tracing) without its cancellation, which comes when the handler returns.
-	ctx := context.WithoutCancel(r.Context())
+	// the request, a deep stack). The session gets a context of its own: net/http's ends when
+	// the handler returns, and keeping its values would keep net/http's per-connection
+	// contexts (about 0.5 KB a session).
+	ctx := context.Background()
 	dw := &detachedWriter{ResponseWriter: w, hijacked: make(chan struct{})}
 	ended := make(chan struct{})
 	go h.serve(dw, r.WithContext(ctx), c, ended)

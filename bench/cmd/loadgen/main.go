@@ -53,6 +53,7 @@ var (
 	conns       = flag.Int("n", 0, "connections (default 5,000; 1,000 with -quick)")
 	profDir     = flag.String("pprof", "", "directory: profile a server (CPU and execution trace per scenario, heap at S4)")
 	profVariant = flag.String("pprof-variant", "notify", "the variant -pprof profiles")
+	memRate     = flag.Int("memprofilerate", 0, "with -pprof: the profiled server's runtime.MemProfileRate (256: every idle connection's allocations; slows it down)")
 	basePort    = flag.Int("port", 9100, "first port; each variant takes the next")
 	logDir      = flag.String("logs", os.TempDir(), "directory for the servers' logs")
 )
@@ -158,7 +159,7 @@ func startServer(variant string, port int) (*server, error) {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	args := []string{*serverBin, "-variant", variant, "-addr", addr}
 	if *profDir != "" && variant == *profVariant {
-		args = append(args, "-pprof", *profDir)
+		args = append(args, "-pprof", *profDir, "-memprofilerate", strconv.Itoa(*memRate))
 	}
 	if *serverCPU != "" {
 		args = append([]string{"taskset", "-c", *serverCPU}, args...)
