@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -43,6 +44,8 @@ func TestEncodeMatchesMarshal(t *testing.T) {
 		{"topic", Event{Type: "t", ID: "e2", Time: at}, "news.eu"},
 		{"escapes", Event{Type: "a\"b\\c<d>&\n\u2028é", ID: "i\td", Time: at, Data: "x<y"}, "t"},
 		{"raw data", Event{Type: "t", ID: "e3", Time: at, Data: json.RawMessage(` { "a" : [1, 2] } `)}, ""},
+		{"compact raw data", Event{Type: "t", ID: "e6", Time: at, Data: json.RawMessage(`{"a":[1,2],"b":"\u003c"}`)}, ""},
+		{"raw data to escape", Event{Type: "t", ID: "e7", Time: at, Data: json.RawMessage(`{"a":"<&>"}`)}, ""},
 		{"null data", Event{Type: "t", ID: "e4", Time: at, Data: (map[string]int)(nil)}, ""},
 		{"utc", Event{Type: "t", ID: "e5", Time: at.UTC()}, ""},
 	} {
@@ -145,6 +148,53 @@ func FuzzEncode(f *testing.F) {
 		}
 		if want := marshalled(t, ev, topic); !bytes.Equal(got, want) {
 			t.Fatalf("encode:\n got %q\nwant %q", got, want)
+		}
+	})
+}
+
+func TestCompactJSON(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		fast bool
+	}{
+		{`{"a":[1,-2.5e+3,0,true,false,null,"x\n\u00e9\"\\/"]}`, true},
+		{`"é"`, true}, {`[]`, true}, {`{}`, true}, {`0`, true}, {`-0.1E9`, true},
+		{`{"a": 1}`, false},       // white space: Marshal removes it
+		{` 1`, false},             // the same
+		{`"<b>"`, false},          // Marshal escapes <, > and &
+		{"\"\u2028\"", false},     // and the line separators
+		{`{"a":1,}`, false},       // invalid
+		{`[01]`, false},           // invalid
+		{`"\x"`, false},           // invalid escape
+		{`"\u12"`, false},         // short escape
+		{"\"a\tb\"", false},       // control character
+		{`{"a":1}{"b":2}`, false}, // two values
+		{``, false}, {`-`, false}, {`1.`, false}, {`1e`, false}, {`tru`, false}, {`{"a"}`, false},
+		{strings.Repeat("[", 66) + strings.Repeat("]", 66), false}, // deeper than the fast path goes
+		{strings.Repeat("[", 65) + strings.Repeat("]", 65), true},
+	} {
+		if got := compactJSON([]byte(tc.in)); got != tc.fast {
+			t.Errorf("compactJSON(%q) = %v, want %v", tc.in, got, tc.fast)
+		}
+	}
+}
+
+// FuzzCompactJSON: whatever the fast path accepts is valid JSON that Marshal writes unchanged,
+// so copying it gives the same frame as encoding it.
+func FuzzCompactJSON(f *testing.F) {
+	for _, s := range []string{`{"a":[1,2.5e3,"x"]}`, `"<"`, `[1,]`, `{"a": 1}`, `"\u00e9"`, `-0`, `1E+2`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !compactJSON(b) {
+			return
+		}
+		if !json.Valid(b) {
+			t.Fatalf("accepted invalid JSON %q", b)
+		}
+		m, err := json.Marshal(json.RawMessage(b))
+		if err != nil || !bytes.Equal(m, b) {
+			t.Fatalf("accepted %q, which Marshal writes as %q (%v)", b, m, err)
 		}
 	})
 }
