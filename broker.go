@@ -99,11 +99,11 @@ type memStream struct {
 	last   time.Time // of the last publish
 }
 
-// memEntry is one event of a stream's history: its frame, with the position in it.
+// memEntry is one event of a stream's history: its frame, with the position in it. The ring
+// holds consecutive offsets, the newest being the stream's, so an entry's offset is implied.
 type memEntry struct {
-	offset uint64
-	at     int64 // unix nanoseconds
-	frame  []byte
+	at    int64 // unix nanoseconds
+	frame []byte
 }
 
 func newMemoryBroker(size int, ttl time.Duration) *memoryBroker {
@@ -169,10 +169,16 @@ func (b *memoryBroker) Publish(ctx context.Context, stream string, payload []byt
 	s.last = now
 	// The frame the sessions get is built here, once, and kept as the history entry.
 	frame := withPosition(payload, s.offset, s.epoch)
-	e := memEntry{offset: s.offset, at: now.UnixNano(), frame: frame}
-	if len(s.ring) < b.size {
+	e := memEntry{at: now.UnixNano(), frame: frame}
+	switch {
+	case len(s.ring) < cap(s.ring):
 		s.ring = append(s.ring, e)
-	} else if b.size > 0 {
+	case len(s.ring) < b.size:
+		// Grown by four, not doubled: fewer copies while a busy stream fills its history.
+		r := make([]memEntry, len(s.ring), min(b.size, max(8, 4*cap(s.ring))))
+		copy(r, s.ring)
+		s.ring = append(r, e)
+	case b.size > 0:
 		s.ring[s.head] = e
 		s.head = (s.head + 1) % b.size
 	}
@@ -190,11 +196,13 @@ func (b *memoryBroker) History(_ context.Context, stream string) (Position, []Me
 	defer s.mu.Unlock()
 	cutoff := time.Now().Add(-b.ttl).UnixNano()
 	msgs := make([]Message, 0, len(s.ring))
+	first := s.offset - uint64(len(s.ring)) + 1
 	for i := range s.ring {
 		e := s.ring[(s.head+i)%len(s.ring)]
 		if e.at > cutoff {
-			msgs = append(msgs, Message{Stream: stream, Offset: e.offset, Epoch: s.epoch,
-				Payload: payloadOf(e.frame, e.offset, s.epoch), frame: e.frame})
+			off := first + uint64(i)
+			msgs = append(msgs, Message{Stream: stream, Offset: off, Epoch: s.epoch,
+				Payload: payloadOf(e.frame, off, s.epoch), frame: e.frame})
 		}
 	}
 	return Position{Offset: s.offset, Epoch: s.epoch}, msgs, nil
