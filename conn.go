@@ -3,7 +3,6 @@ package notify
 import (
 	"bytes"
 	"context"
-	"strings"
 	"sync"
 	"time"
 
@@ -99,7 +98,7 @@ func (c *conn) deliver(stream string, offset uint64, epoch string, frame []byte)
 // lastOf returns the stream's position last sent; ok is false when none was. The only user
 // stream a session gets is its own.
 func (c *conn) lastOf(stream string) (p Position, ok bool) {
-	if strings.HasPrefix(stream, "u:") {
+	if isUserStream(stream) {
 		return c.userLast, c.userLast.Epoch != ""
 	}
 	p, ok = c.topicLast[stream]
@@ -107,7 +106,7 @@ func (c *conn) lastOf(stream string) (p Position, ok bool) {
 }
 
 func (c *conn) setLast(stream string, p Position) {
-	if strings.HasPrefix(stream, "u:") {
+	if isUserStream(stream) {
 		c.userLast = p
 		return
 	}

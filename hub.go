@@ -122,10 +122,10 @@ func (h *Hub) deliver(m Message) {
 	switch {
 	case m.Stream == broadcastStream:
 		set = h.conns
-	case strings.HasPrefix(m.Stream, "u:"):
-		set = h.users[m.Stream[2:]]
-	case strings.HasPrefix(m.Stream, "t:"):
-		set = h.topics[m.Stream[2:]]
+	case isUserStream(m.Stream):
+		set = h.users[m.Stream[len(userPrefix):]]
+	case strings.HasPrefix(m.Stream, topicPrefix):
+		set = h.topics[m.Stream[len(topicPrefix):]]
 	}
 	var w wakeList
 	for c := range set {

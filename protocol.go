@@ -1,6 +1,9 @@
 package notify
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strings"
+)
 
 // Close codes the hub uses besides the standard 1000, 1001 and 1009. PROTOCOL.md says what a
 // client does on each.
@@ -62,7 +65,10 @@ type request struct {
 // Stream names: one stream per user, one per topic, one for broadcasts.
 const broadcastStream = "b"
 
-func userStream(user string) string   { return "u:" + user }
-func topicStream(topic string) string { return "t:" + topic }
+const userPrefix, topicPrefix = "u:", "t:"
+
+func userStream(user string) string   { return userPrefix + user }
+func topicStream(topic string) string { return topicPrefix + topic }
+func isUserStream(s string) bool      { return strings.HasPrefix(s, userPrefix) }
 
 var pingFrame = control{Op: "ping"}.frame()
