@@ -170,7 +170,9 @@ func BenchmarkSend(b *testing.B) {
 func BenchmarkPublish(b *testing.B) {
 	for _, n := range []int{10, 1000} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
-			h := newHub(b, func(c *notify.Config) { c.PingInterval = time.Hour })
+			h := newHub(b, func(c *notify.Config) {
+				c.PingInterval, c.MaxQueueBytes = time.Hour, 1<<30 /* a tight loop outruns any reader */
+			})
 			srv := serve(b, h)
 			var wg sync.WaitGroup
 			ds := make([]*drainer, n)
