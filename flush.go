@@ -3,9 +3,9 @@ package notify
 // Frames reach melody through one flusher goroutine per hub. A send appends its frame to each
 // recipient's pending list and, when the session has nothing in flight, queues the session
 // for the flusher; the flusher hands each queued session everything pending by then as one
-// frame. The first frame of a burst therefore waits for the sender to pause (or be
-// preempted) and leaves together with the rest of the burst, instead of alone; an idle
-// session's lone event still leaves at once. Later frames leave from melody's write loop
+// frame. The first frame of a burst therefore leaves when the flusher gets to run (on a busy
+// core, once the sender pauses or is preempted) together with what the burst added meanwhile,
+// instead of alone; an idle session's lone event still leaves at once. Later frames leave from melody's write loop
 // (conn.sent), which takes whatever is pending when the previous frame is written.
 
 // flusher hands queued sessions' pending frames to melody until the hub stops.
