@@ -45,16 +45,20 @@ type client struct {
 	ws     *websocket.Conn
 	slow   atomic.Bool   // stop reading (S6)
 	resume chan struct{} // closed to read again
-	ready  chan struct{} // closed once the welcome (notify) was read
+	ready  chan struct{} // closed once the welcome (notify) or connect reply (centrifuge) was read
 	ended  chan struct{} // closed when the read loop ended
 	code   int           // close code, or -1 for another error; valid after ended
+	pong   bool          // answer the server's empty pings (centrifuge)
 
 	mu         sync.Mutex
 	lat        []int64 // latencies (ns) of the current phase
 	slowEvents int     // events read while marked slow
 }
 
-func dial(url, token string, welcome bool) (*client, error) {
+// dial connects with the token. The protocol is the variant's: notify sends a welcome frame
+// first; a centrifuge client sends a connect command, reads its reply and answers the server's
+// pings; the others need nothing.
+func dial(url, token, variant string) (*client, error) {
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 256}
 	ws, resp, err := d.Dial(url, http.Header{"Authorization": {"Bearer " + token}})
 	if err != nil {
@@ -64,16 +68,31 @@ func dial(url, token string, welcome bool) (*client, error) {
 		return nil, err
 	}
 	c := &client{ws: ws, resume: make(chan struct{}), ready: make(chan struct{}), ended: make(chan struct{})}
-	if !welcome {
+	var welcome []byte
+	switch variant {
+	case "notify":
+		welcome = welcomeOp
+	case "centrifuge":
+		welcome, c.pong = connectReply, true
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"id":1,"connect":{}}`)); err != nil {
+			ws.Close()
+			return nil, err
+		}
+	default:
 		close(c.ready)
 	}
 	go c.read(welcome)
 	return c, nil
 }
 
-var welcomeOp = []byte(`"op":"welcome"`)
+var (
+	welcomeOp    = []byte(`"op":"welcome"`)
+	connectReply = []byte(`"connect":{`)
+	emptyPing    = []byte(`{}`)
+)
 
-func (c *client) read(welcome bool) {
+// read reads until the connection ends; welcome, when set, marks the first frame to wait for.
+func (c *client) read(welcome []byte) {
 	defer close(c.ended)
 	for {
 		_, msg, err := c.ws.ReadMessage()
@@ -87,9 +106,13 @@ func (c *client) read(welcome bool) {
 			return
 		}
 		now := time.Now().UnixNano()
-		if welcome && bytes.Contains(msg, welcomeOp) {
-			welcome = false
+		if welcome != nil && bytes.Contains(msg, welcome) {
+			welcome = nil
 			close(c.ready)
+		}
+		if c.pong && bytes.Equal(msg, emptyPing) { // centrifuge's ping; the reader is the only writer
+			_ = c.ws.WriteMessage(websocket.TextMessage, emptyPing)
+			continue
 		}
 		slow := c.slow.Load()
 		p := current.Load()

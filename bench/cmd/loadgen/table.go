@@ -112,13 +112,15 @@ func ratio(a, b float64) string {
 
 // targets checks notify's figures against the goals of the benchmark.
 func targets(w io.Writer, results []*result, raw *result) {
-	var n, m *result
+	var n, m, cf *result
 	for _, r := range results {
 		switch r.name {
 		case "notify":
 			n = r
 		case "melody":
 			m = r
+		case "centrifuge":
+			cf = r
 		}
 	}
 	if n == nil {
@@ -134,6 +136,32 @@ func targets(w io.Writer, results []*result, raw *result) {
 	}
 	if m != nil && m.s2.rate > 0 {
 		check("S2 ≥ 20× melody bare", n.s2.rate >= 20*m.s2.rate, fmt.Sprintf("%.1f×", n.s2.rate/m.s2.rate))
+	}
+	if cf != nil && len(cf.errs) == 0 {
+		var lost []string
+		for _, f := range []struct {
+			name          string
+			n, c          float64
+			lowerIsBetter bool
+		}{
+			{"S1 rate", n.s1Rate, cf.s1Rate, false},
+			{"S2 rate", n.s2.rate, cf.s2.rate, false},
+			{"S2 p99", float64(n.s2.p99), float64(cf.s2.p99), true},
+			{"S3 rate", n.s3.rate, cf.s3.rate, false},
+			{"S3 p99", float64(n.s3.p99), float64(cf.s3.p99), true},
+			{"S4 RSS", n.s4PerConn, cf.s4PerConn, true},
+			{"S5 p99", float64(n.s5.p99), float64(cf.s5.p99), true},
+			{"S6 readers' p99", float64(n.s6.p99), float64(cf.s6.p99), true},
+		} {
+			if f.lowerIsBetter && f.n > f.c || !f.lowerIsBetter && f.n < f.c {
+				lost = append(lost, f.name)
+			}
+		}
+		detail := "all of S1, S2, S3 rates and p99s, S4, S5 p99, S6 p99"
+		if len(lost) > 0 {
+			detail = "behind on " + strings.Join(lost, ", ")
+		}
+		check("ahead of centrifuge on every figure", len(lost) == 0, detail)
 	}
 	if raw != nil {
 		check("S2 ≥ 0.8× raw", n.s2.rate >= 0.8*raw.s2.rate, ratio(n.s2.rate, raw.s2.rate))

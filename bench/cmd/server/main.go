@@ -49,7 +49,7 @@ type variant interface {
 }
 
 func main() {
-	kind := flag.String("variant", "notify", "notify, melody or raw")
+	kind := flag.String("variant", "notify", "notify, melody, centrifuge or raw")
 	addr := flag.String("addr", "127.0.0.1:9100", "listen address")
 	profDir := flag.String("pprof", "", "directory for CPU and heap profiles; also serves /debug/pprof/")
 	memRate := flag.Int("memprofilerate", 0, "with -pprof: runtime.MemProfileRate (256 shows every idle connection's allocations; slows the server)")
@@ -63,6 +63,8 @@ func main() {
 		v = newMelody()
 	case "raw":
 		v = newRaw()
+	case "centrifuge":
+		v = newCentrifuge()
 	default:
 		log.Fatalf("unknown variant %q", *kind)
 	}
