@@ -3,6 +3,7 @@ module github.com/gonotify/notify/bench
 go 1.26.8
 
 require (
+	github.com/centrifugal/centrifuge v0.40.1
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/gonotify/notify v0.0.0
 	github.com/gorilla/websocket v1.5.3
@@ -11,7 +12,6 @@ require (
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
-	github.com/centrifugal/centrifuge v0.40.1 // indirect
 	github.com/centrifugal/fdelta v0.0.3 // indirect
 	github.com/centrifugal/protocol v0.23.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
