@@ -32,9 +32,10 @@ type Hub struct {
 	users  map[string]map[*conn]struct{}
 	topics map[string]map[*conn]struct{}
 
-	// life guards closed and the adding to handlers.
+	// life orders the setting of closed with the adding to handlers; closed is read without it
+	// where that order does not matter (sends, a session's start).
 	life     sync.Mutex
-	closed   bool
+	closed   atomic.Bool
 	handlers sync.WaitGroup // one per ServeHTTP in flight
 	bg       sync.WaitGroup // the hub's own goroutines
 	stop     chan struct{}
@@ -206,7 +207,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.life.Lock()
-	if h.closed {
+	if h.closed.Load() {
 		h.life.Unlock()
 		http.Error(w, ErrClosed.Error(), http.StatusServiceUnavailable)
 		return
@@ -311,10 +312,7 @@ func (h *Hub) connected(s *melody.Session) {
 	}
 	c.release(stream, welcome.frame(), replay, pos)
 	c.schedule(c.grants, c.expires)
-	h.life.Lock()
-	closed := h.closed
-	h.life.Unlock()
-	if closed {
+	if h.closed.Load() {
 		c.close(websocket.CloseGoingAway, "going away, reconnect")
 	}
 	h.cfg.Logger.Debug("notify: session connected", "user", c.user, "session", c.id)
@@ -566,7 +564,7 @@ func (h *Hub) pinger() {
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.stopOnce.Do(func() {
 		h.life.Lock()
-		h.closed = true
+		h.closed.Store(true)
 		h.life.Unlock()
 		close(h.stop)
 		h.mu.RLock()

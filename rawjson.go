@@ -84,13 +84,28 @@ func scanLiteral(b []byte, i int, lit string) (int, bool) {
 	return i + len(lit), true
 }
 
+// stringSpecial marks the bytes a string scan must stop at: the quote and the backslash, and
+// what makes the fast path refuse (control characters, <, >, & and 0xE2).
+var stringSpecial = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	for _, c := range []byte{'"', '\\', '<', '>', '&', 0xE2} {
+		t[c] = true
+	}
+	return t
+}()
+
 // scanString scans the string starting at the quote b[i].
 func scanString(b []byte, i int) (int, bool) {
 	for i++; i < len(b); i++ {
-		switch c := b[i]; {
-		case c == '"':
+		if !stringSpecial[b[i]] {
+			continue
+		}
+		switch b[i] {
+		case '"':
 			return i + 1, true
-		case c == '\\':
+		case '\\':
 			i++
 			if i >= len(b) {
 				return i, false
@@ -110,7 +125,7 @@ func scanString(b []byte, i int) (int, bool) {
 			default:
 				return i, false
 			}
-		case c < 0x20, c == '<', c == '>', c == '&', c == 0xE2:
+		default:
 			return i, false
 		}
 	}

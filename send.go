@@ -56,10 +56,7 @@ func (h *Hub) publish(ctx context.Context, stream string, ev Event, topic string
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("notify: send: %w", err)
 	}
-	h.life.Lock()
-	closed := h.closed
-	h.life.Unlock()
-	if closed {
+	if h.closed.Load() {
 		return ErrClosed
 	}
 	e := getEncoder()
