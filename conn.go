@@ -63,7 +63,12 @@ type buffered struct {
 // enqueue hands a frame to the session without blocking.
 func (c *conn) enqueue(frame []byte) {
 	c.mu.Lock()
-	wake := c.enqueueLocked(frame)
+	c.unlockWake(c.enqueueLocked(frame))
+}
+
+// unlockWake releases mu and, when wake is set, queues the session for the flusher (which
+// takes mu itself, so not before).
+func (c *conn) unlockWake(wake bool) {
 	c.mu.Unlock()
 	if wake {
 		c.hub.wakeOne(c)
@@ -132,11 +137,7 @@ func (c *conn) hold(stream string, all bool) {
 // above upTo, or no offset), then whatever hold kept waiting.
 func (c *conn) release(stream string, first []byte, replay [][]byte, upTo Position) {
 	c.mu.Lock()
-	wake := c.releaseLocked(stream, first, replay, upTo)
-	c.mu.Unlock()
-	if wake {
-		c.hub.wakeOne(c)
-	}
+	c.unlockWake(c.releaseLocked(stream, first, replay, upTo))
 }
 
 func (c *conn) releaseLocked(stream string, first []byte, replay [][]byte, upTo Position) (wake bool) {
@@ -370,10 +371,7 @@ func (c *conn) schedule(grants []string, expires time.Time) {
 			warned = true
 			wake := c.enqueueLocked(control{Op: "expiring", Exp: exp}.frame())
 			t.Reset(time.Until(expires))
-			c.mu.Unlock()
-			if wake {
-				c.hub.wakeOne(c)
-			}
+			c.unlockWake(wake)
 			return
 		}
 		c.mu.Unlock()

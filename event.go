@@ -39,8 +39,12 @@ func init() {
 	ids.prefix = base32.HexEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])
 }
 
-func newID() string {
-	return ids.prefix + strconv.FormatUint(ids.n.Add(1), 36)
+func newID() string { return string(appendID(nil)) }
+
+// appendID appends a fresh ID.
+func appendID(b []byte) []byte {
+	b = append(b, ids.prefix...)
+	return strconv.AppendUint(b, ids.n.Add(1), 36)
 }
 
 // encoder builds the payloads of events in a buffer reused across sends (see encoders).
@@ -83,10 +87,7 @@ func (e *encoder) encode(ev Event, topic string) ([]byte, error) {
 	b = appendString(b, ev.Type)
 	b = append(b, `,"id":`...)
 	if ev.ID == "" {
-		b = append(b, '"')
-		b = append(b, ids.prefix...)
-		b = strconv.AppendUint(b, ids.n.Add(1), 36)
-		b = append(b, '"')
+		b = append(appendID(append(b, '"')), '"')
 	} else {
 		b = appendString(b, ev.ID)
 	}
