@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/olahol/melody"
 )
 
@@ -138,6 +139,26 @@ func (c *conn) hold(stream string, all bool) {
 func (c *conn) release(stream string, first []byte, replay [][]byte, upTo Position) {
 	c.mu.Lock()
 	c.unlockWake(c.releaseLocked(stream, first, replay, upTo))
+}
+
+// start writes the welcome and then releases the user stream like release. It runs in
+// melody's connect handler, before melody starts the session's write loop: the welcome is
+// written on the session's own goroutine, with no hand-off to another (on a busy server that
+// saves a scheduling round trip per new connection), and nothing else can write meanwhile,
+// since every other frame is held until the release.
+func (c *conn) start(stream string, welcome []byte, replay [][]byte, upTo Position) {
+	ws := c.s.WebsocketConnection()
+	err := ws.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteTimeout))
+	if err == nil {
+		err = ws.WriteMessage(websocket.TextMessage, welcome)
+	}
+	c.mu.Lock()
+	if err != nil {
+		// The connection is broken: melody's read loop ends the session.
+		c.closing = true
+		_ = ws.Close()
+	}
+	c.unlockWake(c.releaseLocked(stream, nil, replay, upTo))
 }
 
 func (c *conn) releaseLocked(stream string, first []byte, replay [][]byte, upTo Position) (wake bool) {

@@ -310,7 +310,7 @@ func (h *Hub) connected(s *melody.Session) {
 	if !c.expires.IsZero() {
 		welcome.Exp = c.expires.Unix()
 	}
-	c.release(stream, welcome.frame(), replay, pos)
+	c.start(stream, welcome.frame(), replay, pos)
 	c.schedule(c.grants, c.expires)
 	if h.closed.Load() {
 		c.close(websocket.CloseGoingAway, "going away, reconnect")
