@@ -48,6 +48,7 @@ type Hub struct {
 	flushWake chan struct{} // capacity 1: the queue is not empty
 
 	slowConsumers atomic.Uint64
+	deliveries    atomic.Uint64 // frames handed to sessions; tells the flusher what is pending
 }
 
 // New returns a hub configured by cfg, or the configuration mistake it found.
@@ -134,6 +135,7 @@ func (h *Hub) deliver(m Message) {
 			w.add(h, c)
 		}
 	}
+	h.deliveries.Add(uint64(len(set)))
 	w.wake(h)
 }
 
