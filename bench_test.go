@@ -3,6 +3,7 @@ package notify_test
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,8 +24,9 @@ import (
 // Sessions beyond what one process's file limit allows (each costs a descriptor on both ends)
 // are opened by a child process: this test binary run with these variables set.
 const (
-	envIdleURL = "NOTIFY_BENCH_IDLE_URL"
-	envIdleN   = "NOTIFY_BENCH_IDLE_N"
+	envIdleURL  = "NOTIFY_BENCH_IDLE_URL"
+	envIdleN    = "NOTIFY_BENCH_IDLE_N"
+	envIdleRead = "NOTIFY_BENCH_IDLE_READ" // "1": the sessions read and discard what they get
 )
 
 // TestBenchIdleClients is the child process of spawnIdle: it opens the sessions, says "ready"
@@ -52,16 +54,31 @@ func TestBenchIdleClients(t *testing.T) {
 			t.Fatalf("dial %d: %v", i, err)
 		}
 		conns = append(conns, c)
+		if os.Getenv(envIdleRead) == "1" {
+			go func() {
+				for {
+					_, r, err := c.NextReader()
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, r)
+				}
+			}()
+		}
 	}
 	fmt.Println("ready")
 	io.Copy(io.Discard, os.Stdin)
 }
 
-// spawnIdle opens n idle sessions of other users from a child process.
-func spawnIdle(b *testing.B, srv string, n int) {
+// spawnIdle opens n sessions of other users (idle-0, idle-1, ..., two sessions each) from a
+// child process; with read set they read and discard what they get, otherwise nothing.
+func spawnIdle(b *testing.B, srv string, n int, read bool) {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchIdleClients$", "-test.bench=^$")
 	cmd.Env = append(os.Environ(), envIdleURL+"="+srv, envIdleN+"="+strconv.Itoa(n))
+	if read {
+		cmd.Env = append(cmd.Env, envIdleRead+"=1")
+	}
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -141,7 +158,7 @@ func BenchmarkSend(b *testing.B) {
 				c.PingInterval, c.MaxQueueBytes = time.Hour, 1<<30 /* a tight loop outruns any reader */
 			})
 			srv := serve(b, h)
-			spawnIdle(b, wsURL(srv), n-1)
+			spawnIdle(b, wsURL(srv), n-1, false)
 			if got := h.Stats().Sessions; got != n-1 {
 				b.Fatalf("%d sessions, want %d", got, n-1)
 			}
@@ -162,6 +179,29 @@ func BenchmarkSend(b *testing.B) {
 			ws.Close()
 			wg.Wait()
 		})
+	}
+}
+
+// BenchmarkSendSpread sends per-user events of 200 B (compact JSON) round-robin over 1,000
+// users with two reading sessions each, like the load test's S2: ns/op covers the send and,
+// as the sessions' writes share the process, its share of the writing.
+func BenchmarkSendSpread(b *testing.B) {
+	const users = 1000
+	h := newHub(b, func(c *notify.Config) { c.PingInterval = time.Hour })
+	srv := serve(b, h)
+	spawnIdle(b, wsURL(srv), 2*users, true)
+	names := make([]string, users)
+	for i := range names {
+		names[i] = "idle-" + strconv.Itoa(i)
+	}
+	data := json.RawMessage(`{"ts":1764540000000000000,"pad":"` + strings.Repeat("x", 160) + `"}`)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := h.Send(names[i%users], notify.Event{Type: "bench", Data: data}); err != nil {
+			b.Fatal(err)
+		}
+		i++
 	}
 }
 

@@ -77,11 +77,11 @@ func New(cfg Config) (*Hub, error) {
 	h.m.Config.MessageBufferSize = 4
 	h.m.Upgrader = &websocket.Upgrader{
 		// Clients send little (subscriptions, token refreshes); larger messages are read in
-		// several pieces. Writes take a pooled buffer only while writing.
-		ReadBufferSize:  256,
-		WriteBufferSize: 1024,
-		WriteBufferPool: &sync.Pool{},
-		Subprotocols:    []string{Subprotocol},
+		// several pieces. Writes use the small buffer detachedWriter.Hijack hands over (no
+		// WriteBufferSize and no pool: a pooled buffer would cost an allocation per write,
+		// and with it the writer's share of the collector's work while it runs).
+		ReadBufferSize: 256,
+		Subprotocols:   []string{Subprotocol},
 		CheckOrigin:     h.originAllowed,
 	}
 	h.m.HandleConnect(h.connected)
@@ -245,6 +245,11 @@ func (h *Hub) serve(w *detachedWriter, r *http.Request, c *conn, ended chan stru
 	}
 }
 
+// writeBufferSize is a session's write buffer, kept for its life: the upgrader takes the
+// hijacked writer's buffer as it is. A frame that does not fit leaves in the same system call
+// (gorilla writes the rest from the frame itself, with writev).
+const writeBufferSize = 512
+
 // detachedWriter is the ResponseWriter the upgrader gets. Until the hijack it is the handler's;
 // its Hijack hands the upgrader the connection with small buffers of its own, keeping
 // net/http's to be freed when the handler returns.
@@ -259,7 +264,7 @@ func (d *detachedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	if brw.Reader.Buffered() == 0 { // otherwise the upgrader refuses the connection anyway
-		brw = bufio.NewReadWriter(bufio.NewReaderSize(nc, 16), bufio.NewWriterSize(nc, 16))
+		brw = bufio.NewReadWriter(bufio.NewReaderSize(nc, 16), bufio.NewWriterSize(nc, writeBufferSize))
 	}
 	d.ResponseWriter = nil // the upgrader is done with it; let net/http's state go
 	close(d.hijacked)
