@@ -82,7 +82,7 @@ func New(cfg Config) (*Hub, error) {
 		// and with it the writer's share of the collector's work while it runs).
 		ReadBufferSize: 256,
 		Subprotocols:   []string{Subprotocol},
-		CheckOrigin:     h.originAllowed,
+		CheckOrigin:    h.originAllowed,
 	}
 	h.m.HandleConnect(h.connected)
 	h.m.HandleDisconnect(h.disconnected)
