@@ -138,9 +138,11 @@ func withPosition(payload []byte, offset uint64, epoch string) []byte {
 	if offset == 0 || len(payload) < 2 {
 		return payload
 	}
-	b := make([]byte, 0, len(payload)+len(epoch)+40)
-	b = appendPosition(b, offset, epoch)
-	return append(b, payload[1:]...)
+	var head [80]byte
+	h := appendPosition(head[:0], offset, epoch)
+	// Allocated at its exact size: the frame is kept in the history.
+	b := make([]byte, 0, len(h)+len(payload)-1)
+	return append(append(b, h...), payload[1:]...)
 }
 
 // appendPosition appends the start of a frame with a position: the object's opening brace,
