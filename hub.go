@@ -2,6 +2,7 @@ package notify
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -264,11 +265,39 @@ func (d *detachedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	if brw.Reader.Buffered() == 0 { // otherwise the upgrader refuses the connection anyway
+		if tc, ok := nc.(*net.TCPConn); ok {
+			nc = &handshakeConn{TCPConn: tc}
+		}
 		brw = bufio.NewReadWriter(bufio.NewReaderSize(nc, 16), bufio.NewWriterSize(nc, writeBufferSize))
 	}
 	d.ResponseWriter = nil // the upgrader is done with it; let net/http's state go
 	close(d.hijacked)
 	return nc, brw, nil
+}
+
+// handshakeConn holds back the upgrader's response (its first write) until the session's
+// first frame, the welcome, so that both leave in one system call: the welcome follows at
+// once (conn.start), and a new connection costs one write instead of two. Later writes go
+// straight to the TCP connection; embedding it keeps net.Buffers' writev for frames larger
+// than the write buffer. Only the session's one writer at a time calls Write.
+type handshakeConn struct {
+	*net.TCPConn
+	state int    // 0: the response is next; 1: held; 2: sent
+	held  []byte // the response, copied: the upgrader reuses its buffer for frames
+}
+
+func (c *handshakeConn) Write(p []byte) (int, error) {
+	switch c.state {
+	case 0:
+		c.held, c.state = bytes.Clone(p), 1
+		return len(p), nil
+	case 1:
+		bufs, h := net.Buffers{c.held, p}, len(c.held)
+		c.held, c.state = nil, 2
+		n, err := bufs.WriteTo(c.TCPConn)
+		return max(0, int(n)-h), err
+	}
+	return c.TCPConn.Write(p)
 }
 
 // sinceFrom reads the user stream's recovery position from the upgrade's "epoch" and "offset"
