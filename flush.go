@@ -7,8 +7,9 @@ import "runtime"
 // for the flusher; the flusher hands each queued session everything pending by then as one
 // frame. The first frame of a burst therefore leaves when the flusher gets to run (on a busy
 // core, once the sender pauses or is preempted) together with what the burst added meanwhile,
-// instead of alone; an idle session's lone event still leaves at once. Later frames leave from melody's write loop
-// (conn.sent), which takes whatever is pending when the previous frame is written.
+// instead of alone; an idle session's lone event still leaves at once. Later frames leave
+// from melody's write loop (conn.sent), which takes whatever is pending when the previous
+// frame is written.
 
 // Under load the flusher may first let the senders run on. When many sessions wait at once
 // and each has little to send (a burst of per-user sends spread over many users, where every
