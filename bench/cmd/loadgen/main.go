@@ -56,6 +56,7 @@ var (
 	memRate     = flag.Int("memprofilerate", 0, "with -pprof: the profiled server's runtime.MemProfileRate (256: every idle connection's allocations; slows it down)")
 	basePort    = flag.Int("port", 9100, "first port; each variant takes the next")
 	logDir      = flag.String("logs", os.TempDir(), "directory for the servers' logs")
+	rounds      = flag.Int("rounds", 1, "run every variant this many times, in turn, and report each figure's median")
 )
 
 func main() {
@@ -72,19 +73,29 @@ func main() {
 	if *conns > 0 {
 		p.n = *conns
 	}
-	var results []*result
+	names := strings.Split(*variants, ",")
+	runs := make([][]*result, len(names)) // each variant's results, one per round
 	failed := false
-	for i, v := range strings.Split(*variants, ",") {
-		start := time.Now()
-		r := runVariant(v, *basePort+i, p)
-		log.Printf("%s: done in %s", v, time.Since(start).Round(time.Millisecond))
-		for _, e := range r.errs {
-			log.Printf("%s: FAIL: %s", v, e)
-			failed = true
+	for round := range max(1, *rounds) {
+		for i, v := range names {
+			start := time.Now()
+			r := runVariant(v, *basePort+i, p)
+			log.Printf("%s: round %d done in %s", v, round+1, time.Since(start).Round(time.Millisecond))
+			for _, e := range r.errs {
+				log.Printf("%s: FAIL: %s", v, e)
+				failed = true
+			}
+			runs[i] = append(runs[i], r)
 		}
-		results = append(results, r)
+	}
+	results := make([]*result, len(names))
+	for i := range names {
+		results[i] = median(runs[i])
 	}
 	printTable(os.Stdout, p, results)
+	if *rounds > 1 {
+		printSpread(os.Stdout, names, runs)
+	}
 	if failed {
 		os.Exit(1)
 	}

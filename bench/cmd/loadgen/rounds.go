@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// median merges the results of several rounds of one variant: every figure is the median of
+// its rounds' (the mean of the middle two for an even count), the errors are all rounds' errors, and
+// S6's fate is each distinct one with the rounds that had it.
+func median(rs []*result) *result {
+	if len(rs) == 1 {
+		return rs[0]
+	}
+	m := &result{name: rs[0].name}
+	f := func(get func(*result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = get(r)
+		}
+		slices.Sort(v)
+		return (v[(len(v)-1)/2] + v[len(v)/2]) / 2
+	}
+	dur := func(get func(*result) time.Duration) time.Duration {
+		return time.Duration(f(func(r *result) float64 { return float64(get(r)) }))
+	}
+	u := func(get func(*result) uint64) uint64 {
+		return uint64(f(func(r *result) float64 { return float64(get(r)) }))
+	}
+	d := func(get func(*result) *delivery) delivery {
+		out := delivery{ok: true}
+		for _, r := range rs {
+			out.ok = out.ok && get(r).ok
+		}
+		out.rate = f(func(r *result) float64 { return get(r).rate })
+		out.p50 = dur(func(r *result) time.Duration { return get(r).p50 })
+		out.p99 = dur(func(r *result) time.Duration { return get(r).p99 })
+		out.p999 = dur(func(r *result) time.Duration { return get(r).p999 })
+		out.framesPerEvent = f(func(r *result) float64 { return get(r).framesPerEvent })
+		out.writesPerEvent = f(func(r *result) float64 { return get(r).writesPerEvent })
+		out.delivered = int64(f(func(r *result) float64 { return float64(get(r).delivered) }))
+		out.frames = int64(f(func(r *result) float64 { return float64(get(r).frames) }))
+		return out
+	}
+	m.s1Rate = f(func(r *result) float64 { return r.s1Rate })
+	m.s4PerConn = f(func(r *result) float64 { return r.s4PerConn })
+	m.s4Heap = f(func(r *result) float64 { return r.s4Heap })
+	m.s4Stack = f(func(r *result) float64 { return r.s4Stack })
+	m.s4Goroutines = f(func(r *result) float64 { return r.s4Goroutines })
+	m.s2 = d(func(r *result) *delivery { return &r.s2 })
+	m.s3 = d(func(r *result) *delivery { return &r.s3 })
+	m.s5 = d(func(r *result) *delivery { return &r.s5 })
+	m.s6 = d(func(r *result) *delivery { return &r.s6 })
+	// S6 memory: the round with the median peak growth, so that its three figures belong together.
+	byPeak := slices.Clone(rs)
+	slices.SortFunc(byPeak, func(a, b *result) int {
+		return int(int64(a.s6RSSPeak-a.s6RSSBefore) - int64(b.s6RSSPeak-b.s6RSSBefore))
+	})
+	mid := byPeak[(len(byPeak)-1)/2]
+	m.s6RSSBefore, m.s6RSSPeak, m.s6RSSAfter = mid.s6RSSBefore, mid.s6RSSPeak, mid.s6RSSAfter
+	m.s6Slow = u(func(r *result) uint64 { return r.s6Slow })
+	m.s6Dropped = u(func(r *result) uint64 { return r.s6Dropped })
+	m.s2Sent = int(f(func(r *result) float64 { return float64(r.s2Sent) }))
+	var fates []string
+	for i, r := range rs {
+		m.errs = append(m.errs, r.errs...)
+		fates = append(fates, fmt.Sprintf("round %d: %s", i+1, r.s6Fate))
+	}
+	if same := slices.IndexFunc(rs, func(r *result) bool { return r.s6Fate != rs[0].s6Fate }) < 0; same {
+		m.s6Fate = rs[0].s6Fate
+	} else {
+		m.s6Fate = strings.Join(fates, "; ")
+	}
+	return m
+}
+
+// printSpread prints, for the figures the targets are about, every round's value.
+func printSpread(w io.Writer, names []string, runs [][]*result) {
+	fmt.Fprintf(w, "\nEvery round (the table shows the medians):\n")
+	for _, rw := range []row{
+		{"S1 connections/s", func(r *result) float64 { return r.s1Rate }, count},
+		{"S2 deliveries/s", func(r *result) float64 { return r.s2.rate }, count},
+		{"S3 deliveries/s", func(r *result) float64 { return r.s3.rate }, count},
+		{"S3 latency p99", func(r *result) float64 { return float64(r.s3.p99) }, ms},
+		{"S5 latency p99", func(r *result) float64 { return float64(r.s5.p99) }, ms},
+		{"S4 RSS/connection", func(r *result) float64 { return r.s4PerConn }, kb},
+	} {
+		var parts []string
+		for i, name := range names {
+			var vals []string
+			for _, r := range runs[i] {
+				vals = append(vals, rw.unit(rw.get(r)))
+			}
+			parts = append(parts, name+" "+strings.Join(vals, ", "))
+		}
+		if n, r := slices.Index(names, "notify"), slices.Index(names, "raw"); n >= 0 && r >= 0 {
+			var ratios []string
+			for k := range runs[n] {
+				ratios = append(ratios, ratio(rw.get(runs[n][k]), rw.get(runs[r][k])))
+			}
+			parts = append(parts, "notify ÷ raw "+strings.Join(ratios, ", "))
+		}
+		fmt.Fprintf(w, "- %s: %s\n", rw.label, strings.Join(parts, "; "))
+	}
+}
