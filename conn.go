@@ -24,8 +24,9 @@ type conn struct {
 	id   string
 	user string
 
-	// topics is guarded by hub.mu (the index lock), not by mu.
+	// topics and pos are guarded by hub.mu (the index lock), not by mu.
 	topics map[string]struct{}
+	pos    int // index in hub.conns
 	// ctx is the session's context for broker calls (see Hub.ServeHTTP).
 	ctx  context.Context
 	gone bool // guarded by hub.mu: removed from the index

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,10 +28,12 @@ type Hub struct {
 	m      *melody.Melody
 	broker Broker
 
-	// mu guards the index: sessions by user and by topic, and every conn's topics.
+	// mu guards the index: sessions by user and by topic, and every conn's topics. Every
+	// session and each user's sessions are slices, not sets: a delivery iterates them, which
+	// costs less than iterating a map (conn.pos makes removal from conns a swap).
 	mu     sync.RWMutex
-	conns  map[*conn]struct{}
-	users  map[string]map[*conn]struct{}
+	conns  []*conn
+	users  map[string][]*conn
 	topics map[string]map[*conn]struct{}
 
 	// life orders the setting of closed with the adding to handlers; closed is read without it
@@ -61,8 +64,7 @@ func New(cfg Config) (*Hub, error) {
 		cfg:    cfg,
 		auth:   newVerifier(&cfg),
 		m:      melody.New(),
-		conns:  make(map[*conn]struct{}),
-		users:  make(map[string]map[*conn]struct{}),
+		users:  make(map[string][]*conn),
 		topics: make(map[string]map[*conn]struct{}),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -121,23 +123,34 @@ func (h *Hub) deliver(m Message) {
 	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	var set map[*conn]struct{}
+	var w wakeList
+	var n int
 	switch {
 	case m.Stream == broadcastStream:
-		set = h.conns
+		n = h.deliverTo(&w, h.conns, m, frame)
 	case isUserStream(m.Stream):
-		set = h.users[m.Stream[len(userPrefix):]]
+		n = h.deliverTo(&w, h.users[m.Stream[len(userPrefix):]], m, frame)
 	case strings.HasPrefix(m.Stream, topicPrefix):
-		set = h.topics[m.Stream[len(topicPrefix):]]
+		set := h.topics[m.Stream[len(topicPrefix):]]
+		for c := range set {
+			if c.deliver(m.Stream, m.Offset, m.Epoch, frame) {
+				w.add(h, c)
+			}
+		}
+		n = len(set)
 	}
-	var w wakeList
-	for c := range set {
+	h.deliveries.Add(uint64(n))
+	w.wake(h)
+}
+
+// deliverTo hands the frame to each session; called with h.mu held.
+func (h *Hub) deliverTo(w *wakeList, conns []*conn, m Message, frame []byte) int {
+	for _, c := range conns {
 		if c.deliver(m.Stream, m.Offset, m.Epoch, frame) {
 			w.add(h, c)
 		}
 	}
-	h.deliveries.Add(uint64(len(set)))
-	w.wake(h)
+	return len(conns)
 }
 
 // recover reads a stream's history and decides what a session asking to recover from since
@@ -331,13 +344,7 @@ func (h *Hub) connected(s *melody.Session) {
 		h.cfg.Logger.Warn("notify: broker subscribe failed", "stream", stream, "err", err)
 	}
 	h.mu.Lock()
-	h.conns[c] = struct{}{}
-	set := h.users[c.user]
-	if set == nil {
-		set = make(map[*conn]struct{})
-		h.users[c.user] = set
-	}
-	set[c] = struct{}{}
+	h.index(c)
 	h.mu.Unlock()
 
 	pos, replay, recovered := h.recover(ctx, stream, c.since)
@@ -362,13 +369,7 @@ func (h *Hub) disconnected(s *melody.Session) {
 	c.close(websocket.CloseNormalClosure, "") // stops timers; a no-op on the wire after close
 	h.mu.Lock()
 	c.gone = true
-	delete(h.conns, c)
-	if set := h.users[c.user]; set != nil {
-		delete(set, c)
-		if len(set) == 0 {
-			delete(h.users, c.user)
-		}
-	}
+	h.unindex(c)
 	topics := make([]string, 0, len(c.topics))
 	for t := range c.topics {
 		h.unindexTopic(c, t)
@@ -545,6 +546,41 @@ func reason(err error) string {
 	return strings.ReplaceAll(err.Error(), "notify: ", "")
 }
 
+// index adds a session to conns and to its user's sessions; called with h.mu held for
+// writing.
+func (h *Hub) index(c *conn) {
+	c.pos = len(h.conns)
+	h.conns = append(h.conns, c)
+	h.users[c.user] = append(h.users[c.user], c)
+}
+
+// unindex removes a session from conns and from its user's sessions; called with h.mu held
+// for writing.
+func (h *Hub) unindex(c *conn) {
+	if c.pos < len(h.conns) && h.conns[c.pos] == c {
+		last := len(h.conns) - 1
+		h.conns[c.pos] = h.conns[last]
+		h.conns[c.pos].pos = c.pos
+		h.conns[last] = nil
+		h.conns = h.conns[:last]
+		if cap(h.conns) > 1024 && len(h.conns) < cap(h.conns)/4 { // let a past peak's memory go
+			h.conns = slices.Clone(h.conns)
+		}
+	}
+	set := h.users[c.user]
+	if i := slices.Index(set, c); i >= 0 {
+		last := len(set) - 1
+		set[i] = set[last]
+		set[last] = nil
+		set = set[:last]
+	}
+	if len(set) == 0 {
+		delete(h.users, c.user)
+	} else {
+		h.users[c.user] = set
+	}
+}
+
 // indexTopic and unindexTopic are called with h.mu held for writing.
 func (h *Hub) indexTopic(c *conn, topic string) {
 	if c.gone {
@@ -580,7 +616,7 @@ func (h *Hub) pinger() {
 		case <-t.C:
 			var w wakeList
 			h.mu.RLock()
-			for c := range h.conns {
+			for _, c := range h.conns {
 				c.mu.Lock()
 				wake := c.enqueueLocked(pingFrame)
 				c.mu.Unlock()
@@ -604,7 +640,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		h.life.Unlock()
 		close(h.stop)
 		h.mu.RLock()
-		for c := range h.conns {
+		for _, c := range h.conns {
 			c.close(websocket.CloseGoingAway, "going away, reconnect")
 		}
 		h.mu.RUnlock()
@@ -623,7 +659,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		h.mu.RLock()
-		for c := range h.conns {
+		for _, c := range h.conns {
 			_ = c.s.WebsocketConnection().Close()
 		}
 		h.mu.RUnlock()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 )
 
@@ -92,10 +93,7 @@ func (h *Hub) serverSubscription(userID, topic string, on bool) error {
 		return err
 	}
 	h.mu.RLock()
-	conns := make([]*conn, 0, len(h.users[userID]))
-	for c := range h.users[userID] {
-		conns = append(conns, c)
-	}
+	conns := slices.Clone(h.users[userID])
 	h.mu.RUnlock()
 	ctx := context.Background()
 	for _, c := range conns {
