@@ -198,3 +198,43 @@ func FuzzCompactJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestControlFrame: control frames are the bytes json.Marshal writes for them.
+func TestControlFrame(t *testing.T) {
+	yes, no := true, false
+	for _, c := range []control{
+		{Op: "ping"},
+		{Op: "welcome", User: "alice", Session: "S1", Ping: 25, Exp: 1764540000, Epoch: "0123abcd", Offset: 42, Recovered: &yes},
+		{Op: "welcome", User: "bob", Session: "S2", Ping: 25, Recovered: &no},
+		{Op: "subscribed", Topic: "orders/42", Epoch: "e", Offset: 18446744073709551615},
+		{Op: "error", Code: codeForbidden, Topic: "<script>&\"x\"", Reason: "topic not granted\n\u2028 é \x01"},
+		{Op: "expiring", Exp: -5},
+		{Op: "", User: "\\"},
+	} {
+		want, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.frame(); string(got) != string(want) {
+			t.Errorf("frame() = %s\nMarshal = %s", got, want)
+		}
+	}
+}
+
+// FuzzControlFrame compares control frames with json.Marshal for arbitrary strings.
+func FuzzControlFrame(f *testing.F) {
+	f.Add("error", "a<b", "r\u2028", int64(-1), uint64(3))
+	f.Add("welcome", "\x00\xff", "", int64(0), uint64(0))
+	f.Fuzz(func(t *testing.T, op, s1, s2 string, n int64, off uint64) {
+		yes := n%2 == 0
+		c := control{Op: op, User: s1, Session: s2, Exp: n, Ping: -n, Topic: s2, Code: s1, Reason: s2,
+			Epoch: s1, Offset: off, Recovered: &yes}
+		want, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.frame(); string(got) != string(want) {
+			t.Fatalf("frame() = %q\nMarshal = %q", got, want)
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
@@ -231,7 +232,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.handlers.Add(1)
 	h.life.Unlock()
 
-	c := &conn{hub: h, id: newID(), user: id.UserID, topics: make(map[string]struct{}), since: since}
+	c := &conn{hub: h, id: newID(), user: id.UserID, since: since}
 	c.grants, c.expires = id.Topics, id.Expires
 	// The session outlives this handler: returning once the connection is hijacked frees what
 	// net/http keeps per connection while its handler runs (4 KB read and 4 KB write buffers,
@@ -316,6 +317,9 @@ func (c *handshakeConn) Write(p []byte) (int, error) {
 // sinceFrom reads the user stream's recovery position from the upgrade's "epoch" and "offset"
 // query parameters (PROTOCOL.md, Recovery).
 func sinceFrom(r *http.Request) (*Position, error) {
+	if r.URL.RawQuery == "" {
+		return nil, nil
+	}
 	q := r.URL.Query()
 	epoch := q.Get("epoch")
 	if epoch == "" {
@@ -358,7 +362,9 @@ func (h *Hub) connected(s *melody.Session) {
 	if h.closed.Load() {
 		c.close(websocket.CloseGoingAway, "going away, reconnect")
 	}
-	h.cfg.Logger.Debug("notify: session connected", "user", c.user, "session", c.id)
+	if h.cfg.Logger.Enabled(ctx, slog.LevelDebug) { // the arguments cost allocations
+		h.cfg.Logger.Debug("notify: session connected", "user", c.user, "session", c.id)
+	}
 	if h.cfg.OnConnect != nil {
 		h.cfg.OnConnect(c.user)
 	}
@@ -381,7 +387,9 @@ func (h *Hub) disconnected(s *melody.Session) {
 		h.brokerUnsubscribe(ctx, topicStream(t))
 	}
 	h.brokerUnsubscribe(ctx, userStream(c.user))
-	h.cfg.Logger.Debug("notify: session disconnected", "user", c.user, "session", c.id)
+	if h.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
+		h.cfg.Logger.Debug("notify: session disconnected", "user", c.user, "session", c.id)
+	}
 	if h.cfg.OnDisconnect != nil {
 		h.cfg.OnDisconnect(c.user)
 	}
@@ -585,6 +593,9 @@ func (h *Hub) unindex(c *conn) {
 func (h *Hub) indexTopic(c *conn, topic string) {
 	if c.gone {
 		return
+	}
+	if c.topics == nil { // most sessions subscribe to no topic
+		c.topics = make(map[string]struct{})
 	}
 	c.topics[topic] = struct{}{}
 	set := h.topics[topic]

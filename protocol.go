@@ -1,7 +1,7 @@
 package notify
 
 import (
-	"encoding/json"
+	"strconv"
 	"strings"
 )
 
@@ -47,9 +47,41 @@ type control struct {
 	Recovered *bool  `json:"recovered,omitempty"`
 }
 
+// frame encodes c as json.Marshal would (TestControlFrame compares them), without reflection:
+// a welcome per new session is on the connection path.
 func (c control) frame() []byte {
-	b, _ := json.Marshal(c) // strings and integers only: cannot fail
-	return b
+	b := make([]byte, 0, 64+len(c.User)+len(c.Session)+len(c.Topic)+len(c.Reason)+len(c.Epoch))
+	b = append(b, `{"op":`...)
+	b = appendString(b, c.Op)
+	str := func(key, v string) {
+		if v != "" {
+			b = append(b, key...)
+			b = appendString(b, v)
+		}
+	}
+	num := func(key string, v int64) {
+		if v != 0 {
+			b = append(b, key...)
+			b = strconv.AppendInt(b, v, 10)
+		}
+	}
+	str(`,"user":`, c.User)
+	str(`,"session":`, c.Session)
+	num(`,"exp":`, c.Exp)
+	num(`,"ping":`, c.Ping)
+	str(`,"topic":`, c.Topic)
+	str(`,"code":`, c.Code)
+	str(`,"reason":`, c.Reason)
+	str(`,"epoch":`, c.Epoch)
+	if c.Offset != 0 {
+		b = append(b, `,"offset":`...)
+		b = strconv.AppendUint(b, c.Offset, 10)
+	}
+	if c.Recovered != nil {
+		b = append(b, `,"recovered":`...)
+		b = strconv.AppendBool(b, *c.Recovered)
+	}
+	return append(b, '}')
 }
 
 // request is a client's control frame.
