@@ -21,8 +21,8 @@ import "runtime"
 // lone event are not delayed. No timer is involved: a yield with nothing else to run returns
 // at once.
 const (
-	busyQueue = 64 // sessions waiting at once that mean the hub is under load
-	fullWrite = 4  // deliveries per waiting session that make writes worth their cost
+	busyQueue = 256 // sessions waiting at once that mean the hub is under load
+	fullWrite = 4   // deliveries per waiting session that make writes worth their cost
 	maxYields = 2
 )
 
