@@ -104,7 +104,7 @@ func printTable(w io.Writer, p plan, results []*result) {
 }
 
 func ratio(a, b float64) string {
-	if b == 0 || a == 0 {
+	if b <= 0 || a <= 0 { // no ratio of figures that are missing, or of growths that are not
 		return "-"
 	}
 	return fmt.Sprintf("%.2f×", a/b)
