@@ -150,6 +150,11 @@ func (c *conn) release(stream string, first []byte, replay [][]byte, upTo Positi
 func (c *conn) start(stream string, welcome []byte, replay [][]byte, upTo Position) {
 	ws := c.s.WebsocketConnection()
 	err := ws.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteTimeout))
+	if hc, ok := ws.UnderlyingConn().(*handshakeConn); ok && err == nil && len(welcome) > writeBufferSize/2 {
+		// A frame larger than the write buffer leaves with writev, which does not go through
+		// handshakeConn.Write: the upgrade response goes first, on its own.
+		err = hc.flush()
+	}
 	if err == nil {
 		err = ws.WriteMessage(websocket.TextMessage, welcome)
 	}

@@ -84,4 +84,21 @@ func TestHandshakeConn(t *testing.T) {
 	if got := read(time.Second); got != "event" {
 		t.Fatalf("peer read %q", got)
 	}
+	if err := hc.flush(); err != nil || read(50*time.Millisecond) != "" {
+		t.Fatalf("flush after the response was sent: %v, or it wrote something", err)
+	}
+
+	// flush sends a held response on its own.
+	hc2 := &handshakeConn{TCPConn: hc.TCPConn}
+	hc2.Write([]byte("response2;"))
+	if err := hc2.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(time.Second); got != "response2;" {
+		t.Fatalf("after flush the peer read %q", got)
+	}
+	hc2.Write([]byte("big frame"))
+	if got := read(time.Second); got != "big frame" {
+		t.Fatalf("after flush, a write: peer read %q", got)
+	}
 }

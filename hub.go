@@ -293,7 +293,8 @@ func (d *detachedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // first frame, the welcome, so that both leave in one system call: the welcome follows at
 // once (conn.start), and a new connection costs one write instead of two. Later writes go
 // straight to the TCP connection; embedding it keeps net.Buffers' writev for frames larger
-// than the write buffer. Only the session's one writer at a time calls Write.
+// than the write buffer, which bypasses Write: conn.start flushes the response first when the
+// welcome is that large. Only the session's one writer at a time calls Write.
 type handshakeConn struct {
 	*net.TCPConn
 	state int    // 0: the response is next; 1: held; 2: sent
@@ -312,6 +313,17 @@ func (c *handshakeConn) Write(p []byte) (int, error) {
 		return max(0, int(n)-h), err
 	}
 	return c.TCPConn.Write(p)
+}
+
+// flush sends the held response now, on its own.
+func (c *handshakeConn) flush() error {
+	if c.state != 1 {
+		return nil
+	}
+	held := c.held
+	c.held, c.state = nil, 2
+	_, err := c.TCPConn.Write(held)
+	return err
 }
 
 // sinceFrom reads the user stream's recovery position from the upgrade's "epoch" and "offset"

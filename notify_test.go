@@ -594,3 +594,25 @@ func TestClientScriptServed(t *testing.T) {
 		t.Fatalf("client.js: %d %q, %d bytes", resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
 	}
 }
+
+// TestWelcomeOfAnyLength: the upgrade response and the welcome leave together, in one write,
+// and a welcome too large for a session's write buffer (a long user ID) still follows the
+// response rather than overtaking it.
+func TestWelcomeOfAnyLength(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	for _, n := range []int{1, 100, 400, 500, 2000} {
+		user := strings.Repeat("u", n)
+		c, w := wstest.Welcome(t, wsURL(srv), token(t, h, user))
+		if w["user"] != user {
+			t.Errorf("user of %d bytes: welcome names %d bytes", n, len(fmt.Sprint(w["user"])))
+		}
+		if err := h.Send(user, notify.Event{Type: "after", ID: "x"}); err != nil {
+			t.Fatal(err)
+		}
+		if m := c.NextNonPing(); m["type"] != "after" {
+			t.Errorf("user of %d bytes: got %v after the welcome", n, m)
+		}
+	}
+}
