@@ -26,22 +26,24 @@ const (
 	maxYields = 2
 )
 
-// coalesce yields while coalescing pays (see above); since is the delivery count at the
-// previous flush.
-func (h *Hub) coalesce(since uint64) {
+// coalesce yields while coalescing pays (see above) and reports how many times it did; since
+// is the delivery count at the previous flush. yield is runtime.Gosched but in tests.
+func (h *Hub) coalesce(since uint64, yield func()) (yields int) {
 	for range maxYields {
 		h.flushMu.Lock()
 		n := uint64(len(h.flushQ))
 		h.flushMu.Unlock()
 		before := h.deliveries.Load()
 		if n < busyQueue || before-since >= fullWrite*n {
-			return
+			return yields
 		}
-		runtime.Gosched()
+		yield()
+		yields++
 		if h.deliveries.Load() == before {
-			return // the senders have paused
+			return yields // the senders have paused
 		}
 	}
+	return yields
 }
 
 // flusher hands queued sessions' pending frames to melody until the hub stops.
@@ -55,7 +57,7 @@ func (h *Hub) flusher() {
 			return
 		case <-h.flushWake:
 		}
-		h.coalesce(flushed)
+		h.coalesce(flushed, runtime.Gosched)
 		flushed = h.deliveries.Load()
 		h.flushMu.Lock()
 		q, h.flushQ = h.flushQ, q[:0]
