@@ -38,9 +38,10 @@
 //
 // A session holds at most one frame in its writer's queue; what arrives meanwhile leaves
 // together in the next frame. An idle session's event leaves at once, in a frame of its own;
-// under load (hundreds of sessions waiting at once, each with an event or two) the hub lets
-// the senders run on for up to two of their time slices first, so that each write system
-// call carries several events. A client whose backlog passes [Config.MaxQueueBytes] is closed
+// under load (a thousand sessions or more waiting at once, each with an event or two) the hub
+// lets the senders run on first and hands out the frames a few hundred sessions at a time, so
+// that each write system call carries several events. A client whose backlog passes
+// [Config.MaxQueueBytes] is closed
 // with [CloseSlowConsumer] and counted in [Stats]. Bad messages get error frames; repeated
 // abuse closes the session with [CloseProtocolAbuse].
 //

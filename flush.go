@@ -14,15 +14,15 @@ import "runtime"
 // Under load the flusher may first let the senders run on. When many sessions wait at once
 // and each has little to send (a burst of per-user sends spread over many users, where every
 // write would carry an event or two), it yields, at most maxYields times and only while
-// deliveries keep arriving, so that each session's write carries what the senders add
+// deliveries keep arriving, and then hands the sessions their frames flushChunk at a time with
+// a yield after each chunk, so that each session's write carries what the senders add
 // meanwhile. A write system call costs several times what a send does, so fewer, fuller writes
-// deliver more events per second; the price is up to maxYields of the senders' time slices of
-// latency, and only in that case. Sessions with plenty pending (broadcasts under load) and a
-// lone event are not delayed. No timer is involved: a yield with nothing else to run returns
-// at once.
+// deliver more events per second; the price is latency, and only in that case. Sessions with
+// plenty pending (broadcasts under load) and a lone event are not delayed. No timer is
+// involved: a yield with nothing else to run returns at once.
 const (
-	busyQueue = 256 // sessions waiting at once that mean the hub is under load
-	fullWrite = 4   // deliveries per waiting session that make writes worth their cost
+	busyQueue = 1024 // sessions waiting at once that mean the hub is under load
+	fullWrite = 4    // deliveries per waiting session that make writes worth their cost
 	maxYields = 2
 )
 
@@ -57,17 +57,34 @@ func (h *Hub) flusher() {
 			return
 		case <-h.flushWake:
 		}
-		h.coalesce(flushed, runtime.Gosched)
+		small := h.coalesce(flushed, runtime.Gosched) > 0
 		flushed = h.deliveries.Load()
-		h.flushMu.Lock()
-		q, h.flushQ = h.flushQ, q[:0]
-		h.flushMu.Unlock()
-		for i, c := range q {
-			c.flush()
-			q[i] = nil
+		for {
+			h.flushMu.Lock()
+			n := len(h.flushQ)
+			if small {
+				n = min(n, flushChunk)
+			}
+			q = append(q[:0], h.flushQ[:n]...)
+			rest := copy(h.flushQ, h.flushQ[n:])
+			clear(h.flushQ[rest:])
+			h.flushQ = h.flushQ[:rest]
+			h.flushMu.Unlock()
+			for i, c := range q {
+				c.flush()
+				q[i] = nil
+			}
+			if rest == 0 || !small {
+				break
+			}
+			runtime.Gosched()
 		}
 	}
 }
+
+// flushChunk is how many sessions the flusher hands their frames at a time when writes are
+// small (see above).
+const flushChunk = 256
 
 // wakeList collects the sessions a delivery queued for the flusher, so that the flusher's
 // lock is taken once per batch rather than once per session. It lives on the caller's stack.

@@ -17,7 +17,7 @@ func TestCoalesce(t *testing.T) {
 		{"busy, little each, senders keep going", busyQueue, busyQueue, 1, maxYields},
 		{"busy, little each, senders paused", busyQueue, busyQueue, 0, 1},
 		{"busy, enough each already", busyQueue, fullWrite * busyQueue, 1, 0},
-		{"busy, enough after one yield", 1000, 1000, 3000, 1},
+		{"busy, enough after one yield", busyQueue, busyQueue, (fullWrite - 1) * busyQueue, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &Hub{flushQ: make([]*conn, tc.queued)}
