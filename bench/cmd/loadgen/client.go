@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -91,11 +92,42 @@ var (
 	emptyPing    = []byte(`{}`)
 )
 
+// readBufs recycles the buffers frames are read into: the load generator shares one core among
+// thousands of connections, and a buffer allocated (and cleared, and grown) per frame would
+// make it, not the server, the limit sooner.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// readFrame reads the next message into a pooled buffer; the caller puts it back.
+func (c *client) readFrame() (*[]byte, error) {
+	_, r, err := c.ws.NextReader()
+	if err != nil {
+		return nil, err
+	}
+	bp := readBufs.Get().(*[]byte)
+	b := (*bp)[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			*bp = b
+			return bp, nil
+		}
+		if err != nil {
+			*bp = b
+			readBufs.Put(bp)
+			return nil, err
+		}
+	}
+}
+
 // read reads until the connection ends; welcome, when set, marks the first frame to wait for.
 func (c *client) read(welcome []byte) {
 	defer close(c.ended)
 	for {
-		_, msg, err := c.ws.ReadMessage()
+		bp, err := c.readFrame()
 		if err != nil {
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) {
@@ -106,12 +138,14 @@ func (c *client) read(welcome []byte) {
 			return
 		}
 		now := time.Now().UnixNano()
+		msg := *bp
 		if welcome != nil && bytes.Contains(msg, welcome) {
 			welcome = nil
 			close(c.ready)
 		}
 		if c.pong && bytes.Equal(msg, emptyPing) { // centrifuge's ping; the reader is the only writer
 			_ = c.ws.WriteMessage(websocket.TextMessage, emptyPing)
+			readBufs.Put(bp)
 			continue
 		}
 		slow := c.slow.Load()
@@ -137,6 +171,7 @@ func (c *client) read(welcome []byte) {
 			n++
 		}
 		c.mu.Unlock()
+		readBufs.Put(bp)
 		if n > 0 && p != nil {
 			p.frames.Add(1)
 			p.got.Add(int64(n))

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -57,12 +58,24 @@ var (
 	basePort    = flag.Int("port", 9100, "first port; each variant takes the next")
 	logDir      = flag.String("logs", os.TempDir(), "directory for the servers' logs")
 	rounds      = flag.Int("rounds", 1, "run every variant this many times, in turn, and report each figure's median")
+	selfProf    = flag.String("cpuprofile", "", "write the load generator's own CPU profile to this file")
+	only        = flag.String("only", "", "delivery scenarios to run, comma-separated (S2,S3,S5,S6); empty: all. S1 and S4 always run")
 )
 
 func main() {
 	log.SetFlags(0)
 	flag.Parse()
 	http.DefaultClient.Timeout = 2 * time.Minute
+	if *selfProf != "" {
+		f, err := os.Create(*selfProf)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if *serverBin == "" {
 		log.Fatal("-server is required")
 	}
@@ -97,6 +110,7 @@ func main() {
 		printSpread(os.Stdout, names, runs)
 	}
 	if failed {
+		pprof.StopCPUProfile() // a no-op without -cpuprofile
 		os.Exit(1)
 	}
 }
@@ -206,6 +220,11 @@ func startServer(variant string, port int) (*server, error) {
 func (s *server) stop() {
 	_ = s.cmd.Process.Kill()
 	<-s.exited
+}
+
+// want reports whether the delivery scenario runs (see -only).
+func want(scenario string) bool {
+	return *only == "" || slices.Contains(strings.Split(*only, ","), scenario)
 }
 
 func runVariant(name string, port int, p plan) *result {
@@ -397,17 +416,26 @@ func runVariant(name string, port int, p plan) *result {
 	// per user, not counted.
 	measure("warm-up", fmt.Sprintf("kind=user&count=%d&users=%d&size=%d", p.n, p.n, p.size), 1, true)
 	settle()
-	log.Printf("%s: S5 paced sends %d/s for %ds", name, p.s5Rate, p.s5Secs)
-	r.s5, _ = measure("S5", fmt.Sprintf("kind=user&count=%d&rate=%d&users=%d&size=%d&limit=%d",
-		p.s5Rate*p.s5Secs, p.s5Rate, p.n, p.size, p.s5Secs+5), 1, true)
-	settle()
-	log.Printf("%s: S2 %d per-user sends across %d users", name, p.s2Count, p.n)
-	r.s2, r.s2Sent = measure("S2", fmt.Sprintf("kind=user&count=%d&users=%d&size=%d&limit=%d",
-		p.s2Count, p.n, p.size, p.s2Limit), 1, true)
-	settle()
-	log.Printf("%s: S3 %d broadcasts to %d connections", name, p.s3Count, p.n)
-	r.s3, _ = measure("S3", fmt.Sprintf("kind=broadcast&count=%d&size=%d", p.s3Count, p.size), p.n, true)
-	settle()
+	if want("S5") {
+		log.Printf("%s: S5 paced sends %d/s for %ds", name, p.s5Rate, p.s5Secs)
+		r.s5, _ = measure("S5", fmt.Sprintf("kind=user&count=%d&rate=%d&users=%d&size=%d&limit=%d",
+			p.s5Rate*p.s5Secs, p.s5Rate, p.n, p.size, p.s5Secs+5), 1, true)
+		settle()
+	}
+	if want("S2") {
+		log.Printf("%s: S2 %d per-user sends across %d users", name, p.s2Count, p.n)
+		r.s2, r.s2Sent = measure("S2", fmt.Sprintf("kind=user&count=%d&users=%d&size=%d&limit=%d",
+			p.s2Count, p.n, p.size, p.s2Limit), 1, true)
+		settle()
+	}
+	if want("S3") {
+		log.Printf("%s: S3 %d broadcasts to %d connections", name, p.s3Count, p.n)
+		r.s3, _ = measure("S3", fmt.Sprintf("kind=broadcast&count=%d&size=%d", p.s3Count, p.size), p.n, true)
+		settle()
+	}
+	if !want("S6") {
+		return r
+	}
 
 	// S6: 1% of the clients stop reading; each is sent floodBytes of its own events (more than
 	// a 1 MiB queue plus socket buffers), then the S3 load runs for the others.
