@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -14,8 +15,9 @@ import (
 //
 // Outbound frames never wait on the client: melody's queue holds at most one data frame of a
 // session at a time. Frames are collected in pending and leave together, newline-separated, as
-// one frame: the hub's flusher hands melody the first (see flush.go), and melody's write loop
-// the next once it reports the previous one written (HandleSentMessage). A lone frame goes out
+// one frame: the hub's flusher hands melody the first (see flush.go; sessions with the same
+// frames pending share one joined frame), and melody's write loop the next once it reports the
+// previous one written (HandleSentMessage). A lone frame goes out
 // at once; under load everything pending goes out in one write. When pending exceeds
 // Config.MaxQueueBytes the session is closed as a slow consumer.
 type conn struct {
@@ -52,8 +54,11 @@ type conn struct {
 	expires      time.Time
 	timer        *time.Timer // the expiry warning, then the expiry close
 	strikes      int         // touched only by the session's read loop
-	// batch is the pooled buffer of the joined frame in flight, if it is one.
-	batch *[]byte
+	// counted is set while the frame in flight was handed out by the flusher: it counts in
+	// hub.waiting until written or the session closes.
+	counted bool
+	// batch holds the buffer of the joined frame in flight, if it is one.
+	batch *batch
 }
 
 type buffered struct {
@@ -232,8 +237,9 @@ func (c *conn) enqueueLocked(frame []byte) (wake bool) {
 }
 
 // flush runs on the hub's flusher: it hands melody what is pending, unless a frame is in
-// flight already (melody's write loop takes the rest when it is written).
-func (c *conn) flush() {
+// flight already (melody's write loop takes the rest when it is written). sh is the flusher's
+// last joined frame (see shared).
+func (c *conn) flush(sh *shared) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.queued = false
@@ -241,7 +247,9 @@ func (c *conn) flush() {
 		return
 	}
 	c.inflight = true
-	c.writePendingLocked()
+	c.counted = true
+	c.hub.waiting.Add(1)
+	c.write(c.nextFrame(sh))
 }
 
 func (c *conn) slowLocked() {
@@ -268,63 +276,126 @@ func batchClass(size int) int {
 	return c
 }
 
-// getBatch returns an empty buffer with room for size bytes.
-func getBatch(size int) *[]byte {
-	c := batchClass(size)
-	if bp, _ := batchPools[c].Get().(*[]byte); bp != nil && cap(*bp) >= size {
-		return bp
-	}
-	b := make([]byte, 0, max(size, 1<<(10+c)))
-	return &b
+// batch is a joined frame in a pooled buffer. Sessions whose pending frames are the same (the
+// events of a burst of broadcasts) share one (see frames); it goes back to its pool when the
+// last holder releases it.
+type batch struct {
+	b    []byte
+	refs atomic.Int32
 }
 
-func putBatch(bp *[]byte) {
-	*bp = (*bp)[:0]
+// getBatch returns an empty buffer with room for size bytes, held once.
+func getBatch(size int) *batch {
+	c := batchClass(size)
+	bp, _ := batchPools[c].Get().(*batch)
+	if bp == nil || cap(bp.b) < size {
+		bp = &batch{b: make([]byte, 0, max(size, 1<<(10+c)))}
+	}
+	bp.refs.Store(1)
+	return bp
+}
+
+// release drops a hold; the last one returns the buffer to its pool.
+func (bp *batch) release() {
+	if bp.refs.Add(-1) != 0 {
+		return
+	}
+	bp.b = bp.b[:0]
 	// Filed under the largest class it can serve whole.
-	c := batchClass(cap(*bp))
-	if 1<<(10+c) > cap(*bp) && c > 0 {
+	c := batchClass(cap(bp.b))
+	if 1<<(10+c) > cap(bp.b) && c > 0 {
 		c--
 	}
 	batchPools[c].Put(bp)
+}
+
+// shared remembers the last frame the flusher joined, so that the next session with the same
+// pending frames (the same encoded events, in the same order) is handed the same bytes: a
+// burst of broadcasts is joined once, not once per session. It holds the batch once itself.
+type shared struct {
+	parts [][]byte
+	bp    *batch
+}
+
+// match reports whether parts are the frames the last batch was joined from; frames are
+// immutable once encoded, so the same memory means the same bytes.
+func (sh *shared) match(parts [][]byte) bool {
+	if sh.bp == nil || len(parts) != len(sh.parts) {
+		return false
+	}
+	for i, p := range parts {
+		q := sh.parts[i]
+		if len(p) != len(q) || len(p) > 0 && &p[0] != &q[0] {
+			return false
+		}
+	}
+	return true
+}
+
+func (sh *shared) set(parts [][]byte, bp *batch) {
+	sh.reset()
+	bp.refs.Add(1)
+	sh.parts, sh.bp = append(sh.parts[:0], parts...), bp
+}
+
+func (sh *shared) reset() {
+	if sh.bp != nil {
+		sh.bp.release()
+		sh.bp = nil
+	}
+	clear(sh.parts)
+	sh.parts = sh.parts[:0]
 }
 
 // sent runs on melody's write loop after a text frame was written.
 func (c *conn) sent() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.uncountLocked()
 	if c.batch != nil { // the frame just written; melody is done with it
-		putBatch(c.batch)
+		c.batch.release()
 		c.batch = nil
 	}
 	if len(c.pending) == 0 || c.closing || c.held {
 		c.inflight = false
 		return
 	}
-	c.writePendingLocked()
+	c.write(c.nextFrame(nil))
 }
 
-// writePendingLocked passes melody the pending frames, joined, up to maxBatchBytes.
-func (c *conn) writePendingLocked() {
+// nextFrame takes the pending frames, up to maxBatchBytes, off pending and returns them joined
+// (newline-separated) as one frame; called with mu held. A joined frame's buffer is held in
+// c.batch until written. With sh set (on the flusher), a session whose pending frames are the
+// ones sh was joined from gets sh's frame, and a newly joined one is remembered in sh.
+func (c *conn) nextFrame(sh *shared) []byte {
 	n, size := 1, len(c.pending[0])
 	for n < len(c.pending) && size+1+len(c.pending[n]) <= maxBatchBytes {
 		size += 1 + len(c.pending[n])
 		n++
 	}
 	var frame []byte
-	if n == 1 {
+	switch {
+	case n == 1:
 		frame = c.pending[0]
-	} else {
+	case sh != nil && sh.match(c.pending[:n]):
+		sh.bp.refs.Add(1)
+		c.batch = sh.bp
+		frame = sh.bp.b
+	default:
 		bp := getBatch(size)
-		b := *bp
+		b := bp.b
 		for i, f := range c.pending[:n] {
 			if i > 0 {
 				b = append(b, '\n')
 			}
 			b = append(b, f...)
 		}
-		*bp = b
+		bp.b = b
 		c.batch = bp
 		frame = b
+		if sh != nil {
+			sh.set(c.pending[:n], bp)
+		}
 	}
 	written := size - (n - 1)
 	rest := copy(c.pending, c.pending[n:])
@@ -332,7 +403,15 @@ func (c *conn) writePendingLocked() {
 	c.pending = c.pending[:rest]
 	c.pendingBytes -= written
 	c.allowance = max(0, c.allowance-written)
-	c.write(frame)
+	return frame
+}
+
+// uncountLocked takes the session out of hub.waiting.
+func (c *conn) uncountLocked() {
+	if c.counted {
+		c.counted = false
+		c.hub.waiting.Add(-1)
+	}
 }
 
 // write passes a frame to melody; called with mu held. melody's queue has room for it by
@@ -354,6 +433,7 @@ func (c *conn) close(code int, reason string) {
 // closeLocked queues the close frame, after what is pending when flush is set. melody's queue
 // has room: at most one data frame in flight, the flushed one and the close frame.
 func (c *conn) closeLocked(code int, reason string, flush bool) {
+	c.uncountLocked() // a closing session's write loop is no reason for senders to yield
 	if c.closing {
 		return
 	}

@@ -17,14 +17,14 @@ func TestBatchBuffers(t *testing.T) {
 			t.Errorf("batchClass(%d) = %d, want %d", tc.size, got, tc.class)
 		}
 		bp := getBatch(tc.size)
-		if len(*bp) != 0 || cap(*bp) < tc.size {
-			t.Fatalf("getBatch(%d): len %d cap %d", tc.size, len(*bp), cap(*bp))
+		if len(bp.b) != 0 || cap(bp.b) < tc.size {
+			t.Fatalf("getBatch(%d): len %d cap %d", tc.size, len(bp.b), cap(bp.b))
 		}
-		*bp = append(*bp, make([]byte, tc.size)...)
-		putBatch(bp)
+		bp.b = append(bp.b, make([]byte, tc.size)...)
+		bp.release()
 		// Whatever the pool hands back for this size is empty and large enough.
-		if again := getBatch(tc.size); len(*again) != 0 || cap(*again) < tc.size {
-			t.Fatalf("after put, getBatch(%d): len %d cap %d", tc.size, len(*again), cap(*again))
+		if again := getBatch(tc.size); len(again.b) != 0 || cap(again.b) < tc.size {
+			t.Fatalf("after release, getBatch(%d): len %d cap %d", tc.size, len(again.b), cap(again.b))
 		}
 	}
 }
@@ -100,5 +100,79 @@ func TestHandshakeConn(t *testing.T) {
 	hc2.Write([]byte("big frame"))
 	if got := read(time.Second); got != "big frame" {
 		t.Fatalf("after flush, a write: peer read %q", got)
+	}
+}
+
+// TestSharedFrame: sessions with the same pending frames (the same memory, in the same order)
+// are handed one joined frame, held once by each and once by the flusher's cache, which goes
+// back to its pool only after the last release; sessions whose frames differ anywhere get
+// their own. The first session's frame is written (joined and released) after the others took
+// theirs, as on a busy server.
+func TestSharedFrame(t *testing.T) {
+	a, b, c := []byte(`{"n":1}`), []byte(`{"n":2}`), []byte(`{"n":3}`)
+	other := []byte(`{"n":9}`) // as long as b, elsewhere in memory
+	joined := `{"n":1}` + "\n" + `{"n":2}` + "\n" + `{"n":3}`
+	for _, tc := range []struct {
+		name   string
+		second [][]byte
+		shared bool
+		want   string
+	}{
+		{"same frames", [][]byte{a, b, c}, true, joined},
+		{"one differs in the middle", [][]byte{a, other, c}, false, `{"n":1}` + "\n" + `{"n":9}` + "\n" + `{"n":3}`},
+		{"same bytes elsewhere in memory", [][]byte{a, append([]byte(nil), b...), c}, false, joined},
+		{"one more", [][]byte{a, b, c, a}, false, joined + "\n" + `{"n":1}`},
+		{"one fewer", [][]byte{a, b}, false, `{"n":1}` + "\n" + `{"n":2}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pend := func(frames [][]byte) *conn {
+				cn := &conn{pending: append([][]byte(nil), frames...)}
+				for _, f := range frames {
+					cn.pendingBytes += len(f)
+				}
+				return cn
+			}
+			var sh shared
+			first, second := pend([][]byte{a, b, c}), pend(tc.second)
+			f1 := first.nextFrame(&sh)
+			f2 := second.nextFrame(&sh)
+			if string(f1) != joined || string(f2) != tc.want {
+				t.Fatalf("frames %q and %q, want %q and %q", f1, f2, joined, tc.want)
+			}
+			if same := &f1[0] == &f2[0]; same != tc.shared {
+				t.Fatalf("one frame between them: %v, want %v", same, tc.shared)
+			}
+			if len(first.pending) != 0 || first.pendingBytes != 0 || len(second.pending) != 0 || second.pendingBytes != 0 {
+				t.Fatalf("pending left: %d frames %d bytes, %d frames %d bytes",
+					len(first.pending), first.pendingBytes, len(second.pending), second.pendingBytes)
+			}
+			// Held by each session and by the cache, which remembers the latest join.
+			held := func(bp *batch, want int32, when string) {
+				t.Helper()
+				if got := bp.refs.Load(); got != want {
+					t.Fatalf("%s: a frame held %d times, want %d", when, got, want)
+				}
+			}
+			b1, b2 := first.batch, second.batch
+			if tc.shared {
+				held(b1, 3, "handed out")
+			} else {
+				held(b1, 1, "handed out")
+				held(b2, 2, "handed out")
+			}
+			first.batch.release()
+			sh.reset()
+			if tc.shared {
+				held(b1, 1, "after the first session and the cache released it")
+			} else {
+				held(b1, 0, "after the first session released it")
+				held(b2, 1, "after the cache released it")
+			}
+			if string(f2) != tc.want {
+				t.Fatalf("the second session's frame changed to %q", f2)
+			}
+			second.batch.release()
+			held(b2, 0, "after every release")
+		})
 	}
 }

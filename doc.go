@@ -40,10 +40,13 @@
 // together in the next frame. An idle session's event leaves at once, in a frame of its own;
 // under load (a thousand sessions or more waiting at once, each with an event or two) the hub
 // lets the senders run on first and hands out the frames a few hundred sessions at a time, so
-// that each write system call carries several events. A client whose backlog passes
-// [Config.MaxQueueBytes] is closed
-// with [CloseSlowConsumer] and counted in [Stats]. Bad messages get error frames; repeated
-// abuse closes the session with [CloseProtocolAbuse].
+// that each write system call carries several events. Sessions with the same events pending
+// (a burst of broadcasts) share one joined frame. When the sessions' writers fall behind, a
+// sender yields the processor to them before its next delivery (it never waits for a client),
+// so that a burst of broadcasts leaves in rounds of a few dozen events per write instead of
+// piling up. A client whose backlog passes [Config.MaxQueueBytes] is closed with
+// [CloseSlowConsumer] and counted in [Stats]. Bad messages get error frames; repeated abuse
+// closes the session with [CloseProtocolAbuse].
 //
 // # Missed events
 //

@@ -9,7 +9,9 @@ import "runtime"
 // core, once the sender pauses or is preempted) together with what the burst added meanwhile,
 // instead of alone; an idle session's lone event still leaves at once. Later frames leave
 // from melody's write loop (conn.sent), which takes whatever is pending when the previous
-// frame is written.
+// frame is written. Sessions whose pending frames are the same (a burst of broadcasts or topic
+// publishes) are handed one joined frame between them (see shared): the join is done once, not
+// once per session.
 
 // Under load the flusher may first let the senders run on. When many sessions wait at once
 // and each has little to send (a burst of per-user sends spread over many users, where every
@@ -17,22 +19,30 @@ import "runtime"
 // deliveries keep arriving, and then hands the sessions their frames flushChunk at a time with
 // a yield after each chunk, so that each session's write carries what the senders add
 // meanwhile. A write system call costs several times what a send does, so fewer, fuller writes
-// deliver more events per second; the price is latency, and only in that case. Sessions with
-// plenty pending (broadcasts under load) and a lone event are not delayed. No timer is
-// involved: a yield with nothing else to run returns at once.
+// deliver more events per second; the price is latency, and only in that case. Fan-outs
+// (messages that reach fanOut sessions or more each) fill every session's write by
+// themselves and are not delayed, nor is a lone event. No timer is involved: a yield with
+// nothing else to run returns at once.
+//
+// The senders, in turn, give way to the write loops (see pace): without that, on a busy core a
+// sender of fan-outs runs on for whole scheduler slices while thousands of write loops wait,
+// and every event waits for the largest write.
 const (
 	busyQueue = 1024 // sessions waiting at once that mean the hub is under load
 	fullWrite = 4    // deliveries per waiting session that make writes worth their cost
 	maxYields = 2
+	fanOut    = 64 // deliveries per message that make a burst of fan-outs, not of per-user sends
 )
 
 // coalesce yields while coalescing pays (see above) and reports how many times it did; since
-// is the delivery count at the previous flush. yield is runtime.Gosched but in tests.
-func (h *Hub) coalesce(since uint64, yield func()) (yields int) {
+// and sinceMsgs are the delivery and message counts at the previous flush. yield is
+// runtime.Gosched but in tests.
+func (h *Hub) coalesce(since, sinceMsgs uint64, yield func()) (yields int) {
+	if h.deliveries.Load()-since >= fanOut*(h.messages.Load()-sinceMsgs) {
+		return 0 // fan-outs: each message queued many sessions
+	}
 	for range maxYields {
-		h.flushMu.Lock()
-		n := uint64(len(h.flushQ))
-		h.flushMu.Unlock()
+		n := uint64(h.queued.Load())
 		before := h.deliveries.Load()
 		if n < busyQueue || before-since >= fullWrite*n {
 			return yields
@@ -46,19 +56,50 @@ func (h *Hub) coalesce(since uint64, yield func()) (yields int) {
 	return yields
 }
 
+// Pacing: a sender (whoever calls Hub.deliver: Send, Publish and Broadcast with the in-memory
+// broker, the broker's receiving goroutine otherwise) yields the processor before a delivery
+// when the write loops have fallen behind:
+//   - when the sessions waiting for the flusher have maxWrite deliveries each on average: a
+//     fuller write saves little and costs latency, so the flusher should hand them out;
+//   - once after each hand-out of yieldWaiting frames or more while most of those write loops
+//     have not run: on a busy core the scheduler would otherwise give the sender its next
+//     slice before them (it runs a preempted goroutine ahead of ones woken since), and every
+//     event of that slice would wait for the following round of writes.
+//
+// Yielding is not waiting: with nothing else runnable it returns at once, and it never waits
+// for a client (a write loop blocked on a full socket is not runnable).
+const (
+	maxWrite     = 48
+	yieldWaiting = busyQueue / 2
+)
+
+// pace yields as described above; yield is runtime.Gosched but in tests.
+func (h *Hub) pace(yield func()) {
+	if q := h.queued.Load(); q >= busyQueue && h.deliveries.Load()-h.flushedAt.Load() >= maxWrite*uint64(q) {
+		yield()
+	}
+	if p := h.passes.Load(); p != h.seen.Load() && h.waiting.Load() >= yieldWaiting {
+		yield()
+		h.seen.Store(h.passes.Load()) // hand-outs during the yield ran behind it
+	}
+}
+
 // flusher hands queued sessions' pending frames to melody until the hub stops.
 func (h *Hub) flusher() {
 	defer h.bg.Done()
 	var q []*conn
-	var flushed uint64 // deliveries counted at the last flush
+	var sh shared
+	var flushed, msgs uint64 // deliveries and messages counted at the last flush
 	for {
 		select {
 		case <-h.stop:
 			return
 		case <-h.flushWake:
 		}
-		small := h.coalesce(flushed, runtime.Gosched) > 0
-		flushed = h.deliveries.Load()
+		small := h.coalesce(flushed, msgs, runtime.Gosched) > 0
+		flushed, msgs = h.deliveries.Load(), h.messages.Load()
+		h.flushedAt.Store(flushed)
+		handed := 0
 		for {
 			h.flushMu.Lock()
 			n := len(h.flushQ)
@@ -69,15 +110,21 @@ func (h *Hub) flusher() {
 			rest := copy(h.flushQ, h.flushQ[n:])
 			clear(h.flushQ[rest:])
 			h.flushQ = h.flushQ[:rest]
+			h.queued.Store(int64(rest))
 			h.flushMu.Unlock()
 			for i, c := range q {
-				c.flush()
+				c.flush(&sh)
 				q[i] = nil
 			}
+			handed += len(q)
 			if rest == 0 || !small {
 				break
 			}
 			runtime.Gosched()
+		}
+		sh.reset()
+		if handed >= yieldWaiting {
+			h.passes.Add(1)
 		}
 	}
 }
@@ -108,6 +155,7 @@ func (w *wakeList) wake(h *Hub) {
 	}
 	h.flushMu.Lock()
 	h.flushQ = append(h.flushQ, w.buf[:w.n]...)
+	h.queued.Store(int64(len(h.flushQ)))
 	h.flushMu.Unlock()
 	clear(w.buf[:w.n])
 	w.n = 0

@@ -9,23 +9,87 @@ func TestCoalesce(t *testing.T) {
 		name       string
 		queued     int
 		delivered  uint64 // since the last flush
+		messages   uint64 // since the last flush; 0 means one per delivery
 		perYield   uint64 // deliveries the senders add during each yield
 		wantYields int
 	}{
-		{"idle: one session", 1, 1, 1, 0},
-		{"a few hundred short of busy", busyQueue - 1, busyQueue - 1, 1, 0},
-		{"busy, little each, senders keep going", busyQueue, busyQueue, 1, maxYields},
-		{"busy, little each, senders paused", busyQueue, busyQueue, 0, 1},
-		{"busy, enough each already", busyQueue, fullWrite * busyQueue, 1, 0},
-		{"busy, enough after one yield", busyQueue, busyQueue, (fullWrite - 1) * busyQueue, 1},
+		{"idle: one session", 1, 1, 0, 1, 0},
+		{"a few hundred short of busy", busyQueue - 1, busyQueue - 1, 0, 1, 0},
+		{"busy, little each, senders keep going", busyQueue, busyQueue, 0, 1, maxYields},
+		{"busy, little each, senders paused", busyQueue, busyQueue, 0, 0, 1},
+		{"busy, enough each already", busyQueue, fullWrite * busyQueue, 0, 1, 0},
+		{"busy, enough after one yield", busyQueue, busyQueue, 0, (fullWrite - 1) * busyQueue, 1},
+		{"busy, little each, but from fan-outs", 5000, 5000, 1, 1, 0},
+		{"busy, little each, fan-outs of fewer than fanOut", busyQueue, busyQueue, busyQueue/fanOut + 1, 1, maxYields},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &Hub{flushQ: make([]*conn, tc.queued)}
-			const since = 500
+			h := &Hub{}
+			h.queued.Store(int64(tc.queued))
+			const since, sinceMsgs = 500, 300
 			h.deliveries.Store(since + tc.delivered)
-			yield := func() { h.deliveries.Add(tc.perYield) }
-			if got := h.coalesce(since, yield); got != tc.wantYields {
+			msgs := tc.messages
+			if msgs == 0 {
+				msgs = tc.delivered
+			}
+			h.messages.Store(sinceMsgs + msgs)
+			yield := func() {
+				h.deliveries.Add(tc.perYield)
+				h.messages.Add(tc.perYield)
+			}
+			if got := h.coalesce(since, sinceMsgs, yield); got != tc.wantYields {
 				t.Errorf("%d yields, want %d", got, tc.wantYields)
+			}
+		})
+	}
+}
+
+// TestPace: a sender yields to the flusher when the sessions waiting for it have maxWrite
+// deliveries each, and once per large hand-out while its write loops have not run; otherwise
+// it does not yield.
+func TestPace(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		queued       int64
+		delivered    uint64 // since the flusher last took the queue
+		passes, seen uint64
+		waiting      int64
+		handOut      bool // the first yield lets the flusher hand out yieldWaiting frames
+		wantYields   int
+		wantSeen     uint64
+	}{
+		{"idle", 1, 1, 0, 0, 0, false, 0, 0},
+		{"many waiting, short of maxWrite each", busyQueue, (maxWrite - 1) * busyQueue, 0, 0, 0, false, 0, 0},
+		{"many waiting, maxWrite each", busyQueue, maxWrite * busyQueue, 0, 0, 0, false, 1, 0},
+		{"maxWrite each, but fewer than busyQueue waiting", busyQueue - 1, maxWrite * busyQueue, 0, 0, 0, false, 0, 0},
+		{"a hand-out whose write loops have not run", 0, 0, 3, 2, yieldWaiting, false, 1, 3},
+		{"a hand-out whose write loops have mostly run", 0, 0, 3, 2, yieldWaiting - 1, false, 0, 2},
+		{"a hand-out already yielded to", 0, 0, 3, 3, 5000, false, 0, 3},
+		{"maxWrite each, then the hand-out it caused", busyQueue, maxWrite * busyQueue, 0, 0, 0, true, 2, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &Hub{}
+			h.queued.Store(tc.queued)
+			const at = 700
+			h.flushedAt.Store(at)
+			h.deliveries.Store(at + tc.delivered)
+			h.passes.Store(tc.passes)
+			h.seen.Store(tc.seen)
+			h.waiting.Store(tc.waiting)
+			yields := 0
+			h.pace(func() {
+				yields++
+				if tc.handOut && yields == 1 {
+					h.queued.Store(0)
+					h.flushedAt.Store(h.deliveries.Load())
+					h.passes.Add(1)
+					h.waiting.Store(int64(tc.queued))
+				}
+			})
+			if yields != tc.wantYields {
+				t.Errorf("%d yields, want %d", yields, tc.wantYields)
+			}
+			if got := h.seen.Load(); got != tc.wantSeen {
+				t.Errorf("seen %d, want %d", got, tc.wantSeen)
 			}
 		})
 	}

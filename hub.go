@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,7 +54,15 @@ type Hub struct {
 	flushWake chan struct{} // capacity 1: the queue is not empty
 
 	slowConsumers atomic.Uint64
-	deliveries    atomic.Uint64 // frames handed to sessions; tells the flusher what is pending
+	// For the flusher and pacing (see flush.go): deliveries counts frames handed to sessions,
+	// messages the messages delivered, queued is len(flushQ), flushedAt the deliveries when the
+	// flusher last took the queue, waiting the sessions whose frame the flusher handed to
+	// melody and that have not written it yet, passes the flusher's hand-outs of yieldWaiting
+	// frames or more, and seen the passes when a sender last yielded to one.
+	deliveries, messages atomic.Uint64
+	queued, waiting      atomic.Int64
+	flushedAt            atomic.Uint64
+	passes, seen         atomic.Uint64
 }
 
 // New returns a hub configured by cfg, or the configuration mistake it found.
@@ -122,8 +131,8 @@ func (h *Hub) deliver(m Message) {
 	if frame == nil {
 		frame = withPosition(m.Payload, m.Offset, m.Epoch)
 	}
+	h.pace(runtime.Gosched)
 	h.mu.RLock()
-	defer h.mu.RUnlock()
 	var w wakeList
 	var n int
 	switch {
@@ -141,7 +150,9 @@ func (h *Hub) deliver(m Message) {
 		n = len(set)
 	}
 	h.deliveries.Add(uint64(n))
+	h.messages.Add(1)
 	w.wake(h)
+	h.mu.RUnlock()
 }
 
 // deliverTo hands the frame to each session; called with h.mu held.

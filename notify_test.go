@@ -497,6 +497,36 @@ func TestSlowConsumer(t *testing.T) {
 	}
 }
 
+// TestStuckWriteNotWaiting: a session closed as a slow consumer while its write is stuck on a
+// full socket stops counting as a write loop that senders should yield to (it would never
+// run again, and every send would yield from then on).
+func TestStuckWriteNotWaiting(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, func(c *notify.Config) { c.MaxQueueBytes = 64 << 10 })
+	srv := serve(t, h)
+	c := dial(t, srv, token(t, h, "bob"))
+	// The client's reader takes this frame and then waits for the test, which never asks.
+	if err := h.Send("bob", notify.Event{Type: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first frame written", func() bool { return notify.Waiting(h) == 0 })
+	// More than the loopback buffers hold: its write blocks, so it stays handed out.
+	if err := h.Send("bob", notify.Event{Type: "big", Data: strings.Repeat("x", 16<<20)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the big frame handed out", func() bool { return notify.Waiting(h) == 1 })
+	for range 3 {
+		if err := h.Send("bob", notify.Event{Type: "more", Data: strings.Repeat("y", 32<<10)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "slow consumer closed", func() bool { return h.Stats().SlowConsumers == 1 })
+	waitFor(t, "no write loop counted as waiting", func() bool { return notify.Waiting(h) == 0 })
+	if code := c.CloseCode(); code != notify.CloseSlowConsumer {
+		t.Fatalf("close code %d, want %d", code, notify.CloseSlowConsumer)
+	}
+}
+
 // TestBatching: events queued while a frame is in flight leave together in one frame, and a
 // lone event on an idle session leaves at once in its own frame.
 func TestBatching(t *testing.T) {
