@@ -20,7 +20,7 @@ import "runtime"
 // a yield after each chunk, so that each session's write carries what the senders add
 // meanwhile. A write system call costs several times what a send does, so fewer, fuller writes
 // deliver more events per second; the price is latency, and only in that case. Fan-outs
-// (messages that reach fanOut sessions or more each) fill every session's write by
+// (when the latest message reached fanOut sessions or more) fill every session's write by
 // themselves and are not delayed, nor is a lone event. No timer is involved: a yield with
 // nothing else to run returns at once.
 //
@@ -35,11 +35,10 @@ const (
 )
 
 // coalesce yields while coalescing pays (see above) and reports how many times it did; since
-// and sinceMsgs are the delivery and message counts at the previous flush. yield is
-// runtime.Gosched but in tests.
-func (h *Hub) coalesce(since, sinceMsgs uint64, yield func()) (yields int) {
-	if h.deliveries.Load()-since >= fanOut*(h.messages.Load()-sinceMsgs) {
-		return 0 // fan-outs: each message queued many sessions
+// is the delivery count at the previous flush. yield is runtime.Gosched but in tests.
+func (h *Hub) coalesce(since uint64, yield func()) (yields int) {
+	if h.lastFanOut.Load() >= fanOut {
+		return 0 // the latest message was a fan-out
 	}
 	for range maxYields {
 		n := uint64(h.queued.Load())
@@ -78,9 +77,11 @@ func (h *Hub) pace(yield func()) {
 	if q := h.queued.Load(); q >= busyQueue && h.deliveries.Load()-h.flushedAt.Load() >= maxWrite*uint64(q) {
 		yield()
 	}
-	if p := h.passes.Load(); p != h.seen.Load() && h.waiting.Load() >= yieldWaiting {
+	// Again while hand-outs made meanwhile wait: a yield puts the sender behind the write
+	// loops woken so far, not behind those the flusher wakes while it yields.
+	for p := h.passes.Load(); p != h.seen.Load() && h.waiting.Load() >= yieldWaiting; p = h.passes.Load() {
+		h.seen.Store(p)
 		yield()
-		h.seen.Store(h.passes.Load()) // hand-outs during the yield ran behind it
 	}
 }
 
@@ -89,15 +90,15 @@ func (h *Hub) flusher() {
 	defer h.bg.Done()
 	var q []*conn
 	var sh shared
-	var flushed, msgs uint64 // deliveries and messages counted at the last flush
+	var flushed uint64 // deliveries counted at the last flush
 	for {
 		select {
 		case <-h.stop:
 			return
 		case <-h.flushWake:
 		}
-		small := h.coalesce(flushed, msgs, runtime.Gosched) > 0
-		flushed, msgs = h.deliveries.Load(), h.messages.Load()
+		small := h.coalesce(flushed, runtime.Gosched) > 0
+		flushed = h.deliveries.Load()
 		h.flushedAt.Store(flushed)
 		handed := 0
 		for {

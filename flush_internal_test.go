@@ -9,34 +9,27 @@ func TestCoalesce(t *testing.T) {
 		name       string
 		queued     int
 		delivered  uint64 // since the last flush
-		messages   uint64 // since the last flush; 0 means one per delivery
+		fanOut     uint64 // sessions the latest message reached
 		perYield   uint64 // deliveries the senders add during each yield
 		wantYields int
 	}{
-		{"idle: one session", 1, 1, 0, 1, 0},
-		{"a few hundred short of busy", busyQueue - 1, busyQueue - 1, 0, 1, 0},
-		{"busy, little each, senders keep going", busyQueue, busyQueue, 0, 1, maxYields},
-		{"busy, little each, senders paused", busyQueue, busyQueue, 0, 0, 1},
-		{"busy, enough each already", busyQueue, fullWrite * busyQueue, 0, 1, 0},
-		{"busy, enough after one yield", busyQueue, busyQueue, 0, (fullWrite - 1) * busyQueue, 1},
-		{"busy, little each, but from fan-outs", 5000, 5000, 1, 1, 0},
-		{"busy, little each, fan-outs of fewer than fanOut", busyQueue, busyQueue, busyQueue/fanOut + 1, 1, maxYields},
+		{"idle: one session", 1, 1, 1, 1, 0},
+		{"a few hundred short of busy", busyQueue - 1, busyQueue - 1, 1, 1, 0},
+		{"busy, little each, senders keep going", busyQueue, busyQueue, 1, 1, maxYields},
+		{"busy, little each, senders paused", busyQueue, busyQueue, 1, 0, 1},
+		{"busy, enough each already", busyQueue, fullWrite * busyQueue, 1, 1, 0},
+		{"busy, enough after one yield", busyQueue, busyQueue, 1, (fullWrite - 1) * busyQueue, 1},
+		{"busy, little each, latest message a fan-out", 5000, 5000, 5000, 1, 0},
+		{"busy, little each, latest message just short of a fan-out", busyQueue, busyQueue, fanOut - 1, 1, maxYields},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &Hub{}
 			h.queued.Store(int64(tc.queued))
-			const since, sinceMsgs = 500, 300
+			const since = 500
 			h.deliveries.Store(since + tc.delivered)
-			msgs := tc.messages
-			if msgs == 0 {
-				msgs = tc.delivered
-			}
-			h.messages.Store(sinceMsgs + msgs)
-			yield := func() {
-				h.deliveries.Add(tc.perYield)
-				h.messages.Add(tc.perYield)
-			}
-			if got := h.coalesce(since, sinceMsgs, yield); got != tc.wantYields {
+			h.lastFanOut.Store(tc.fanOut)
+			yield := func() { h.deliveries.Add(tc.perYield) }
+			if got := h.coalesce(since, yield); got != tc.wantYields {
 				t.Errorf("%d yields, want %d", got, tc.wantYields)
 			}
 		})

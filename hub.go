@@ -55,14 +55,15 @@ type Hub struct {
 
 	slowConsumers atomic.Uint64
 	// For the flusher and pacing (see flush.go): deliveries counts frames handed to sessions,
-	// messages the messages delivered, queued is len(flushQ), flushedAt the deliveries when the
-	// flusher last took the queue, waiting the sessions whose frame the flusher handed to
-	// melody and that have not written it yet, passes the flusher's hand-outs of yieldWaiting
-	// frames or more, and seen the passes when a sender last yielded to one.
-	deliveries, messages atomic.Uint64
-	queued, waiting      atomic.Int64
-	flushedAt            atomic.Uint64
-	passes, seen         atomic.Uint64
+	// lastFanOut is how many sessions the latest message reached, queued is len(flushQ),
+	// flushedAt the deliveries when the flusher last took the queue, waiting the sessions whose
+	// frame the flusher handed to melody and that have not written it yet, passes the
+	// flusher's hand-outs of yieldWaiting frames or more, and seen the passes when a sender
+	// last yielded to one.
+	deliveries, lastFanOut atomic.Uint64
+	queued, waiting        atomic.Int64
+	flushedAt              atomic.Uint64
+	passes, seen           atomic.Uint64
 }
 
 // New returns a hub configured by cfg, or the configuration mistake it found.
@@ -150,7 +151,9 @@ func (h *Hub) deliver(m Message) {
 		n = len(set)
 	}
 	h.deliveries.Add(uint64(n))
-	h.messages.Add(1)
+	if uint64(n) != h.lastFanOut.Load() {
+		h.lastFanOut.Store(uint64(n))
+	}
 	w.wake(h)
 	h.mu.RUnlock()
 }
