@@ -56,7 +56,7 @@ func (h *Hub) coalesce(since uint64, yield func()) (yields int) {
 }
 
 // Pacing: a sender (whoever calls Hub.deliver: Send, Publish and Broadcast with the in-memory
-// broker, the broker's receiving goroutine otherwise) yields the processor before a delivery
+// broker, the broker's receiving goroutine otherwise) yields the processor after a delivery
 // when the write loops have fallen behind:
 //   - when the sessions waiting for the flusher have maxWrite deliveries each on average: a
 //     fuller write saves little and costs latency, so the flusher should hand them out;

@@ -132,7 +132,6 @@ func (h *Hub) deliver(m Message) {
 	if frame == nil {
 		frame = withPosition(m.Payload, m.Offset, m.Epoch)
 	}
-	h.pace(runtime.Gosched)
 	h.mu.RLock()
 	var w wakeList
 	var n int
@@ -156,6 +155,9 @@ func (h *Hub) deliver(m Message) {
 	}
 	w.wake(h)
 	h.mu.RUnlock()
+	// After the delivery, not before: an event whose delivery waited for a yield would carry
+	// the time the writes of a whole round took.
+	h.pace(runtime.Gosched)
 }
 
 // deliverTo hands the frame to each session; called with h.mu held.
