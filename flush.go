@@ -55,9 +55,9 @@ func (h *Hub) coalesce(since uint64, yield func()) (yields int) {
 	return yields
 }
 
-// Pacing: a sender (whoever calls Hub.deliver: Send, Publish and Broadcast with the in-memory
-// broker, the broker's receiving goroutine otherwise) yields the processor after a delivery
-// when the write loops have fallen behind:
+// Pacing: a sender of fan-outs (whoever calls Hub.deliver: Publish and Broadcast with the
+// in-memory broker, the broker's receiving goroutine otherwise) yields the processor after a
+// delivery that reached fanOut sessions or more when the write loops have fallen behind:
 //   - when the sessions waiting for the flusher have maxWrite deliveries each on average: a
 //     fuller write saves little and costs latency, so the flusher should hand them out;
 //   - once after each hand-out of yieldWaiting frames or more while most of those write loops
@@ -74,6 +74,9 @@ const (
 
 // pace yields as described above; yield is runtime.Gosched but in tests.
 func (h *Hub) pace(yield func()) {
+	if h.lastFanOut.Load() < fanOut {
+		return // per-user traffic: the flusher's coalescing decides (see above)
+	}
 	if q := h.queued.Load(); q >= busyQueue && h.deliveries.Load()-h.flushedAt.Load() >= maxWrite*uint64(q) {
 		yield()
 	}

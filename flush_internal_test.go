@@ -36,12 +36,13 @@ func TestCoalesce(t *testing.T) {
 	}
 }
 
-// TestPace: a sender yields to the flusher when the sessions waiting for it have maxWrite
-// deliveries each, and once per large hand-out while its write loops have not run; otherwise
-// it does not yield.
+// TestPace: a sender of fan-outs yields to the flusher when the sessions waiting for it have
+// maxWrite deliveries each, and once per large hand-out while its write loops have not run;
+// otherwise, and after a per-user send, it does not yield.
 func TestPace(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
+		perUser      bool // the latest message reached one session, not a fan-out
 		queued       int64
 		delivered    uint64 // since the flusher last took the queue
 		passes, seen uint64
@@ -50,17 +51,22 @@ func TestPace(t *testing.T) {
 		wantYields   int
 		wantSeen     uint64
 	}{
-		{"idle", 1, 1, 0, 0, 0, false, 0, 0},
-		{"many waiting, short of maxWrite each", busyQueue, (maxWrite - 1) * busyQueue, 0, 0, 0, false, 0, 0},
-		{"many waiting, maxWrite each", busyQueue, maxWrite * busyQueue, 0, 0, 0, false, 1, 0},
-		{"maxWrite each, but fewer than busyQueue waiting", busyQueue - 1, maxWrite * busyQueue, 0, 0, 0, false, 0, 0},
-		{"a hand-out whose write loops have not run", 0, 0, 3, 2, yieldWaiting, false, 1, 3},
-		{"a hand-out whose write loops have mostly run", 0, 0, 3, 2, yieldWaiting - 1, false, 0, 2},
-		{"a hand-out already yielded to", 0, 0, 3, 3, 5000, false, 0, 3},
-		{"maxWrite each, then the hand-out it caused", busyQueue, maxWrite * busyQueue, 0, 0, 0, true, 2, 1},
+		{"idle", false, 1, 1, 0, 0, 0, false, 0, 0},
+		{"many waiting, short of maxWrite each", false, busyQueue, (maxWrite - 1) * busyQueue, 0, 0, 0, false, 0, 0},
+		{"many waiting, maxWrite each", false, busyQueue, maxWrite * busyQueue, 0, 0, 0, false, 1, 0},
+		{"maxWrite each, but fewer than busyQueue waiting", false, busyQueue - 1, maxWrite * busyQueue, 0, 0, 0, false, 0, 0},
+		{"a hand-out whose write loops have not run", false, 0, 0, 3, 2, yieldWaiting, false, 1, 3},
+		{"a hand-out whose write loops have mostly run", false, 0, 0, 3, 2, yieldWaiting - 1, false, 0, 2},
+		{"a hand-out already yielded to", false, 0, 0, 3, 3, 5000, false, 0, 3},
+		{"maxWrite each, then the hand-out it caused", false, busyQueue, maxWrite * busyQueue, 0, 0, 0, true, 2, 1},
+		{"per-user sends, maxWrite each and a hand-out waiting", true, busyQueue, maxWrite * busyQueue, 3, 2, 5000, false, 0, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &Hub{}
+			h.lastFanOut.Store(5000)
+			if tc.perUser {
+				h.lastFanOut.Store(1)
+			}
 			h.queued.Store(tc.queued)
 			const at = 700
 			h.flushedAt.Store(at)
