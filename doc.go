@@ -41,10 +41,10 @@
 // under load (a thousand sessions or more waiting at once, each with an event or two) the hub
 // lets the senders run on first and hands out the frames a few hundred sessions at a time, so
 // that each write system call carries several events. Sessions with the same events pending
-// (a burst of broadcasts) share one joined frame. When the sessions' writers fall behind, a
-// sender yields the processor to them before its next delivery (it never waits for a client),
-// so that a burst of broadcasts leaves in rounds of a few dozen events per write instead of
-// piling up. A client whose backlog passes [Config.MaxQueueBytes] is closed with
+// (a burst of broadcasts) share one joined frame. When the sessions' writers fall behind a
+// burst of broadcasts or topic publishes, the sender yields the processor to them after its
+// delivery (it never waits for a client), so that the burst leaves in rounds of a few dozen
+// events per write instead of piling up. A client whose backlog passes [Config.MaxQueueBytes] is closed with
 // [CloseSlowConsumer] and counted in [Stats]. Bad messages get error frames; repeated abuse
 // closes the session with [CloseProtocolAbuse].
 //
