@@ -68,7 +68,7 @@ func (h *Hub) coalesce(since uint64, yield func()) (yields int) {
 // Yielding is not waiting: with nothing else runnable it returns at once, and it never waits
 // for a client (a write loop blocked on a full socket is not runnable).
 const (
-	maxWrite     = 48
+	maxWrite     = 32
 	yieldWaiting = busyQueue / 2
 )
 
