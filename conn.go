@@ -277,7 +277,7 @@ func batchClass(size int) int {
 }
 
 // batch is a joined frame in a pooled buffer. Sessions whose pending frames are the same (the
-// events of a burst of broadcasts) share one (see frames); it goes back to its pool when the
+// events of a burst of broadcasts) share one (see shared); it goes back to its pool when the
 // last holder releases it.
 type batch struct {
 	b    []byte

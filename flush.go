@@ -93,16 +93,14 @@ func (h *Hub) flusher() {
 	defer h.bg.Done()
 	var q []*conn
 	var sh shared
-	var flushed uint64 // deliveries counted at the last flush
 	for {
 		select {
 		case <-h.stop:
 			return
 		case <-h.flushWake:
 		}
-		small := h.coalesce(flushed, runtime.Gosched) > 0
-		flushed = h.deliveries.Load()
-		h.flushedAt.Store(flushed)
+		small := h.coalesce(h.flushedAt.Load(), runtime.Gosched) > 0
+		h.flushedAt.Store(h.deliveries.Load())
 		handed := 0
 		for {
 			h.flushMu.Lock()
