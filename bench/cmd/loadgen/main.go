@@ -54,6 +54,7 @@ var (
 	conns       = flag.Int("n", 0, "connections (default 5,000; 1,000 with -quick)")
 	profDir     = flag.String("pprof", "", "directory: profile a server (CPU and execution trace per scenario, heap at S4)")
 	profVariant = flag.String("pprof-variant", "notify", "the variant -pprof profiles")
+	gogc        = flag.String("gogc", "", "GOGC for every server variant (a diagnostic: how much of a figure is the garbage collector); empty: Go's default, 100")
 	memRate     = flag.Int("memprofilerate", 0, "with -pprof: the profiled server's runtime.MemProfileRate (256: every idle connection's allocations; slows it down)")
 	basePort    = flag.Int("port", 9100, "first port; each variant takes the next")
 	logDir      = flag.String("logs", os.TempDir(), "directory for the servers' logs")
@@ -121,6 +122,7 @@ type result struct {
 	errs []string
 
 	s1Rate                 float64
+	s1GCs                  float64 // garbage collections the server completed during S1
 	s4PerConn, s4Heap      float64 // bytes per connection: RSS, Go heap in use
 	s4Stack, s4Goroutines  float64
 	s2, s3, s5, s6         delivery
@@ -138,6 +140,7 @@ type delivery struct {
 	framesPerEvent    float64
 	writesPerEvent    float64
 	delivered, frames int64
+	gcs               float64 // garbage collections the server completed during the scenario
 }
 
 type server struct {
@@ -178,6 +181,7 @@ type serverStats struct {
 	Goroutines int    `json:"goroutines"`
 	HeapInuse  uint64 `json:"heap_inuse"`
 	StackInuse uint64 `json:"stack_inuse"`
+	NumGC      uint32 `json:"num_gc"`
 }
 
 func startServer(variant string, port int) (*server, error) {
@@ -190,6 +194,9 @@ func startServer(variant string, port int) (*server, error) {
 		args = append([]string{"taskset", "-c", *serverCPU}, args...)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
+	if *gogc != "" {
+		cmd.Env = append(os.Environ(), "GOGC="+*gogc)
+	}
 	lf, err := os.Create(filepath.Join(*logDir, "bench-"+variant+".log"))
 	if err != nil {
 		return nil, err
@@ -305,6 +312,9 @@ func runVariant(name string, port int, p plan) *result {
 	wg.Wait()
 	r.s1Rate = float64(p.n) / time.Since(start).Seconds()
 	prof("stop")
+	if st, err := srv.stats(); err == nil {
+		r.s1GCs = float64(st.NumGC - st0.NumGC)
+	}
 	if dialErrs > 0 {
 		fail("S1: %d of %d connections failed, e.g. %v", dialErrs, p.n, firstErr)
 		return r
@@ -396,6 +406,7 @@ func runVariant(name string, port int, p plan) *result {
 		d.rate = float64(d.delivered) / (float64(ph.end.Load()-t0.UnixNano()) / 1e9)
 		d.framesPerEvent = float64(d.frames) / float64(d.delivered)
 		d.writesPerEvent = float64(after.Syscw-before.Syscw) / float64(d.delivered)
+		d.gcs = float64(after.NumGC - before.NumGC)
 		var lat []int64
 		for _, c := range clients {
 			lat = append(lat, c.take()...)

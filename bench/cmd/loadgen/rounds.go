@@ -43,9 +43,11 @@ func median(rs []*result) *result {
 		out.writesPerEvent = f(func(r *result) float64 { return get(r).writesPerEvent })
 		out.delivered = int64(f(func(r *result) float64 { return float64(get(r).delivered) }))
 		out.frames = int64(f(func(r *result) float64 { return float64(get(r).frames) }))
+		out.gcs = f(func(r *result) float64 { return get(r).gcs })
 		return out
 	}
 	m.s1Rate = f(func(r *result) float64 { return r.s1Rate })
+	m.s1GCs = f(func(r *result) float64 { return r.s1GCs })
 	m.s4PerConn = f(func(r *result) float64 { return r.s4PerConn })
 	m.s4Heap = f(func(r *result) float64 { return r.s4Heap })
 	m.s4Stack = f(func(r *result) float64 { return r.s4Stack })

@@ -27,11 +27,15 @@ func ms(v float64) string {
 	}
 }
 func count(v float64) string { return fmt.Sprintf("%.0f", v) }
+
+// gcCount prints a number of collections, which may be zero (where other figures print "-"),
+// and a median of two rounds, which may be a half.
+func gcCount(v float64) string { return strings.TrimSuffix(fmt.Sprintf("%.1f", v), ".0") }
 func frac(v float64) string  { return fmt.Sprintf("%.3f", v) }
 func kb(v float64) string    { return fmt.Sprintf("%.1f KB", v/1024) }
 func mb(v float64) string    { return fmt.Sprintf("%.1f MB", v/(1<<20)) }
 
-func deliveryRows(s string, d func(*result) *delivery, p999 bool) []row {
+func deliveryRows(s string, d func(*result) *delivery, p999, gcs bool) []row {
 	rows := []row{
 		{s + " deliveries/s", func(r *result) float64 { return d(r).rate }, count},
 		{s + " latency p50", func(r *result) float64 { return float64(d(r).p50) }, ms},
@@ -40,9 +44,13 @@ func deliveryRows(s string, d func(*result) *delivery, p999 bool) []row {
 	if p999 {
 		rows = append(rows, row{s + " latency p999", func(r *result) float64 { return float64(d(r).p999) }, ms})
 	}
-	return append(rows,
+	rows = append(rows,
 		row{s + " frames/event", func(r *result) float64 { return d(r).framesPerEvent }, frac},
 		row{s + " write syscalls/event", func(r *result) float64 { return d(r).writesPerEvent }, frac})
+	if gcs {
+		rows = append(rows, row{s + " garbage collections", func(r *result) float64 { return d(r).gcs }, gcCount})
+	}
+	return rows
 }
 
 func printTable(w io.Writer, p plan, results []*result) {
@@ -52,15 +60,18 @@ func printTable(w io.Writer, p plan, results []*result) {
 			raw = r
 		}
 	}
-	rows := []row{{"S1 connections/s", func(r *result) float64 { return r.s1Rate }, count}}
-	rows = append(rows, deliveryRows("S2", func(r *result) *delivery { return &r.s2 }, false)...)
-	rows = append(rows, deliveryRows("S3", func(r *result) *delivery { return &r.s3 }, false)...)
+	rows := []row{
+		{"S1 connections/s", func(r *result) float64 { return r.s1Rate }, count},
+		{"S1 garbage collections", func(r *result) float64 { return r.s1GCs }, gcCount},
+	}
+	rows = append(rows, deliveryRows("S2", func(r *result) *delivery { return &r.s2 }, false, false)...)
+	rows = append(rows, deliveryRows("S3", func(r *result) *delivery { return &r.s3 }, false, false)...)
 	rows = append(rows,
 		row{"S4 RSS/connection", func(r *result) float64 { return r.s4PerConn }, kb},
 		row{"S4 Go heap/connection", func(r *result) float64 { return r.s4Heap }, kb},
 		row{"S4 goroutine stacks/connection", func(r *result) float64 { return r.s4Stack }, kb},
 		row{"S4 goroutines/connection", func(r *result) float64 { return r.s4Goroutines }, frac})
-	rows = append(rows, deliveryRows("S5", func(r *result) *delivery { return &r.s5 }, true)...)
+	rows = append(rows, deliveryRows("S5", func(r *result) *delivery { return &r.s5 }, true, true)...)
 	rows = append(rows,
 		row{"S6 readers' latency p99", func(r *result) float64 { return float64(r.s6.p99) }, ms},
 		row{"S6 readers' deliveries/s", func(r *result) float64 { return r.s6.rate }, count},

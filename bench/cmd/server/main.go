@@ -76,7 +76,7 @@ func main() {
 		runtime.ReadMemStats(&ms)
 		json.NewEncoder(w).Encode(Stats{Conns: v.conns(), Slow: v.slow(), Dropped: v.dropped(),
 			RSS: procField("/proc/self/status", "VmRSS:") * 1024, Syscw: procField("/proc/self/io", "syscw:"),
-			Goroutines: runtime.NumGoroutine(), HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse})
+			Goroutines: runtime.NumGoroutine(), HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, NumGC: ms.NumGC})
 	})
 	mux.HandleFunc("POST /bench/gc", func(w http.ResponseWriter, r *http.Request) {
 		runtime.GC()
@@ -145,6 +145,7 @@ type Stats struct {
 	Goroutines int    `json:"goroutines"`
 	HeapInuse  uint64 `json:"heap_inuse"`
 	StackInuse uint64 `json:"stack_inuse"`
+	NumGC      uint32 `json:"num_gc"` // garbage collections completed since the server started
 }
 
 // SendResult is the answer of POST /bench/send.
