@@ -27,10 +27,9 @@ func ms(v float64) string {
 	}
 }
 func count(v float64) string { return fmt.Sprintf("%.0f", v) }
-
-func frac(v float64) string { return fmt.Sprintf("%.3f", v) }
-func kb(v float64) string   { return fmt.Sprintf("%.1f KB", v/1024) }
-func mb(v float64) string   { return fmt.Sprintf("%.1f MB", v/(1<<20)) }
+func frac(v float64) string  { return fmt.Sprintf("%.3f", v) }
+func kb(v float64) string    { return fmt.Sprintf("%.1f KB", v/1024) }
+func mb(v float64) string    { return fmt.Sprintf("%.1f MB", v/(1<<20)) }
 
 // gcCount prints a number of collections, which may be zero (where other figures print "-"),
 // and a median of two rounds, which may be a half.
