@@ -81,6 +81,9 @@ func printTable(w io.Writer, p plan, results []*result) {
 
 	fmt.Fprintf(w, "\n%d connections (one user each), %d B payloads; S2 %d sends, S3 %d broadcasts, S5 %d/s for %ds.\n\n",
 		p.n, p.size, p.s2Count, p.s3Count, p.s5Rate, p.s5Secs)
+	if *gogc != "" {
+		fmt.Fprintf(w, "Every server ran with GOGC=%s: a diagnostic; the targets are about Go's default (100).\n\n", *gogc)
+	}
 	head := []string{"figure"}
 	for _, r := range results {
 		head = append(head, r.name)

@@ -3,7 +3,7 @@
 // endpoint GET /ws it serves the bench's control endpoints:
 //
 //	POST /bench/send   generate sends (kind=user|broadcast, count, size, users, stride, rate, limit)
-//	GET  /bench/stats  connections, slow-consumer closes, RSS, write syscalls
+//	GET  /bench/stats  connections, slow-consumer closes, RSS, write syscalls, collections
 //	POST /bench/gc     collect garbage and return freed memory to the OS
 //	POST /bench/prof   start=<name> / stop a CPU profile (only with -pprof DIR)
 package main
