@@ -17,9 +17,9 @@ import (
 // session at a time. Frames are collected in pending and leave together, newline-separated, as
 // one frame: the hub's flusher hands melody the first (see flush.go; sessions with the same
 // frames pending share one joined frame), and melody's write loop the next once it reports the
-// previous one written (HandleSentMessage). A lone frame goes out
-// at once; under load everything pending goes out in one write. When pending exceeds
-// Config.MaxQueueBytes the session is closed as a slow consumer.
+// previous one written (HandleSentMessage). A lone frame goes out at once; under load
+// everything pending goes out in one write. When pending exceeds Config.MaxQueueBytes the
+// session is closed as a slow consumer.
 type conn struct {
 	hub  *Hub
 	s    *melody.Session
@@ -295,6 +295,12 @@ func getBatch(size int) *batch {
 	return bp
 }
 
+// hold adds a holder and returns the batch.
+func (bp *batch) hold() *batch {
+	bp.refs.Add(1)
+	return bp
+}
+
 // release drops a hold; the last one returns the buffer to its pool.
 func (bp *batch) release() {
 	if bp.refs.Add(-1) != 0 {
@@ -334,8 +340,7 @@ func (sh *shared) match(parts [][]byte) bool {
 
 func (sh *shared) set(parts [][]byte, bp *batch) {
 	sh.reset()
-	bp.refs.Add(1)
-	sh.parts, sh.bp = append(sh.parts[:0], parts...), bp
+	sh.parts, sh.bp = append(sh.parts[:0], parts...), bp.hold()
 }
 
 func (sh *shared) reset() {
@@ -378,9 +383,8 @@ func (c *conn) nextFrame(sh *shared) []byte {
 	case n == 1:
 		frame = c.pending[0]
 	case sh != nil && sh.match(c.pending[:n]):
-		sh.bp.refs.Add(1)
-		c.batch = sh.bp
-		frame = sh.bp.b
+		c.batch = sh.bp.hold()
+		frame = c.batch.b
 	default:
 		bp := getBatch(size)
 		b := bp.b

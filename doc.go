@@ -44,9 +44,9 @@
 // (a burst of broadcasts) share one joined frame. When the sessions' writers fall behind a
 // burst of broadcasts or topic publishes, the sender yields the processor to them after its
 // delivery (it never waits for a client), so that the burst leaves in rounds of a few dozen
-// events per write instead of piling up. A client whose backlog passes [Config.MaxQueueBytes] is closed with
-// [CloseSlowConsumer] and counted in [Stats]. Bad messages get error frames; repeated abuse
-// closes the session with [CloseProtocolAbuse].
+// events per write instead of piling up. A client whose backlog passes
+// [Config.MaxQueueBytes] is closed with [CloseSlowConsumer] and counted in [Stats]. Bad
+// messages get error frames; repeated abuse closes the session with [CloseProtocolAbuse].
 //
 // # Missed events
 //
