@@ -79,21 +79,39 @@ func newVerifier(cfg *Config) *verifier {
 	return v
 }
 
-func unauthorized(reason string) error { return fmt.Errorf("%w: %s", ErrUnauthorized, reason) }
+// authError is a token verification failure: the reason is for the client, the label for
+// [Stats].Refused.
+type authError struct{ label, reason string }
+
+func (e *authError) Error() string { return ErrUnauthorized.Error() + ": " + e.reason }
+func (e *authError) Unwrap() error { return ErrUnauthorized }
+
+func unauthorized(reason string) error { return &authError{refusedInvalid, reason} }
+
+// refusalLabel is the Stats.Refused label of a verification error.
+func refusalLabel(err error) string {
+	if e, ok := errors.AsType[*authError](err); ok {
+		return e.label
+	}
+	return refusedInvalid
+}
 
 // verify checks a raw token. The returned error names the reason, never the token.
 func (v *verifier) verify(raw string) (Identity, error) {
 	if raw == "" {
-		return Identity{}, unauthorized("no token")
+		return Identity{}, &authError{refusedNoToken, "no token"}
 	}
 	if len(raw) > v.cfg.MaxTokenSize {
-		return Identity{}, unauthorized("token too large")
+		return Identity{}, &authError{refusedTooLarge, "token too large"}
 	}
 	claims := jwt.MapClaims{}
 	_, err := v.parser.ParseWithClaims(raw, claims, v.key)
 	if err != nil {
 		if errors.Is(err, jwt.ErrTokenSignatureInvalid) && !v.methodAllowed(raw) {
 			return Identity{}, unauthorized("token signing method not allowed")
+		}
+		if errors.Is(err, jwt.ErrTokenExpired) {
+			return Identity{}, &authError{refusedExpired, tokenReason(err)}
 		}
 		return Identity{}, unauthorized(tokenReason(err))
 	}
@@ -269,7 +287,11 @@ func (h *Hub) IdentityFromClaims(claims jwt.Claims) (Identity, error) {
 	return h.auth.identity(mc)
 }
 
-// originAllowed implements same-origin by default plus the configured allowlist.
+// originAllowed implements same-origin by default plus the configured allowlist. Same origin
+// means the same scheme and host: the request's scheme is https when it came over TLS or when
+// a proxy in front says so in X-Forwarded-Proto (a page cannot set that header on a WebSocket),
+// http otherwise. A request with no Origin header does not come from a browser page and is
+// allowed: the origin check protects browsers' cookies and nothing else.
 func (h *Hub) originAllowed(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
@@ -279,7 +301,7 @@ func (h *Hub) originAllowed(r *http.Request) bool {
 	if err != nil || u.Host == "" {
 		return false
 	}
-	if strings.EqualFold(u.Host, r.Host) {
+	if strings.EqualFold(u.Host, r.Host) && strings.EqualFold(u.Scheme, requestScheme(r)) {
 		return true
 	}
 	for _, o := range h.cfg.AllowedOrigins {
@@ -288,4 +310,16 @@ func (h *Hub) originAllowed(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// requestScheme is "https" or "http", as originAllowed explains.
+func requestScheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p != "" {
+		p, _, _ = strings.Cut(p, ",")
+		return strings.ToLower(strings.TrimSpace(p))
+	}
+	return "http"
 }

@@ -78,6 +78,23 @@ type Config struct {
 	MaxMessageSize int64
 	// MaxTopics is the most topics one session may subscribe to. Default 100.
 	MaxTopics int
+	// MessageRate is how many messages a second a session may send on average. A message past
+	// the rate is not served and is answered with the error code "rate_limited"; a session that
+	// keeps sending past it (more than MessageBurst refused messages, less one for each second
+	// that passes) is closed with [CloseRateLimited]. Default 20.
+	MessageRate float64
+	// MessageBurst is how many messages a session may send at once before MessageRate applies,
+	// such as the subscriptions a client renews after a reconnect. Default MaxTopics + 20.
+	MessageBurst int
+
+	// MaxUserSessions is the most sessions one user may have open on this hub (tabs, devices).
+	// An upgrade past it is refused with 429 before it happens: refusing the newest session
+	// rather than closing the oldest keeps a leaking or hostile client from evicting the user's
+	// working tabs, and cannot start a cycle of tabs closing each other. Default 32.
+	MaxUserSessions int
+	// MaxSessions is the most sessions this hub holds; an upgrade past it is refused with 503
+	// and a Retry-After header. Default 0: no cap but the process's file limit.
+	MaxSessions int
 	// MaxQueueBytes is how many bytes may wait for a session that reads too slowly; beyond it the
 	// session is closed with code 4002 (slow consumer). Default 1 MiB.
 	MaxQueueBytes int
@@ -102,15 +119,17 @@ type Config struct {
 
 // Defaults, applied by New to zero fields.
 const (
-	defaultUserClaim      = "sub"
-	defaultTopicsClaim    = "topics"
-	defaultMaxTokenSize   = 4096
-	defaultExpiryWarning  = 30 * time.Second
-	defaultMaxMessageSize = 8192
-	defaultMaxTopics      = 100
-	defaultMaxQueueBytes  = 1 << 20
-	defaultPingInterval   = 25 * time.Second
-	defaultWriteTimeout   = 10 * time.Second
+	defaultUserClaim       = "sub"
+	defaultTopicsClaim     = "topics"
+	defaultMaxTokenSize    = 4096
+	defaultExpiryWarning   = 30 * time.Second
+	defaultMaxMessageSize  = 8192
+	defaultMaxTopics       = 100
+	defaultMaxQueueBytes   = 1 << 20
+	defaultMessageRate     = 20
+	defaultMaxUserSessions = 32
+	defaultPingInterval    = 25 * time.Second
+	defaultWriteTimeout    = 10 * time.Second
 )
 
 func (c *Config) normalize() error {
@@ -167,11 +186,16 @@ func (c *Config) normalize() error {
 		neg("ExpiryWarning", int64(c.ExpiryWarning)), neg("MaxMessageSize", c.MaxMessageSize),
 		neg("MaxTopics", int64(c.MaxTopics)), neg("MaxQueueBytes", int64(c.MaxQueueBytes)),
 		neg("PingInterval", int64(c.PingInterval)), neg("WriteTimeout", int64(c.WriteTimeout)),
+		neg("MessageBurst", int64(c.MessageBurst)), neg("MaxUserSessions", int64(c.MaxUserSessions)),
+		neg("MaxSessions", int64(c.MaxSessions)),
 		neg("HistorySize", int64(c.HistorySize)), neg("HistoryTTL", int64(c.HistoryTTL)),
 	} {
 		if e != nil {
 			return e
 		}
+	}
+	if c.MessageRate < 0 || c.MessageRate != c.MessageRate {
+		return fmt.Errorf("%w: MessageRate is negative", ErrConfig)
 	}
 	def := func(v *string, d string) {
 		if *v == "" {
@@ -191,6 +215,15 @@ func (c *Config) normalize() error {
 	}
 	if c.MaxTopics == 0 {
 		c.MaxTopics = defaultMaxTopics
+	}
+	if c.MessageRate == 0 {
+		c.MessageRate = defaultMessageRate
+	}
+	if c.MessageBurst == 0 {
+		c.MessageBurst = c.MaxTopics + 20
+	}
+	if c.MaxUserSessions == 0 {
+		c.MaxUserSessions = defaultMaxUserSessions
 	}
 	if c.MaxQueueBytes == 0 {
 		c.MaxQueueBytes = defaultMaxQueueBytes

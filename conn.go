@@ -26,8 +26,9 @@ type conn struct {
 	id   string
 	user string
 
-	// topics and pos are guarded by hub.mu (the index lock), not by mu.
-	topics map[string]struct{}
+	// topics and pos are guarded by hub.mu (the index lock), not by mu. A topic maps to true
+	// when the application subscribed the session (Hub.Subscribe), false when the client did.
+	topics map[string]bool
 	pos    int // index in hub.conns
 	// ctx is the session's context for broker calls (see Hub.ServeHTTP).
 	ctx  context.Context
@@ -54,6 +55,10 @@ type conn struct {
 	expires      time.Time
 	timer        *time.Timer // the expiry warning, then the expiry close
 	strikes      int         // touched only by the session's read loop
+	limit        bucket      // likewise
+	// code is the close code the session ended with: the hub's when it closed first, else the
+	// client's (see endCode).
+	code int
 	// counted is set while the frame in flight was handed out by the flusher: it counts in
 	// hub.waiting until written or the session closes.
 	counted bool
@@ -162,6 +167,10 @@ func (c *conn) start(stream string, welcome []byte, replay [][]byte, upTo Positi
 	}
 	if err == nil {
 		err = ws.WriteMessage(websocket.TextMessage, welcome)
+	}
+	if err == nil {
+		c.hub.stats.frames.Add(1)
+		c.hub.stats.bytes.Add(uint64(len(welcome)))
 	}
 	c.mu.Lock()
 	if err != nil {
@@ -442,6 +451,9 @@ func (c *conn) closeLocked(code int, reason string, flush bool) {
 		return
 	}
 	c.closing = true
+	if c.code == 0 {
+		c.code = code
+	}
 	if flush && len(c.pending) > 0 {
 		_ = c.s.Write(bytes.Join(c.pending, []byte{'\n'}))
 	}
@@ -450,6 +462,26 @@ func (c *conn) closeLocked(code int, reason string, flush bool) {
 	c.pendingBytes = 0
 	c.stopTimersLocked()
 	_ = c.s.CloseWithMsg(melody.FormatCloseMessage(code, reason))
+}
+
+// closedWith records the close code the client sent, unless the hub closed first.
+func (c *conn) closedWith(code int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.code == 0 {
+		c.code = code
+	}
+}
+
+// endCode is the close code the session ended with; 1006 when there was none (the connection
+// broke, or a write timed out).
+func (c *conn) endCode() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.code == 0 {
+		return 1006
+	}
+	return c.code
 }
 
 // schedule arms the expiry warning and the expiry close for the current token.

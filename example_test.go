@@ -103,9 +103,9 @@ func ExampleConfig_authorize() {
 		log.Fatal(err)
 	}
 	defer hub.Shutdown(context.Background())
-	fmt.Println(hub.Stats())
+	fmt.Println(hub.Stats().Sessions)
 	// Output:
-	// {0 0 0 0}
+	// 0
 }
 
 func teamOf(string) string { return "red" }

@@ -53,6 +53,12 @@ type Hub struct {
 	flushQ    []*conn
 	flushWake chan struct{} // capacity 1: the queue is not empty
 
+	// admit counts sessions against MaxSessions and MaxUserSessions (see admission).
+	admit admission
+	// stats are the counters of Stats (see counters); now is the clock of rate limiting.
+	stats counters
+	now   func() time.Time
+
 	slowConsumers atomic.Uint64
 	// For the flusher and pacing (see flush.go): deliveries counts frames handed to sessions,
 	// lastFanOut is how many sessions the latest message reached, queued is len(flushQ),
@@ -81,6 +87,8 @@ func New(cfg Config) (*Hub, error) {
 		done:   make(chan struct{}),
 
 		flushWake: make(chan struct{}, 1),
+		admit:     admission{maxTotal: cfg.MaxSessions, maxUser: cfg.MaxUserSessions},
+		now:       time.Now,
 	}
 	h.auth.cfg = &h.cfg
 	h.m.Config.MaxMessageSize = cfg.MaxMessageSize
@@ -101,7 +109,10 @@ func New(cfg Config) (*Hub, error) {
 	h.m.HandleConnect(h.connected)
 	h.m.HandleDisconnect(h.disconnected)
 	h.m.HandleMessage(h.received)
-	h.m.HandleSentMessage(func(s *melody.Session, _ []byte) {
+	h.m.HandleMessageBinary(h.receivedBinary)
+	h.m.HandleSentMessage(func(s *melody.Session, msg []byte) {
+		h.stats.frames.Add(1)
+		h.stats.bytes.Add(uint64(len(msg)))
 		if c := connOf(s); c != nil {
 			c.sent()
 		}
@@ -173,8 +184,10 @@ func (h *Hub) deliverTo(w *wakeList, conns []*conn, m Message, frame []byte) int
 // recover reads a stream's history and decides what a session asking to recover from since
 // gets replayed. recovered is nil when since is nil (nothing was asked).
 func (h *Hub) recover(ctx context.Context, stream string, since *Position) (pos Position, replay [][]byte, recovered *bool) {
+	defer func() { h.stats.recovery(recovered) }()
 	pos, msgs, err := h.broker.History(ctx, stream)
 	if err != nil {
+		h.stats.brokerErrors.Add(1)
 		h.cfg.Logger.Warn("notify: history unavailable", "err", err)
 		if since == nil {
 			return Position{}, nil, nil
@@ -221,6 +234,7 @@ func connOf(s *melody.Session) *conn {
 // upgraded; the session goes on in its own goroutine, which Shutdown waits for.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.originAllowed(r) {
+		h.stats.refuse(refusedOrigin)
 		http.Error(w, "notify: origin not allowed", http.StatusForbidden)
 		return
 	}
@@ -229,6 +243,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var err error
 		id, err = h.auth.verify(h.auth.tokenFrom(r))
 		if err != nil {
+			h.stats.refuse(refusalLabel(err))
 			h.cfg.Logger.Info("notify: upgrade refused", "remote", r.RemoteAddr, "err", err)
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
@@ -236,12 +251,24 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	since, err := sinceFrom(r)
 	if err != nil {
+		h.stats.refuse(refusedBadRequest)
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if label := h.admit.acquire(id.UserID); label != "" {
+		h.stats.refuse(label)
+		status, msg := h.admit.refusal(label)
+		h.cfg.Logger.Info("notify: upgrade refused", "remote", r.RemoteAddr, "reason", label)
+		w.Header().Set("Retry-After", retryAfter)
+		http.Error(w, msg, status)
 		return
 	}
 	h.life.Lock()
 	if h.closed.Load() {
 		h.life.Unlock()
+		h.admit.release(id.UserID)
+		h.stats.refuse(refusedShutdown)
+		w.Header().Set("Retry-After", retryAfter)
 		http.Error(w, ErrClosed.Error(), http.StatusServiceUnavailable)
 		return
 	}
@@ -270,11 +297,16 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Hub) serve(w *detachedWriter, r *http.Request, c *conn, ended chan struct{}) {
 	defer h.handlers.Done()
 	defer close(ended)
+	defer h.admit.release(c.user)
 	remote := r.RemoteAddr
 	if err := h.m.HandleRequestWithKeys(w, r, map[string]any{connKey: c}); err != nil {
 		h.cfg.Logger.Info("notify: upgrade failed", "remote", remote, "err", err)
 	}
 }
+
+// retryAfter is the Retry-After of refused upgrades, in seconds: enough for a cap to free up,
+// short enough that a client's own backoff stays in charge.
+const retryAfter = "5"
 
 // writeBufferSize is a session's write buffer, kept for its life: the upgrader takes the
 // hijacked writer's buffer as it is. A frame that does not fit leaves in the same system call
@@ -372,12 +404,11 @@ func (h *Hub) connected(s *melody.Session) {
 	// Until the welcome is queued every frame waits, and the user stream's are buffered so
 	// that the replay and the live events meet without a gap or a duplicate.
 	c.hold(stream, true)
-	if err := h.broker.Subscribe(ctx, stream); err != nil {
-		h.cfg.Logger.Warn("notify: broker subscribe failed", "stream", stream, "err", err)
-	}
+	h.brokerSubscribe(ctx, stream)
 	h.mu.Lock()
 	h.index(c)
 	h.mu.Unlock()
+	h.stats.connects.Add(1)
 
 	pos, replay, recovered := h.recover(ctx, stream, c.since)
 	welcome := control{Op: "welcome", User: c.user, Session: c.id, Ping: int64(h.cfg.PingInterval / time.Second),
@@ -400,6 +431,7 @@ func (h *Hub) connected(s *melody.Session) {
 
 func (h *Hub) disconnected(s *melody.Session) {
 	c := connOf(s)
+	h.stats.disconnected(c.endCode())
 	c.close(websocket.CloseNormalClosure, "") // stops timers; a no-op on the wire after close
 	h.mu.Lock()
 	c.gone = true
@@ -433,6 +465,11 @@ func (h *Hub) sessionError(s *melody.Session, err error) {
 		h.cfg.Logger.Error("notify: melody buffer full", "err", err)
 		return
 	}
+	if ce, ok := errors.AsType[*websocket.CloseError](err); ok {
+		if c := connOf(s); c != nil {
+			c.closedWith(ce.Code)
+		}
+	}
 	if errors.Is(err, melody.ErrWriteClosed) || websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
 		return
 	}
@@ -443,7 +480,11 @@ func (h *Hub) sessionError(s *melody.Session, err error) {
 func (h *Hub) received(s *melody.Session, msg []byte) {
 	c := connOf(s)
 	var req request
-	if err := json.Unmarshal(msg, &req); err != nil || req.Op == "" {
+	err := json.Unmarshal(msg, &req)
+	if !h.allow(c, req.Topic) {
+		return
+	}
+	if err != nil || req.Op == "" {
 		h.refuse(c, control{Op: "error", Code: codeBadRequest, Reason: "expected a JSON object with an op"})
 		return
 	}
@@ -460,7 +501,7 @@ func (h *Hub) received(s *melody.Session, msg []byte) {
 			return
 		}
 		c.strikes = 0
-		if !h.leave(c.ctx, c, req.Topic) {
+		if !h.leave(c.ctx, c, req.Topic, control{Op: "unsubscribed", Topic: req.Topic}) {
 			c.enqueue(control{Op: "unsubscribed", Topic: req.Topic}.frame())
 		}
 	case "refresh":
@@ -474,9 +515,73 @@ func (h *Hub) received(s *melody.Session, msg []byte) {
 		}
 		c.strikes = 0
 		c.schedule(id.Topics, id.Expires)
+		h.revoke(c.ctx, c)
 		c.enqueue(control{Op: "refreshed", Exp: id.Expires.Unix()}.frame())
 	default:
 		h.refuse(c, control{Op: "error", Code: codeUnknownOp, Reason: "unknown op"})
+	}
+}
+
+// receivedBinary refuses a binary frame, which the protocol has no use for; it counts toward
+// the bad messages that close a session.
+func (h *Hub) receivedBinary(s *melody.Session, _ []byte) {
+	c := connOf(s)
+	if h.allow(c, "") {
+		h.refuse(c, control{Op: "error", Code: codeBadRequest, Reason: "binary frames are not part of the protocol"})
+	}
+}
+
+// allow applies the session's rate limit to one message, on its read loop. A message past it
+// is answered with rate_limited (naming the message's topic, so that a client can tell which
+// request to retry) and not served; a session that keeps on is closed with CloseRateLimited.
+func (h *Hub) allow(c *conn, topic string) bool {
+	ok, abuse := c.limit.allow(h.now(), h.cfg.MessageRate, h.cfg.MessageBurst)
+	if ok {
+		return true
+	}
+	h.stats.rateLimited.Add(1)
+	if abuse {
+		h.cfg.Logger.Warn("notify: closing session past its message rate", "user", c.user, "session", c.id)
+		c.close(CloseRateLimited, "rate limited")
+		return false
+	}
+	c.enqueue(control{Op: "error", Code: codeRateLimited, Topic: topic,
+		Reason: "too many messages, slow down"}.frame())
+	return false
+}
+
+// authorize decides whether c may subscribe to topic on its own: its token grants it, or else
+// Config.Authorize allows it. It returns the refusal's reason.
+func (h *Hub) authorize(ctx context.Context, c *conn, topic string) (string, bool) {
+	if c.granted(topic) {
+		return "", true
+	}
+	if h.cfg.Authorize == nil {
+		return "topic not granted by token", false
+	}
+	if err := h.cfg.Authorize(ctx, c.user, topic); err != nil {
+		return reason(err), false
+	}
+	return "", true
+}
+
+// revoke ends the subscriptions the session made itself that its current token (or, failing
+// the token, Config.Authorize) no longer allows, each with an "unsubscribed" frame carrying
+// the code "forbidden" and the reason. Subscriptions the server made stay. It runs on the
+// session's read loop, after a refresh, as subscribes do: none can start meanwhile.
+func (h *Hub) revoke(ctx context.Context, c *conn) {
+	h.mu.RLock()
+	var own []string
+	for t, byServer := range c.topics {
+		if !byServer {
+			own = append(own, t)
+		}
+	}
+	h.mu.RUnlock()
+	for _, t := range own {
+		if why, ok := h.authorize(ctx, c, t); !ok {
+			h.leave(ctx, c, t, control{Op: "unsubscribed", Topic: t, Code: codeForbidden, Reason: why})
+		}
 	}
 }
 
@@ -495,37 +600,32 @@ func (h *Hub) clientSubscribe(ctx context.Context, c *conn, topic string, since 
 				Reason: fmt.Sprintf("at most %d topics per session", h.cfg.MaxTopics)})
 			return
 		}
-		if !c.granted(topic) {
-			var err error = errors.New("topic not granted by token")
-			if h.cfg.Authorize != nil {
-				err = h.cfg.Authorize(ctx, c.user, topic)
-			}
-			if err != nil {
-				h.refuse(c, control{Op: "error", Code: codeForbidden, Topic: topic, Reason: reason(err)})
-				return
-			}
+		if why, ok := h.authorize(ctx, c, topic); !ok {
+			h.refuse(c, control{Op: "error", Code: codeForbidden, Topic: topic, Reason: why})
+			return
 		}
 	}
 	c.strikes = 0
-	if already || !h.join(ctx, c, topic, since) {
+	if already || !h.join(ctx, c, topic, since, false) {
 		c.enqueue(control{Op: "subscribed", Topic: topic}.frame())
 	}
 }
 
 // join subscribes a session to a topic and sends it "subscribed" with the topic's position,
-// then the events it missed since since (when set), then the live ones. It reports false
-// when the session was already subscribed or is gone, and sent nothing.
-func (h *Hub) join(ctx context.Context, c *conn, topic string, since *Position) bool {
+// then the events it missed since since (when set), then the live ones. byServer marks a
+// subscription the application made (Hub.Subscribe), which a token's grants do not revoke.
+// It reports false when the session was already subscribed or is gone, and sent nothing.
+func (h *Hub) join(ctx context.Context, c *conn, topic string, since *Position, byServer bool) bool {
 	stream := topicStream(topic)
-	if err := h.broker.Subscribe(ctx, stream); err != nil {
-		h.cfg.Logger.Warn("notify: broker subscribe failed", "stream", stream, "err", err)
-	}
+	h.brokerSubscribe(ctx, stream)
 	c.hold(stream, false)
 	h.mu.Lock()
 	_, had := c.topics[topic]
 	ok := !had && !c.gone
 	if ok {
-		h.indexTopic(c, topic)
+		h.indexTopic(c, topic, byServer)
+	} else if had && byServer {
+		c.topics[topic] = true // the application's now: a refresh no longer revokes it
 	}
 	h.mu.Unlock()
 	if !ok {
@@ -539,9 +639,10 @@ func (h *Hub) join(ctx context.Context, c *conn, topic string, since *Position) 
 	return true
 }
 
-// leave ends a session's subscription to a topic and says so; it reports false when there
-// was none.
-func (h *Hub) leave(ctx context.Context, c *conn, topic string) bool {
+// leave ends a session's subscription to a topic and tells it with bye; it reports false when
+// there was none. Once the session is out of the topic's index no event of the topic reaches
+// it, so none follows bye.
+func (h *Hub) leave(ctx context.Context, c *conn, topic string, bye control) bool {
 	h.mu.Lock()
 	_, had := c.topics[topic]
 	if had {
@@ -555,13 +656,21 @@ func (h *Hub) leave(ctx context.Context, c *conn, topic string) bool {
 	c.mu.Lock()
 	delete(c.topicLast, topicStream(topic))
 	c.mu.Unlock()
-	c.enqueue(control{Op: "unsubscribed", Topic: topic}.frame())
+	c.enqueue(bye.frame())
 	h.brokerUnsubscribe(context.WithoutCancel(ctx), topicStream(topic))
 	return true
 }
 
+func (h *Hub) brokerSubscribe(ctx context.Context, stream string) {
+	if err := h.broker.Subscribe(ctx, stream); err != nil {
+		h.stats.brokerErrors.Add(1)
+		h.cfg.Logger.Warn("notify: broker subscribe failed", "stream", stream, "err", err)
+	}
+}
+
 func (h *Hub) brokerUnsubscribe(ctx context.Context, stream string) {
 	if err := h.broker.Unsubscribe(ctx, stream); err != nil {
+		h.stats.brokerErrors.Add(1)
 		h.cfg.Logger.Warn("notify: broker unsubscribe failed", "stream", stream, "err", err)
 	}
 }
@@ -572,6 +681,7 @@ func (h *Hub) refuse(c *conn, e control) {
 	c.enqueue(e.frame())
 	c.strikes++
 	if c.strikes >= maxStrikes {
+		h.stats.abuse.Add(1)
 		h.cfg.Logger.Warn("notify: closing abusive session", "user", c.user, "session", c.id)
 		c.close(CloseProtocolAbuse, "too many bad messages")
 	}
@@ -618,14 +728,14 @@ func (h *Hub) unindex(c *conn) {
 }
 
 // indexTopic and unindexTopic are called with h.mu held for writing.
-func (h *Hub) indexTopic(c *conn, topic string) {
+func (h *Hub) indexTopic(c *conn, topic string, byServer bool) {
 	if c.gone {
 		return
 	}
 	if c.topics == nil { // most sessions subscribe to no topic
-		c.topics = make(map[string]struct{})
+		c.topics = make(map[string]bool)
 	}
-	c.topics[topic] = struct{}{}
+	c.topics[topic] = byServer
 	set := h.topics[topic]
 	if set == nil {
 		set = make(map[*conn]struct{})
@@ -717,18 +827,16 @@ func (h *Hub) Sessions(userID string) int {
 	return len(h.users[userID])
 }
 
-// Stats is a snapshot of a hub's counters.
-type Stats struct {
-	Sessions      int    // open sessions
-	Users         int    // users with at least one session
-	Topics        int    // topics with at least one subscriber
-	SlowConsumers uint64 // sessions closed with CloseSlowConsumer since New
-}
-
-// Stats returns the hub's current counters.
+// Stats returns the hub's current state and counters.
 func (h *Hub) Stats() Stats {
 	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return Stats{Sessions: len(h.conns), Users: len(h.users), Topics: len(h.topics),
-		SlowConsumers: h.slowConsumers.Load()}
+	st := Stats{Sessions: len(h.conns), Users: len(h.users), Topics: len(h.topics)}
+	h.mu.RUnlock()
+	h.stats.fill(&st)
+	st.Deliveries = h.deliveries.Load()
+	st.SlowConsumers = h.slowConsumers.Load()
+	if r, ok := h.broker.(interface{ Reconnects() uint64 }); ok {
+		st.BrokerReconnects = r.Reconnects()
+	}
+	return st
 }

@@ -15,6 +15,9 @@ const (
 	CloseSlowConsumer = 4002
 	// CloseProtocolAbuse: too many bad messages in a row; do not reconnect.
 	CloseProtocolAbuse = 4003
+	// CloseRateLimited: the client kept sending faster than Config.MessageRate; reconnect
+	// after a backoff.
+	CloseRateLimited = 4029
 )
 
 // Error codes of "error" control frames.
@@ -25,6 +28,7 @@ const (
 	codeForbidden     = "forbidden"
 	codeTooManyTopics = "too_many_topics"
 	codeInvalidToken  = "invalid_token"
+	codeRateLimited   = "rate_limited"
 )
 
 // maxStrikes is how many bad client messages in a row close a session with CloseProtocolAbuse.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync/atomic"
+	"time"
 )
 
 // Send delivers ev to every session of the user. See [Hub.SendContext].
@@ -19,6 +20,7 @@ func (h *Hub) Send(userID string, ev Event) error {
 // as a slow consumer. Sending to a user with no session is not an error: the event waits in
 // the user's history for a session that reconnects.
 func (h *Hub) SendContext(ctx context.Context, userID string, ev Event) error {
+	h.stats.sends.Add(1)
 	if userID == "" {
 		return ErrInvalidUser
 	}
@@ -34,6 +36,7 @@ func (h *Hub) Publish(topic string, ev Event) error {
 // broker; the event frame carries the topic. On each hub the cost grows with the topic's
 // subscribers there only.
 func (h *Hub) PublishContext(ctx context.Context, topic string, ev Event) error {
+	h.stats.publishes.Add(1)
 	if err := validTopic(topic); err != nil {
 		return err
 	}
@@ -48,6 +51,7 @@ func (h *Hub) Broadcast(ev Event) error {
 // BroadcastContext delivers ev to every session of every hub sharing the broker. Broadcasts
 // have no history: a session that was offline does not get them on recovery.
 func (h *Hub) BroadcastContext(ctx context.Context, ev Event) error {
+	h.stats.broadcasts.Add(1)
 	return h.publish(ctx, broadcastStream, ev, "", true)
 }
 
@@ -60,6 +64,8 @@ func (h *Hub) publish(ctx context.Context, stream string, ev Event, topic string
 	if h.closed.Load() {
 		return ErrClosed
 	}
+	start := time.Now()
+	defer func() { h.stats.observeSend(time.Since(start)) }()
 	e := getEncoder()
 	defer e.release()
 	payload, err := e.encode(ev, topic)
@@ -67,6 +73,7 @@ func (h *Hub) publish(ctx context.Context, stream string, ev Event, topic string
 		return err
 	}
 	if err := h.broker.Publish(ctx, stream, payload, ephemeral); err != nil {
+		h.stats.brokerErrors.Add(1)
 		h.deliver(Message{Stream: stream, Payload: bytes.Clone(payload)})
 		return fmt.Errorf("notify: broker: %w", err)
 	}
@@ -98,9 +105,9 @@ func (h *Hub) serverSubscription(userID, topic string, on bool) error {
 	ctx := context.Background()
 	for _, c := range conns {
 		if on {
-			h.join(ctx, c, topic, nil)
+			h.join(ctx, c, topic, nil, true)
 		} else {
-			h.leave(ctx, c, topic)
+			h.leave(ctx, c, topic, control{Op: "unsubscribed", Topic: topic})
 		}
 	}
 	return nil
