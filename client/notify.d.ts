@@ -5,7 +5,11 @@
 export const CLOSE_NORMAL: 1000;
 /** Close code 1001: the server is shutting down or restarting; the client reconnects with backoff. */
 export const CLOSE_GOING_AWAY: 1001;
-/** Close code 1006: the network failed or the upgrade was refused (401, 403); reconnect with backoff. */
+/**
+ * Close code 1006: the network failed or the upgrade was refused (401, 403, or 429 / 503 when the
+ * user's or the hub's session cap is reached); reconnect with backoff, which grows while
+ * connections keep failing before a welcome.
+ */
 export const CLOSE_ABNORMAL: 1006;
 /** Close code 1009: a client message exceeded the server's size limit; reconnect with backoff. */
 export const CLOSE_TOO_BIG: 1009;
@@ -15,6 +19,13 @@ export const CLOSE_TOKEN_EXPIRED: 4000;
 export const CLOSE_SLOW_CONSUMER: 4002;
 /** Close code 4003: protocol abuse, too many bad messages; the client does not reconnect. */
 export const CLOSE_PROTOCOL_ABUSE: 4003;
+/**
+ * Close code 4029: the client kept sending faster than the server's message rate. The client
+ * reconnects with its normal backoff, but never sooner than 5 seconds plus up to 5 seconds of
+ * jitter (a uniformly random wait of at least 5 s and below 10 s), even when the browser comes
+ * back online meanwhile.
+ */
+export const CLOSE_RATE_LIMITED: 4029;
 
 /** An event as the server sends it. Fields this version does not know are kept as they are. */
 export interface NotifyEvent<T = unknown> {
@@ -55,10 +66,26 @@ export interface Recovery {
   recovered: boolean;
 }
 
-/** An "error" control frame. The connection stays up after one. */
+/**
+ * What onError reports, as the server sent it. The connection stays up after one.
+ *
+ * op "error": a refused request. bad_request, unknown_op, invalid_topic, forbidden,
+ * too_many_topics and invalid_token are reported as they come. rate_limited (the server did not
+ * process a request because the client sent too fast) is not reported while the client sends the
+ * request again: a subscribe, unsubscribe or refresh is re-sent up to 3 times, after a random
+ * 1–3 s, then 2–6 s, then 4–12 s; only when the fourth "rate_limited" comes is it reported (and
+ * a subscribe() rejected). A refresh is not re-sent past the session token's expiry: the server
+ * then closes with 4000 and the client reconnects with a fresh token.
+ *
+ * op "unsubscribed" (always with a topic and a code, e.g. "forbidden" with reason "topic not
+ * granted by token"): the server ended a subscription on its own, because the token of a refresh
+ * no longer grants the topic. The client has forgotten the topic: it is not renewed on
+ * reconnect, its position is dropped, and a subscribe() still waiting for it rejects.
+ * An "unsubscribed" without a code (the answer to unsubscribe()) is not reported.
+ */
 export interface ErrorFrame {
-  op: "error";
-  /** bad_request, unknown_op, invalid_topic, forbidden, too_many_topics or invalid_token. */
+  op: "error" | "unsubscribed";
+  /** For op "error": bad_request, unknown_op, invalid_topic, forbidden, too_many_topics, invalid_token or rate_limited. */
   code: string;
   /** A human-readable reason. */
   reason?: string;
@@ -70,8 +97,10 @@ export interface ErrorFrame {
 /** The error a subscribe() promise rejects with. Its message starts with "notify: ". */
 export interface NotifyError extends Error {
   /**
-   * The server's error code (e.g. "forbidden"), or "unsubscribed" when unsubscribe() was called
-   * before the answer, or "closed" when the connection closed for good.
+   * The server's error code (e.g. "forbidden", also when the server revoked the topic before
+   * answering; "rate_limited" when the client gave up re-sending the subscribe), or
+   * "unsubscribed" when unsubscribe() was called before the answer, or "closed" when the
+   * connection closed for good.
    */
   code: string;
   reason?: string;
@@ -99,7 +128,7 @@ export interface StateInfo {
   error?: unknown;
   /** reconnecting: the number of attempts since the last welcome, counting this one (1, 2, ...). */
   attempt?: number;
-  /** reconnecting: milliseconds until this attempt starts. */
+  /** reconnecting: milliseconds until this attempt starts; after close code 4029, at least 5000. */
   delay?: number;
 }
 
@@ -148,7 +177,11 @@ export interface Connection {
    */
   onState(fn: (state: State, info: StateInfo) => void): () => void;
 
-  /** Calls fn for every "error" control frame from the server. Returns a function that removes fn. */
+  /**
+   * Calls fn for every "error" control frame from the server, except "rate_limited" ones the
+   * client handles by re-sending the request, and for every subscription the server revoked (an
+   * "unsubscribed" frame with a code). See ErrorFrame. Returns a function that removes fn.
+   */
   onError(fn: (error: ErrorFrame) => void): () => void;
 
   /**
@@ -164,15 +197,20 @@ export interface Connection {
   onRecovery(fn: (recovery: Recovery) => void): () => void;
 
   /**
-   * Subscribes to topic now if connected, and after every reconnect until unsubscribe(). The
-   * promise resolves when the server answers "subscribed" (also if that answer comes only after
-   * a reconnect) and rejects with a NotifyError when it answers "error" for the topic (which
-   * forgets the topic), when unsubscribe() is called first, or when the connection closes for
-   * good.
+   * Subscribes to topic now if connected, and after every reconnect until unsubscribe() or until
+   * the server revokes it. The promise resolves when the server answers "subscribed" (also if
+   * that answer comes only after a reconnect, or after re-sends the server's rate limit called
+   * for) and rejects with a NotifyError when it answers "error" for the topic (which forgets the
+   * topic), when the server revokes the topic first (code "forbidden"), when it is still
+   * rate-limited after 3 re-sends (code "rate_limited"; the topic is forgotten), when
+   * unsubscribe() is called first, or when the connection closes for good.
    */
   subscribe(topic: string): Promise<void>;
 
-  /** Forgets topic and sends "unsubscribe" if connected. */
+  /**
+   * Forgets topic and sends "unsubscribe" if connected; if the server answers "rate_limited",
+   * sends it again later, as subscribe() does (giving up is reported through onError).
+   */
   unsubscribe(topic: string): void;
 
   /** Closes the connection with code 1000 and does not reconnect; the state becomes "closed". */
@@ -195,9 +233,17 @@ export function backoffDelay(attempt: number, minDelay: number, maxDelay: number
 
 /**
  * What the client does after a close with this code: "stop" (1000, 4003), "now" (4000, 4002:
- * reconnect at once with a fresh token) or "backoff" (everything else).
+ * reconnect at once with a fresh token), "limited" (4029: reconnect with backoff, but wait at
+ * least 5 s plus up to 5 s of jitter) or "backoff" (everything else, including 1006).
  */
-export function closeAction(code: number): "stop" | "now" | "backoff";
+export function closeAction(code: number): "stop" | "now" | "limited" | "backoff";
+
+/**
+ * The delay in milliseconds before re-sending, for the `retry`th time (0-based), a request the
+ * server answered with "rate_limited": (1000 + 2000 * random()) * 2^retry, i.e. 1–3 s, 2–6 s,
+ * 4–12 s. random defaults to Math.random.
+ */
+export function rateLimitDelay(retry: number, random?: () => number): number;
 
 /**
  * Splits a text frame into its JSON objects, one per line. Blank lines, malformed lines and

@@ -10,6 +10,11 @@
 // (epoch and offset) of the user's stream and of each topic, and on every reconnect and
 // resubscribe asks the server for the events it missed; onRecovery tells the application
 // whether that worked or whether it should refetch its state.
+//
+// The server rate-limits what a session sends. A subscribe, unsubscribe or refresh it answers
+// with error "rate_limited" was not processed: the client sends it again after a jittered,
+// growing delay (rateLimitDelay) and gives up after RATE_RETRIES re-sends. A session closed with
+// 4029 reconnects with the normal backoff, but never sooner than RATE_LIMIT_FLOOR.
 
 /** Close codes, PROTOCOL.md "Close codes". */
 export const CLOSE_NORMAL = 1000;
@@ -19,12 +24,19 @@ export const CLOSE_TOO_BIG = 1009;
 export const CLOSE_TOKEN_EXPIRED = 4000;
 export const CLOSE_SLOW_CONSUMER = 4002;
 export const CLOSE_PROTOCOL_ABUSE = 4003;
+export const CLOSE_RATE_LIMITED = 4029;
 
 const SUBPROTOCOL = "notify.v1";
 const BEARER_PREFIX = "notify.bearer.";
 const DEFAULT_PING = 25; // seconds, when the welcome names none
 const DEDUP_SIZE = 1000;
 const GAP_GRACE = 10000; // ms: a second offset gap this soon after one is reported, not reconnected
+// After a close with 4029 the next connection waits at least RATE_LIMIT_FLOOR ms plus up to as
+// much again of jitter, i.e. a uniformly random time in [5 s, 10 s), or the normal backoff if
+// that is longer. The jitter keeps clients the server limited together from returning together.
+const RATE_LIMIT_FLOOR = 5000;
+// How often a message answered with "rate_limited" is sent again before the client gives up.
+const RATE_RETRIES = 3;
 
 /**
  * backoffDelay returns how long to wait before reconnect attempt number `attempt` (0-based):
@@ -38,8 +50,18 @@ export function backoffDelay(attempt, minDelay, maxDelay, random = Math.random) 
 }
 
 /**
+ * rateLimitDelay returns how long to wait before sending a message again that the server
+ * answered with "rate_limited", for the `retry`th time (0-based): a uniformly random time in
+ * [1 s, 3 s), doubled for every earlier retry of the same message.
+ */
+export function rateLimitDelay(retry, random = Math.random) {
+  return (1000 + 2000 * random()) * 2 ** Math.min(retry, 30);
+}
+
+/**
  * closeAction says what to do after the connection closed with `code`: "stop" (do not
- * reconnect), "now" (reconnect at once with a fresh token) or "backoff".
+ * reconnect), "now" (reconnect at once with a fresh token), "limited" (the server's rate limit
+ * closed the session: back off, but wait at least RATE_LIMIT_FLOOR) or "backoff".
  */
 export function closeAction(code) {
   switch (code) {
@@ -49,7 +71,13 @@ export function closeAction(code) {
     case CLOSE_TOKEN_EXPIRED:
     case CLOSE_SLOW_CONSUMER:
       return "now";
-    default: // 1001, 1006, 1009 and anything unknown
+    case CLOSE_RATE_LIMITED:
+      return "limited";
+    default:
+      // 1001, 1009, anything unknown, and 1006: a network failure, but also every upgrade the
+      // server refused (401, 403, and 429 or 503 when the user's or the hub's session cap is
+      // reached), which a browser cannot tell apart. Connections refused before a welcome never
+      // reset the attempt count, so the backoff grows to maxDelay and stays there.
       return "backoff";
   }
 }
@@ -176,12 +204,19 @@ class Connection {
   #welcomed = false; // the current socket has received its welcome
   #attempt = 0; // reconnect attempts since the last welcome
   #retryTimer = null; // pending reconnect
+  #floorUntil = 0; // Date.now() before which the pending reconnect must not start (after 4029)
   #liveTimer = null; // pending liveness check
   #lastFrame = 0; // Date.now() when the current socket last received anything
   #silence = 0; // ms of silence after which the current socket counts as dead
 
   #topics = new Set(); // subscribed on every (re)connect
   #pending = new Map(); // topic -> [{resolve, reject}] awaiting "subscribed" or "error"
+  #unsubscribing = new Set(); // topics whose "unsubscribe" the current socket has not answered
+  #limited = new Map(); // topic -> {tries, timer}: re-sending a request answered "rate_limited"
+  #exp = undefined; // unix seconds: when the current session's token expires, if known
+  #refreshToken = undefined; // the token of a "refresh" the current socket has not answered
+  #refreshTries = 0; // re-sends of that refresh after "rate_limited"
+  #refreshTimer = null; // pending re-send of that refresh
   #dedup = new Dedup(DEDUP_SIZE); // outlives sockets: a replayed event is not delivered twice
   #handlers = new Map(); // event type or "*" -> Set of functions
   #stateHandlers = new Set();
@@ -237,7 +272,8 @@ class Connection {
       list.push({ resolve, reject });
       this.#pending.set(topic, list);
     });
-    if (this.#welcomed) this.#send(this.#subscribeFrame(topic));
+    // While a re-send for the topic waits out a rate limit, that re-send carries the request.
+    if (this.#welcomed && !this.#limited.get(topic)?.timer) this.#send(this.#subscribeFrame(topic));
     return answer;
   }
 
@@ -245,7 +281,10 @@ class Connection {
     this.#topics.delete(topic);
     this.#topicPos.delete(topic);
     this.#settle(topic, notifyError("unsubscribed", "unsubscribed before the server answered", topic));
-    if (this.#welcomed) this.#send({ op: "unsubscribe", topic });
+    if (this.#welcomed) {
+      this.#unsubscribing.add(topic);
+      if (!this.#limited.get(topic)?.timer) this.#send({ op: "unsubscribe", topic });
+    }
   }
 
   close() {
@@ -303,9 +342,16 @@ class Connection {
     else this.#retry({ code, reason }, action);
   }
 
-  // Schedules the next connection: at once for action "now", after a jittered backoff otherwise.
+  // Schedules the next connection: at once for action "now", after a jittered backoff otherwise,
+  // and for "limited" (close 4029) no sooner than a jittered RATE_LIMIT_FLOOR.
   #retry(info, action) {
-    const delay = action === "now" ? 0 : backoffDelay(this.#attempt, this.#minDelay, this.#maxDelay);
+    let delay = action === "now" ? 0 : backoffDelay(this.#attempt, this.#minDelay, this.#maxDelay);
+    this.#floorUntil = 0;
+    if (action === "limited") {
+      const floor = RATE_LIMIT_FLOOR * (1 + Math.random());
+      this.#floorUntil = Date.now() + floor;
+      delay = Math.max(delay, floor);
+    }
     this.#attempt++;
     this.#setState("reconnecting", { ...info, attempt: this.#attempt, delay });
     clearTimeout(this.#retryTimer);
@@ -321,6 +367,12 @@ class Connection {
     this.#welcomed = false;
     clearTimeout(this.#liveTimer);
     this.#liveTimer = null;
+    // Requests in flight die with the socket; the next welcome resubscribes #topics afresh.
+    for (const { timer } of this.#limited.values()) clearTimeout(timer);
+    this.#limited.clear();
+    this.#unsubscribing.clear();
+    this.#endRefresh();
+    this.#exp = undefined;
     if (!ws) return;
     ws.onmessage = ws.onclose = ws.onerror = null;
     try {
@@ -379,11 +431,14 @@ class Connection {
     if (document.visibilityState === "visible") this.#checkLiveness();
   };
 
-  // Back online: a waiting reconnect need not wait any longer; an open socket may be dead.
+  // Back online: a waiting reconnect need not wait any longer, except for the floor after a
+  // close with 4029; an open socket may be dead.
   #onOnline = () => {
     if (this.#retryTimer !== null) {
       clearTimeout(this.#retryTimer);
-      this.#open();
+      const wait = this.#floorUntil - Date.now();
+      if (wait > 0) this.#retryTimer = setTimeout(() => this.#open(), wait);
+      else this.#open();
     } else {
       this.#checkLiveness();
     }
@@ -412,6 +467,7 @@ class Connection {
         this.#session = msg.session;
         this.#welcomed = true;
         this.#attempt = 0;
+        this.#setExp(msg.exp);
         this.#heard(msg.ping > 0 ? msg.ping : DEFAULT_PING);
         this.#setState("connected", { user: msg.user, session: msg.session });
         if (typeof msg.recovered === "boolean" && ws === this.#ws) this.#recovery({ recovered: msg.recovered });
@@ -425,6 +481,7 @@ class Connection {
         // An answer without a position (the topic was already subscribed) leaves it as it is.
         const pos = positionOf(msg);
         if (pos && this.#topics.has(msg.topic) && msg.recovered !== true) this.#topicPos.set(msg.topic, pos);
+        if (this.#topics.has(msg.topic)) this.#endRetry(msg.topic); // not an unsubscribe's re-send
         this.#settle(msg.topic);
         if (typeof msg.recovered === "boolean" && ws === this.#ws) {
           this.#recovery({ topic: msg.topic, recovered: msg.recovered });
@@ -432,31 +489,51 @@ class Connection {
         break;
       }
       case "unsubscribed":
-        // The server ended a subscription: do not renew it on reconnect, unless a subscribe()
-        // still awaits its answer, which comes after this one.
+        if (typeof msg.code === "string" && msg.code !== "") {
+          // The server ended the subscription on its own, with a reason: a refreshed token no
+          // longer grants the topic. Renewing it would only be refused, so forget it for good,
+          // reject a subscribe() still waiting for it and tell the application.
+          this.#forget(msg.topic);
+          this.#settle(msg.topic, notifyError(msg.code, msg.reason, msg.topic));
+          this.#reportError(msg);
+          break;
+        }
+        // The answer to our unsubscribe, or the server ended a subscription: do not renew it on
+        // reconnect, unless a subscribe() still awaits its answer, which comes after this one.
+        this.#unsubscribing.delete(msg.topic);
         if (!this.#pending.has(msg.topic)) {
           this.#topics.delete(msg.topic);
           this.#topicPos.delete(msg.topic);
         }
+        if (!this.#topics.has(msg.topic)) this.#endRetry(msg.topic);
         break;
       case "error":
+        // A request the server did not process for now: send it again later, unreported.
+        if (msg.code === "rate_limited" && this.#onRateLimited(ws, msg)) break;
+        if (msg.code === "invalid_token") this.#endRefresh();
         if (typeof msg.topic === "string") {
           // The subscription did not take effect; renewing it on every reconnect would only
           // collect errors, and too many in a row close the connection with 4003.
-          this.#topics.delete(msg.topic);
-          this.#topicPos.delete(msg.topic);
+          this.#forget(msg.topic);
           this.#settle(msg.topic, notifyError(msg.code, msg.reason, msg.topic));
         }
-        for (const fn of [...this.#errorHandlers]) {
-          try { fn(msg); } catch (err) { report(err); }
-        }
+        this.#reportError(msg);
         break;
       case "expiring":
+        this.#setExp(msg.exp);
         this.#refresh(ws);
         break;
-      // "refreshed" and "ping" only prove liveness, recorded in #onFrame. Unknown ops are
-      // ignored so that later protocol versions can add some.
+      case "refreshed":
+        this.#setExp(msg.exp);
+        this.#endRefresh();
+        break;
+      // "ping" only proves liveness, recorded in #onFrame. Unknown ops are ignored so that
+      // later protocol versions can add some.
     }
+  }
+
+  #setExp(exp) {
+    if (typeof exp === "number" && Number.isFinite(exp)) this.#exp = exp;
   }
 
   // Answers "expiring" with a fresh token. If token() fails or returns nothing, the session
@@ -468,7 +545,93 @@ class Connection {
     } catch {
       return;
     }
-    if (token && ws === this.#ws && this.#welcomed) this.#send({ op: "refresh", token });
+    if (token && ws === this.#ws && this.#welcomed) {
+      this.#endRefresh(); // a new refresh replaces one still waiting out a rate limit
+      this.#refreshToken = token;
+      this.#send({ op: "refresh", token });
+    }
+  }
+
+  // Forgets the refresh in flight, if any, and its pending re-send.
+  #endRefresh() {
+    clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = null;
+    this.#refreshToken = undefined;
+    this.#refreshTries = 0;
+  }
+
+  // ---- rate limiting ----
+
+  // Handles error "rate_limited": the server dropped one of our requests unprocessed. A
+  // subscribe, an unsubscribe (both name their topic) or a refresh (the only request without
+  // one) is sent again after rateLimitDelay, at most RATE_RETRIES times; then the client gives
+  // up and reports the error. Returns false for an error it cannot attribute, which is then
+  // reported as any other.
+  #onRateLimited(ws, msg) {
+    const topic = msg.topic;
+    if (typeof topic !== "string" || topic === "") {
+      if (this.#refreshToken === undefined) return false;
+      this.#retryRefresh(ws, msg);
+      return true;
+    }
+    // Nothing left to ask for the topic (unsubscribe() came first, and its own answer is
+    // awaited): the error needs no re-send.
+    if (!this.#topics.has(topic) && !this.#unsubscribing.has(topic)) return true;
+    const retry = this.#limited.get(topic) ?? { tries: 0, timer: null };
+    clearTimeout(retry.timer);
+    retry.timer = null;
+    if (retry.tries >= RATE_RETRIES) {
+      // Give up as if the server had refused the request: a subscription is forgotten and its
+      // subscribe() rejected; an unsubscribe stays undone on the server.
+      this.#forget(topic);
+      this.#settle(topic, notifyError(msg.code, msg.reason, topic));
+      this.#reportError(msg);
+      return true;
+    }
+    retry.timer = setTimeout(() => this.#resend(ws, topic), rateLimitDelay(retry.tries++));
+    this.#limited.set(topic, retry);
+    return true;
+  }
+
+  // Sends what the client currently wants for topic: subscribe() and unsubscribe() calls made
+  // while the re-send waited changed that, and did not send anything themselves. The retry
+  // count stays until the server answers for the topic.
+  #resend(ws, topic) {
+    const retry = this.#limited.get(topic);
+    if (retry) retry.timer = null;
+    if (ws !== this.#ws || !this.#welcomed) return;
+    if (this.#topics.has(topic)) this.#send(this.#subscribeFrame(topic));
+    else if (this.#unsubscribing.has(topic)) this.#send({ op: "unsubscribe", topic });
+    else this.#endRetry(topic);
+  }
+
+  // Ends the rate-limit retries for topic.
+  #endRetry(topic) {
+    clearTimeout(this.#limited.get(topic)?.timer);
+    this.#limited.delete(topic);
+  }
+
+  // Re-sends the refresh that got "rate_limited" while the session's token is still valid. Past
+  // its expiry the server closes with 4000, and the reconnect brings a fresh token anyway.
+  #retryRefresh(ws, msg) {
+    clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = null;
+    if (this.#refreshTries >= RATE_RETRIES) {
+      this.#endRefresh();
+      this.#reportError(msg);
+      return;
+    }
+    const delay = rateLimitDelay(this.#refreshTries++);
+    if (this.#exp !== undefined && Date.now() + delay >= this.#exp * 1000) {
+      this.#endRefresh();
+      return;
+    }
+    this.#refreshTimer = setTimeout(() => {
+      this.#refreshTimer = null;
+      if (ws === this.#ws && this.#welcomed && this.#refreshToken) {
+        this.#send({ op: "refresh", token: this.#refreshToken });
+      }
+    }, delay);
   }
 
   // Every event passes through here: its stream's position moves on, then the handlers run.
@@ -535,6 +698,22 @@ class Connection {
       this.#ws?.send(JSON.stringify(obj));
     } catch {
       // The socket is closing; its close event triggers the reconnect that resends.
+    }
+  }
+
+  // Forgets everything about topic: it is not renewed on reconnect, its position is dropped, an
+  // unanswered unsubscribe and a waiting re-send are abandoned. Pending subscribe()s are left
+  // to the caller to settle.
+  #forget(topic) {
+    this.#topics.delete(topic);
+    this.#topicPos.delete(topic);
+    this.#unsubscribing.delete(topic);
+    this.#endRetry(topic);
+  }
+
+  #reportError(frame) {
+    for (const fn of [...this.#errorHandlers]) {
+      try { fn(frame); } catch (err) { report(err); }
     }
   }
 

@@ -635,3 +635,254 @@ test("recovery: a gap in a topic's offsets also reconnects; an epoch change is r
   s.last().receive(welcome({ epoch: "E", recovered: true }));
   assert.deepEqual(s.last().requests(), [{ op: "subscribe", topic: "news", epoch: "N2", offset: 1 }]);
 });
+
+// ---- revocation and rate limiting ----
+
+// errorLog is a list onError appends to.
+function errorLog(n) {
+  const errors = [];
+  n.onError((e) => errors.push(e));
+  return errors;
+}
+
+test("revocation: a topic the refreshed token no longer grants is forgotten, reported, not renewed", async () => {
+  const s = await recoverySetup({ topics: ["news", "secret.team"] });
+  const errors = errorLog(s.n);
+  s.last().receive(
+    welcome({ epoch: "U" }),
+    { op: "subscribed", topic: "news", epoch: "N", offset: 3 },
+    { op: "subscribed", topic: "secret.team", epoch: "S", offset: 7 },
+  );
+  const waiting = s.n.subscribe("secret.other");
+  s.last().receive({ op: "expiring", exp: 2e9 });
+  await settle();
+  assert.deepEqual(s.last().requests().at(-1), { op: "refresh", token: "jwt2" });
+
+  const revoked = { op: "unsubscribed", topic: "secret.team", code: "forbidden", reason: "topic not granted by token" };
+  const revokedWaiting = { op: "unsubscribed", topic: "secret.other", code: "forbidden", reason: "topic not granted by token" };
+  s.last().receive(revoked, revokedWaiting, { op: "refreshed", exp: 2e9 + 60 });
+  assert.deepEqual(errors, [revoked, revokedWaiting], "reported through onError as sent");
+  await assert.rejects(waiting, (err) => err.code === "forbidden" && err.topic === "secret.other" && err.reason === "topic not granted by token");
+  assert.equal(s.n.state, "connected", "the connection stays up");
+
+  // An unsubscribed without a code (the answer to unsubscribe()) is not an error.
+  s.n.unsubscribe("gone");
+  s.last().receive({ op: "unsubscribed", topic: "gone" });
+  assert.equal(errors.length, 2);
+
+  // Events of the revoked topic that were already on the way no longer move a position.
+  s.last().receive({ offset: 9, epoch: "S", type: "h", id: "late", topic: "secret.team" });
+  assert.deepEqual(s.recoveries, []);
+
+  await reconnect(s);
+  s.last().receive(welcome({ epoch: "U", recovered: true }));
+  assert.deepEqual(s.last().requests(), [{ op: "subscribe", topic: "news", epoch: "N", offset: 3 }],
+    "only the topic still granted is renewed");
+  // Subscribing again later starts afresh: the revoked topic's position was dropped.
+  s.n.subscribe("secret.team").catch(() => {});
+  assert.deepEqual(s.last().requests().at(-1), { op: "subscribe", topic: "secret.team" });
+});
+
+test("revocation: a topic waiting out a rate limit is not sent again", async () => {
+  const s = await setup({ topics: ["secret.team"] });
+  track(s.n);
+  const errors = errorLog(s.n);
+  s.last().receive(welcome(), { op: "error", code: "rate_limited", reason: "slow down", topic: "secret.team" });
+  s.last().receive({ op: "unsubscribed", topic: "secret.team", code: "forbidden", reason: "topic not granted by token" });
+  mock.timers.tick(30000);
+  assert.deepEqual(s.last().requests(), [{ op: "subscribe", topic: "secret.team" }], "no re-send");
+  assert.deepEqual(errors.map((e) => e.op), ["unsubscribed"]);
+});
+
+const limited = (topic) => ({ op: "error", code: "rate_limited", reason: "too many messages, slow down", ...(topic && { topic }) });
+
+test("rate_limited subscribe: re-sent after a jittered, growing delay, unreported, then resolves", async () => {
+  const { n, last } = await setup();
+  track(n);
+  const errors = errorLog(n);
+  last().receive(welcome());
+  const answer = n.subscribe("news");
+  let done = false;
+  answer.then(() => { done = true; });
+  const sub = { op: "subscribe", topic: "news" };
+
+  last().receive(limited("news"));
+  await settle();
+  assert.equal(done, false, "still waiting");
+  mock.timers.tick(999);
+  assert.deepEqual(last().requests(), [sub], "not before 1 s");
+  mock.timers.tick(2001);
+  assert.deepEqual(last().requests(), [sub, sub], "re-sent within 3 s");
+
+  last().receive(limited("news")); // the second wait is 2-6 s
+  mock.timers.tick(1999);
+  assert.equal(last().requests().length, 2, "not before 2 s");
+  mock.timers.tick(4001);
+  assert.equal(last().requests().length, 3, "re-sent within 6 s");
+
+  last().receive({ op: "subscribed", topic: "news", epoch: "N", offset: 1 });
+  await answer;
+  assert.deepEqual(errors, [], "retries are not reported");
+
+  // The answer ended the retries: the next rate limit waits 1-3 s again.
+  n.subscribe("news").catch(() => {}); // rejected when the test closes the connection
+  last().receive(limited("news"));
+  mock.timers.tick(3000);
+  assert.deepEqual(last().requests().at(-1), { op: "subscribe", topic: "news", epoch: "N", offset: 1 });
+  assert.equal(last().requests().length, 5);
+});
+
+test("rate_limited resubscribe, unsubscribe and calls made during the wait", async () => {
+  const s = await recoverySetup({ topics: ["news", "sport"] });
+  const errors = errorLog(s.n);
+  s.last().receive(welcome(), { op: "subscribed", topic: "news", epoch: "N", offset: 4 }, { op: "subscribed", topic: "sport" });
+  await reconnect(s);
+  // The renewals after a reconnect come in a burst; one of them is refused for now.
+  s.last().receive(welcome(), { op: "subscribed", topic: "sport" }, limited("news"));
+  s.n.subscribe("news").catch(() => {}); // during the wait: the re-send carries it
+  assert.equal(s.last().requests().length, 2, "nothing sent while the re-send waits");
+  mock.timers.tick(3000);
+  assert.deepEqual(s.last().requests().slice(2), [{ op: "subscribe", topic: "news", epoch: "N", offset: 4 }],
+    "one re-send, from the topic's position");
+  s.last().receive({ op: "subscribed", topic: "news", epoch: "N", offset: 4, recovered: true });
+
+  // An unsubscribe the server refused for now is sent again until answered.
+  s.n.unsubscribe("sport");
+  s.last().receive(limited("sport"));
+  mock.timers.tick(3000);
+  assert.deepEqual(s.last().requests().slice(3), [{ op: "unsubscribe", topic: "sport" }, { op: "unsubscribe", topic: "sport" }]);
+  s.last().receive({ op: "unsubscribed", topic: "sport" });
+  mock.timers.tick(12000);
+  assert.equal(s.last().requests().length, 5, "answered: no more re-sends");
+
+  // unsubscribe() while a subscribe waits: the re-send asks for what is wanted by then.
+  const weather = s.n.subscribe("weather");
+  s.last().receive(limited("weather"));
+  s.n.unsubscribe("weather");
+  await assert.rejects(weather, { code: "unsubscribed" });
+  assert.equal(s.last().requests().length, 6, "unsubscribe() waits for the re-send");
+  mock.timers.tick(3000);
+  assert.deepEqual(s.last().requests().slice(6), [{ op: "unsubscribe", topic: "weather" }]);
+  assert.deepEqual(errors, []);
+});
+
+test("rate_limited beyond the retry budget: subscribe rejects, reported once, topic forgotten", async () => {
+  const s = await setup();
+  track(s.n);
+  const errors = errorLog(s.n);
+  s.last().receive(welcome());
+  const answer = s.n.subscribe("news");
+  let failed = false;
+  answer.catch(() => { failed = true; });
+  s.last().receive(limited("news"));
+  for (let retry = 0; retry < 3; retry++) {
+    mock.timers.tick(3000 * 2 ** retry); // the longest wait of this retry
+    assert.equal(s.last().requests().length, retry + 2, `re-send ${retry + 1}`);
+    await settle();
+    assert.equal(failed, false);
+    s.last().receive(limited("news"));
+  }
+  await settle();
+  assert.equal(failed, true, "the fourth rate_limited gives up");
+  await assert.rejects(answer, (err) => err.code === "rate_limited" && err.topic === "news" && /^notify: rate_limited/.test(err.message));
+  assert.deepEqual(errors, [limited("news")], "giving up is reported once");
+  mock.timers.tick(24000);
+  assert.equal(s.last().requests().length, 4, "one request and three re-sends, no more");
+
+  await reconnect(s);
+  s.last().receive(welcome());
+  assert.deepEqual(s.last().requests(), [], "the topic is not renewed");
+});
+
+test("rate_limited refresh: re-sent with the same token while the session's token is valid", async () => {
+  const { n, tokens, last } = await setup();
+  track(n);
+  const errors = errorLog(n);
+  last().receive(welcome());
+  last().receive({ op: "expiring", exp: 2e9 });
+  await settle();
+  const refresh = { op: "refresh", token: "jwt2" };
+  last().receive(limited());
+  mock.timers.tick(999);
+  assert.deepEqual(last().requests(), [refresh]);
+  mock.timers.tick(2001);
+  assert.deepEqual(last().requests(), [refresh, refresh]);
+  assert.deepEqual(tokens, ["jwt1", "jwt2"], "no new token fetched");
+  last().receive({ op: "refreshed", exp: 2e9 + 60 });
+  assert.deepEqual(errors, []);
+
+  // Too late: a re-send would come after the session's token expired. The server then closes
+  // with 4000 and the client reconnects with a fresh token; nothing is sent or reported.
+  last().receive({ op: "expiring", exp: Date.now() / 1000 + 1 });
+  await settle();
+  assert.deepEqual(last().requests().at(-1), { op: "refresh", token: "jwt3" });
+  last().receive(limited());
+  mock.timers.tick(3000);
+  assert.equal(last().requests().length, 3);
+  assert.deepEqual(errors, []);
+
+  // Past the retry budget the error is reported.
+  last().receive({ op: "expiring", exp: 2e9 });
+  await settle();
+  last().receive(limited());
+  for (let retry = 0; retry < 3; retry++) {
+    mock.timers.tick(3000 * 2 ** retry);
+    last().receive(limited());
+  }
+  assert.deepEqual(last().requests().slice(3), Array(4).fill({ op: "refresh", token: "jwt4" }));
+  assert.deepEqual(errors, [limited()]);
+});
+
+test("close 4029: reconnects with backoff, never sooner than the 5 s floor, even back online", async (t) => {
+  globalThis.window = new EventTarget();
+  t.after(() => { delete globalThis.window; });
+  const random = t.mock.method(Math, "random", () => 0); // no jitter: the floor is exactly 5 s
+  const { n, sockets, states, last } = await setup({ minDelay: 100, maxDelay: 1000 });
+  track(n);
+  last().receive(welcome());
+  last().serverClose(4029, "rate limited");
+  assert.deepEqual(states.at(-1), ["reconnecting", { code: 4029, reason: "rate limited", attempt: 1, delay: 5000 }]);
+  mock.timers.tick(4000);
+  window.dispatchEvent(new Event("online")); // does not cut the floor short
+  await settle();
+  mock.timers.tick(999);
+  await settle();
+  assert.equal(sockets.length, 1, "not before 5 s");
+  mock.timers.tick(1);
+  await settle();
+  assert.equal(sockets.length, 2);
+
+  // With full jitter the floor stretches to just under 10 s.
+  random.mock.mockImplementation(() => 0.999);
+  last().receive(welcome());
+  last().serverClose(4029, "rate limited");
+  assert.equal(states.at(-1)[1].delay, 9995);
+
+  // A longer normal backoff is kept; coming back online shortens it to the floor, not below.
+  random.mock.mockImplementation(() => 0.9);
+  const b = await setup({ minDelay: 20000, maxDelay: 20000 });
+  track(b.n);
+  b.last().receive(welcome());
+  b.last().serverClose(4029, "rate limited");
+  assert.equal(b.states.at(-1)[1].delay, 18000);
+  window.dispatchEvent(new Event("online"));
+  mock.timers.tick(9499);
+  await settle();
+  assert.equal(b.sockets.length, 1);
+  mock.timers.tick(1);
+  await settle();
+  assert.equal(b.sockets.length, 2, "online waited for the floor (9.5 s), not the backoff (18 s)");
+});
+
+test("close 1006 (also a 429 or 503 at the upgrade) still backs off; 4029 does not stop", async () => {
+  const { n, states, last } = await setup({ minDelay: 100, maxDelay: 100000 });
+  track(n);
+  last().serverClose(4029);
+  assert.equal(n.state, "reconnecting");
+  assert.ok(states.at(-1)[1].delay >= 5000);
+  mock.timers.tick(10000);
+  await settle();
+  last().serverClose(1006); // the session cap refused the next upgrade
+  assert.equal(states.at(-1)[1].attempt, 2, "attempts keep counting without a welcome");
+  assert.ok(states.at(-1)[1].delay < 200);
+});

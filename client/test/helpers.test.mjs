@@ -2,9 +2,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  backoffDelay, closeAction, parseFrame, resolveURL, Dedup, positionOf, withPosition,
+  backoffDelay, closeAction, parseFrame, resolveURL, Dedup, positionOf, withPosition, rateLimitDelay,
   CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_ABNORMAL, CLOSE_TOO_BIG,
-  CLOSE_TOKEN_EXPIRED, CLOSE_SLOW_CONSUMER, CLOSE_PROTOCOL_ABUSE,
+  CLOSE_TOKEN_EXPIRED, CLOSE_SLOW_CONSUMER, CLOSE_PROTOCOL_ABUSE, CLOSE_RATE_LIMITED,
 } from "../notify.js";
 
 test("backoffDelay: full jitter below min(maxDelay, minDelay * 2^attempt)", () => {
@@ -39,18 +39,39 @@ test("closeAction: table of close codes", () => {
     [CLOSE_PROTOCOL_ABUSE, "stop"],
     [CLOSE_TOKEN_EXPIRED, "now"],
     [CLOSE_SLOW_CONSUMER, "now"],
+    [CLOSE_RATE_LIMITED, "limited"],
     [CLOSE_GOING_AWAY, "backoff"],
     [CLOSE_ABNORMAL, "backoff"],
     [CLOSE_TOO_BIG, "backoff"],
     [1011, "backoff"],
     [4001, "backoff"],
+    [4028, "backoff"],
+    [4030, "backoff"],
     [undefined, "backoff"],
   ];
   for (const [code, want] of cases) assert.equal(closeAction(code), want, `code ${code}`);
   assert.deepEqual(
-    [CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_ABNORMAL, CLOSE_TOO_BIG, CLOSE_TOKEN_EXPIRED, CLOSE_SLOW_CONSUMER, CLOSE_PROTOCOL_ABUSE],
-    [1000, 1001, 1006, 1009, 4000, 4002, 4003],
+    [CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_ABNORMAL, CLOSE_TOO_BIG, CLOSE_TOKEN_EXPIRED, CLOSE_SLOW_CONSUMER, CLOSE_PROTOCOL_ABUSE, CLOSE_RATE_LIMITED],
+    [1000, 1001, 1006, 1009, 4000, 4002, 4003, 4029],
   );
+});
+
+test("rateLimitDelay: 1-3 s, doubling with every retry", () => {
+  const cases = [
+    { retry: 0, random: 0, want: 1000 },
+    { retry: 0, random: 0.5, want: 2000 },
+    { retry: 0, random: 0.999, want: 2998 },
+    { retry: 1, random: 0, want: 2000 },
+    { retry: 1, random: 0.999, want: 5996 },
+    { retry: 2, random: 0.5, want: 8000 },
+    { retry: 3, random: 0, want: 8000 },
+  ];
+  for (const c of cases) assert.equal(rateLimitDelay(c.retry, () => c.random), c.want, `retry ${c.retry}, random ${c.random}`);
+  assert.ok(Number.isFinite(rateLimitDelay(5000, () => 0.5)), "a huge retry count stays finite");
+  for (let i = 0; i < 100; i++) {
+    const d = rateLimitDelay(1);
+    assert.ok(d >= 2000 && d < 6000, `default random: ${d} not in [2000, 6000)`);
+  }
 });
 
 test("parseFrame: one or more objects per frame", () => {
