@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -78,10 +79,18 @@ const (
 
 // memoryBroker is the single-process broker: every stream is local, and history lives in a
 // ring per stream.
+//
+// Only a stream that had an event has a record (a memStream: about 200 bytes with its map
+// entry, plus its history ring of up to size entries of 32 bytes and a frame each). The ring
+// is freed ttl after the stream's last event and the record StreamRetention after it. Reading
+// the position of a stream without a record creates nothing: such a stream is at offset 0 of
+// the epoch epochAt gives, which its first event then starts. So a subscription to a topic that
+// never had an event costs nothing once it ends, however many of them a client makes.
 type memoryBroker struct {
 	size    int
 	ttl     time.Duration
 	deliver func(Message)
+	boot    string // random, per broker: the root of the epochs of epochAt
 
 	mu      sync.Mutex
 	streams map[string]*memStream
@@ -107,7 +116,7 @@ type memEntry struct {
 }
 
 func newMemoryBroker(size int, ttl time.Duration) *memoryBroker {
-	return &memoryBroker{size: size, ttl: ttl, streams: make(map[string]*memStream),
+	return &memoryBroker{size: size, ttl: ttl, streams: make(map[string]*memStream), boot: NewEpoch(),
 		stop: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -145,12 +154,26 @@ func (b *memoryBroker) sweep() {
 	}
 }
 
+// epochAt is the epoch of every stream without a record at t: the broker's boot ID and the
+// number of the StreamRetention-long window t falls in. A stream is created with the epoch of
+// its first event's window, and a record is dropped only StreamRetention after its last event,
+// so a later record of the same stream is of a later window: an epoch never names two
+// histories. A client given offset 0 of a window's epoch (the stream had no record then) that
+// finds the stream created within the same window has missed nothing before the stream's
+// first offset; one that asks in a later window gets recovered:false, which is honest, since a
+// record could have come and gone in between.
+func (b *memoryBroker) epochAt(t time.Time) string {
+	return b.boot + "." + strconv.FormatInt(t.Unix()/int64(StreamRetention/time.Second), 36)
+}
+
+// stream returns the stream's record, creating it.
 func (b *memoryBroker) stream(name string) *memStream {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.streams[name]
 	if s == nil {
-		s = &memStream{epoch: NewEpoch(), last: time.Now()}
+		now := time.Now()
+		s = &memStream{epoch: b.epochAt(now), last: now}
 		b.streams[name] = s
 	}
 	return s
@@ -191,7 +214,12 @@ func (b *memoryBroker) Subscribe(context.Context, string) error   { return nil }
 func (b *memoryBroker) Unsubscribe(context.Context, string) error { return nil }
 
 func (b *memoryBroker) History(_ context.Context, stream string) (Position, []Message, error) {
-	s := b.stream(stream)
+	b.mu.Lock()
+	s := b.streams[stream]
+	b.mu.Unlock()
+	if s == nil {
+		return Position{Epoch: b.epochAt(time.Now())}, nil, nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cutoff := time.Now().Add(-b.ttl).UnixNano()
