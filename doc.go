@@ -32,7 +32,10 @@
 //
 // Clients subscribe to topics with a message; the token's "topics" claim lists the topics (or
 // patterns, "orders.*" or "orders.>") it grants, and [Config.Authorize] decides the rest. The
-// server can subscribe a user's sessions with [Hub.Subscribe].
+// server can subscribe a user's sessions with [Hub.Subscribe]. A session holds only what its
+// current token allows: when a refresh brings a token that no longer grants a topic the client
+// subscribed to (and Authorize does not allow it either), the subscription ends with an
+// "unsubscribed" frame carrying the code "forbidden". Subscriptions the server made stay.
 //
 // # Slow and misbehaving clients
 //
@@ -47,6 +50,24 @@
 // events per write instead of piling up. A client whose backlog passes
 // [Config.MaxQueueBytes] is closed with [CloseSlowConsumer] and counted in [Stats]. Bad
 // messages get error frames; repeated abuse closes the session with [CloseProtocolAbuse].
+//
+// # Limits
+//
+// Whatever a client can make the server keep has a bound. A session may send
+// [Config.MessageBurst] messages at once and [Config.MessageRate] a second after that; past
+// it messages are answered "rate_limited", and a client that keeps on is closed with
+// [CloseRateLimited]. A user may hold [Config.MaxUserSessions] sessions (default 32; the next
+// upgrade gets 429) and the hub [Config.MaxSessions] (503). A session subscribes to at most
+// [Config.MaxTopics] topics, and a topic that never had an event costs nothing once its last
+// subscriber leaves. Set the server's ReadHeaderTimeout too: a hub cannot bound the requests
+// that never finish their headers.
+//
+// # Metrics
+//
+// [Hub.Stats] returns the hub's state and its counters (connects and disconnects by close
+// code, refused upgrades by reason, sends, deliveries, frames and bytes written, slow-consumer,
+// abuse and rate-limit closes, recovery outcomes, broker errors, the duration of sends); they
+// cost the send path a few atomic additions. adapters/promnotify exports them to Prometheus.
 //
 // # Missed events
 //

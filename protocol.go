@@ -13,7 +13,7 @@ const (
 	CloseTokenExpired = 4000
 	// CloseSlowConsumer: the client read too slowly and its queue overflowed; reconnect.
 	CloseSlowConsumer = 4002
-	// CloseProtocolAbuse: too many bad messages in a row; do not reconnect.
+	// CloseProtocolAbuse: 10 bad messages in a row (maxStrikes); do not reconnect.
 	CloseProtocolAbuse = 4003
 	// CloseRateLimited: the client kept sending faster than Config.MessageRate; reconnect
 	// after a backoff.
