@@ -1,6 +1,7 @@
 // Command loadgen runs the notify benchmark: for each server variant it starts the server on
 // its own core, runs scenarios S1 to S6 against it and prints a table with every figure and
-// its ratio to the raw limit. It exits non-zero when a server fails to start, a connection
+// its ratio to the raw limit (and, with -base-server, notify's ratio to notify at another
+// commit). It exits non-zero when a server fails to start, a connection
 // fails or deliveries are missing (outside S6). bench/run wraps it; see bench/README.md.
 package main
 
@@ -54,14 +55,40 @@ var (
 	conns       = flag.Int("n", 0, "connections (default 5,000; 1,000 with -quick)")
 	profDir     = flag.String("pprof", "", "directory: profile a server (CPU and execution trace per scenario, heap at S4)")
 	profVariant = flag.String("pprof-variant", "notify", "the variant -pprof profiles")
-	gogc        = flag.String("gogc", "", "GOGC for every server variant (a diagnostic: how much of a figure is the garbage collector); empty: Go's default, 100")
+	gogc        = flag.String("gogc", "", "GOGC for every server variant (a diagnostic: how much of a figure is the garbage collector); empty: Go's default, 100, whatever the environment's GOGC")
 	memRate     = flag.Int("memprofilerate", 0, "with -pprof: the profiled server's runtime.MemProfileRate (256: every idle connection's allocations; slows it down)")
 	basePort    = flag.Int("port", 9100, "first port; each variant takes the next")
 	logDir      = flag.String("logs", os.TempDir(), "directory for the servers' logs")
 	rounds      = flag.Int("rounds", 1, "run every variant this many times, in turn, and report each figure's median")
 	selfProf    = flag.String("cpuprofile", "", "write the load generator's own CPU profile to this file")
 	only        = flag.String("only", "", "delivery scenarios to run, comma-separated (S2,S3,S5,S6); empty: all. S1 and S4 always run")
+	baseServer  = flag.String("base-server", "", "a server binary built at another commit (bench/run -base REF builds it): run as variant notify-base right after notify in every round, started exactly like notify")
+	baseRef     = flag.String("base-ref", "", "the commit -base-server was built at, for the table")
 )
+
+// baseName is the variant that runs -base-server: notify at another commit.
+const baseName = "notify-base"
+
+// kind is the server variant a name runs: notify-base runs notify (from -base-server).
+func kind(name string) string {
+	if name == baseName {
+		return "notify"
+	}
+	return name
+}
+
+// variantNames is -variants, with notify-base right after notify when -base-server is set.
+func variantNames() []string {
+	names := slices.DeleteFunc(strings.Split(*variants, ","), func(v string) bool { return v == baseName })
+	if *baseServer == "" {
+		return names
+	}
+	i := slices.Index(names, "notify")
+	if i < 0 {
+		log.Fatal("-base-server (bench/run -base) compares with notify: -variants must include notify")
+	}
+	return slices.Insert(names, i+1, baseName)
+}
 
 func main() {
 	log.SetFlags(0)
@@ -87,7 +114,10 @@ func main() {
 	if *conns > 0 {
 		p.n = *conns
 	}
-	names := strings.Split(*variants, ",")
+	names := variantNames()
+	if g, ok := os.LookupEnv("GOGC"); ok && *gogc == "" {
+		log.Printf("GOGC=%s in the environment: not passed to the servers, which run with Go's default (-gogc N sets it)", g)
+	}
 	runs := make([][]*result, len(names)) // each variant's results, one per round
 	failed := false
 	for round := range max(1, *rounds) {
@@ -120,6 +150,7 @@ func main() {
 type result struct {
 	name string
 	errs []string
+	gogc []int64 // the GOGC each round's server reported (none from a server that does not)
 
 	s1Rate                 float64
 	s1GCs                  float64 // garbage collections the server completed during S1
@@ -182,21 +213,47 @@ type serverStats struct {
 	HeapInuse  uint64 `json:"heap_inuse"`
 	StackInuse uint64 `json:"stack_inuse"`
 	NumGC      uint32 `json:"num_gc"`
+	GOGC       *int64 `json:"gogc"` // nil from a server built before /bench/stats reported it
+}
+
+// profiled reports whether -pprof profiles the variant: -pprof-variant, and notify-base with
+// notify, so that both are started alike.
+func profiled(variant string) bool {
+	return *profDir != "" && (variant == *profVariant || variant == baseName && *profVariant == "notify")
+}
+
+// serverEnv is the servers' environment: the load generator's without GOGC, so that every
+// server runs with Go's default unless -gogc says otherwise.
+func serverEnv() []string {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GOGC=") })
+	if *gogc != "" {
+		env = append(env, "GOGC="+*gogc)
+	}
+	return env
 }
 
 func startServer(variant string, port int) (*server, error) {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	args := []string{*serverBin, "-variant", variant, "-addr", addr}
-	if *profDir != "" && variant == *profVariant {
-		args = append(args, "-pprof", *profDir, "-memprofilerate", strconv.Itoa(*memRate))
+	bin := *serverBin
+	if variant == baseName {
+		bin = *baseServer
+	}
+	args := []string{bin, "-variant", kind(variant), "-addr", addr}
+	if profiled(variant) {
+		dir := *profDir
+		if variant == baseName { // it names its files notify-*, like notify's
+			dir = filepath.Join(dir, baseName)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, err
+			}
+		}
+		args = append(args, "-pprof", dir, "-memprofilerate", strconv.Itoa(*memRate))
 	}
 	if *serverCPU != "" {
 		args = append([]string{"taskset", "-c", *serverCPU}, args...)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
-	if *gogc != "" {
-		cmd.Env = append(os.Environ(), "GOGC="+*gogc)
-	}
+	cmd.Env = serverEnv()
 	lf, err := os.Create(filepath.Join(*logDir, "bench-"+variant+".log"))
 	if err != nil {
 		return nil, err
@@ -244,7 +301,7 @@ func runVariant(name string, port int, p plan) *result {
 	}
 	defer srv.stop()
 	prof := func(q string) {
-		if *profDir != "" && name == *profVariant {
+		if profiled(name) {
 			if _, err := srv.post("/bench/prof?" + q); err != nil {
 				log.Printf("profile: %v", err)
 			}
@@ -260,6 +317,9 @@ func runVariant(name string, port int, p plan) *result {
 	if err != nil {
 		fail("stats: %v", err)
 		return r
+	}
+	if st0.GOGC != nil {
+		r.gogc = append(r.gogc, *st0.GOGC)
 	}
 	tokens := make([]string, p.n)
 	for i := range tokens {
@@ -297,7 +357,7 @@ func runVariant(name string, port int, p plan) *result {
 				if i >= p.n {
 					return
 				}
-				c, err := dial(url, tokens[i], name)
+				c, err := dial(url, tokens[i], kind(name))
 				if err != nil {
 					mu.Lock()
 					dialErrs++

@@ -69,6 +69,7 @@ func median(rs []*result) *result {
 	var fates []string
 	for i, r := range rs {
 		m.errs = append(m.errs, r.errs...)
+		m.gogc = append(m.gogc, r.gogc...)
 		fates = append(fates, fmt.Sprintf("round %d: %s", i+1, r.s6Fate))
 	}
 	if same := slices.IndexFunc(rs, func(r *result) bool { return r.s6Fate != rs[0].s6Fate }) < 0; same {
@@ -79,16 +80,20 @@ func median(rs []*result) *result {
 	return m
 }
 
-// printSpread prints, for the figures the targets are about, every round's value.
+// printSpread prints, for the figures the targets are about, every round's value, and notify's
+// ratio per round to raw, to notify-base (-base) and, for S5's p99, to centrifuge.
 func printSpread(w io.Writer, names []string, runs [][]*result) {
 	fmt.Fprintf(w, "\nEvery round (the table shows the medians):\n")
-	for _, rw := range []row{
-		{"S1 connections/s", func(r *result) float64 { return r.s1Rate }, count},
-		{"S2 deliveries/s", func(r *result) float64 { return r.s2.rate }, count},
-		{"S3 deliveries/s", func(r *result) float64 { return r.s3.rate }, count},
-		{"S3 latency p99", func(r *result) float64 { return float64(r.s3.p99) }, ms},
-		{"S5 latency p99", func(r *result) float64 { return float64(r.s5.p99) }, ms},
-		{"S4 RSS/connection", func(r *result) float64 { return r.s4PerConn }, kb},
+	for _, rw := range []struct {
+		row
+		against []string // the variants notify's ratio is given to, when they ran
+	}{
+		{row{"S1 connections/s", func(r *result) float64 { return r.s1Rate }, count}, nil},
+		{row{"S2 deliveries/s", func(r *result) float64 { return r.s2.rate }, count}, nil},
+		{row{"S3 deliveries/s", func(r *result) float64 { return r.s3.rate }, count}, nil},
+		{row{"S3 latency p99", func(r *result) float64 { return float64(r.s3.p99) }, ms}, nil},
+		{row{"S5 latency p99", func(r *result) float64 { return float64(r.s5.p99) }, ms}, []string{"centrifuge"}},
+		{row{"S4 RSS/connection", func(r *result) float64 { return r.s4PerConn }, kb}, nil},
 	} {
 		var parts []string
 		for i, name := range names {
@@ -98,12 +103,17 @@ func printSpread(w io.Writer, names []string, runs [][]*result) {
 			}
 			parts = append(parts, name+" "+strings.Join(vals, ", "))
 		}
-		if n, r := slices.Index(names, "notify"), slices.Index(names, "raw"); n >= 0 && r >= 0 {
+		n := slices.Index(names, "notify")
+		for _, other := range append([]string{baseName, "raw"}, rw.against...) {
+			o := slices.Index(names, other)
+			if n < 0 || o < 0 {
+				continue
+			}
 			var ratios []string
 			for k := range runs[n] {
-				ratios = append(ratios, ratio(rw.get(runs[n][k]), rw.get(runs[r][k])))
+				ratios = append(ratios, ratio(rw.get(runs[n][k]), rw.get(runs[o][k])))
 			}
-			parts = append(parts, "notify ÷ raw "+strings.Join(ratios, ", "))
+			parts = append(parts, "notify ÷ "+other+" "+strings.Join(ratios, ", "))
 		}
 		fmt.Fprintf(w, "- %s: %s\n", rw.label, strings.Join(parts, "; "))
 	}

@@ -1,9 +1,9 @@
-// Command server is one of the three server variants the load generator measures: notify
-// (-variant notify), melody used bare (melody) and the raw limit (raw). Besides the WebSocket
+// Command server is one of the four server variants the load generator measures: notify
+// (-variant notify), melody used bare (melody), centrifuge and the raw limit (raw). Besides the WebSocket
 // endpoint GET /ws it serves the bench's control endpoints:
 //
 //	POST /bench/send   generate sends (kind=user|broadcast, count, size, users, stride, rate, limit)
-//	GET  /bench/stats  connections, slow-consumer closes, RSS, write syscalls, collections
+//	GET  /bench/stats  connections, slow-consumer closes, RSS, write syscalls, collections, GOGC
 //	POST /bench/gc     collect garbage and return freed memory to the OS
 //	POST /bench/prof   start=<name> / stop a CPU profile (only with -pprof DIR)
 package main
@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	rpprof "runtime/pprof"
 	"runtime/trace"
 	"strconv"
@@ -76,7 +77,8 @@ func main() {
 		runtime.ReadMemStats(&ms)
 		json.NewEncoder(w).Encode(Stats{Conns: v.conns(), Slow: v.slow(), Dropped: v.dropped(),
 			RSS: procField("/proc/self/status", "VmRSS:") * 1024, Syscw: procField("/proc/self/io", "syscw:"),
-			Goroutines: runtime.NumGoroutine(), HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, NumGC: ms.NumGC})
+			Goroutines: runtime.NumGoroutine(), HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, NumGC: ms.NumGC,
+			GOGC: gcPercent()})
 	})
 	mux.HandleFunc("POST /bench/gc", func(w http.ResponseWriter, r *http.Request) {
 		runtime.GC()
@@ -145,7 +147,20 @@ type Stats struct {
 	Goroutines int    `json:"goroutines"`
 	HeapInuse  uint64 `json:"heap_inuse"`
 	StackInuse uint64 `json:"stack_inuse"`
-	NumGC      uint32 `json:"num_gc"` // garbage collections completed since the server started
+	NumGC      uint32 `json:"num_gc"`         // garbage collections completed since the server started
+	GOGC       *int64 `json:"gogc,omitempty"` // the collector's GOGC as the runtime has it (-1: off)
+}
+
+// gcPercent reports the GOGC in effect, whoever set it (the environment or debug.SetGCPercent),
+// so that the load generator can check that every server runs with the GOGC it asked for.
+func gcPercent() *int64 {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return nil
+	}
+	p := int64(s[0].Value.Uint64()) // GOGC=off is stored as -1
+	return &p
 }
 
 // SendResult is the answer of POST /bench/send.
