@@ -305,7 +305,12 @@ return offset
 `)
 
 // historyScript returns the position and the history, creating the position when the stream
-// has none so that later offsets belong to the epoch it returns.
+// has none so that later offsets belong to the epoch it returns. A position created here, for
+// a stream without events, lives for the history's TTL only (its first event extends it to
+// StreamRetention): a client that reads the position of many topics that never get an event
+// pins about 100 bytes of Redis per topic for HistoryTTL, not for a day. A client that comes
+// back later to such a topic gets recovered:false, which is honest: the position it held is
+// gone, and with it the proof that nothing was published.
 // KEYS: position, history. ARGV: new epoch, position ttl s.
 var historyScript = redis.NewScript(`
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
@@ -393,7 +398,7 @@ func (b *Broker) Unsubscribe(ctx context.Context, stream string) error {
 // History reads the stream's position and the events its history holds within the TTL.
 func (b *Broker) History(ctx context.Context, stream string) (notify.Position, []notify.Message, error) {
 	res, err := historyScript.Run(ctx, b.client, b.keys(stream), notify.NewEpoch(),
-		int64(notify.StreamRetention/time.Second)).Slice()
+		max(1, int64((b.opts.HistoryTTL+time.Second-1)/time.Second))).Slice()
 	if err != nil {
 		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: %w", err)
 	}
