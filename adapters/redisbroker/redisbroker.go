@@ -441,6 +441,10 @@ func (b *Broker) Stats() Stats {
 	return Stats{Received: b.received.Load(), Reconnects: b.reconnects.Load(), CaughtUp: b.caughtUp.Load(), Streams: n}
 }
 
+// Reconnects reports how many times the broker has reconnected to Redis; notify's Hub.Stats
+// reads it as BrokerReconnects.
+func (b *Broker) Reconnects() uint64 { return b.reconnects.Load() }
+
 // Close stops receiving, waits for the receiving goroutine and closes the Redis client the
 // broker created.
 func (b *Broker) Close() error {

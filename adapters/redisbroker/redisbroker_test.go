@@ -426,6 +426,9 @@ func TestRedisOutage(t *testing.T) {
 		if s := n.broker.Stats(); s.Reconnects < 1 {
 			t.Fatalf("stats %+v, want a counted reconnect", s)
 		}
+		if got := n.hub.Stats().BrokerReconnects; got != n.broker.Reconnects() || got < 1 {
+			t.Fatalf("hub's BrokerReconnects %d, want the broker's %d", got, n.broker.Reconnects())
+		}
 	}
 	// Redis lost the history: alice's old position is from a dead epoch.
 	alice.WS.Close()
