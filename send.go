@@ -64,8 +64,12 @@ func (h *Hub) publish(ctx context.Context, stream string, ev Event, topic string
 	if h.closed.Load() {
 		return ErrClosed
 	}
+	// The clock is read once for both the duration and the event's default time.
 	start := time.Now()
 	defer func() { h.stats.observeSend(time.Since(start)) }()
+	if ev.Time.IsZero() {
+		ev.Time = start.UTC()
+	}
 	e := getEncoder()
 	defer e.release()
 	payload, err := e.encode(ev, topic)
