@@ -1,6 +1,6 @@
 module github.com/gonotify/notify/bench
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/centrifugal/centrifuge v0.40.1

@@ -1,0 +1,20 @@
+module github.com/gonotify/notify/adapters/redisbroker
+
+go 1.26.0
+
+require (
+	github.com/gonotify/notify v0.0.0
+	github.com/gorilla/websocket v1.5.3
+	github.com/redis/go-redis/v9 v9.23.0
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
+	github.com/olahol/melody v1.4.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+)
+
+replace github.com/gonotify/notify => ../..
