@@ -336,6 +336,11 @@ func TestConfigErrors(t *testing.T) {
 		{"origin with a path", notify.Config{Secret: secret, AllowedOrigins: []string{"https://app.test/x"}}, `notify: invalid config: AllowedOrigins entry "https://app.test/x" is not scheme://host[:port]`},
 		{"negative MaxTopics", notify.Config{Secret: secret, MaxTopics: -1}, "notify: invalid config: MaxTopics is negative"},
 		{"negative PingInterval", notify.Config{Secret: secret, PingInterval: -time.Second}, "notify: invalid config: PingInterval is negative"},
+		{"short secret", notify.Config{Secret: []byte("0123456789abcdef0123456789abcde")}, "notify: invalid config: Secret is 31 bytes, want at least 32 random bytes (e.g. openssl rand -hex 32)"},
+		{"negative MessageRate", notify.Config{Secret: secret, MessageRate: -1}, "notify: invalid config: MessageRate is negative"},
+		{"negative MaxUserSessions", notify.Config{Secret: secret, MaxUserSessions: -1}, "notify: invalid config: MaxUserSessions is negative"},
+		{"negative MaxSessions", notify.Config{Secret: secret, MaxSessions: -1}, "notify: invalid config: MaxSessions is negative"},
+		{"negative MessageBurst", notify.Config{Secret: secret, MessageBurst: -1}, "notify: invalid config: MessageBurst is negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -18,7 +18,8 @@ import (
 // Config configures a [Hub]. The zero value of every field means the documented default. Exactly
 // one of Secret, PublicKey and Keyfunc must be set: every connection is authenticated.
 type Config struct {
-	// Secret is the HMAC key for HS256/HS384/HS512 tokens. It should be at least 32 random bytes.
+	// Secret is the HMAC key for HS256/HS384/HS512 tokens: at least 32 random bytes (New
+	// refuses a shorter one; a short HMAC key can be found by brute force from one token).
 	// With a Secret, [Hub.IssueToken] signs HS256 tokens.
 	Secret []byte
 	// PublicKey verifies RSA (RS*, PS*), ECDSA (ES*) or Ed25519 (EdDSA) tokens: an
@@ -117,6 +118,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// minSecretLen is the shortest Secret New accepts: HS256's own key size.
+const minSecretLen = 32
+
 // Defaults, applied by New to zero fields.
 const (
 	defaultUserClaim       = "sub"
@@ -141,6 +145,10 @@ func (c *Config) normalize() error {
 	}
 	if keys != 1 {
 		return fmt.Errorf("%w: set exactly one of Secret, PublicKey and Keyfunc", ErrConfig)
+	}
+	if len(c.Secret) > 0 && len(c.Secret) < minSecretLen {
+		return fmt.Errorf("%w: Secret is %d bytes, want at least %d random bytes (e.g. openssl rand -hex 32)",
+			ErrConfig, len(c.Secret), minSecretLen)
 	}
 	if len(c.Methods) == 0 {
 		switch {
