@@ -19,9 +19,13 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gonotify/notify"
 	"github.com/gonotify/notify/adapters/echonotify"
+	"github.com/gonotify/notify/adapters/promnotify"
 	"github.com/gonotify/notify/adapters/redisbroker"
 )
 
@@ -133,6 +137,12 @@ func newApp(opts options) (*echo.Echo, *notify.Hub, error) {
 	api.GET("/token", a.token)
 	api.POST("/send", a.send)
 	echonotify.Mount(e.Group("/notify"), hub, nil) // GET /notify/ws and GET /notify/client.js
+	// Prometheus metrics: the hub's, the Go runtime's and the process's, on a registry of the
+	// app's own. A production app serves them on an internal address or behind auth.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(promnotify.NewCollector(hub), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	if opts.Demo {
 		e.GET("/demo/token", a.demoToken)
 		e.POST("/demo/send", a.send)
