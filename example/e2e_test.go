@@ -60,7 +60,7 @@ func startServer(t testing.TB, addr string, opts options) *e2eServer {
 	ln := listen(t, addr)
 	s.Addr = ln.Addr().String()
 	s.URL = "http://" + s.Addr
-	s.srv = &http.Server{Handler: e}
+	s.srv = newServer(e, defaultTimeouts) // main's server, timeouts included
 	go func() {
 		defer close(s.served)
 		if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -63,6 +63,7 @@ func run(addr string, opts options) error {
 		return errors.Join(err, hub.Shutdown(context.Background()))
 	}
 	e.Listener = ln
+	e.Server = newServer(e, defaultTimeouts)
 	errc := make(chan error, 1)
 	go func() { errc <- e.Start(addr) }()
 	opts.Logger.Info("listening", "url", "http://"+ln.Addr().String(), "demo", opts.Demo, "redis", opts.Redis != "")
@@ -85,4 +86,45 @@ func run(addr string, opts options) error {
 		err = errors.Join(err, serveErr)
 	}
 	return err
+}
+
+// timeouts are the limits the HTTP server puts on each connection.
+type timeouts struct {
+	// ReadHeader is how long a client has to send a request's header, counted from when the
+	// connection is accepted or, on a kept-alive connection, from the next request's first
+	// byte. Without it, a client that opens connections and sends part of a header holds each
+	// one open for good: a few hundred exhaust the process's file descriptors.
+	ReadHeader time.Duration
+	// Read bounds reading a whole request, body included; Write, handling it and writing the
+	// response. Neither touches WebSockets: a hijacked connection comes without deadlines
+	// (net/http's conn.hijackLocked calls SetDeadline(time.Time{}), and the server does not
+	// touch the connection again), and the hub keeps its sessions alive with its own pings.
+	// They bound the API calls and static files only, which take milliseconds.
+	Read, Write time.Duration
+	// Idle is how long a kept-alive connection may wait for its next request.
+	Idle time.Duration
+}
+
+var defaultTimeouts = timeouts{
+	ReadHeader: 10 * time.Second,
+	Read:       30 * time.Second,
+	Write:      30 * time.Second,
+	Idle:       120 * time.Second,
+}
+
+// maxHeaderBytes bounds a request's header (net/http's default is 1 MB). The largest header
+// here is a WebSocket upgrade carrying a token (at most 4 KB, the hub's MaxTokenSize) or a
+// browser's cookies, one small session cookie per user logged in.
+const maxHeaderBytes = 64 << 10
+
+// newServer returns the HTTP server for handler h.
+func newServer(h http.Handler, t timeouts) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.ReadHeader,
+		ReadTimeout:       t.Read,
+		WriteTimeout:      t.Write,
+		IdleTimeout:       t.Idle,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
 }
