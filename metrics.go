@@ -17,11 +17,13 @@ type Stats struct {
 	Connects uint64 // sessions opened
 	// Disconnects counts ended sessions by close code: the code the hub closed with, the one the
 	// client sent, or 1006 when the connection just broke. Codes a client may choose freely
-	// and this protocol does not define are counted under 0.
+	// and this protocol does not define are counted under 0. Every code has an entry, zero
+	// included, so that an exporter's series exist before their first event.
 	Disconnects map[int]uint64
 	// Refused counts upgrade requests answered without an upgrade, by reason: the 401 reasons
 	// ("no_token", "token_expired", "token_invalid", "token_too_large"), "origin" (403),
-	// "user_sessions" (429), "hub_sessions" and "shutting_down" (503), "bad_request" (400).
+	// "user_sessions" (429), "hub_sessions" and "shutting_down" (503), "bad_request" (400);
+	// every reason has an entry, zero included.
 	Refused map[string]uint64
 
 	Sends      uint64 // successful and failed calls of Send
@@ -154,15 +156,11 @@ func (m *counters) fill(s *Stats) {
 		if i < len(knownCloseCodes) {
 			code = knownCloseCodes[i]
 		}
-		if n := m.disconnects[i].Load(); n > 0 {
-			s.Disconnects[code] = n
-		}
+		s.Disconnects[code] = m.disconnects[i].Load()
 	}
 	s.Refused = make(map[string]uint64, len(refusalLabels))
 	for i, l := range refusalLabels {
-		if n := m.refused[i].Load(); n > 0 {
-			s.Refused[l] = n
-		}
+		s.Refused[l] = m.refused[i].Load()
 	}
 	s.Sends, s.Publishes, s.Broadcasts = m.sends.Load(), m.publishes.Load(), m.broadcasts.Load()
 	s.FramesWritten, s.BytesWritten = m.frames.Load(), m.bytes.Load()

@@ -158,7 +158,15 @@ notify_sessions 1
 notify_topics 0
 # HELP notify_upgrades_refused_total Upgrade requests answered without an upgrade, by reason.
 # TYPE notify_upgrades_refused_total counter
+notify_upgrades_refused_total{reason="bad_request"} 0
+notify_upgrades_refused_total{reason="hub_sessions"} 0
 notify_upgrades_refused_total{reason="no_token"} 1
+notify_upgrades_refused_total{reason="origin"} 0
+notify_upgrades_refused_total{reason="shutting_down"} 0
+notify_upgrades_refused_total{reason="token_expired"} 0
+notify_upgrades_refused_total{reason="token_invalid"} 0
+notify_upgrades_refused_total{reason="token_too_large"} 0
+notify_upgrades_refused_total{reason="user_sessions"} 0
 # HELP notify_users Users with at least one open session.
 # TYPE notify_users gauge
 notify_users 1
@@ -191,8 +199,12 @@ notify_broker_errors_total 0
 	if v := value(t, mfs, "notify_written_bytes_total", "", ""); v < 20 {
 		t.Errorf("notify_written_bytes_total %v, want >= 20", v)
 	}
-	if _, ok := mfs["notify_disconnects_total"]; ok {
-		t.Errorf("notify_disconnects_total before any disconnect: %v", mfs["notify_disconnects_total"])
+	// Every known close code has a series from the start, at zero.
+	if v := value(t, mfs, "notify_disconnects_total", "code", "1000"); v != 0 {
+		t.Errorf("notify_disconnects_total{code=1000} %v before any disconnect, want 0", v)
+	}
+	if n := len(mfs["notify_disconnects_total"].GetMetric()); n != 11 {
+		t.Errorf("%d notify_disconnects_total series, want 11 (10 codes and other)", n)
 	}
 
 	h := mfs["notify_send_duration_seconds"].GetMetric()[0].GetHistogram()
@@ -209,9 +221,10 @@ notify_broker_errors_total 0
 		}
 	}
 
-	// 18 series without a label or with a fixed set of values, the histogram, and the refusal.
-	if n := testutil.CollectAndCount(promnotify.NewCollector(hub)); n != 19 {
-		t.Errorf("%d metrics collected, want 19", n)
+	// 18 series without a label or with a fixed set of values, the histogram, 9 refusal
+	// reasons and 11 close codes.
+	if n := testutil.CollectAndCount(promnotify.NewCollector(hub)); n != 38 {
+		t.Errorf("%d metrics collected, want 38", n)
 	}
 	problems, err := testutil.CollectAndLint(promnotify.NewCollector(hub))
 	if err != nil {
@@ -244,6 +257,15 @@ func TestDisconnects(t *testing.T) {
 # HELP notify_disconnects_total Sessions ended, by WebSocket close code (1006: the connection broke; other: a code the protocol does not define).
 # TYPE notify_disconnects_total counter
 notify_disconnects_total{code="1000"} 1
+notify_disconnects_total{code="1001"} 0
+notify_disconnects_total{code="1005"} 0
+notify_disconnects_total{code="1006"} 0
+notify_disconnects_total{code="1009"} 0
+notify_disconnects_total{code="1011"} 0
+notify_disconnects_total{code="4000"} 0
+notify_disconnects_total{code="4002"} 0
+notify_disconnects_total{code="4003"} 0
+notify_disconnects_total{code="4029"} 0
 notify_disconnects_total{code="other"} 1
 # HELP notify_sessions Open sessions.
 # TYPE notify_sessions gauge
