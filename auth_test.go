@@ -307,7 +307,7 @@ func TestRefreshAndExpiry(t *testing.T) {
 
 	// At expiry the sessions without a valid refresh close with 4000; the refreshed one lives.
 	for _, c := range []*client{expirer, impostor} {
-		if code := c.CloseCode(); code != notify.CloseTokenExpired {
+		if code := notify.CloseCode(c.CloseCode()); code != notify.CloseTokenExpired {
 			t.Fatalf("close code %d, want %d", code, notify.CloseTokenExpired)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/gonotify/notify/internal/wire"
 )
 
 // A Broker carries events between the hubs of a cluster and keeps each stream's recent history
@@ -18,11 +20,11 @@ import (
 // numbers a stream's events with consecutive offsets within an epoch, a random ID that changes
 // whenever the stream's history is lost. A hub calls its broker's methods concurrently.
 type Broker interface {
-	// Start is called once, by New, before any other method. The broker then calls deliver for
-	// every message of every stream this hub has subscribed to, including those this hub
-	// published, in offset order within a stream and never concurrently for one stream.
-	// deliver does not block.
-	Start(deliver func(Message)) error
+	// Start is called once, by New, before any other method; it connects within ctx's
+	// deadline. The broker then calls deliver for every message of every stream this hub has
+	// subscribed to, including those this hub published, in offset order within a stream and
+	// never concurrently for one stream. deliver does not block.
+	Start(ctx context.Context, deliver func(Message)) error
 	// Publish assigns the next offset of the stream, appends the payload to its history and
 	// hands it to every subscribed hub. An ephemeral message gets no offset and no history.
 	// A nil error means the message was handed over. The hub reuses payload's memory once
@@ -57,9 +59,10 @@ type Message struct {
 	Epoch  string
 	// Payload is the encoded event.
 	Payload []byte
-
-	// frame is the payload with its position, when a broker of this package built it already.
-	frame []byte
+	// Frame, when set, is the payload with its position as sessions receive it
+	// ({"offset":...,"epoch":...,<the payload's members>}): a broker that builds it once (and
+	// keeps it in its history) saves every hub the copy. Default nil: the hub builds it.
+	Frame []byte
 }
 
 // NewEpoch returns a fresh random epoch, for brokers.
@@ -120,7 +123,7 @@ func newMemoryBroker(size int, ttl time.Duration) *memoryBroker {
 		stop: make(chan struct{}), done: make(chan struct{})}
 }
 
-func (b *memoryBroker) Start(deliver func(Message)) error {
+func (b *memoryBroker) Start(_ context.Context, deliver func(Message)) error {
 	b.deliver = deliver
 	go b.sweep()
 	return nil
@@ -191,7 +194,7 @@ func (b *memoryBroker) Publish(ctx context.Context, stream string, payload []byt
 	s.offset++
 	s.last = now
 	// The frame the sessions get is built here, once, and kept as the history entry.
-	frame := withPosition(payload, s.offset, s.epoch)
+	frame := wire.WithPosition(payload, s.offset, s.epoch)
 	e := memEntry{at: now.UnixNano(), frame: frame}
 	switch {
 	case len(s.ring) < cap(s.ring):
@@ -205,7 +208,7 @@ func (b *memoryBroker) Publish(ctx context.Context, stream string, payload []byt
 		s.ring[s.head] = e
 		s.head = (s.head + 1) % b.size
 	}
-	b.deliver(Message{Stream: stream, Offset: s.offset, Epoch: s.epoch, Payload: payload, frame: frame})
+	b.deliver(Message{Stream: stream, Offset: s.offset, Epoch: s.epoch, Payload: payload, Frame: frame})
 	return nil
 }
 
@@ -230,7 +233,7 @@ func (b *memoryBroker) History(_ context.Context, stream string) (Position, []Me
 		if e.at > cutoff {
 			off := first + uint64(i)
 			msgs = append(msgs, Message{Stream: stream, Offset: off, Epoch: s.epoch,
-				Payload: payloadOf(e.frame, off, s.epoch), frame: e.frame})
+				Payload: wire.PayloadOf(e.frame, off, s.epoch), Frame: e.frame})
 		}
 	}
 	return Position{Offset: s.offset, Epoch: s.epoch}, msgs, nil

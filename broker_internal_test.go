@@ -16,7 +16,7 @@ func TestMemoryHistoryRing(t *testing.T) {
 		t.Run(fmt.Sprintf("size=%d,sent=%d", tc.size, tc.sent), func(t *testing.T) {
 			b := newMemoryBroker(tc.size, time.Minute)
 			var got []Message
-			if err := b.Start(func(m Message) { got = append(got, m) }); err != nil {
+			if err := b.Start(context.Background(), func(m Message) { got = append(got, m) }); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { b.Close() })
@@ -44,8 +44,8 @@ func TestMemoryHistoryRing(t *testing.T) {
 				if m.Offset != uint64(n) || string(m.Payload) != fmt.Sprintf(`{"n":%d}`, n) {
 					t.Fatalf("history[%d] = offset %d payload %s, want offset %d", i, m.Offset, m.Payload, n)
 				}
-				if string(m.frame) != string(got[n-1].frame) {
-					t.Fatalf("history[%d] frame %s, delivered %s", i, m.frame, got[n-1].frame)
+				if string(m.Frame) != string(got[n-1].Frame) {
+					t.Fatalf("history[%d] frame %s, delivered %s", i, m.Frame, got[n-1].Frame)
 				}
 			}
 		})

@@ -136,7 +136,19 @@ const (
 	defaultWriteTimeout    = 10 * time.Second
 )
 
+// normalize checks c and applies the defaults to its zero fields.
 func (c *Config) normalize() error {
+	for _, check := range []func() error{c.checkKeys, c.checkOrigins, c.checkLimits} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	c.applyDefaults()
+	return nil
+}
+
+// checkKeys checks the verification keys and algorithms, defaulting Methods.
+func (c *Config) checkKeys() error {
 	keys := 0
 	for _, set := range []bool{len(c.Secret) > 0, c.PublicKey != nil, c.Keyfunc != nil} {
 		if set {
@@ -174,6 +186,10 @@ func (c *Config) normalize() error {
 			return err
 		}
 	}
+	return nil
+}
+
+func (c *Config) checkOrigins() error {
 	for _, o := range c.AllowedOrigins {
 		if o == "*" {
 			continue
@@ -183,6 +199,11 @@ func (c *Config) normalize() error {
 			return fmt.Errorf("%w: AllowedOrigins entry %q is not scheme://host[:port]", ErrConfig, o)
 		}
 	}
+	return nil
+}
+
+// checkLimits refuses negative sizes, durations and rates.
+func (c *Config) checkLimits() error {
 	neg := func(name string, v int64) error {
 		if v < 0 {
 			return fmt.Errorf("%w: %s is negative", ErrConfig, name)
@@ -205,6 +226,11 @@ func (c *Config) normalize() error {
 	if c.MessageRate < 0 || c.MessageRate != c.MessageRate {
 		return fmt.Errorf("%w: MessageRate is negative", ErrConfig)
 	}
+	return nil
+}
+
+// applyDefaults sets every zero field to its default.
+func (c *Config) applyDefaults() {
 	def := func(v *string, d string) {
 		if *v == "" {
 			*v = d
@@ -251,7 +277,6 @@ func (c *Config) normalize() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return nil
 }
 
 func methodsFor(k crypto.PublicKey) ([]string, error) {

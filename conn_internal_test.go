@@ -125,12 +125,12 @@ func TestSharedFrame(t *testing.T) {
 		{"one fewer", [][]byte{a, b}, false, `{"n":1}` + "\n" + `{"n":2}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pend := func(frames [][]byte) *conn {
-				cn := &conn{pending: append([][]byte(nil), frames...)}
+			pend := func(frames [][]byte) *outbox {
+				o := &outbox{pending: append([][]byte(nil), frames...)}
 				for _, f := range frames {
-					cn.pendingBytes += len(f)
+					o.pendingBytes += len(f)
 				}
-				return cn
+				return o
 			}
 			var sh shared
 			first, second := pend([][]byte{a, b, c}), pend(tc.second)

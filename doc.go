@@ -93,5 +93,12 @@
 // # Concurrency
 //
 // All methods of [Hub] are safe for concurrent use. [Hub.Shutdown] closes every session with
-// "going away" (1001) and waits for the hub's goroutines.
+// "going away" (1001) and waits for the hub's goroutines; when its context ends first it cuts
+// the remaining connections and returns the context's error at once.
+//
+// Inside, each piece of state has one owner, with its lock rule in its doc: the index (the
+// sessions by user and by topic), the flusher (frames on their way to melody), a session's
+// conn (its token and the recovery state of its streams) and its outbox (its queue of frames,
+// the byte limit and the slow-consumer close), the admission counts and the counters.
+// Recovery is pure functions over positions (recovery.go); the wire format is internal/wire.
 package notify

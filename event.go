@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gonotify/notify/internal/wire"
 )
 
 // Event is one notification. Only Type is required.
@@ -84,12 +86,12 @@ func (e *encoder) encode(ev Event, topic string) ([]byte, error) {
 	e.buf.Reset()
 	b := e.buf.AvailableBuffer()
 	b = append(b, `{"type":`...)
-	b = appendString(b, ev.Type)
+	b = wire.AppendString(b, ev.Type)
 	b = append(b, `,"id":`...)
 	if ev.ID == "" {
 		b = append(appendID(append(b, '"')), '"')
 	} else {
-		b = appendString(b, ev.ID)
+		b = wire.AppendString(b, ev.ID)
 	}
 	b = append(b, `,"time":"`...)
 	b, err := t.AppendText(b) // RFC 3339, as Time.MarshalJSON
@@ -99,13 +101,13 @@ func (e *encoder) encode(ev Event, topic string) ([]byte, error) {
 	b = append(b, '"')
 	if topic != "" {
 		b = append(b, `,"topic":`...)
-		b = appendString(b, topic)
+		b = wire.AppendString(b, topic)
 	}
 	if ev.Data != nil {
 		b = append(b, `,"data":`...)
 	}
 	e.buf.Write(b)
-	if raw, ok := ev.Data.(json.RawMessage); ok && compactJSON(raw) {
+	if raw, ok := ev.Data.(json.RawMessage); ok && wire.CompactJSON(raw) {
 		e.buf.Write(raw) // what Marshal would write for it, without the reflection
 	} else if ev.Data != nil {
 		// Encode writes what Marshal returns (compact, HTML-escaped, as the field needs it)
@@ -117,47 +119,4 @@ func (e *encoder) encode(ev Event, topic string) ([]byte, error) {
 	}
 	e.buf.WriteByte('}')
 	return e.buf.Bytes(), nil
-}
-
-// appendString appends s as a JSON string, escaped exactly as encoding/json does.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always marshals
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
-
-// withPosition returns the frame of a stream's event: its payload with the offset and epoch
-// put in front, built once per message on each hub.
-func withPosition(payload []byte, offset uint64, epoch string) []byte {
-	if offset == 0 || len(payload) < 2 {
-		return payload
-	}
-	var head [80]byte
-	h := appendPosition(head[:0], offset, epoch)
-	// Allocated at its exact size: the frame is kept in the history.
-	b := make([]byte, 0, len(h)+len(payload)-1)
-	return append(append(b, h...), payload[1:]...)
-}
-
-// appendPosition appends the start of a frame with a position: the object's opening brace,
-// offset and epoch, and the comma before the payload's first member.
-func appendPosition(b []byte, offset uint64, epoch string) []byte {
-	b = append(b, `{"offset":`...)
-	b = strconv.AppendUint(b, offset, 10)
-	b = append(b, `,"epoch":`...)
-	b = appendString(b, epoch)
-	return append(b, ',')
-}
-
-// payloadOf undoes withPosition.
-func payloadOf(frame []byte, offset uint64, epoch string) []byte {
-	var head [64]byte
-	n := len(appendPosition(head[:0], offset, epoch))
-	return append([]byte{'{'}, frame[n:]...)
 }

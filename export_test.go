@@ -4,7 +4,7 @@ import "time"
 
 // Waiting reports how many sessions hold a frame the flusher handed to melody and have not
 // written it (the count that makes senders yield, see pace).
-func Waiting(h *Hub) int64 { return h.waiting.Load() }
+func Waiting(h *Hub) int64 { return h.fl.waiting.Load() }
 
 // SetClock makes now the hub's clock for rate limiting; call it before the hub serves.
 func SetClock(h *Hub, now func() time.Time) { h.now = now }

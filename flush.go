@@ -1,14 +1,18 @@
 package notify
 
-import "runtime"
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
 
 // Frames reach melody through one flusher goroutine per hub. A send appends its frame to each
-// recipient's pending list and, when the session has nothing in flight, queues the session
-// for the flusher; the flusher hands each queued session everything pending by then as one
+// recipient's outbox and, when the outbox has nothing in flight, queues the outbox for the
+// flusher; the flusher hands each queued session everything pending by then as one
 // frame. The first frame of a burst therefore leaves when the flusher gets to run (on a busy
 // core, once the sender pauses or is preempted) together with what the burst added meanwhile,
 // instead of alone; an idle session's lone event still leaves at once. Later frames leave
-// from melody's write loop (conn.sent), which takes whatever is pending when the previous
+// from melody's write loop (outbox.sent), which takes whatever is pending when the previous
 // frame is written. Sessions whose pending frames are the same (a burst of broadcasts or topic
 // publishes) are handed one joined frame between them (see shared): the join is done once, not
 // once per session.
@@ -34,21 +38,50 @@ const (
 	fanOut    = 64 // deliveries per message that make a burst of fan-outs, not of per-user sends
 )
 
+// flusher is the hub's hand-out of frames to melody: its queue of outboxes and the counters
+// that decide when to coalesce and when senders yield. mu guards queue; the counters are
+// atomics, each written where its event happens. run is its one goroutine.
+type flusher struct {
+	mu     sync.Mutex
+	queue  []*outbox
+	signal chan struct{} // capacity 1: the queue is not empty
+
+	// deliveries counts frames handed to outboxes, lastFanOut is how many sessions the latest
+	// message reached, queued is len(queue), handedAt the deliveries when the flusher last
+	// took the queue, waiting the outboxes whose frame the flusher handed to melody and that
+	// have not written it yet, rounds the hand-outs of yieldWaiting frames or more, and
+	// roundYielded the rounds when a sender last yielded to one.
+	deliveries, lastFanOut atomic.Uint64
+	queued, waiting        atomic.Int64
+	handedAt               atomic.Uint64
+	rounds, roundYielded   atomic.Uint64
+}
+
+func newFlusher() *flusher { return &flusher{signal: make(chan struct{}, 1)} }
+
+// delivered counts a message's delivery to n sessions.
+func (f *flusher) delivered(n int) {
+	f.deliveries.Add(uint64(n))
+	if uint64(n) != f.lastFanOut.Load() {
+		f.lastFanOut.Store(uint64(n))
+	}
+}
+
 // coalesce yields while coalescing pays (see above) and reports how many times it did; since
 // is the delivery count at the previous flush. yield is runtime.Gosched but in tests.
-func (h *Hub) coalesce(since uint64, yield func()) (yields int) {
-	if h.lastFanOut.Load() >= fanOut {
+func (f *flusher) coalesce(since uint64, yield func()) (yields int) {
+	if f.lastFanOut.Load() >= fanOut {
 		return 0 // the latest message was a fan-out
 	}
 	for range maxYields {
-		n := uint64(h.queued.Load())
-		before := h.deliveries.Load()
+		n := uint64(f.queued.Load())
+		before := f.deliveries.Load()
 		if n < busyQueue || before-since >= fullWrite*n {
 			return yields
 		}
 		yield()
 		yields++
-		if h.deliveries.Load() == before {
+		if f.deliveries.Load() == before {
 			return yields // the senders have paused
 		}
 	}
@@ -73,49 +106,38 @@ const (
 )
 
 // pace yields as described above; yield is runtime.Gosched but in tests.
-func (h *Hub) pace(yield func()) {
-	if h.lastFanOut.Load() < fanOut {
+func (f *flusher) pace(yield func()) {
+	if f.lastFanOut.Load() < fanOut {
 		return // per-user traffic: the flusher's coalescing decides (see above)
 	}
-	if q := h.queued.Load(); q >= busyQueue && h.deliveries.Load()-h.flushedAt.Load() >= maxWrite*uint64(q) {
+	if q := f.queued.Load(); q >= busyQueue && f.deliveries.Load()-f.handedAt.Load() >= maxWrite*uint64(q) {
 		yield()
 	}
 	// Again while hand-outs made meanwhile wait: a yield puts the sender behind the write
 	// loops woken so far, not behind those the flusher wakes while it yields.
-	for p := h.passes.Load(); p != h.seen.Load() && h.waiting.Load() >= yieldWaiting; p = h.passes.Load() {
-		h.seen.Store(p)
+	for r := f.rounds.Load(); r != f.roundYielded.Load() && f.waiting.Load() >= yieldWaiting; r = f.rounds.Load() {
+		f.roundYielded.Store(r)
 		yield()
 	}
 }
 
-// flusher hands queued sessions' pending frames to melody until the hub stops.
-func (h *Hub) flusher() {
-	defer h.bg.Done()
-	var q []*conn
+// run hands queued outboxes' pending frames to melody until stop is closed.
+func (f *flusher) run(stop <-chan struct{}) {
+	var q []*outbox
 	var sh shared
 	for {
 		select {
-		case <-h.stop:
+		case <-stop:
 			return
-		case <-h.flushWake:
+		case <-f.signal:
 		}
-		small := h.coalesce(h.flushedAt.Load(), runtime.Gosched) > 0
-		h.flushedAt.Store(h.deliveries.Load())
+		small := f.coalesce(f.handedAt.Load(), runtime.Gosched) > 0
+		f.handedAt.Store(f.deliveries.Load())
 		handed := 0
 		for {
-			h.flushMu.Lock()
-			n := len(h.flushQ)
-			if small {
-				n = min(n, flushChunk)
-			}
-			q = append(q[:0], h.flushQ[:n]...)
-			rest := copy(h.flushQ, h.flushQ[n:])
-			clear(h.flushQ[rest:])
-			h.flushQ = h.flushQ[:rest]
-			h.queued.Store(int64(rest))
-			h.flushMu.Unlock()
-			for i, c := range q {
-				c.flush(&sh)
+			rest := f.take(&q, small)
+			for i, o := range q {
+				o.flush(&sh)
 				q[i] = nil
 			}
 			handed += len(q)
@@ -126,50 +148,67 @@ func (h *Hub) flusher() {
 		}
 		sh.reset()
 		if handed >= yieldWaiting {
-			h.passes.Add(1)
+			f.rounds.Add(1)
 		}
 	}
+}
+
+// take moves the queue's head into q (flushChunk outboxes when small, all otherwise) and
+// returns how many remain queued.
+func (f *flusher) take(q *[]*outbox, small bool) (rest int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.queue)
+	if small {
+		n = min(n, flushChunk)
+	}
+	*q = append((*q)[:0], f.queue[:n]...)
+	rest = copy(f.queue, f.queue[n:])
+	clear(f.queue[rest:])
+	f.queue = f.queue[:rest]
+	f.queued.Store(int64(rest))
+	return rest
 }
 
 // flushChunk is how many sessions the flusher hands their frames at a time when writes are
 // small (see above).
 const flushChunk = 256
 
-// wakeList collects the sessions a delivery queued for the flusher, so that the flusher's
+// wakeList collects the outboxes a delivery queued for the flusher, so that the flusher's
 // lock is taken once per batch rather than once per session. It lives on the caller's stack.
 type wakeList struct {
 	n   int
-	buf [32]*conn
+	buf [32]*outbox
 }
 
-func (w *wakeList) add(h *Hub, c *conn) {
-	w.buf[w.n] = c
+func (w *wakeList) add(f *flusher, o *outbox) {
+	w.buf[w.n] = o
 	w.n++
 	if w.n == len(w.buf) {
-		w.wake(h)
+		w.wake(f)
 	}
 }
 
-// wake queues the collected sessions and wakes the flusher.
-func (w *wakeList) wake(h *Hub) {
+// wake queues the collected outboxes and wakes the flusher.
+func (w *wakeList) wake(f *flusher) {
 	if w.n == 0 {
 		return
 	}
-	h.flushMu.Lock()
-	h.flushQ = append(h.flushQ, w.buf[:w.n]...)
-	h.queued.Store(int64(len(h.flushQ)))
-	h.flushMu.Unlock()
+	f.mu.Lock()
+	f.queue = append(f.queue, w.buf[:w.n]...)
+	f.queued.Store(int64(len(f.queue)))
+	f.mu.Unlock()
 	clear(w.buf[:w.n])
 	w.n = 0
 	select {
-	case h.flushWake <- struct{}{}:
+	case f.signal <- struct{}{}:
 	default:
 	}
 }
 
-// wakeOne queues one session for the flusher.
-func (h *Hub) wakeOne(c *conn) {
+// queueOne queues one outbox for the flusher.
+func (f *flusher) queueOne(o *outbox) {
 	var w wakeList
-	w.add(h, c)
-	w.wake(h)
+	w.add(f, o)
+	w.wake(f)
 }

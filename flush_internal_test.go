@@ -23,13 +23,13 @@ func TestCoalesce(t *testing.T) {
 		{"busy, little each, latest message just short of a fan-out", busyQueue, busyQueue, fanOut - 1, 1, maxYields},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &Hub{}
-			h.queued.Store(int64(tc.queued))
+			f := newFlusher()
+			f.queued.Store(int64(tc.queued))
 			const since = 500
-			h.deliveries.Store(since + tc.delivered)
-			h.lastFanOut.Store(tc.fanOut)
-			yield := func() { h.deliveries.Add(tc.perYield) }
-			if got := h.coalesce(since, yield); got != tc.wantYields {
+			f.deliveries.Store(since + tc.delivered)
+			f.lastFanOut.Store(tc.fanOut)
+			yield := func() { f.deliveries.Add(tc.perYield) }
+			if got := f.coalesce(since, yield); got != tc.wantYields {
 				t.Errorf("%d yields, want %d", got, tc.wantYields)
 			}
 		})
@@ -41,15 +41,15 @@ func TestCoalesce(t *testing.T) {
 // otherwise, and after a per-user send, it does not yield.
 func TestPace(t *testing.T) {
 	for _, tc := range []struct {
-		name         string
-		perUser      bool // the latest message reached one session, not a fan-out
-		queued       int64
-		delivered    uint64 // since the flusher last took the queue
-		passes, seen uint64
-		waiting      int64
-		handOut      bool // the first yield lets the flusher hand out yieldWaiting frames
-		wantYields   int
-		wantSeen     uint64
+		name            string
+		perUser         bool // the latest message reached one session, not a fan-out
+		queued          int64
+		delivered       uint64 // since the flusher last took the queue
+		rounds, yielded uint64
+		waiting         int64
+		handOut         bool // the first yield lets the flusher hand out yieldWaiting frames
+		wantYields      int
+		wantSeen        uint64
 	}{
 		{"idle", false, 1, 1, 0, 0, 0, false, 0, 0},
 		{"many waiting, short of maxWrite each", false, busyQueue, (maxWrite - 1) * busyQueue, 0, 0, 0, false, 0, 0},
@@ -62,33 +62,33 @@ func TestPace(t *testing.T) {
 		{"per-user sends, maxWrite each and a hand-out waiting", true, busyQueue, maxWrite * busyQueue, 3, 2, 5000, false, 0, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &Hub{}
-			h.lastFanOut.Store(5000)
+			f := newFlusher()
+			f.lastFanOut.Store(5000)
 			if tc.perUser {
-				h.lastFanOut.Store(1)
+				f.lastFanOut.Store(1)
 			}
-			h.queued.Store(tc.queued)
+			f.queued.Store(tc.queued)
 			const at = 700
-			h.flushedAt.Store(at)
-			h.deliveries.Store(at + tc.delivered)
-			h.passes.Store(tc.passes)
-			h.seen.Store(tc.seen)
-			h.waiting.Store(tc.waiting)
+			f.handedAt.Store(at)
+			f.deliveries.Store(at + tc.delivered)
+			f.rounds.Store(tc.rounds)
+			f.roundYielded.Store(tc.yielded)
+			f.waiting.Store(tc.waiting)
 			yields := 0
-			h.pace(func() {
+			f.pace(func() {
 				yields++
 				if tc.handOut && yields == 1 {
-					h.queued.Store(0)
-					h.flushedAt.Store(h.deliveries.Load())
-					h.passes.Add(1)
-					h.waiting.Store(int64(tc.queued))
+					f.queued.Store(0)
+					f.handedAt.Store(f.deliveries.Load())
+					f.rounds.Add(1)
+					f.waiting.Store(int64(tc.queued))
 				}
 			})
 			if yields != tc.wantYields {
 				t.Errorf("%d yields, want %d", yields, tc.wantYields)
 			}
-			if got := h.seen.Load(); got != tc.wantSeen {
-				t.Errorf("seen %d, want %d", got, tc.wantSeen)
+			if got := f.roundYielded.Load(); got != tc.wantSeen {
+				t.Errorf("roundYielded %d, want %d", got, tc.wantSeen)
 			}
 		})
 	}

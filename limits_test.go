@@ -57,7 +57,7 @@ func TestRefreshRevokesSubscriptions(t *testing.T) {
 		{name: "authorizer allows what the token no longer grants",
 			authorize: func(context.Context, string, string) error { return nil }},
 		{name: "authorizer refuses", revoked: true, reason: "left the team",
-			authorize: func(context.Context, string, string) error { return errors.New("notify: left the team") }},
+			authorize: func(context.Context, string, string) error { return errors.New("left the team") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -371,7 +371,7 @@ func TestRateLimitSustainedCloses(t *testing.T) {
 	for range 3 {
 		expectFrame(t, c, map[string]any{"op": "error", "code": "rate_limited", "topic": "x"})
 	}
-	if code := c.CloseCode(); code != notify.CloseRateLimited {
+	if code := notify.CloseCode(c.CloseCode()); code != notify.CloseRateLimited {
 		t.Fatalf("close code %d, want %d", code, notify.CloseRateLimited)
 	}
 	waitFor(t, "the disconnect to be counted", func() bool {
@@ -395,7 +395,7 @@ func TestBinaryFramesAreBadMessages(t *testing.T) {
 	for range 10 {
 		expectFrame(t, c, map[string]any{"op": "error", "code": "bad_request", "reason": "binary frames are not part of the protocol"})
 	}
-	if code := c.CloseCode(); code != notify.CloseProtocolAbuse {
+	if code := notify.CloseCode(c.CloseCode()); code != notify.CloseProtocolAbuse {
 		t.Fatalf("close code %d, want %d", code, notify.CloseProtocolAbuse)
 	}
 	waitFor(t, "the abuse close to be counted", func() bool {

@@ -19,7 +19,7 @@ type Stats struct {
 	// client sent, or 1006 when the connection just broke. Codes a client may choose freely
 	// and this protocol does not define are counted under 0. Every code has an entry, zero
 	// included, so that an exporter's series exist before their first event.
-	Disconnects map[int]uint64
+	Disconnects map[CloseCode]uint64
 	// Refused counts upgrade requests answered without an upgrade, by reason: the 401 reasons
 	// ("no_token", "token_expired", "token_invalid", "token_too_large"), "origin" (403),
 	// "user_sessions" (429), "hub_sessions" and "shutting_down" (503), "bad_request" (400);
@@ -71,7 +71,7 @@ var sendBounds = [...]time.Duration{
 }
 
 // knownCloseCodes are the close codes counted under their own number in Stats.Disconnects.
-var knownCloseCodes = [...]int{1000, 1001, 1005, 1006, 1009, 1011, CloseTokenExpired,
+var knownCloseCodes = [...]CloseCode{closeNormal, closeGoingAway, 1005, closeAbnormal, 1009, 1011, CloseTokenExpired,
 	CloseSlowConsumer, CloseProtocolAbuse, CloseRateLimited}
 
 // refusal labels, the keys of Stats.Refused.
@@ -99,7 +99,7 @@ type counters struct {
 
 	sends, publishes, broadcasts atomic.Uint64
 	frames, bytes                atomic.Uint64
-	abuse, rateLimited           atomic.Uint64
+	slow, abuse, rateLimited     atomic.Uint64
 	recovered, notRecovered      atomic.Uint64
 	brokerErrors                 atomic.Uint64
 
@@ -107,7 +107,13 @@ type counters struct {
 	sendSum     atomic.Int64                       // nanoseconds
 }
 
-func (m *counters) disconnected(code int) {
+// written counts a frame of n bytes written to a client.
+func (m *counters) written(n int) {
+	m.frames.Add(1)
+	m.bytes.Add(uint64(n))
+}
+
+func (m *counters) disconnected(code CloseCode) {
 	for i, k := range knownCloseCodes {
 		if k == code {
 			m.disconnects[i].Add(1)
@@ -150,9 +156,9 @@ func (m *counters) recovery(recovered *bool) {
 // fill copies the counters into s.
 func (m *counters) fill(s *Stats) {
 	s.Connects = m.connects.Load()
-	s.Disconnects = make(map[int]uint64, len(m.disconnects))
+	s.Disconnects = make(map[CloseCode]uint64, len(m.disconnects))
 	for i := range m.disconnects {
-		code := 0
+		var code CloseCode // 0: the others
 		if i < len(knownCloseCodes) {
 			code = knownCloseCodes[i]
 		}
@@ -164,7 +170,7 @@ func (m *counters) fill(s *Stats) {
 	}
 	s.Sends, s.Publishes, s.Broadcasts = m.sends.Load(), m.publishes.Load(), m.broadcasts.Load()
 	s.FramesWritten, s.BytesWritten = m.frames.Load(), m.bytes.Load()
-	s.AbuseCloses, s.RateLimited = m.abuse.Load(), m.rateLimited.Load()
+	s.SlowConsumers, s.AbuseCloses, s.RateLimited = m.slow.Load(), m.abuse.Load(), m.rateLimited.Load()
 	s.Recovered, s.NotRecovered = m.recovered.Load(), m.notRecovered.Load()
 	s.BrokerErrors = m.brokerErrors.Load()
 	h := Histogram{Bounds: slices.Clone(sendBounds[:]), Counts: make([]uint64, len(sendBounds))}

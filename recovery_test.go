@@ -231,7 +231,7 @@ func TestSlowConsumerThenRecovery(t *testing.T) {
 	for {
 		m, err := slow.Read(5 * time.Second)
 		if err != nil {
-			if code := slow.CloseCode(); code != notify.CloseSlowConsumer {
+			if code := notify.CloseCode(slow.CloseCode()); code != notify.CloseSlowConsumer {
 				t.Fatalf("close %d, want %d", code, notify.CloseSlowConsumer)
 			}
 			break
@@ -295,7 +295,10 @@ type failingBroker struct{ deliver func(notify.Message) }
 
 var errBrokerDown = errors.New("broker down")
 
-func (b *failingBroker) Start(d func(notify.Message)) error { b.deliver = d; return nil }
+func (b *failingBroker) Start(_ context.Context, d func(notify.Message)) error {
+	b.deliver = d
+	return nil
+}
 func (b *failingBroker) Publish(context.Context, string, []byte, bool) error {
 	return errBrokerDown
 }

@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/gonotify/notify/internal/wire"
 )
 
 // Send delivers ev to every session of the user. See [Hub.SendContext].
@@ -24,7 +25,7 @@ func (h *Hub) SendContext(ctx context.Context, userID string, ev Event) error {
 	if userID == "" {
 		return ErrInvalidUser
 	}
-	return h.publish(ctx, userStream(userID), ev, "", ev.Ephemeral)
+	return h.publish(ctx, wire.UserStream(userID), ev, "", ev.Ephemeral)
 }
 
 // Publish delivers ev to every session subscribed to topic. See [Hub.PublishContext].
@@ -40,7 +41,7 @@ func (h *Hub) PublishContext(ctx context.Context, topic string, ev Event) error 
 	if err := validTopic(topic); err != nil {
 		return err
 	}
-	return h.publish(ctx, topicStream(topic), ev, topic, ev.Ephemeral)
+	return h.publish(ctx, wire.TopicStream(topic), ev, topic, ev.Ephemeral)
 }
 
 // Broadcast delivers ev to every session. See [Hub.BroadcastContext].
@@ -52,7 +53,7 @@ func (h *Hub) Broadcast(ev Event) error {
 // have no history: a session that was offline does not get them on recovery.
 func (h *Hub) BroadcastContext(ctx context.Context, ev Event) error {
 	h.stats.broadcasts.Add(1)
-	return h.publish(ctx, broadcastStream, ev, "", true)
+	return h.publish(ctx, wire.Broadcast, ev, "", true)
 }
 
 // publish encodes ev and hands it to the broker. When the broker fails, the hub's own
@@ -103,15 +104,12 @@ func (h *Hub) serverSubscription(userID, topic string, on bool) error {
 	if err := validTopic(topic); err != nil {
 		return err
 	}
-	h.mu.RLock()
-	conns := slices.Clone(h.users[userID])
-	h.mu.RUnlock()
 	ctx := context.Background()
-	for _, c := range conns {
+	for _, c := range h.idx.sessionsOf(userID) {
 		if on {
 			h.join(ctx, c, topic, nil, true)
 		} else {
-			h.leave(ctx, c, topic, control{Op: "unsubscribed", Topic: topic})
+			h.leave(ctx, c, topic, wire.Control{Op: "unsubscribed", Topic: topic})
 		}
 	}
 	return nil

@@ -9,11 +9,19 @@ const maxTopicLen = 128
 
 // validTopic applies the naming rules of PROTOCOL.md.
 func validTopic(t string) error {
+	if p := topicProblem(t); p != "" {
+		return fmt.Errorf("%w: %s", ErrInvalidTopic, p)
+	}
+	return nil
+}
+
+// topicProblem says what breaks the naming rules in t, or "" when nothing does.
+func topicProblem(t string) string {
 	if t == "" || len(t) > maxTopicLen {
-		return fmt.Errorf("%w: name must be 1 to %d bytes", ErrInvalidTopic, maxTopicLen)
+		return fmt.Sprintf("name must be 1 to %d bytes", maxTopicLen)
 	}
 	if t[0] == '.' || t[len(t)-1] == '.' {
-		return fmt.Errorf("%w: name may not start or end with a dot", ErrInvalidTopic)
+		return "name may not start or end with a dot"
 	}
 	for i := 0; i < len(t); i++ {
 		c := t[i]
@@ -21,10 +29,10 @@ func validTopic(t string) error {
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
 		case c == '.', c == '_', c == '-', c == ':', c == '@', c == '/':
 		default:
-			return fmt.Errorf("%w: character %q not allowed", ErrInvalidTopic, c)
+			return fmt.Sprintf("character %q not allowed", c)
 		}
 	}
-	return nil
+	return ""
 }
 
 // topicGranted reports whether one of the token's grants matches topic. A grant is a topic

@@ -114,7 +114,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for code, n := range s.Disconnects {
 		label := "other"
 		if code != 0 {
-			label = strconv.Itoa(code)
+			label = strconv.Itoa(int(code))
 		}
 		counter(disconnectsDesc, n, label)
 	}

@@ -131,11 +131,9 @@ func (b *Broker) keys(stream string) []string {
 }
 
 // Start checks that Redis answers and starts the receiving goroutine.
-func (b *Broker) Start(deliver func(notify.Message)) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+func (b *Broker) Start(ctx context.Context, deliver func(notify.Message)) error {
 	if err := b.client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("notify: redisbroker: %w", err)
+		return fmt.Errorf("redisbroker: %w", err)
 	}
 	b.deliver = deliver
 	b.ps = b.client.Subscribe(context.Background())
@@ -239,7 +237,7 @@ func (b *Broker) catchUp(ctx context.Context, channel string, p notify.Position)
 	}
 	n := 0
 	for _, m := range msgs {
-		if m.Epoch == p.Epoch && m.Offset <= p.Offset {
+		if p.Covers(m.Offset, m.Epoch) {
 			continue
 		}
 		b.advance(channel, notify.Position{Offset: m.Offset, Epoch: m.Epoch}, true)

@@ -1,11 +1,11 @@
-package notify
+package wire
 
-// compactJSON reports whether b is one JSON value exactly as json.Marshal would write it for a
+// CompactJSON reports whether b is one JSON value exactly as json.Marshal would write it for a
 // json.RawMessage holding b: valid, with no insignificant white space, and with nothing that
 // Marshal escapes (<, >, & and the line separators U+2028 and U+2029; any byte 0xE2 counts, to
 // stay on the safe side). Such data can be copied into a frame as it is; anything else goes
 // through encoding/json. It is a fast path, not a validator: when in doubt it says no.
-func compactJSON(b []byte) bool {
+func CompactJSON(b []byte) bool {
 	end, ok := scanValue(b, 0, 0)
 	return ok && end == len(b)
 }
@@ -13,7 +13,9 @@ func compactJSON(b []byte) bool {
 // maxCompactDepth bounds the nesting the fast path follows; deeper data takes the slow path.
 const maxCompactDepth = 64
 
-// scanValue scans the value starting at b[i] and returns the index just after it.
+// scanValue scans the value starting at b[i] and returns the index just after it. It is one
+// switch over JSON's value kinds, longer than 50 lines because objects and arrays are scanned
+// in place: splitting them off would cost a call per member on every event's data.
 func scanValue(b []byte, i, depth int) (int, bool) {
 	if i >= len(b) || depth > maxCompactDepth {
 		return i, false

@@ -1,0 +1,206 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/olahol/melody"
+
+	"github.com/gonotify/notify/internal/wire"
+)
+
+// The client protocol (PROTOCOL.md): each message a client sends is handled on its session's
+// read loop, one at a time.
+
+// refusal is what a client is told when the hub refuses its message: an error frame's code and
+// reason, and the topic when the message named one.
+type refusal struct{ code, topic, reason string }
+
+// received handles one client control frame.
+func (h *Hub) received(s *melody.Session, msg []byte) {
+	c := connOf(s)
+	var req wire.Request
+	err := json.Unmarshal(msg, &req)
+	if !h.allow(c, req.Topic) {
+		return
+	}
+	if err != nil || req.Op == "" {
+		h.refuse(c, refusal{wire.CodeBadRequest, "", "expected a JSON object with an op"})
+		return
+	}
+	switch req.Op {
+	case "subscribe":
+		var since *Position
+		if req.Epoch != "" {
+			since = &Position{Epoch: req.Epoch, Offset: req.Offset}
+		}
+		h.clientSubscribe(c.ctx, c, req.Topic, since)
+	case "unsubscribe":
+		if p := topicProblem(req.Topic); p != "" {
+			h.refuse(c, refusal{wire.CodeInvalidTopic, req.Topic, topicReason(p)})
+			return
+		}
+		c.strikes = 0
+		bye := wire.Control{Op: "unsubscribed", Topic: req.Topic}
+		if !h.leave(c.ctx, c, req.Topic, bye) {
+			c.out.send(bye.Frame())
+		}
+	case "refresh":
+		h.refresh(c, req.Token)
+	default:
+		h.refuse(c, refusal{wire.CodeUnknownOp, "", "unknown op"})
+	}
+}
+
+// receivedBinary refuses a binary frame, which the protocol has no use for; it counts toward
+// the bad messages that close a session.
+func (h *Hub) receivedBinary(s *melody.Session, _ []byte) {
+	c := connOf(s)
+	if h.allow(c, "") {
+		h.refuse(c, refusal{wire.CodeBadRequest, "", "binary frames are not part of the protocol"})
+	}
+}
+
+// allow applies the session's rate limit to one message. A message past it is answered with
+// rate_limited (naming the message's topic, so that a client can tell which request to retry)
+// and not served; a session that keeps on is closed with CloseRateLimited.
+func (h *Hub) allow(c *conn, topic string) bool {
+	ok, abuse := c.limit.allow(h.now(), h.cfg.MessageRate, h.cfg.MessageBurst)
+	if ok {
+		return true
+	}
+	h.stats.rateLimited.Add(1)
+	if abuse {
+		h.cfg.Logger.Warn("notify: closing session past its message rate", "user", c.user, "session", c.id)
+		c.close(CloseRateLimited)
+		return false
+	}
+	c.out.send(wire.Error(wire.CodeRateLimited, topic, "too many messages, slow down"))
+	return false
+}
+
+// refuse answers a bad message with an error frame and closes the session after maxStrikes
+// bad messages in a row.
+func (h *Hub) refuse(c *conn, r refusal) {
+	c.out.send(wire.Error(r.code, r.topic, r.reason))
+	c.strikes++
+	if c.strikes >= maxStrikes {
+		h.stats.abuse.Add(1)
+		h.cfg.Logger.Warn("notify: closing abusive session", "user", c.user, "session", c.id)
+		c.close(CloseProtocolAbuse)
+	}
+}
+
+// refresh replaces the session's token: its grants and expiry, then the subscriptions the new
+// token no longer allows (see revoke).
+func (h *Hub) refresh(c *conn, token string) {
+	id, err := h.auth.verify(token)
+	if err == nil && id.UserID != c.user {
+		err = unauthorized("token is for another user")
+	}
+	if err != nil {
+		h.refuse(c, refusal{wire.CodeInvalidToken, "", authReason(err)})
+		return
+	}
+	c.strikes = 0
+	c.schedule(id.Topics, id.Expires)
+	h.revoke(c.ctx, c)
+	c.out.send(wire.Control{Op: "refreshed", Exp: id.Expires.Unix()}.Frame())
+}
+
+// authorize decides whether c may subscribe to topic on its own: its token grants it, or else
+// Config.Authorize allows it. It returns the refusal's reason.
+func (h *Hub) authorize(ctx context.Context, c *conn, topic string) (string, bool) {
+	if c.granted(topic) {
+		return "", true
+	}
+	if h.cfg.Authorize == nil {
+		return "topic not granted by token", false
+	}
+	if err := h.cfg.Authorize(ctx, c.user, topic); err != nil {
+		return err.Error(), false
+	}
+	return "", true
+}
+
+// revoke ends the subscriptions the session made itself that its current token (or, failing
+// the token, Config.Authorize) no longer allows, each with an "unsubscribed" frame carrying
+// the code "forbidden" and the reason. Subscriptions the server made stay. It runs on the
+// session's read loop, as subscribes do: none can start meanwhile.
+func (h *Hub) revoke(ctx context.Context, c *conn) {
+	for _, t := range h.idx.clientTopics(c) {
+		if why, ok := h.authorize(ctx, c, t); !ok {
+			h.leave(ctx, c, t, wire.Control{Op: "unsubscribed", Topic: t, Code: wire.CodeForbidden, Reason: why})
+		}
+	}
+}
+
+func (h *Hub) clientSubscribe(ctx context.Context, c *conn, topic string, since *Position) {
+	if p := topicProblem(topic); p != "" {
+		h.refuse(c, refusal{wire.CodeInvalidTopic, topic, topicReason(p)})
+		return
+	}
+	already, n := h.idx.subscription(c, topic)
+	if !already {
+		if n >= h.cfg.MaxTopics {
+			h.refuse(c, refusal{wire.CodeTooManyTopics, topic, fmt.Sprintf("at most %d topics per session", h.cfg.MaxTopics)})
+			return
+		}
+		if why, ok := h.authorize(ctx, c, topic); !ok {
+			h.refuse(c, refusal{wire.CodeForbidden, topic, why})
+			return
+		}
+	}
+	c.strikes = 0
+	if already || !h.join(ctx, c, topic, since, false) {
+		c.out.send(wire.Control{Op: "subscribed", Topic: topic}.Frame())
+	}
+}
+
+// join subscribes a session to a topic and sends it "subscribed" with the topic's position,
+// then the events it missed since since (when set), then the live ones. byServer marks a
+// subscription the application made (Hub.Subscribe), which a token's grants do not revoke.
+// It reports false when the session was already subscribed or is gone, and sent nothing.
+func (h *Hub) join(ctx context.Context, c *conn, topic string, since *Position, byServer bool) bool {
+	stream := wire.TopicStream(topic)
+	h.brokerSubscribe(ctx, stream)
+	c.buffer(stream, false)
+	if !h.idx.subscribe(c, topic, byServer) {
+		c.release(stream, nil, nil, Position{})
+		h.brokerUnsubscribe(ctx, stream)
+		return false
+	}
+	pos, replay, recovered := h.catchUp(ctx, stream, since)
+	subscribed := wire.Control{Op: "subscribed", Topic: topic, Epoch: pos.Epoch, Offset: pos.Offset, Recovered: recovered}
+	c.release(stream, subscribed.Frame(), replay, pos)
+	return true
+}
+
+// leave ends a session's subscription to a topic and tells it with bye; it reports false when
+// there was none. Once the session is out of the topic's index no event of the topic reaches
+// it, so none follows bye.
+func (h *Hub) leave(ctx context.Context, c *conn, topic string, bye wire.Control) bool {
+	if !h.idx.unsubscribe(c, topic) {
+		return false
+	}
+	stream := wire.TopicStream(topic)
+	c.forget(stream)
+	c.out.send(bye.Frame())
+	h.brokerUnsubscribe(context.WithoutCancel(ctx), stream)
+	return true
+}
+
+// authReason is what a client is told of a token it sent that was refused: the reason, after
+// the sentinel's text.
+func authReason(err error) string {
+	reason := "invalid token"
+	if e, ok := errors.AsType[*authError](err); ok {
+		reason = e.reason
+	}
+	return "unauthorized: " + reason
+}
+
+// topicReason is what a client is told of a topic name that breaks the rules.
+func topicReason(problem string) string { return "invalid topic: " + problem }

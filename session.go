@@ -1,0 +1,122 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/olahol/melody"
+
+	"github.com/gonotify/notify/internal/wire"
+)
+
+// A session's life, as melody reports it: connected, then messages (see messages.go), then
+// disconnected.
+
+func (h *Hub) connected(s *melody.Session) {
+	c := connOf(s)
+	c.s = s
+	c.out.sink = s
+	// After the upgrade the session needs only the request's context: keep it and let the
+	// request go (about 1.7 KB per session). melody itself never reads Request.
+	ctx := s.Request.Context()
+	c.ctx = ctx
+	s.Request = nil
+	stream := wire.UserStream(c.user)
+	// Until the welcome is queued every frame waits, and the user stream's are buffered so
+	// that the replay and the live events meet without a gap or a duplicate.
+	c.buffer(stream, true)
+	h.brokerSubscribe(ctx, stream)
+	h.idx.add(c)
+	h.stats.connects.Add(1)
+
+	pos, replay, recovered := h.catchUp(ctx, stream, c.since)
+	welcome := wire.Control{Op: "welcome", User: c.user, Session: c.id, Ping: int64(h.cfg.PingInterval / time.Second),
+		Epoch: pos.Epoch, Offset: pos.Offset, Recovered: recovered}
+	if !c.expires.IsZero() {
+		welcome.Exp = c.expires.Unix()
+	}
+	c.start(stream, welcome.Frame(), replay, pos)
+	c.schedule(c.grants, c.expires)
+	if h.closed.Load() {
+		c.close(closeGoingAway)
+	}
+	if h.cfg.Logger.Enabled(ctx, slog.LevelDebug) { // the arguments cost allocations
+		h.cfg.Logger.Debug("notify: session connected", "user", c.user, "session", c.id)
+	}
+	if h.cfg.OnConnect != nil {
+		h.cfg.OnConnect(c.user)
+	}
+}
+
+func (h *Hub) disconnected(s *melody.Session) {
+	c := connOf(s)
+	h.stats.disconnected(c.out.endCode())
+	c.close(closeNormal) // stops the timer; a no-op on the wire after a close
+	topics := h.idx.remove(c)
+	ctx := c.ctx
+	for _, t := range topics {
+		h.brokerUnsubscribe(ctx, wire.TopicStream(t))
+	}
+	h.brokerUnsubscribe(ctx, wire.UserStream(c.user))
+	if h.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
+		h.cfg.Logger.Debug("notify: session disconnected", "user", c.user, "session", c.id)
+	}
+	if h.cfg.OnDisconnect != nil {
+		h.cfg.OnDisconnect(c.user)
+	}
+}
+
+func (h *Hub) sessionError(s *melody.Session, err error) {
+	c := connOf(s)
+	if errors.Is(err, melody.ErrMessageBufferFull) {
+		// Cannot happen by the outbox's construction; if it does, the session lost a frame.
+		if c != nil {
+			h.stats.slow.Add(1)
+			c.close(CloseSlowConsumer)
+		}
+		h.cfg.Logger.Error("notify: melody buffer full", "err", err)
+		return
+	}
+	if ce, ok := errors.AsType[*websocket.CloseError](err); ok && c != nil {
+		c.out.closedWith(CloseCode(ce.Code))
+	}
+	if errors.Is(err, melody.ErrWriteClosed) || websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
+		return
+	}
+	h.cfg.Logger.Debug("notify: session error", "err", err)
+}
+
+// catchUp reads a stream's position and history and plans what a session asking to recover
+// from since gets replayed (see planReplay). When the history cannot be read, a session that
+// asked to recover is told it did not.
+func (h *Hub) catchUp(ctx context.Context, stream string, since *Position) (pos Position, replay [][]byte, recovered *bool) {
+	defer func() { h.stats.recovery(recovered) }()
+	pos, msgs, err := h.broker.History(ctx, stream)
+	if err != nil {
+		h.stats.brokerErrors.Add(1)
+		h.cfg.Logger.Warn("notify: history unavailable", "err", err)
+		if since == nil {
+			return Position{}, nil, nil
+		}
+		return Position{}, nil, new(false)
+	}
+	replay, recovered = planReplay(pos, msgs, since)
+	return pos, replay, recovered
+}
+
+func (h *Hub) brokerSubscribe(ctx context.Context, stream string) {
+	if err := h.broker.Subscribe(ctx, stream); err != nil {
+		h.stats.brokerErrors.Add(1)
+		h.cfg.Logger.Warn("notify: broker subscribe failed", "stream", stream, "err", err)
+	}
+}
+
+func (h *Hub) brokerUnsubscribe(ctx context.Context, stream string) {
+	if err := h.broker.Unsubscribe(ctx, stream); err != nil {
+		h.stats.brokerErrors.Add(1)
+		h.cfg.Logger.Warn("notify: broker unsubscribe failed", "stream", stream, "err", err)
+	}
+}

@@ -1,0 +1,187 @@
+package notify
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+)
+
+// ServeHTTP upgrades an authenticated request to a WebSocket session. A cross-origin request
+// gets 403, a missing or bad token 401, a user at Config.MaxUserSessions 429, a hub at
+// Config.MaxSessions or shutting down 503. It returns once the connection is
+// upgraded; the session goes on in its own goroutine, which Shutdown waits for.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, since, ok := h.admitRequest(w, r)
+	if !ok {
+		return
+	}
+	h.acceptMu.Lock()
+	if h.closed.Load() {
+		h.acceptMu.Unlock()
+		h.admit.release(id.UserID)
+		h.refuseUpgrade(w, refusedShutdown, http.StatusServiceUnavailable, ErrClosed.Error())
+		return
+	}
+	h.handlers.Add(1)
+	h.acceptMu.Unlock()
+
+	c := newConn(h, id, since)
+	// The session outlives this handler: returning once the connection is hijacked frees what
+	// net/http keeps per connection while its handler runs (4 KB read and 4 KB write buffers,
+	// the request, a deep stack). The session gets a context of its own: net/http's ends when
+	// the handler returns, and keeping its values would keep net/http's per-connection
+	// contexts (about 0.5 KB a session).
+	ctx := context.Background()
+	dw := &detachedWriter{ResponseWriter: w, hijacked: make(chan struct{})}
+	ended := make(chan struct{})
+	go h.serve(dw, r.WithContext(ctx), c, ended)
+	select {
+	case <-dw.hijacked:
+	case <-ended: // refused before the hijack; the answer went through w
+	}
+}
+
+// admitRequest checks an upgrade request before the upgrade: its origin, its token (unless an
+// adapter put a verified identity in its context), its recovery position and the session
+// caps, which count the session from here on. It answers a refused request itself.
+func (h *Hub) admitRequest(w http.ResponseWriter, r *http.Request) (Identity, *Position, bool) {
+	if !h.originAllowed(r) {
+		h.refuseUpgrade(w, refusedOrigin, http.StatusForbidden, "notify: origin not allowed")
+		return Identity{}, nil, false
+	}
+	id, ok := IdentityFromContext(r.Context())
+	if !ok {
+		var err error
+		if id, err = h.auth.verify(h.auth.tokenFrom(r)); err != nil {
+			h.cfg.Logger.Info("notify: upgrade refused", "remote", r.RemoteAddr, "err", err)
+			h.refuseUpgrade(w, refusalLabel(err), http.StatusUnauthorized, err.Error())
+			return Identity{}, nil, false
+		}
+	}
+	since, err := sinceFrom(r)
+	if err != nil {
+		h.refuseUpgrade(w, refusedBadRequest, http.StatusBadRequest, err.Error())
+		return Identity{}, nil, false
+	}
+	if label := h.admit.acquire(id.UserID); label != "" {
+		h.cfg.Logger.Info("notify: upgrade refused", "remote", r.RemoteAddr, "reason", label)
+		status, msg := h.admit.refusal(label)
+		h.refuseUpgrade(w, label, status, msg)
+		return Identity{}, nil, false
+	}
+	return id, since, true
+}
+
+// refuseUpgrade answers an upgrade request that is refused, and counts it by label. 429 and 503 say
+// when to retry.
+func (h *Hub) refuseUpgrade(w http.ResponseWriter, label string, status int, msg string) {
+	h.stats.refuse(label)
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfter)
+	}
+	http.Error(w, msg, status)
+}
+
+// serve runs a session to its end. It is a method rather than a closure so that nothing keeps
+// the request or net/http's writer alive after the upgrade.
+func (h *Hub) serve(w *detachedWriter, r *http.Request, c *conn, ended chan struct{}) {
+	defer h.handlers.Done()
+	defer close(ended)
+	defer h.admit.release(c.user)
+	remote := r.RemoteAddr
+	if err := h.m.HandleRequestWithKeys(w, r, map[string]any{connKey: c}); err != nil {
+		h.cfg.Logger.Info("notify: upgrade failed", "remote", remote, "err", err)
+	}
+}
+
+// retryAfter is the Retry-After of refused upgrades, in seconds: enough for a cap to free up,
+// short enough that a client's own backoff stays in charge.
+const retryAfter = "5"
+
+// writeBufferSize is a session's write buffer, kept for its life: the upgrader takes the
+// hijacked writer's buffer as it is. A frame that does not fit leaves in the same system call
+// (gorilla writes the rest from the frame itself, with writev).
+const writeBufferSize = 512
+
+// detachedWriter is the ResponseWriter the upgrader gets. Until the hijack it is the handler's;
+// its Hijack hands the upgrader the connection with small buffers of its own, keeping
+// net/http's to be freed when the handler returns.
+type detachedWriter struct {
+	http.ResponseWriter
+	hijacked chan struct{}
+}
+
+func (d *detachedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(d.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if brw.Reader.Buffered() == 0 { // otherwise the upgrader refuses the connection anyway
+		if tc, ok := nc.(*net.TCPConn); ok {
+			nc = &handshakeConn{TCPConn: tc}
+		}
+		brw = bufio.NewReadWriter(bufio.NewReaderSize(nc, 16), bufio.NewWriterSize(nc, writeBufferSize))
+	}
+	d.ResponseWriter = nil // the upgrader is done with it; let net/http's state go
+	close(d.hijacked)
+	return nc, brw, nil
+}
+
+// handshakeConn holds back the upgrader's response (its first write) until the session's
+// first frame, the welcome, so that both leave in one system call: the welcome follows at
+// once (conn.start), and a new connection costs one write instead of two. Later writes go
+// straight to the TCP connection; embedding it keeps net.Buffers' writev for frames larger
+// than the write buffer, which bypasses Write: conn.start flushes the response first when the
+// welcome is that large. Only the session's one writer at a time calls Write.
+type handshakeConn struct {
+	*net.TCPConn
+	state int    // 0: the response is next; 1: held; 2: sent
+	held  []byte // the response, copied: the upgrader reuses its buffer for frames
+}
+
+func (c *handshakeConn) Write(p []byte) (int, error) {
+	switch c.state {
+	case 0:
+		c.held, c.state = bytes.Clone(p), 1
+		return len(p), nil
+	case 1:
+		bufs, h := net.Buffers{c.held, p}, len(c.held)
+		c.held, c.state = nil, 2
+		n, err := bufs.WriteTo(c.TCPConn)
+		return max(0, int(n)-h), err
+	}
+	return c.TCPConn.Write(p)
+}
+
+// flush sends the held response now, on its own.
+func (c *handshakeConn) flush() error {
+	if c.state != 1 {
+		return nil
+	}
+	held := c.held
+	c.held, c.state = nil, 2
+	_, err := c.TCPConn.Write(held)
+	return err
+}
+
+// sinceFrom reads the user stream's recovery position from the upgrade's "epoch" and "offset"
+// query parameters (PROTOCOL.md, Recovery).
+func sinceFrom(r *http.Request) (*Position, error) {
+	if r.URL.RawQuery == "" {
+		return nil, nil
+	}
+	q := r.URL.Query()
+	epoch := q.Get("epoch")
+	if epoch == "" {
+		return nil, nil
+	}
+	off, err := strconv.ParseUint(q.Get("offset"), 10, 64)
+	if err != nil {
+		return nil, errors.New("notify: offset must be a non-negative integer")
+	}
+	return &Position{Epoch: epoch, Offset: off}, nil
+}
