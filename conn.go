@@ -41,8 +41,9 @@ type conn struct {
 	timer     *time.Timer // the expiry warning, then the expiry close
 	closed    bool
 
-	strikes int    // bad messages in a row
-	limit   bucket // the message rate limit
+	strikes  int    // bad messages in a row
+	limit    bucket // the message rate limit
+	welcomed bool   // set and read on the session's own goroutine (melody's connect, then disconnect)
 }
 
 type buffered struct {
@@ -158,6 +159,21 @@ func (c *conn) releaseLocked(stream string, first []byte, replay [][]byte, upTo 
 		live = append(live, b.frame)
 	}
 	return c.out.release(reserved, first, replay, live)
+}
+
+// drop ends a stream's recovery that failed: the frames buffered meanwhile go.
+func (c *conn) drop(stream string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	reserved := 0
+	for _, b := range c.buffers[stream] {
+		reserved += len(b.frame)
+	}
+	delete(c.buffers, stream)
+	if len(c.buffers) == 0 {
+		c.buffers = nil
+	}
+	c.out.release(reserved, nil, nil, nil)
 }
 
 // start writes the welcome and then releases the user stream like release. It runs in

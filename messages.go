@@ -154,7 +154,15 @@ func (h *Hub) clientSubscribe(ctx context.Context, c *conn, topic string, since 
 		}
 	}
 	c.strikes = 0
-	if already || !h.join(ctx, c, topic, since, false) {
+	if already {
+		c.out.send(wire.Control{Op: "subscribed", Topic: topic}.Frame())
+		return
+	}
+	switch joined, err := h.join(ctx, c, topic, since, false); {
+	case err != nil:
+		// Not a bad message: the client sends it again later.
+		c.out.send(wire.Error(wire.CodeUnavailable, topic, "broker unavailable, try again later"))
+	case !joined:
 		c.out.send(wire.Control{Op: "subscribed", Topic: topic}.Frame())
 	}
 }
@@ -162,20 +170,26 @@ func (h *Hub) clientSubscribe(ctx context.Context, c *conn, topic string, since 
 // join subscribes a session to a topic and sends it "subscribed" with the topic's position,
 // then the events it missed since since (when set), then the live ones. byServer marks a
 // subscription the application made (Hub.Subscribe), which a token's grants do not revoke.
-// It reports false when the session was already subscribed or is gone, and sent nothing.
-func (h *Hub) join(ctx context.Context, c *conn, topic string, since *Position, byServer bool) bool {
+// It reports false when the session was already subscribed or is gone, and sent nothing; an
+// error when the broker could not subscribe or read the topic's position, and then nothing
+// changed and nothing was sent.
+func (h *Hub) join(ctx context.Context, c *conn, topic string, since *Position, byServer bool) (bool, error) {
 	stream := wire.TopicStream(topic)
-	h.brokerSubscribe(ctx, stream)
 	c.buffer(stream, false)
 	if !h.idx.subscribe(c, topic, byServer) {
 		c.release(stream, nil, nil, Position{})
-		h.brokerUnsubscribe(ctx, stream)
-		return false
+		return false, nil
 	}
-	pos, replay, recovered := h.catchUp(ctx, stream, since)
+	pos, replay, recovered, err := h.subscribeStream(ctx, stream, since)
+	if err != nil {
+		h.idx.unsubscribe(c, topic)
+		c.drop(stream)
+		h.cfg.Logger.Warn("notify: subscribe refused, broker unavailable", "topic", topic, "err", err)
+		return false, fmt.Errorf("notify: subscribe to %q: %w", topic, err)
+	}
 	subscribed := wire.Control{Op: "subscribed", Topic: topic, Epoch: pos.Epoch, Offset: pos.Offset, Recovered: recovered}
 	c.release(stream, subscribed.Frame(), replay, pos)
-	return true
+	return true, nil
 }
 
 // leave ends a session's subscription to a topic and tells it with bye; it reports false when

@@ -71,7 +71,7 @@ var sendBounds = [...]time.Duration{
 }
 
 // knownCloseCodes are the close codes counted under their own number in Stats.Disconnects.
-var knownCloseCodes = [...]CloseCode{closeNormal, closeGoingAway, 1005, closeAbnormal, 1009, 1011, CloseTokenExpired,
+var knownCloseCodes = [...]CloseCode{closeNormal, closeGoingAway, 1005, closeAbnormal, 1009, 1011, closeTryAgain, CloseTokenExpired,
 	CloseSlowConsumer, CloseProtocolAbuse, CloseRateLimited}
 
 // refusal labels, the keys of Stats.Refused.

@@ -264,6 +264,14 @@ func (o *outbox) close(code CloseCode) {
 	o.closeLocked(code, true)
 }
 
+// abort ends the session with a close code, dropping what is pending: nothing of it may reach
+// a client that was not welcomed.
+func (o *outbox) abort(code CloseCode) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closeLocked(code, false)
+}
+
 // closeLocked queues the close frame, after what is pending when flush is set. The sink has
 // room: at most one data frame in flight, the flushed one and the close frame.
 func (o *outbox) closeLocked(code CloseCode, flush bool) {

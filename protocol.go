@@ -10,6 +10,9 @@ const (
 	closeNormal    CloseCode = 1000 // the session ended normally
 	closeGoingAway CloseCode = 1001 // the server is shutting down; reconnect with a backoff
 	closeAbnormal  CloseCode = 1006 // the connection broke; never sent, only reported
+	// closeTryAgain (1013): the broker could not subscribe the session or read its stream's
+	// position; reconnect with a backoff, recovering.
+	closeTryAgain CloseCode = 1013
 	// CloseTokenExpired: the token expired without an in-band refresh; fetch a fresh token and
 	// reconnect.
 	CloseTokenExpired CloseCode = 4000
@@ -29,6 +32,8 @@ func (c CloseCode) String() string {
 		return "normal closure"
 	case closeGoingAway:
 		return "going away, reconnect"
+	case closeTryAgain:
+		return "broker unavailable, try again later"
 	case closeAbnormal:
 		return "abnormal closure"
 	case 1009:

@@ -4,14 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/gonotify/notify"
 )
@@ -290,8 +292,13 @@ func TestBadRecoveryOffset(t *testing.T) {
 	}
 }
 
-// failingBroker is an in-process broker that cannot hand anything over.
-type failingBroker struct{ deliver func(notify.Message) }
+// failingBroker is an in-process broker that cannot hand anything over: Publish fails, and so
+// do Subscribe or History for the streams the test says.
+type failingBroker struct {
+	deliver func(notify.Message)
+	// subscribe and history fail for the streams with this prefix ("u:" users, "t:" topics).
+	subscribe, history string
+}
 
 var errBrokerDown = errors.New("broker down")
 
@@ -302,10 +309,18 @@ func (b *failingBroker) Start(_ context.Context, d func(notify.Message)) error {
 func (b *failingBroker) Publish(context.Context, string, []byte, bool) error {
 	return errBrokerDown
 }
-func (b *failingBroker) Subscribe(context.Context, string) error   { return nil }
+func (b *failingBroker) Subscribe(_ context.Context, stream string) error {
+	if b.subscribe != "" && strings.HasPrefix(stream, b.subscribe) {
+		return errBrokerDown
+	}
+	return nil
+}
 func (b *failingBroker) Unsubscribe(context.Context, string) error { return nil }
-func (b *failingBroker) History(context.Context, string) (notify.Position, []notify.Message, error) {
-	return notify.Position{}, nil, errBrokerDown
+func (b *failingBroker) History(_ context.Context, stream string) (notify.Position, []notify.Message, error) {
+	if b.history != "" && strings.HasPrefix(stream, b.history) {
+		return notify.Position{}, nil, errBrokerDown
+	}
+	return notify.Position{Epoch: "0123456789abcdef", Offset: 3}, nil, nil
 }
 func (b *failingBroker) Close() error { return nil }
 
@@ -315,8 +330,8 @@ func TestBrokerFailure(t *testing.T) {
 	srv := wsURL(serve(t, h))
 	p := pos{"0123456789abcdef", 3}
 	c, w := reconnect(t, srv, h, "alice", &p)
-	if w["recovered"] != false {
-		t.Fatalf("welcome %v, want recovered false without history", w)
+	if w["recovered"] != true {
+		t.Fatalf("welcome %v, want recovered", w)
 	}
 	err := h.Send("alice", notify.Event{Type: "dm"})
 	if !errors.Is(err, errBrokerDown) || err.Error() != "notify: broker: broker down" {
@@ -326,7 +341,57 @@ func TestBrokerFailure(t *testing.T) {
 	if m := c.NextNonPing(); m["type"] != "dm" || m["offset"] != nil {
 		t.Fatalf("got %v", m)
 	}
-	_ = io.EOF
+}
+
+// TestBrokerUnavailable: a session whose stream the broker cannot subscribe, or whose position
+// it cannot read, is not welcomed (it could lose events without knowing): it is closed with
+// 1013 and comes back later. A topic subscribe the broker cannot serve is answered
+// "unavailable", which is no bad message, and Hub.Subscribe says so.
+func TestBrokerUnavailable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, subscribe, history string }{
+		{"subscribe fails", "u:", ""},
+		{"history fails", "", "u:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var hooks atomic.Int32
+			h := newHub(t, func(c *notify.Config) {
+				c.Broker = &failingBroker{subscribe: tc.subscribe, history: tc.history}
+				c.OnConnect = func(string) { hooks.Add(1) }
+				c.OnDisconnect = func(string) { hooks.Add(1) }
+			})
+			srv := serve(t, h)
+			c, _, err := dialHeader(t, srv, http.Header{"Authorization": {"Bearer " + token(t, h, "alice")}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Read(5 * time.Second); !websocket.IsCloseError(err, 1013) {
+				t.Fatalf("first read: %v, want close 1013 and no welcome", err)
+			}
+			waitFor(t, "the refused session counted", func() bool { return h.Stats().Disconnects[1013] == 1 })
+			if st := h.Stats(); st.Connects != 0 || st.Sessions != 0 || hooks.Load() != 0 {
+				t.Fatalf("connects %d, sessions %d, hooks %d: want none for a refused session", st.Connects, st.Sessions, hooks.Load())
+			}
+		})
+	}
+	t.Run("topic", func(t *testing.T) {
+		h := newHub(t, func(c *notify.Config) { c.Broker = &failingBroker{history: "t:"} })
+		srv := serve(t, h)
+		c := dial(t, srv, token(t, h, "alice", "news"))
+		for range 12 { // more than the bad messages that close a session
+			c.Send(map[string]any{"op": "subscribe", "topic": "news"})
+			m := c.NextNonPing()
+			if m["op"] != "error" || m["code"] != "unavailable" || m["topic"] != "news" {
+				t.Fatalf("got %v, want error unavailable for news", m)
+			}
+		}
+		if err := h.Subscribe("alice", "news"); !errors.Is(err, errBrokerDown) {
+			t.Fatalf("Hub.Subscribe: %v, want the broker's error", err)
+		}
+		if st := h.Stats(); st.Topics != 0 || st.Sessions != 1 {
+			t.Fatalf("topics %d sessions %d, want 0 and 1", st.Topics, st.Sessions)
+		}
+	})
 }
 
 // TestRecoveryReauthorizes: a subscribe that asks to recover is authorized exactly like a

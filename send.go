@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -87,7 +88,8 @@ func (h *Hub) publish(ctx context.Context, stream string, ev Event, topic string
 
 // Subscribe subscribes every current session of the user to topic, without authorization
 // checks: the server is trusted. Each session is told with a "subscribed" frame. Sessions the
-// user opens later are not subscribed.
+// user opens later are not subscribed. It returns an error for the sessions the broker could
+// not subscribe (they stay unsubscribed).
 func (h *Hub) Subscribe(userID, topic string) error {
 	return h.serverSubscription(userID, topic, true)
 }
@@ -105,14 +107,16 @@ func (h *Hub) serverSubscription(userID, topic string, on bool) error {
 		return err
 	}
 	ctx := context.Background()
+	var errs []error
 	for _, c := range h.idx.sessionsOf(userID) {
 		if on {
-			h.join(ctx, c, topic, nil, true)
+			_, err := h.join(ctx, c, topic, nil, true)
+			errs = append(errs, err)
 		} else {
 			h.leave(ctx, c, topic, wire.Control{Op: "unsubscribed", Topic: topic})
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 var defaultHub atomic.Pointer[Hub]

@@ -28,11 +28,17 @@ func (h *Hub) connected(s *melody.Session) {
 	// Until the welcome is queued every frame waits, and the user stream's are buffered so
 	// that the replay and the live events meet without a gap or a duplicate.
 	c.buffer(stream, true)
-	h.brokerSubscribe(ctx, stream)
 	h.idx.add(c)
+	pos, replay, recovered, err := h.subscribeStream(ctx, stream, c.since)
+	if err != nil {
+		// Without the stream's subscription and position, events the broker accepts from now
+		// on could be lost without the client knowing: it reconnects later and recovers.
+		h.cfg.Logger.Warn("notify: session refused, broker unavailable", "user", c.user, "err", err)
+		c.out.abort(closeTryAgain)
+		return
+	}
+	c.welcomed = true
 	h.stats.connects.Add(1)
-
-	pos, replay, recovered := h.catchUp(ctx, stream, c.since)
 	welcome := wire.Control{Op: "welcome", User: c.user, Session: c.id, Ping: int64(h.cfg.PingInterval / time.Second),
 		Epoch: pos.Epoch, Offset: pos.Offset, Recovered: recovered}
 	if !c.expires.IsZero() {
@@ -60,11 +66,13 @@ func (h *Hub) disconnected(s *melody.Session) {
 	for _, t := range topics {
 		h.brokerUnsubscribe(ctx, wire.TopicStream(t))
 	}
-	h.brokerUnsubscribe(ctx, wire.UserStream(c.user))
+	if c.welcomed { // a refused session's subscription was undone already
+		h.brokerUnsubscribe(ctx, wire.UserStream(c.user))
+	}
 	if h.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
 		h.cfg.Logger.Debug("notify: session disconnected", "user", c.user, "session", c.id)
 	}
-	if h.cfg.OnDisconnect != nil {
+	if h.cfg.OnDisconnect != nil && c.welcomed {
 		h.cfg.OnDisconnect(c.user)
 	}
 }
@@ -89,29 +97,23 @@ func (h *Hub) sessionError(s *melody.Session, err error) {
 	h.cfg.Logger.Debug("notify: session error", "err", err)
 }
 
-// catchUp reads a stream's position and history and plans what a session asking to recover
-// from since gets replayed (see planReplay). When the history cannot be read, a session that
-// asked to recover is told it did not.
-func (h *Hub) catchUp(ctx context.Context, stream string, since *Position) (pos Position, replay [][]byte, recovered *bool) {
-	defer func() { h.stats.recovery(recovered) }()
-	pos, msgs, err := h.broker.History(ctx, stream)
-	if err != nil {
-		h.stats.brokerErrors.Add(1)
-		h.cfg.Logger.Warn("notify: history unavailable", "err", err)
-		if since == nil {
-			return Position{}, nil, nil
+// subscribeStream subscribes the hub to a session's stream and reads the stream's position
+// and history, planning what a session asking to recover from since gets replayed (see
+// planReplay). Both must succeed: a session that went on without the subscription, or
+// without a position, could lose events the broker accepts from now on without being told.
+// On an error the subscription is undone.
+func (h *Hub) subscribeStream(ctx context.Context, stream string, since *Position) (pos Position, replay [][]byte, recovered *bool, err error) {
+	if err = h.broker.Subscribe(ctx, stream); err == nil {
+		var msgs []Message
+		if pos, msgs, err = h.broker.History(ctx, stream); err == nil {
+			replay, recovered = planReplay(pos, msgs, since)
+			h.stats.recovery(recovered)
+			return pos, replay, recovered, nil
 		}
-		return Position{}, nil, new(false)
 	}
-	replay, recovered = planReplay(pos, msgs, since)
-	return pos, replay, recovered
-}
-
-func (h *Hub) brokerSubscribe(ctx context.Context, stream string) {
-	if err := h.broker.Subscribe(ctx, stream); err != nil {
-		h.stats.brokerErrors.Add(1)
-		h.cfg.Logger.Warn("notify: broker subscribe failed", "stream", stream, "err", err)
-	}
+	h.stats.brokerErrors.Add(1)
+	h.brokerUnsubscribe(context.WithoutCancel(ctx), stream)
+	return Position{}, nil, nil, err
 }
 
 func (h *Hub) brokerUnsubscribe(ctx context.Context, stream string) {

@@ -509,7 +509,9 @@ class Connection {
         break;
       case "error":
         // A request the server did not process for now: send it again later, unreported.
-        if (msg.code === "rate_limited" && this.#onRateLimited(ws, msg)) break;
+        // "unavailable" (the server's broker could not serve a subscribe) is retried likewise.
+        if ((msg.code === "rate_limited" || (msg.code === "unavailable" && typeof msg.topic === "string")) &&
+          this.#onRateLimited(ws, msg)) break;
         if (msg.code === "invalid_token") this.#endRefresh();
         if (typeof msg.topic === "string") {
           // The subscription did not take effect; renewing it on every reconnect would only

@@ -732,6 +732,21 @@ test("rate_limited subscribe: re-sent after a jittered, growing delay, unreporte
   assert.equal(last().requests().length, 5);
 });
 
+test("unavailable subscribe (the server's broker is down): re-sent later, unreported, then resolves", async () => {
+  const { n, last } = await setup();
+  track(n);
+  const errors = errorLog(n);
+  last().receive(welcome());
+  const answer = n.subscribe("news");
+  const sub = { op: "subscribe", topic: "news" };
+  last().receive({ op: "error", code: "unavailable", topic: "news", reason: "broker unavailable, try again later" });
+  mock.timers.tick(3000);
+  assert.deepEqual(last().requests(), [sub, sub], "re-sent within 3 s");
+  last().receive({ op: "subscribed", topic: "news", epoch: "N", offset: 4 });
+  await answer;
+  assert.deepEqual(errors, [], "retries are not reported");
+});
+
 test("rate_limited resubscribe, unsubscribe and calls made during the wait", async () => {
   const s = await recoverySetup({ topics: ["news", "sport"] });
   const errors = errorLog(s.n);

@@ -40,6 +40,7 @@ const (
 	CodeTooManyTopics = "too_many_topics"
 	CodeInvalidToken  = "invalid_token"
 	CodeRateLimited   = "rate_limited"
+	CodeUnavailable   = "unavailable"
 )
 
 // Control is a control frame, server to client.

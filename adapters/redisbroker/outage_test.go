@@ -1,0 +1,182 @@
+package redisbroker_test
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/gonotify/notify"
+	"github.com/gonotify/notify/internal/wstest"
+)
+
+// TestNoSilentLossInOutage: Redis is killed while node A sends to two users and a topic every
+// 20 ms, and restarted. On node B, during the outage, a session reconnects with its position,
+// another connects for the first time, and a third (connected before) subscribes to the
+// topic. None of them is welcomed or subscribed while Redis is down (1013, "unavailable");
+// once each is, it gets every event Redis accepted from its position on, with consecutive
+// offsets, or is told recovered:false.
+func TestNoSilentLossInOutage(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	p := prefix(t)
+	a, b := newNode(t, r.url(), p, nil), newNode(t, r.url(), p, nil)
+	carol, w := b.dial(t, "carol", nil)
+	carolPos := position(t, w)
+	carol.WS.Close()
+	erin, _ := b.dial(t, "erin", nil)
+
+	// The sender counts what Redis accepted after the kill, per stream.
+	var mu sync.Mutex
+	accepted := map[string]int{}
+	killed := false
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			for _, s := range []string{"carol", "dave", "news"} {
+				mu.Lock() // the kill comes between two sends, never during one
+				var err error
+				if s == "news" {
+					err = a.hub.Publish(s, notify.Event{Type: "ev", Data: i})
+				} else {
+					err = a.hub.Send(s, notify.Event{Type: "ev", Data: i})
+				}
+				if err == nil && killed {
+					accepted[s]++
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+
+	mu.Lock()
+	r.kill()
+	killed = true
+	mu.Unlock()
+	carolURL := b.url + "?" + url.Values{"epoch": {carolPos.Epoch}, "offset": {fmt.Sprint(carolPos.Offset)}}.Encode()
+	for _, u := range []string{carolURL, b.url} {
+		if _, err := tryWelcome(t, b, u, "carol"); !websocket.IsCloseError(err, 1013) {
+			t.Fatalf("a session opened with Redis down: %v, want close 1013", err)
+		}
+	}
+	erin.Send(map[string]any{"op": "subscribe", "topic": "news"})
+	if m := erin.NextNonPing(); m["op"] != "error" || m["code"] != "unavailable" {
+		t.Fatalf("subscribe with Redis down: %v, want error unavailable", m)
+	}
+
+	bin, _ := exec.LookPath("redis-server")
+	r.start(bin)
+	// Redis lost the history: carol's recovery is impossible, and she is told so.
+	carolBack := welcomed(t, b, carolURL, "carol")
+	if carolBack.welcome["recovered"] != false {
+		t.Fatalf("carol's welcome %v, want recovered false", carolBack.welcome)
+	}
+	dave := welcomed(t, b, b.url, "dave")
+	var erinFrom uint64
+	wstest.WaitFor(t, "erin's subscribe served", func() bool {
+		erin.Send(map[string]any{"op": "subscribe", "topic": "news"})
+		m := erin.NextNonPing()
+		for m["op"] != "subscribed" && m["op"] != "error" {
+			m = erin.NextNonPing() // events of her own stream
+		}
+		if m["op"] == "subscribed" {
+			erinFrom = uint64(num(m["offset"]))
+		}
+		return m["op"] == "subscribed"
+	})
+	// Enough sends after everyone is back, then the sender stops.
+	mu.Lock()
+	target := accepted["news"] + 25
+	mu.Unlock()
+	wstest.WaitFor(t, "sends after the outage", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return accepted["news"] >= target
+	})
+	close(stop)
+	<-done
+
+	for _, s := range []struct {
+		name string
+		c    *wstest.Client
+		from uint64
+		want int
+		only string // the topic, for erin's reads
+	}{
+		{"carol", carolBack.c, carolBack.from, accepted["carol"], ""},
+		{"dave", dave.c, dave.from, accepted["dave"], ""},
+		{"erin", erin, erinFrom, accepted["news"], "news"},
+	} {
+		next := s.from + 1
+		for next <= uint64(s.want) {
+			m := s.c.NextNonPing()
+			if s.only != "" && m["topic"] != s.only {
+				continue
+			}
+			if got := uint64(num(m["offset"])); got != next {
+				t.Fatalf("%s: event %v, want offset %d (every accepted event from %d on, in order)", s.name, m, next, s.from)
+			}
+			next++
+		}
+	}
+}
+
+type session struct {
+	c       *wstest.Client
+	welcome map[string]any
+	from    uint64 // the welcome's offset
+}
+
+// tryWelcome dials u as user and returns the welcome, or the error that ended the connection
+// before it.
+func tryWelcome(t *testing.T, n *node, u, user string) (*session, error) {
+	t.Helper()
+	tok, err := n.hub.IssueToken(user, time.Minute, ">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := wstest.Dial(t, u, http.Header{"Authorization": {"Bearer " + tok}})
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.Read(10 * time.Second)
+	if err != nil {
+		return nil, err
+	}
+	if m["op"] != "welcome" {
+		t.Fatalf("first frame %v, want welcome", m)
+	}
+	return &session{c: c, welcome: m, from: uint64(num(m["offset"]))}, nil
+}
+
+// welcomed dials until the session is welcomed (Redis coming back).
+func welcomed(t *testing.T, n *node, u, user string) *session {
+	t.Helper()
+	var s *session
+	wstest.WaitFor(t, user+" welcomed", func() bool {
+		var err error
+		s, err = tryWelcome(t, n, u, user)
+		if err != nil && !websocket.IsCloseError(err, 1013) && !errors.Is(err, wstest.ErrTimeout) {
+			t.Fatal(err)
+		}
+		return err == nil
+	})
+	return s
+}
+
+func num(v any) float64 {
+	f, _ := v.(float64)
+	return f
+}
