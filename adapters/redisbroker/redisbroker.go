@@ -8,7 +8,8 @@
 // A Send on any node reaches the user's sessions on every node. Each node subscribes only to
 // the Redis channels of users and topics that have sessions on it, so it receives only the
 // messages it delivers. Assigning a stream's offset, appending to its history and publishing
-// happen in one Lua script: one round trip per send.
+// happen in one Lua script; the sends that arrive while one round trip is in flight leave
+// together in the next, pipelined (no timer delays a lone send).
 //
 // While Redis is unreachable, sends return an error (each hub still delivers to its own
 // sessions), and when Redis is back the broker resubscribes every stream that still has
@@ -85,6 +86,9 @@ type Broker struct {
 	reconnects atomic.Uint64
 	caughtUp   atomic.Uint64
 
+	pubQ    chan *pubReq  // sends waiting for the publisher (see publish.go)
+	pubDone chan struct{} // closed when the publisher has returned
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -95,7 +99,8 @@ var _ notify.Broker = (*Broker)(nil)
 // yet; the hub's New does, and reports an unreachable Redis.
 func New(opts Options) (*Broker, error) {
 	b := &Broker{opts: opts, client: opts.Client, refs: map[string]int{}, waiting: map[string][]chan struct{}{},
-		live: map[string]bool{}, pos: map[string]notify.Position{}, stop: make(chan struct{}), done: make(chan struct{})}
+		live: map[string]bool{}, pos: map[string]notify.Position{}, stop: make(chan struct{}), done: make(chan struct{}),
+		pubQ: make(chan *pubReq, maxPipeline), pubDone: make(chan struct{})}
 	if b.client == nil {
 		if opts.URL == "" {
 			return nil, errors.New("notify: redisbroker: set URL or Client")
@@ -138,6 +143,7 @@ func (b *Broker) Start(ctx context.Context, deliver func(notify.Message)) error 
 	b.deliver = deliver
 	b.ps = b.client.Subscribe(context.Background())
 	go b.receive()
+	go b.publisher()
 	return nil
 }
 
@@ -284,24 +290,6 @@ func (b *Broker) parse(m *redis.Message) (notify.Message, bool) {
 	return nm, true
 }
 
-// publishScript assigns the next offset, appends to the history and publishes, atomically.
-// KEYS: position, history. ARGV: channel, payload, size, ttl ms, position ttl s, new epoch, now ms.
-var publishScript = redis.NewScript(`
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[6]
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
-  redis.call('DEL', KEYS[2])
-end
-local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('RPUSH', KEYS[2], offset .. ' ' .. ARGV[7] .. ' ' .. ARGV[2])
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', ARGV[1], offset .. ' ' .. epoch .. ' ' .. ARGV[2])
-return offset
-`)
-
 // historyScript returns the position and the history, creating the position when the stream
 // has none so that later offsets belong to the epoch it returns. A position created here, for
 // a stream without events, lives for the history's TTL only (its first event extends it to
@@ -320,22 +308,6 @@ if not epoch then
 end
 return {epoch, redis.call('HGET', KEYS[1], 'offset'), redis.call('LRANGE', KEYS[2], 0, -1)}
 `)
-
-// Publish runs the publish script: one round trip.
-func (b *Broker) Publish(ctx context.Context, stream string, payload []byte, ephemeral bool) error {
-	var err error
-	if ephemeral {
-		err = b.client.Publish(ctx, b.channel(stream), "0 - "+string(payload)).Err()
-	} else {
-		err = publishScript.Run(ctx, b.client, b.keys(stream), b.channel(stream), payload, b.opts.HistorySize,
-			b.opts.HistoryTTL.Milliseconds(), int64(notify.StreamRetention/time.Second), notify.NewEpoch(),
-			time.Now().UnixMilli()).Err()
-	}
-	if err != nil {
-		return fmt.Errorf("redisbroker: publish: %w", err)
-	}
-	return nil
-}
 
 // Subscribe subscribes this node to the stream's channel on the first call for it and waits
 // for Redis to confirm. While Redis is unreachable it returns an error, and the stream is
@@ -456,6 +428,7 @@ func (b *Broker) Close() error {
 	if b.ps != nil {
 		err = b.ps.Close()
 		<-b.done
+		<-b.pubDone
 	}
 	if b.own {
 		if e := b.client.Close(); e != nil && err == nil {
