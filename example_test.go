@@ -2,41 +2,66 @@ package notify_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/gonotify/notify"
 	"github.com/gonotify/notify/adapters/nethttp"
 )
 
+// currentUser stands for the application's own login: the ID of the user the request is from.
+func currentUser(*http.Request) string { return "alice" }
+
+// The README's quick start for net/http: the hub, its WebSocket endpoint and browser client,
+// and the application's endpoint that hands its logged-in user a notify token granting "news".
 func Example() {
+	hub, err := notify.New(notify.Config{Secret: []byte(os.Getenv("NOTIFY_SECRET"))})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	mux := http.NewServeMux()
+	nethttp.Mount(mux, "/notify", hub) // GET /notify/ws and GET /notify/client.js
+
+	// Your own authenticated endpoint hands the logged-in user a short-lived notify token.
+	mux.HandleFunc("GET /api/notify-token", func(w http.ResponseWriter, r *http.Request) {
+		tok, err := hub.IssueToken(currentUser(r), 10*time.Minute, "news")
+		if err != nil {
+			http.Error(w, "cannot issue token", http.StatusInternalServerError)
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]string{"token": tok})
+	})
+
+	srv := &http.Server{Addr: ":8080", Handler: mux, ReadHeaderTimeout: 10 * time.Second} // drops half-open requests
+	log.Fatal(srv.ListenAndServe())
+}
+
+// Anywhere in the backend: one user's every tab and device, or every subscriber of a topic.
+func ExampleHub_Send() {
 	hub, err := notify.New(notify.Config{Secret: []byte("at least 32 random bytes, from env")})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer hub.Shutdown(context.Background())
+	order := map[string]int{"order": 42}
 
-	mux := http.NewServeMux()
-	nethttp.Mount(mux, "/notify", hub) // GET /notify/ws and GET /notify/client.js
-	// The app's own authenticated endpoint hands its user a short-lived notify token.
-	mux.HandleFunc("GET /api/notify-token", func(w http.ResponseWriter, r *http.Request) {
-		user := "alice" // from the app's session
-		tok, err := hub.IssueToken(user, 10*time.Minute)
-		if err != nil {
-			http.Error(w, "cannot issue token", http.StatusInternalServerError)
-			return
-		}
-		fmt.Fprintf(w, "{\"token\":%q}", tok)
-	})
+	hub.Send("alice", notify.Event{Type: "order.shipped", Data: order}) // every tab and device of alice
+	hub.Publish("news", notify.Event{Type: "headline", Data: "Hello"})  // every subscriber of "news"
 
-	// Anywhere in the backend:
-	if err := hub.Send("alice", notify.Event{Type: "order.shipped", Data: map[string]int{"order": 42}}); err != nil {
-		log.Print(err)
-	}
+	st := hub.Stats()
+	fmt.Println(st.Sends, st.Publishes)
 	// Output:
+	// 1 1
 }
 
 func ExampleHub_Publish() {
@@ -75,6 +100,15 @@ func ExampleNew_configError() {
 	// true
 }
 
+// An HMAC secret must be at least 32 random bytes: one token is enough to brute-force a short
+// one. Generate it with openssl rand -hex 32.
+func ExampleNew_shortSecret() {
+	_, err := notify.New(notify.Config{Secret: []byte("changeme")})
+	fmt.Println(err)
+	// Output:
+	// notify: invalid config: Secret is 8 bytes, want at least 32 random bytes (e.g. openssl rand -hex 32)
+}
+
 func ExampleHub_IssueToken() {
 	hub, _ := notify.New(notify.Config{Secret: []byte("at least 32 random bytes, from env")})
 	defer hub.Shutdown(context.Background())
@@ -87,6 +121,23 @@ func ExampleHub_IssueToken() {
 	// alice [news orders.*] <nil>
 }
 
+// The hub's state and counters, for a health endpoint or an exporter (adapters/promnotify
+// exports them to Prometheus).
+func ExampleHub_Stats() {
+	hub, _ := notify.New(notify.Config{Secret: []byte("at least 32 random bytes, from env")})
+	defer hub.Shutdown(context.Background())
+	hub.Send("alice", notify.Event{Type: "order.shipped"})
+
+	st := hub.Stats()
+	fmt.Println(st.Sessions, st.Users, st.Sends, st.Refused["user_sessions"], st.Disconnects[notify.CloseSlowConsumer])
+	// Output:
+	// 0 0 1 0 0
+}
+
+// A subscription to a topic the token does not grant is decided by Config.Authorize. Here a
+// server-side client (token in the Authorization header) subscribes to three topics: one its
+// token grants, its own team's, which Authorize allows, and another team's, refused with the
+// error Authorize returned. The connection stays up after the refusal.
 func ExampleConfig_authorize() {
 	hub, err := notify.New(notify.Config{
 		Secret: []byte("at least 32 random bytes, from env"),
@@ -97,15 +148,54 @@ func ExampleConfig_authorize() {
 			}
 			return errors.New("not your team")
 		},
-		AllowedOrigins: []string{"https://app.example.com"},
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer hub.Shutdown(context.Background())
-	fmt.Println(hub.Stats().Sessions)
+	mux := http.NewServeMux()
+	nethttp.Mount(mux, "/notify", hub)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer hub.Shutdown(context.Background()) // before srv.Close: it closes the sessions
+
+	tok, _ := hub.IssueToken("alice", time.Minute, "news")
+	d := websocket.Dialer{Subprotocols: []string{notify.Subprotocol}} // "notify.v1"
+	ws, _, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/notify/ws",
+		http.Header{"Authorization": {"Bearer " + tok}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ws.Close()
+	fmt.Println(nextControl(ws)["op"])
+	for _, topic := range []string{"news", "team.red", "team.blue"} {
+		ws.WriteJSON(map[string]string{"op": "subscribe", "topic": topic})
+		m := nextControl(ws)
+		fmt.Println(m["op"], m["topic"], m["code"], m["reason"])
+	}
 	// Output:
-	// 0
+	// welcome
+	// subscribed news <nil> <nil>
+	// subscribed team.red <nil> <nil>
+	// error team.blue forbidden not your team
 }
 
 func teamOf(string) string { return "red" }
+
+// nextControl returns the next control frame but pings. A frame may hold several JSON objects,
+// one per line; here each answer comes alone, as the client waits for it before the next.
+func nextControl(ws *websocket.Conn) map[string]any {
+	for {
+		ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, b, err := ws.ReadMessage()
+		if err != nil {
+			log.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			log.Fatalf("frame %q: %v", b, err)
+		}
+		if m["op"] != "ping" {
+			return m
+		}
+	}
+}
