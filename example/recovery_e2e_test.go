@@ -109,6 +109,39 @@ func TestE2ERecovery(t *testing.T) {
 	alice.assertNotReloaded()
 }
 
+// A page that has had no notification yet is cut off, the in-memory server restarts, and a
+// notification is sent to the user before the page is back. The new server cannot replay it
+// (recovered: false), and the page cannot tell yet whether anything was sent; its next
+// notification, the second of the new server's stream for alice, shows that one was: then the
+// page says that notifications may be missing.
+func TestE2EServerRestartMissedWhileAway(t *testing.T) {
+	s1 := startServer(t, "127.0.0.1:0", options{})
+	px := wstest.NewProxy(t, s1.Addr)
+	b := newBrowser(t)
+	alice := newPage(t, b, "alice", chromedp.WithNewBrowserContext())
+	alice.login(px.URL, "alice")
+	alice.setMarker()
+
+	goOffline(t, px, alice, s1.Hub, "alice")
+	s1.stop(t)
+	s2 := startServer(t, "127.0.0.1:0", options{})
+	s2.sendTo(t, "alice", "while away")
+	px.Restore(s2.Addr)
+	alice.waitState(15*time.Second, "connected")
+	eventually(t, 2*time.Second, "alice's session on the new server", func() bool { return s2.Hub.Sessions("alice") == 1 })
+	if alice.missedBanner() {
+		t.Errorf("the banner shows before anything tells the page that it missed a notification")
+	}
+
+	s2.sendTo(t, "alice", "after")
+	alice.waitShown(deliveryTime, "after")
+	alice.waitJS(2*time.Second, "missed-notifications banner", `!document.querySelector("#refresh-needed").hidden`)
+	if n := alice.count("while away"); n != 0 {
+		t.Errorf("the notification sent while away shows %d times; the new server cannot replay it", n)
+	}
+	alice.assertNotReloaded()
+}
+
 // redisURL is the Redis the multi-node tests share: NOTIFY_REDIS_URL or 127.0.0.1:6379.
 func redisURL(t testing.TB) string {
 	t.Helper()

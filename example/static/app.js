@@ -17,17 +17,18 @@ function api(url, init = {}) {
 // ---- session ----
 
 // A window that has logged in goes on as its user, also after a reload. A new window asks who
-// you are, suggesting the user already logged in in this browser, if there is exactly one.
+// you are, with an empty form: it may be the second window of the README's tour, about to log
+// in as another user, so it does not suggest the user already logged in in this browser.
 async function start() {
-  const stored = sessionStorage.getItem(USER_KEY);
-  const res = await api("/api/me");
-  const me = res.ok ? await res.json() : null;
-  if (stored && me) {
-    showApp(me.user, me.node);
-    return;
+  if (sessionStorage.getItem(USER_KEY)) {
+    const res = await api("/api/me");
+    if (res.ok) {
+      const me = await res.json();
+      showApp(me.user, me.node);
+      return;
+    }
+    sessionStorage.removeItem(USER_KEY);
   }
-  sessionStorage.removeItem(USER_KEY);
-  if (me) $("#login-form [name=name]").value = me.user;
   showLogin();
 }
 
@@ -59,16 +60,56 @@ function showApp(user, node = "") {
     el.textContent = state;
     el.dataset.state = state;
   });
-  // After a reconnect the client asks for what it missed. When the server can no longer replay
-  // it (too much, too old, or the server's history was lost), say so: a real app would refetch
-  // the notifications from its API here.
-  client.onRecovery(({ recovered }) => {
-    if (!recovered) $("#refresh-needed").hidden = false;
-  });
+  // After a reconnect the client asks for what it missed; see noteRecovery.
+  seen.clear();
+  unsure.clear();
+  client.onRecovery(noteRecovery);
+  client.on("*", noteStream);
   client.on("*", (ev) => {
     addNotification(ev);
     toast(ev);
   });
+}
+
+// ---- missed notifications ----
+
+// When the server cannot replay what a page missed (too much, too old, or its history was lost,
+// as when an in-memory server restarts), the client reports recovered: false for that stream:
+// the user's own (topic undefined) or a topic's. A real app would refetch its notifications
+// from its API there. This page says that some may be missing, but only when it could have had
+// one:
+// - it had an event of that stream already, so more may have followed while it was away (after
+//   a restart the old history is gone, and nothing tells how far it went);
+// - or, if it had none, the stream's next event shows that others came before it: its offset is
+//   above 1, so it is not the stream's first. Without this, a page that had received nothing
+//   would say that notifications are missing after every restart of the server.
+const seen = new Set(); // streams ("" for the user's own) the page has had an event of
+const unsure = new Set(); // streams that failed to recover before the page had an event of them
+const streamOf = (topic) => topic ?? "";
+
+function noteRecovery({ topic, recovered }) {
+  const stream = streamOf(topic);
+  if (recovered) unsure.delete(stream);
+  else if (seen.has(stream)) showMissed();
+  else unsure.add(stream);
+}
+
+function noteStream(ev) {
+  if (!(ev.offset > 0)) return; // a broadcast or an ephemeral event: no stream, no recovery
+  const stream = streamOf(ev.topic);
+  if (unsure.delete(stream) && ev.offset > 1) showMissed();
+  seen.add(stream);
+}
+
+// A topic unsubscribed is forgotten by the client, position and all; subscribed again, it
+// starts afresh.
+function forgetTopic(topic) {
+  seen.delete(topic);
+  unsure.delete(topic);
+}
+
+function showMissed() {
+  $("#refresh-needed").hidden = false;
 }
 
 // fetchToken is called by the client on every (re)connect and before the token expires.
@@ -157,6 +198,9 @@ function updateUnread() {
   $("#empty").hidden = $("#list").children.length > 0;
 }
 
+// Toasts stack in a column of their own under the side panel (see style.css), never over the
+// controls; the newest comes first, and at most MAX_TOASTS show at once.
+const MAX_TOASTS = 3;
 function toast(ev) {
   const el = document.createElement("div");
   el.className = "toast";
@@ -166,7 +210,9 @@ function toast(ev) {
   const remove = () => el.remove();
   el.addEventListener("click", remove);
   setTimeout(remove, 5000);
-  $("#toasts").append(el);
+  const toasts = $("#toasts");
+  toasts.prepend(el);
+  while (toasts.children.length > MAX_TOASTS) toasts.lastElementChild.remove();
 }
 
 // ---- sending ----
@@ -179,6 +225,10 @@ sendForm.addEventListener("change", () => {
   sendForm.to.placeholder = target === "topic" ? "news" : "bob";
 });
 
+// The status line says what became of the last send, and only of the last: it is cleared when
+// the form changes and while a send is on its way, so a "Sent." never stays next to a message
+// that was not sent.
+sendForm.addEventListener("input", () => status(""));
 sendForm.addEventListener("submit", async (e) => {
   e.preventDefault();
   const f = new FormData(sendForm);
@@ -188,12 +238,22 @@ sendForm.addEventListener("submit", async (e) => {
     if (!to) return status("Whom to? Fill in the name.", true);
     body[f.get("target")] = to;
   }
-  const res = await postJSON("/api/send", body);
-  if (res.ok) {
-    status("Sent.");
-    sendForm.text.value = "";
-  } else {
-    status((await res.json().catch(() => ({}))).message ?? `HTTP ${res.status}`, true);
+  const button = sendForm.querySelector("button[type=submit]");
+  button.disabled = true;
+  status("Sending…");
+  try {
+    const res = await postJSON("/api/send", body);
+    if (res.ok) {
+      status("Sent.");
+      sendForm.text.value = "";
+    } else {
+      const reason = (await res.json().catch(() => ({}))).message ?? `HTTP ${res.status}`;
+      status(`Not sent: ${reason}`, true);
+    }
+  } catch {
+    status("Not sent: the server cannot be reached.", true);
+  } finally {
+    button.disabled = false;
   }
 });
 
@@ -216,16 +276,19 @@ $("#topic-form").addEventListener("submit", async (e) => {
   chip.querySelector("span").textContent = `#${topic}`;
   chip.querySelector("button").addEventListener("click", () => {
     client?.unsubscribe(topic);
+    forgetTopic(topic);
     chip.remove();
   });
   $("#topics").append(chip);
   $("#topic-error").textContent = "";
   e.target.reset();
+  forgetTopic(topic);
   try {
     await client.subscribe(topic);
     chip.className = "subscribed";
   } catch (err) {
     chip.remove();
+    forgetTopic(topic);
     $("#topic-error").textContent = `Cannot subscribe to ${topic}: ${err.reason ?? err.message}`;
   }
 });
