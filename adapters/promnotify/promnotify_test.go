@@ -203,8 +203,8 @@ notify_broker_errors_total 0
 	if v := value(t, mfs, "notify_disconnects_total", "code", "1000"); v != 0 {
 		t.Errorf("notify_disconnects_total{code=1000} %v before any disconnect, want 0", v)
 	}
-	if n := len(mfs["notify_disconnects_total"].GetMetric()); n != 11 {
-		t.Errorf("%d notify_disconnects_total series, want 11 (10 codes and other)", n)
+	if n := len(mfs["notify_disconnects_total"].GetMetric()); n != 12 {
+		t.Errorf("%d notify_disconnects_total series, want 12 (11 codes and other)", n)
 	}
 
 	h := mfs["notify_send_duration_seconds"].GetMetric()[0].GetHistogram()
@@ -222,9 +222,9 @@ notify_broker_errors_total 0
 	}
 
 	// 18 series without a label or with a fixed set of values, the histogram, 9 refusal
-	// reasons and 11 close codes.
-	if n := testutil.CollectAndCount(promnotify.NewCollector(hub)); n != 38 {
-		t.Errorf("%d metrics collected, want 38", n)
+	// reasons and 12 close codes (11 and other).
+	if n := testutil.CollectAndCount(promnotify.NewCollector(hub)); n != 39 {
+		t.Errorf("%d metrics collected, want 39", n)
 	}
 	problems, err := testutil.CollectAndLint(promnotify.NewCollector(hub))
 	if err != nil {
@@ -262,6 +262,7 @@ notify_disconnects_total{code="1005"} 0
 notify_disconnects_total{code="1006"} 0
 notify_disconnects_total{code="1009"} 0
 notify_disconnects_total{code="1011"} 0
+notify_disconnects_total{code="1013"} 0
 notify_disconnects_total{code="4000"} 0
 notify_disconnects_total{code="4002"} 0
 notify_disconnects_total{code="4003"} 0
