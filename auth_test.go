@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -274,47 +275,101 @@ func TestOrigin(t *testing.T) {
 	}
 }
 
+// TestRefreshAndExpiry: ExpiryWarning before its token expires a session is told to refresh
+// ("expiring"); at the expiry the sessions without a valid refresh are closed with 4000, and a
+// refreshed one lives on, warned again before its new token expires. It runs on a synctest
+// bubble's clock: every frame comes at its exact time, and the tokens' whole-second exp is
+// exact too (the bubble's clock starts at midnight).
 func TestRefreshAndExpiry(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, func(c *notify.Config) { c.ExpiryWarning = 1500 * time.Millisecond })
-	srv := serve(t, h)
-	short := func(user string) string {
-		t.Helper()
-		tok, err := h.IssueToken(user, 2*time.Second)
+	synctest.Test(t, func(t *testing.T) {
+		const life, warning = 2 * time.Minute, 45 * time.Second
+		h := newHub(t, func(c *notify.Config) { c.ExpiryWarning = warning })
+		srv := servePipe(t, h)
+		start := time.Now()
+		issue := func(user string, ttl time.Duration) string {
+			t.Helper()
+			tok, err := h.IssueToken(user, ttl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok
+		}
+		refresher := dialPipe(t, srv, issue("alice", life))
+		expirer := dialPipe(t, srv, issue("alice", life))
+		impostor := dialPipe(t, srv, issue("mallory", life))
+		at := func(what string, want time.Duration) {
+			t.Helper()
+			if got := time.Since(start); got != want {
+				t.Fatalf("%s after %v, want %v", what, got, want)
+			}
+		}
+
+		exp := float64(start.Add(life).Unix())
+		for _, c := range []*client{refresher, expirer, impostor} {
+			if m := c.NextNonPing(); m["op"] != "expiring" || m["exp"] != exp {
+				t.Fatalf("got %v, want expiring with exp %v", m, exp)
+			}
+			at("expiring", life-warning)
+		}
+		refreshedAt := time.Now()
+		refresher.Send(map[string]string{"op": "refresh", "token": issue("alice", time.Hour)})
+		newExp := float64(refreshedAt.Add(time.Hour).Unix())
+		if m := refresher.NextNonPing(); m["op"] != "refreshed" || m["exp"] != newExp {
+			t.Fatalf("got %v, want refreshed with exp %v", m, newExp)
+		}
+		impostor.Send(map[string]string{"op": "refresh", "token": issue("alice", time.Hour)})
+		if got := fmt.Sprint(impostor.NextNonPing()); got != "map[code:invalid_token op:error reason:unauthorized: token is for another user]" {
+			t.Fatalf("impostor got %s", got)
+		}
+
+		// At expiry the sessions without a valid refresh close with 4000; the refreshed one lives.
+		for _, c := range []*client{expirer, impostor} {
+			if code := notify.CloseCode(c.CloseCode()); code != notify.CloseTokenExpired {
+				t.Fatalf("close code %d, want %d", code, notify.CloseTokenExpired)
+			}
+			at("close", life)
+		}
+		h.Send("alice", notify.Event{Type: "after-expiry"})
+		if m := refresher.NextNonPing(); m["type"] != "after-expiry" {
+			t.Fatalf("refreshed session got %v", m)
+		}
+		// The refresh re-armed the warning for the new token.
+		if m := refresher.NextNonPing(); m["op"] != "expiring" || m["exp"] != newExp {
+			t.Fatalf("got %v, want expiring with exp %v", m, newExp)
+		}
+		at("the new token's expiring", refreshedAt.Sub(start)+time.Hour-warning)
+	})
+}
+
+// TestExpiryWarningOfShortToken: a token whose life is shorter than ExpiryWarning is warned
+// about halfway through its life, not at once (a client refreshing such tokens would
+// otherwise refresh in a loop), and its session is closed at the expiry.
+func TestExpiryWarningOfShortToken(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const life, warning = 40 * time.Second, time.Minute
+		h := newHub(t, func(c *notify.Config) { c.ExpiryWarning = warning })
+		srv := servePipe(t, h)
+		start := time.Now()
+		tok, err := h.IssueToken("alice", life)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return tok
-	}
-	refresher := dial(t, srv, short("alice"))
-	expirer := dial(t, srv, short("alice"))
-	impostor := dial(t, srv, short("mallory"))
-
-	for _, c := range []*client{refresher, expirer, impostor} {
-		if m := c.NextNonPing(); m["op"] != "expiring" || m["exp"] == nil {
+		c := dialPipe(t, srv, tok)
+		if m := c.NextNonPing(); m["op"] != "expiring" {
 			t.Fatalf("got %v, want expiring", m)
 		}
-	}
-	refresher.Send(map[string]string{"op": "refresh", "token": token(t, h, "alice")})
-	m := refresher.NextNonPing()
-	if m["op"] != "refreshed" || m["exp"].(float64) < float64(time.Now().Add(50*time.Second).Unix()) {
-		t.Fatalf("got %v, want refreshed with the new exp", m)
-	}
-	impostor.Send(map[string]string{"op": "refresh", "token": token(t, h, "alice")})
-	if got := fmt.Sprint(impostor.NextNonPing()); got != "map[code:invalid_token op:error reason:unauthorized: token is for another user]" {
-		t.Fatalf("impostor got %s", got)
-	}
-
-	// At expiry the sessions without a valid refresh close with 4000; the refreshed one lives.
-	for _, c := range []*client{expirer, impostor} {
+		if got := time.Since(start); got != life/2 {
+			t.Fatalf("expiring after %v, want %v", got, life/2)
+		}
 		if code := notify.CloseCode(c.CloseCode()); code != notify.CloseTokenExpired {
 			t.Fatalf("close code %d, want %d", code, notify.CloseTokenExpired)
 		}
-	}
-	h.Send("alice", notify.Event{Type: "after-expiry"})
-	if m := refresher.NextNonPing(); m["type"] != "after-expiry" {
-		t.Fatalf("refreshed session got %v", m)
-	}
+		if got := time.Since(start); got != life {
+			t.Fatalf("closed after %v, want %v", got, life)
+		}
+	})
 }
 
 func TestConfigErrors(t *testing.T) {

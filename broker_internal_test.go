@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -50,4 +51,96 @@ func TestMemoryHistoryRing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMemoryHistoryExpiry, on a synctest bubble's clock: History holds an event for the TTL
+// and not a moment longer; the sweep frees the history ring once the stream has been idle
+// longer than the TTL but keeps its position, so a client that missed nothing recovers after
+// a long idle time; StreamRetention after the last event the record goes, and the stream's
+// next event starts a new epoch.
+func TestMemoryHistoryExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl, stream = 5 * time.Minute, "u:a"
+		ctx := context.Background()
+		b := newMemoryBroker(10, ttl)
+		if err := b.Start(ctx, func(Message) {}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() }) // stops the sweep inside the bubble
+		start := time.Now()
+		sleepUntil := func(d time.Duration) {
+			time.Sleep(start.Add(d).Sub(time.Now()))
+			synctest.Wait() // and the sweep has done what it does at that time
+		}
+		publish := func(n int) {
+			t.Helper()
+			if err := b.Publish(ctx, stream, []byte(fmt.Sprintf(`{"n":%d}`, n)), false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		history := func(when string, wantOffset uint64, wantEpoch string, want ...uint64) {
+			t.Helper()
+			pos, msgs, err := b.History(ctx, stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []uint64
+			for _, m := range msgs {
+				got = append(got, m.Offset)
+			}
+			if pos.Offset != wantOffset || pos.Epoch != wantEpoch || fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("%s: position %+v with offsets %v, want offset %d of epoch %s with %v",
+					when, pos, got, wantOffset, wantEpoch, want)
+			}
+		}
+		ring := func() []memEntry {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			s := b.streams[stream]
+			if s == nil {
+				t.Fatal("the stream's record is gone")
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.ring
+		}
+
+		publish(1)
+		epoch := b.epochAt(start)
+		sleepUntil(time.Minute)
+		publish(2)
+		sleepUntil(ttl - time.Nanosecond)
+		history("just within the TTL of the first event", 2, epoch, 1, 2)
+		sleepUntil(ttl)
+		history("the TTL after the first event", 2, epoch, 2)
+		sleepUntil(time.Minute + ttl)
+		history("the TTL after the last event", 2, epoch)
+		if ring() == nil {
+			t.Fatal("ring freed while the stream was idle for no longer than the TTL")
+		}
+		// The sweep runs every minute (at most the TTL): the first after the stream has been
+		// idle longer than the TTL frees its ring.
+		sleepUntil(time.Minute + ttl + time.Minute)
+		if r := ring(); r != nil {
+			t.Fatalf("ring of %d entries kept after the TTL", len(r))
+		}
+		history("after the ring was freed", 2, epoch)
+
+		sleepUntil(time.Minute + StreamRetention)
+		history("StreamRetention after the last event", 2, epoch)
+		sleepUntil(time.Minute + StreamRetention + time.Minute)
+		b.mu.Lock()
+		n := len(b.streams)
+		b.mu.Unlock()
+		if n != 0 {
+			t.Fatalf("%d stream records kept past StreamRetention, want 0", n)
+		}
+		next := b.epochAt(time.Now())
+		if next == epoch {
+			t.Fatalf("epoch %s again after the record went", epoch)
+		}
+		history("after the record went", 0, next)
+		publish(3)
+		history("the next event", 1, next, 1)
+	})
 }

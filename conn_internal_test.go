@@ -1,9 +1,8 @@
 package notify
 
 import (
-	"errors"
+	"io"
 	"net"
-	"os"
 	"testing"
 	"time"
 )
@@ -54,39 +53,49 @@ func TestHandshakeConn(t *testing.T) {
 	hc := &handshakeConn{TCPConn: server.(*net.TCPConn)}
 	t.Cleanup(func() { hc.Close() })
 
-	read := func(wait time.Duration) string {
+	// read reads exactly len(want) bytes and checks them. What the peer must not have got yet
+	// is checked with a marker written straight to the TCP connection: TCP keeps the order,
+	// so bytes written before the marker would be read before it.
+	read := func(want string) {
 		t.Helper()
-		client.SetReadDeadline(time.Now().Add(wait))
-		buf := make([]byte, 64)
-		n, err := client.Read(buf)
-		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, len(want))
+		if _, err := io.ReadFull(client, buf); err != nil {
+			t.Fatalf("reading %q: %v (read %q)", want, err, buf)
+		}
+		if string(buf) != want {
+			t.Fatalf("peer read %q, want %q", buf, want)
+		}
+	}
+	nothingYet := func(when string) {
+		t.Helper()
+		if _, err := hc.TCPConn.Write([]byte("marker;")); err != nil {
 			t.Fatal(err)
 		}
-		return string(buf[:n])
+		client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, len("marker;"))
+		if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "marker;" {
+			t.Fatalf("%s the peer read %q (%v); want nothing before the marker", when, buf, err)
+		}
 	}
 	response := []byte("response;")
 	if n, err := hc.Write(response); n != len(response) || err != nil {
 		t.Fatalf("first write: %d, %v", n, err)
 	}
 	copy(response, "XXXXXXXXX") // the caller reuses its buffer
-	if got := read(50 * time.Millisecond); got != "" {
-		t.Fatalf("after the first write the peer read %q; want nothing yet", got)
-	}
+	nothingYet("after the first write")
 	if n, err := hc.Write([]byte("welcome;")); n != len("welcome;") || err != nil {
 		t.Fatalf("second write: %d, %v", n, err)
 	}
-	if got := read(time.Second); got != "response;welcome;" {
-		t.Fatalf("peer read %q", got)
-	}
+	read("response;welcome;")
 	if n, err := hc.Write([]byte("event")); n != len("event") || err != nil {
 		t.Fatalf("third write: %d, %v", n, err)
 	}
-	if got := read(time.Second); got != "event" {
-		t.Fatalf("peer read %q", got)
+	read("event")
+	if err := hc.flush(); err != nil {
+		t.Fatalf("flush after the response was sent: %v", err)
 	}
-	if err := hc.flush(); err != nil || read(50*time.Millisecond) != "" {
-		t.Fatalf("flush after the response was sent: %v, or it wrote something", err)
-	}
+	nothingYet("after a flush with nothing held")
 
 	// flush sends a held response on its own.
 	hc2 := &handshakeConn{TCPConn: hc.TCPConn}
@@ -94,13 +103,9 @@ func TestHandshakeConn(t *testing.T) {
 	if err := hc2.flush(); err != nil {
 		t.Fatal(err)
 	}
-	if got := read(time.Second); got != "response2;" {
-		t.Fatalf("after flush the peer read %q", got)
-	}
+	read("response2;")
 	hc2.Write([]byte("big frame"))
-	if got := read(time.Second); got != "big frame" {
-		t.Fatalf("after flush, a write: peer read %q", got)
-	}
+	read("big frame")
 }
 
 // TestSharedFrame: sessions with the same pending frames (the same memory, in the same order)

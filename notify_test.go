@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -93,6 +94,25 @@ func dial(t testing.TB, srv *httptest.Server, tok string) *client {
 	return c
 }
 
+// servePipe mounts h like serve, on a server over in-memory connections, for a test that runs
+// inside a testing/synctest bubble (a goroutine blocked on a TCP socket would stop its fake
+// clock). The hub, the server and the clients are all made inside the bubble.
+func servePipe(t testing.TB, h *notify.Hub) *wstest.PipeServer {
+	t.Helper()
+	mux := http.NewServeMux()
+	nethttp.Mount(mux, "/notify", h)
+	return wstest.Pipe(t, mux)
+}
+
+func pipeURL(p *wstest.PipeServer) string { return p.URL + "/notify/ws" }
+
+// dialPipe is dial on a PipeServer.
+func dialPipe(t testing.TB, p *wstest.PipeServer, tok string) *client {
+	t.Helper()
+	c, _ := p.Welcome(t, pipeURL(p), tok)
+	return c
+}
+
 // without returns m minus the given keys (the parts of a frame that vary from run to run).
 func without(m map[string]any, keys ...string) map[string]any {
 	out := make(map[string]any, len(m))
@@ -134,7 +154,23 @@ func TestSendReachesEverySessionOfTheUser(t *testing.T) {
 			t.Errorf("tab %d: time %v: %v", i, m["time"], err)
 		}
 	}
-	bob.Quiet(100 * time.Millisecond)
+	// A session's events come in order through one queue: had alice's event reached bob, it
+	// would come before this one.
+	expectMarker(t, h, bob, "bob")
+}
+
+// expectMarker sends user a marker event and fails unless it is the next frame c gets (but for
+// pings). Sent after an event c must not get, it shows that one did not come: a session's
+// frames travel in order through its one queue, and with the in-memory broker a send has
+// reached every outbox when it returns.
+func expectMarker(t testing.TB, h *notify.Hub, c *client, user string) {
+	t.Helper()
+	if err := h.Send(user, notify.Event{Type: "marker"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := c.NextNonPing(); m["type"] != "marker" {
+		t.Fatalf("got %v, want the marker", m)
+	}
 }
 
 func TestEventIDAssignedWhenEmpty(t *testing.T) {
@@ -194,6 +230,13 @@ func TestIsolation(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// Then a marker to every user: a session gets its user's events, the marker, and nothing
+	// in between.
+	for u := range users {
+		if err := h.Send(fmt.Sprintf("user%d", u), notify.Event{Type: "marker"}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, s := range all {
 		for range want[s.user] {
 			m := s.c.NextNonPing()
@@ -201,7 +244,9 @@ func TestIsolation(t *testing.T) {
 				t.Fatalf("session of %s received %v", s.user, m)
 			}
 		}
-		s.c.Quiet(20 * time.Millisecond)
+		if m := s.c.NextNonPing(); m["type"] != "marker" {
+			t.Fatalf("session of %s received %v, want the marker", s.user, m)
+		}
 	}
 }
 
@@ -261,7 +306,7 @@ func TestTopics(t *testing.T) {
 	if m := alice.NextNonPing(); m["topic"] != "vip" {
 		t.Errorf("alice got %v", m)
 	}
-	bob.Quiet(50 * time.Millisecond)
+	expectMarker(t, h, bob, "bob")
 
 	alice.Send(map[string]string{"op": "unsubscribe", "topic": "news"})
 	if m := alice.NextNonPing(); m["op"] != "unsubscribed" || m["topic"] != "news" {
@@ -271,7 +316,7 @@ func TestTopics(t *testing.T) {
 	if m := bob.NextNonPing(); m["type"] != "headline2" {
 		t.Errorf("bob got %v", m)
 	}
-	alice.Quiet(50 * time.Millisecond)
+	expectMarker(t, h, alice, "alice")
 }
 
 func TestServerSideSubscribe(t *testing.T) {
@@ -556,65 +601,164 @@ func TestBatching(t *testing.T) {
 	}
 }
 
+// TestShutdown: Shutdown closes every session with 1001 and returns once they have ended, their
+// disconnect hooks included; then it refuses sends and upgrades. In a synctest bubble, where
+// it is seen not to wait for any timer either: it returns at the instant it was called.
 func TestShutdown(t *testing.T) {
 	t.Parallel()
-	var disconnects atomic.Int32
-	h, err := notify.New(notify.Config{Secret: secret, OnDisconnect: func(string) { disconnects.Add(1) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := serve(t, h)
-	cs := []*client{dial(t, srv, token(t, h, "a")), dial(t, srv, token(t, h, "b"))}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := h.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
-	for _, c := range cs {
-		if code := c.CloseCode(); code != websocket.CloseGoingAway {
-			t.Fatalf("close code %d, want 1001", code)
+	synctest.Test(t, func(t *testing.T) {
+		var disconnects atomic.Int32
+		h, err := notify.New(notify.Config{Secret: secret, OnDisconnect: func(string) { disconnects.Add(1) }})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if n := disconnects.Load(); n != 2 {
-		t.Fatalf("%d disconnect hooks ran before Shutdown returned, want 2", n)
-	}
-	if err := h.Shutdown(ctx); err != nil {
-		t.Fatalf("second Shutdown: %v", err)
-	}
-	if err := h.Send("a", notify.Event{Type: "x"}); !errors.Is(err, notify.ErrClosed) {
-		t.Fatalf("Send after Shutdown = %v, want ErrClosed", err)
-	}
-	_, resp, err := dialHeader(t, srv, http.Header{"Authorization": {"Bearer " + token(t, h, "a")}})
-	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("upgrade after Shutdown: err %v, resp %v; want 503", err, resp)
-	}
+		t.Cleanup(func() { h.Shutdown(context.Background()) }) // should the test fail before its own
+		srv := servePipe(t, h)
+		cs := []*client{dialPipe(t, srv, token(t, h, "a")), dialPipe(t, srv, token(t, h, "b"))}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		start := time.Now()
+		if err := h.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		if d := time.Since(start); d != 0 {
+			t.Fatalf("Shutdown took %v of the bubble's clock, want none", d)
+		}
+		for _, c := range cs {
+			if code := c.CloseCode(); code != websocket.CloseGoingAway {
+				t.Fatalf("close code %d, want 1001", code)
+			}
+		}
+		if n := disconnects.Load(); n != 2 {
+			t.Fatalf("%d disconnect hooks ran before Shutdown returned, want 2", n)
+		}
+		if err := h.Shutdown(ctx); err != nil {
+			t.Fatalf("second Shutdown: %v", err)
+		}
+		if err := h.Send("a", notify.Event{Type: "x"}); !errors.Is(err, notify.ErrClosed) {
+			t.Fatalf("Send after Shutdown = %v, want ErrClosed", err)
+		}
+		_, resp, err := srv.Dial(t, pipeURL(srv), http.Header{"Authorization": {"Bearer " + token(t, h, "a")}})
+		if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("upgrade after Shutdown: err %v, resp %v; want 503", err, resp)
+		}
+	})
 }
 
 // TestShutdownTimeout: when its context ends, Shutdown cuts what is left and returns at once,
 // without waiting for the work still running (here a disconnect hook that blocks until the
 // test releases it: a Shutdown that waited would never return); that work then ends on its
-// own, which a second Shutdown waits for.
+// own, which a second Shutdown waits for. On a synctest bubble's clock, "at once" is at the
+// context's deadline exactly.
 func TestShutdownTimeout(t *testing.T) {
 	t.Parallel()
-	block := make(chan struct{})
-	h, err := notify.New(notify.Config{Secret: secret, OnDisconnect: func(string) { <-block }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := serve(t, h)
-	c := dial(t, srv, token(t, h, "a"))
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := h.Shutdown(ctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Shutdown = %v, want context.Canceled", err)
-	}
-	if _, err := c.Read(5 * time.Second); err == nil || errors.Is(err, wstest.ErrTimeout) {
-		t.Fatalf("the session's connection is still open after Shutdown: %v", err)
-	}
-	close(block)
-	if err := h.Shutdown(context.Background()); err != nil {
-		t.Fatalf("second Shutdown, once the hook returned: %v", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		block := make(chan struct{})
+		h, err := notify.New(notify.Config{Secret: secret, OnDisconnect: func(string) { <-block }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Shutdown(context.Background()) }) // should the test fail before its own
+		srv := servePipe(t, h)
+		c := dialPipe(t, srv, token(t, h, "a"))
+		released := false
+		release := func() {
+			if !released {
+				released = true
+				close(block)
+			}
+		}
+		defer release() // on a failure too, so that the hub's goroutines can end
+		const timeout = 3 * time.Second
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		returned := make(chan error, 1)
+		go func() { returned <- h.Shutdown(ctx) }()
+		time.Sleep(timeout - time.Nanosecond)
+		synctest.Wait()
+		select {
+		case err := <-returned:
+			t.Fatalf("Shutdown returned %v before its deadline, with a disconnect hook still running", err)
+		default:
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		select {
+		case err := <-returned:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Shutdown = %v, want context.DeadlineExceeded", err)
+			}
+		default:
+			t.Fatal("Shutdown has not returned at its deadline")
+		}
+		if _, err := c.Read(5 * time.Second); err == nil || errors.Is(err, wstest.ErrTimeout) {
+			t.Fatalf("the session's connection is still open after Shutdown: %v", err)
+		}
+		release()
+		if err := h.Shutdown(context.Background()); err != nil {
+			t.Fatalf("second Shutdown, once the hook returned: %v", err)
+		}
+	})
+}
+
+// TestPings: every PingInterval each session gets the in-band ping (a browser cannot see
+// WebSocket pings), at its exact time on a synctest bubble's clock; the welcome gives the
+// interval in seconds. The client answers the WebSocket pings, so its session outlives the
+// pong wait many times over.
+func TestPings(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const every = 10 * time.Second
+		h := newHub(t, func(c *notify.Config) { c.PingInterval = every })
+		srv := servePipe(t, h)
+		start := time.Now()
+		tok, err := h.IssueToken("alice", time.Hour) // no expiry warning meanwhile
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, w := srv.Welcome(t, pipeURL(srv), tok)
+		if w["ping"] != 10.0 {
+			t.Fatalf("welcome %v, want ping 10", w)
+		}
+		for i := 1; i <= 10; i++ {
+			if m := c.Next(); m["op"] != "ping" {
+				t.Fatalf("got %v, want a ping", m)
+			}
+			if got, want := time.Since(start), time.Duration(i)*every; got != want {
+				t.Fatalf("ping %d after %v, want %v", i, got, want)
+			}
+		}
+	})
+}
+
+// TestDeadClientDropped: a client that answers no WebSocket ping is dropped two intervals and
+// ten seconds after its last sign of life, on a synctest bubble's clock.
+func TestDeadClientDropped(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const every = 10 * time.Second
+		h := newHub(t, func(c *notify.Config) { c.PingInterval = every })
+		srv := servePipe(t, h)
+		start := time.Now()
+		ws, _, err := srv.Dialer.Dial(pipeURL(srv), http.Header{"Authorization": {"Bearer " + token(t, h, "alice")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		ws.SetPingHandler(func(string) error { return nil }) // no pong
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				break // the welcome and in-band pings come first
+			}
+		}
+		if got, want := time.Since(start), 2*every+10*time.Second; got != want {
+			t.Fatalf("dropped after %v, want %v", got, want)
+		}
+		synctest.Wait()
+		if st := h.Stats(); st.Sessions != 0 {
+			t.Fatalf("%d sessions after the drop, want 0", st.Sessions)
+		}
+	})
 }
 
 func TestClientScriptServed(t *testing.T) {

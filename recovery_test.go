@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -38,11 +39,18 @@ func posOf(t testing.TB, m map[string]any) pos {
 // and its welcome.
 func reconnect(t testing.TB, srv string, h *notify.Hub, user string, p *pos) (*client, map[string]any) {
 	t.Helper()
+	return reconnectVia(t, dialURL, srv, h, user, p)
+}
+
+// reconnectVia is reconnect with the given dial function: dialURL, or a PipeServer's Dial.
+func reconnectVia(t testing.TB, dial func(testing.TB, string, http.Header) (*client, *http.Response, error),
+	srv string, h *notify.Hub, user string, p *pos) (*client, map[string]any) {
+	t.Helper()
 	u := srv
 	if p != nil {
 		u += "?" + url.Values{"epoch": {p.epoch}, "offset": {fmt.Sprint(p.offset)}}.Encode()
 	}
-	c, _, err := dialURL(t, u, http.Header{"Authorization": {"Bearer " + token(t, h, user, ">")}})
+	c, _, err := dial(t, u, http.Header{"Authorization": {"Bearer " + token(t, h, user, ">")}})
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -109,7 +117,14 @@ func TestRecoveryAfterReconnect(t *testing.T) {
 	expectEvents(t, c, 1, "dm", userPos)
 	h.Publish("news", notify.Event{Type: "headline", Data: "headline-0"})
 	expectEvents(t, c, 1, "headline", newsPos)
-	c.Quiet(50 * time.Millisecond)
+	// A marker on each stream: anything replayed twice would come before them.
+	h.Send("alice", notify.Event{Type: "marker"})
+	h.Publish("news", notify.Event{Type: "marker"})
+	for _, stream := range []string{"user", "news"} {
+		if m := c.NextNonPing(); m["type"] != "marker" || (stream == "news") != (m["topic"] == "news") {
+			t.Fatalf("got %v, want the %s stream's marker", m, stream)
+		}
+	}
 }
 
 // TestRecoveryRace: events keep coming while a client disconnects and recovers again and
@@ -185,33 +200,40 @@ func TestRecoveryImpossible(t *testing.T) {
 		{"history overflow", func(c *notify.Config) { c.HistorySize = 10 }, 11, 0, func(p pos) pos { return p }},
 		{"epoch changed", nil, 1, 0, func(p pos) pos { return pos{"0123456789abcdef", p.offset} }},
 		{"offset ahead of the stream", nil, 0, 0, func(p pos) pos { return pos{p.epoch, p.offset + 5} }},
-		{"history expired", func(c *notify.Config) { c.HistoryTTL = 100 * time.Millisecond }, 1, 200 * time.Millisecond, func(p pos) pos { return p }},
+		{"history expired", func(c *notify.Config) { c.HistoryTTL = 5 * time.Minute }, 1, 5*time.Minute + time.Second, func(p pos) pos { return p }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHub(t, tt.adjust)
-			srv := wsURL(serve(t, h))
-			c, w := reconnect(t, srv, h, "alice", nil)
-			p := posOf(t, w)
-			c.WS.Close()
-			waitFor(t, "alice offline", func() bool { return !h.Online("alice") })
-			for i := range tt.missed {
-				h.Send("alice", notify.Event{Type: "missed", Data: i})
-			}
-			time.Sleep(tt.wait)
-			from := tt.from(p)
-			c, w = reconnect(t, srv, h, "alice", &from)
-			if w["recovered"] != false {
-				t.Fatalf("welcome %v, want recovered false", w)
-			}
-			// Nothing is replayed; live events flow with the stream's real position.
-			now := posOf(t, w)
-			if now.epoch != p.epoch || now.offset != p.offset+uint64(tt.missed) {
-				t.Fatalf("welcome position %v, want %s/%d", now, p.epoch, p.offset+uint64(tt.missed))
-			}
-			h.Send("alice", notify.Event{Type: "live", Data: "live-0"})
-			expectEvents(t, c, 1, "live", now)
+			// In a synctest bubble: the wait is on its fake clock, exact and instant.
+			synctest.Test(t, func(t *testing.T) {
+				h := newHub(t, tt.adjust)
+				ps := servePipe(t, h)
+				srv := pipeURL(ps)
+				c, w := reconnectVia(t, ps.Dial, srv, h, "alice", nil)
+				p := posOf(t, w)
+				c.WS.Close()
+				synctest.Wait() // the session has ended
+				if h.Online("alice") {
+					t.Fatal("alice still online")
+				}
+				for i := range tt.missed {
+					h.Send("alice", notify.Event{Type: "missed", Data: i})
+				}
+				time.Sleep(tt.wait)
+				from := tt.from(p)
+				c, w = reconnectVia(t, ps.Dial, srv, h, "alice", &from)
+				if w["recovered"] != false {
+					t.Fatalf("welcome %v, want recovered false", w)
+				}
+				// Nothing is replayed; live events flow with the stream's real position.
+				now := posOf(t, w)
+				if now.epoch != p.epoch || now.offset != p.offset+uint64(tt.missed) {
+					t.Fatalf("welcome position %v, want %s/%d", now, p.epoch, p.offset+uint64(tt.missed))
+				}
+				h.Send("alice", notify.Event{Type: "live", Data: "live-0"})
+				expectEvents(t, c, 1, "live", now)
+			})
 		})
 	}
 }
@@ -435,7 +457,12 @@ func TestRecoveryReauthorizes(t *testing.T) {
 	if m := c.NextNonPing(); fmt.Sprint(m) != fmt.Sprint(want) {
 		t.Fatalf("recovering subscribe after revocation: got %v, want %v", m, want)
 	}
-	c.Quiet(100 * time.Millisecond) // and nothing of the topic's history
+	// And nothing of the topic's history: the session's messages are served in order, so a
+	// replay would come before the answer to the next one.
+	c.Send(map[string]any{"op": "unsubscribe", "topic": "marker"})
+	if m := c.NextNonPing(); m["op"] != "unsubscribed" || m["topic"] != "marker" {
+		t.Fatalf("got %v, want unsubscribed from marker", m)
+	}
 
 	mu.Lock()
 	revoked = false

@@ -183,7 +183,11 @@ func TestCrossNodeDelivery(t *testing.T) {
 	for _, c := range []*wstest.Client{alice, alice2, bob} {
 		expect(t, c, "maintenance", "soon")
 	}
-	bob.Quiet(100 * time.Millisecond) // bob got neither alice's dm nor the topic
+	// bob got neither alice's dm nor the topic: they would have come before a marker.
+	if err := a.hub.Send("bob", notify.Event{Type: "marker"}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, bob, "marker", nil)
 }
 
 // TestTargetedRouting: each node receives from Redis only the messages of streams that have
@@ -220,9 +224,15 @@ func TestTargetedRouting(t *testing.T) {
 	alice.WS.Close()
 	wstest.WaitFor(t, "node a unsubscribed", func() bool { return a.broker.Stats().Streams == 1 }) // broadcasts only
 	a.hub.Send("alice", notify.Event{Type: "n"})
-	bob.Quiet(50 * time.Millisecond)
-	if r := a.broker.Stats().Received - base[0]; r != 230 {
-		t.Fatalf("node a received %d after alice left, want 230", r)
+	// Then a broadcast, which both nodes receive: a node receives its channels' messages in
+	// the order Redis published them, so alice's would be counted before it.
+	if err := a.hub.Broadcast(notify.Event{Type: "marker"}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, bob, "marker", nil) // bob got no alice's event either
+	wstest.WaitFor(t, "node a to receive the broadcast", func() bool { return a.broker.Stats().Received-base[0] > 230 })
+	if r := a.broker.Stats().Received - base[0]; r != 231 {
+		t.Fatalf("node a received %d after alice left, want 231 (230 and the broadcast)", r)
 	}
 }
 
@@ -392,11 +402,13 @@ func TestRedisOutage(t *testing.T) {
 	if err := b.hub.Send("alice", notify.Event{Type: "during", Data: 1}); err == nil {
 		t.Fatal("Send to another node's user reported success with Redis down")
 	}
-	alice.Quiet(100 * time.Millisecond) // and that one could not arrive
+	// And that one cannot arrive: once delivery resumes, nothing but the events sent since
+	// does (see resumed), and it comes after everything published before.
 
 	bin, _ := exec.LookPath("redis-server")
 	r.start(bin)
-	// Both nodes resubscribe by themselves: delivery resumes in both directions.
+	// Both nodes resubscribe by themselves: delivery resumes in both directions. The reads
+	// time out only to send again while the nodes reconnect.
 	resumed := func(from, to *node, c *wstest.Client, user string) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
@@ -410,6 +422,9 @@ func TestRedisOutage(t *testing.T) {
 			}
 			m, err := c.Read(500 * time.Millisecond)
 			for err == nil && m["type"] != "after" {
+				if m["op"] != "ping" {
+					t.Fatalf("%s got %v, want only the events sent since Redis is back", user, m)
+				}
 				m, err = c.Read(500 * time.Millisecond)
 			}
 			if err == nil {
@@ -532,7 +547,25 @@ func TestCatchUpAfterSubscriberOutage(t *testing.T) {
 	}
 	b.hub.Send("alice", notify.Event{Type: "live", Data: 0})
 	expect(t, alice, "live", 0)
-	alice.Quiet(100 * time.Millisecond) // nothing twice
+	// Nothing twice: a marker on each stream, and nothing before them (a node receives its
+	// channels' messages in the order Redis published them).
+	if err := b.hub.Send("alice", notify.Event{Type: "marker"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.hub.Publish("news", notify.Event{Type: "marker"}); err != nil {
+		t.Fatal(err)
+	}
+	markers := map[any]bool{}
+	for range 2 {
+		m := alice.NextNonPing()
+		if m["type"] != "marker" {
+			t.Fatalf("got %v, want a marker", m)
+		}
+		markers[m["topic"]] = true
+	}
+	if !markers[nil] || !markers["news"] {
+		t.Fatalf("markers of streams %v, want alice's and news'", markers)
+	}
 	if s := a.broker.Stats(); s.CaughtUp != 7 || s.Reconnects < 1 {
 		t.Errorf("A's stats %+v, want 7 caught up and a reconnect", s)
 	}

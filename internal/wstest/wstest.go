@@ -24,6 +24,9 @@ type Client struct {
 	WS *websocket.Conn
 	// Frames counts the frames read so far.
 	Frames int
+	// Wait is how long Next and CloseCode wait for a frame; 0 means 5 s for Next and 10 s for
+	// CloseCode. A PipeServer's clients wait longer, on a synctest bubble's fake clock.
+	Wait time.Duration
 
 	pending []map[string]any
 	start   sync.Once
@@ -45,7 +48,12 @@ var ErrTimeout = errors.New("wstest: read timeout")
 // Dial connects to u; the connection is closed and its reader waited for at cleanup.
 func Dial(t testing.TB, u string, hdr http.Header) (*Client, *http.Response, error) {
 	t.Helper()
-	ws, resp, err := websocket.DefaultDialer.Dial(u, hdr)
+	return dial(t, websocket.DefaultDialer, u, hdr)
+}
+
+func dial(t testing.TB, d *websocket.Dialer, u string, hdr http.Header) (*Client, *http.Response, error) {
+	t.Helper()
+	ws, resp, err := d.Dial(u, hdr)
 	if err != nil {
 		return nil, resp, err
 	}
@@ -66,6 +74,11 @@ func Dial(t testing.TB, u string, hdr http.Header) (*Client, *http.Response, err
 func Welcome(t testing.TB, u, token string) (*Client, map[string]any) {
 	t.Helper()
 	c, _, err := Dial(t, u, http.Header{"Authorization": {"Bearer " + token}})
+	return welcome(t, c, err)
+}
+
+func welcome(t testing.TB, c *Client, err error) (*Client, map[string]any) {
+	t.Helper()
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -91,10 +104,10 @@ func (c *Client) reader() {
 	}
 }
 
-// Next returns the next JSON object, failing the test after 5 s.
+// Next returns the next JSON object, failing the test after Wait (default 5 s).
 func (c *Client) Next() map[string]any {
 	c.t.Helper()
-	m, err := c.Read(5 * time.Second)
+	m, err := c.Read(c.wait(5 * time.Second))
 	if err != nil {
 		c.t.Fatalf("read: %v", err)
 	}
@@ -135,29 +148,19 @@ func (c *Client) Read(timeout time.Duration) (map[string]any, error) {
 	return m, nil
 }
 
+func (c *Client) wait(def time.Duration) time.Duration {
+	if c.Wait > 0 {
+		return c.Wait
+	}
+	return def
+}
+
 // NextNonPing skips pings and returns the next object.
 func (c *Client) NextNonPing() map[string]any {
 	c.t.Helper()
 	for {
 		if m := c.Next(); m["op"] != "ping" {
 			return m
-		}
-	}
-}
-
-// Quiet asserts nothing but pings arrives within d.
-func (c *Client) Quiet(d time.Duration) {
-	c.t.Helper()
-	for {
-		m, err := c.Read(d)
-		if errors.Is(err, ErrTimeout) {
-			return
-		}
-		if err != nil {
-			c.t.Fatalf("read: %v", err)
-		}
-		if m["op"] != "ping" {
-			c.t.Fatalf("unexpected frame %v", m)
 		}
 	}
 }
@@ -174,7 +177,7 @@ func (c *Client) Send(v any) {
 func (c *Client) CloseCode() int {
 	c.t.Helper()
 	for {
-		_, err := c.Read(10 * time.Second)
+		_, err := c.Read(c.wait(10 * time.Second))
 		if err == nil {
 			continue
 		}
