@@ -30,8 +30,8 @@
 //	send_duration_seconds            histogram of the time Send, Publish and Broadcast took
 //
 // No label takes a value per user or topic: the number of series is bounded whatever the
-// load. A series of disconnects_total or upgrades_refused_total appears once its count is
-// above zero. To export several hubs from one process, register each collector through
+// load. Every close code and refusal reason the hub knows has its series from the start, at
+// zero, so that rate() sees the first one. To export several hubs from one process, register each collector through
 // [prometheus.WrapRegistererWith] with a label that tells them apart.
 package promnotify
 
