@@ -280,13 +280,25 @@ func TestUserSessionCapConcurrent(t *testing.T) {
 	srv := serve(t, h)
 	tok := token(t, h, "alice")
 	var ok, refused atomic.Int32
+	// The upgraded connections are kept until the test ends: one that became unreachable would
+	// be closed by its finalizer at the next garbage collection, freeing a slot of the cap.
+	var mu sync.Mutex
+	var conns []*websocket.Conn
+	t.Cleanup(func() {
+		for _, ws := range conns {
+			ws.Close()
+		}
+	})
 	var wg sync.WaitGroup
 	for range dials {
 		wg.Go(func() {
-			_, resp, err := websocket.DefaultDialer.Dial(wsURL(srv), http.Header{"Authorization": {"Bearer " + tok}})
+			ws, resp, err := websocket.DefaultDialer.Dial(wsURL(srv), http.Header{"Authorization": {"Bearer " + tok}})
 			switch {
 			case err == nil:
-				ok.Add(1) // closed with the server at cleanup
+				ok.Add(1)
+				mu.Lock()
+				conns = append(conns, ws)
+				mu.Unlock()
 			case resp != nil && resp.StatusCode == http.StatusTooManyRequests:
 				refused.Add(1)
 			default:
