@@ -65,7 +65,8 @@ func (c *conn) slow(_ *outbox, queued int) { c.hub.slowConsumer(c, queued) }
 
 // deliver hands the outbox a stream's frame, or buffers it while the stream is being
 // recovered. A frame the session has had already is dropped. It reports whether the caller
-// must queue the outbox for the flusher.
+// must queue the outbox for the flusher. Broadcasts do not come here: they have no position
+// and no recovery, and go to the outbox directly (Hub.deliver).
 func (c *conn) deliver(stream string, offset uint64, epoch string, frame []byte) (wake bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

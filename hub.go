@@ -121,7 +121,14 @@ func (h *Hub) deliver(m Message) {
 	var w wakeList
 	var n int
 	if m.Stream == wire.Broadcast {
-		n = h.deliverTo(&w, x.all, m, frame)
+		// A broadcast has no offset and is never buffered for a recovery: it goes straight to
+		// the outboxes, without the sessions' stream locks (see conn.deliver).
+		for _, c := range x.all {
+			if c.out.enqueue(frame) {
+				w.add(h.fl, &c.out)
+			}
+		}
+		n = len(x.all)
 	} else if user, ok := wire.UserOf(m.Stream); ok {
 		n = h.deliverTo(&w, x.users[user], m, frame)
 	} else if topic, ok := wire.TopicOf(m.Stream); ok {
