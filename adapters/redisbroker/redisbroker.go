@@ -30,6 +30,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gonotify/notify"
+	"github.com/gonotify/notify/internal/wire"
 )
 
 // Options configures a Broker. Zero values mean the documented defaults.
@@ -286,6 +287,8 @@ func (b *Broker) parse(m *redis.Message) (notify.Message, bool) {
 	nm := notify.Message{Stream: stream, Offset: offset, Payload: []byte(payload)}
 	if offset > 0 {
 		nm.Epoch = epoch
+		// The frame sessions get, built here once (the hub would build it otherwise).
+		nm.Frame = wire.WithPosition(nm.Payload, offset, epoch)
 	}
 	return nm, true
 }
@@ -396,7 +399,9 @@ func (b *Broker) History(ctx context.Context, stream string) (notify.Position, [
 		if ms < cutoff {
 			continue
 		}
-		msgs = append(msgs, notify.Message{Stream: stream, Offset: o, Epoch: epoch, Payload: []byte(payload)})
+		p := []byte(payload)
+		msgs = append(msgs, notify.Message{Stream: stream, Offset: o, Epoch: epoch, Payload: p,
+			Frame: wire.WithPosition(p, o, epoch)})
 	}
 	pos := notify.Position{Offset: offset, Epoch: epoch}
 	b.advance(b.channel(stream), pos, false)
