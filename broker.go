@@ -35,9 +35,10 @@ type Broker interface {
 	Subscribe(ctx context.Context, stream string) error
 	// Unsubscribe undoes one Subscribe.
 	Unsubscribe(ctx context.Context, stream string) error
-	// History returns the stream's current position and the messages its history still holds,
-	// oldest first.
-	History(ctx context.Context, stream string) (Position, []Message, error)
+	// History returns the stream's current position and, when after is of the stream's
+	// current epoch, the messages after it that its history still holds, oldest first. With
+	// after nil (a session that asks for no recovery) only the position is read.
+	History(ctx context.Context, stream string, after *Position) (Position, []Message, error)
 	// Close stops delivering and releases the broker's resources; the hub calls it from
 	// Shutdown, after its sessions have ended.
 	Close() error
@@ -216,7 +217,7 @@ func (b *memoryBroker) Publish(ctx context.Context, stream string, payload []byt
 func (b *memoryBroker) Subscribe(context.Context, string) error   { return nil }
 func (b *memoryBroker) Unsubscribe(context.Context, string) error { return nil }
 
-func (b *memoryBroker) History(_ context.Context, stream string) (Position, []Message, error) {
+func (b *memoryBroker) History(_ context.Context, stream string, after *Position) (Position, []Message, error) {
 	b.mu.Lock()
 	s := b.streams[stream]
 	b.mu.Unlock()
@@ -225,10 +226,18 @@ func (b *memoryBroker) History(_ context.Context, stream string) (Position, []Me
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	pos := Position{Offset: s.offset, Epoch: s.epoch}
+	if after == nil || after.Epoch != s.epoch || after.Offset >= s.offset {
+		return pos, nil, nil
+	}
 	cutoff := time.Now().Add(-b.ttl).UnixNano()
-	msgs := make([]Message, 0, len(s.ring))
 	first := s.offset - uint64(len(s.ring)) + 1
-	for i := range s.ring {
+	skip := 0
+	if after.Offset >= first {
+		skip = int(after.Offset - first + 1)
+	}
+	msgs := make([]Message, 0, len(s.ring)-skip)
+	for i := skip; i < len(s.ring); i++ {
 		e := s.ring[(s.head+i)%len(s.ring)]
 		if e.at > cutoff {
 			off := first + uint64(i)
@@ -236,7 +245,7 @@ func (b *memoryBroker) History(_ context.Context, stream string) (Position, []Me
 				Payload: wire.PayloadOf(e.frame, off, s.epoch), Frame: e.frame})
 		}
 	}
-	return Position{Offset: s.offset, Epoch: s.epoch}, msgs, nil
+	return pos, msgs, nil
 }
 
 func (b *memoryBroker) Close() error {

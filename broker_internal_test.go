@@ -29,7 +29,7 @@ func TestMemoryHistoryRing(t *testing.T) {
 			if len(got) != tc.sent {
 				t.Fatalf("delivered %d, want %d", len(got), tc.sent)
 			}
-			pos, msgs, err := b.History(context.Background(), "u:a")
+			pos, msgs, err := b.History(context.Background(), "u:a", &Position{Epoch: got[0].Epoch})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,7 +80,7 @@ func TestMemoryHistoryExpiry(t *testing.T) {
 		}
 		history := func(when string, wantOffset uint64, wantEpoch string, want ...uint64) {
 			t.Helper()
-			pos, msgs, err := b.History(ctx, stream)
+			pos, msgs, err := b.History(ctx, stream, &Position{Epoch: wantEpoch})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -143,4 +143,46 @@ func TestMemoryHistoryExpiry(t *testing.T) {
 		publish(3)
 		history("the next event", 1, next, 1)
 	})
+}
+
+// History reads only what follows the position it is given, and nothing without one.
+func TestMemoryHistoryAfter(t *testing.T) {
+	b := newMemoryBroker(5, time.Minute)
+	ctx := context.Background()
+	if err := b.Start(ctx, func(Message) {}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	for i := 1; i <= 8; i++ { // the ring holds 4 to 8
+		if err := b.Publish(ctx, "u:a", []byte(fmt.Sprintf(`{"n":%d}`, i)), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pos, _, _ := b.History(ctx, "u:a", nil)
+	e := pos.Epoch
+	for _, tc := range []struct {
+		name  string
+		after *Position
+		want  string
+	}{
+		{"no position", nil, "[]"},
+		{"from the start", &Position{Epoch: e}, "[4 5 6 7 8]"},
+		{"before what the ring holds", &Position{Epoch: e, Offset: 3}, "[4 5 6 7 8]"},
+		{"in the middle", &Position{Epoch: e, Offset: 5}, "[6 7 8]"},
+		{"at the end", &Position{Epoch: e, Offset: 8}, "[]"},
+		{"ahead", &Position{Epoch: e, Offset: 9}, "[]"},
+		{"another epoch", &Position{Epoch: "old", Offset: 2}, "[]"},
+	} {
+		got, msgs, err := b.History(ctx, "u:a", tc.after)
+		if err != nil || got != pos {
+			t.Fatalf("%s: position %+v, %v", tc.name, got, err)
+		}
+		var offs []uint64
+		for _, m := range msgs {
+			offs = append(offs, m.Offset)
+		}
+		if fmt.Sprint(offs) != tc.want {
+			t.Errorf("%s: offsets %v, want %s", tc.name, offs, tc.want)
+		}
+	}
 }

@@ -338,7 +338,7 @@ func (b *failingBroker) Subscribe(_ context.Context, stream string) error {
 	return nil
 }
 func (b *failingBroker) Unsubscribe(context.Context, string) error { return nil }
-func (b *failingBroker) History(_ context.Context, stream string) (notify.Position, []notify.Message, error) {
+func (b *failingBroker) History(_ context.Context, stream string, _ *notify.Position) (notify.Position, []notify.Message, error) {
 	if b.history != "" && strings.HasPrefix(stream, b.history) {
 		return notify.Position{}, nil, errBrokerDown
 	}

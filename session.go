@@ -105,7 +105,7 @@ func (h *Hub) sessionError(s *melody.Session, err error) {
 func (h *Hub) subscribeStream(ctx context.Context, stream string, since *Position) (pos Position, replay [][]byte, recovered *bool, err error) {
 	if err = h.broker.Subscribe(ctx, stream); err == nil {
 		var msgs []Message
-		if pos, msgs, err = h.broker.History(ctx, stream); err == nil {
+		if pos, msgs, err = h.broker.History(ctx, stream, since); err == nil {
 			replay, recovered = planReplay(pos, msgs, since)
 			h.stats.recovery(recovered)
 			return pos, replay, recovered, nil

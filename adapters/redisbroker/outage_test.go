@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -179,4 +180,44 @@ func welcomed(t *testing.T, n *node, u, user string) *session {
 func num(v any) float64 {
 	f, _ := v.(float64)
 	return f
+}
+
+// History reads from Redis only what follows the position it is given, and nothing without one.
+func TestHistoryAfter(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, redisURL(t), prefix(t), nil)
+	for i := 1; i <= 8; i++ {
+		if err := n.hub.Send("alice", notify.Event{Type: "ev", Data: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := t.Context()
+	pos, msgs, err := n.broker.History(ctx, "u:alice", nil)
+	if err != nil || pos.Offset != 8 || len(msgs) != 0 {
+		t.Fatalf("without a position: %+v, %d messages, %v; want offset 8 and none", pos, len(msgs), err)
+	}
+	for _, tc := range []struct {
+		after notify.Position
+		want  string
+	}{
+		{notify.Position{Epoch: pos.Epoch}, "[1 2 3 4 5 6 7 8]"},
+		{notify.Position{Epoch: pos.Epoch, Offset: 5}, "[6 7 8]"},
+		{notify.Position{Epoch: pos.Epoch, Offset: 8}, "[]"},
+		{notify.Position{Epoch: "old", Offset: 2}, "[]"},
+	} {
+		_, msgs, err := n.broker.History(ctx, "u:alice", &tc.after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var offs []uint64
+		for _, m := range msgs {
+			offs = append(offs, m.Offset)
+			if want := fmt.Sprintf(`{"offset":%d,"epoch":%q,`, m.Offset, pos.Epoch); !strings.HasPrefix(string(m.Frame), want) {
+				t.Fatalf("frame %s, want it to start with %s", m.Frame, want)
+			}
+		}
+		if fmt.Sprint(offs) != tc.want {
+			t.Errorf("after %+v: offsets %v, want %s", tc.after, offs, tc.want)
+		}
+	}
 }

@@ -237,7 +237,10 @@ func (b *Broker) catchUp(ctx context.Context, channel string, p notify.Position)
 	stream := strings.TrimPrefix(channel, b.opts.Prefix+":c:")
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, msgs, err := b.History(ctx, stream)
+	pos, msgs, err := b.History(ctx, stream, &p)
+	if err == nil && pos.Epoch != p.Epoch { // all the stream holds is new
+		_, msgs, err = b.History(ctx, stream, &notify.Position{Epoch: pos.Epoch})
+	}
 	if err != nil {
 		b.opts.Logger.Warn("notify: redisbroker: cannot catch up after reconnecting", "stream", stream, "err", err)
 		return
@@ -300,7 +303,10 @@ func (b *Broker) parse(m *redis.Message) (notify.Message, bool) {
 // pins about 100 bytes of Redis per topic for HistoryTTL, not for a day. A client that comes
 // back later to such a topic gets recovered:false, which is honest: the position it held is
 // gone, and with it the proof that nothing was published.
-// KEYS: position, history. ARGV: new epoch, position ttl s.
+// The list holds consecutive offsets, the newest being the position's, so the entries after a
+// position of the same epoch are its last (offset - after) ones: nothing older is read.
+// KEYS: position, history. ARGV: new epoch, position ttl s, after's epoch ("" for none) and
+// offset.
 var historyScript = redis.NewScript(`
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -309,7 +315,15 @@ if not epoch then
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('DEL', KEYS[2])
 end
-return {epoch, redis.call('HGET', KEYS[1], 'offset'), redis.call('LRANGE', KEYS[2], 0, -1)}
+local offset = redis.call('HGET', KEYS[1], 'offset')
+local entries = {}
+if ARGV[3] == epoch then
+  local n = tonumber(offset) - tonumber(ARGV[4])
+  if n > 0 then
+    entries = redis.call('LRANGE', KEYS[2], -n, -1)
+  end
+end
+return {epoch, offset, entries}
 `)
 
 // Subscribe subscribes this node to the stream's channel on the first call for it and waits
@@ -369,9 +383,13 @@ func (b *Broker) Unsubscribe(ctx context.Context, stream string) error {
 }
 
 // History reads the stream's position and the events its history holds within the TTL.
-func (b *Broker) History(ctx context.Context, stream string) (notify.Position, []notify.Message, error) {
+func (b *Broker) History(ctx context.Context, stream string, after *notify.Position) (notify.Position, []notify.Message, error) {
+	var since notify.Position
+	if after != nil {
+		since = *after
+	}
 	res, err := historyScript.Run(ctx, b.client, b.keys(stream), notify.NewEpoch(),
-		max(1, int64((b.opts.HistoryTTL+time.Second-1)/time.Second))).Slice()
+		max(1, int64((b.opts.HistoryTTL+time.Second-1)/time.Second)), since.Epoch, since.Offset).Slice()
 	if err != nil {
 		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: %w", err)
 	}
