@@ -103,6 +103,12 @@ type Config struct {
 	PingInterval time.Duration
 	// WriteTimeout bounds each write to a client. Default 10s.
 	WriteTimeout time.Duration
+	// ReconnectSpread is the window over which the clients of a hub that shuts down spread
+	// their reconnects: Shutdown tells each session so (a "goaway" frame) before it closes it
+	// with 1001, and the browser client reconnects at a random time within it, so that a
+	// node's sessions do not all land on the other nodes, and on the broker, at once. Default
+	// 10s.
+	ReconnectSpread time.Duration
 
 	// Broker carries events between the hubs of a cluster and keeps their history for
 	// missed-event recovery. Default: an in-memory broker for one process, with HistorySize and
@@ -134,6 +140,7 @@ const (
 	defaultMaxUserSessions = 32
 	defaultPingInterval    = 25 * time.Second
 	defaultWriteTimeout    = 10 * time.Second
+	defaultReconnectSpread = 10 * time.Second
 )
 
 // normalize checks c and applies the defaults to its zero fields.
@@ -215,6 +222,7 @@ func (c *Config) checkLimits() error {
 		neg("ExpiryWarning", int64(c.ExpiryWarning)), neg("MaxMessageSize", c.MaxMessageSize),
 		neg("MaxTopics", int64(c.MaxTopics)), neg("MaxQueueBytes", int64(c.MaxQueueBytes)),
 		neg("PingInterval", int64(c.PingInterval)), neg("WriteTimeout", int64(c.WriteTimeout)),
+		neg("ReconnectSpread", int64(c.ReconnectSpread)),
 		neg("MessageBurst", int64(c.MessageBurst)), neg("MaxUserSessions", int64(c.MaxUserSessions)),
 		neg("MaxSessions", int64(c.MaxSessions)),
 		neg("HistorySize", int64(c.HistorySize)), neg("HistoryTTL", int64(c.HistoryTTL)),
@@ -267,6 +275,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = defaultWriteTimeout
+	}
+	if c.ReconnectSpread == 0 {
+		c.ReconnectSpread = defaultReconnectSpread
 	}
 	if c.HistorySize == 0 {
 		c.HistorySize = DefaultHistorySize

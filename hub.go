@@ -195,7 +195,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		h.closed.Store(true)
 		h.acceptMu.Unlock()
 		close(h.stop)
-		h.idx.each(func(c *conn) { c.close(closeGoingAway) })
+		h.idx.each(h.goAway)
 		go h.finish()
 	})
 	select {
@@ -205,6 +205,12 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		h.idx.each(func(c *conn) { _ = c.s.WebsocketConnection().Close() })
 		return ctx.Err()
 	}
+}
+
+// goAway tells a session how long to spread its reconnect over, then closes it with 1001.
+func (h *Hub) goAway(c *conn) {
+	c.out.send(wire.Control{Op: "goaway", Reconnect: int64((h.cfg.ReconnectSpread + time.Second - 1) / time.Second)}.Frame())
+	c.close(closeGoingAway)
 }
 
 // finish waits for the sessions and the hub's goroutines, then closes melody and the broker.

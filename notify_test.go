@@ -625,6 +625,10 @@ func TestShutdown(t *testing.T) {
 			t.Fatalf("Shutdown took %v of the bubble's clock, want none", d)
 		}
 		for _, c := range cs {
+			// First the window to spread the reconnect over (Config.ReconnectSpread), then 1001.
+			if m := c.Next(); fmt.Sprint(m) != "map[op:goaway reconnect:10]" {
+				t.Fatalf("got %v, want goaway with reconnect 10", m)
+			}
 			if code := c.CloseCode(); code != websocket.CloseGoingAway {
 				t.Fatalf("close code %d, want 1001", code)
 			}
@@ -690,6 +694,9 @@ func TestShutdownTimeout(t *testing.T) {
 			}
 		default:
 			t.Fatal("Shutdown has not returned at its deadline")
+		}
+		if m := c.Next(); m["op"] != "goaway" {
+			t.Fatalf("got %v, want goaway", m)
 		}
 		if _, err := c.Read(5 * time.Second); err == nil || errors.Is(err, wstest.ErrTimeout) {
 			t.Fatalf("the session's connection is still open after Shutdown: %v", err)

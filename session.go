@@ -47,7 +47,7 @@ func (h *Hub) connected(s *melody.Session) {
 	c.start(stream, welcome.Frame(), replay, pos)
 	c.schedule(c.grants, c.expires)
 	if h.closed.Load() {
-		c.close(closeGoingAway)
+		h.goAway(c)
 	}
 	if h.cfg.Logger.Enabled(ctx, slog.LevelDebug) { // the arguments cost allocations
 		h.cfg.Logger.Debug("notify: session connected", "user", c.user, "session", c.id)

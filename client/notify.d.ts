@@ -3,7 +3,11 @@
 
 /** Close code 1000: normal closure. The client only sees it after its own close(); it does not reconnect. */
 export const CLOSE_NORMAL: 1000;
-/** Close code 1001: the server is shutting down or restarting; the client reconnects with backoff. */
+/**
+ * Close code 1001: the server is shutting down or restarting; the client reconnects with backoff,
+ * or, when the server first sent `{"op":"goaway","reconnect":N}`, at a random time within N
+ * seconds (so that a node's clients do not all land on the others at once).
+ */
 export const CLOSE_GOING_AWAY: 1001;
 /**
  * Close code 1006: the network failed or the upgrade was refused (401, 403, or 429 / 503 when the

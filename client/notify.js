@@ -205,6 +205,7 @@ class Connection {
   #attempt = 0; // reconnect attempts since the last welcome
   #retryTimer = null; // pending reconnect
   #floorUntil = 0; // Date.now() before which the pending reconnect must not start (after 4029)
+  #spread = 0; // ms: the window a "goaway" asked the next reconnect to be spread over
   #liveTimer = null; // pending liveness check
   #lastFrame = 0; // Date.now() when the current socket last received anything
   #silence = 0; // ms of silence after which the current socket counts as dead
@@ -337,7 +338,11 @@ class Connection {
   // Only the current socket can get here: #drop detaches a socket's handlers.
   #onClose(code, reason) {
     this.#drop();
-    const action = closeAction(code);
+    let action = closeAction(code);
+    // A server going away said over how long its clients should spread their reconnects, so
+    // that they do not all land on the remaining servers at once.
+    // A 1006 after the goaway is the same server cutting what is left.
+    if ((code === CLOSE_GOING_AWAY || code === CLOSE_ABNORMAL) && this.#spread > 0) action = "spread";
     if (action === "stop") this.#finish({ code, reason });
     else this.#retry({ code, reason }, action);
   }
@@ -347,6 +352,11 @@ class Connection {
   #retry(info, action) {
     let delay = action === "now" ? 0 : backoffDelay(this.#attempt, this.#minDelay, this.#maxDelay);
     this.#floorUntil = 0;
+    if (action === "spread") {
+      delay = Math.random() * this.#spread;
+      this.#floorUntil = Date.now() + delay; // coming back online does not cut it short
+    }
+    this.#spread = 0;
     if (action === "limited") {
       const floor = RATE_LIMIT_FLOOR * (1 + Math.random());
       this.#floorUntil = Date.now() + floor;
@@ -458,6 +468,10 @@ class Connection {
 
   #onControl(ws, msg) {
     switch (msg.op) {
+      case "goaway":
+        // Followed by close 1001: reconnect at a random time within msg.reconnect seconds.
+        if (typeof msg.reconnect === "number" && msg.reconnect > 0) this.#spread = Math.min(msg.reconnect, 300) * 1000;
+        break;
       case "welcome": {
         // Asked to recover: a complete recovery is followed by the missed events, which move
         // the position on one by one (the welcome's is where they end). Otherwise the

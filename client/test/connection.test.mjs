@@ -179,6 +179,27 @@ test("close 1001: reconnecting, then a new socket with a fresh token that resubs
   assert.deepEqual(last().requests(), [{ op: "subscribe", topic: "news" }, { op: "subscribe", topic: "sport" }]);
 });
 
+test("goaway then close 1001: the reconnect is spread over the window the server gave", async (t) => {
+  t.mock.method(Math, "random", () => 0.5);
+  const { n, sockets, states, last } = await setup();
+  track(n);
+  last().receive(welcome());
+  last().receive({ op: "goaway", reconnect: 10 });
+  last().serverClose(1001, "going away, reconnect");
+  const [, info] = states.at(-1);
+  assert.equal(info.delay, 5000, "half of 10 s with random() = 0.5");
+  mock.timers.tick(4999);
+  await settle();
+  assert.equal(sockets.length, 1, "not before the spread delay");
+  mock.timers.tick(1);
+  await settle();
+  assert.equal(sockets.length, 2);
+  last().receive(welcome({ session: "s2" }));
+  // The window was for that reconnect only: a later 1001 backs off as usual.
+  last().serverClose(1001, "going away, reconnect");
+  assert.ok(states.at(-1)[1].delay < 100, "back to the normal backoff");
+});
+
 test("backoff grows while connections fail before any welcome, and resets after one", async () => {
   const { n, states, last } = await setup({ minDelay: 100, maxDelay: 100000 });
   track(n);

@@ -58,6 +58,9 @@ type Control struct {
 	Epoch     string `json:"epoch,omitempty"`
 	Offset    uint64 `json:"offset,omitempty"`
 	Recovered *bool  `json:"recovered,omitempty"`
+	// Reconnect, in goaway, is the window in seconds over which the client spreads its
+	// reconnect.
+	Reconnect int64 `json:"reconnect,omitempty"`
 }
 
 // Frame encodes c as json.Marshal would (TestControlFrame compares them), without reflection:
@@ -94,6 +97,7 @@ func (c Control) Frame() []byte {
 		b = append(b, `,"recovered":`...)
 		b = strconv.AppendBool(b, *c.Recovered)
 	}
+	num(`,"reconnect":`, c.Reconnect)
 	return append(b, '}')
 }
 
