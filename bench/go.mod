@@ -6,8 +6,11 @@ require (
 	github.com/centrifugal/centrifuge v0.40.1
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/gonotify/notify v0.0.0
+	github.com/gonotify/notify/adapters/redisbroker v0.0.0
 	github.com/gorilla/websocket v1.5.3
 	github.com/olahol/melody v1.4.0
+	github.com/prometheus/client_golang v1.25.0
+	github.com/redis/go-redis/v9 v9.23.0
 )
 
 require (
@@ -18,15 +21,18 @@ require (
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/maypok86/otter/v2 v2.4.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
-	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.1 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/quagmt/udecimal v1.10.1 // indirect
 	github.com/redis/rueidis v1.0.79 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-replace github.com/gonotify/notify => ../
+replace (
+	github.com/gonotify/notify => ../
+	github.com/gonotify/notify/adapters/redisbroker => ../adapters/redisbroker
+)

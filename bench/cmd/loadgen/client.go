@@ -143,14 +143,9 @@ func (c *client) read(welcome []byte) {
 			welcome = nil
 			close(c.ready)
 		}
-		if c.pong && bytes.Equal(msg, emptyPing) { // centrifuge's ping; the reader is the only writer
-			_ = c.ws.WriteMessage(websocket.TextMessage, emptyPing)
-			readBufs.Put(bp)
-			continue
-		}
 		slow := c.slow.Load()
 		p := current.Load()
-		n := 0
+		n, pings := 0, 0
 		c.mu.Lock()
 		for len(msg) > 0 {
 			line := msg
@@ -158,6 +153,12 @@ func (c *client) read(welcome []byte) {
 				line, msg = msg[:i], msg[i+1:]
 			} else {
 				msg = nil
+			}
+			// centrifuge's ping, alone in its frame or, when it was queued behind other
+			// replies, one line of a frame that carries them too
+			if c.pong && bytes.Equal(line, emptyPing) {
+				pings++
+				continue
 			}
 			ts, ok := payload.TS(line)
 			if !ok {
@@ -172,6 +173,9 @@ func (c *client) read(welcome []byte) {
 		}
 		c.mu.Unlock()
 		readBufs.Put(bp)
+		for range pings { // the reader is the connection's only writer
+			_ = c.ws.WriteMessage(websocket.TextMessage, emptyPing)
+		}
 		if n > 0 && p != nil {
 			p.frames.Add(1)
 			p.got.Add(int64(n))

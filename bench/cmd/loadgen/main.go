@@ -1,8 +1,10 @@
 // Command loadgen runs the notify benchmark: for each server variant it starts the server on
-// its own core, runs scenarios S1 to S6 against it and prints a table with every figure and
-// its ratio to the raw limit (and, with -base-server, notify's ratio to notify at another
-// commit). It exits non-zero when a server fails to start, a connection
-// fails or deliveries are missing (outside S6). bench/run wraps it; see bench/README.md.
+// its own core, runs scenarios S1 to S6 against it (and, for the Redis variants, S7 and S8 on
+// two nodes) and prints a table with every figure and its ratio to the raw limit (and, with
+// -base-server, notify's ratio to notify at another commit; with both Redis variants,
+// notify-redis's ratio to centrifuge-redis). It exits non-zero when a server fails to start, a
+// connection fails or deliveries are missing (outside S6). bench/run wraps it; see
+// bench/README.md.
 package main
 
 import (
@@ -51,7 +53,7 @@ var (
 	serverBin   = flag.String("server", "", "path to the server binary (bench/cmd/server)")
 	serverCPU   = flag.String("server-cpu", "0", "CPU list for the server (taskset -c); empty: no pinning")
 	quickMode   = flag.Bool("quick", false, "1,000 connections and smaller scenarios: under a minute")
-	variants    = flag.String("variants", "notify,melody,centrifuge,raw", "server variants, comma-separated; raw gives the ratios")
+	variants    = flag.String("variants", "notify,melody,centrifuge,raw", "server variants, comma-separated (also notify-redis, centrifuge-redis: need -redis); raw gives the ratios")
 	conns       = flag.Int("n", 0, "connections (default 5,000; 1,000 with -quick)")
 	profDir     = flag.String("pprof", "", "directory: profile a server (CPU and execution trace per scenario, heap at S4)")
 	profVariant = flag.String("pprof-variant", "notify", "the variant -pprof profiles")
@@ -61,9 +63,11 @@ var (
 	logDir      = flag.String("logs", os.TempDir(), "directory for the servers' logs")
 	rounds      = flag.Int("rounds", 1, "run every variant this many times, in turn, and report each figure's median")
 	selfProf    = flag.String("cpuprofile", "", "write the load generator's own CPU profile to this file")
-	only        = flag.String("only", "", "delivery scenarios to run, comma-separated (S2,S3,S5,S6); empty: all. S1 and S4 always run")
+	only        = flag.String("only", "", "delivery scenarios to run, comma-separated (S2,S3,S5,S6, and S7,S8 for the Redis variants); empty: all. S1 and S4 always run")
 	baseServer  = flag.String("base-server", "", "a server binary built at another commit (bench/run -base REF builds it): run as variant notify-base right after notify in every round, started exactly like notify")
 	baseRef     = flag.String("base-ref", "", "the commit -base-server was built at, for the table")
+	senders     = flag.Int("senders", 1, "goroutines in the server that call Send (centrifuge: Publish) concurrently in the per-user scenarios (warm-up, S2, S5, S7, S8), as concurrent request handlers would")
+	redisURL    = flag.String("redis", "", "the Redis of the Redis variants (bench/run starts a private one and sets this); flushed before each of them")
 )
 
 // baseName is the variant that runs -base-server: notify at another commit.
@@ -157,11 +161,12 @@ type result struct {
 	s4PerConn, s4Heap      float64 // bytes per connection: RSS, Go heap in use
 	s4Stack, s4Goroutines  float64
 	s2, s3, s5, s6         delivery
+	s7, s8                 delivery // two nodes (Redis variants): sent on node A, read on node B
 	s6Fate                 string
 	s6RSSBefore, s6RSSPeak uint64
 	s6RSSAfter, s6Slow     uint64
 	s6Dropped              uint64
-	s2Sent                 int
+	s2Sent, s7Sent         int
 }
 
 type delivery struct {
@@ -172,6 +177,17 @@ type delivery struct {
 	writesPerEvent    float64
 	delivered, frames int64
 	gcs               float64 // garbage collections the server completed during the scenario
+	// sends/s the server generated: sends over the time from the first call to the return of
+	// the last (S5, S8: whether the pace was kept)
+	sendRate float64
+	// Redis variants: per send, the commands Redis processed (scripts' calls included) and its
+	// read events (INFO stats: redisOK)
+	redisOK               bool
+	redisCmds, redisReads float64
+	// notify-redis: per send, the round trips the sending node's Redis client made (a pipeline
+	// is one) and the commands in them (tripsOK)
+	tripsOK              bool
+	redisTrips, tripCmds float64
 }
 
 type server struct {
@@ -204,16 +220,18 @@ func (s *server) post(path string) ([]byte, error) {
 }
 
 type serverStats struct {
-	Conns      int    `json:"conns"`
-	Slow       uint64 `json:"slow"`
-	Dropped    uint64 `json:"dropped"`
-	RSS        uint64 `json:"rss"`
-	Syscw      uint64 `json:"syscw"`
-	Goroutines int    `json:"goroutines"`
-	HeapInuse  uint64 `json:"heap_inuse"`
-	StackInuse uint64 `json:"stack_inuse"`
-	NumGC      uint32 `json:"num_gc"`
-	GOGC       *int64 `json:"gogc"` // nil from a server built before /bench/stats reported it
+	Conns      int     `json:"conns"`
+	Slow       uint64  `json:"slow"`
+	Dropped    uint64  `json:"dropped"`
+	RSS        uint64  `json:"rss"`
+	Syscw      uint64  `json:"syscw"`
+	Goroutines int     `json:"goroutines"`
+	HeapInuse  uint64  `json:"heap_inuse"`
+	StackInuse uint64  `json:"stack_inuse"`
+	NumGC      uint32  `json:"num_gc"`
+	GOGC       *int64  `json:"gogc"`        // nil from a server built before /bench/stats reported it
+	RedisTrips *uint64 `json:"redis_trips"` // notify-redis only
+	RedisCmds  *uint64 `json:"redis_cmds"`
 }
 
 // profiled reports whether -pprof profiles the variant: -pprof-variant, and notify-base with
@@ -232,14 +250,19 @@ func serverEnv() []string {
 	return env
 }
 
-func startServer(variant string, port int) (*server, error) {
+// startServer starts the variant's server on port; node names the second node of the
+// two-node scenarios ("A"), "" the first, which the clients connect to.
+func startServer(variant, node string, port int) (*server, error) {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	bin := *serverBin
 	if variant == baseName {
 		bin = *baseServer
 	}
 	args := []string{bin, "-variant", kind(variant), "-addr", addr}
-	if profiled(variant) {
+	if onRedis(variant) {
+		args = append(args, "-redis", *redisURL)
+	}
+	if profiled(variant) && node == "" {
 		dir := *profDir
 		if variant == baseName { // it names its files notify-*, like notify's
 			dir = filepath.Join(dir, baseName)
@@ -254,7 +277,12 @@ func startServer(variant string, port int) (*server, error) {
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = serverEnv()
-	lf, err := os.Create(filepath.Join(*logDir, "bench-"+variant+".log"))
+	logName, label := "bench-"+variant, variant
+	if node != "" {
+		logName += "-" + node
+		label += " (node " + node + ")"
+	}
+	lf, err := os.Create(filepath.Join(*logDir, logName+".log"))
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +298,7 @@ func startServer(variant string, port int) (*server, error) {
 	for range 100 {
 		select {
 		case <-s.exited:
-			return nil, fmt.Errorf("server %s exited at start (log: %s)", variant, lf.Name())
+			return nil, fmt.Errorf("server %s exited at start (log: %s)", label, lf.Name())
 		case <-time.After(100 * time.Millisecond):
 		}
 		if _, err := s.stats(); err == nil {
@@ -278,7 +306,7 @@ func startServer(variant string, port int) (*server, error) {
 		}
 	}
 	s.stop()
-	return nil, fmt.Errorf("server %s did not answer on %s within 10s (log: %s)", variant, addr, lf.Name())
+	return nil, fmt.Errorf("server %s did not answer on %s within 10s (log: %s)", label, addr, lf.Name())
 }
 
 func (s *server) stop() {
@@ -294,7 +322,13 @@ func want(scenario string) bool {
 func runVariant(name string, port int, p plan) *result {
 	r := &result{name: name}
 	fail := func(format string, a ...any) { r.errs = append(r.errs, fmt.Sprintf(format, a...)) }
-	srv, err := startServer(name, port)
+	if onRedis(name) {
+		if err := flushRedis(); err != nil {
+			fail("%v", err)
+			return r
+		}
+	}
+	srv, err := startServer(name, "", port)
 	if err != nil {
 		fail("%v", err)
 		return r
@@ -357,7 +391,7 @@ func runVariant(name string, port int, p plan) *result {
 				if i >= p.n {
 					return
 				}
-				c, err := dial(url, tokens[i], kind(name))
+				c, err := dial(url, tokens[i], proto(name))
 				if err != nil {
 					mu.Lock()
 					dialErrs++
@@ -420,18 +454,26 @@ func runVariant(name string, port int, p plan) *result {
 	r.s4Goroutines = float64(stN.Goroutines-st0.Goroutines) / float64(p.n)
 	prof("heap=S4")
 
-	// measure runs one delivery scenario: sends generated by the server, expected deliveries
-	// per send, and the set of reading clients.
-	measure := func(label, query string, perSend int, strict bool) (delivery, int) {
+	// measure runs one delivery scenario: sends generated by the server from (srv, or node A in
+	// the two-node scenarios), expected deliveries per send, and the set of reading clients.
+	measure := func(label, query string, perSend int, strict bool, from *server) (delivery, int) {
 		var d delivery
 		ph := newPhase()
 		current.Store(ph)
 		defer current.Store(nil)
 		prof("heap=" + label + "-before")
 		before, _ := srv.stats()
+		fromBefore := before
+		if from != srv {
+			fromBefore, _ = from.stats()
+		}
+		var rBefore redisStats
+		if onRedis(name) {
+			rBefore = readRedisStats()
+		}
 		prof("start=" + label)
 		t0 := time.Now()
-		b, err := srv.post("/bench/send?" + query)
+		b, err := from.post("/bench/send?" + query)
 		if err != nil {
 			fail("%s: %v", label, err)
 			prof("stop")
@@ -440,9 +482,16 @@ func runVariant(name string, port int, p plan) *result {
 		var sr struct {
 			Sent      int
 			ElapsedNS int64 `json:"elapsed_ns"`
+			Senders   int
 		}
 		json.Unmarshal(b, &sr)
 		log.Printf("%s: %s: the server generated %d sends in %s", name, label, sr.Sent, time.Duration(sr.ElapsedNS).Round(time.Millisecond))
+		if asked := sendersIn(query); asked > 1 && sr.Senders != asked {
+			fail("%s: the server made its sends from %d goroutines, not %d (-senders): its bench/cmd/server predates -senders", label, sr.Senders, asked)
+		}
+		if sr.ElapsedNS > 0 {
+			d.sendRate = float64(sr.Sent) / (float64(sr.ElapsedNS) / 1e9)
+		}
 		want := int64(sr.Sent * perSend)
 		ph.expected.Store(want)
 		ph.check()
@@ -455,14 +504,36 @@ func runVariant(name string, port int, p plan) *result {
 		prof("heap=" + label + "-after")
 		d.delivered, d.frames = ph.got.Load(), ph.frames.Load()
 		if !d.ok {
+			// What the server says: connections left, slow-consumer closes and dropped events
+			// so far (centrifuge-redis: messages its Redis broker dropped).
+			var state string
+			if st, err := srv.stats(); err == nil {
+				state = fmt.Sprintf(" (server: %d connections, %d closed as slow consumers, %d events dropped)", st.Conns, st.Slow, st.Dropped)
+			}
 			if strict {
-				fail("%s: %d of %d deliveries after %s", label, d.delivered, want, p.wait)
+				fail("%s: %d of %d deliveries after %s%s", label, d.delivered, want, p.wait, state)
 			} else {
-				log.Printf("%s: %s: %d of %d deliveries after %s", name, label, d.delivered, want, p.wait)
+				log.Printf("%s: %s: %d of %d deliveries after %s%s", name, label, d.delivered, want, p.wait, state)
 			}
 			return d, sr.Sent
 		}
 		after, _ := srv.stats()
+		fromAfter := after
+		if from != srv {
+			fromAfter, _ = from.stats()
+		}
+		if onRedis(name) && sr.Sent > 0 {
+			if rAfter := readRedisStats(); rBefore.ok && rAfter.ok {
+				d.redisOK = true
+				d.redisCmds = float64(rAfter.commands-rBefore.commands) / float64(sr.Sent)
+				d.redisReads = float64(rAfter.reads-rBefore.reads) / float64(sr.Sent)
+			}
+			if fromBefore.RedisTrips != nil && fromAfter.RedisTrips != nil && fromBefore.RedisCmds != nil && fromAfter.RedisCmds != nil {
+				d.tripsOK = true
+				d.redisTrips = float64(*fromAfter.RedisTrips-*fromBefore.RedisTrips) / float64(sr.Sent)
+				d.tripCmds = float64(*fromAfter.RedisCmds-*fromBefore.RedisCmds) / float64(sr.Sent)
+			}
+		}
 		d.rate = float64(d.delivered) / (float64(ph.end.Load()-t0.UnixNano()) / 1e9)
 		d.framesPerEvent = float64(d.frames) / float64(d.delivered)
 		d.writesPerEvent = float64(after.Syscw-before.Syscw) / float64(d.delivered)
@@ -483,26 +554,53 @@ func runVariant(name string, port int, p plan) *result {
 	}
 
 	settle := func() { time.Sleep(500 * time.Millisecond) }
+	// The per-user scenarios' sends come from -senders goroutines of the server.
+	userQ := ""
+	if *senders > 1 {
+		userQ = fmt.Sprintf("&senders=%d", *senders)
+	}
+	s2Query := fmt.Sprintf("kind=user&count=%d&users=%d&size=%d&limit=%d%s", p.s2Count, p.n, p.size, p.s2Limit, userQ)
+	s5Query := fmt.Sprintf("kind=user&count=%d&rate=%d&users=%d&size=%d&limit=%d%s",
+		p.s5Rate*p.s5Secs, p.s5Rate, p.n, p.size, p.s5Secs+5, userQ)
 	// Warm up after S4's collections (the heap returned to the OS, stacks shrunk): one send
 	// per user, not counted.
-	measure("warm-up", fmt.Sprintf("kind=user&count=%d&users=%d&size=%d", p.n, p.n, p.size), 1, true)
+	measure("warm-up", fmt.Sprintf("kind=user&count=%d&users=%d&size=%d%s", p.n, p.n, p.size, userQ), 1, true, srv)
 	settle()
 	if want("S5") {
 		log.Printf("%s: S5 paced sends %d/s for %ds", name, p.s5Rate, p.s5Secs)
-		r.s5, _ = measure("S5", fmt.Sprintf("kind=user&count=%d&rate=%d&users=%d&size=%d&limit=%d",
-			p.s5Rate*p.s5Secs, p.s5Rate, p.n, p.size, p.s5Secs+5), 1, true)
+		r.s5, _ = measure("S5", s5Query, 1, true, srv)
 		settle()
 	}
 	if want("S2") {
 		log.Printf("%s: S2 %d per-user sends across %d users", name, p.s2Count, p.n)
-		r.s2, r.s2Sent = measure("S2", fmt.Sprintf("kind=user&count=%d&users=%d&size=%d&limit=%d",
-			p.s2Count, p.n, p.size, p.s2Limit), 1, true)
+		r.s2, r.s2Sent = measure("S2", s2Query, 1, true, srv)
 		settle()
 	}
 	if want("S3") {
 		log.Printf("%s: S3 %d broadcasts to %d connections", name, p.s3Count, p.n)
-		r.s3, _ = measure("S3", fmt.Sprintf("kind=broadcast&count=%d&size=%d", p.s3Count, p.size), p.n, true)
+		r.s3, _ = measure("S3", fmt.Sprintf("kind=broadcast&count=%d&size=%d", p.s3Count, p.size), p.n, true, srv)
 		settle()
+	}
+	// S7 and S8, Redis variants only: a second server of the variant on the same Redis, node A,
+	// makes the sends; the clients stay connected to the first, node B. Node A runs only for
+	// these two scenarios, pinned to the server's CPU like node B.
+	if onRedis(name) && (want("S7") || want("S8")) {
+		nodeA, err := startServer(name, "A", port+50)
+		if err != nil {
+			fail("S7/S8 node A: %v", err)
+		} else {
+			if want("S7") {
+				log.Printf("%s: S7 %d per-user sends on node A to sessions on node B", name, p.s2Count)
+				r.s7, r.s7Sent = measure("S7", s2Query, 1, true, nodeA)
+				settle()
+			}
+			if want("S8") {
+				log.Printf("%s: S8 paced sends %d/s for %ds on node A to sessions on node B", name, p.s5Rate, p.s5Secs)
+				r.s8, _ = measure("S8", s5Query, 1, true, nodeA)
+				settle()
+			}
+			nodeA.stop()
+		}
 	}
 	if !want("S6") {
 		return r
@@ -542,7 +640,7 @@ func runVariant(name string, port int, p plan) *result {
 		len(slowOnes)*(p.floodBytes/floodSize), len(slowOnes), floodSize)); err != nil {
 		fail("S6 flood: %v", err)
 	}
-	r.s6, _ = measure("S6", fmt.Sprintf("kind=broadcast&count=%d&size=%d", p.s3Count, p.size), p.n-len(slowOnes), false)
+	r.s6, _ = measure("S6", fmt.Sprintf("kind=broadcast&count=%d&size=%d", p.s3Count, p.size), p.n-len(slowOnes), false, srv)
 	close(stopPoll)
 	<-polled
 	// The slow clients' fate: they read again, and find how their connection ended.
@@ -581,4 +679,16 @@ func runVariant(name string, port int, p plan) *result {
 	}
 	r.s6Fate = fmt.Sprintf("%d slow: %s", len(slowOnes), strings.Join(fate, ", "))
 	return r
+}
+
+// sendersIn is the senders a /bench/send query asks for (1 when it does not).
+func sendersIn(query string) int {
+	for kv := range strings.SplitSeq(query, "&") {
+		if v, ok := strings.CutPrefix(kv, "senders="); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				return n
+			}
+		}
+	}
+	return 1
 }

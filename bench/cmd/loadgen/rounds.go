@@ -31,9 +31,11 @@ func median(rs []*result) *result {
 		return uint64(f(func(r *result) float64 { return float64(get(r)) }))
 	}
 	d := func(get func(*result) *delivery) delivery {
-		out := delivery{ok: true}
+		out := delivery{ok: true, redisOK: true, tripsOK: true}
 		for _, r := range rs {
 			out.ok = out.ok && get(r).ok
+			out.redisOK = out.redisOK && get(r).redisOK
+			out.tripsOK = out.tripsOK && get(r).tripsOK
 		}
 		out.rate = f(func(r *result) float64 { return get(r).rate })
 		out.p50 = dur(func(r *result) time.Duration { return get(r).p50 })
@@ -44,6 +46,11 @@ func median(rs []*result) *result {
 		out.delivered = int64(f(func(r *result) float64 { return float64(get(r).delivered) }))
 		out.frames = int64(f(func(r *result) float64 { return float64(get(r).frames) }))
 		out.gcs = f(func(r *result) float64 { return get(r).gcs })
+		out.sendRate = f(func(r *result) float64 { return get(r).sendRate })
+		out.redisCmds = f(func(r *result) float64 { return get(r).redisCmds })
+		out.redisReads = f(func(r *result) float64 { return get(r).redisReads })
+		out.redisTrips = f(func(r *result) float64 { return get(r).redisTrips })
+		out.tripCmds = f(func(r *result) float64 { return get(r).tripCmds })
 		return out
 	}
 	m.s1Rate = f(func(r *result) float64 { return r.s1Rate })
@@ -56,6 +63,8 @@ func median(rs []*result) *result {
 	m.s3 = d(func(r *result) *delivery { return &r.s3 })
 	m.s5 = d(func(r *result) *delivery { return &r.s5 })
 	m.s6 = d(func(r *result) *delivery { return &r.s6 })
+	m.s7 = d(func(r *result) *delivery { return &r.s7 })
+	m.s8 = d(func(r *result) *delivery { return &r.s8 })
 	// S6 memory: the round with the median peak growth, so that its three figures belong together.
 	byPeak := slices.Clone(rs)
 	slices.SortFunc(byPeak, func(a, b *result) int {
@@ -66,6 +75,7 @@ func median(rs []*result) *result {
 	m.s6Slow = u(func(r *result) uint64 { return r.s6Slow })
 	m.s6Dropped = u(func(r *result) uint64 { return r.s6Dropped })
 	m.s2Sent = int(f(func(r *result) float64 { return float64(r.s2Sent) }))
+	m.s7Sent = int(f(func(r *result) float64 { return float64(r.s7Sent) }))
 	var fates []string
 	for i, r := range rs {
 		m.errs = append(m.errs, r.errs...)
@@ -81,7 +91,8 @@ func median(rs []*result) *result {
 }
 
 // printSpread prints, for the figures the targets are about, every round's value, and notify's
-// ratio per round to raw, to notify-base (-base) and, for S5's p99, to centrifuge.
+// ratio per round to raw, to notify-base (-base) and, for S5's p99, to centrifuge; and
+// notify-redis's to centrifuge-redis for the figures of the Redis targets.
 func printSpread(w io.Writer, names []string, runs [][]*result) {
 	fmt.Fprintf(w, "\nEvery round (the table shows the medians):\n")
 	for _, rw := range []struct {
@@ -94,9 +105,17 @@ func printSpread(w io.Writer, names []string, runs [][]*result) {
 		{row{"S3 latency p99", func(r *result) float64 { return float64(r.s3.p99) }, ms}, nil},
 		{row{"S5 latency p99", func(r *result) float64 { return float64(r.s5.p99) }, ms}, []string{"centrifuge"}},
 		{row{"S4 RSS/connection", func(r *result) float64 { return r.s4PerConn }, kb}, nil},
+		{row{"S7 deliveries/s (two nodes)", func(r *result) float64 { return r.s7.rate }, count}, nil},
+		{row{"S8 latency p99 (two nodes)", func(r *result) float64 { return float64(r.s8.p99) }, ms}, nil},
 	} {
+		if redisRow(rw.label) && !slices.ContainsFunc(names, onRedis) {
+			continue
+		}
 		var parts []string
 		for i, name := range names {
+			if redisRow(rw.label) && !onRedis(name) {
+				continue
+			}
 			var vals []string
 			for _, r := range runs[i] {
 				vals = append(vals, rw.unit(rw.get(r)))
@@ -106,7 +125,7 @@ func printSpread(w io.Writer, names []string, runs [][]*result) {
 		n := slices.Index(names, "notify")
 		for _, other := range append([]string{baseName, "raw"}, rw.against...) {
 			o := slices.Index(names, other)
-			if n < 0 || o < 0 {
+			if n < 0 || o < 0 || redisRow(rw.label) {
 				continue
 			}
 			var ratios []string
@@ -114,6 +133,13 @@ func printSpread(w io.Writer, names []string, runs [][]*result) {
 				ratios = append(ratios, ratio(rw.get(runs[n][k]), rw.get(runs[o][k])))
 			}
 			parts = append(parts, "notify ÷ "+other+" "+strings.Join(ratios, ", "))
+		}
+		if nr, cr := slices.Index(names, "notify-redis"), slices.Index(names, "centrifuge-redis"); nr >= 0 && cr >= 0 {
+			var ratios []string
+			for k := range runs[nr] {
+				ratios = append(ratios, ratio(rw.get(runs[nr][k]), rw.get(runs[cr][k])))
+			}
+			parts = append(parts, "notify-redis ÷ centrifuge-redis "+strings.Join(ratios, ", "))
 		}
 		fmt.Fprintf(w, "- %s: %s\n", rw.label, strings.Join(parts, "; "))
 	}

@@ -29,9 +29,40 @@ func ms(v float64) string {
 	}
 }
 func count(v float64) string { return fmt.Sprintf("%.0f", v) }
-func frac(v float64) string  { return fmt.Sprintf("%.3f", v) }
-func kb(v float64) string    { return fmt.Sprintf("%.1f KB", v/1024) }
-func mb(v float64) string    { return fmt.Sprintf("%.1f MB", v/(1<<20)) }
+
+// perSend prints a figure per send, or "-" for one that was not measured (negative).
+func perSend(v float64) string {
+	if v < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f", v)
+}
+
+// redisRow reports whether a row is about the Redis variants only: the two-node scenarios and
+// the Redis counters. The other variants print "-" there, and the rows are left out when no
+// Redis variant ran.
+func redisRow(label string) bool {
+	return strings.HasPrefix(label, "S7") || strings.HasPrefix(label, "S8") || strings.Contains(label, "Redis")
+}
+
+// redisRows are the Redis counters of a scenario, per send.
+func redisRows(s string, d func(*result) *delivery) []row {
+	or := func(ok bool, v float64) float64 {
+		if !ok {
+			return -1
+		}
+		return v
+	}
+	return []row{
+		{s + " Redis round trips/send (sending node's client)", func(r *result) float64 { return or(d(r).tripsOK, d(r).redisTrips) }, perSend},
+		{s + " Redis commands/send in them", func(r *result) float64 { return or(d(r).tripsOK, d(r).tripCmds) }, perSend},
+		{s + " Redis read events/send (Redis INFO)", func(r *result) float64 { return or(d(r).redisOK, d(r).redisReads) }, perSend},
+		{s + " Redis commands processed/send (scripts' calls included)", func(r *result) float64 { return or(d(r).redisOK, d(r).redisCmds) }, perSend},
+	}
+}
+func frac(v float64) string { return fmt.Sprintf("%.3f", v) }
+func kb(v float64) string   { return fmt.Sprintf("%.1f KB", v/1024) }
+func mb(v float64) string   { return fmt.Sprintf("%.1f MB", v/(1<<20)) }
 
 // gcCount prints a number of collections, which may be zero (where other figures print "-"),
 // and a median of two rounds, which may be a half.
@@ -68,27 +99,55 @@ func printTable(w io.Writer, p plan, results []*result) {
 	if n == nil {
 		base = nil // no notify ÷ notify-base column
 	}
+	nr, cr := find(results, "notify-redis"), find(results, "centrifuge-redis")
+	if nr == nil {
+		cr = nil // no notify-redis ÷ centrifuge-redis column
+	}
+	anyRedis := slices.ContainsFunc(results, func(r *result) bool { return onRedis(r.name) })
 	rows := []row{
 		{"S1 connections/s", func(r *result) float64 { return r.s1Rate }, count},
 		{"S1 garbage collections", func(r *result) float64 { return r.s1GCs }, gcCount},
 	}
 	rows = append(rows, deliveryRows("S2", func(r *result) *delivery { return &r.s2 }, false, false)...)
+	rows = append(rows, redisRows("S2", func(r *result) *delivery { return &r.s2 })...)
 	rows = append(rows, deliveryRows("S3", func(r *result) *delivery { return &r.s3 }, false, false)...)
 	rows = append(rows,
 		row{"S4 RSS/connection", func(r *result) float64 { return r.s4PerConn }, kb},
 		row{"S4 Go heap/connection", func(r *result) float64 { return r.s4Heap }, kb},
 		row{"S4 goroutine stacks/connection", func(r *result) float64 { return r.s4Stack }, kb},
 		row{"S4 goroutines/connection", func(r *result) float64 { return r.s4Goroutines }, frac})
+	rows = append(rows, row{"S5 sends/s generated", func(r *result) float64 { return r.s5.sendRate }, count})
 	rows = append(rows, deliveryRows("S5", func(r *result) *delivery { return &r.s5 }, true, true)...)
+	rows = append(rows, redisRows("S5", func(r *result) *delivery { return &r.s5 })...)
 	rows = append(rows,
 		row{"S6 readers' latency p99", func(r *result) float64 { return float64(r.s6.p99) }, ms},
 		row{"S6 readers' deliveries/s", func(r *result) float64 { return r.s6.rate }, count},
 		row{"S6 server RSS peak growth", func(r *result) float64 { return float64(r.s6RSSPeak) - float64(r.s6RSSBefore) }, mb},
 		row{"S6 server RSS growth after S6 (GC'd)", func(r *result) float64 { return float64(r.s6RSSAfter) - float64(r.s6RSSBefore) }, mb},
 		row{"S6 events dropped by server", func(r *result) float64 { return float64(r.s6Dropped) }, count})
+	rows = append(rows, deliveryRows("S7", func(r *result) *delivery { return &r.s7 }, false, false)...)
+	rows = append(rows, redisRows("S7", func(r *result) *delivery { return &r.s7 })...)
+	rows = append(rows, row{"S8 sends/s generated", func(r *result) float64 { return r.s8.sendRate }, count})
+	rows = append(rows, deliveryRows("S8", func(r *result) *delivery { return &r.s8 }, true, false)...)
+	rows = append(rows, redisRows("S8", func(r *result) *delivery { return &r.s8 })...)
+	if !anyRedis {
+		rows = slices.DeleteFunc(rows, func(rw row) bool { return redisRow(rw.label) })
+	}
 
-	fmt.Fprintf(w, "\n%d connections (one user each), %d B payloads; S2 %d sends, S3 %d broadcasts, S5 %d/s for %ds.\n\n",
+	fmt.Fprintf(w, "\n%d connections (one user each), %d B payloads; S2 %d sends, S3 %d broadcasts, S5 %d/s for %ds",
 		p.n, p.size, p.s2Count, p.s3Count, p.s5Rate, p.s5Secs)
+	if anyRedis {
+		fmt.Fprintf(w, "; S7 and S8 (Redis variants): S2 and S5 sent on node A, read on node B")
+	}
+	if *senders > 1 {
+		fmt.Fprintf(w, "; per-user sends from %d goroutines of the server (-senders %d)", *senders, *senders)
+	} else {
+		fmt.Fprintf(w, "; per-user sends from one goroutine of the server")
+	}
+	fmt.Fprintf(w, ".\n\n")
+	if anyRedis {
+		fmt.Fprintf(w, "The Redis variants share one Redis (%s), pinned to the load generator's CPU and flushed before each; in S7 and S8 both nodes are pinned to the server CPU.\n\n", *redisURL)
+	}
 	if base != nil {
 		fmt.Fprintf(w, "%s is notify at %s: its bench/cmd/server built there, started exactly like notify's and run right after it in every round; notify is the working tree.\n\n",
 			baseName, *baseRef)
@@ -101,6 +160,9 @@ func printTable(w io.Writer, p plan, results []*result) {
 	if base != nil {
 		head = append(head, "notify ÷ "+baseName)
 	}
+	if cr != nil {
+		head = append(head, "notify-redis ÷ centrifuge-redis")
+	}
 	for _, r := range results {
 		if raw != nil && r != raw {
 			head = append(head, r.name+" ÷ raw")
@@ -110,13 +172,24 @@ func printTable(w io.Writer, p plan, results []*result) {
 	for _, rw := range rows {
 		cells := []string{rw.label}
 		for _, r := range results {
+			if redisRow(rw.label) && !onRedis(r.name) {
+				cells = append(cells, "-")
+				continue
+			}
 			cells = append(cells, rw.unit(rw.get(r)))
 		}
 		if base != nil {
 			cells = append(cells, ratio(rw.get(n), rw.get(base)))
 		}
+		if cr != nil {
+			cells = append(cells, ratio(rw.get(nr), rw.get(cr)))
+		}
 		for _, r := range results {
 			if raw != nil && r != raw {
+				if redisRow(rw.label) {
+					cells = append(cells, "-")
+					continue
+				}
 				cells = append(cells, ratio(rw.get(r), rw.get(raw)))
 			}
 		}
@@ -125,12 +198,22 @@ func printTable(w io.Writer, p plan, results []*result) {
 	fmt.Fprintln(w)
 	for _, r := range results {
 		fmt.Fprintf(w, "- S6 %s: %s; %d closed as slow consumers by the server.\n", r.name, r.s6Fate, r.s6Slow)
-		if r.name == "melody" && r.s2Sent < p.s2Count {
-			fmt.Fprintf(w, "- S2 melody: the server generated %d of the %d sends within its %ds limit; the rate is over those.\n",
-				r.s2Sent, p.s2Count, p.s2Limit)
+		if want("S2") && r.s2Sent < p.s2Count && len(r.errs) == 0 {
+			fmt.Fprintf(w, "- S2 %s: the server generated %d of the %d sends within its %ds limit; the rate is over those.\n",
+				r.name, r.s2Sent, p.s2Count, p.s2Limit)
+		}
+		if onRedis(r.name) && want("S7") && r.s7Sent < p.s2Count && len(r.errs) == 0 {
+			fmt.Fprintf(w, "- S7 %s: node A generated %d of the %d sends within its %ds limit; the rate is over those.\n",
+				r.name, r.s7Sent, p.s2Count, p.s2Limit)
 		}
 	}
+	if anyRedis {
+		fmt.Fprintln(w, "- Redis round trips/send: counted by a go-redis hook on the sending node's client (a pipeline is one round trip), notify-redis only; "+
+			"Redis read events/send: Redis's total_reads_processed over every client (one per round trip, more for a request longer than one read), the best outside measure of round trips for both; "+
+			"commands processed: Redis's total_commands_processed, which counts the commands a script calls too.")
+	}
 	targets(w, results, raw)
+	redisTargets(w, p, nr, cr)
 }
 
 // gogcNote says when the servers did not run with Go's default GOGC: with -gogc, or because a
@@ -263,5 +346,74 @@ func targets(w io.Writer, results []*result, raw *result) {
 	if raw != nil {
 		fmt.Fprintf(w, "- S1 ÷ raw: %s, no target (the 0.9× target is retired: its price was half the memory per connection)\n",
 			ratio(n.s1Rate, raw.s1Rate))
+	}
+}
+
+// redisTargets checks notify-redis against centrifuge-redis on the same Redis: per-user
+// deliveries/s (S2) ≥ 2×, connections opened/s (S1) ≥ 1.5×, and the paced S5 kept with a p99
+// no higher than centrifuge-redis's. The targets are stated for -senders 32.
+func redisTargets(w io.Writer, p plan, nr, cr *result) {
+	if nr == nil || cr == nil {
+		return
+	}
+	note := ""
+	if *senders != 32 {
+		note = fmt.Sprintf("; the targets are stated for -senders 32, this run used -senders %d", *senders)
+	}
+	fmt.Fprintf(w, "\nTargets (notify-redis against centrifuge-redis on the same Redis%s):\n", note)
+	check := func(name string, ok bool, detail string) {
+		mark := "met"
+		if !ok {
+			mark = "NOT met"
+		}
+		fmt.Fprintf(w, "- %s: %s (%s)\n", name, mark, detail)
+	}
+	unjudged := func(name, why string) { fmt.Fprintf(w, "- %s: could not be judged (%s)\n", name, why) }
+	failed := func(r *result) bool { return len(r.errs) > 0 }
+	against := func(a, b float64, unit func(float64) string) string {
+		return fmt.Sprintf("%s, %s against %s", ratio(a, b), unit(a), unit(b))
+	}
+	const s2, s1, s5 = "S2 per-user deliveries/s ≥ 2× centrifuge-redis's", "S1 connections opened/s ≥ 1.5× centrifuge-redis's",
+		"S5 paced sends kept, p99 ≤ centrifuge-redis's"
+	switch {
+	case failed(nr) || failed(cr):
+		unjudged(s1, "a variant failed")
+	default:
+		check(s1, nr.s1Rate >= 1.5*cr.s1Rate, against(nr.s1Rate, cr.s1Rate, count))
+	}
+	switch {
+	case !want("S2"):
+		unjudged(s2, "S2 did not run: -only")
+	case !nr.s2.ok || !cr.s2.ok:
+		unjudged(s2, "an S2 did not complete")
+	default:
+		check(s2, nr.s2.rate >= 2*cr.s2.rate, against(nr.s2.rate, cr.s2.rate, count))
+	}
+	// kept: every send generated, at 98 % of the pace or more, and every event delivered.
+	kept := func(d delivery) bool { return d.ok && d.sendRate >= 0.98*float64(p.s5Rate) }
+	keptText := func(d delivery) string {
+		if kept(d) {
+			return fmt.Sprintf("kept, %.0f sends/s", d.sendRate)
+		}
+		return fmt.Sprintf("NOT kept, %.0f sends/s", d.sendRate)
+	}
+	switch {
+	case !want("S5"):
+		unjudged(s5, "S5 did not run: -only")
+	case !nr.s5.ok || nr.s5.p99 == 0:
+		check(s5, false, "notify-redis's S5 did not complete")
+	case !cr.s5.ok || cr.s5.p99 == 0:
+		unjudged(s5, "centrifuge-redis's S5 did not complete")
+	default:
+		check(s5, kept(nr.s5) && nr.s5.p99 <= cr.s5.p99, fmt.Sprintf("%d sends/s: notify-redis %s, centrifuge-redis %s; p99 %s",
+			p.s5Rate, keptText(nr.s5), keptText(cr.s5), against(float64(nr.s5.p99), float64(cr.s5.p99), ms)))
+	}
+	// The two-node figures have no target: printed for the record.
+	if want("S7") && nr.s7.ok && cr.s7.ok {
+		fmt.Fprintf(w, "- S7 two-node per-user deliveries/s: %s, no target\n", against(nr.s7.rate, cr.s7.rate, count))
+	}
+	if want("S8") && nr.s8.ok && cr.s8.ok {
+		fmt.Fprintf(w, "- S8 two-node paced p99: %s (notify-redis %s, centrifuge-redis %s), no target\n",
+			against(float64(nr.s8.p99), float64(cr.s8.p99), ms), keptText(nr.s8), keptText(cr.s8))
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/centrifugal/centrifuge"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // centrifugeVariant is centrifuge with its default configuration, as its examples set it up:
@@ -14,18 +15,27 @@ import (
 // subscribed on the server side to its personal channel and to a channel for everyone,
 // per-user sends and broadcasts with Node.Publish. Clients speak centrifuge's JSON protocol.
 type centrifugeVariant struct {
-	node  *centrifuge.Node
-	slowN atomic.Uint64
+	node     *centrifuge.Node
+	userOpts []centrifuge.PublishOption // per-user publications' options (centrifuge-redis: history)
+	onRedis  bool                       // centrifuge-redis: dropped reads the broker's drops
+	slowN    atomic.Uint64
 }
 
 const centrifugeAll = "all"
 
-func newCentrifuge() *centrifugeVariant {
+func newCentrifuge() *centrifugeVariant { return newCentrifugeWith(nil) }
+
+// newCentrifugeWith sets centrifuge up; setup, when set, configures the node before it runs
+// (centrifuge-redis sets its broker there), and userOpts go with every per-user publication.
+func newCentrifugeWith(setup func(*centrifuge.Node), userOpts ...centrifuge.PublishOption) *centrifugeVariant {
 	node, err := centrifuge.New(centrifuge.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
-	v := &centrifugeVariant{node: node}
+	if setup != nil {
+		setup(node)
+	}
+	v := &centrifugeVariant{node: node, userOpts: userOpts}
 	node.OnConnecting(func(ctx context.Context, e centrifuge.ConnectEvent) (centrifuge.ConnectReply, error) {
 		cred, _ := centrifuge.GetCredentials(ctx)
 		return centrifuge.ConnectReply{Subscriptions: map[string]centrifuge.SubscribeOptions{
@@ -59,7 +69,7 @@ func (v *centrifugeVariant) ws() http.Handler {
 }
 
 func (v *centrifugeVariant) sendUser(user string, msg []byte, _ bool) {
-	if _, err := v.node.Publish("u:"+user, msg); err != nil {
+	if _, err := v.node.Publish("u:"+user, msg, v.userOpts...); err != nil {
 		log.Print(err)
 	}
 }
@@ -70,6 +80,28 @@ func (v *centrifugeVariant) broadcast(msg []byte) {
 	}
 }
 
-func (v *centrifugeVariant) conns() int      { return v.node.Hub().NumClients() }
-func (v *centrifugeVariant) slow() uint64    { return v.slowN.Load() }
-func (v *centrifugeVariant) dropped() uint64 { return 0 }
+func (v *centrifugeVariant) conns() int   { return v.node.Hub().NumClients() }
+func (v *centrifugeVariant) slow() uint64 { return v.slowN.Load() }
+
+// dropped counts the messages centrifuge's Redis broker received from Redis and dropped because
+// its processing buffer was full (centrifuge_broker_redis_pub_sub_dropped_messages): its pub/sub
+// delivers at most once. Zero with the in-memory broker, which drops nothing (and whose server
+// is spared gathering the metrics).
+func (v *centrifugeVariant) dropped() uint64 {
+	if !v.onRedis {
+		return 0
+	}
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		return 0
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() == "centrifuge_broker_redis_pub_sub_dropped_messages" {
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return uint64(n)
+}

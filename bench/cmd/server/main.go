@@ -1,9 +1,11 @@
-// Command server is one of the four server variants the load generator measures: notify
-// (-variant notify), melody used bare (melody), centrifuge and the raw limit (raw). Besides the WebSocket
-// endpoint GET /ws it serves the bench's control endpoints:
+// Command server is one of the server variants the load generator measures: notify
+// (-variant notify), melody used bare (melody), centrifuge and the raw limit (raw), and, on the
+// Redis at -redis URL, notify with adapters/redisbroker (notify-redis) and centrifuge with its
+// Redis broker (centrifuge-redis). Besides the WebSocket endpoint GET /ws it serves the bench's
+// control endpoints:
 //
-//	POST /bench/send   generate sends (kind=user|broadcast, count, size, users, stride, rate, limit)
-//	GET  /bench/stats  connections, slow-consumer closes, RSS, write syscalls, collections, GOGC
+//	POST /bench/send   generate sends (kind=user|broadcast, count, size, users, stride, rate, limit, senders)
+//	GET  /bench/stats  connections, slow-consumer closes, RSS, write syscalls, collections, GOGC, Redis calls
 //	POST /bench/gc     collect garbage and return freed memory to the OS
 //	POST /bench/prof   start=<name> / stop a CPU profile (only with -pprof DIR)
 package main
@@ -27,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -50,13 +53,18 @@ type variant interface {
 }
 
 func main() {
-	kind := flag.String("variant", "notify", "notify, melody, centrifuge or raw")
+	kind := flag.String("variant", "notify", "notify, melody, centrifuge, raw, notify-redis or centrifuge-redis")
+	redisURL := flag.String("redis", "", "the Redis of notify-redis and centrifuge-redis, such as redis://127.0.0.1:6379")
 	addr := flag.String("addr", "127.0.0.1:9100", "listen address")
 	profDir := flag.String("pprof", "", "directory for CPU and heap profiles; also serves /debug/pprof/")
 	memRate := flag.Int("memprofilerate", 0, "with -pprof: runtime.MemProfileRate (256 shows every idle connection's allocations; slows the server)")
 	flag.Parse()
 
 	var v variant
+	var rc *redisCounter // notify-redis's Redis calls
+	if strings.HasSuffix(*kind, "-redis") && *redisURL == "" {
+		log.Fatalf("-variant %s needs -redis URL", *kind)
+	}
 	switch *kind {
 	case "notify":
 		v = newNotify()
@@ -66,6 +74,10 @@ func main() {
 		v = newRaw()
 	case "centrifuge":
 		v = newCentrifuge()
+	case "notify-redis":
+		v, rc = newNotifyRedis(*redisURL)
+	case "centrifuge-redis":
+		v = newCentrifugeRedis(*redisURL)
 	default:
 		log.Fatalf("unknown variant %q", *kind)
 	}
@@ -75,10 +87,15 @@ func main() {
 	mux.HandleFunc("GET /bench/stats", func(w http.ResponseWriter, r *http.Request) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		json.NewEncoder(w).Encode(Stats{Conns: v.conns(), Slow: v.slow(), Dropped: v.dropped(),
+		st := Stats{Conns: v.conns(), Slow: v.slow(), Dropped: v.dropped(),
 			RSS: procField("/proc/self/status", "VmRSS:") * 1024, Syscw: procField("/proc/self/io", "syscw:"),
 			Goroutines: runtime.NumGoroutine(), HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, NumGC: ms.NumGC,
-			GOGC: gcPercent()})
+			GOGC: gcPercent()}
+		if rc != nil {
+			trips, cmds := rc.trips.Load(), rc.cmds.Load()
+			st.RedisTrips, st.RedisCmds = &trips, &cmds
+		}
+		json.NewEncoder(w).Encode(st)
 	})
 	mux.HandleFunc("POST /bench/gc", func(w http.ResponseWriter, r *http.Request) {
 		runtime.GC()
@@ -149,6 +166,10 @@ type Stats struct {
 	StackInuse uint64 `json:"stack_inuse"`
 	NumGC      uint32 `json:"num_gc"`         // garbage collections completed since the server started
 	GOGC       *int64 `json:"gogc,omitempty"` // the collector's GOGC as the runtime has it (-1: off)
+	// Round trips to Redis and commands sent in them (a pipeline is one round trip), counted by
+	// a go-redis hook on the client the variant's broker uses: notify-redis only.
+	RedisTrips *uint64 `json:"redis_trips,omitempty"`
+	RedisCmds  *uint64 `json:"redis_cmds,omitempty"`
 }
 
 // gcPercent reports the GOGC in effect, whoever set it (the environment or debug.SetGCPercent),
@@ -167,9 +188,12 @@ func gcPercent() *int64 {
 type SendResult struct {
 	Sent      int   `json:"sent"`
 	ElapsedNS int64 `json:"elapsed_ns"`
+	Senders   int   `json:"senders"` // goroutines that called sendUser or broadcast
 }
 
 // send generates the sends of one scenario. Every loop stops at count sends or after limit.
+// With senders=N (N > 1, per-user sends only), N goroutines call sendUser concurrently, as
+// concurrent request handlers would; otherwise the handler's goroutine makes every call.
 func send(w http.ResponseWriter, r *http.Request, v variant) {
 	q := r.URL.Query()
 	num := func(k string, d int) int {
@@ -185,27 +209,33 @@ func send(w http.ResponseWriter, r *http.Request, v variant) {
 		http.Error(w, "kind must be user or broadcast", 400)
 		return
 	}
+	senders := max(1, num("senders", 1))
+	if kind != "user" {
+		senders = 1
+	}
 	names := make([]string, users)
 	for i := range names {
 		names[i] = "u" + strconv.Itoa(i*stride)
 	}
 	start := time.Now()
 	deadline := start.Add(limit)
-	sent := 0
-	one := func() {
+	// one makes send number i.
+	one := func(i int) {
 		msg := payload.Make(size, time.Now().UnixNano())
 		if kind == "user" {
-			v.sendUser(names[sent%users], msg, ephemeral)
+			v.sendUser(names[i%users], msg, ephemeral)
 		} else {
 			v.broadcast(msg)
 		}
-		sent++
 	}
-	if rate <= 0 {
+	sent := 0
+	switch {
+	case senders == 1 && rate <= 0:
 		for sent < count && (sent%64 != 0 || time.Now().Before(deadline)) {
-			one()
+			one(sent)
+			sent++
 		}
-	} else {
+	case senders == 1:
 		// Paced: the sends due by now, then a yield to every other goroutine. No timer: on a
 		// server with one P a timer's wake-up can wait for the garbage collector's idle worker
 		// for up to 10 ms (the runtime's preemption period), which would measure the pacing
@@ -214,12 +244,59 @@ func send(w http.ResponseWriter, r *http.Request, v variant) {
 		for sent < count && time.Now().Before(deadline) {
 			due := min(count, int(time.Since(start).Seconds()*float64(rate)))
 			for sent < due && (sent%64 != 0 || time.Now().Before(deadline)) {
-				one()
+				one(sent)
+				sent++
 			}
 			runtime.Gosched()
 		}
+	case rate <= 0:
+		// senders goroutines take the next send number until count or limit.
+		var next, done atomic.Int64
+		var stop atomic.Bool
+		var wg sync.WaitGroup
+		for range senders {
+			wg.Go(func() {
+				for !stop.Load() {
+					i := int(next.Add(1) - 1)
+					if i >= count {
+						return
+					}
+					if i%64 == 0 && !time.Now().Before(deadline) {
+						stop.Store(true)
+						return
+					}
+					one(i)
+					done.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		sent = int(done.Load())
+	default:
+		// Paced, with senders goroutines: this one hands out the send numbers as they fall due
+		// (without a timer, as above); each sender takes the next one, as a request handler takes
+		// the next request. When every sender is busy the pacing waits, and the rate is not kept.
+		due := make(chan int, senders)
+		var wg sync.WaitGroup
+		for range senders {
+			wg.Go(func() {
+				for i := range due {
+					one(i)
+				}
+			})
+		}
+		for sent < count && time.Now().Before(deadline) {
+			d := min(count, int(time.Since(start).Seconds()*float64(rate)))
+			for sent < d && (sent%64 != 0 || time.Now().Before(deadline)) {
+				due <- sent
+				sent++
+			}
+			runtime.Gosched()
+		}
+		close(due)
+		wg.Wait()
 	}
-	json.NewEncoder(w).Encode(SendResult{Sent: sent, ElapsedNS: int64(time.Since(start))})
+	json.NewEncoder(w).Encode(SendResult{Sent: sent, ElapsedNS: int64(time.Since(start)), Senders: senders})
 }
 
 // procField reads a numeric field of a /proc file ("VmRSS:" of status is in kB).

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The Redis variants run on the Redis at -redis (bench/run starts a private one): a name
+// ending in -redis is that server variant, which speaks the protocol of the variant without
+// the suffix.
+
+// onRedis reports whether the variant keeps its broker on Redis.
+func onRedis(name string) bool { return strings.HasSuffix(name, "-redis") }
+
+// proto is the protocol a variant's clients speak: notify-base and notify-redis speak
+// notify's, centrifuge-redis centrifuge's.
+func proto(name string) string { return strings.TrimSuffix(kind(name), "-redis") }
+
+var (
+	redisOnce   sync.Once
+	redisClient *redis.Client
+)
+
+// rdb is the client of -redis, for FLUSHALL and INFO; nil without -redis.
+func rdb() *redis.Client {
+	redisOnce.Do(func() {
+		if *redisURL == "" {
+			return
+		}
+		o, err := redis.ParseURL(*redisURL)
+		if err != nil {
+			return
+		}
+		o.PoolSize = 1
+		redisClient = redis.NewClient(o)
+	})
+	return redisClient
+}
+
+// flushRedis empties the Redis before a Redis variant starts, so that every one starts alike
+// (no history, no positions, no scripts loaded).
+func flushRedis() error {
+	c := rdb()
+	if c == nil {
+		return fmt.Errorf("no Redis: the Redis variants need -redis URL (bench/run starts one)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.FlushAll(ctx).Err(); err != nil {
+		return fmt.Errorf("FLUSHALL: %w", err)
+	}
+	return c.ScriptFlush(ctx).Err()
+}
+
+// redisStats are Redis's own counters (INFO stats), over every client.
+type redisStats struct {
+	ok bool
+	// commands processed, the commands Lua scripts call included (Redis counts those too)
+	commands uint64
+	// read events on client connections: a client's round trip is one, or more when its
+	// request is longer than Redis reads at once (16 KB), so it bounds round trips from above
+	reads uint64
+}
+
+func readRedisStats() redisStats {
+	c := rdb()
+	if c == nil {
+		return redisStats{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := c.Info(ctx, "stats").Result()
+	if err != nil {
+		return redisStats{}
+	}
+	var s redisStats
+	var n int
+	for line := range strings.SplitSeq(info, "\r\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "total_commands_processed":
+			s.commands, _ = strconv.ParseUint(v, 10, 64)
+			n++
+		case "total_reads_processed":
+			s.reads, _ = strconv.ParseUint(v, 10, 64)
+			n++
+		}
+	}
+	s.ok = n == 2
+	return s
+}
