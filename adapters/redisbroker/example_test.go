@@ -5,6 +5,8 @@ import (
 	"log"
 	"os"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/gonotify/notify"
 	"github.com/gonotify/notify/adapters/redisbroker"
 )
@@ -25,4 +27,18 @@ func Example() {
 		log.Fatal(err) // for example, Redis is unreachable
 	}
 	defer hub.Shutdown(context.Background())
+}
+
+// The README's snippet for Redis Cluster: with a cluster client the broker uses sharded
+// pub/sub (Redis 7 or later), and a send is one shard's work.
+func Example_cluster() {
+	broker, err := redisbroker.New(redisbroker.Options{
+		Client: redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: []string{"10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"},
+		}),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = broker // in notify.Config.Broker, as in Example
 }

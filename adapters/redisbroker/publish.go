@@ -105,12 +105,20 @@ func (b *Broker) publishBatch(batch []*pubReq) {
 	defer cancel()
 	cmds := b.pipeline(ctx, batch)
 	if noScript(cmds) {
-		if err := publishScript.Load(ctx, b.client).Err(); err == nil {
+		if err := b.script.Load(ctx, b.client).Err(); err == nil {
 			cmds = b.pipeline(ctx, batch)
 		}
 	}
+	failed := false
 	for i, r := range batch {
-		r.done <- cmds[i].Err()
+		err := cmds[i].Err()
+		failed = failed || err != nil
+		r.done <- err
+	}
+	if failed && b.cluster != nil {
+		// go-redis reloads the cluster's layout on MOVED, or every few seconds: a master that
+		// went away (a failover) would fail sends until then.
+		b.cluster.ReloadState(ctx)
 	}
 }
 
@@ -120,10 +128,14 @@ func (b *Broker) pipeline(ctx context.Context, batch []*pubReq) []redis.Cmder {
 	now := time.Now().UnixMilli()
 	for i, r := range batch {
 		if r.ephemeral {
-			cmds[i] = pipe.Publish(ctx, b.channel(r.stream), "0 - "+string(r.payload))
+			if b.cluster != nil {
+				cmds[i] = pipe.SPublish(ctx, b.channel(r.stream), "0 - "+string(r.payload))
+			} else {
+				cmds[i] = pipe.Publish(ctx, b.channel(r.stream), "0 - "+string(r.payload))
+			}
 			continue
 		}
-		cmds[i] = publishScript.EvalSha(ctx, pipe, b.keys(r.stream), b.channel(r.stream), r.payload,
+		cmds[i] = b.script.EvalSha(ctx, pipe, b.keys(r.stream), b.channel(r.stream), r.payload,
 			b.opts.HistorySize, b.opts.HistoryTTL.Milliseconds(), int64(notify.StreamRetention/time.Second),
 			notify.NewEpoch(), now)
 	}
@@ -140,9 +152,16 @@ func noScript(cmds []redis.Cmder) bool {
 	return false
 }
 
-// publishScript assigns the next offset, appends to the history and publishes, atomically.
+// publishScript assigns the next offset, appends to the history and publishes, atomically;
+// shardedPublishScript is the same with SPUBLISH, for Redis Cluster, where the channel is in
+// the keys' slot (see Broker.channel).
 // KEYS: position, history. ARGV: channel, payload, size, ttl ms, position ttl s, new epoch, now ms.
-var publishScript = redis.NewScript(`
+var (
+	publishScript        = redis.NewScript(publishLua)
+	shardedPublishScript = redis.NewScript(strings.Replace(publishLua, "'PUBLISH'", "'SPUBLISH'", 1))
+)
+
+const publishLua = `
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[6]
@@ -156,4 +175,4 @@ redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PUBLISH', ARGV[1], offset .. ' ' .. epoch .. ' ' .. ARGV[2])
 return offset
-`)
+`

@@ -14,6 +14,13 @@
 // While Redis is unreachable, sends return an error (each hub still delivers to its own
 // sessions), and when Redis is back the broker resubscribes every stream that still has
 // sessions, logs it and counts it in [Stats].
+//
+// On Redis Cluster (Options.Client a *redis.ClusterClient; Redis 7 or later) the broker uses
+// sharded pub/sub: a stream's channel hashes to the slot of its position and history, a send
+// is one script and one SPUBLISH on that slot's shard, and each node holds one subscriber
+// connection per shard it has streams on. While a shard is unreachable, the streams on it
+// behave as all do while a single Redis is; when it is back, or its replica has taken over, the
+// broker subscribes there again and catches up from the history.
 package redisbroker
 
 import (
@@ -38,10 +45,15 @@ type Options struct {
 	// URL of the Redis server, such as "redis://:password@127.0.0.1:6379/0" (see
 	// redis.ParseURL). Used when Client is nil.
 	URL string
-	// Client, when set, is used instead of URL: a *redis.Client, *redis.ClusterClient or a
-	// Sentinel-backed failover client. The broker does not close it.
+	// Client, when set, is used instead of URL: a *redis.Client, a Sentinel-backed failover
+	// client or a *redis.ClusterClient. The broker does not close it. With a
+	// *redis.ClusterClient the broker uses sharded pub/sub (SPUBLISH, SSUBSCRIBE), which needs
+	// Redis 7 or later: a stream's channel, position and history share one slot, so a send
+	// touches one shard, and a node keeps one subscriber connection per shard.
 	Client redis.UniversalClient
-	// Prefix starts every Redis key and channel the broker uses. Default "notify".
+	// Prefix starts every Redis key and channel the broker uses. Default "notify". With Redis
+	// Cluster it cannot contain '{' or '}': the braces around the stream's name in each key
+	// and channel are its hash tag.
 	Prefix string
 	// HistorySize is how many recent events of each stream are kept. Default 100.
 	HistorySize int
@@ -55,10 +67,12 @@ type Options struct {
 type Stats struct {
 	// Received counts the messages this node received from Redis.
 	Received uint64
-	// Reconnects counts the times the subscriber connection came back after losing Redis,
-	// each time resubscribing every stream that still has sessions.
+	// Reconnects counts the times a subscriber connection came back after losing Redis (with
+	// Redis Cluster, one connection per shard, and a failover counts when the streams of a
+	// shard whose master is gone move to its new master), each time resubscribing every
+	// stream of it that still has sessions.
 	Reconnects uint64
-	// CaughtUp counts the messages published while the subscriber connection was down that
+	// CaughtUp counts the messages published while a subscriber connection was down that
 	// this node read from the streams' history after resubscribing, and delivered.
 	CaughtUp uint64
 	// Streams is how many streams this node is subscribed to now.
@@ -70,18 +84,27 @@ type Stats struct {
 type Broker struct {
 	opts    Options
 	client  redis.UniversalClient
-	own     bool // the broker created client and closes it
-	ps      *redis.PubSub
+	own     bool                 // the broker created client and closes it
+	cluster *redis.ClusterClient // set on Redis Cluster: sharded pub/sub
+	script  *redis.Script        // publishScript, or shardedPublishScript on a cluster
 	deliver func(notify.Message)
+	started bool // Start succeeded: the goroutines run
 
 	mu      sync.Mutex
-	refs    map[string]int             // channel -> Subscribe calls not undone
-	waiting map[string][]chan struct{} // channel -> Subscribe calls awaiting the confirmation
-	live    map[string]bool            // channel -> confirmed
+	refs    map[string]int          // channel -> Subscribe calls not undone
+	waiting map[string][]chan error // channel -> Subscribe calls awaiting the confirmation (see release)
+	live    map[string]bool         // channel -> confirmed
 	// pos is, per subscribed channel, the position up to which this node's sessions have
 	// everything: the last message received, or the position History gave when the channel
 	// was first subscribed. After an outage, catchUp starts there.
 	pos map[string]notify.Position
+	// single is the subscriber connection of every channel with a single Redis; on a cluster,
+	// shards holds one per shard master (by address) and shardOf each channel's.
+	single  *subscriber
+	shards  map[string]*subscriber
+	shardOf map[string]*subscriber
+	closed  bool           // by Close: no subscriber is created any more
+	subs    sync.WaitGroup // the subscribers' receiving goroutines
 
 	received   atomic.Uint64
 	reconnects atomic.Uint64
@@ -91,7 +114,6 @@ type Broker struct {
 	pubDone chan struct{} // closed when the publisher has returned
 
 	stop chan struct{}
-	done chan struct{}
 }
 
 var _ notify.Broker = (*Broker)(nil)
@@ -99,9 +121,9 @@ var _ notify.Broker = (*Broker)(nil)
 // New returns a broker on the Redis of opts.URL or opts.Client. It does not contact Redis
 // yet; the hub's New does, and reports an unreachable Redis.
 func New(opts Options) (*Broker, error) {
-	b := &Broker{opts: opts, client: opts.Client, refs: map[string]int{}, waiting: map[string][]chan struct{}{},
-		live: map[string]bool{}, pos: map[string]notify.Position{}, stop: make(chan struct{}), done: make(chan struct{}),
-		pubQ: make(chan *pubReq, maxPipeline), pubDone: make(chan struct{})}
+	b := &Broker{opts: opts, client: opts.Client, refs: map[string]int{}, waiting: map[string][]chan error{},
+		live: map[string]bool{}, pos: map[string]notify.Position{}, stop: make(chan struct{}),
+		pubQ: make(chan *pubReq, maxPipeline), pubDone: make(chan struct{}), script: publishScript}
 	if b.client == nil {
 		if opts.URL == "" {
 			return nil, errors.New("notify: redisbroker: set URL or Client")
@@ -115,6 +137,13 @@ func New(opts Options) (*Broker, error) {
 	if b.opts.Prefix == "" {
 		b.opts.Prefix = "notify"
 	}
+	if cc, ok := b.client.(*redis.ClusterClient); ok {
+		if strings.ContainsAny(b.opts.Prefix, "{}") {
+			return nil, errors.New("notify: redisbroker: with Redis Cluster, Prefix cannot contain '{' or '}'")
+		}
+		b.cluster, b.script = cc, shardedPublishScript
+		b.shards, b.shardOf = map[string]*subscriber{}, map[string]*subscriber{}
+	}
 	if b.opts.HistorySize <= 0 {
 		b.opts.HistorySize = notify.DefaultHistorySize
 	}
@@ -127,92 +156,57 @@ func New(opts Options) (*Broker, error) {
 	return b, nil
 }
 
-func (b *Broker) channel(stream string) string { return b.opts.Prefix + ":c:" + stream }
+// channel is a stream's pub/sub channel: "<prefix>:c:<stream>" on a single Redis, and on a
+// cluster "<prefix>:{<stream>}:c", whose hash tag is its keys' (see keys): the channel, the
+// position and the history of a stream are on one slot, so a publish is one shard's work.
+func (b *Broker) channel(stream string) string {
+	if b.cluster != nil {
+		return b.opts.Prefix + ":{" + stream + "}:c"
+	}
+	return b.opts.Prefix + ":c:" + stream
+}
+
+// streamOf is channel's inverse.
+func (b *Broker) streamOf(channel string) (string, bool) {
+	if b.cluster != nil {
+		s, ok := strings.CutPrefix(channel, b.opts.Prefix+":{")
+		if !ok {
+			return "", false
+		}
+		return strings.CutSuffix(s, "}:c")
+	}
+	return strings.CutPrefix(channel, b.opts.Prefix+":c:")
+}
 
 // keys are a stream's position (a hash of epoch and offset) and history (a list), in one
-// cluster slot.
+// cluster slot: the hash tag is the stream's name in braces. The prefix has none on a
+// cluster (see New), so the tag is the same in the keys and the channel.
 func (b *Broker) keys(stream string) []string {
 	k := b.opts.Prefix + ":{" + stream + "}"
 	return []string{k + ":pos", k + ":hist"}
 }
 
-// Start checks that Redis answers and starts the receiving goroutine.
+// Start checks that Redis answers (on a cluster, that every master has sharded pub/sub) and
+// starts the publisher and, with a single Redis, the receiving goroutine; on a cluster each
+// shard's starts with its first subscription.
 func (b *Broker) Start(ctx context.Context, deliver func(notify.Message)) error {
 	if err := b.client.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redisbroker: %w", err)
 	}
-	b.deliver = deliver
-	b.ps = b.client.Subscribe(context.Background())
-	go b.receive()
-	go b.publisher()
-	return nil
-}
-
-// receive reads the subscriber connection until Close; go-redis reconnects it and
-// resubscribes its channels after an error. Messages published while the connection was down
-// never reach this node through the channel, so when a channel is subscribed again, receive
-// reads what came after its position from the stream's history (see catchUp).
-func (b *Broker) receive() {
-	defer close(b.done)
-	ctx := context.Background()
-	lost := false
-	backoff := 50 * time.Millisecond
-	for {
-		msg, err := b.ps.ReceiveTimeout(ctx, 30*time.Second)
-		select {
-		case <-b.stop:
-			return
-		default:
-		}
-		if err != nil {
-			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() {
-				_ = b.ps.Ping(ctx) // keeps an idle connection checked
-				continue
-			}
-			if !lost {
-				lost = true
-				b.opts.Logger.Warn("notify: redisbroker: lost the subscriber connection", "err", err)
-			}
-			select {
-			case <-b.stop:
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 2*time.Second)
-			continue
-		}
-		if lost {
-			lost, backoff = false, 50*time.Millisecond
-			b.reconnects.Add(1)
-			b.mu.Lock()
-			n := len(b.refs)
-			b.mu.Unlock()
-			b.opts.Logger.Info("notify: redisbroker: reconnected, resubscribed streams", "streams", n)
-		}
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" {
-				// A first subscription has no position yet (History gives it one); a channel
-				// with one was subscribed before and is again, after an outage.
-				b.mu.Lock()
-				p, again := b.pos[m.Channel]
-				b.mu.Unlock()
-				if again {
-					b.catchUp(ctx, m.Channel, p)
-				}
-				b.confirmed(m.Channel)
-			}
-		case *redis.Message:
-			b.received.Add(1)
-			if nm, ok := b.parse(m); ok {
-				if nm.Offset > 0 {
-					b.advance(m.Channel, notify.Position{Offset: nm.Offset, Epoch: nm.Epoch}, true)
-				}
-				b.deliver(nm)
-			}
+	if b.cluster != nil {
+		if err := b.cluster.ForEachMaster(ctx, checkSharded); err != nil {
+			return fmt.Errorf("redisbroker: %w", err)
 		}
 	}
+	b.deliver = deliver
+	b.started = true
+	if b.cluster == nil {
+		b.single = &subscriber{b: b, ps: b.client.Subscribe(context.Background()), quit: make(chan struct{})}
+		b.subs.Add(1)
+		go b.single.receive()
+	}
+	go b.publisher()
+	return nil
 }
 
 // advance records p as channel's position while the channel is subscribed: always when
@@ -234,7 +228,7 @@ func (b *Broker) advance(channel string, p notify.Position, received bool) {
 // arrives live; the hub drops what it receives twice. A new epoch means Redis lost the
 // stream's history: what it holds now is all new.
 func (b *Broker) catchUp(ctx context.Context, channel string, p notify.Position) {
-	stream := strings.TrimPrefix(channel, b.opts.Prefix+":c:")
+	stream, _ := b.streamOf(channel)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	pos, msgs, err := b.History(ctx, stream, &p)
@@ -267,8 +261,14 @@ func (b *Broker) confirmed(channel string) {
 		return
 	}
 	b.live[channel] = true
+	b.release(channel, nil)
+}
+
+// release answers the Subscribe calls waiting for channel: nil for a confirmation, or why it
+// will not come soon. Called with b.mu held.
+func (b *Broker) release(channel string, err error) {
 	for _, w := range b.waiting[channel] {
-		close(w)
+		w <- err // capacity 1, one answer each
 	}
 	delete(b.waiting, channel)
 }
@@ -276,7 +276,7 @@ func (b *Broker) confirmed(channel string) {
 // A message on a channel is "<offset> <epoch> <payload>"; offset 0 and epoch "-" for an
 // ephemeral one.
 func (b *Broker) parse(m *redis.Message) (notify.Message, bool) {
-	stream, ok := strings.CutPrefix(m.Channel, b.opts.Prefix+":c:")
+	stream, ok := b.streamOf(m.Channel)
 	if !ok {
 		return notify.Message{}, false
 	}
@@ -337,11 +337,15 @@ func (b *Broker) Subscribe(ctx context.Context, stream string) error {
 		b.mu.Unlock()
 		return nil
 	}
-	w := make(chan struct{})
+	w := make(chan error, 1)
 	b.waiting[ch] = append(b.waiting[ch], w)
 	var err error
 	if b.refs[ch] == 1 {
-		err = b.ps.Subscribe(ctx, ch)
+		if b.cluster != nil {
+			err = b.shardSubscribe(ctx, ch)
+		} else {
+			err = b.single.ps.Subscribe(ctx, ch)
+		}
 	}
 	b.mu.Unlock()
 	if err != nil {
@@ -350,7 +354,10 @@ func (b *Broker) Subscribe(ctx context.Context, stream string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	select {
-	case <-w:
+	case err := <-w:
+		if err != nil {
+			return fmt.Errorf("redisbroker: subscribe: %w", err)
+		}
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("redisbroker: subscribe: no confirmation: %w", ctx.Err())
@@ -360,6 +367,8 @@ func (b *Broker) Subscribe(ctx context.Context, stream string) error {
 // Unsubscribe undoes one Subscribe; the last one unsubscribes the node from the channel.
 func (b *Broker) Unsubscribe(ctx context.Context, stream string) error {
 	ch := b.channel(stream)
+	var idle *subscriber
+	defer func() { idle.closeLater() }()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.refs[ch] == 0 {
@@ -372,11 +381,16 @@ func (b *Broker) Unsubscribe(ctx context.Context, stream string) error {
 	delete(b.refs, ch)
 	delete(b.live, ch)
 	delete(b.pos, ch)
-	for _, w := range b.waiting[ch] {
-		close(w)
+	b.release(ch, nil)
+	var err error
+	if b.cluster != nil {
+		if s := b.shardOf[ch]; s != nil {
+			idle = s.remove(ch)
+		}
+	} else {
+		err = b.single.ps.Unsubscribe(ctx, ch)
 	}
-	delete(b.waiting, ch)
-	if err := b.ps.Unsubscribe(ctx, ch); err != nil {
+	if err != nil {
 		return fmt.Errorf("redisbroker: unsubscribe: %w", err)
 	}
 	return nil
@@ -391,6 +405,9 @@ func (b *Broker) History(ctx context.Context, stream string, after *notify.Posit
 	res, err := historyScript.Run(ctx, b.client, b.keys(stream), notify.NewEpoch(),
 		max(1, int64((b.opts.HistoryTTL+time.Second-1)/time.Second)), since.Epoch, since.Offset).Slice()
 	if err != nil {
+		if b.cluster != nil {
+			b.cluster.ReloadState(ctx) // as for a send: the shard may have a new master (see publishBatch)
+		}
 		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: %w", err)
 	}
 	if len(res) != 3 {
@@ -438,7 +455,7 @@ func (b *Broker) Stats() Stats {
 // reads it as BrokerReconnects.
 func (b *Broker) Reconnects() uint64 { return b.reconnects.Load() }
 
-// Close stops receiving, waits for the receiving goroutine and closes the Redis client the
+// Close stops receiving, waits for the receiving goroutines and closes the Redis client the
 // broker created.
 func (b *Broker) Close() error {
 	select {
@@ -448,9 +465,20 @@ func (b *Broker) Close() error {
 	}
 	close(b.stop)
 	var err error
-	if b.ps != nil {
-		err = b.ps.Close()
-		<-b.done
+	if b.started {
+		b.mu.Lock()
+		b.closed = true
+		subs := []*subscriber{b.single}
+		for _, s := range b.shards {
+			subs = append(subs, s)
+		}
+		b.mu.Unlock()
+		for _, s := range subs {
+			if e := s.close(); e != nil && err == nil {
+				err = e
+			}
+		}
+		b.subs.Wait()
 		<-b.pubDone
 	}
 	if b.own {

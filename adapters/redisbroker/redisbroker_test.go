@@ -156,7 +156,13 @@ func expect(t testing.TB, c *wstest.Client, typ string, data any) map[string]any
 func TestCrossNodeDelivery(t *testing.T) {
 	t.Parallel()
 	u, p := redisURL(t), prefix(t)
-	a, b := newNode(t, u, p, nil), newNode(t, u, p, nil)
+	crossNodeDelivery(t, newNode(t, u, p, nil), newNode(t, u, p, nil))
+}
+
+// crossNodeDelivery: sends, topic publishes and broadcasts on either node reach the sessions
+// of both, and only theirs.
+func crossNodeDelivery(t *testing.T, a, b *node) {
+	t.Helper()
 	alice, _ := a.dial(t, "alice", nil)
 	bob, _ := b.dial(t, "bob", nil)
 	alice2, _ := b.dial(t, "alice", nil) // alice's second tab, on the other node
@@ -239,7 +245,13 @@ func TestTargetedRouting(t *testing.T) {
 func TestRecoveryAcrossNodes(t *testing.T) {
 	t.Parallel()
 	u, p := redisURL(t), prefix(t)
-	a, b := newNode(t, u, p, nil), newNode(t, u, p, nil)
+	recoveryAcrossNodes(t, newNode(t, u, p, nil), newNode(t, u, p, nil))
+}
+
+// recoveryAcrossNodes: a client that leaves node a and comes back on node b recovers what was
+// sent meanwhile, on its user stream and on a topic.
+func recoveryAcrossNodes(t *testing.T, a, b *node) {
+	t.Helper()
 	c, w := a.dial(t, "alice", nil)
 	userPos := position(t, w)
 	newsPos := position(t, subscribe(t, c, "news", nil))
