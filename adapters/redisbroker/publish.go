@@ -22,6 +22,11 @@ import (
 // maxPipeline bounds the sends in one round trip, and the sends queued for the next.
 const maxPipeline = 256
 
+// publishers is how many pipelines may be in flight at once: while one waits for Redis, the
+// next takes the sends queued meanwhile. Sends of one caller stay in order (each waits for its
+// answer); concurrent callers' sends had no order to keep.
+const publishers = 4
+
 // publishTimeout bounds one pipeline's round trip.
 const publishTimeout = 5 * time.Second
 
@@ -67,7 +72,7 @@ func (b *Broker) Publish(ctx context.Context, stream string, payload []byte, eph
 // publisher sends the queued sends, pipelined, until the broker closes; then it answers what is
 // still queued with errClosed.
 func (b *Broker) publisher() {
-	defer close(b.pubDone)
+	defer b.pubDone.Done()
 	batch := make([]*pubReq, 0, maxPipeline)
 	for {
 		select {

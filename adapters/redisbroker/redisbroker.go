@@ -110,8 +110,8 @@ type Broker struct {
 	reconnects atomic.Uint64
 	caughtUp   atomic.Uint64
 
-	pubQ    chan *pubReq  // sends waiting for the publisher (see publish.go)
-	pubDone chan struct{} // closed when the publisher has returned
+	pubQ    chan *pubReq   // sends waiting for the publisher (see publish.go)
+	pubDone sync.WaitGroup // the publishers
 
 	stop chan struct{}
 }
@@ -123,7 +123,7 @@ var _ notify.Broker = (*Broker)(nil)
 func New(opts Options) (*Broker, error) {
 	b := &Broker{opts: opts, client: opts.Client, refs: map[string]int{}, waiting: map[string][]chan error{},
 		live: map[string]bool{}, pos: map[string]notify.Position{}, stop: make(chan struct{}),
-		pubQ: make(chan *pubReq, maxPipeline), pubDone: make(chan struct{}), script: publishScript}
+		pubQ: make(chan *pubReq, maxPipeline), script: publishScript}
 	if b.client == nil {
 		if opts.URL == "" {
 			return nil, errors.New("notify: redisbroker: set URL or Client")
@@ -205,7 +205,10 @@ func (b *Broker) Start(ctx context.Context, deliver func(notify.Message)) error 
 		b.subs.Add(1)
 		go b.single.receive()
 	}
-	go b.publisher()
+	b.pubDone.Add(publishers)
+	for range publishers {
+		go b.publisher()
+	}
 	return nil
 }
 
@@ -479,7 +482,7 @@ func (b *Broker) Close() error {
 			}
 		}
 		b.subs.Wait()
-		<-b.pubDone
+		b.pubDone.Wait()
 	}
 	if b.own {
 		if e := b.client.Close(); e != nil && err == nil {
