@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/gonotify/notify"
 	"github.com/gonotify/notify/internal/wstest"
@@ -220,4 +221,44 @@ func TestHistoryAfter(t *testing.T) {
 			t.Errorf("after %+v: offsets %v, want %s", tc.after, offs, tc.want)
 		}
 	}
+}
+
+// A malformed entry in a stream's history is skipped (and logged), not an error and not a
+// panic: the stream stays usable, and a recovery over it is reported as incomplete.
+func TestMalformedHistoryEntry(t *testing.T) {
+	t.Parallel()
+	u := redisURL(t)
+	p := prefix(t)
+	n := newNode(t, u, p, nil)
+	for i := 1; i <= 3; i++ {
+		if err := n.hub.Send("alice", notify.Event{Type: "ev", Data: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o, err := redis.ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := redis.NewClient(o)
+	defer rc.Close()
+	// The second of three entries becomes garbage.
+	if err := rc.LSet(t.Context(), p+":{u:alice}:hist", 1, "garbage").Err(); err != nil {
+		t.Fatal(err)
+	}
+	pos, msgs, err := n.broker.History(t.Context(), "u:alice", &notify.Position{Epoch: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, msgs, err = n.broker.History(t.Context(), "u:alice", &notify.Position{Epoch: pos.Epoch})
+	if err != nil || len(msgs) != 2 || msgs[0].Offset != 1 || msgs[1].Offset != 3 {
+		t.Fatalf("history %v, %v; want offsets 1 and 3", msgs, err)
+	}
+	c, w := n.dial(t, "alice", &notify.Position{Epoch: pos.Epoch})
+	if w["recovered"] != false {
+		t.Fatalf("welcome %v, want recovered false over the gap", w)
+	}
+	if err := n.hub.Send("alice", notify.Event{Type: "after", Data: 4}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, c, "after", 4)
 }

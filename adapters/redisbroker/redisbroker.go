@@ -431,8 +431,11 @@ func (b *Broker) History(ctx context.Context, stream string, after *notify.Posit
 		at, payload, ok2 := strings.Cut(rest, " ")
 		o, err1 := strconv.ParseUint(off, 10, 64)
 		ms, err2 := strconv.ParseInt(at, 10, 64)
-		if !ok1 || !ok2 || err1 != nil || err2 != nil {
-			return notify.Position{}, nil, errors.New("redisbroker: history: malformed entry")
+		if !ok1 || !ok2 || err1 != nil || err2 != nil || len(payload) < 2 || payload[0] != '{' {
+			// Skipped: the client asking for it sees a gap and is told recovered:false, and
+			// the stream stays usable.
+			b.opts.Logger.Warn("notify: redisbroker: skipped a malformed history entry", "stream", stream)
+			continue
 		}
 		if ms < cutoff {
 			continue
