@@ -262,3 +262,35 @@ func TestMalformedHistoryEntry(t *testing.T) {
 	}
 	expect(t, c, "after", 4)
 }
+
+// TestClientKillPubSub: Redis drops the node's subscriber connection (CLIENT KILL) while
+// another node goes on sending: the node reconnects, catches up from the history, and its
+// session misses nothing, in order.
+func TestClientKillPubSub(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	p := prefix(t)
+	a, b := newNode(t, r.url(), p, nil), newNode(t, r.url(), p, nil)
+	alice, w := b.dial(t, "alice", nil)
+	next := uint64(num(w["offset"])) + 1
+	rc := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.port)})
+	defer rc.Close()
+	for i := range 20 {
+		if i == 5 {
+			if err := rc.Do(t.Context(), "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.hub.Send("alice", notify.Event{Type: "ev", Data: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 20 {
+		m := alice.NextNonPing()
+		if m["type"] != "ev" || num(m["data"]) != float64(i) || uint64(num(m["offset"])) != next {
+			t.Fatalf("got %v, want event %d at offset %d", m, i, next)
+		}
+		next++
+	}
+	wstest.WaitFor(t, "the reconnect counted", func() bool { return b.broker.Stats().Reconnects >= 1 })
+}
