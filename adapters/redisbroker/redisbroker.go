@@ -111,7 +111,8 @@ type Broker struct {
 	caughtUp   atomic.Uint64
 
 	pubQ    chan *pubReq   // sends waiting for the publisher (see publish.go)
-	pubDone sync.WaitGroup // the publishers
+	histQ   chan *histReq  // reads waiting for a reader (see history.go)
+	pubDone sync.WaitGroup // the publishers and the readers
 
 	stop chan struct{}
 }
@@ -123,7 +124,7 @@ var _ notify.Broker = (*Broker)(nil)
 func New(opts Options) (*Broker, error) {
 	b := &Broker{opts: opts, client: opts.Client, refs: map[string]int{}, waiting: map[string][]chan error{},
 		live: map[string]bool{}, pos: map[string]notify.Position{}, stop: make(chan struct{}),
-		pubQ: make(chan *pubReq, maxPipeline), script: publishScript}
+		pubQ: make(chan *pubReq, maxPipeline), histQ: make(chan *histReq, maxPipeline), script: publishScript}
 	if b.client == nil {
 		if opts.URL == "" {
 			return nil, errors.New("notify: redisbroker: set URL or Client")
@@ -205,9 +206,12 @@ func (b *Broker) Start(ctx context.Context, deliver func(notify.Message)) error 
 		b.subs.Add(1)
 		go b.single.receive()
 	}
-	b.pubDone.Add(publishers)
+	b.pubDone.Add(publishers + readers)
 	for range publishers {
 		go b.publisher()
+	}
+	for range readers {
+		go b.reader()
 	}
 	return nil
 }
@@ -299,36 +303,6 @@ func (b *Broker) parse(m *redis.Message) (notify.Message, bool) {
 	return nm, true
 }
 
-// historyScript returns the position and the history, creating the position when the stream
-// has none so that later offsets belong to the epoch it returns. A position created here, for
-// a stream without events, lives for the history's TTL only (its first event extends it to
-// StreamRetention): a client that reads the position of many topics that never get an event
-// pins about 100 bytes of Redis per topic for HistoryTTL, not for a day. A client that comes
-// back later to such a topic gets recovered:false, which is honest: the position it held is
-// gone, and with it the proof that nothing was published.
-// The list holds consecutive offsets, the newest being the position's, so the entries after a
-// position of the same epoch are its last (offset - after) ones: nothing older is read.
-// KEYS: position, history. ARGV: new epoch, position ttl s, after's epoch ("" for none) and
-// offset.
-var historyScript = redis.NewScript(`
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-  redis.call('DEL', KEYS[2])
-end
-local offset = redis.call('HGET', KEYS[1], 'offset')
-local entries = {}
-if ARGV[3] == epoch then
-  local n = tonumber(offset) - tonumber(ARGV[4])
-  if n > 0 then
-    entries = redis.call('LRANGE', KEYS[2], -n, -1)
-  end
-end
-return {epoch, offset, entries}
-`)
-
 // Subscribe subscribes this node to the stream's channel on the first call for it and waits
 // for Redis to confirm. While Redis is unreachable it returns an error, and the stream is
 // subscribed when Redis is back.
@@ -397,56 +371,6 @@ func (b *Broker) Unsubscribe(ctx context.Context, stream string) error {
 		return fmt.Errorf("redisbroker: unsubscribe: %w", err)
 	}
 	return nil
-}
-
-// History reads the stream's position and the events its history holds within the TTL.
-func (b *Broker) History(ctx context.Context, stream string, after *notify.Position) (notify.Position, []notify.Message, error) {
-	var since notify.Position
-	if after != nil {
-		since = *after
-	}
-	res, err := historyScript.Run(ctx, b.client, b.keys(stream), notify.NewEpoch(),
-		max(1, int64((b.opts.HistoryTTL+time.Second-1)/time.Second)), since.Epoch, since.Offset).Slice()
-	if err != nil {
-		if b.cluster != nil {
-			b.cluster.ReloadState(ctx) // as for a send: the shard may have a new master (see publishBatch)
-		}
-		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: %w", err)
-	}
-	if len(res) != 3 {
-		return notify.Position{}, nil, errors.New("redisbroker: history: unexpected reply")
-	}
-	epoch, _ := res[0].(string)
-	offStr, _ := res[1].(string)
-	offset, err := strconv.ParseUint(offStr, 10, 64)
-	if err != nil {
-		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: offset %q", offStr)
-	}
-	entries, _ := res[2].([]any)
-	cutoff := time.Now().Add(-b.opts.HistoryTTL).UnixMilli()
-	msgs := make([]notify.Message, 0, len(entries))
-	for _, e := range entries {
-		s, _ := e.(string)
-		off, rest, ok1 := strings.Cut(s, " ")
-		at, payload, ok2 := strings.Cut(rest, " ")
-		o, err1 := strconv.ParseUint(off, 10, 64)
-		ms, err2 := strconv.ParseInt(at, 10, 64)
-		if !ok1 || !ok2 || err1 != nil || err2 != nil || len(payload) < 2 || payload[0] != '{' {
-			// Skipped: the client asking for it sees a gap and is told recovered:false, and
-			// the stream stays usable.
-			b.opts.Logger.Warn("notify: redisbroker: skipped a malformed history entry", "stream", stream)
-			continue
-		}
-		if ms < cutoff {
-			continue
-		}
-		p := []byte(payload)
-		msgs = append(msgs, notify.Message{Stream: stream, Offset: o, Epoch: epoch, Payload: p,
-			Frame: wire.WithPosition(p, o, epoch)})
-	}
-	pos := notify.Position{Offset: offset, Epoch: epoch}
-	b.advance(b.channel(stream), pos, false)
-	return pos, msgs, nil
 }
 
 // Stats returns the broker's counters.

@@ -67,6 +67,8 @@ var (
 	baseServer  = flag.String("base-server", "", "a server binary built at another commit (bench/run -base REF builds it): run as variant notify-base right after notify in every round, started exactly like notify")
 	baseRef     = flag.String("base-ref", "", "the commit -base-server was built at, for the table")
 	senders     = flag.Int("senders", 1, "goroutines in the server that call Send (centrifuge: Publish) concurrently in the per-user scenarios (warm-up, S2, S5, S7, S8), as concurrent request handlers would")
+	storm       = flag.Bool("storm", false, "run the restart storm instead of the scenarios: notify-redis, sessions on node A, A shut down, all reconnect to node B (needs -redis)")
+	stormRate   = flag.Int("storm-rate", 2000, "-storm: per-user sends/s node B makes throughout")
 	redisURL    = flag.String("redis", "", "the Redis of the Redis variants (bench/run starts a private one and sets this); flushed before each of them")
 )
 
@@ -117,6 +119,10 @@ func main() {
 	}
 	if *conns > 0 {
 		p.n = *conns
+	}
+	if *storm {
+		runStorm(p, *basePort)
+		return
 	}
 	names := variantNames()
 	if g, ok := os.LookupEnv("GOGC"); ok && *gogc == "" {

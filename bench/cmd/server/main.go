@@ -8,11 +8,13 @@
 //	GET  /bench/stats  connections, slow-consumer closes, RSS, write syscalls, collections, GOGC, Redis calls
 //	POST /bench/gc     collect garbage and return freed memory to the OS
 //	POST /bench/prof   start=<name> / stop a CPU profile (only with -pprof DIR)
+//	POST /bench/shutdown  notify variants: Hub.Shutdown (goaway, then close 1001), within 30s
 package main
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -96,6 +98,18 @@ func main() {
 			st.RedisTrips, st.RedisCmds = &trips, &cmds
 		}
 		json.NewEncoder(w).Encode(st)
+	})
+	mux.HandleFunc("POST /bench/shutdown", func(w http.ResponseWriter, r *http.Request) {
+		sd, ok := v.(interface{ shutdown(context.Context) error })
+		if !ok {
+			http.Error(w, *kind+" has no shutdown", 400)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+		defer cancel()
+		if err := sd.shutdown(ctx); err != nil {
+			http.Error(w, err.Error(), 500)
+		}
 	})
 	mux.HandleFunc("POST /bench/gc", func(w http.ResponseWriter, r *http.Request) {
 		runtime.GC()

@@ -43,6 +43,9 @@ func (v *notifyVariant) broadcast(msg []byte) {
 	}
 }
 
+// shutdown is Hub.Shutdown: the restart-storm scenario shuts a node down under its sessions.
+func (v *notifyVariant) shutdown(ctx context.Context) error { return v.hub.Shutdown(ctx) }
+
 func (v *notifyVariant) conns() int      { return v.hub.Stats().Sessions }
 func (v *notifyVariant) slow() uint64    { return v.hub.Stats().SlowConsumers }
 func (v *notifyVariant) dropped() uint64 { return 0 }
