@@ -202,9 +202,11 @@ func (b *Broker) Start(ctx context.Context, deliver func(notify.Message)) error 
 	b.deliver = deliver
 	b.started = true
 	if b.cluster == nil {
-		b.single = &subscriber{b: b, ps: b.client.Subscribe(context.Background()), quit: make(chan struct{})}
-		b.subs.Add(1)
+		b.single = &subscriber{b: b, ps: b.client.Subscribe(context.Background()), quit: make(chan struct{}),
+			kick: make(chan struct{}, 1)}
+		b.subs.Add(2)
 		go b.single.receive()
+		go b.single.writeSingle()
 	}
 	b.pubDone.Add(publishers + readers)
 	for range publishers {
@@ -304,8 +306,10 @@ func (b *Broker) parse(m *redis.Message) (notify.Message, bool) {
 }
 
 // Subscribe subscribes this node to the stream's channel on the first call for it and waits
-// for Redis to confirm. While Redis is unreachable it returns an error, and the stream is
-// subscribed when Redis is back.
+// for Redis to confirm. The SUBSCRIBE leaves from the subscriber's writer goroutine, with the
+// others queued meanwhile, so that no write to Redis (nor a dial, while it is down) holds b.mu.
+// While Redis is unreachable it returns an error, and the stream is subscribed when Redis is
+// back.
 func (b *Broker) Subscribe(ctx context.Context, stream string) error {
 	ch := b.channel(stream)
 	b.mu.Lock()
@@ -321,7 +325,7 @@ func (b *Broker) Subscribe(ctx context.Context, stream string) error {
 		if b.cluster != nil {
 			err = b.shardSubscribe(ctx, ch)
 		} else {
-			err = b.single.ps.Subscribe(ctx, ch)
+			b.single.queue(subOp{ch: ch})
 		}
 	}
 	b.mu.Unlock()
@@ -341,7 +345,8 @@ func (b *Broker) Subscribe(ctx context.Context, stream string) error {
 	}
 }
 
-// Unsubscribe undoes one Subscribe; the last one unsubscribes the node from the channel.
+// Unsubscribe undoes one Subscribe; the last one unsubscribes the node from the channel (the
+// UNSUBSCRIBE leaves from the subscriber's writer, after what was queued before it).
 func (b *Broker) Unsubscribe(ctx context.Context, stream string) error {
 	ch := b.channel(stream)
 	var idle *subscriber
@@ -359,16 +364,12 @@ func (b *Broker) Unsubscribe(ctx context.Context, stream string) error {
 	delete(b.live, ch)
 	delete(b.pos, ch)
 	b.release(ch, nil)
-	var err error
 	if b.cluster != nil {
 		if s := b.shardOf[ch]; s != nil {
 			idle = s.remove(ch)
 		}
 	} else {
-		err = b.single.ps.Unsubscribe(ctx, ch)
-	}
-	if err != nil {
-		return fmt.Errorf("redisbroker: unsubscribe: %w", err)
+		b.single.queue(subOp{ch: ch, unsub: true})
 	}
 	return nil
 }

@@ -22,6 +22,10 @@ type subscriber struct {
 	quit chan struct{} // closed by close
 	once sync.Once
 
+	// Guarded by b.mu, on a single Redis and on a cluster:
+	ops  []subOp       // for the writer to send
+	kick chan struct{} // capacity 1: ops were queued
+
 	// On a cluster only, guarded by b.mu:
 	addr    string              // the shard master's address
 	chans   map[string]struct{} // the channels this node wants through this connection
@@ -30,8 +34,6 @@ type subscriber struct {
 	stale   map[string]struct{} // channels left while the connection was down, for resync to unsubscribe
 	down    bool                // the connection failed and is not back yet
 	wasDown atomic.Bool         // down, for receive to read without b.mu on every message
-	ops     []subOp             // for write to send
-	kick    chan struct{}       // capacity 1: ops were queued
 }
 
 // closeLater closes s in the background: go-redis's Close waits for a dial in progress.
@@ -211,6 +213,59 @@ func (s *subscriber) wait(ctx context.Context, d time.Duration) bool {
 		}
 		if !time.Now().Before(end) {
 			return true
+		}
+	}
+}
+
+// writeSingle sends the SUBSCRIBEs and UNSUBSCRIBEs queued on a single Redis's subscriber, in
+// order, until the subscriber closes: a run of subscriptions queued meanwhile (a burst of
+// connects) leaves in one command. b.mu is not held across a write, in which go-redis dials
+// when the connection is down. A SUBSCRIBE that cannot be sent fails the Subscribe calls
+// waiting for its channels at once; go-redis keeps the channels in its set and subscribes them
+// when it reconnects, unless the hub's Unsubscribe, which follows such a failure, comes first.
+func (s *subscriber) writeSingle() {
+	defer s.b.subs.Done()
+	b := s.b
+	ctx := context.Background()
+	var chans []string
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-s.quit:
+			return
+		case <-s.kick:
+		}
+		b.mu.Lock()
+		ops := s.ops
+		s.ops = nil
+		b.mu.Unlock()
+		for len(ops) > 0 {
+			n := 1
+			for n < len(ops) && ops[n].unsub == ops[0].unsub {
+				n++
+			}
+			chans = chans[:0]
+			for _, op := range ops[:n] {
+				chans = append(chans, op.ch)
+			}
+			var err error
+			if ops[0].unsub {
+				err = s.ps.Unsubscribe(ctx, chans...)
+			} else {
+				err = s.ps.Subscribe(ctx, chans...)
+			}
+			if s.ended() {
+				return
+			}
+			if err != nil && !ops[0].unsub {
+				b.mu.Lock()
+				for _, ch := range chans {
+					b.release(ch, err)
+				}
+				b.mu.Unlock()
+			}
+			ops = ops[n:]
 		}
 	}
 }
