@@ -26,6 +26,17 @@ type conn struct {
 	user  string
 	ctx   context.Context // for broker calls (see Hub.ServeHTTP)
 	since *Position       // the user stream's recovery position asked at connect
+	// topicSince holds the recovery positions of server-made subscriptions asked at connect.
+	topicSince map[string]*Position
+	// ident is the session's identity, for Config.Topics and the session hooks; info is its
+	// presence record. present says Join recorded it, first that it was the user's first
+	// session anywhere then, joinErr why Join failed. All are set before the session starts
+	// and read on its own goroutine.
+	ident   Identity
+	info    SessionInfo
+	present bool
+	first   bool
+	joinErr error
 	out   outbox
 
 	mu sync.Mutex
@@ -53,7 +64,7 @@ type buffered struct {
 }
 
 func newConn(h *Hub, id Identity, since *Position) *conn {
-	c := &conn{hub: h, id: newID(), user: id.UserID, since: since, grants: id.Topics, expires: id.Expires}
+	c := &conn{hub: h, id: newID(), user: id.UserID, since: since, grants: id.Topics, expires: id.Expires, ident: id}
 	c.out.host, c.out.limit = c, h.cfg.MaxQueueBytes
 	return c
 }
