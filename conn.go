@@ -37,7 +37,7 @@ type conn struct {
 	present bool
 	first   bool
 	joinErr error
-	out   outbox
+	out     outbox
 
 	mu sync.Mutex
 	// buffers holds a stream's live frames while the stream's history is read for recovery.

@@ -98,7 +98,7 @@ type localPresence struct {
 
 	mu       sync.Mutex
 	sessions map[string][]SessionInfo // by user, oldest first
-	refusals map[string]tokenRefusal      // by user
+	refusals map[string]tokenRefusal  // by user
 }
 
 // tokenRefusal is a kept refusal: tokens issued before before, until until.
