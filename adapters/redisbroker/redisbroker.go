@@ -59,6 +59,10 @@ type Options struct {
 	HistorySize int
 	// HistoryTTL is how long an event is kept for recovery. Default 5m.
 	HistoryTTL time.Duration
+	// PresenceTTL bounds how long the sessions of a node that died without closing them stay
+	// in presence ([notify.Hub.Presence]): each node refreshes its sessions' entries every
+	// PresenceTTL/3. Default 30s (DefaultPresenceTTL).
+	PresenceTTL time.Duration
 	// Logger receives the broker's logs. Default: none.
 	Logger *slog.Logger
 }
@@ -113,6 +117,8 @@ type Broker struct {
 	pubQ    chan *pubReq   // sends waiting for the publisher (see publish.go)
 	pubDone sync.WaitGroup // the publishers
 
+	pres presenceState // see presence.go
+
 	stop chan struct{}
 }
 
@@ -150,6 +156,10 @@ func New(opts Options) (*Broker, error) {
 	if b.opts.HistoryTTL <= 0 {
 		b.opts.HistoryTTL = notify.DefaultHistoryTTL
 	}
+	if b.opts.PresenceTTL <= 0 {
+		b.opts.PresenceTTL = DefaultPresenceTTL
+	}
+	b.pres.local, b.pres.done = map[string]map[string]struct{}{}, make(chan struct{})
 	if b.opts.Logger == nil {
 		b.opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -209,6 +219,7 @@ func (b *Broker) Start(ctx context.Context, deliver func(notify.Message)) error 
 	for range publishers {
 		go b.publisher()
 	}
+	go b.keepPresence()
 	return nil
 }
 
@@ -486,6 +497,7 @@ func (b *Broker) Close() error {
 		}
 		b.subs.Wait()
 		b.pubDone.Wait()
+		<-b.pres.done
 	}
 	if b.own {
 		if e := b.client.Close(); e != nil && err == nil {
