@@ -271,3 +271,30 @@ func TestSubscribeLaterSession(t *testing.T) {
 		t.Fatalf("got %v", m)
 	}
 }
+
+func TestSendReport(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	ctx := context.Background()
+	if _, err := h.SendReport(ctx, "", notify.Event{Type: "x"}); !errors.Is(err, notify.ErrInvalidUser) {
+		t.Fatalf("SendReport(\"\") = %v", err)
+	}
+	r, err := h.SendReport(ctx, "carol", notify.Event{Type: "x"})
+	if err != nil || r.Sessions != 0 || r.Nodes != 0 || !r.Stored || r.Position.Offset != 1 || r.StoredUntil.Before(time.Now()) {
+		t.Fatalf("report for a user offline: %+v, %v", r, err)
+	}
+	c := dial(t, srv, token(t, h, "alice"))
+	dial(t, srv, token(t, h, "alice"))
+	r, err = h.SendReport(ctx, "alice", notify.Event{Type: "x"})
+	if err != nil || r.Sessions != 2 || r.Nodes != 1 || r.Position.Offset != 1 {
+		t.Fatalf("report for alice: %+v, %v", r, err)
+	}
+	if m := c.NextNonPing(); m["offset"] != float64(r.Position.Offset) || m["epoch"] != r.Position.Epoch {
+		t.Fatalf("event %v, report %+v", m, r.Position)
+	}
+	r, err = h.SendReport(ctx, "alice", notify.Event{Type: "typing", Ephemeral: true})
+	if err != nil || r.Stored || r.Position.Offset != 0 || r.Sessions != 2 {
+		t.Fatalf("report of an ephemeral event: %+v, %v", r, err)
+	}
+}

@@ -287,3 +287,32 @@ func TestHelperNode(t *testing.T) {
 	fmt.Println("ready")
 	select {} // until killed
 }
+
+// TestSendReportAcrossNodes: the report counts alice's sessions on both nodes and the two
+// nodes that received the event, and gives the position her sessions see.
+func TestSendReportAcrossNodes(t *testing.T) {
+	t.Parallel()
+	u, p := redisURL(t), prefix(t)
+	a, b := newNode(t, u, p, nil), newNode(t, u, p, nil)
+	ctx := context.Background()
+	r, err := a.hub.SendReport(ctx, "carol", notify.Event{Type: "x"})
+	if err != nil || r.Sessions != 0 || r.Nodes != 0 || !r.Stored || r.Position.Offset != 1 {
+		t.Fatalf("report for a user offline: %+v, %v", r, err)
+	}
+	c1, _ := a.dial(t, "alice", nil)
+	b.dial(t, "alice", nil)
+	b.dial(t, "alice", nil)
+	r, err = a.hub.SendReport(ctx, "alice", notify.Event{Type: "x"})
+	if err != nil || r.Sessions != 3 || r.Nodes != 2 || !r.Stored || r.StoredUntil.Before(time.Now()) {
+		t.Fatalf("report for alice: %+v, %v", r, err)
+	}
+	m := expect(t, c1, "x", nil)
+	if got := position(t, m); got != r.Position {
+		t.Fatalf("event at %v, report says %v", got, r.Position)
+	}
+	r, err = b.hub.SendReport(ctx, "alice", notify.Event{Type: "typing", Ephemeral: true})
+	if err != nil || r.Stored || r.Position != (notify.Position{}) || r.Sessions != 3 || r.Nodes != 2 {
+		t.Fatalf("report of an ephemeral event: %+v, %v", r, err)
+	}
+	expect(t, c1, "typing", nil)
+}
