@@ -144,7 +144,7 @@ func TestDisconnect(t *testing.T) {
 	}
 	// Without a refusal the old token still connects.
 	a4 := dial(t, srv, old)
-	if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: time.Now()}); err != nil {
+	if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: time.Now().Add(-time.Second)}); err != nil {
 		t.Fatal(err)
 	}
 	if code := a4.CloseCode(); code != int(notify.CloseSignedOut) {
@@ -190,7 +190,7 @@ func TestRefusalLeeway(t *testing.T) {
 		iat  time.Time
 		ok   bool
 	}{
-		{"issued at the same second", signout, true},
+		{"issued at the same second", signout, true}, // within the leeway
 		{"issued by a clock 3s behind", signout.Add(-3 * time.Second), true},
 		{"issued 10s before", signout.Add(-10 * time.Second), false},
 	} {
@@ -297,4 +297,24 @@ func TestSendReport(t *testing.T) {
 	if err != nil || r.Stored || r.Position.Offset != 0 || r.Sessions != 2 {
 		t.Fatalf("report of an ephemeral event: %+v, %v", r, err)
 	}
+}
+
+// TestRefusalSameSecond: without leeway, a token issued in the second of the refusal is
+// refused (it may be the old token of a tab that logged out in that second); the next
+// second's is not.
+func TestRefusalSameSecond(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	signout := time.Now().Add(-time.Second)
+	if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: signout}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := h.RefusedBefore(context.Background(), "alice"); err != nil || !got.Equal(signout) {
+		t.Fatalf("RefusedBefore = %v, %v; want %v", got, err, signout)
+	}
+	if status, _ := refusedWith(t, wsURL(srv), signed(t, "alice", signout)); status != http.StatusUnauthorized {
+		t.Fatalf("status %d, want 401", status)
+	}
+	dial(t, srv, signed(t, "alice", signout.Add(time.Second))).WS.Close()
 }

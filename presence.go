@@ -66,18 +66,19 @@ func (h *Hub) Presence(ctx context.Context, userID string) ([]SessionInfo, error
 // because Redis did not answer). It is the one check of refusals, called on every refresh
 // and by every authentication path that does not join presence (see admitRequest).
 func (h *Hub) checkRefused(ctx context.Context, id Identity) error {
-	before, err := h.presence.RefusedBefore(ctx, id.UserID)
+	before, err := h.RefusedBefore(ctx, id.UserID)
 	if err != nil {
-		h.stats.brokerErrors.Add(1)
-		return fmt.Errorf("notify: read token refusals: %w", err)
+		return err
 	}
 	return h.refusedBy(id, before)
 }
 
-// refusedBy applies a refusal time to a token. A token issued less than Config.Leeway before
-// it is accepted: with clocks that far apart, it cannot be told from one issued just after.
-// iat has a precision of a second, so the comparison is in whole seconds. A token without iat
-// is refused by any refusal.
+// refusedBy applies a refusal time to a token. iat has a precision of a second: a token
+// issued in the second of the refusal is refused too (the old token of a tab that logged out
+// in that second must not come back; a fresh one issued in it is refused once, and the next
+// second's is not). With Config.Leeway set, a token issued less than Leeway before the refusal
+// is accepted: with clocks that far apart, it cannot be told from one issued just after. A
+// token without iat is refused by any refusal.
 func (h *Hub) refusedBy(id Identity, before time.Time) error {
 	if before.IsZero() {
 		return nil
@@ -85,10 +86,26 @@ func (h *Hub) refusedBy(id Identity, before time.Time) error {
 	if id.IssuedAt.IsZero() {
 		return &authError{refusedSignedOut, "token has no iat and the user was signed out"}
 	}
-	if id.IssuedAt.Unix() < before.Add(-h.cfg.Leeway).Unix() {
+	if id.IssuedAt.Unix() <= before.Add(-h.cfg.Leeway).Unix() {
 		return &authError{refusedSignedOut, "token issued before the user was signed out"}
 	}
 	return nil
+}
+
+// RefusedBefore returns the time before which [Hub.Disconnect] refused the user's tokens,
+// as every hub sharing the broker sees it; zero when there is no refusal (or it has expired).
+// An application checks its own login sessions against it, so that "sign out everywhere" ends
+// them too and its token endpoint stops handing out fresh tokens to a signed-out browser.
+func (h *Hub) RefusedBefore(ctx context.Context, userID string) (time.Time, error) {
+	if userID == "" {
+		return time.Time{}, ErrInvalidUser
+	}
+	t, err := h.presence.RefusedBefore(ctx, userID)
+	if err != nil {
+		h.stats.brokerErrors.Add(1)
+		return time.Time{}, fmt.Errorf("notify: read token refusals: %w", err)
+	}
+	return t, nil
 }
 
 // localPresence is the Presence of a hub whose broker keeps none: the hub's own sessions and
