@@ -105,8 +105,14 @@ func (h *Hub) serve(w *detachedWriter, r *http.Request, c *conn, ended chan stru
 		h.cfg.Logger.Info("notify: upgrade failed", "remote", remote, "err", err)
 	}
 	// The session has ended (melody's disconnect handler has run) or never started.
-	h.endSession(context.Background(), c)
+	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+	defer cancel()
+	h.endSession(ctx, c)
 }
+
+// leaveTimeout bounds the removal of an ended session from presence; past it the entry
+// expires on its own (see Presence.Join).
+const leaveTimeout = 5 * time.Second
 
 // joinPresence records an admitted session in presence and applies the user's token refusal
 // read in the same step ([Hub.Disconnect]): a refused token gets 401 with the reason. When
