@@ -62,8 +62,8 @@ function showApp(user, node = "") {
     // Closed with 4001 and no fresh token: signed out (on this or another tab or device).
     el.textContent = state === "closed" && info?.code === 4001 ? "signed out" : state;
     el.dataset.state = state;
+    if (state === "connected") showPresence(user); // this session included
   });
-  showPresence(user);
   // After a reconnect the client asks for what it missed; see noteRecovery.
   seen.clear();
   unsure.clear();
@@ -153,7 +153,7 @@ $("#logout").addEventListener("click", async () => {
 
 $("#signout-everywhere").addEventListener("click", async () => {
   const res = await api("/api/signout-everywhere", { method: "POST" });
-  if (!res.ok) return status("Sign out failed: try again.", true);
+  if (!res.ok) $("#presence").textContent = "Sign out failed: try again.";
   // This tab's session closes with 4001 like every other: the client asks fetchToken for a
   // fresh token, gets none, and stops.
 });
