@@ -22,7 +22,10 @@ const controlMark = '!'
 type command struct {
 	Op    string `json:"op"`              // "disconnect", "subscribe" or "unsubscribe"
 	Topic string `json:"topic,omitempty"` // of subscribe and unsubscribe
-	Node  string `json:"node"`            // the hub that sent it: it has done the work for its own sessions
+	// Before, in a disconnect, limits it to the sessions whose token a refusal at that time
+	// (unix ms) refuses: the sweep (see Hub.sweepRefused). Zero: every session.
+	Before int64  `json:"before,omitempty"`
+	Node   string `json:"node"` // the hub that sent it: it has done the work for its own sessions
 }
 
 func (c command) payload() []byte {
@@ -56,8 +59,9 @@ type DisconnectOptions struct {
 // still, and the other nodes' may not be.
 //
 // A session whose connect was verified in the few milliseconds before the refusal was
-// recorded, and which subscribed to the user's stream only after the command went out, can
-// miss the command; its token is refused at its next refresh.
+// recorded, and whose node subscribed to the user's stream only after the command went out,
+// misses the command: with a refusal, Disconnect sends a second one 2 seconds later
+// (sweepDelay) that closes the sessions the refusal refuses, on every node.
 func (h *Hub) Disconnect(ctx context.Context, userID string, opts DisconnectOptions) error {
 	if userID == "" {
 		return ErrInvalidUser
@@ -72,22 +76,63 @@ func (h *Hub) Disconnect(ctx context.Context, userID string, opts DisconnectOpti
 		}
 		if err := h.presence.Refuse(ctx, userID, opts.RefuseBefore, ttl); err != nil {
 			h.stats.brokerErrors.Add(1)
-			h.disconnectLocal(userID)
+			h.disconnectLocal(userID, time.Time{})
 			return fmt.Errorf("notify: disconnect %q: record the refusal: %w", userID, err)
 		}
 	}
-	h.disconnectLocal(userID)
+	h.disconnectLocal(userID, time.Time{})
 	if err := h.command(ctx, userID, command{Op: "disconnect"}); err != nil {
 		return fmt.Errorf("notify: disconnect %q: %w", userID, err)
+	}
+	if !opts.RefuseBefore.IsZero() {
+		h.later(sweepDelay, func() { h.sweepRefused(userID, opts.RefuseBefore) })
 	}
 	return nil
 }
 
-// disconnectLocal closes this hub's sessions of the user.
-func (h *Hub) disconnectLocal(userID string) {
-	for _, c := range h.idx.sessionsOf(userID) {
-		c.close(CloseSignedOut)
+// sweepDelay is how long after a Disconnect with a refusal its sweep runs: longer than a
+// connect takes from its refusal check to its subscription to the user's stream.
+const sweepDelay = 2 * time.Second
+
+// sweepRefused closes the sessions of the user, on every node, whose token a refusal at
+// before refuses.
+func (h *Hub) sweepRefused(userID string, before time.Time) {
+	h.disconnectLocal(userID, before)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := h.command(ctx, userID, command{Op: "disconnect", Before: before.UnixMilli()}); err != nil && !errors.Is(err, ErrClosed) {
+		h.cfg.Logger.Warn("notify: disconnect sweep failed", "user", userID, "err", err)
 	}
+}
+
+// disconnectLocal closes this hub's sessions of the user: every one when before is zero,
+// otherwise those whose token a refusal at before refuses.
+func (h *Hub) disconnectLocal(userID string, before time.Time) {
+	for _, c := range h.idx.sessionsOf(userID) {
+		if before.IsZero() || h.refusedBy(Identity{IssuedAt: c.issuedAt()}, before) != nil {
+			c.close(CloseSignedOut)
+		}
+	}
+}
+
+// later runs fn after d on a goroutine the hub owns, unless Shutdown comes first.
+func (h *Hub) later(d time.Duration, fn func()) {
+	h.acceptMu.Lock()
+	defer h.acceptMu.Unlock()
+	if h.closed.Load() {
+		return
+	}
+	h.cmds.wg.Add(1)
+	go func() {
+		defer h.cmds.wg.Done()
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			fn()
+		case <-h.stop:
+		}
+	}()
 }
 
 // command sends a command to the other nodes holding sessions of the user. The in-memory
@@ -174,7 +219,11 @@ func (h *Hub) commanded(user string, m Message) {
 	}
 	switch cmd.Op {
 	case "disconnect":
-		h.disconnectLocal(user)
+		var before time.Time
+		if cmd.Before != 0 {
+			before = time.UnixMilli(cmd.Before)
+		}
+		h.disconnectLocal(user, before)
 	case "subscribe", "unsubscribe":
 		h.cmds.push(h, queuedCommand{user: user, cmd: cmd})
 	default:
@@ -189,7 +238,7 @@ type queuedCommand struct {
 
 // commander runs the subscription commands of other nodes in the order they arrived, on one
 // goroutine the hub owns. mu guards queue and running; the goroutine runs while the queue is
-// not empty and is waited for by Shutdown (through wg).
+// not empty and is waited for by Shutdown (through wg, which also counts Hub.later's).
 type commander struct {
 	mu      sync.Mutex
 	queue   []queuedCommand

@@ -318,3 +318,31 @@ func TestRefusalSameSecond(t *testing.T) {
 	}
 	dial(t, srv, signed(t, "alice", signout.Add(time.Second))).WS.Close()
 }
+
+// TestDisconnectSweep: the sweep a Disconnect with a refusal runs two seconds later closes the
+// sessions that missed its first command and whose token the refusal refuses (here one that
+// connected before the refusal was recorded), and leaves those with a newer token.
+func TestDisconnectSweep(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	before := time.Now().Add(-2 * time.Second)
+	old := dial(t, srv, signed(t, "alice", time.Now().Add(-time.Hour)))
+	fresh := dial(t, srv, signed(t, "alice", time.Now()))
+	noIat := dial(t, srv, signed(t, "alice", time.Time{}))
+	notify.Sweep(h, "alice", before)
+	for _, c := range []*client{old, noIat} {
+		if code := c.CloseCode(); code != int(notify.CloseSignedOut) {
+			t.Fatalf("close %d, want 4001", code)
+		}
+	}
+	expectMarker(t, h, fresh, "alice")
+	// A refresh brings the token's issue time up to date: the sweep then spares the session.
+	refreshed := dial(t, srv, signed(t, "alice", time.Now().Add(-time.Hour)))
+	refreshed.Send(map[string]any{"op": "refresh", "token": signed(t, "alice", time.Now())})
+	if m := refreshed.NextNonPing(); m["op"] != "refreshed" {
+		t.Fatalf("refresh: %v", m)
+	}
+	notify.Sweep(h, "alice", before)
+	expectMarker(t, h, refreshed, "alice")
+}

@@ -116,6 +116,7 @@ func (h *Hub) refresh(c *conn, token string) {
 		return
 	}
 	c.strikes = 0
+	c.setIssuedAt(id.IssuedAt)
 	c.schedule(id.Topics, id.Expires)
 	h.revoke(c.ctx, c)
 	c.out.send(wire.Control{Op: "refreshed", Exp: id.Expires.Unix()}.Frame())
