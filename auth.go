@@ -27,6 +27,9 @@ type Identity struct {
 	UserID string
 	// Expires is when the token expires; the session is closed then unless refreshed.
 	Expires time.Time
+	// IssuedAt is the token's "iat"; zero when it has none. [Hub.Disconnect] can refuse the
+	// tokens issued before a time, and then refuses those without one too.
+	IssuedAt time.Time
 	// Topics lists the topics and patterns the token grants.
 	Topics []string
 	// Claims holds every claim of the token.
@@ -135,6 +138,9 @@ func (v *verifier) identity(claims jwt.MapClaims) (Identity, error) {
 		return Identity{}, unauthorized("token has no valid exp claim")
 	}
 	id := Identity{UserID: user, Expires: exp, Claims: claims}
+	if iat, ok := unixClaim(claims["iat"]); ok {
+		id.IssuedAt = iat
+	}
 	switch t := claims[v.cfg.TopicsClaim].(type) {
 	case nil:
 	case string:

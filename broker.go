@@ -183,10 +183,16 @@ func (b *memoryBroker) stream(name string) *memStream {
 	return s
 }
 
-func (b *memoryBroker) Publish(ctx context.Context, stream string, payload []byte, ephemeral bool) error {
+func (b *memoryBroker) Publish(_ context.Context, stream string, payload []byte, ephemeral bool) error {
+	_, err := b.publish(stream, payload, ephemeral)
+	return err
+}
+
+// publish is Publish, returning the event's position (zero for an ephemeral one).
+func (b *memoryBroker) publish(stream string, payload []byte, ephemeral bool) (Position, error) {
 	if ephemeral {
 		b.deliver(Message{Stream: stream, Payload: bytes.Clone(payload)})
-		return nil
+		return Position{}, nil
 	}
 	s := b.stream(stream)
 	s.mu.Lock()
@@ -210,7 +216,7 @@ func (b *memoryBroker) Publish(ctx context.Context, stream string, payload []byt
 		s.head = (s.head + 1) % b.size
 	}
 	b.deliver(Message{Stream: stream, Offset: s.offset, Epoch: s.epoch, Payload: payload, Frame: frame})
-	return nil
+	return Position{Offset: s.offset, Epoch: s.epoch}, nil
 }
 
 // Subscribe and Unsubscribe have nothing to do: in one process every stream is delivered.

@@ -73,6 +73,30 @@ type Config struct {
 	OnConnect func(userID string)
 	// OnDisconnect is called after each session of a user has gone. Default none.
 	OnDisconnect func(userID string)
+	// OnSessionStart is called on the session's node once it is welcomed and recorded in
+	// presence ([Hub.Presence]), with its identity. Default none.
+	OnSessionStart func(Identity, SessionInfo)
+	// OnSessionEnd is called on the session's node once it has ended and left presence.
+	// Default none.
+	OnSessionEnd func(Identity, SessionInfo)
+	// OnOnline is called when a user's first session anywhere in the cluster starts, once, on
+	// the node of that session. Default none.
+	OnOnline func(userID string)
+	// OnOffline is called when a user's last session anywhere in the cluster ends, once, on
+	// the node of that session. A user whose last session was on a node that died goes offline
+	// without it, once the node's presence entries expire. Default none.
+	OnOffline func(userID string)
+
+	// Topics returns the topics the application subscribes a session to, given its identity,
+	// on every connect: they are joined before the session's own messages are read, marked as
+	// the server's, recovered from the positions the client gives in the connect URL, and not
+	// revoked by a refresh. Return what [Hub.Subscribe] granted for it to outlive reconnects.
+	// An error refuses the session with close code 1013 (try again later). Default none.
+	Topics func(ctx context.Context, id Identity) ([]string, error)
+
+	// TokenLifetime is the longest a token may live: [Hub.Disconnect] keeps the refusal of
+	// older tokens that long (plus Leeway), unless its options say otherwise. Default 24h.
+	TokenLifetime time.Duration
 
 	// MaxMessageSize is the largest message a client may send, in bytes; a larger one closes the
 	// session with code 1009. Default 8192.
@@ -141,6 +165,7 @@ const (
 	defaultPingInterval    = 25 * time.Second
 	defaultWriteTimeout    = 10 * time.Second
 	defaultReconnectSpread = 10 * time.Second
+	defaultTokenLifetime   = 24 * time.Hour
 )
 
 // normalize checks c and applies the defaults to its zero fields.
@@ -222,7 +247,7 @@ func (c *Config) checkLimits() error {
 		neg("ExpiryWarning", int64(c.ExpiryWarning)), neg("MaxMessageSize", c.MaxMessageSize),
 		neg("MaxTopics", int64(c.MaxTopics)), neg("MaxQueueBytes", int64(c.MaxQueueBytes)),
 		neg("PingInterval", int64(c.PingInterval)), neg("WriteTimeout", int64(c.WriteTimeout)),
-		neg("ReconnectSpread", int64(c.ReconnectSpread)),
+		neg("ReconnectSpread", int64(c.ReconnectSpread)), neg("TokenLifetime", int64(c.TokenLifetime)),
 		neg("MessageBurst", int64(c.MessageBurst)), neg("MaxUserSessions", int64(c.MaxUserSessions)),
 		neg("MaxSessions", int64(c.MaxSessions)),
 		neg("HistorySize", int64(c.HistorySize)), neg("HistoryTTL", int64(c.HistoryTTL)),
@@ -278,6 +303,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.ReconnectSpread == 0 {
 		c.ReconnectSpread = defaultReconnectSpread
+	}
+	if c.TokenLifetime == 0 {
+		c.TokenLifetime = defaultTokenLifetime
 	}
 	if c.HistorySize == 0 {
 		c.HistorySize = DefaultHistorySize

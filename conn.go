@@ -14,7 +14,7 @@ import (
 // conn is the hub's state for one melody session: who it is, what its token allows, its
 // streams' recovery state, and its outbox.
 //
-// mu guards grants, expires, timer, closed and the stream state (buffers and the last
+// mu guards grants, expires, iat, timer, closed and the stream state (buffers and the last
 // positions); it is taken before the outbox's lock, never after it, so that a stream's frames
 // reach the outbox in the order mu saw them. strikes and limit belong to the session's read
 // loop. The rest is set before the session starts. Which topics the session is subscribed to
@@ -26,7 +26,18 @@ type conn struct {
 	user  string
 	ctx   context.Context // for broker calls (see Hub.ServeHTTP)
 	since *Position       // the user stream's recovery position asked at connect
-	out   outbox
+	// topicSince holds the recovery positions of server-made subscriptions asked at connect.
+	topicSince map[string]*Position
+	// ident is the session's identity, for Config.Topics and the session hooks; info is its
+	// presence record. present says Join recorded it, first that it was the user's first
+	// session anywhere then, joinErr why Join failed. All are set before the session starts
+	// and read on its own goroutine.
+	ident   Identity
+	info    SessionInfo
+	present bool
+	first   bool
+	joinErr error
+	out     outbox
 
 	mu sync.Mutex
 	// buffers holds a stream's live frames while the stream's history is read for recovery.
@@ -38,6 +49,7 @@ type conn struct {
 	topicLast map[string]Position
 	grants    []string
 	expires   time.Time
+	iat       time.Time   // the current token's issue time, for the sweep of Hub.Disconnect
 	timer     *time.Timer // the expiry warning, then the expiry close
 	closed    bool
 
@@ -53,7 +65,7 @@ type buffered struct {
 }
 
 func newConn(h *Hub, id Identity, since *Position) *conn {
-	c := &conn{hub: h, id: newID(), user: id.UserID, since: since, grants: id.Topics, expires: id.Expires}
+	c := &conn{hub: h, id: newID(), user: id.UserID, since: since, grants: id.Topics, expires: id.Expires, ident: id, iat: id.IssuedAt}
 	c.out.host, c.out.limit = c, h.cfg.MaxQueueBytes
 	return c
 }
@@ -259,6 +271,20 @@ func (c *conn) stopTimerLocked() {
 		c.timer.Stop()
 		c.timer = nil
 	}
+}
+
+// issuedAt returns the current token's issue time.
+func (c *conn) issuedAt() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.iat
+}
+
+// setIssuedAt records a refreshed token's issue time.
+func (c *conn) setIssuedAt(t time.Time) {
+	c.mu.Lock()
+	c.iat = t
+	c.mu.Unlock()
 }
 
 func (c *conn) granted(topic string) bool {

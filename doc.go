@@ -32,10 +32,24 @@
 //
 // Clients subscribe to topics with a message; the token's "topics" claim lists the topics (or
 // patterns, "orders.*" or "orders.>") it grants, and [Config.Authorize] decides the rest. The
-// server can subscribe a user's sessions with [Hub.Subscribe]. A session holds only what its
+// server can subscribe a user's sessions with [Hub.Subscribe] and [Config.Topics]. A session holds only what its
 // current token allows: when a refresh brings a token that no longer grants a topic the client
 // subscribed to (and Authorize does not allow it either), the subscription ends with an
 // "unsubscribed" frame carrying the code "forbidden". Subscriptions the server made stay.
+//
+// # Presence and control
+//
+// [Hub.Presence] lists a user's sessions on every hub sharing the broker (a broker that
+// implements [Presence], as adapters/redisbroker does, keeps them for the cluster; without one
+// it is this hub's). [Config.OnOnline] and [Config.OnOffline] fire once per cluster-wide
+// transition, on the node where it happened; [Config.OnSessionStart] and [Config.OnSessionEnd]
+// once per session, with its identity. [Hub.Disconnect] closes every session of a user on
+// every node with [CloseSignedOut] and can refuse the user's older tokens everywhere ("sign
+// out everywhere"). [Config.Topics] subscribes each session to the topics the application
+// grants it on every connect, and [Hub.Subscribe] reaches the user's live sessions on every
+// node. [Hub.SendReport] is a Send that tells where the event went: its position, the user's
+// sessions at that moment and the nodes that received it, for example to fall back to e-mail
+// when nobody is online.
 //
 // # Slow and misbehaving clients
 //

@@ -32,6 +32,10 @@ type Hub struct {
 	admit  admission // sessions counted against MaxSessions and MaxUserSessions
 	stats  counters
 	now    func() time.Time // the clock of rate limiting
+	// presence is the broker when it implements Presence, a localPresence otherwise.
+	presence Presence
+	node     string    // this hub's random ID in presence and in commands
+	cmds     commander // other nodes' subscription commands
 
 	acceptMu sync.Mutex
 	closed   atomic.Bool
@@ -59,6 +63,12 @@ func New(cfg Config) (*Hub, error) {
 	h.broker = cfg.Broker
 	if h.broker == nil {
 		h.broker = newMemoryBroker(cfg.HistorySize, cfg.HistoryTTL)
+	}
+	h.node = NewEpoch()
+	if p, ok := h.broker.(Presence); ok {
+		h.presence = p
+	} else {
+		h.presence = newLocalPresence(time.Now)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
@@ -115,6 +125,12 @@ func (h *Hub) newMelody() *melody.Melody {
 
 // deliver hands a broker's message to this hub's sessions on its stream.
 func (h *Hub) deliver(m Message) {
+	if isCommand(m) {
+		if user, ok := wire.UserOf(m.Stream); ok {
+			h.commanded(user, m)
+		}
+		return
+	}
 	frame := m.frameOf()
 	x := h.idx
 	x.mu.RLock()
@@ -217,6 +233,7 @@ func (h *Hub) goAway(c *conn) {
 func (h *Hub) finish() {
 	defer close(h.done)
 	h.handlers.Wait()
+	h.cmds.wg.Wait()
 	h.bg.Wait()
 	_ = h.m.Close()
 	if err := h.broker.Close(); err != nil {
@@ -224,10 +241,12 @@ func (h *Hub) finish() {
 	}
 }
 
-// Online reports whether the user has at least one session on this hub.
+// Online reports whether the user has at least one session on this hub. [Hub.Presence]
+// answers for every hub sharing the broker.
 func (h *Hub) Online(userID string) bool { return h.Sessions(userID) > 0 }
 
-// Sessions returns how many sessions the user has on this hub.
+// Sessions returns how many sessions the user has on this hub. [Hub.Presence] lists them on
+// every hub sharing the broker.
 func (h *Hub) Sessions(userID string) int { return h.idx.count(userID) }
 
 // Stats returns the hub's current state and counters.

@@ -104,7 +104,19 @@ func (h *Hub) refresh(c *conn, token string) {
 		h.refuse(c, refusal{wire.CodeInvalidToken, "", authReason(err)})
 		return
 	}
+	if err := h.checkRefused(c.ctx, id); err != nil {
+		if refusalLabel(err) == refusedSignedOut {
+			// The user was signed out: the session ends, whatever token it brings next.
+			c.out.send(wire.Error(wire.CodeInvalidToken, "", authReason(err)))
+			c.close(CloseSignedOut)
+			return
+		}
+		// Not the client's fault: its current token stays, and it may send the fresh one again.
+		c.out.send(wire.Error(wire.CodeUnavailable, "", "broker unavailable, try again later"))
+		return
+	}
 	c.strikes = 0
+	c.setIssuedAt(id.IssuedAt)
 	c.schedule(id.Topics, id.Expires)
 	h.revoke(c.ctx, c)
 	c.out.send(wire.Control{Op: "refreshed", Exp: id.Expires.Unix()}.Frame())
@@ -187,7 +199,7 @@ func (h *Hub) join(ctx context.Context, c *conn, topic string, since *Position, 
 		h.cfg.Logger.Warn("notify: subscribe refused, broker unavailable", "topic", topic, "err", err)
 		return false, fmt.Errorf("notify: subscribe to %q: %w", topic, err)
 	}
-	subscribed := wire.Control{Op: "subscribed", Topic: topic, Epoch: pos.Epoch, Offset: pos.Offset, Recovered: recovered}
+	subscribed := wire.Control{Op: "subscribed", Topic: topic, Epoch: pos.Epoch, Offset: pos.Offset, Recovered: recovered, Server: byServer}
 	c.release(stream, subscribed.Frame(), replay, pos)
 	return true, nil
 }

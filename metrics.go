@@ -21,7 +21,8 @@ type Stats struct {
 	// included, so that an exporter's series exist before their first event.
 	Disconnects map[CloseCode]uint64
 	// Refused counts upgrade requests answered without an upgrade, by reason: the 401 reasons
-	// ("no_token", "token_expired", "token_invalid", "token_too_large"), "origin" (403),
+	// ("no_token", "token_expired", "token_invalid", "token_too_large", and "signed_out" for a
+	// token [Hub.Disconnect] refused), "origin" (403),
 	// "user_sessions" (429), "hub_sessions" and "shutting_down" (503), "bad_request" (400);
 	// every reason has an entry, zero included.
 	Refused map[string]uint64
@@ -41,7 +42,15 @@ type Stats struct {
 	Recovered    uint64 // recoveries asked for and complete (recovered: true)
 	NotRecovered uint64 // recoveries asked for and impossible (recovered: false)
 
-	BrokerErrors uint64 // failed broker calls (publish, subscribe, unsubscribe, history)
+	BrokerErrors uint64 // failed broker calls (publish, subscribe, unsubscribe, history, presence)
+
+	// Online and Offline count the cluster-wide transitions that happened on this hub: a
+	// user's first session anywhere starting here, and a last one ending here (the calls of
+	// Config.OnOnline and OnOffline). Present is how many of this hub's sessions are recorded
+	// in presence ([Hub.Presence]): the welcomed sessions that have not ended, as
+	// Config.OnSessionStart and OnSessionEnd saw them.
+	Online, Offline uint64
+	Present         int
 	// BrokerReconnects is the broker's count of reconnections, when it keeps one (a broker with
 	// a Reconnects() uint64 method, as adapters/redisbroker has); 0 otherwise.
 	BrokerReconnects uint64
@@ -72,7 +81,7 @@ var sendBounds = [...]time.Duration{
 
 // knownCloseCodes are the close codes counted under their own number in Stats.Disconnects.
 var knownCloseCodes = [...]CloseCode{closeNormal, closeGoingAway, 1005, closeAbnormal, 1009, 1011, closeTryAgain, CloseTokenExpired,
-	CloseSlowConsumer, CloseProtocolAbuse, CloseRateLimited}
+	CloseSignedOut, CloseSlowConsumer, CloseProtocolAbuse, CloseRateLimited}
 
 // refusal labels, the keys of Stats.Refused.
 const (
@@ -85,10 +94,11 @@ const (
 	refusedHubSessions  = "hub_sessions"
 	refusedShutdown     = "shutting_down"
 	refusedBadRequest   = "bad_request"
+	refusedSignedOut    = "signed_out"
 )
 
 var refusalLabels = [...]string{refusedNoToken, refusedExpired, refusedInvalid, refusedTooLarge,
-	refusedOrigin, refusedUserSessions, refusedHubSessions, refusedShutdown, refusedBadRequest}
+	refusedOrigin, refusedUserSessions, refusedHubSessions, refusedShutdown, refusedBadRequest, refusedSignedOut}
 
 // counters are a hub's metrics. Every field is an atomic: there is no lock, and each is
 // written where its event happens (the send path adds four atomic operations per call).
@@ -102,6 +112,8 @@ type counters struct {
 	slow, abuse, rateLimited     atomic.Uint64
 	recovered, notRecovered      atomic.Uint64
 	brokerErrors                 atomic.Uint64
+	online, offline              atomic.Uint64
+	present                      atomic.Int64
 
 	sendBuckets [len(sendBounds) + 1]atomic.Uint64 // not cumulative; the last one: +Inf
 	sendSum     atomic.Int64                       // nanoseconds
@@ -173,6 +185,7 @@ func (m *counters) fill(s *Stats) {
 	s.SlowConsumers, s.AbuseCloses, s.RateLimited = m.slow.Load(), m.abuse.Load(), m.rateLimited.Load()
 	s.Recovered, s.NotRecovered = m.recovered.Load(), m.notRecovered.Load()
 	s.BrokerErrors = m.brokerErrors.Load()
+	s.Online, s.Offline, s.Present = m.online.Load(), m.offline.Load(), int(m.present.Load())
 	h := Histogram{Bounds: slices.Clone(sendBounds[:]), Counts: make([]uint64, len(sendBounds))}
 	var cum uint64
 	for i := range m.sendBuckets {

@@ -16,6 +16,9 @@ const (
 	// CloseTokenExpired: the token expired without an in-band refresh; fetch a fresh token and
 	// reconnect.
 	CloseTokenExpired CloseCode = 4000
+	// CloseSignedOut: the application disconnected the user ([Hub.Disconnect]), on every
+	// node; fetch a fresh token, and stop when there is none (the user signed out).
+	CloseSignedOut CloseCode = 4001
 	// CloseSlowConsumer: the client read too slowly and its queue overflowed; reconnect.
 	CloseSlowConsumer CloseCode = 4002
 	// CloseProtocolAbuse: 10 bad messages in a row (maxStrikes); do not reconnect.
@@ -40,6 +43,8 @@ func (c CloseCode) String() string {
 		return "message too big"
 	case CloseTokenExpired:
 		return "token expired"
+	case CloseSignedOut:
+		return "signed out"
 	case CloseSlowConsumer:
 		return "slow consumer"
 	case CloseProtocolAbuse:

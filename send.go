@@ -3,7 +3,6 @@ package notify
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -84,39 +83,6 @@ func (h *Hub) publish(ctx context.Context, stream string, ev Event, topic string
 		return fmt.Errorf("notify: broker: %w", err)
 	}
 	return nil
-}
-
-// Subscribe subscribes every current session of the user to topic, without authorization
-// checks: the server is trusted. Each session is told with a "subscribed" frame. Sessions the
-// user opens later are not subscribed. It returns an error for the sessions the broker could
-// not subscribe (they stay unsubscribed).
-func (h *Hub) Subscribe(userID, topic string) error {
-	return h.serverSubscription(userID, topic, true)
-}
-
-// Unsubscribe ends the user's current sessions' subscriptions to topic.
-func (h *Hub) Unsubscribe(userID, topic string) error {
-	return h.serverSubscription(userID, topic, false)
-}
-
-func (h *Hub) serverSubscription(userID, topic string, on bool) error {
-	if userID == "" {
-		return ErrInvalidUser
-	}
-	if err := validTopic(topic); err != nil {
-		return err
-	}
-	ctx := context.Background()
-	var errs []error
-	for _, c := range h.idx.sessionsOf(userID) {
-		if on {
-			_, err := h.join(ctx, c, topic, nil, true)
-			errs = append(errs, err)
-		} else {
-			h.leave(ctx, c, topic, wire.Control{Op: "unsubscribed", Topic: topic})
-		}
-	}
-	return errors.Join(errs...)
 }
 
 var defaultHub atomic.Pointer[Hub]

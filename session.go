@@ -24,6 +24,20 @@ func (h *Hub) connected(s *melody.Session) {
 	ctx := s.Request.Context()
 	c.ctx = ctx
 	s.Request = nil
+	if c.joinErr != nil {
+		h.cfg.Logger.Warn("notify: session refused, presence unavailable", "user", c.user, "err", c.joinErr)
+		c.out.abort(closeTryAgain)
+		return
+	}
+	var topics []string
+	if h.cfg.Topics != nil {
+		var err error
+		if topics, err = h.cfg.Topics(ctx, c.ident); err != nil {
+			h.cfg.Logger.Warn("notify: session refused, Config.Topics failed", "user", c.user, "err", err)
+			c.out.abort(closeTryAgain)
+			return
+		}
+	}
 	stream := wire.UserStream(c.user)
 	// Until the welcome is queued every frame waits, and the user stream's are buffered so
 	// that the replay and the live events meet without a gap or a duplicate.
@@ -49,11 +63,64 @@ func (h *Hub) connected(s *melody.Session) {
 	if h.closed.Load() {
 		h.goAway(c)
 	}
+	// The application's subscriptions, before the client's first message is read.
+	for _, t := range topics {
+		if p := topicProblem(t); p != "" {
+			h.cfg.Logger.Warn("notify: Config.Topics returned an invalid topic", "topic", t, "problem", p)
+			continue
+		}
+		if _, err := h.join(ctx, c, t, c.topicSince[t], true); err != nil {
+			c.out.send(wire.Error(wire.CodeUnavailable, t, "broker unavailable, try again later"))
+		}
+	}
+	c.topicSince = nil
 	if h.cfg.Logger.Enabled(ctx, slog.LevelDebug) { // the arguments cost allocations
 		h.cfg.Logger.Debug("notify: session connected", "user", c.user, "session", c.id)
 	}
+	h.stats.present.Add(1)
+	if h.cfg.OnSessionStart != nil {
+		h.cfg.OnSessionStart(c.ident, c.info)
+	}
+	if c.first {
+		h.stats.online.Add(1)
+		if h.cfg.OnOnline != nil {
+			h.cfg.OnOnline(c.user)
+		}
+	}
+	if h.cfg.OnSessionEnd == nil {
+		c.ident = Identity{UserID: c.user} // let the claims go
+	}
 	if h.cfg.OnConnect != nil {
 		h.cfg.OnConnect(c.user)
+	}
+}
+
+// endSession removes an ended (or refused) session from presence and runs the hooks of its
+// end: OnSessionEnd for a welcomed session, and OnOffline when it was the user's last one
+// anywhere. It runs once per session, on its own goroutine (or the refusing handler's).
+func (h *Hub) endSession(ctx context.Context, c *conn) {
+	if !c.present {
+		return
+	}
+	c.present = false
+	n, removed, err := h.presence.Leave(ctx, c.info)
+	if err != nil {
+		// Its entry expires on its own: this node no longer keeps it alive.
+		h.stats.brokerErrors.Add(1)
+		h.cfg.Logger.Warn("notify: presence leave failed", "user", c.user, "session", c.id, "err", err)
+	}
+	if !c.welcomed {
+		return
+	}
+	h.stats.present.Add(-1)
+	if h.cfg.OnSessionEnd != nil {
+		h.cfg.OnSessionEnd(c.ident, c.info)
+	}
+	if err == nil && removed && n == 0 {
+		h.stats.offline.Add(1)
+		if h.cfg.OnOffline != nil {
+			h.cfg.OnOffline(c.user)
+		}
 	}
 }
 

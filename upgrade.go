@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 )
 
 // ServeHTTP upgrades an authenticated request to a WebSocket session. A cross-origin request
@@ -19,17 +21,23 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	c := newConn(h, id, since)
+	c.topicSince = topicSinceFrom(r)
+	if !h.joinPresence(w, r, c, id) {
+		h.admit.release(id.UserID)
+		return
+	}
 	h.acceptMu.Lock()
 	if h.closed.Load() {
 		h.acceptMu.Unlock()
 		h.admit.release(id.UserID)
+		h.endSession(context.WithoutCancel(r.Context()), c)
 		h.refuseUpgrade(w, refusedShutdown, http.StatusServiceUnavailable, ErrClosed.Error())
 		return
 	}
 	h.handlers.Add(1)
 	h.acceptMu.Unlock()
 
-	c := newConn(h, id, since)
 	// The session outlives this handler: returning once the connection is hijacked frees what
 	// net/http keeps per connection while its handler runs (4 KB read and 4 KB write buffers,
 	// the request, a deep stack). The session gets a context of its own: net/http's ends when
@@ -96,6 +104,63 @@ func (h *Hub) serve(w *detachedWriter, r *http.Request, c *conn, ended chan stru
 	if err := h.m.HandleRequestWithKeys(w, r, map[string]any{connKey: c}); err != nil {
 		h.cfg.Logger.Info("notify: upgrade failed", "remote", remote, "err", err)
 	}
+	// The session has ended (melody's disconnect handler has run) or never started.
+	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+	defer cancel()
+	h.endSession(ctx, c)
+}
+
+// leaveTimeout bounds the removal of an ended session from presence; past it the entry
+// expires on its own (see Presence.Join).
+const leaveTimeout = 5 * time.Second
+
+// joinPresence records an admitted session in presence and applies the user's token refusal
+// read in the same step ([Hub.Disconnect]): a refused token gets 401 with the reason. When
+// presence cannot be reached the session goes on, to be closed with 1013 before its welcome
+// like a session whose stream the broker cannot subscribe (see Hub.connected). It reports
+// whether the request goes on.
+func (h *Hub) joinPresence(w http.ResponseWriter, r *http.Request, c *conn, id Identity) bool {
+	c.info = SessionInfo{ID: c.id, UserID: c.user, Node: h.node, ConnectedAt: time.Now().Truncate(time.Millisecond)}
+	n, before, err := h.presence.Join(r.Context(), c.info)
+	if err != nil {
+		h.stats.brokerErrors.Add(1)
+		c.joinErr = err
+		return true
+	}
+	c.present, c.first = true, n == 1
+	if err := h.refusedBy(id, before); err != nil {
+		h.endSession(context.WithoutCancel(r.Context()), c)
+		h.cfg.Logger.Info("notify: upgrade refused", "remote", r.RemoteAddr, "err", err)
+		h.refuseUpgrade(w, refusalLabel(err), http.StatusUnauthorized, err.Error())
+		return false
+	}
+	return true
+}
+
+// topicSinceFrom reads the positions of server-made subscriptions the client asks to recover
+// (PROTOCOL.md, Recovery): a "t.<topic>=<offset>.<epoch>" query parameter per topic.
+// Malformed ones are ignored: the topic is then joined without recovery.
+func topicSinceFrom(r *http.Request) map[string]*Position {
+	if !strings.Contains(r.URL.RawQuery, "t.") {
+		return nil
+	}
+	var out map[string]*Position
+	for k, v := range r.URL.Query() {
+		topic, ok := strings.CutPrefix(k, "t.")
+		if !ok || len(v) == 0 || topicProblem(topic) != "" {
+			continue
+		}
+		off, epoch, ok := strings.Cut(v[0], ".")
+		o, err := strconv.ParseUint(off, 10, 64)
+		if !ok || err != nil || epoch == "" {
+			continue
+		}
+		if out == nil {
+			out = map[string]*Position{}
+		}
+		out[topic] = &Position{Offset: o, Epoch: epoch}
+	}
+	return out
 }
 
 // retryAfter is the Retry-After of refused upgrades, in seconds: enough for a cap to free up,

@@ -19,6 +19,12 @@ export const CLOSE_ABNORMAL: 1006;
 export const CLOSE_TOO_BIG: 1009;
 /** Close code 4000: the token expired without a refresh; reconnect at once with a fresh token. */
 export const CLOSE_TOKEN_EXPIRED: 4000;
+/**
+ * Close code 4001: signed out, the application disconnected the user on every server. The
+ * client reconnects at once if token() (a function) gives a fresh token, and stops with state
+ * "closed" and reason "signed out" when it returns null; a fixed token is not used again.
+ */
+export const CLOSE_SIGNED_OUT: 4001;
 /** Close code 4002: slow consumer, the client's queue overflowed; reconnect at once. */
 export const CLOSE_SLOW_CONSUMER: 4002;
 /** Close code 4003: protocol abuse, too many bad messages; the client does not reconnect. */
@@ -237,10 +243,11 @@ export function backoffDelay(attempt: number, minDelay: number, maxDelay: number
 
 /**
  * What the client does after a close with this code: "stop" (1000, 4003), "now" (4000, 4002:
- * reconnect at once with a fresh token), "limited" (4029: reconnect with backoff, but wait at
+ * reconnect at once with a fresh token), "signedout" (4001: reconnect at once if token() gives
+ * a fresh token, stop when it returns null), "limited" (4029: reconnect with backoff, but wait at
  * least 5 s plus up to 5 s of jitter) or "backoff" (everything else, including 1006).
  */
-export function closeAction(code: number): "stop" | "now" | "limited" | "backoff";
+export function closeAction(code: number): "stop" | "now" | "signedout" | "limited" | "backoff";
 
 /**
  * The delay in milliseconds before re-sending, for the `retry`th time (0-based), a request the
@@ -272,6 +279,12 @@ export function positionOf(msg: Record<string, unknown>): Position | undefined;
  * when pos is undefined.
  */
 export function withPosition(url: string, pos?: Position): string;
+
+/**
+ * withServerTopics returns url with the recovery positions of the subscriptions the server made,
+ * one "t.<topic>=<offset>.<epoch>" query parameter each, replacing earlier ones.
+ */
+export function withServerTopics(url: string, positions: Map<string, Position | undefined>): string;
 
 /** A bounded set of recently seen ids that forgets the oldest first. */
 export class Dedup {

@@ -22,6 +22,7 @@ export const CLOSE_GOING_AWAY = 1001;
 export const CLOSE_ABNORMAL = 1006;
 export const CLOSE_TOO_BIG = 1009;
 export const CLOSE_TOKEN_EXPIRED = 4000;
+export const CLOSE_SIGNED_OUT = 4001;
 export const CLOSE_SLOW_CONSUMER = 4002;
 export const CLOSE_PROTOCOL_ABUSE = 4003;
 export const CLOSE_RATE_LIMITED = 4029;
@@ -60,8 +61,10 @@ export function rateLimitDelay(retry, random = Math.random) {
 
 /**
  * closeAction says what to do after the connection closed with `code`: "stop" (do not
- * reconnect), "now" (reconnect at once with a fresh token), "limited" (the server's rate limit
- * closed the session: back off, but wait at least RATE_LIMIT_FLOOR) or "backoff".
+ * reconnect), "now" (reconnect at once with a fresh token), "signedout" (the application
+ * disconnected the user: reconnect at once with a fresh token if token() gives one, and stop
+ * when it returns null), "limited" (the server's rate limit closed the session: back off, but
+ * wait at least RATE_LIMIT_FLOOR) or "backoff".
  */
 export function closeAction(code) {
   switch (code) {
@@ -71,6 +74,8 @@ export function closeAction(code) {
     case CLOSE_TOKEN_EXPIRED:
     case CLOSE_SLOW_CONSUMER:
       return "now";
+    case CLOSE_SIGNED_OUT:
+      return "signedout";
     case CLOSE_RATE_LIMITED:
       return "limited";
     default:
@@ -150,6 +155,20 @@ export function withPosition(url, pos) {
 }
 
 /**
+ * withServerTopics returns url (absolute) with the recovery positions of the subscriptions the
+ * server made, one "t.<topic>=<offset>.<epoch>" query parameter each (a topic without a
+ * position gets none), replacing any earlier ones.
+ */
+export function withServerTopics(url, positions) {
+  const u = new URL(url);
+  for (const key of [...u.searchParams.keys()]) if (key.startsWith("t.")) u.searchParams.delete(key);
+  for (const [topic, pos] of positions) {
+    if (pos) u.searchParams.set("t." + topic, pos.offset + "." + pos.epoch);
+  }
+  return u.href;
+}
+
+/**
  * resolveURL turns a URL relative to `base` (a page address, normally location.href) into an
  * absolute WebSocket URL: http becomes ws and https becomes wss. Without a base, url is
  * returned unchanged.
@@ -211,6 +230,13 @@ class Connection {
   #silence = 0; // ms of silence after which the current socket counts as dead
 
   #topics = new Set(); // subscribed on every (re)connect
+  // Subscriptions the server made (subscribed with "server": true), topic -> position or
+  // undefined. The server renews them itself on connect; the client gives their positions in
+  // the connect URL so that it recovers them. #serverPrev holds them between a welcome and the
+  // server's "subscribed" frames.
+  #serverTopics = new Map();
+  #serverPrev = new Map();
+  #signedOut = false; // closed with 4001: a null token() now means "signed out"
   #pending = new Map(); // topic -> [{resolve, reject}] awaiting "subscribed" or "error"
   #unsubscribing = new Set(); // topics whose "unsubscribe" the current socket has not answered
   #limited = new Map(); // topic -> {tries, timer}: re-sending a request answered "rate_limited"
@@ -307,7 +333,7 @@ class Connection {
     if (this.#state === "closed") return; // close() was called while we waited
     if (token === null) {
       // Our choice: null means "signed out". Connecting would only earn a 401, so stop.
-      this.#finish({ reason: "token() returned null" });
+      this.#finish(this.#signedOut ? { code: CLOSE_SIGNED_OUT, reason: "signed out" } : { reason: "token() returned null" });
       return;
     }
     const protocols = token ? [SUBPROTOCOL, BEARER_PREFIX + token] : [SUBPROTOCOL];
@@ -332,7 +358,8 @@ class Connection {
   // The URL of the next connection: with the user stream's last position, once there is one,
   // so that the server replays what this client missed.
   #connectURL() {
-    return this.#userPos ? withPosition(this.#url, this.#userPos) : this.#url;
+    const url = this.#userPos ? withPosition(this.#url, this.#userPos) : this.#url;
+    return this.#serverTopics.size > 0 ? withServerTopics(url, this.#serverTopics) : url;
   }
 
   // Only the current socket can get here: #drop detaches a socket's handlers.
@@ -343,6 +370,14 @@ class Connection {
     // that they do not all land on the remaining servers at once.
     // A 1006 after the goaway is the same server cutting what is left.
     if ((code === CLOSE_GOING_AWAY || code === CLOSE_ABNORMAL) && this.#spread > 0) action = "spread";
+    if (action === "signedout") {
+      // The old token must not come back: only a fresh one from token() reconnects.
+      if (typeof this.#token !== "function") action = "stop";
+      else {
+        this.#signedOut = true;
+        action = "now";
+      }
+    }
     if (action === "stop") this.#finish({ code, reason });
     else this.#retry({ code, reason }, action);
   }
@@ -481,6 +516,10 @@ class Connection {
         this.#session = msg.session;
         this.#welcomed = true;
         this.#attempt = 0;
+        this.#signedOut = false;
+        // The server renews the subscriptions it wants now, each with a "subscribed" frame.
+        this.#serverPrev = this.#serverTopics;
+        this.#serverTopics = new Map();
         this.#setExp(msg.exp);
         this.#heard(msg.ping > 0 ? msg.ping : DEFAULT_PING);
         this.#setState("connected", { user: msg.user, session: msg.session });
@@ -495,6 +534,11 @@ class Connection {
         // An answer without a position (the topic was already subscribed) leaves it as it is.
         const pos = positionOf(msg);
         if (pos && this.#topics.has(msg.topic) && msg.recovered !== true) this.#topicPos.set(msg.topic, pos);
+        if (msg.server === true && !this.#topics.has(msg.topic)) {
+          // Recovered: the replay moves the position on from the one the URL gave.
+          const prev = this.#serverPrev.get(msg.topic);
+          this.#serverTopics.set(msg.topic, msg.recovered === true && prev ? prev : pos);
+        }
         if (this.#topics.has(msg.topic)) this.#endRetry(msg.topic); // not an unsubscribe's re-send
         this.#settle(msg.topic);
         if (typeof msg.recovered === "boolean" && ws === this.#ws) {
@@ -515,6 +559,7 @@ class Connection {
         // The answer to our unsubscribe, or the server ended a subscription: do not renew it on
         // reconnect, unless a subscribe() still awaits its answer, which comes after this one.
         this.#unsubscribing.delete(msg.topic);
+        this.#serverTopics.delete(msg.topic);
         if (!this.#pending.has(msg.topic)) {
           this.#topics.delete(msg.topic);
           this.#topicPos.delete(msg.topic);
@@ -670,9 +715,11 @@ class Connection {
     const pos = positionOf(ev);
     if (!pos || pos.offset === 0) return true; // broadcast, ephemeral or no history
     const topic = typeof ev.topic === "string" ? ev.topic : undefined;
-    if (topic !== undefined && !this.#topics.has(topic)) return true;
-    const last = topic === undefined ? this.#userPos : this.#topicPos.get(topic);
-    const set = (p) => (topic === undefined ? (this.#userPos = p) : this.#topicPos.set(topic, p));
+    const server = topic !== undefined && !this.#topics.has(topic) && this.#serverTopics.has(topic);
+    if (topic !== undefined && !this.#topics.has(topic) && !server) return true;
+    const positions = server ? this.#serverTopics : this.#topicPos;
+    const last = topic === undefined ? this.#userPos : positions.get(topic);
+    const set = (p) => (topic === undefined ? (this.#userPos = p) : positions.set(topic, p));
     if (!last) {
       set(pos);
       return true;
@@ -723,6 +770,7 @@ class Connection {
   #forget(topic) {
     this.#topics.delete(topic);
     this.#topicPos.delete(topic);
+    this.#serverTopics.delete(topic);
     this.#unsubscribing.delete(topic);
     this.#endRetry(topic);
   }

@@ -43,6 +43,9 @@ const (
 	userHeader    = "X-User"
 )
 
+// loginTTL is how long a login lasts.
+const loginTTL = 7 * 24 * time.Hour
+
 func cookieName(user string) string { return sessionCookie + "-" + user }
 
 // options configure the app. Zero values mean the documented defaults.
@@ -136,6 +139,8 @@ func newApp(opts options) (*echo.Echo, *notify.Hub, error) {
 	api.GET("/me", a.me)
 	api.GET("/token", a.token)
 	api.POST("/send", a.send)
+	api.GET("/presence", a.presence)
+	api.POST("/signout-everywhere", a.signOutEverywhere)
 	echonotify.Mount(e.Group("/notify"), hub, nil) // GET /notify/ws and GET /notify/client.js
 	// Prometheus metrics: the hub's, the Go runtime's and the process's, on a registry of the
 	// app's own. A production app serves them on an internal address or behind auth.
@@ -176,8 +181,8 @@ func (a *app) login(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, nameRule)
 	}
 	c.SetCookie(&http.Cookie{
-		Name: cookieName(req.Name), Value: a.signSession(req.Name, time.Now().Add(7*24*time.Hour)),
-		Path: "/", MaxAge: 7 * 24 * 3600, HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		Name: cookieName(req.Name), Value: a.signSession(req.Name, time.Now().Add(loginTTL)),
+		Path: "/", MaxAge: int(loginTTL / time.Second), HttpOnly: true, SameSite: http.SameSiteLaxMode,
 		Secure: c.Scheme() == "https",
 	})
 	return c.JSON(http.StatusOK, whoami{User: req.Name, Node: a.opts.Node})
@@ -243,7 +248,31 @@ func (a *app) me(c echo.Context) error {
 // token is the endpoint the page calls for a notify token: on connect, on every reconnect and
 // when the hub warns that the current one expires.
 func (a *app) token(c echo.Context) error {
-	return a.issue(c, c.Get("user").(string))
+	user := c.Get("user").(string)
+	// A login from before the user's "sign out everywhere" has ended, on every instance: the
+	// hub keeps the time of it for as long as a token could outlive it (and this demo's logins
+	// are not longer).
+	before, err := a.hub.RefusedBefore(c.Request().Context(), user)
+	if err != nil {
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "try again later")
+	}
+	if !before.IsZero() && a.loginTime(c, user).Unix() <= before.Unix() {
+		c.SetCookie(&http.Cookie{Name: cookieName(user), Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		return echo.NewHTTPError(http.StatusUnauthorized, "signed out")
+	}
+	return a.issue(c, user)
+}
+
+// loginTime is when the user's login cookie was made: its expiry less its lifetime.
+func (a *app) loginTime(c echo.Context, user string) time.Time {
+	ck, err := c.Cookie(cookieName(user))
+	if err != nil {
+		return time.Time{}
+	}
+	_, rest, _ := strings.Cut(ck.Value, ".") // "name.expiry.mac"; names have no dot
+	payload, _, _ := strings.Cut(rest, ".")
+	exp, _ := strconv.ParseInt(payload, 10, 64)
+	return time.Unix(exp, 0).Add(-loginTTL)
 }
 
 func (a *app) demoToken(c echo.Context) error {
@@ -261,6 +290,46 @@ func (a *app) issue(c echo.Context, user string) error {
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.JSON(http.StatusOK, map[string]string{"token": tok})
+}
+
+// sessionJSON is one session in GET /api/presence's answer.
+type sessionJSON struct {
+	ID          string    `json:"id"`
+	Node        string    `json:"node"`
+	ConnectedAt time.Time `json:"connectedAt"`
+}
+
+// presence answers GET /api/presence?user=bob: bob's sessions on every instance (the caller's
+// own without a user), so that a page can show who is online.
+func (a *app) presence(c echo.Context) error {
+	user := cmp.Or(c.QueryParam("user"), c.Get("user").(string))
+	if !validName.MatchString(user) {
+		return echo.NewHTTPError(http.StatusBadRequest, "user: "+nameRule)
+	}
+	sessions, err := a.hub.Presence(c.Request().Context(), user)
+	if err != nil {
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "presence unavailable")
+	}
+	out := make([]sessionJSON, 0, len(sessions))
+	for _, s := range sessions {
+		out = append(out, sessionJSON{ID: s.ID, Node: s.Node, ConnectedAt: s.ConnectedAt})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"user": user, "online": len(out) > 0, "sessions": out})
+}
+
+// signOutEverywhere ends the user's logins in every browser and closes every notify session of
+// theirs on every instance, refusing the notify tokens issued before now: a page that had one
+// cannot come back with it, and the token endpoint (see token) gives none to a login older
+// than the sign out, so each page's client stops.
+func (a *app) signOutEverywhere(c echo.Context) error {
+	user := c.Get("user").(string)
+	c.SetCookie(&http.Cookie{Name: cookieName(user), Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	err := a.hub.Disconnect(c.Request().Context(), user, notify.DisconnectOptions{RefuseBefore: time.Now()})
+	if err != nil {
+		a.opts.Logger.Error("sign out everywhere", "user", user, "err", err)
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "could not reach every server; try again")
+	}
+	return c.NoContent(http.StatusNoContent)
 }
 
 // sendRequest is the body of POST /api/send and /demo/send. With neither User nor Topic the

@@ -15,7 +15,7 @@
 //	upgrades_refused_total{reason}   upgrades refused: "no_token", "token_expired",
 //	                                 "token_invalid", "token_too_large", "origin",
 //	                                 "user_sessions", "hub_sessions", "shutting_down",
-//	                                 "bad_request"
+//	                                 "bad_request", "signed_out"
 //	sends_total{kind}                calls of Send ("user"), Publish ("topic") and
 //	                                 Broadcast ("broadcast")
 //	deliveries_total                 events handed to sessions, one per session reached
@@ -25,6 +25,9 @@
 //	abuse_closes_total               sessions closed for protocol abuse
 //	rate_limited_total               client messages refused as rate limited
 //	recoveries_total{recovered}      recoveries asked for, complete ("true") or not ("false")
+//	present                          gauge: this hub's sessions recorded in presence
+//	transitions_total{kind}          cluster-wide transitions that happened on this hub: a
+//	                                 user's first session anywhere ("online"), last ("offline")
 //	broker_errors_total              failed broker calls
 //	broker_reconnects_total          broker reconnections (0 if the broker keeps no count)
 //	send_duration_seconds            histogram of the time Send, Publish and Broadcast took
@@ -77,8 +80,11 @@ var (
 	rateLimitedDesc = desc("rate_limited_total", "Client messages refused as rate limited.")
 	recoveriesDesc  = desc("recoveries_total",
 		"Recoveries asked for by reconnecting clients, by whether they were complete.", "recovered")
+	presentDesc     = desc("present", "Sessions of this hub recorded in presence.")
+	transitionsDesc = desc("transitions_total", "Cluster-wide transitions that happened on "+
+		"this hub: a user's first session anywhere (kind online), their last (offline).", "kind")
 	brokerErrorsDesc = desc("broker_errors_total",
-		"Failed broker calls (publish, subscribe, unsubscribe, history).")
+		"Failed broker calls (publish, subscribe, unsubscribe, history, presence).")
 	reconnectsDesc = desc("broker_reconnects_total",
 		"Reconnections of the broker to its backend; 0 with a broker that keeps no count.")
 	sendDurationDesc = desc("send_duration_seconds",
@@ -87,7 +93,8 @@ var (
 
 var descs = [...]*prometheus.Desc{sessionsDesc, usersDesc, topicsDesc, connectsDesc,
 	disconnectsDesc, refusedDesc, sendsDesc, deliveriesDesc, framesDesc, bytesDesc, slowDesc,
-	abuseDesc, rateLimitedDesc, recoveriesDesc, brokerErrorsDesc, reconnectsDesc, sendDurationDesc}
+	abuseDesc, rateLimitedDesc, recoveriesDesc, presentDesc, transitionsDesc, brokerErrorsDesc,
+	reconnectsDesc, sendDurationDesc}
 
 // Describe implements [prometheus.Collector].
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -132,6 +139,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(rateLimitedDesc, s.RateLimited)
 	counter(recoveriesDesc, s.Recovered, "true")
 	counter(recoveriesDesc, s.NotRecovered, "false")
+	gauge(presentDesc, s.Present)
+	counter(transitionsDesc, s.Online, "online")
+	counter(transitionsDesc, s.Offline, "offline")
 	counter(brokerErrorsDesc, s.BrokerErrors)
 	counter(reconnectsDesc, s.BrokerReconnects)
 

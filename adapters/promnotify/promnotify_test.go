@@ -163,6 +163,7 @@ notify_upgrades_refused_total{reason="hub_sessions"} 0
 notify_upgrades_refused_total{reason="no_token"} 1
 notify_upgrades_refused_total{reason="origin"} 0
 notify_upgrades_refused_total{reason="shutting_down"} 0
+notify_upgrades_refused_total{reason="signed_out"} 0
 notify_upgrades_refused_total{reason="token_expired"} 0
 notify_upgrades_refused_total{reason="token_invalid"} 0
 notify_upgrades_refused_total{reason="token_too_large"} 0
@@ -177,7 +178,7 @@ notify_recoveries_total{recovered="true"} 0
 # HELP notify_slow_consumer_closes_total Sessions closed as slow consumers.
 # TYPE notify_slow_consumer_closes_total counter
 notify_slow_consumer_closes_total 0
-# HELP notify_broker_errors_total Failed broker calls (publish, subscribe, unsubscribe, history).
+# HELP notify_broker_errors_total Failed broker calls (publish, subscribe, unsubscribe, history, presence).
 # TYPE notify_broker_errors_total counter
 notify_broker_errors_total 0
 `
@@ -203,8 +204,8 @@ notify_broker_errors_total 0
 	if v := value(t, mfs, "notify_disconnects_total", "code", "1000"); v != 0 {
 		t.Errorf("notify_disconnects_total{code=1000} %v before any disconnect, want 0", v)
 	}
-	if n := len(mfs["notify_disconnects_total"].GetMetric()); n != 12 {
-		t.Errorf("%d notify_disconnects_total series, want 12 (11 codes and other)", n)
+	if n := len(mfs["notify_disconnects_total"].GetMetric()); n != 13 {
+		t.Errorf("%d notify_disconnects_total series, want 13 (12 codes and other)", n)
 	}
 
 	h := mfs["notify_send_duration_seconds"].GetMetric()[0].GetHistogram()
@@ -223,8 +224,8 @@ notify_broker_errors_total 0
 
 	// 18 series without a label or with a fixed set of values, the histogram, 9 refusal
 	// reasons and 12 close codes (11 and other).
-	if n := testutil.CollectAndCount(promnotify.NewCollector(hub)); n != 39 {
-		t.Errorf("%d metrics collected, want 39", n)
+	if n := testutil.CollectAndCount(promnotify.NewCollector(hub)); n != 44 {
+		t.Errorf("%d metrics collected, want 44", n)
 	}
 	problems, err := testutil.CollectAndLint(promnotify.NewCollector(hub))
 	if err != nil {
@@ -264,6 +265,7 @@ notify_disconnects_total{code="1009"} 0
 notify_disconnects_total{code="1011"} 0
 notify_disconnects_total{code="1013"} 0
 notify_disconnects_total{code="4000"} 0
+notify_disconnects_total{code="4001"} 0
 notify_disconnects_total{code="4002"} 0
 notify_disconnects_total{code="4003"} 0
 notify_disconnects_total{code="4029"} 0

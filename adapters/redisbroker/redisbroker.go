@@ -59,6 +59,10 @@ type Options struct {
 	HistorySize int
 	// HistoryTTL is how long an event is kept for recovery. Default 5m.
 	HistoryTTL time.Duration
+	// PresenceTTL bounds how long the sessions of a node that died without closing them stay
+	// in presence ([notify.Hub.Presence]): each node refreshes its sessions' entries every
+	// PresenceTTL/3. Default 30s (DefaultPresenceTTL).
+	PresenceTTL time.Duration
 	// Logger receives the broker's logs. Default: none.
 	Logger *slog.Logger
 }
@@ -114,6 +118,8 @@ type Broker struct {
 	histQ   chan *histReq  // reads waiting for a reader (see history.go)
 	pubDone sync.WaitGroup // the publishers and the readers
 
+	pres presenceState // see presence.go
+
 	stop chan struct{}
 }
 
@@ -151,6 +157,10 @@ func New(opts Options) (*Broker, error) {
 	if b.opts.HistoryTTL <= 0 {
 		b.opts.HistoryTTL = notify.DefaultHistoryTTL
 	}
+	if b.opts.PresenceTTL <= 0 {
+		b.opts.PresenceTTL = DefaultPresenceTTL
+	}
+	b.pres.local, b.pres.done = map[string]map[string]struct{}{}, make(chan struct{})
 	if b.opts.Logger == nil {
 		b.opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -215,6 +225,7 @@ func (b *Broker) Start(ctx context.Context, deliver func(notify.Message)) error 
 	for range readers {
 		go b.reader()
 	}
+	go b.keepPresence()
 	return nil
 }
 
@@ -411,6 +422,7 @@ func (b *Broker) Close() error {
 		}
 		b.subs.Wait()
 		b.pubDone.Wait()
+		<-b.pres.done
 	}
 	if b.own {
 		if e := b.client.Close(); e != nil && err == nil {

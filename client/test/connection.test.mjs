@@ -245,6 +245,42 @@ test("close 4000: reconnects at once with a new token", async () => {
   assert.deepEqual(last().protocols, ["notify.v1", "notify.bearer.jwt2"]);
 });
 
+test("close 4001 (signed out): reconnects at once if token() gives a fresh token", async () => {
+  const { n, sockets, tokens, states, last } = await setup({ minDelay: 10000, maxDelay: 10000 });
+  track(n);
+  last().receive(welcome());
+  last().serverClose(4001, "signed out");
+  assert.equal(states.at(-1)[0], "reconnecting");
+  assert.equal(states.at(-1)[1].delay, 0);
+  mock.timers.tick(0);
+  await settle();
+  assert.equal(sockets.length, 2);
+  assert.deepEqual(tokens, ["jwt1", "jwt2"]);
+});
+
+test("close 4001 (signed out): stops when token() returns null, and with a fixed token", async () => {
+  let signedIn = true;
+  const { n, sockets, states, last } = await setup({ token: async () => (signedIn ? "jwt" : null) });
+  last().receive(welcome());
+  signedIn = false;
+  last().serverClose(4001, "signed out");
+  mock.timers.tick(0);
+  await settle();
+  assert.equal(n.state, "closed");
+  assert.deepEqual(states.at(-1), ["closed", { code: 4001, reason: "signed out" }]);
+  mock.timers.tick(1e6);
+  await settle();
+  assert.equal(sockets.length, 1);
+
+  const fixed = await setup({ token: "jwt-fixed" });
+  fixed.last().receive(welcome());
+  fixed.last().serverClose(4001, "signed out");
+  assert.equal(fixed.n.state, "closed");
+  mock.timers.tick(1e6);
+  await settle();
+  assert.equal(fixed.sockets.length, 1, "the old token is not used again");
+});
+
 test("close 4002: reconnects at once", async () => {
   const { n, sockets, states, last } = await setup({ minDelay: 10000, maxDelay: 10000 });
   track(n);
@@ -611,6 +647,31 @@ test("recovery: broadcasts, ephemeral events and server-made subscriptions leave
   await reconnect(s);
   assert.equal(s.last().url, "wss://example.com/notify/ws?epoch=E&offset=1");
   assert.deepEqual(s.last().requests(), []);
+});
+
+test("recovery: a server-made subscription is kept across reconnects and recovered from its position", async () => {
+  const s = await recoverySetup();
+  s.last().receive(
+    welcome({ epoch: "E", offset: 1 }),
+    { op: "subscribed", topic: "team", epoch: "X", offset: 5, server: true },
+    { offset: 6, epoch: "X", type: "s", id: "t6", topic: "team" },
+  );
+  await reconnect(s);
+  assert.equal(s.last().url, "wss://example.com/notify/ws?epoch=E&offset=1&t.team=6.X");
+  assert.deepEqual(s.last().requests(), [], "the server renews it, not the client");
+  s.last().receive(
+    welcome({ epoch: "E", offset: 1, recovered: true }),
+    { op: "subscribed", topic: "team", epoch: "X", offset: 7, server: true, recovered: true },
+    { offset: 7, epoch: "X", type: "s", id: "t7", topic: "team" },
+  );
+  assert.deepEqual(s.got, ["t6", "t7"]);
+  assert.deepEqual(s.recoveries, [{ recovered: true }, { topic: "team", recovered: true }]);
+  await reconnect(s);
+  assert.equal(s.last().url, "wss://example.com/notify/ws?epoch=E&offset=1&t.team=7.X");
+  // Not renewed by the server this time: forgotten.
+  s.last().receive(welcome({ epoch: "E", offset: 1, recovered: true }));
+  await reconnect(s);
+  assert.equal(s.last().url, "wss://example.com/notify/ws?epoch=E&offset=1");
 });
 
 test("recovery: an offset gap reconnects at once from the last position; the replay fills it in order", async () => {

@@ -3,8 +3,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   backoffDelay, closeAction, parseFrame, resolveURL, Dedup, positionOf, withPosition, rateLimitDelay,
+  withServerTopics,
   CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_ABNORMAL, CLOSE_TOO_BIG,
-  CLOSE_TOKEN_EXPIRED, CLOSE_SLOW_CONSUMER, CLOSE_PROTOCOL_ABUSE, CLOSE_RATE_LIMITED,
+  CLOSE_TOKEN_EXPIRED, CLOSE_SIGNED_OUT, CLOSE_SLOW_CONSUMER, CLOSE_PROTOCOL_ABUSE, CLOSE_RATE_LIMITED,
 } from "../notify.js";
 
 test("backoffDelay: full jitter below min(maxDelay, minDelay * 2^attempt)", () => {
@@ -39,20 +40,21 @@ test("closeAction: table of close codes", () => {
     [CLOSE_PROTOCOL_ABUSE, "stop"],
     [CLOSE_TOKEN_EXPIRED, "now"],
     [CLOSE_SLOW_CONSUMER, "now"],
+    [CLOSE_SIGNED_OUT, "signedout"],
     [CLOSE_RATE_LIMITED, "limited"],
     [CLOSE_GOING_AWAY, "backoff"],
     [CLOSE_ABNORMAL, "backoff"],
     [CLOSE_TOO_BIG, "backoff"],
     [1011, "backoff"],
-    [4001, "backoff"],
+    [4004, "backoff"],
     [4028, "backoff"],
     [4030, "backoff"],
     [undefined, "backoff"],
   ];
   for (const [code, want] of cases) assert.equal(closeAction(code), want, `code ${code}`);
   assert.deepEqual(
-    [CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_ABNORMAL, CLOSE_TOO_BIG, CLOSE_TOKEN_EXPIRED, CLOSE_SLOW_CONSUMER, CLOSE_PROTOCOL_ABUSE, CLOSE_RATE_LIMITED],
-    [1000, 1001, 1006, 1009, 4000, 4002, 4003, 4029],
+    [CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_ABNORMAL, CLOSE_TOO_BIG, CLOSE_TOKEN_EXPIRED, CLOSE_SIGNED_OUT, CLOSE_SLOW_CONSUMER, CLOSE_PROTOCOL_ABUSE, CLOSE_RATE_LIMITED],
+    [1000, 1001, 1006, 1009, 4000, 4001, 4002, 4003, 4029],
   );
 });
 
@@ -143,4 +145,10 @@ test("withPosition: sets, replaces and removes epoch and offset, keeping other p
     { url: "wss://h/ws", pos: { epoch: "a b&c", offset: 1 }, want: "wss://h/ws?epoch=a+b%26c&offset=1" },
   ];
   for (const c of cases) assert.equal(withPosition(c.url, c.pos), c.want, c.url);
+});
+
+test("withServerTopics: one t.<topic> parameter per position, earlier ones replaced", () => {
+  const u = "wss://h/ws?epoch=E&offset=3&t.old=1.X";
+  const got = withServerTopics(u, new Map([["team.a", { epoch: "X.1", offset: 7 }], ["nopos", undefined]]));
+  assert.equal(got, "wss://h/ws?epoch=E&offset=3&t.team.a=7.X.1");
 });

@@ -32,9 +32,11 @@ async function start() {
   showLogin();
 }
 
-function showLogin() {
+// notice says why the form shows, e.g. that the user was signed out everywhere.
+function showLogin(notice = "") {
   client?.close();
   client = null;
+  $("#login-notice").textContent = notice;
   $("#session").hidden = true;
   $("#app-view").hidden = true;
   $("#login-view").hidden = false;
@@ -55,10 +57,12 @@ function showApp(user, node = "") {
   updateUnread();
 
   client = connect("/notify/ws", { token: fetchToken });
-  client.onState((state) => {
+  client.onState((state, info) => {
     const el = $("#conn-state");
-    el.textContent = state;
+    // Closed with 4001 and no fresh token: signed out (on this or another tab or device).
+    el.textContent = state === "closed" && info?.code === 4001 ? "signed out" : state;
     el.dataset.state = state;
+    if (state === "connected") showPresence(user); // this session included
   });
   // After a reconnect the client asks for what it missed; see noteRecovery.
   seen.clear();
@@ -118,7 +122,8 @@ async function fetchToken() {
   const res = await api("/api/token");
   if (res.status === 401) {
     sessionStorage.removeItem(USER_KEY);
-    showLogin();
+    // After the client has stopped: its state then says why (e.g. signed out, close 4001).
+    setTimeout(() => showLogin("You were signed out."), 0);
     return null;
   }
   if (!res.ok) throw new Error(`token: HTTP ${res.status}`);
@@ -144,6 +149,36 @@ $("#logout").addEventListener("click", async () => {
   await api("/api/logout", { method: "POST" });
   sessionStorage.removeItem(USER_KEY);
   showLogin();
+});
+
+$("#signout-everywhere").addEventListener("click", async () => {
+  const res = await api("/api/signout-everywhere", { method: "POST" });
+  if (!res.ok) $("#presence").textContent = "Sign out failed: try again.";
+  // This tab's session closes with 4001 like every other: the client asks fetchToken for a
+  // fresh token, gets none, and stops.
+});
+
+// ---- presence ----
+
+async function showPresence(user) {
+  const res = await api(`/api/presence?user=${encodeURIComponent(user)}`);
+  const el = $("#presence");
+  if (!res.ok) {
+    el.textContent = `Cannot tell whether ${user} is online.`;
+    return;
+  }
+  const p = await res.json();
+  const nodes = new Set(p.sessions.map((s) => s.node)).size;
+  el.textContent = p.online
+    ? `${p.user} is online: ${p.sessions.length} session(s) on ${nodes} server(s).`
+    : `${p.user} is offline.`;
+  el.dataset.sessions = String(p.sessions.length);
+}
+
+$("#presence-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const user = e.target.user.value.trim() || $("#user-name").textContent;
+  showPresence(user);
 });
 
 // ---- notifications ----

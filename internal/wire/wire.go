@@ -61,6 +61,9 @@ type Control struct {
 	// Reconnect, in goaway, is the window in seconds over which the client spreads its
 	// reconnect.
 	Reconnect int64 `json:"reconnect,omitempty"`
+	// Server, in subscribed, marks a subscription the application made: the client does not
+	// renew it itself, and gives its position in the connect URL to recover it.
+	Server bool `json:"server,omitempty"`
 }
 
 // Frame encodes c as json.Marshal would (TestControlFrame compares them), without reflection:
@@ -98,6 +101,9 @@ func (c Control) Frame() []byte {
 		b = strconv.AppendBool(b, *c.Recovered)
 	}
 	num(`,"reconnect":`, c.Reconnect)
+	if c.Server {
+		b = append(b, `,"server":true`...)
+	}
 	return append(b, '}')
 }
 

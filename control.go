@@ -1,0 +1,287 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/gonotify/notify/internal/wire"
+)
+
+// Commands about one user (disconnect it, subscribe or unsubscribe its sessions) travel to
+// every node as ephemeral messages on the user's own stream: only the nodes holding a session
+// of the user are subscribed to it, so a command costs what the user's sessions cost and
+// reaches no other node. A command's payload starts with controlMark; an event's is a JSON
+// object and starts with '{', so the two cannot be confused.
+const controlMark = '!'
+
+// command is a control message's body.
+type command struct {
+	Op    string `json:"op"`              // "disconnect", "subscribe" or "unsubscribe"
+	Topic string `json:"topic,omitempty"` // of subscribe and unsubscribe
+	// Before, in a disconnect, limits it to the sessions whose token a refusal at that time
+	// (unix ms) refuses: the sweep (see Hub.sweepRefused). Zero: every session.
+	Before int64  `json:"before,omitempty"`
+	Node   string `json:"node"` // the hub that sent it: it has done the work for its own sessions
+}
+
+func (c command) payload() []byte {
+	b, _ := json.Marshal(c) // strings only: cannot fail
+	return append([]byte{controlMark}, b...)
+}
+
+// isCommand reports whether a message is a command rather than an event.
+func isCommand(m Message) bool {
+	return m.Offset == 0 && len(m.Payload) > 0 && m.Payload[0] == controlMark
+}
+
+// DisconnectOptions are the options of [Hub.Disconnect]. The zero value closes the sessions
+// and refuses no token.
+type DisconnectOptions struct {
+	// RefuseBefore, when set, refuses the user's tokens issued before it ("iat"), and tokens
+	// without "iat", on every node: at connect (401) and in a refresh (an error frame, then
+	// close 4001). Set it to time.Now() for "sign out everywhere". Default: no refusal.
+	RefuseBefore time.Time
+	// RefuseFor is how long the refusal is kept: as long as a token issued before
+	// RefuseBefore could still be valid. Default Config.TokenLifetime plus Config.Leeway.
+	RefuseFor time.Duration
+}
+
+// Disconnect closes every session of the user, on every hub sharing the broker, with
+// [CloseSignedOut]: the reference client then asks its token function for a fresh token and
+// stops when there is none. With opts.RefuseBefore set it first records the refusal of older
+// tokens, so that a session cannot come back with the token it had. A user with no session
+// is not an error. The error is returned when the refusal or the command could not be handed
+// to the broker (Redis unreachable): then this hub's own sessions of the user are closed
+// still, and the other nodes' may not be.
+//
+// A session whose connect was verified in the few milliseconds before the refusal was
+// recorded, and whose node subscribed to the user's stream only after the command went out,
+// misses the command: with a refusal, Disconnect sends a second one 2 seconds later
+// (sweepDelay) that closes the sessions the refusal refuses, on every node.
+func (h *Hub) Disconnect(ctx context.Context, userID string, opts DisconnectOptions) error {
+	if userID == "" {
+		return ErrInvalidUser
+	}
+	if opts.RefuseFor < 0 {
+		return fmt.Errorf("%w: DisconnectOptions.RefuseFor is negative", ErrConfig)
+	}
+	if !opts.RefuseBefore.IsZero() {
+		ttl := opts.RefuseFor
+		if ttl == 0 {
+			ttl = h.cfg.TokenLifetime + h.cfg.Leeway
+		}
+		if err := h.presence.Refuse(ctx, userID, opts.RefuseBefore, ttl); err != nil {
+			h.stats.brokerErrors.Add(1)
+			h.disconnectLocal(userID, time.Time{})
+			return fmt.Errorf("notify: disconnect %q: record the refusal: %w", userID, err)
+		}
+	}
+	h.disconnectLocal(userID, time.Time{})
+	if err := h.command(ctx, userID, command{Op: "disconnect"}); err != nil {
+		return fmt.Errorf("notify: disconnect %q: %w", userID, err)
+	}
+	if !opts.RefuseBefore.IsZero() {
+		h.later(sweepDelay, func() { h.sweepRefused(userID, opts.RefuseBefore) })
+	}
+	return nil
+}
+
+// sweepDelay is how long after a Disconnect with a refusal its sweep runs: longer than a
+// connect takes from its refusal check to its subscription to the user's stream.
+const sweepDelay = 2 * time.Second
+
+// sweepRefused closes the sessions of the user, on every node, whose token a refusal at
+// before refuses.
+func (h *Hub) sweepRefused(userID string, before time.Time) {
+	h.disconnectLocal(userID, before)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := h.command(ctx, userID, command{Op: "disconnect", Before: before.UnixMilli()}); err != nil && !errors.Is(err, ErrClosed) {
+		h.cfg.Logger.Warn("notify: disconnect sweep failed", "user", userID, "err", err)
+	}
+}
+
+// disconnectLocal closes this hub's sessions of the user: every one when before is zero,
+// otherwise those whose token a refusal at before refuses.
+func (h *Hub) disconnectLocal(userID string, before time.Time) {
+	for _, c := range h.idx.sessionsOf(userID) {
+		if before.IsZero() || h.refusedBy(Identity{IssuedAt: c.issuedAt()}, before) != nil {
+			c.close(CloseSignedOut)
+		}
+	}
+}
+
+// later runs fn after d on a goroutine the hub owns, unless Shutdown comes first.
+func (h *Hub) later(d time.Duration, fn func()) {
+	h.acceptMu.Lock()
+	defer h.acceptMu.Unlock()
+	if h.closed.Load() {
+		return
+	}
+	h.cmds.wg.Add(1)
+	go func() {
+		defer h.cmds.wg.Done()
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			fn()
+		case <-h.stop:
+		}
+	}()
+}
+
+// command sends a command to the other nodes holding sessions of the user. The in-memory
+// broker delivers it back to this hub only, which ignores its own.
+func (h *Hub) command(ctx context.Context, userID string, cmd command) error {
+	if h.closed.Load() {
+		return ErrClosed
+	}
+	cmd.Node = h.node
+	if err := h.broker.Publish(ctx, wire.UserStream(userID), cmd.payload(), true); err != nil {
+		h.stats.brokerErrors.Add(1)
+		return fmt.Errorf("notify: broker: %w", err)
+	}
+	return nil
+}
+
+// Subscribe subscribes every current session of the user to topic, on every hub sharing the
+// broker, without authorization checks: the server is trusted. Each session is told with a
+// "subscribed" frame marked "server":true. Sessions the user opens later are subscribed only
+// if [Config.Topics] returns the topic for them. See [Hub.SubscribeContext].
+func (h *Hub) Subscribe(userID, topic string) error {
+	return h.SubscribeContext(context.Background(), userID, topic)
+}
+
+// SubscribeContext is [Hub.Subscribe] with a context. It returns an error for this hub's
+// sessions the broker could not subscribe (they stay unsubscribed), and when the command could
+// not reach the other nodes; those subscribe their sessions after it returns, and log their
+// failures.
+func (h *Hub) SubscribeContext(ctx context.Context, userID, topic string) error {
+	return h.serverSubscription(ctx, userID, topic, true)
+}
+
+// Unsubscribe ends the subscriptions of the user's current sessions to topic, on every hub
+// sharing the broker. See [Hub.UnsubscribeContext].
+func (h *Hub) Unsubscribe(userID, topic string) error {
+	return h.UnsubscribeContext(context.Background(), userID, topic)
+}
+
+// UnsubscribeContext is [Hub.Unsubscribe] with a context.
+func (h *Hub) UnsubscribeContext(ctx context.Context, userID, topic string) error {
+	return h.serverSubscription(ctx, userID, topic, false)
+}
+
+func (h *Hub) serverSubscription(ctx context.Context, userID, topic string, on bool) error {
+	if userID == "" {
+		return ErrInvalidUser
+	}
+	if err := validTopic(topic); err != nil {
+		return err
+	}
+	op := "unsubscribe"
+	if on {
+		op = "subscribe"
+	}
+	local := h.subscribeLocal(ctx, userID, topic, on)
+	return errors.Join(local, h.command(ctx, userID, command{Op: op, Topic: topic}))
+}
+
+// subscribeLocal applies a server subscription to this hub's sessions of the user.
+func (h *Hub) subscribeLocal(ctx context.Context, userID, topic string, on bool) error {
+	var errs []error
+	for _, c := range h.idx.sessionsOf(userID) {
+		if on {
+			_, err := h.join(ctx, c, topic, nil, true)
+			errs = append(errs, err)
+		} else {
+			h.leave(ctx, c, topic, wire.Control{Op: "unsubscribed", Topic: topic})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// commanded handles a command delivered on a user's stream. A disconnect is done at once: it
+// only queues close frames. Subscriptions call the broker, which deliver may not wait for:
+// they go to the hub's commander, in order.
+func (h *Hub) commanded(user string, m Message) {
+	var cmd command
+	if err := json.Unmarshal(m.Payload[1:], &cmd); err != nil {
+		h.cfg.Logger.Error("notify: malformed command", "user", user, "err", err)
+		return
+	}
+	if cmd.Node == h.node {
+		return // done by the sender itself
+	}
+	switch cmd.Op {
+	case "disconnect":
+		var before time.Time
+		if cmd.Before != 0 {
+			before = time.UnixMilli(cmd.Before)
+		}
+		h.disconnectLocal(user, before)
+	case "subscribe", "unsubscribe":
+		h.cmds.push(h, queuedCommand{user: user, cmd: cmd})
+	default:
+		h.cfg.Logger.Warn("notify: unknown command", "op", cmd.Op)
+	}
+}
+
+type queuedCommand struct {
+	user string
+	cmd  command
+}
+
+// commander runs the subscription commands of other nodes in the order they arrived, on one
+// goroutine the hub owns. mu guards queue and running; the goroutine runs while the queue is
+// not empty and is waited for by Shutdown (through wg, which also counts Hub.later's).
+type commander struct {
+	mu      sync.Mutex
+	queue   []queuedCommand
+	running bool
+	wg      sync.WaitGroup
+}
+
+// push queues a command and starts the goroutine if it is not running. After Shutdown began
+// nothing is queued: the sessions are closing anyway.
+func (q *commander) push(h *Hub, c queuedCommand) {
+	h.acceptMu.Lock()
+	defer h.acceptMu.Unlock()
+	if h.closed.Load() {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.queue = append(q.queue, c)
+	if !q.running {
+		q.running = true
+		q.wg.Add(1)
+		go q.run(h)
+	}
+}
+
+func (q *commander) run(h *Hub) {
+	defer q.wg.Done()
+	for {
+		q.mu.Lock()
+		if len(q.queue) == 0 {
+			q.running = false
+			q.queue = nil
+			q.mu.Unlock()
+			return
+		}
+		c := q.queue[0]
+		q.queue = q.queue[1:]
+		q.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+		err := h.subscribeLocal(ctx, c.user, c.cmd.Topic, c.cmd.Op == "subscribe")
+		cancel()
+		if err != nil {
+			h.cfg.Logger.Warn("notify: server subscription failed", "user", c.user, "topic", c.cmd.Topic, "err", err)
+		}
+	}
+}

@@ -1,0 +1,348 @@
+package notify_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/gonotify/notify"
+	"github.com/gonotify/notify/internal/wstest"
+)
+
+// signed returns a token for user with the given iat (none when zero) and an expiry in a minute.
+func signed(t testing.TB, user string, iat time.Time) string {
+	t.Helper()
+	claims := jwt.MapClaims{"sub": user, "exp": time.Now().Add(time.Minute).Unix()}
+	if !iat.IsZero() {
+		claims["iat"] = iat.Unix()
+	}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// refusedWith dials with tok and returns the status and body of the refused upgrade.
+func refusedWith(t testing.TB, u, tok string) (int, string) {
+	t.Helper()
+	c, resp, err := dialURL(t, u, http.Header{"Authorization": {"Bearer " + tok}})
+	if err == nil {
+		c.WS.Close()
+		t.Fatal("upgrade succeeded, want it refused")
+	}
+	if resp == nil {
+		t.Fatalf("no response: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(body))
+}
+
+func TestPresenceBadInput(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	if _, err := h.Presence(context.Background(), ""); !errors.Is(err, notify.ErrInvalidUser) {
+		t.Fatalf("Presence(\"\") = %v, want ErrInvalidUser", err)
+	}
+	p, err := h.Presence(context.Background(), "nobody")
+	if err != nil || len(p) != 0 {
+		t.Fatalf("Presence(unknown) = %v, %v; want empty, nil", p, err)
+	}
+	if err := h.Disconnect(context.Background(), "nobody", notify.DisconnectOptions{}); err != nil {
+		t.Fatalf("Disconnect(no sessions) = %v", err)
+	}
+	if err := h.Disconnect(context.Background(), "", notify.DisconnectOptions{}); !errors.Is(err, notify.ErrInvalidUser) {
+		t.Fatalf("Disconnect(\"\") = %v", err)
+	}
+	if s := h.Stats(); s.Sessions != 0 || s.Present != 0 || s.Online != 0 {
+		t.Fatalf("stats after a Disconnect of nobody: %+v", s)
+	}
+}
+
+// TestPresenceAndHooks: presence lists the sessions with their IDs; the session hooks get the
+// identity, OnOnline and OnOffline fire once per transition, and Stats agree.
+func TestPresenceAndHooks(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var log []string
+	add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
+	h := newHub(t, func(c *notify.Config) {
+		c.OnSessionStart = func(id notify.Identity, s notify.SessionInfo) { add("start " + id.UserID + " " + s.ID) }
+		c.OnSessionEnd = func(id notify.Identity, s notify.SessionInfo) { add("end " + id.UserID + " " + s.ID) }
+		c.OnOnline = func(u string) { add("online " + u) }
+		c.OnOffline = func(u string) { add("offline " + u) }
+	})
+	srv := serve(t, h)
+	c1, w1 := dialWelcome(t, srv, token(t, h, "alice"))
+	c2, w2 := dialWelcome(t, srv, token(t, h, "alice"))
+	p, err := h.Presence(context.Background(), "alice")
+	if err != nil || len(p) != 2 || p[0].ID != w1["session"] || p[1].ID != w2["session"] || p[0].Node == "" {
+		t.Fatalf("Presence = %+v, %v; want the two sessions %v, %v", p, err, w1["session"], w2["session"])
+	}
+	if s := h.Stats(); s.Present != 2 || s.Online != 1 || s.Offline != 0 {
+		t.Fatalf("stats with two sessions: Present %d Online %d Offline %d", s.Present, s.Online, s.Offline)
+	}
+	c1.WS.Close()
+	waitFor(t, "first session to end", func() bool { return h.Stats().Present == 1 })
+	c2.WS.Close()
+	waitFor(t, "second session to end", func() bool { return h.Stats().Present == 0 })
+	s1, s2 := w1["session"].(string), w2["session"].(string)
+	want := "start alice " + s1 + "|online alice|start alice " + s2 + "|end alice " + s1 + "|end alice " + s2 + "|offline alice"
+	mu.Lock()
+	got := strings.Join(log, "|")
+	mu.Unlock()
+	if got != want {
+		t.Fatalf("hooks:\n got %s\nwant %s", got, want)
+	}
+	if s := h.Stats(); s.Online != 1 || s.Offline != 1 {
+		t.Fatalf("stats: Online %d Offline %d, want 1 1", s.Online, s.Offline)
+	}
+	if p, _ := h.Presence(context.Background(), "alice"); len(p) != 0 {
+		t.Fatalf("Presence after both left: %+v", p)
+	}
+}
+
+func dialWelcome(t testing.TB, srv *httptest.Server, tok string) (*client, map[string]any) {
+	t.Helper()
+	return wstest.Welcome(t, wsURL(srv), tok)
+}
+
+func welcomeURL(t testing.TB, u, tok string) (*client, map[string]any) {
+	t.Helper()
+	return wstest.Welcome(t, u, tok)
+}
+
+// TestDisconnect: every session closes with 4001; with a refusal, the old token gets 401 with
+// the reason at connect and, in a refresh, an error frame and close 4001; a token issued after
+// it connects.
+func TestDisconnect(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	old := signed(t, "alice", time.Now().Add(-time.Hour))
+	a1, a2 := dial(t, srv, old), dial(t, srv, old)
+	bob := dial(t, srv, token(t, h, "bob"))
+	// Another session, whose refresh comes after the refusal.
+	a3 := dial(t, srv, old)
+	if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*client{a1, a2, a3} {
+		if code := c.CloseCode(); code != int(notify.CloseSignedOut) {
+			t.Fatalf("close code %d, want %d", code, notify.CloseSignedOut)
+		}
+	}
+	// Without a refusal the old token still connects.
+	a4 := dial(t, srv, old)
+	if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: time.Now().Add(-time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	if code := a4.CloseCode(); code != int(notify.CloseSignedOut) {
+		t.Fatalf("close code %d, want %d", code, notify.CloseSignedOut)
+	}
+	status, body := refusedWith(t, wsURL(srv), old)
+	if status != http.StatusUnauthorized || body != "notify: unauthorized: token issued before the user was signed out" {
+		t.Fatalf("old token at connect: %d %q", status, body)
+	}
+	status, body = refusedWith(t, wsURL(srv), signed(t, "alice", time.Time{}))
+	if status != http.StatusUnauthorized || !strings.Contains(body, "no iat") {
+		t.Fatalf("token without iat at connect: %d %q", status, body)
+	}
+	if got := h.Stats().Refused["signed_out"]; got != 2 {
+		t.Fatalf("Refused[signed_out] = %d, want 2", got)
+	}
+	// A fresh token connects; a refresh with the old one ends the session.
+	fresh := dial(t, srv, signed(t, "alice", time.Now()))
+	fresh.Send(map[string]any{"op": "refresh", "token": old})
+	if m := fresh.NextNonPing(); m["op"] != "error" || m["code"] != "invalid_token" ||
+		m["reason"] != "unauthorized: token issued before the user was signed out" {
+		t.Fatalf("refresh with the old token: %v", m)
+	}
+	if code := fresh.CloseCode(); code != int(notify.CloseSignedOut) {
+		t.Fatalf("close code %d after the refused refresh, want %d", code, notify.CloseSignedOut)
+	}
+	// bob was not touched.
+	expectMarker(t, h, bob, "bob")
+}
+
+// TestRefusalLeeway: tokens issued within Config.Leeway before the refusal time are accepted
+// (another node's clock may be that far behind), older ones are not.
+func TestRefusalLeeway(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, func(c *notify.Config) { c.Leeway = 5 * time.Second })
+	srv := serve(t, h)
+	signout := time.Now()
+	if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: signout}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		iat  time.Time
+		ok   bool
+	}{
+		{"issued at the same second", signout, true}, // within the leeway
+		{"issued by a clock 3s behind", signout.Add(-3 * time.Second), true},
+		{"issued 10s before", signout.Add(-10 * time.Second), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := signed(t, "alice", tc.iat)
+			if tc.ok {
+				dial(t, srv, tok).WS.Close()
+				return
+			}
+			if status, _ := refusedWith(t, wsURL(srv), tok); status != http.StatusUnauthorized {
+				t.Fatalf("status %d, want 401", status)
+			}
+		})
+	}
+}
+
+// TestConfigTopics: the topics Config.Topics returns are subscribed on every connect, marked
+// as the server's, and recovered from the positions given in the connect URL; a refresh does
+// not revoke them.
+func TestConfigTopics(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, func(c *notify.Config) {
+		c.Topics = func(_ context.Context, id notify.Identity) ([]string, error) {
+			if id.UserID == "mallory" {
+				return nil, errors.New("no")
+			}
+			return []string{"team." + id.UserID}, nil
+		}
+	})
+	srv := serve(t, h)
+	c, _ := welcomeURL(t, wsURL(srv), token(t, h, "alice"))
+	m := c.NextNonPing()
+	if m["op"] != "subscribed" || m["topic"] != "team.alice" || m["server"] != true {
+		t.Fatalf("after the welcome: %v, want subscribed team.alice by the server", m)
+	}
+	epoch, _ := m["epoch"].(string)
+	off, _ := m["offset"].(float64) // absent at 0
+	h.Publish("team.alice", notify.Event{Type: "seen"})
+	if m := c.NextNonPing(); m["type"] != "seen" {
+		t.Fatalf("got %v", m)
+	}
+	c.Send(map[string]any{"op": "refresh", "token": token(t, h, "alice")}) // grants no topic
+	if m := c.NextNonPing(); m["op"] != "refreshed" {
+		t.Fatalf("refresh: %v (the server's subscription must stay)", m)
+	}
+	c.WS.Close()
+	h.Publish("team.alice", notify.Event{Type: "missed"})
+	q := url.Values{"t.team.alice": {strconv.Itoa(int(off)+1) + "." + epoch}}
+	c, _ = welcomeURL(t, wsURL(srv)+"?"+q.Encode(), token(t, h, "alice"))
+	if m := c.NextNonPing(); m["op"] != "subscribed" || m["recovered"] != true {
+		t.Fatalf("after the reconnect: %v, want recovered", m)
+	}
+	if m := c.NextNonPing(); m["type"] != "missed" {
+		t.Fatalf("replay: %v", m)
+	}
+	// A failing Topics refuses the session with 1013.
+	bad, _, err := dialURL(t, wsURL(srv), http.Header{"Authorization": {"Bearer " + token(t, h, "mallory")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := bad.CloseCode(); code != 1013 {
+		t.Fatalf("close %d, want 1013", code)
+	}
+}
+
+func TestSubscribeLaterSession(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	c := dial(t, srv, token(t, h, "alice"))
+	if err := h.Subscribe("alice", "x y"); !errors.Is(err, notify.ErrInvalidTopic) {
+		t.Fatalf("Subscribe(invalid) = %v", err)
+	}
+	if err := h.SubscribeContext(context.Background(), "alice", "billing"); err != nil {
+		t.Fatal(err)
+	}
+	if m := c.NextNonPing(); m["op"] != "subscribed" || m["server"] != true {
+		t.Fatalf("got %v", m)
+	}
+}
+
+func TestSendReport(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	ctx := context.Background()
+	if _, err := h.SendReport(ctx, "", notify.Event{Type: "x"}); !errors.Is(err, notify.ErrInvalidUser) {
+		t.Fatalf("SendReport(\"\") = %v", err)
+	}
+	r, err := h.SendReport(ctx, "carol", notify.Event{Type: "x"})
+	if err != nil || r.Sessions != 0 || r.Nodes != 0 || !r.Stored || r.Position.Offset != 1 || r.StoredUntil.Before(time.Now()) {
+		t.Fatalf("report for a user offline: %+v, %v", r, err)
+	}
+	c := dial(t, srv, token(t, h, "alice"))
+	dial(t, srv, token(t, h, "alice"))
+	r, err = h.SendReport(ctx, "alice", notify.Event{Type: "x"})
+	if err != nil || r.Sessions != 2 || r.Nodes != 1 || r.Position.Offset != 1 {
+		t.Fatalf("report for alice: %+v, %v", r, err)
+	}
+	if m := c.NextNonPing(); m["offset"] != float64(r.Position.Offset) || m["epoch"] != r.Position.Epoch {
+		t.Fatalf("event %v, report %+v", m, r.Position)
+	}
+	r, err = h.SendReport(ctx, "alice", notify.Event{Type: "typing", Ephemeral: true})
+	if err != nil || r.Stored || r.Position.Offset != 0 || r.Sessions != 2 {
+		t.Fatalf("report of an ephemeral event: %+v, %v", r, err)
+	}
+}
+
+// TestRefusalSameSecond: without leeway, a token issued in the second of the refusal is
+// refused (it may be the old token of a tab that logged out in that second); the next
+// second's is not.
+func TestRefusalSameSecond(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	signout := time.Now().Add(-time.Second)
+	if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: signout}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := h.RefusedBefore(context.Background(), "alice"); err != nil || !got.Equal(signout) {
+		t.Fatalf("RefusedBefore = %v, %v; want %v", got, err, signout)
+	}
+	if status, _ := refusedWith(t, wsURL(srv), signed(t, "alice", signout)); status != http.StatusUnauthorized {
+		t.Fatalf("status %d, want 401", status)
+	}
+	dial(t, srv, signed(t, "alice", signout.Add(time.Second))).WS.Close()
+}
+
+// TestDisconnectSweep: the sweep a Disconnect with a refusal runs two seconds later closes the
+// sessions that missed its first command and whose token the refusal refuses (here one that
+// connected before the refusal was recorded), and leaves those with a newer token.
+func TestDisconnectSweep(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	before := time.Now().Add(-2 * time.Second)
+	old := dial(t, srv, signed(t, "alice", time.Now().Add(-time.Hour)))
+	fresh := dial(t, srv, signed(t, "alice", time.Now()))
+	noIat := dial(t, srv, signed(t, "alice", time.Time{}))
+	notify.Sweep(h, "alice", before)
+	for _, c := range []*client{old, noIat} {
+		if code := c.CloseCode(); code != int(notify.CloseSignedOut) {
+			t.Fatalf("close %d, want 4001", code)
+		}
+	}
+	expectMarker(t, h, fresh, "alice")
+	// A refresh brings the token's issue time up to date: the sweep then spares the session.
+	refreshed := dial(t, srv, signed(t, "alice", time.Now().Add(-time.Hour)))
+	refreshed.Send(map[string]any{"op": "refresh", "token": signed(t, "alice", time.Now())})
+	if m := refreshed.NextNonPing(); m["op"] != "refreshed" {
+		t.Fatalf("refresh: %v", m)
+	}
+	notify.Sweep(h, "alice", before)
+	expectMarker(t, h, refreshed, "alice")
+}
