@@ -320,6 +320,9 @@ func TestCluster(t *testing.T) {
 	t.Run("unreachable shard", func(t *testing.T) {
 		p := prefix(t)
 		cut := &cutter{conns: map[*cutConn]bool{}, hang: true, timeout: 2 * time.Second, hanging: make(chan string, 1)}
+		// After the node's cleanup (cleanups run last first): go-redis dials on goroutines of
+		// its own, which its Close does not wait for, and a held dial ends only at its timeout.
+		t.Cleanup(cut.dials.Wait)
 		a := c.newNode(t, p, func(o *redis.ClusterOptions) { o.Dialer = cut.dial })
 		b := c.newNode(t, p, nil)
 		var dark *clusterNode // a shard a has no connection to pub/sub on yet
@@ -465,6 +468,8 @@ type cutter struct {
 	timeout time.Duration // with hang: how long a dial is held
 	hanging chan string   // with hang: the address of each dial held, when it starts
 
+	dials sync.WaitGroup // the dials in progress
+
 	mu    sync.Mutex
 	off   string
 	conns map[*cutConn]bool
@@ -484,6 +489,8 @@ func (cc *cutConn) Close() error {
 }
 
 func (c *cutter) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c.dials.Add(1)
+	defer c.dials.Done()
 	c.mu.Lock()
 	held := c.hang && addr == c.off
 	c.mu.Unlock()

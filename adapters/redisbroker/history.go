@@ -15,60 +15,72 @@ import (
 	"github.com/gonotify/notify/internal/wire"
 )
 
-// Reading positions and history: every session that connects, and every subscription to a
-// topic, reads its stream's position (and, to recover, the events after the client's). As
-// with sends (publish.go), every History hands its read to a reader goroutine and waits; the
-// reader takes every read waiting at that moment and sends them in one pipeline, one round
-// trip, so that a burst of connects costs Redis (and this node) one write and one read per
-// batch rather than per session, and no connecting session's goroutine runs go-redis's call
-// path (whose stack growth was a tenth of a connect's CPU time). A lone read leaves at once.
+// Reading positions and history, and presence: every session that connects, and every
+// subscription to a topic, reads its stream's position (and, to recover, the events after the
+// client's), and a connect and a disconnect write the user's presence. As with sends
+// (publish.go), each such script call is handed to a reader goroutine, which takes every call
+// waiting at that moment and sends them in one pipeline, one round trip, so that a burst of
+// connects costs Redis (and this node) one write and one read per batch rather than several
+// per session, and no connecting session's goroutine runs go-redis's call path (whose stack
+// growth was a tenth of a connect's CPU time). A lone call leaves at once.
 
 // readers is how many read pipelines may be in flight at once.
 const readers = 2
 
-// histReq is one History call waiting for a reader.
-type histReq struct {
-	stream string
-	since  notify.Position // Epoch "" when the caller asked for the position only
-	done   chan histAns    // capacity 1: the reader's answer
+// callReq is one script call waiting for a reader.
+type callReq struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+	done   chan callAns // capacity 1: the reader's answer
 }
 
-type histAns struct {
+type callAns struct {
 	res []any
 	err error
 }
 
-var histReqs = sync.Pool{New: func() any { return &histReq{done: make(chan histAns, 1)} }}
+var callReqs = sync.Pool{New: func() any { return &callReq{done: make(chan callAns, 1)} }}
 
-// History reads the stream's position and, when after is of its current epoch, the events
-// after it that the history holds within the TTL. It waits for a reader's round trip.
-func (b *Broker) History(ctx context.Context, stream string, after *notify.Position) (notify.Position, []notify.Message, error) {
-	r := histReqs.Get().(*histReq)
-	r.stream, r.since = stream, notify.Position{}
-	if after != nil {
-		r.since = *after
-	}
+// call runs the script through a reader's pipeline and returns its reply, an array.
+func (b *Broker) call(ctx context.Context, script *redis.Script, keys []string, args ...any) ([]any, error) {
+	r := callReqs.Get().(*callReq)
+	r.script, r.keys, r.args = script, keys, args
 	select {
-	case b.histQ <- r:
+	case b.callQ <- r:
 	case <-ctx.Done():
-		histReqs.Put(r)
-		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: %w", ctx.Err())
+		r.keys, r.args = nil, nil
+		callReqs.Put(r)
+		return nil, ctx.Err()
 	case <-b.stop:
-		histReqs.Put(r)
-		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: %w", errClosed)
+		r.keys, r.args = nil, nil
+		callReqs.Put(r)
+		return nil, errClosed
 	}
-	var a histAns
 	select {
-	case a = <-r.done:
-		histReqs.Put(r)
+	case a := <-r.done:
+		r.keys, r.args = nil, nil
+		callReqs.Put(r)
+		return a.res, a.err
 	case <-ctx.Done():
 		// The reader still answers into r.done; r is left to the collector.
-		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: %w", ctx.Err())
+		return nil, ctx.Err()
 	}
-	if a.err != nil {
-		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: %w", a.err)
+}
+
+// History reads the stream's position and, when after is of its current epoch, the events
+// after it that the history holds within the TTL, in a reader's round trip.
+func (b *Broker) History(ctx context.Context, stream string, after *notify.Position) (notify.Position, []notify.Message, error) {
+	var since notify.Position
+	if after != nil {
+		since = *after
 	}
-	pos, msgs, err := b.parseHistory(stream, a.res)
+	ttl := max(1, int64((b.opts.HistoryTTL+time.Second-1)/time.Second))
+	res, err := b.call(ctx, historyScript, b.keys(stream), notify.NewEpoch(), ttl, since.Epoch, since.Offset)
+	if err != nil {
+		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: %w", err)
+	}
+	pos, msgs, err := b.parseHistory(stream, res)
 	if err != nil {
 		return notify.Position{}, nil, err
 	}
@@ -76,67 +88,75 @@ func (b *Broker) History(ctx context.Context, stream string, after *notify.Posit
 	return pos, msgs, nil
 }
 
-// reader sends the queued reads, pipelined, until the broker closes; then it answers what is
+// reader sends the queued calls, pipelined, until the broker closes; then it answers what is
 // still queued with errClosed.
 func (b *Broker) reader() {
 	defer b.pubDone.Done()
-	batch := make([]*histReq, 0, maxPipeline)
+	batch := make([]*callReq, 0, maxPipeline)
 	for {
 		select {
 		case <-b.stop:
 			for {
 				select {
-				case r := <-b.histQ:
-					r.done <- histAns{err: errClosed}
+				case r := <-b.callQ:
+					r.done <- callAns{err: errClosed}
 				default:
 					return
 				}
 			}
-		case r := <-b.histQ:
+		case r := <-b.callQ:
 			batch = append(batch[:0], r)
 		}
 	fill:
 		for len(batch) < maxPipeline {
 			select {
-			case r := <-b.histQ:
+			case r := <-b.callQ:
 				batch = append(batch, r)
 			default:
 				break fill
 			}
 		}
-		b.readBatch(batch)
+		b.callBatch(batch)
 		clear(batch)
 	}
 }
 
-// readBatch reads a batch in one pipeline and answers each read; a Redis that does not know
-// the script yet gets it loaded and the batch again.
-func (b *Broker) readBatch(batch []*histReq) {
+// callBatch runs a batch in one pipeline and answers each call; a Redis that does not know a
+// script yet (it restarted, or the batch is the first) gets the batch's scripts loaded and the
+// batch again.
+func (b *Broker) callBatch(batch []*callReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	cmds := b.readPipeline(ctx, batch)
+	cmds := b.callPipeline(ctx, batch)
 	if noScript(cmds) {
-		if err := historyScript.Load(ctx, b.client).Err(); err == nil {
-			cmds = b.readPipeline(ctx, batch)
+		loaded := true
+		seen := map[*redis.Script]bool{}
+		for _, r := range batch {
+			if !seen[r.script] {
+				seen[r.script] = true
+				loaded = loaded && r.script.Load(ctx, b.client).Err() == nil
+			}
+		}
+		if loaded {
+			cmds = b.callPipeline(ctx, batch)
 		}
 	}
 	failed := false
 	for i, r := range batch {
 		res, err := cmds[i].(*redis.Cmd).Slice()
 		failed = failed || err != nil
-		r.done <- histAns{res: res, err: err}
+		r.done <- callAns{res: res, err: err}
 	}
 	if failed && b.cluster != nil {
 		b.cluster.ReloadState(ctx) // as for a send: the shard may have a new master (see publishBatch)
 	}
 }
 
-func (b *Broker) readPipeline(ctx context.Context, batch []*histReq) []redis.Cmder {
+func (b *Broker) callPipeline(ctx context.Context, batch []*callReq) []redis.Cmder {
 	pipe := b.client.Pipeline()
 	cmds := make([]redis.Cmder, len(batch))
-	ttl := max(1, int64((b.opts.HistoryTTL+time.Second-1)/time.Second))
 	for i, r := range batch {
-		cmds[i] = historyScript.EvalSha(ctx, pipe, b.keys(r.stream), notify.NewEpoch(), ttl, r.since.Epoch, r.since.Offset)
+		cmds[i] = r.script.EvalSha(ctx, pipe, r.keys, r.args...)
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	return cmds

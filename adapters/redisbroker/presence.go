@@ -124,7 +124,7 @@ func (b *Broker) Join(ctx context.Context, s notify.SessionInfo) (int, time.Time
 	}
 	set[m] = struct{}{}
 	b.pres.mu.Unlock()
-	res, err := joinScript.Run(ctx, b.client, keys, m, b.opts.PresenceTTL.Milliseconds()).Slice()
+	res, err := b.call(ctx, joinScript, keys, m, b.opts.PresenceTTL.Milliseconds())
 	if err != nil {
 		b.forget(keys[0], m)
 		return 0, time.Time{}, fmt.Errorf("redisbroker: presence join: %w", err)
@@ -170,7 +170,7 @@ func (b *Broker) forget(key, m string) {
 func (b *Broker) Leave(ctx context.Context, s notify.SessionInfo) (int, bool, error) {
 	keys, m := b.presenceKeys(s.UserID), member(s)
 	b.forget(keys[0], m)
-	res, err := leaveScript.Run(ctx, b.client, keys[:1], m).Slice()
+	res, err := b.call(ctx, leaveScript, keys[:1], m)
 	if err != nil {
 		return 0, false, fmt.Errorf("redisbroker: presence leave: %w", err)
 	}

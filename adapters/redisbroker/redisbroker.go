@@ -115,7 +115,7 @@ type Broker struct {
 	caughtUp   atomic.Uint64
 
 	pubQ    chan *pubReq   // sends waiting for the publisher (see publish.go)
-	histQ   chan *histReq  // reads waiting for a reader (see history.go)
+	callQ   chan *callReq  // script calls waiting for a reader (see history.go)
 	pubDone sync.WaitGroup // the publishers and the readers
 
 	pres presenceState // see presence.go
@@ -130,7 +130,7 @@ var _ notify.Broker = (*Broker)(nil)
 func New(opts Options) (*Broker, error) {
 	b := &Broker{opts: opts, client: opts.Client, refs: map[string]int{}, waiting: map[string][]chan error{},
 		live: map[string]bool{}, pos: map[string]notify.Position{}, stop: make(chan struct{}),
-		pubQ: make(chan *pubReq, maxPipeline), histQ: make(chan *histReq, maxPipeline), script: publishScript}
+		pubQ: make(chan *pubReq, maxPipeline), callQ: make(chan *callReq, maxPipeline), script: publishScript}
 	if b.client == nil {
 		if opts.URL == "" {
 			return nil, errors.New("notify: redisbroker: set URL or Client")
