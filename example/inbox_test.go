@@ -108,7 +108,9 @@ func TestInboxTwoNodesRedisPostgres(t *testing.T) {
 	if n := ev["notification"].(map[string]any); ev["op"] != "new" || n["id"] != "order-7" || ev["counts"].(map[string]any)["unread"] != 1.0 {
 		t.Fatalf("on B: %v", ev)
 	}
-	var changed struct{ Counts struct{ Unread, Unseen, Total int } }
+	var changed struct {
+		Counts struct{ Unread, Unseen, Total int }
+	}
 	if status := bearer(t, a.Client(), token, "POST", a.URL+"/notify/inbox/read", `{"ids":["order-7"]}`, &changed); status != 200 || changed.Counts.Unread != 0 || changed.Counts.Total != 1 {
 		t.Fatalf("read through A: %d %+v", status, changed)
 	}
