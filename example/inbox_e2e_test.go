@@ -83,6 +83,16 @@ func TestE2EInbox(t *testing.T) {
 		t.Errorf("after a reload, unread: %q", got)
 	}
 	tab1.waitBadge(deliveryTime, "0")
+
+	// The archive holds the first; putting it back shows it in the other tab's list again.
+	tab1.do("open the archive", chromedp.Click(chromedp.CSS(`#archive-box summary`)))
+	tab1.waitJS(deliveryTime, "the first in the archive", `[...document.querySelectorAll("#archive li .text")].map((el) => el.textContent).join() === "first for alice"`)
+	tab1.do("unarchive", chromedp.Click(chromedp.CSS(`#archive li button.unarchive`)))
+	tab2.waitShown(deliveryTime, "first for alice")
+	tab1.waitJS(deliveryTime, "the archive empty", `document.querySelectorAll("#archive li").length === 0`)
+	if got := tab2.texts("#list li.notification"); fmt.Sprint(got) != "[third for alice second for alice first for alice]" {
+		t.Errorf("tab 2 after unarchive: %q", got)
+	}
 }
 
 // With -postgres the list and the badge survive a restart of the server: a reload after it

@@ -89,6 +89,18 @@ func nextInbox(t testing.TB, s *wstest.Client) map[string]any {
 	}
 }
 
+// sentType is the type of what /demo/send sent to a user: stored in the inbox, it arrives as an
+// inbox event whose notification has the type.
+func sentType(m map[string]any) string {
+	if m["type"] != "inbox" {
+		return ""
+	}
+	d, _ := m["data"].(map[string]any)
+	n, _ := d["notification"].(map[string]any)
+	s, _ := n["type"].(string)
+	return s
+}
+
 // Two instances on one Redis and one PostgreSQL: a notification sent through A and marked read
 // through A reaches the user's session on B, live, and B's inbox endpoints see the same store.
 func TestInboxTwoNodesRedisPostgres(t *testing.T) {

@@ -48,15 +48,3 @@ func parseCursor(s string) (Cursor, error) {
 	}
 	return Cursor{CreatedAt: time.UnixMicro(n).UTC(), ID: id}, nil
 }
-
-// Follows reports whether the notification created at t with id comes after c in the list
-// (newest first): it is older, or as old with a smaller ID. Stores use it to start a page.
-func (c Cursor) Follows(t time.Time, id string) bool {
-	if c.IsZero() {
-		return true
-	}
-	if !t.Equal(c.CreatedAt) {
-		return t.Before(c.CreatedAt)
-	}
-	return id < c.ID
-}

@@ -51,6 +51,8 @@ function showApp(user, node = "") {
   $("#avatar").textContent = user.slice(0, 1).toUpperCase();
   document.title = `${user} · notify demo`;
   $("#list").replaceChildren();
+  $("#archive").replaceChildren();
+  $("#archive-box").open = false;
   $("#topics").replaceChildren();
   updateUnread();
 
@@ -301,12 +303,37 @@ function onInbox(change) {
     case "archive":
     case "delete":
       for (const li of inboxItems(change.ids)) li.remove();
+      updateUnread();
+      if ($("#archive-box").open) loadArchive();
       break;
     case "unarchive":
       loadInbox();
+      if ($("#archive-box").open) loadArchive();
       break;
   }
 }
+
+// The archive shows when opened, from the inbox, with a button to put each one back.
+async function loadArchive() {
+  const c = client;
+  try {
+    const page = await c.inbox.list({ archived: true, limit: 100 });
+    if (c !== client) return;
+    $("#archive").replaceChildren(...page.items.map((n) => {
+      const li = document.createElement("li");
+      li.className = "archived";
+      li.dataset.id = n.id;
+      li.innerHTML = `<span class="text"></span><button type="button" class="link unarchive">Unarchive</button>`;
+      li.querySelector(".text").textContent = describe({ type: n.type, data: n.data });
+      li.querySelector("button").addEventListener("click", () => c.inbox.unarchive(n.id).catch(inboxFailed));
+      return li;
+    }));
+  } catch (err) {
+    inboxFailed(err);
+  }
+}
+
+$("#archive-box").addEventListener("toggle", () => { if ($("#archive-box").open) loadArchive(); });
 
 function inboxFailed(err) {
   console.warn("inbox:", err.code ?? err, err.reason ?? "");
