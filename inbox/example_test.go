@@ -30,16 +30,18 @@ func Example() {
 	mux := http.NewServeMux()
 	nethttp.Mount(mux, "/notify", hub)         // GET /notify/ws and GET /notify/client.js
 	mux.Handle("/notify/inbox/", ib.Handler()) // the browser's client.inbox, same token
+	// With Echo: e.Any("/notify/inbox/*", echo.WrapHandler(ib.Handler()))
 
 	// Stored in alice's inbox and delivered live to each of her tabs and devices. A retry with
 	// the same ID stores and delivers nothing more.
-	_, err = ib.Notify(context.TODO(), "alice", inbox.Notification{
+	ctx := context.Background()
+	_, err = ib.Notify(ctx, "alice", inbox.Notification{
 		ID:   "order-42-shipped",
 		Type: "order.shipped",
 		Data: json.RawMessage(`{"order":42}`),
 	})
 	if err != nil {
-		log.Print(err)
+		log.Print(err) // errors.Is(err, inbox.ErrUnavailable): the store is down, nothing was delivered
 	}
 
 	srv := &http.Server{Addr: ":8080", Handler: mux, ReadHeaderTimeout: 10 * time.Second}

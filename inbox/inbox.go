@@ -60,6 +60,7 @@ type Query struct {
 
 // Page is one page of a list.
 type Page struct {
+	// Items are the page's notifications, newest first; empty (not nil) when there are none.
 	Items []Notification `json:"items"`
 	// Next is the cursor of the next page; "" on the last page.
 	Next string `json:"next,omitempty"`
@@ -85,12 +86,14 @@ const EventType = "inbox"
 
 // Change is the data of a live [EventType] event: what changed and the user's counts after.
 type Change struct {
+	// Op is what happened.
 	Op Op `json:"op"`
 	// IDs are the notifications that changed (none for read-all: every unread one was read).
 	IDs []string `json:"ids,omitempty"`
 	// Notification is the new notification of OpNew.
 	Notification *Notification `json:"notification,omitempty"`
-	Counts       Counts        `json:"counts"`
+	// Counts are the user's counts after the change.
+	Counts Counts `json:"counts"`
 }
 
 // Store keeps the notifications of every user. Every method takes the user: a store finds a
