@@ -674,8 +674,8 @@ func testConcurrentRead(t *testing.T, h Harness) {
 	e.wantCounts("alice", inbox.Counts{Unread: 0, Unseen: 50, Total: 50})
 }
 
-// testRandomized runs thousands of mixed operations from several goroutines on a few users,
-// then compares each user's counts with the rows.
+// testRandomized runs thousands of mixed operations (expiry included) from several goroutines
+// on a few users, then compares each user's counts with the rows.
 func testRandomized(t *testing.T, h Harness) {
 	e := newEnv(t, h.New(t), inbox.Config{MaxPerUser: 40})
 	ctx := context.Background()
@@ -692,12 +692,22 @@ func testRandomized(t *testing.T, h Harness) {
 				var err error
 				switch k := r.IntN(10); k {
 				case 0, 1, 2:
-					_, err = e.ib.Notify(ctx, user, inbox.Notification{ID: id, Type: "t"})
+					n := inbox.Notification{ID: id, Type: "t"}
+					if r.IntN(10) == 0 {
+						n.CreatedAt = time.Now().Add(-100 * 24 * time.Hour) // expires at the next Expire
+					}
+					_, err = e.ib.Notify(ctx, user, n)
 					if err == nil {
 						c, err = e.ib.Counts(ctx, user)
 					}
 				case 3:
-					c, err = e.ib.MarkAllRead(ctx, user)
+					if r.IntN(4) == 0 {
+						if _, err = e.ib.Expire(ctx); err == nil {
+							c, err = e.ib.Counts(ctx, user)
+						}
+					} else {
+						c, err = e.ib.MarkAllRead(ctx, user)
+					}
 				default:
 					op := []inbox.Op{inbox.OpRead, inbox.OpUnread, inbox.OpSeen, inbox.OpArchive, inbox.OpUnarchive, inbox.OpDelete}[k-4]
 					c, err = e.ib.Change(ctx, user, op, id, fmt.Sprint("n", r.IntN(60)))
