@@ -1,6 +1,7 @@
 package inbox
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -32,7 +33,8 @@ const maxBody = 64 << 10
 //
 // Errors are JSON {"error": code, "reason": text}: 400 bad_request, 401 unauthorized, 403
 // forbidden (origin), 404 not_found, 405 method_not_allowed, 413 too_large, 503 unavailable.
-// Every answer has Cache-Control: no-store.
+// Every answer has Cache-Control: no-store. A request that takes longer than
+// Config.RequestTimeout is answered 503.
 func (ib *Inbox) Handler() http.Handler { return http.HandlerFunc(ib.serveHTTP) }
 
 func (ib *Inbox) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -52,7 +54,14 @@ func (ib *Inbox) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	user := id.UserID
 	_, op := path.Split(r.URL.Path)
-	ctx := r.Context()
+	ctx, cancel := context.WithTimeout(r.Context(), ib.cfg.RequestTimeout)
+	defer cancel()
+	respond := func(w http.ResponseWriter, v any, err error) {
+		if errors.Is(err, ErrUnavailable) {
+			ib.cfg.Logger.Warn("notify: inbox request failed", "path", r.URL.Path, "user", user, "err", err)
+		}
+		respond(w, v, err)
+	}
 	switch op {
 	case "", "counts":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -156,6 +158,7 @@ func TestNewConfigErrors(t *testing.T) {
 		{"negative MaxAge", hub, inbox.Config{MaxAge: -time.Second}, "notify: invalid config: inbox MaxAge is negative"},
 		{"negative ExpireInterval", hub, inbox.Config{ExpireInterval: -1}, "notify: invalid config: inbox ExpireInterval is negative"},
 		{"negative MaxDataSize", hub, inbox.Config{MaxDataSize: -1}, "notify: invalid config: inbox MaxDataSize is negative"},
+		{"negative RequestTimeout", hub, inbox.Config{RequestTimeout: -1}, "notify: invalid config: inbox RequestTimeout is negative"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ib, err := inbox.New(tt.hub, tt.cfg)
@@ -191,4 +194,52 @@ func TestExpireRunsEveryInterval(t *testing.T) {
 		t.Fatal(err)
 	}
 	ib.Close() // twice is fine
+}
+
+// A store that does not answer: the request is answered 503 once RequestTimeout has passed,
+// and the failure is logged.
+func TestHTTPRequestTimeout(t *testing.T) {
+	var log strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &log, mu: &mu}, nil))
+	hub, _, srv := newInbox(t, notify.Config{}, inbox.Config{Store: hangingStore{inbox.NewMemoryStore()}, RequestTimeout: 50 * time.Millisecond, Logger: logger})
+	req, _ := http.NewRequest("GET", srv.URL+"/inbox/counts", nil)
+	req.Header.Set("Authorization", "Bearer "+mustToken(t, hub, "alice"))
+	start := time.Now()
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 503 || !strings.HasPrefix(string(b), `{"error":"unavailable"`) || resp.Header.Get("Retry-After") != "5" {
+		t.Errorf("%d %s", resp.StatusCode, b)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("answered after %v", d)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(log.String(), "notify: inbox request failed") || !strings.Contains(log.String(), "context deadline exceeded") {
+		t.Errorf("log: %s", log.String())
+	}
+}
+
+// hangingStore's Counts waits until its context ends.
+type hangingStore struct{ inbox.Store }
+
+func (hangingStore) Counts(ctx context.Context, _ string) (inbox.Counts, error) {
+	<-ctx.Done()
+	return inbox.Counts{}, ctx.Err()
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -139,8 +139,11 @@ type Config struct {
 	ExpireInterval time.Duration
 	// MaxDataSize bounds a notification's Data, in bytes. Default 4096.
 	MaxDataSize int
-	// Logger receives the live updates that could not be sent and the expiry's failures.
-	// Default: slog.Default().
+	// RequestTimeout bounds each request to the HTTP handler: a store that does not answer in
+	// time makes it answer 503. Default 10 seconds.
+	RequestTimeout time.Duration
+	// Logger receives the live updates that could not be sent, the store's failures that the
+	// HTTP handler answered with 503, and the expiry's failures. Default: slog.Default().
 	Logger *slog.Logger
 }
 
@@ -150,6 +153,7 @@ const (
 	DefaultMaxAge         = 90 * 24 * time.Hour
 	DefaultExpireInterval = time.Hour
 	DefaultMaxDataSize    = 4096
+	DefaultRequestTimeout = 10 * time.Second
 	DefaultLimit          = 20
 	MaxLimit              = 100
 )
@@ -183,7 +187,8 @@ func New(hub *notify.Hub, cfg Config) (*Inbox, error) {
 		name string
 		v    int64
 	}{{"MaxPerUser", int64(cfg.MaxPerUser)}, {"MaxAge", int64(cfg.MaxAge)},
-		{"ExpireInterval", int64(cfg.ExpireInterval)}, {"MaxDataSize", int64(cfg.MaxDataSize)}} {
+		{"ExpireInterval", int64(cfg.ExpireInterval)}, {"MaxDataSize", int64(cfg.MaxDataSize)},
+		{"RequestTimeout", int64(cfg.RequestTimeout)}} {
 		if f.v < 0 {
 			return nil, fmt.Errorf("%w: inbox %s is negative", notify.ErrConfig, f.name)
 		}
@@ -202,6 +207,9 @@ func New(hub *notify.Hub, cfg Config) (*Inbox, error) {
 	}
 	if cfg.MaxDataSize == 0 {
 		cfg.MaxDataSize = DefaultMaxDataSize
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
