@@ -53,6 +53,8 @@ function showApp(user, node = "") {
   $("#list").replaceChildren();
   $("#archive").replaceChildren();
   $("#archive-box").open = false;
+  nextPage = "";
+  $("#more").hidden = true;
   $("#topics").replaceChildren();
   updateUnread();
 
