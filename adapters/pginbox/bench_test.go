@@ -154,3 +154,29 @@ SELECT user_id, count(*) FILTER (WHERE read_at IS NULL), count(*), count(*), cou
 		}
 	}
 }
+
+// BenchmarkNotFound compares the time of a change to an ID that does not exist with one to an
+// ID of another user's notification: both must be answered ErrNotFound, alike and as fast.
+//
+//	go test -run '^$' -bench NotFound -benchtime 2000x -count 5 ./adapters/pginbox/
+func BenchmarkNotFound(b *testing.B) {
+	store := newStore(b, pginbox.Options{})
+	ctx := context.Background()
+	for i := range 100 {
+		for _, user := range []string{"alice", "bob"} {
+			n := inbox.Notification{ID: fmt.Sprint(user, i), Type: "t", CreatedAt: time.Now()}
+			if _, _, _, err := store.Insert(ctx, user, n, 1000); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, bb := range []struct{ name, id string }{{"unknown", "nobody50"}, {"another-users", "bob50"}} {
+		b.Run(bb.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, _, err := store.Change(ctx, "alice", inbox.OpRead, []string{bb.id}, time.Now()); err != inbox.ErrNotFound {
+					b.Fatalf("%v, want ErrNotFound", err)
+				}
+			}
+		})
+	}
+}
