@@ -99,6 +99,14 @@
 // adapters/redisbroker implements [Broker] on Redis, keeping the history there, so a client
 // may reconnect to any node and still recover.
 //
+// # Inbox
+//
+// Package github.com/gonotify/notify/inbox keeps each user's notifications with their read,
+// seen and archived state and unread counts, stores and delivers a notification in one call,
+// and pushes every change to every session of the user through the hub; adapters/pginbox keeps
+// them in PostgreSQL. The browser reaches it over HTTP with the socket's token, which
+// [Hub.Authenticate] and [Hub.OriginAllowed] check as an upgrade does.
+//
 // # Protocol
 //
 // PROTOCOL.md in the module documents the wire protocol, close codes and what a client does on

@@ -293,3 +293,91 @@ export class Dedup {
   /** Returns true if id was seen among the last size ids; otherwise records it and returns false. */
   seen(id: unknown): boolean;
 }
+
+// ---- inbox (PROTOCOL.md, "Inbox over HTTP") ----
+
+/** A stored notification, as the inbox endpoints return it. */
+export interface InboxNotification<T = unknown> {
+  id: string;
+  type: string;
+  /** Any JSON value; absent when none. */
+  data?: T;
+  /** RFC 3339. */
+  createdAt: string;
+  /** When it was read, seen, archived; absent while not. */
+  readAt?: string;
+  seenAt?: string;
+  archivedAt?: string;
+}
+
+/** The numbers a bell shows. Archived notifications count in none of them. */
+export interface InboxCounts {
+  unread: number;
+  unseen: number;
+  total: number;
+}
+
+/** The data of a live "inbox" event: what changed and the counts after. */
+export interface InboxChange {
+  op: "new" | "read" | "unread" | "read-all" | "seen" | "archive" | "unarchive" | "delete";
+  /** The notifications that changed; absent for "new" and "read-all". */
+  ids?: string[];
+  /** The new notification, for "new". */
+  notification?: InboxNotification;
+  counts: InboxCounts;
+}
+
+/** A page of the list, newest first. */
+export interface InboxPage {
+  items: InboxNotification[];
+  /** The cursor of the next page; absent on the last. */
+  next?: string;
+}
+
+/**
+ * The user's stored notifications, over HTTP with the connection's token. Requests reject with
+ * a NotifyError whose code is the server's ("unauthorized", "not_found", "bad_request",
+ * "too_large", "unavailable", ...) or "network", and whose `status` is the HTTP status (0 for a
+ * network failure).
+ */
+export interface Inbox {
+  /** The unread count as last known: 0 until the first fetch or live event. */
+  readonly unread: number;
+  /** The counts as last known, or null before the first fetch or live event. */
+  readonly current: InboxCounts | null;
+  /**
+   * Calls fn whenever the counts are known anew: fetched when the connection is established
+   * (change null) or pushed by a change in any tab or device. Returns a function that removes fn.
+   */
+  onChange(fn: (update: { counts: InboxCounts; change: InboxChange | null }) => void): () => void;
+  /** A page of the list: unread only, the archive instead of the inbox, 1 to 100 items (default 20). */
+  list(query?: { unread?: boolean; archived?: boolean; limit?: number; cursor?: string }): Promise<InboxPage>;
+  /** Fetches the counts (and updates `unread`). */
+  counts(): Promise<InboxCounts>;
+  /** Each change takes one id or several (at most 1000) and resolves to the counts after. */
+  markRead(ids: string | string[]): Promise<InboxCounts>;
+  markUnread(ids: string | string[]): Promise<InboxCounts>;
+  markSeen(ids: string | string[]): Promise<InboxCounts>;
+  archive(ids: string | string[]): Promise<InboxCounts>;
+  unarchive(ids: string | string[]): Promise<InboxCounts>;
+  delete(ids: string | string[]): Promise<InboxCounts>;
+  markAllRead(): Promise<InboxCounts>;
+}
+
+export interface Connection {
+  /** The user's inbox, made on first use. */
+  readonly inbox: Inbox;
+}
+
+export interface ConnectOptions {
+  /**
+   * The base URL of the inbox endpoints. Default: "inbox/" beside the socket's URL, on the same
+   * origin ("/notify/ws" gives "/notify/inbox/").
+   */
+  inboxURL?: string;
+  /** The fetch function of the inbox's requests. Default: globalThis.fetch. */
+  fetch?: typeof fetch;
+}
+
+/** The inbox's base URL for the socket at socketURL (relative to base): "inbox/" beside it. */
+export function inboxURL(socketURL: string, base?: string): string;

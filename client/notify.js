@@ -187,7 +187,7 @@ export function resolveURL(url, base) {
  * returned object.
  */
 export function connect(url, options = {}) {
-  return new Connection(url, options);
+  return withInbox(new Connection(url, options), url, options);
 }
 
 // Reports an exception thrown by an application callback without breaking the frame loop.
@@ -794,5 +794,140 @@ class Connection {
     for (const fn of [...this.#stateHandlers]) {
       try { fn(state, info); } catch (err) { report(err); }
     }
+  }
+}
+
+// ---- inbox (PROTOCOL.md, "Inbox over HTTP") ----
+//
+// connection.inbox reads and changes the user's stored notifications over HTTP, with the
+// connection's token, and keeps the live counts: fetched when the connection is (re)established
+// and updated by every "inbox" event the server pushes, whichever tab or device made the change.
+
+/**
+ * inboxURL returns the inbox endpoints' base URL for the socket at `socketURL` (relative to
+ * `base`): the same origin, with "inbox/" in place of the socket's last path segment, so that
+ * "/notify/ws" gives "/notify/inbox/". http(s) either way.
+ */
+export function inboxURL(socketURL, base) {
+  const u = new URL(socketURL, base);
+  if (u.protocol === "ws:") u.protocol = "http:";
+  else if (u.protocol === "wss:") u.protocol = "https:";
+  u.search = "";
+  u.hash = "";
+  return new URL("inbox/", u).href;
+}
+
+// Gives the connection its lazily made inbox.
+function withInbox(conn, url, options) {
+  let inbox = null;
+  Object.defineProperty(conn, "inbox", {
+    enumerable: true,
+    get: () => (inbox ??= new Inbox(conn, url, options)),
+  });
+  return conn;
+}
+
+class Inbox {
+  #conn;
+  #base;
+  #token;
+  #fetch;
+  #counts = null; // the last counts known: {unread, unseen, total}
+  #events = 0; // live "inbox" events received so far
+  #handlers = new Set();
+
+  constructor(conn, url, options) {
+    const page = typeof location !== "undefined" ? location.href : undefined;
+    this.#conn = conn;
+    this.#base = options.inboxURL ? new URL(options.inboxURL, page).href : inboxURL(url, page);
+    this.#token = options.token;
+    this.#fetch = options.fetch ?? ((...args) => globalThis.fetch(...args));
+    conn.on("inbox", (ev) => this.#onEvent(ev));
+    const refresh = () => this.counts().catch(report);
+    conn.onState((state) => { if (state === "connected") refresh(); });
+    if (conn.state === "connected") refresh();
+  }
+
+  /** The unread count as last known (0 until the first fetch or event). */
+  get unread() { return this.#counts?.unread ?? 0; }
+
+  /** The counts as last known, or null before the first fetch or event. */
+  get current() { return this.#counts && { ...this.#counts }; }
+
+  /** Calls fn({counts, change}) whenever the counts are known anew; returns the remover. */
+  onChange(fn) { return listen(this.#handlers, fn); }
+
+  list({ unread, archived, limit, cursor } = {}) {
+    const q = new URLSearchParams();
+    if (unread) q.set("unread", "1");
+    if (archived) q.set("archived", "1");
+    if (limit != null) q.set("limit", String(limit));
+    if (cursor) q.set("cursor", cursor);
+    const qs = q.toString();
+    return this.#request("GET", qs ? "?" + qs : "");
+  }
+
+  async counts() {
+    const before = this.#events;
+    const counts = await this.#request("GET", "counts");
+    // A live event that came meanwhile is as new as this answer, or newer.
+    if (this.#events === before) this.#set(counts, null);
+    return counts;
+  }
+
+  markRead(ids) { return this.#change("read", ids); }
+  markUnread(ids) { return this.#change("unread", ids); }
+  markSeen(ids) { return this.#change("seen", ids); }
+  archive(ids) { return this.#change("archive", ids); }
+  unarchive(ids) { return this.#change("unarchive", ids); }
+  delete(ids) { return this.#change("delete", ids); }
+  markAllRead() { return this.#change("read-all"); }
+
+  async #change(op, ids) {
+    const body = op === "read-all" ? undefined : { ids: Array.isArray(ids) ? ids : [ids] };
+    const before = this.#events;
+    const { counts } = await this.#request("POST", op, body);
+    // While connected, the change's own live event brings the counts, in order with the
+    // other tabs' changes; an answer could overtake a newer event.
+    if (this.#conn.state !== "connected" && this.#events === before) this.#set(counts, null);
+    return counts;
+  }
+
+  #onEvent(ev) {
+    const change = ev.data;
+    if (!change || typeof change !== "object" || !change.counts) return;
+    this.#events++;
+    this.#set(change.counts, change);
+  }
+
+  #set(counts, change) {
+    this.#counts = { unread: counts.unread, unseen: counts.unseen, total: counts.total };
+    for (const fn of [...this.#handlers]) {
+      try { fn({ counts: { ...this.#counts }, change }); } catch (err) { report(err); }
+    }
+  }
+
+  // Sends a request with the connection's token; rejects with a NotifyError carrying the
+  // server's error code (or "network") and the HTTP status.
+  async #request(method, path, body) {
+    const token = typeof this.#token === "function" ? await this.#token() : this.#token;
+    if (token === null) throw Object.assign(notifyError("unauthorized", "signed out"), { status: 401 });
+    const headers = { Accept: "application/json" };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let res;
+    try {
+      res = await this.#fetch(new URL(path, this.#base).href, {
+        method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: "same-origin", cache: "no-store",
+      });
+    } catch (error) {
+      throw Object.assign(notifyError("network", String(error?.message ?? error)), { status: 0 });
+    }
+    const json = await res.json().catch(() => null);
+    if (!res.ok) {
+      throw Object.assign(notifyError(json?.error ?? `http_${res.status}`, json?.reason ?? ""), { status: res.status });
+    }
+    return json;
   }
 }

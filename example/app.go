@@ -25,8 +25,10 @@ import (
 
 	"github.com/gonotify/notify"
 	"github.com/gonotify/notify/adapters/echonotify"
+	"github.com/gonotify/notify/adapters/pginbox"
 	"github.com/gonotify/notify/adapters/promnotify"
 	"github.com/gonotify/notify/adapters/redisbroker"
+	"github.com/gonotify/notify/inbox"
 )
 
 //go:embed static
@@ -65,14 +67,21 @@ type options struct {
 	// and a page that reconnects to another instance recovers what it missed. Default: none,
 	// one instance with the in-memory broker.
 	Redis string
+	// Postgres is the URL of the PostgreSQL database that keeps the users' inboxes, such as
+	// "postgres://app@127.0.0.1:5432/app": they survive restarts and are shared by every
+	// instance. Default: none, in this process's memory (a restart empties them).
+	Postgres string
+	// PostgresSchema holds the inbox's tables in that database. Default "public".
+	PostgresSchema string
 	// Node names this instance in the page's header, e.g. its listen address. Default: none.
 	Node string
 	// Logger receives the app's and the hub's logs. Default: discard.
 	Logger *slog.Logger
 }
 
-// newApp returns the example's Echo app and its hub. The caller shuts the hub down.
-func newApp(opts options) (*echo.Echo, *notify.Hub, error) {
+// newApp returns the example's Echo app, its hub and the function that closes its inbox. The
+// caller shuts the hub down, then calls that function.
+func newApp(opts options) (*echo.Echo, *notify.Hub, func(), error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -86,13 +95,13 @@ func newApp(opts options) (*echo.Echo, *notify.Hub, error) {
 	// The hub warns at once when less than ExpiryWarning is left; if every fresh token is that
 	// short, the page would refresh in a loop.
 	if warning := cmp.Or(opts.ExpiryWarning, 30*time.Second); opts.TokenTTL <= warning {
-		return nil, nil, fmt.Errorf("token TTL %v must be longer than the expiry warning %v", opts.TokenTTL, warning)
+		return nil, nil, nil, fmt.Errorf("token TTL %v must be longer than the expiry warning %v", opts.TokenTTL, warning)
 	}
 	var broker notify.Broker // nil: the in-memory default
 	if opts.Redis != "" {
 		b, err := redisbroker.New(redisbroker.Options{URL: opts.Redis, Logger: opts.Logger})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		broker = b
 	}
@@ -109,9 +118,13 @@ func newApp(opts options) (*echo.Echo, *notify.Hub, error) {
 		if broker != nil {
 			broker.Close() // New did not take it over
 		}
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	a := &app{hub: hub, opts: opts, sessionKey: deriveKey(opts.Secret, "session cookie")}
+	ib, closeInbox, err := newInbox(hub, opts)
+	if err != nil {
+		return nil, nil, nil, errors.Join(err, hub.Shutdown(context.Background()))
+	}
+	a := &app{hub: hub, inbox: ib, opts: opts, sessionKey: deriveKey(opts.Secret, "session cookie")}
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -142,6 +155,9 @@ func newApp(opts options) (*echo.Echo, *notify.Hub, error) {
 	api.GET("/presence", a.presence)
 	api.POST("/signout-everywhere", a.signOutEverywhere)
 	echonotify.Mount(e.Group("/notify"), hub, nil) // GET /notify/ws and GET /notify/client.js
+	// The inbox's endpoints beside the socket, with the socket's token: the page's client finds
+	// them at /notify/inbox/.
+	e.Any("/notify/inbox/*", echo.WrapHandler(ib.Handler()))
 	// Prometheus metrics: the hub's, the Go runtime's and the process's, on a registry of the
 	// app's own. A production app serves them on an internal address or behind auth.
 	reg := prometheus.NewRegistry()
@@ -152,7 +168,29 @@ func newApp(opts options) (*echo.Echo, *notify.Hub, error) {
 		e.GET("/demo/token", a.demoToken)
 		e.POST("/demo/send", a.send)
 	}
-	return e, hub, nil
+	return e, hub, closeInbox, nil
+}
+
+// newInbox returns the users' inboxes, in PostgreSQL with opts.Postgres, in memory otherwise,
+// and the function that closes them.
+func newInbox(hub *notify.Hub, opts options) (*inbox.Inbox, func(), error) {
+	var store inbox.Store // nil: in memory
+	closeStore := func() {}
+	if opts.Postgres != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s, err := pginbox.New(ctx, pginbox.Options{URL: opts.Postgres, Schema: opts.PostgresSchema})
+		if err != nil {
+			return nil, nil, err
+		}
+		store, closeStore = s, s.Close
+	}
+	ib, err := inbox.New(hub, inbox.Config{Store: store, Logger: opts.Logger})
+	if err != nil {
+		closeStore()
+		return nil, nil, err
+	}
+	return ib, func() { ib.Close(); closeStore() }, nil
 }
 
 // whoami answers /api/login and /api/me: the logged-in user and, when named, this instance.
@@ -163,6 +201,7 @@ type whoami struct {
 
 type app struct {
 	hub        *notify.Hub
+	inbox      *inbox.Inbox
 	opts       options
 	sessionKey []byte
 }
@@ -333,8 +372,11 @@ func (a *app) signOutEverywhere(c echo.Context) error {
 }
 
 // sendRequest is the body of POST /api/send and /demo/send. With neither User nor Topic the
-// event goes to everyone.
+// event goes to everyone. To a user, it is stored in the user's inbox (under ID when given: a
+// retry with the same ID stores and delivers nothing more) and delivered live; to a topic or
+// everyone, it is delivered live only.
 type sendRequest struct {
+	ID    string          `json:"id"`
 	User  string          `json:"user"`
 	Topic string          `json:"topic"`
 	Type  string          `json:"type"`
@@ -358,15 +400,19 @@ func (a *app) send(c echo.Context) error {
 	case req.User != "" && req.Topic != "":
 		return echo.NewHTTPError(http.StatusBadRequest, "set user or topic, not both")
 	case req.User != "":
-		err = a.hub.Send(req.User, ev)
+		_, err = a.inbox.Notify(c.Request().Context(), req.User, inbox.Notification{ID: req.ID, Type: req.Type, Data: req.Data})
 	case req.Topic != "":
 		err = a.hub.Publish(req.Topic, ev)
 	default:
 		err = a.hub.Broadcast(ev)
 	}
 	switch {
-	case errors.Is(err, notify.ErrInvalidTopic), errors.Is(err, notify.ErrInvalidEvent):
+	case errors.Is(err, notify.ErrInvalidTopic), errors.Is(err, notify.ErrInvalidEvent), errors.Is(err, inbox.ErrInvalid):
 		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
+	case errors.Is(err, inbox.ErrTooLarge):
+		return echo.NewHTTPError(http.StatusRequestEntityTooLarge, err.Error())
+	case errors.Is(err, inbox.ErrUnavailable):
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "the inbox is unavailable; try again")
 	case err != nil:
 		return err
 	}

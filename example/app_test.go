@@ -64,11 +64,11 @@ func newTestApp(t testing.TB, opts options) (*echo.Echo, *notify.Hub) {
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t)
 	}
-	e, hub, err := newApp(opts)
+	e, hub, closeInbox, err := newApp(opts)
 	if err != nil {
 		t.Fatalf("newApp: %v", err)
 	}
-	t.Cleanup(func() { shutdownHub(t, hub) })
+	t.Cleanup(func() { shutdownHub(t, hub); closeInbox() })
 	return e, hub
 }
 
@@ -452,10 +452,15 @@ func TestDemoSendReachesWebSocket(t *testing.T) {
 			t.Fatalf("POST /demo/send %s: %d %q", body, status, resp)
 		}
 	}
+	// To a user: stored in the inbox and delivered as an inbox event.
 	post(`{"user":"alice","type":"order.shipped","data":{"order":42}}`)
 	m := readFrame(t, ws)
-	if m["type"] != "order.shipped" || m["data"].(map[string]any)["order"] != 42.0 || m["id"] == "" {
-		t.Fatalf("event = %v", m)
+	if d, _ := m["data"].(map[string]any); m["type"] != "inbox" || d["op"] != "new" {
+		t.Fatalf("event = %v, want an inbox event", m)
+	}
+	n := m["data"].(map[string]any)["notification"].(map[string]any)
+	if n["type"] != "order.shipped" || n["data"].(map[string]any)["order"] != 42.0 || n["id"] == "" {
+		t.Fatalf("notification = %v", n)
 	}
 
 	ws.WriteJSON(map[string]string{"op": "subscribe", "topic": "news"})
@@ -542,11 +547,12 @@ func TestDevSecretWarning(t *testing.T) {
 		warn   bool
 	}{{"unset", nil, true}, {"set", testSecret, false}} {
 		var buf bytes.Buffer
-		_, hub, err := newApp(options{Secret: tt.secret, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+		_, hub, closeInbox, err := newApp(options{Secret: tt.secret, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 		if err != nil {
 			t.Fatal(err)
 		}
 		shutdownHub(t, hub)
+		closeInbox()
 		if got := strings.Contains(buf.String(), "level=WARN msg=\"NOTIFY_SECRET is not set"); got != tt.warn {
 			t.Errorf("%s: warning logged = %v, want %v; log:\n%s", tt.name, got, tt.warn, buf.String())
 		}
@@ -566,9 +572,10 @@ func TestTokenTTLLongerThanWarning(t *testing.T) {
 		{"equal", options{TokenTTL: time.Minute, ExpiryWarning: time.Minute}, false},
 	} {
 		tt.opts.Secret = testSecret
-		_, hub, err := newApp(tt.opts)
+		_, hub, closeInbox, err := newApp(tt.opts)
 		if hub != nil {
 			shutdownHub(t, hub)
+			closeInbox()
 		}
 		if (err == nil) != tt.ok {
 			t.Errorf("%s: newApp error = %v, want ok=%v", tt.name, err, tt.ok)

@@ -8,6 +8,11 @@
 //	go run ./example -redis redis://127.0.0.1:6379 -addr :8080
 //	go run ./example -redis redis://127.0.0.1:6379 -addr :8081
 //
+// The users' inboxes (the bell's list and badge) are in memory unless -postgres names a
+// database, where they survive restarts and are shared by every instance:
+//
+//	go run ./example -postgres postgres://postgres@127.0.0.1:5432/test
+//
 // In demo mode (the default) it also serves two endpoints that need no login, for scripts:
 //
 //	curl 'localhost:8080/demo/token?user=alice'
@@ -33,6 +38,7 @@ func main() {
 	addr := flag.String("addr", "localhost:8080", "address to listen on")
 	demo := flag.Bool("demo", true, "serve /demo/token and /demo/send, which need no login")
 	redisURL := flag.String("redis", "", "Redis URL shared with other instances, e.g. redis://127.0.0.1:6379 (default: one instance, in memory)")
+	postgres := flag.String("postgres", "", "PostgreSQL URL keeping the users' inboxes, e.g. postgres://postgres@127.0.0.1:5432/test (default: in memory)")
 	ttl := flag.Duration("token-ttl", 10*time.Minute, "lifetime of the notify tokens handed to pages (over 30s)")
 	flag.Parse()
 
@@ -42,6 +48,7 @@ func main() {
 		TokenTTL: *ttl,
 		Demo:     *demo,
 		Redis:    *redisURL,
+		Postgres: *postgres,
 		Node:     *addr,
 		Logger:   logger,
 	}); err != nil {
@@ -51,10 +58,11 @@ func main() {
 }
 
 func run(addr string, opts options) error {
-	e, hub, err := newApp(opts)
+	e, hub, closeInbox, err := newApp(opts)
 	if err != nil {
 		return err
 	}
+	defer closeInbox() // after the hub's shutdown below
 	// Code anywhere in the app can now call notify.Send, notify.Publish and notify.Broadcast.
 	notify.SetDefault(hub)
 

@@ -21,7 +21,7 @@ func TestMetrics(t *testing.T) {
 		`{"user":"alice","type":"message"}`); status != 202 {
 		t.Fatalf("POST /demo/send: %d %q", status, body)
 	}
-	if m := readFrame(t, ws); m["type"] != "message" {
+	if m := readFrame(t, ws); sentType(m) != "message" {
 		t.Fatalf("event = %v", m)
 	}
 

@@ -125,7 +125,7 @@ func TestWebSocketOutlivesReadAndWriteTimeouts(t *testing.T) {
 	if status, resp := do(t, c, "POST", base+"/demo/send", "application/json", `{"user":"alice","type":"late"}`); status != http.StatusAccepted {
 		t.Fatalf("POST /demo/send: %d %q", status, resp)
 	}
-	if m := readFrame(t, ws); m["type"] != "late" {
+	if m := readFrame(t, ws); sentType(m) != "late" {
 		t.Fatalf("frame = %v, want the event sent after the timeouts", m)
 	}
 	// Client to server and back: a subscription.

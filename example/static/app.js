@@ -53,6 +53,10 @@ function showApp(user, node = "") {
   $("#avatar").textContent = user.slice(0, 1).toUpperCase();
   document.title = `${user} · notify demo`;
   $("#list").replaceChildren();
+  $("#archive").replaceChildren();
+  $("#archive-box").open = false;
+  nextPage = "";
+  $("#more").hidden = true;
   $("#topics").replaceChildren();
   updateUnread();
 
@@ -70,9 +74,11 @@ function showApp(user, node = "") {
   client.onRecovery(noteRecovery);
   client.on("*", noteStream);
   client.on("*", (ev) => {
+    if (ev.type === "inbox") return; // the inbox's own events: see onInbox
     addNotification(ev);
     toast(ev);
   });
+  startInbox(client);
 }
 
 // ---- missed notifications ----
@@ -92,6 +98,9 @@ const unsure = new Set(); // streams that failed to recover before the page had 
 const streamOf = (topic) => topic ?? "";
 
 function noteRecovery({ topic, recovered }) {
+  // The user's own notifications are kept in the inbox: what could not be replayed is there,
+  // and the list is fetched again on every connect (see startInbox). Only topics can miss.
+  if (topic === undefined) return;
   const stream = streamOf(topic);
   if (recovered) unsure.delete(stream);
   else if (seen.has(stream)) showMissed();
@@ -190,12 +199,22 @@ function describe(ev) {
   return d.text ?? d.message ?? d.title ?? JSON.stringify(d);
 }
 
-function addNotification(ev) {
+// The list holds two kinds of items, newest first: the user's inbox notifications (stored,
+// data-inbox set), whose read state and the badge come from the inbox and change in every tab
+// at once, and the live events of topics and broadcasts, which are not stored and are read in
+// this page only.
+function addNotification(ev, { inbox = false, read = false } = {}) {
   const list = $("#list");
-  if (list.querySelector(`li[data-id="${CSS.escape(ev.id)}"]`)) return;
+  const existing = list.querySelector(`li[data-id="${CSS.escape(ev.id)}"]`);
+  if (existing) {
+    if (inbox) existing.classList.toggle("unread", !read);
+    return;
+  }
   const li = document.createElement("li");
-  li.className = "notification unread";
+  li.className = read ? "notification" : "notification unread";
   li.dataset.id = ev.id;
+  li.dataset.time = String(timeKey(ev.time));
+  if (inbox) li.dataset.inbox = "";
   const from = ev.data?.from ? `from ${ev.data.from}` : "";
   const where = ev.topic ? `#${ev.topic}` : "";
   li.innerHTML = `<span class="dot"></span>
@@ -207,31 +226,157 @@ function addNotification(ev) {
   li.querySelector(".from").textContent = from;
   const t = new Date(ev.time);
   li.querySelector("time").textContent = isNaN(t) ? "" : t.toLocaleTimeString();
+  if (inbox) {
+    const archive = document.createElement("button");
+    archive.type = "button";
+    archive.className = "link archive";
+    archive.title = "Archive";
+    archive.textContent = "Archive";
+    archive.addEventListener("click", (e) => {
+      e.stopPropagation();
+      client?.inbox.archive(ev.id).catch(inboxFailed);
+    });
+    li.append(archive);
+  }
   li.addEventListener("click", () => markRead(li));
-  list.prepend(li);
+  // Newest first, by the notification's time (then ID, as the inbox orders them): what a
+  // reload or a recovery brings goes where it belongs, not on top.
+  const time = Number(li.dataset.time);
+  const after = [...list.children].find((other) => {
+    const t = Number(other.dataset.time);
+    return t < time || (t === time && other.dataset.id < ev.id);
+  });
+  list.insertBefore(li, after ?? null);
   updateUnread();
 }
 
+// timeKey turns an RFC 3339 time into microseconds since 1970 (Date.parse keeps only
+// milliseconds, and two notifications may be that close).
+function timeKey(time) {
+  const ms = Date.parse(time);
+  if (isNaN(ms)) return 0;
+  const frac = /\.(\d+)/.exec(time)?.[1] ?? "";
+  return Math.floor(ms / 1000) * 1e6 + Number(frac.slice(0, 6).padEnd(6, "0"));
+}
+
 function markRead(li) {
+  if (!li.classList.contains("unread")) return;
   li.classList.remove("unread");
+  if ("inbox" in li.dataset) client?.inbox.markRead(li.dataset.id).catch(inboxFailed);
   updateUnread();
 }
 
 $("#mark-all-read").addEventListener("click", () => {
   document.querySelectorAll("#list li.unread").forEach((li) => li.classList.remove("unread"));
+  client?.inbox.markAllRead().catch(inboxFailed);
   updateUnread();
 });
 
 $("#bell").addEventListener("click", () => $("#list").scrollIntoView({ behavior: "smooth" }));
 $("#dismiss-missed").addEventListener("click", () => { $("#refresh-needed").hidden = true; });
 
+// The badge: the inbox's unread count, the same in every tab and device, plus the unread live
+// events of topics and broadcasts in this page.
 function updateUnread() {
-  const n = document.querySelectorAll("#list li.notification.unread").length;
+  const live = document.querySelectorAll("#list li.notification.unread:not([data-inbox])").length;
+  const n = (client?.inbox.unread ?? 0) + live;
   const badge = $("#badge");
   badge.textContent = String(n);
   badge.dataset.count = String(n);
   $("#empty").hidden = $("#list").children.length > 0;
 }
+
+// ---- the inbox ----
+
+let nextPage = ""; // the cursor of the list's next page
+
+// startInbox fills the list from the inbox on every connect (a reload, a restart, a recovery
+// that failed) and follows its live changes. client.inbox fetches the counts on every connect.
+function startInbox(c) {
+  c.inbox.onChange(({ change }) => {
+    if (c === client && change) onInbox(change);
+    updateUnread();
+  });
+  c.onState((state) => { if (state === "connected" && c === client) loadInbox(); });
+}
+
+async function loadInbox(cursor = "") {
+  const c = client;
+  try {
+    const page = await c.inbox.list({ cursor });
+    if (c !== client) return;
+    for (const n of page.items) showStored(n);
+    if (!cursor || nextPage === cursor) nextPage = page.next ?? "";
+    $("#more").hidden = !nextPage;
+  } catch (err) {
+    inboxFailed(err);
+  }
+}
+
+// A stored notification as the page shows it.
+function showStored(n) {
+  addNotification({ id: n.id, type: n.type, data: n.data, time: n.createdAt }, { inbox: true, read: !!n.readAt });
+}
+
+function inboxItems(ids) {
+  const items = [...document.querySelectorAll("#list li[data-inbox]")];
+  return ids ? items.filter((li) => ids.includes(li.dataset.id)) : items;
+}
+
+// onInbox applies a change made in any tab or device, or a new notification.
+function onInbox(change) {
+  switch (change.op) {
+    case "new":
+      showStored(change.notification);
+      toast({ type: change.notification.type, data: change.notification.data });
+      break;
+    case "read":
+    case "unread":
+      for (const li of inboxItems(change.ids)) li.classList.toggle("unread", change.op === "unread");
+      break;
+    case "read-all":
+      for (const li of inboxItems()) li.classList.remove("unread");
+      break;
+    case "archive":
+    case "delete":
+      for (const li of inboxItems(change.ids)) li.remove();
+      updateUnread();
+      if ($("#archive-box").open) loadArchive();
+      break;
+    case "unarchive":
+      loadInbox();
+      if ($("#archive-box").open) loadArchive();
+      break;
+  }
+}
+
+// The archive shows when opened, from the inbox, with a button to put each one back.
+async function loadArchive() {
+  const c = client;
+  try {
+    const page = await c.inbox.list({ archived: true, limit: 100 });
+    if (c !== client) return;
+    $("#archive").replaceChildren(...page.items.map((n) => {
+      const li = document.createElement("li");
+      li.className = "archived";
+      li.dataset.id = n.id;
+      li.innerHTML = `<span class="text"></span><button type="button" class="link unarchive">Unarchive</button>`;
+      li.querySelector(".text").textContent = describe({ type: n.type, data: n.data });
+      li.querySelector("button").addEventListener("click", () => c.inbox.unarchive(n.id).catch(inboxFailed));
+      return li;
+    }));
+  } catch (err) {
+    inboxFailed(err);
+  }
+}
+
+$("#archive-box").addEventListener("toggle", () => { if ($("#archive-box").open) loadArchive(); });
+
+function inboxFailed(err) {
+  console.warn("inbox:", err.code ?? err, err.reason ?? "");
+}
+
+$("#more").addEventListener("click", () => loadInbox(nextPage));
 
 // Toasts stack in a column of their own under the side panel (see style.css), never over the
 // controls; the newest comes first, and at most MAX_TOASTS show at once.
