@@ -45,10 +45,13 @@ func (ib *Inbox) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := ib.hub.Authenticate(r)
 	if err != nil {
-		reason := err.Error()
-		if len(reason) > len(notify.ErrUnauthorized.Error())+2 {
-			reason = reason[len(notify.ErrUnauthorized.Error())+2:]
+		if !errors.Is(err, notify.ErrUnauthorized) {
+			// The broker could not say whether the user's tokens are refused.
+			ib.cfg.Logger.Warn("notify: inbox: cannot authenticate", "err", err)
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "try again later")
+			return
 		}
+		reason := strings.TrimPrefix(err.Error(), notify.ErrUnauthorized.Error()+": ")
 		writeError(w, http.StatusUnauthorized, "unauthorized", reason)
 		return
 	}

@@ -61,6 +61,16 @@ func TestHTTPRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// carol signed out everywhere: her token from before it is refused here as at the socket.
+	carolOld, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": "carol", "iat": time.Now().Add(-time.Hour).Unix(), "exp": time.Now().Add(time.Hour).Unix(),
+	}).SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hub.Disconnect(context.Background(), "carol", notify.DisconnectOptions{RefuseBefore: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
 	bearer := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
 	with := func(h map[string]string, k, v string) map[string]string {
 		out := map[string]string{k: v}
@@ -81,6 +91,7 @@ func TestHTTPRequests(t *testing.T) {
 		{"no token", "GET", "/inbox/counts", "", nil, 401, `{"error":"unauthorized","reason":"no token"}` + "\n"},
 		{"expired token", "GET", "/inbox/counts", "", bearer(expired), 401, `{"error":"unauthorized","reason":"token expired"}` + "\n"},
 		{"bad token", "GET", "/inbox/counts", "", bearer("x.y.z"), 401, `{"error":"unauthorized","reason":"malformed token"}` + "\n"},
+		{"token from before a sign-out", "GET", "/inbox/counts", "", bearer(carolOld), 401, `{"error":"unauthorized","reason":"token issued before the user was signed out"}` + "\n"},
 		{"cross-origin change", "POST", "/inbox/read-all", "", with(bearer(alice), "Origin", "https://evil.example"), 403, `{"error":"forbidden","reason":"origin not allowed"}` + "\n"},
 		{"cross-origin list", "GET", "/inbox/", "", with(bearer(alice), "Origin", "https://evil.example"), 403, `{"error":"forbidden",*`},
 		{"allowed origin", "POST", "/inbox/read-all", "", with(bearer(alice), "Origin", "https://app.example.com"), 200, `{"counts":{"unread":0,*`},
