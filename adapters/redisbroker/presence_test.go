@@ -316,3 +316,28 @@ func TestSendReportAcrossNodes(t *testing.T) {
 	}
 	expect(t, c1, "typing", nil)
 }
+
+// TestRefusalClockSkew: node a's clock runs 3 s ahead of node b's, and a signs alice out.
+// Node b, with a leeway of 5 s, accepts the token it issues right after (its iat is 3 s before
+// a's refusal time by a's clock); node c, same clock as b but no leeway, refuses it.
+func TestRefusalClockSkew(t *testing.T) {
+	t.Parallel()
+	u, p := redisURL(t), prefix(t)
+	a := newNode(t, u, p, nil)
+	b := newNode(t, u, p, func(c *notify.Config) { c.Leeway = 5 * time.Second })
+	c := newNode(t, u, p, nil)
+	aNow := time.Now().Add(3 * time.Second) // a's clock
+	if err := a.hub.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: aNow}); err != nil {
+		t.Fatal(err)
+	}
+	b.dial(t, "alice", nil) // a token b issues now, by its clock: accepted within the leeway
+	tok, _ := c.hub.IssueToken("alice", time.Minute)
+	ws, resp, err := wstest.Dial(t, c.url, http.Header{"Authorization": {"Bearer " + tok}})
+	if err == nil {
+		ws.WS.Close()
+		t.Fatal("node c, without leeway, accepted a token issued 3 s before the refusal by a's clock")
+	}
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("node c: %d, want 401", resp.StatusCode)
+	}
+}
