@@ -341,3 +341,22 @@ func TestRefusalClockSkew(t *testing.T) {
 		t.Fatalf("node c: %d, want 401", resp.StatusCode)
 	}
 }
+
+// TestRefuseKeepsTheLater: a refusal at an earlier time does not replace a later one.
+func TestRefuseKeepsTheLater(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, redisURL(t), prefix(t), nil)
+	ctx := context.Background()
+	if got, err := n.broker.RefusedBefore(ctx, "alice"); err != nil || !got.IsZero() {
+		t.Fatalf("RefusedBefore without a refusal = %v, %v", got, err)
+	}
+	later := time.Now().Truncate(time.Millisecond)
+	for _, at := range []time.Time{later, later.Add(-time.Hour)} {
+		if err := n.broker.Refuse(ctx, "alice", at, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := n.hub.RefusedBefore(ctx, "alice"); err != nil || !got.Equal(later) {
+		t.Fatalf("RefusedBefore = %v, %v; want %v", got, err, later)
+	}
+}
