@@ -360,3 +360,31 @@ func TestRefuseKeepsTheLater(t *testing.T) {
 		t.Fatalf("RefusedBefore = %v, %v; want %v", got, err, later)
 	}
 }
+
+// TestServerTopicsAcrossNodes: Config.Topics subscribes alice on every connect; after she
+// leaves node a and comes back on node b with the topic's position in the URL, she gets what
+// was published meanwhile.
+func TestServerTopicsAcrossNodes(t *testing.T) {
+	t.Parallel()
+	u, p := redisURL(t), prefix(t)
+	topics := func(c *notify.Config) {
+		c.Topics = func(context.Context, notify.Identity) ([]string, error) { return []string{"team.red"}, nil }
+	}
+	a, b := newNode(t, u, p, topics), newNode(t, u, p, topics)
+	c, _ := a.dial(t, "alice", nil)
+	m := c.NextNonPing()
+	if m["op"] != "subscribed" || m["topic"] != "team.red" || m["server"] != true {
+		t.Fatalf("after the welcome: %v", m)
+	}
+	pos := position(t, m)
+	c.WS.Close()
+	wstest.WaitFor(t, "alice gone from a", func() bool { return a.hub.Sessions("alice") == 0 })
+	b.hub.Publish("team.red", notify.Event{Type: "missed"})
+	tok, _ := b.hub.IssueToken("alice", time.Minute)
+	q := fmt.Sprintf("?t.team.red=%d.%s", pos.Offset, pos.Epoch)
+	c, _ = wstest.Welcome(t, b.url+q, tok)
+	if m := c.NextNonPing(); m["op"] != "subscribed" || m["recovered"] != true {
+		t.Fatalf("after the reconnect on b: %v, want recovered", m)
+	}
+	expect(t, c, "missed", nil)
+}
