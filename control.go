@@ -29,7 +29,7 @@ type command struct {
 }
 
 func (c command) payload() []byte {
-	b, _ := json.Marshal(c) // strings only: cannot fail
+	b, _ := json.Marshal(c) // strings and an integer: cannot fail
 	return append([]byte{controlMark}, b...)
 }
 
@@ -82,7 +82,10 @@ func (h *Hub) Disconnect(ctx context.Context, userID string, opts DisconnectOpti
 	}
 	h.disconnectLocal(userID, time.Time{})
 	if err := h.command(ctx, userID, command{Op: "disconnect"}); err != nil {
-		return fmt.Errorf("notify: disconnect %q: %w", userID, err)
+		if errors.Is(err, ErrClosed) {
+			return err
+		}
+		return fmt.Errorf("notify: disconnect %q on other nodes: %w", userID, err)
 	}
 	if !opts.RefuseBefore.IsZero() {
 		h.later(sweepDelay, func() { h.sweepRefused(userID, opts.RefuseBefore) })
@@ -136,7 +139,8 @@ func (h *Hub) later(d time.Duration, fn func()) {
 }
 
 // command sends a command to the other nodes holding sessions of the user. The in-memory
-// broker delivers it back to this hub only, which ignores its own.
+// broker delivers it back to this hub only, which ignores its own. It returns ErrClosed, or the
+// broker's error for the caller to wrap.
 func (h *Hub) command(ctx context.Context, userID string, cmd command) error {
 	if h.closed.Load() {
 		return ErrClosed
@@ -144,7 +148,7 @@ func (h *Hub) command(ctx context.Context, userID string, cmd command) error {
 	cmd.Node = h.node
 	if err := h.broker.Publish(ctx, wire.UserStream(userID), cmd.payload(), true); err != nil {
 		h.stats.brokerErrors.Add(1)
-		return fmt.Errorf("notify: broker: %w", err)
+		return err
 	}
 	return nil
 }
@@ -188,7 +192,11 @@ func (h *Hub) serverSubscription(ctx context.Context, userID, topic string, on b
 		op = "subscribe"
 	}
 	local := h.subscribeLocal(ctx, userID, topic, on)
-	return errors.Join(local, h.command(ctx, userID, command{Op: op, Topic: topic}))
+	err := h.command(ctx, userID, command{Op: op, Topic: topic})
+	if err != nil && !errors.Is(err, ErrClosed) {
+		err = fmt.Errorf("notify: %s %q to %q on other nodes: %w", op, userID, topic, err)
+	}
+	return errors.Join(local, err)
 }
 
 // subscribeLocal applies a server subscription to this hub's sessions of the user.

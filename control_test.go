@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -345,4 +346,56 @@ func TestDisconnectSweep(t *testing.T) {
 	}
 	notify.Sweep(h, "alice", before)
 	expectMarker(t, h, refreshed, "alice")
+}
+
+// TestOnlineWhenFirstSessionFails: the user's first session fails before its welcome while a
+// second one starts: OnOnline still fires once (when the first leaves), then OnOffline once.
+func TestOnlineWhenFirstSessionFails(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var log []string
+	add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
+	release := make(chan struct{})
+	var calls atomic.Int32
+	h := newHub(t, func(c *notify.Config) {
+		c.OnOnline = func(u string) { add("online " + u) }
+		c.OnOffline = func(u string) { add("offline " + u) }
+		c.Topics = func(context.Context, notify.Identity) ([]string, error) {
+			if calls.Add(1) == 1 {
+				<-release // until the second session is welcomed
+				return nil, errors.New("first session fails")
+			}
+			return nil, nil
+		}
+	})
+	srv := serve(t, h)
+	// The upgrade's answer leaves with the session's first frame: the dial returns once the
+	// first session is refused.
+	tok := token(t, h, "alice")
+	dialed := make(chan *client, 1)
+	go func() {
+		c, _, err := dialURL(t, wsURL(srv), http.Header{"Authorization": {"Bearer " + tok}})
+		if err != nil {
+			t.Error(err)
+		}
+		dialed <- c
+	}()
+	waitFor(t, "the first session's Topics call", func() bool { return calls.Load() == 1 })
+	second := dial(t, srv, token(t, h, "alice"))
+	close(release)
+	first := <-dialed
+	if first == nil {
+		t.FailNow()
+	}
+	if code := first.CloseCode(); code != 1013 {
+		t.Fatalf("first session closed with %d, want 1013", code)
+	}
+	waitFor(t, "online", func() bool { return h.Stats().Online == 1 })
+	second.WS.Close()
+	waitFor(t, "offline", func() bool { return h.Stats().Offline == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(log, "|"); got != "online alice|offline alice" {
+		t.Fatalf("hooks %q", got)
+	}
 }

@@ -36,7 +36,8 @@ type Presence interface {
 	Leave(ctx context.Context, s SessionInfo) (sessions int, removed bool, err error)
 	// Sessions returns the user's live sessions on every node, oldest first.
 	Sessions(ctx context.Context, userID string) ([]SessionInfo, error)
-	// Refuse makes the user's tokens issued before t refused, for ttl.
+	// Refuse makes the user's tokens issued before the given time refused, for ttl; a later
+	// refusal time already recorded stays.
 	Refuse(ctx context.Context, userID string, before time.Time, ttl time.Duration) error
 	// RefusedBefore returns the time before which the user's tokens are refused, zero when
 	// none.

@@ -82,16 +82,21 @@ func (h *Hub) connected(s *melody.Session) {
 		h.cfg.OnSessionStart(c.ident, c.info)
 	}
 	if c.first {
-		h.stats.online.Add(1)
-		if h.cfg.OnOnline != nil {
-			h.cfg.OnOnline(c.user)
-		}
+		h.cameOnline(c.user)
 	}
 	if h.cfg.OnSessionEnd == nil {
 		c.ident = Identity{UserID: c.user} // let the claims go
 	}
 	if h.cfg.OnConnect != nil {
 		h.cfg.OnConnect(c.user)
+	}
+}
+
+// cameOnline counts and reports a user's first session anywhere.
+func (h *Hub) cameOnline(user string) {
+	h.stats.online.Add(1)
+	if h.cfg.OnOnline != nil {
+		h.cfg.OnOnline(user)
 	}
 }
 
@@ -110,6 +115,11 @@ func (h *Hub) endSession(ctx context.Context, c *conn) {
 		h.cfg.Logger.Warn("notify: presence leave failed", "user", c.user, "session", c.id, "err", err)
 	}
 	if !c.welcomed {
+		// It was the user's first session anywhere, but failed before reporting the user
+		// online; if others joined meanwhile, the user is online, and the report is due here.
+		if err == nil && removed && c.first && n > 0 {
+			h.cameOnline(c.user)
+		}
 		return
 	}
 	h.stats.present.Add(-1)

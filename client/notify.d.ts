@@ -130,7 +130,11 @@ export interface StateInfo {
   user?: string;
   /** connected: the session id the server assigned. */
   session?: string;
-  /** reconnecting, closed: the close code that ended the previous connection, if it closed. */
+  /**
+   * reconnecting, closed: the close code that ended the previous connection, if it closed.
+   * closed with 4001 and reason "signed out": the user was signed out and token() gave no
+   * fresh token.
+   */
   code?: number;
   /** reconnecting, closed: the close reason, or why the client gave up on the connection. */
   reason?: string;

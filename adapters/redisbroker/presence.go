@@ -100,15 +100,16 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return #ARGV - 1
 `)
 
-// KEYS: refusal. ARGV: refusal time ms, ttl ms. Keeps the later refusal, for the longer TTL.
+// KEYS: refusal. ARGV: refusal time ms, ttl ms. Keeps the later refusal, for the longer TTL
+// (without PEXPIRE's options, which need Redis 7).
 var refuseScript = redis.NewScript(`
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > cur then
-  local ttl = redis.call('PTTL', KEYS[1])
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', math.max(ttl, tonumber(ARGV[2])))
-else
-  redis.call('PEXPIRE', KEYS[1], ARGV[2], 'GT')
+local v = ARGV[1]
+local old = redis.call('GET', KEYS[1])
+if old and tonumber(old) > tonumber(v) then
+  v = old
 end
+local ttl = math.max(redis.call('PTTL', KEYS[1]), tonumber(ARGV[2]))
+redis.call('SET', KEYS[1], v, 'PX', ttl)
 return 1
 `)
 

@@ -316,3 +316,75 @@ func TestSendReportAcrossNodes(t *testing.T) {
 	}
 	expect(t, c1, "typing", nil)
 }
+
+// TestRefusalClockSkew: node a's clock runs 3 s ahead of node b's, and a signs alice out.
+// Node b, with a leeway of 5 s, accepts the token it issues right after (its iat is 3 s before
+// a's refusal time by a's clock); node c, same clock as b but no leeway, refuses it.
+func TestRefusalClockSkew(t *testing.T) {
+	t.Parallel()
+	u, p := redisURL(t), prefix(t)
+	a := newNode(t, u, p, nil)
+	b := newNode(t, u, p, func(c *notify.Config) { c.Leeway = 5 * time.Second })
+	c := newNode(t, u, p, nil)
+	aNow := time.Now().Add(3 * time.Second) // a's clock
+	if err := a.hub.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: aNow}); err != nil {
+		t.Fatal(err)
+	}
+	b.dial(t, "alice", nil) // a token b issues now, by its clock: accepted within the leeway
+	tok, _ := c.hub.IssueToken("alice", time.Minute)
+	ws, resp, err := wstest.Dial(t, c.url, http.Header{"Authorization": {"Bearer " + tok}})
+	if err == nil {
+		ws.WS.Close()
+		t.Fatal("node c, without leeway, accepted a token issued 3 s before the refusal by a's clock")
+	}
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("node c: %d, want 401", resp.StatusCode)
+	}
+}
+
+// TestRefuseKeepsTheLater: a refusal at an earlier time does not replace a later one.
+func TestRefuseKeepsTheLater(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, redisURL(t), prefix(t), nil)
+	ctx := context.Background()
+	if got, err := n.broker.RefusedBefore(ctx, "alice"); err != nil || !got.IsZero() {
+		t.Fatalf("RefusedBefore without a refusal = %v, %v", got, err)
+	}
+	later := time.Now().Truncate(time.Millisecond)
+	for _, at := range []time.Time{later, later.Add(-time.Hour)} {
+		if err := n.broker.Refuse(ctx, "alice", at, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := n.hub.RefusedBefore(ctx, "alice"); err != nil || !got.Equal(later) {
+		t.Fatalf("RefusedBefore = %v, %v; want %v", got, err, later)
+	}
+}
+
+// TestServerTopicsAcrossNodes: Config.Topics subscribes alice on every connect; after she
+// leaves node a and comes back on node b with the topic's position in the URL, she gets what
+// was published meanwhile.
+func TestServerTopicsAcrossNodes(t *testing.T) {
+	t.Parallel()
+	u, p := redisURL(t), prefix(t)
+	topics := func(c *notify.Config) {
+		c.Topics = func(context.Context, notify.Identity) ([]string, error) { return []string{"team.red"}, nil }
+	}
+	a, b := newNode(t, u, p, topics), newNode(t, u, p, topics)
+	c, _ := a.dial(t, "alice", nil)
+	m := c.NextNonPing()
+	if m["op"] != "subscribed" || m["topic"] != "team.red" || m["server"] != true {
+		t.Fatalf("after the welcome: %v", m)
+	}
+	pos := position(t, m)
+	c.WS.Close()
+	wstest.WaitFor(t, "alice gone from a", func() bool { return a.hub.Sessions("alice") == 0 })
+	b.hub.Publish("team.red", notify.Event{Type: "missed"})
+	tok, _ := b.hub.IssueToken("alice", time.Minute)
+	q := fmt.Sprintf("?t.team.red=%d.%s", pos.Offset, pos.Epoch)
+	c, _ = wstest.Welcome(t, b.url+q, tok)
+	if m := c.NextNonPing(); m["op"] != "subscribed" || m["recovered"] != true {
+		t.Fatalf("after the reconnect on b: %v, want recovered", m)
+	}
+	expect(t, c, "missed", nil)
+}
