@@ -136,6 +136,22 @@ type subOp struct {
 	unsub bool
 }
 
+// next waits for operations queued for the writer and takes them; false when s closes.
+func (s *subscriber) next() ([]subOp, bool) {
+	select {
+	case <-s.b.stop:
+		return nil, false
+	case <-s.quit:
+		return nil, false
+	case <-s.kick:
+	}
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	ops := s.ops
+	s.ops = nil
+	return ops, true
+}
+
 // queue hands op to the writer. Called with b.mu held.
 func (s *subscriber) queue(op subOp) {
 	s.ops = append(s.ops, op)
@@ -153,17 +169,10 @@ func (s *subscriber) write() {
 	b := s.b
 	ctx := context.Background()
 	for {
-		select {
-		case <-b.stop:
+		ops, ok := s.next()
+		if !ok {
 			return
-		case <-s.quit:
-			return
-		case <-s.kick:
 		}
-		b.mu.Lock()
-		ops := s.ops
-		s.ops = nil
-		b.mu.Unlock()
 		for i, op := range ops {
 			var err error
 			if op.unsub {

@@ -92,33 +92,7 @@ func (b *Broker) History(ctx context.Context, stream string, after *notify.Posit
 // still queued with errClosed.
 func (b *Broker) reader() {
 	defer b.pubDone.Done()
-	batch := make([]*callReq, 0, maxPipeline)
-	for {
-		select {
-		case <-b.stop:
-			for {
-				select {
-				case r := <-b.callQ:
-					r.done <- callAns{err: errClosed}
-				default:
-					return
-				}
-			}
-		case r := <-b.callQ:
-			batch = append(batch[:0], r)
-		}
-	fill:
-		for len(batch) < maxPipeline {
-			select {
-			case r := <-b.callQ:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
-		}
-		b.callBatch(batch)
-		clear(batch)
-	}
+	drain(b.stop, b.callQ, b.callBatch, func(r *callReq) { r.done <- callAns{err: errClosed} })
 }
 
 // callBatch runs a batch in one pipeline and answers each call; a Redis that does not know a

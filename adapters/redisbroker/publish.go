@@ -73,31 +73,39 @@ func (b *Broker) Publish(ctx context.Context, stream string, payload []byte, eph
 // still queued with errClosed.
 func (b *Broker) publisher() {
 	defer b.pubDone.Done()
-	batch := make([]*pubReq, 0, maxPipeline)
+	drain(b.stop, b.pubQ, b.publishBatch, func(r *pubReq) { r.done <- errClosed })
+}
+
+// drain runs q's items in batches until stop closes: it waits for one, takes the others
+// waiting at that moment (up to maxPipeline) and hands them to run, which answers them; items
+// queued meanwhile wait for the next batch. Once stop closes, fail answers what is still
+// queued. The publishers and the readers (history.go) are drains.
+func drain[T any](stop <-chan struct{}, q chan T, run func([]T), fail func(T)) {
+	batch := make([]T, 0, maxPipeline)
 	for {
 		select {
-		case <-b.stop:
+		case <-stop:
 			for {
 				select {
-				case r := <-b.pubQ:
-					r.done <- errClosed
+				case r := <-q:
+					fail(r)
 				default:
 					return
 				}
 			}
-		case r := <-b.pubQ:
+		case r := <-q:
 			batch = append(batch[:0], r)
 		}
 	fill:
 		for len(batch) < maxPipeline {
 			select {
-			case r := <-b.pubQ:
+			case r := <-q:
 				batch = append(batch, r)
 			default:
 				break fill
 			}
 		}
-		b.publishBatch(batch)
+		run(batch)
 		clear(batch)
 	}
 }

@@ -229,17 +229,10 @@ func (s *subscriber) writeSingle() {
 	ctx := context.Background()
 	var chans []string
 	for {
-		select {
-		case <-b.stop:
+		ops, ok := s.next()
+		if !ok {
 			return
-		case <-s.quit:
-			return
-		case <-s.kick:
 		}
-		b.mu.Lock()
-		ops := s.ops
-		s.ops = nil
-		b.mu.Unlock()
 		for len(ops) > 0 {
 			n := 1
 			for n < len(ops) && ops[n].unsub == ops[0].unsub {
