@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -94,13 +95,20 @@ func startCluster(t testing.TB, replicas int, nodeTimeout time.Duration) *ownClu
 	return c
 }
 
+// freePorts returns n ports that are free now, below Linux's ephemeral range (32768 and up by
+// default): a port that Listen(":0") hands out and the test then releases can be taken, before
+// redis-server binds it, as the source port of any outgoing connection (go-redis dials plenty),
+// and redis-server then fails to start.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			t.Fatal("no free port below 32768")
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
 		if err != nil {
-			t.Fatal(err)
+			continue // taken
 		}
 		defer l.Close() // all held until every port is chosen
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)

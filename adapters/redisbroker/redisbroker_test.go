@@ -348,13 +348,7 @@ func startRedis(t testing.TB) *ownRedis {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	wstest.RequireService(t, "redis-server (to run a Redis the test can kill)", err)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	r := &ownRedis{t: t, port: port}
+	r := &ownRedis{t: t, port: freePorts(t, 1)[0]} // below the ephemeral range: see freePorts
 	r.start(bin)
 	t.Cleanup(r.kill)
 	return r
