@@ -37,7 +37,11 @@ type conn struct {
 	present bool
 	first   bool
 	joinErr error
-	out     outbox
+	// presub, with a broker other than the in-memory one, answers the user stream's Subscribe
+	// that ServeHTTP starts while presence is joined; whoever takes the answer (connected, or
+	// dropPresub on a path that ends the session before) waits for that goroutine.
+	presub chan error
+	out    outbox
 
 	mu sync.Mutex
 	// buffers holds a stream's live frames while the stream's history is read for recovery.

@@ -25,6 +25,7 @@ func (h *Hub) connected(s *melody.Session) {
 	c.ctx = ctx
 	s.Request = nil
 	if c.joinErr != nil {
+		h.dropPresub(ctx, c)
 		h.cfg.Logger.Warn("notify: session refused, presence unavailable", "user", c.user, "err", c.joinErr)
 		c.out.abort(closeTryAgain)
 		return
@@ -33,6 +34,7 @@ func (h *Hub) connected(s *melody.Session) {
 	if h.cfg.Topics != nil {
 		var err error
 		if topics, err = h.cfg.Topics(ctx, c.ident); err != nil {
+			h.dropPresub(ctx, c)
 			h.cfg.Logger.Warn("notify: session refused, Config.Topics failed", "user", c.user, "err", err)
 			c.out.abort(closeTryAgain)
 			return
@@ -43,7 +45,17 @@ func (h *Hub) connected(s *melody.Session) {
 	// that the replay and the live events meet without a gap or a duplicate.
 	c.buffer(stream, true)
 	h.idx.add(c)
-	pos, replay, recovered, err := h.subscribeStream(ctx, stream, c.since)
+	var pos Position
+	var replay [][]byte
+	var recovered *bool
+	var err error
+	if c.presub != nil {
+		subErr := <-c.presub
+		c.presub = nil
+		pos, replay, recovered, err = h.readStream(ctx, stream, c.since, subErr)
+	} else {
+		pos, replay, recovered, err = h.subscribeStream(ctx, stream, c.since)
+	}
 	if err != nil {
 		// Without the stream's subscription and position, events the broker accepts from now
 		// on could be lost without the client knowing: it reconnects later and recovers.
@@ -180,7 +192,12 @@ func (h *Hub) sessionError(s *melody.Session, err error) {
 // without a position, could lose events the broker accepts from now on without being told.
 // On an error the subscription is undone.
 func (h *Hub) subscribeStream(ctx context.Context, stream string, since *Position) (pos Position, replay [][]byte, recovered *bool, err error) {
-	if err = h.broker.Subscribe(ctx, stream); err == nil {
+	return h.readStream(ctx, stream, since, h.broker.Subscribe(ctx, stream))
+}
+
+// readStream is subscribeStream once the broker's Subscribe has returned subErr.
+func (h *Hub) readStream(ctx context.Context, stream string, since *Position, subErr error) (pos Position, replay [][]byte, recovered *bool, err error) {
+	if err = subErr; err == nil {
 		var msgs []Message
 		if pos, msgs, err = h.broker.History(ctx, stream, since); err == nil {
 			replay, recovered = planReplay(pos, msgs, since)
@@ -191,6 +208,18 @@ func (h *Hub) subscribeStream(ctx context.Context, stream string, since *Positio
 	h.stats.brokerErrors.Add(1)
 	h.brokerUnsubscribe(context.WithoutCancel(ctx), stream)
 	return Position{}, nil, nil, err
+}
+
+// dropPresub undoes the user stream's subscription that ServeHTTP started, for a session that
+// ends before connected took it over; it waits for the Subscribe to return. A no-op otherwise.
+func (h *Hub) dropPresub(ctx context.Context, c *conn) {
+	if c.presub == nil {
+		return
+	}
+	<-c.presub
+	c.presub = nil
+	// Counted whether it succeeded or not (see Broker.Subscribe), as subscribeStream does.
+	h.brokerUnsubscribe(ctx, wire.UserStream(c.user))
 }
 
 func (h *Hub) brokerUnsubscribe(ctx context.Context, stream string) {

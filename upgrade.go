@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gonotify/notify/internal/wire"
 )
 
 // ServeHTTP upgrades an authenticated request to a WebSocket session. A cross-origin request
@@ -23,13 +25,21 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := newConn(h, id, since)
 	c.topicSince = topicSinceFrom(r)
+	if _, local := h.broker.(*memoryBroker); !local {
+		// The user stream's subscription is under way while presence is joined, rather than
+		// after it: a connect waits for one broker round trip less.
+		c.presub = make(chan error, 1)
+		go func(ctx context.Context) { c.presub <- h.broker.Subscribe(ctx, wire.UserStream(c.user)) }(context.WithoutCancel(r.Context()))
+	}
 	if !h.joinPresence(w, r, c, id) {
+		h.dropPresub(context.WithoutCancel(r.Context()), c)
 		h.admit.release(id.UserID)
 		return
 	}
 	h.acceptMu.Lock()
 	if h.closed.Load() {
 		h.acceptMu.Unlock()
+		h.dropPresub(context.WithoutCancel(r.Context()), c)
 		h.admit.release(id.UserID)
 		h.endSession(context.WithoutCancel(r.Context()), c)
 		h.refuseUpgrade(w, refusedShutdown, http.StatusServiceUnavailable, ErrClosed.Error())
@@ -107,6 +117,7 @@ func (h *Hub) serve(w *detachedWriter, r *http.Request, c *conn, ended chan stru
 	// The session has ended (melody's disconnect handler has run) or never started.
 	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
 	defer cancel()
+	h.dropPresub(ctx, c) // when the upgrade failed: connected did not take it
 	h.endSession(ctx, c)
 }
 
