@@ -134,6 +134,9 @@ func TestDisconnectAcrossNodes(t *testing.T) {
 		s, err := b.hub.Presence(context.Background(), "alice")
 		return err == nil && len(s) == 0
 	})
+	// The refused connect's subscription to alice's stream, made while presence was joined,
+	// is undone: node b keeps the broadcasts' and bob's only.
+	wstest.WaitFor(t, "node b to keep two streams", func() bool { return b.broker.Stats().Streams == 2 })
 	// bob, on node b, still gets his events.
 	b.hub.Send("bob", notify.Event{Type: "still"})
 	expect(t, bob, "still", nil)
