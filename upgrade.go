@@ -115,6 +115,15 @@ func (h *Hub) serve(w *detachedWriter, r *http.Request, c *conn, ended chan stru
 		h.cfg.Logger.Info("notify: upgrade failed", "remote", remote, "err", err)
 	}
 	// The session has ended (melody's disconnect handler has run) or never started.
+	h.ended(c)
+}
+
+// ended undoes what a session held outside melody once it is over. It is a function of its
+// own so that its locals are not in the frame of serve, which stays on the stack of every
+// session for its whole life, where a larger frame keeps more sessions' stacks from shrinking
+// at a collection (bench S4, three rounds against the code with them inline: goroutine stacks
+// 7.1 against 7.8 KB per idle connection, medians).
+func (h *Hub) ended(c *conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
 	defer cancel()
 	h.dropPresub(ctx, c) // when the upgrade failed: connected did not take it
