@@ -245,11 +245,11 @@ func TestMalformedHistoryEntry(t *testing.T) {
 	if err := rc.LSet(t.Context(), p+":{u:alice}:hist", 1, "garbage").Err(); err != nil {
 		t.Fatal(err)
 	}
-	pos, msgs, err := n.broker.History(t.Context(), "u:alice", &notify.Position{Epoch: "x"})
+	pos, _, err := n.broker.History(t.Context(), "u:alice", &notify.Position{Epoch: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, msgs, err = n.broker.History(t.Context(), "u:alice", &notify.Position{Epoch: pos.Epoch})
+	_, msgs, err := n.broker.History(t.Context(), "u:alice", &notify.Position{Epoch: pos.Epoch})
 	if err != nil || len(msgs) != 2 || msgs[0].Offset != 1 || msgs[1].Offset != 3 {
 		t.Fatalf("history %v, %v; want offsets 1 and 3", msgs, err)
 	}
