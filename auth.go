@@ -30,8 +30,8 @@ type Identity struct {
 	// IssuedAt is the token's "iat"; zero when it has none. [Hub.Disconnect] can refuse the
 	// tokens issued before a time, and then refuses those without one too.
 	IssuedAt time.Time
-	// Topics lists the topics and patterns the token grants.
-	Topics []string
+	// Grants lists the topics and patterns the token grants (its [Config].GrantsClaim).
+	Grants []string
 	// Claims holds every claim of the token.
 	Claims jwt.MapClaims
 }
@@ -82,18 +82,25 @@ func newVerifier(cfg *Config) *verifier {
 	return v
 }
 
-// authError is a token verification failure: the reason is for the client, the label for
-// [Stats].Refused.
-type authError struct{ label, reason string }
+// AuthError is a refused token: it wraps [ErrUnauthorized], and errors.As reads it out of
+// the errors of [Hub.Authenticate] and [Hub.IdentityFromClaims].
+type AuthError struct {
+	// Reason says why, for the client ("token expired", "token issued before the user was
+	// signed out", ...). It never contains the token.
+	Reason string
+	label  string // for Stats.Refused
+}
 
-func (e *authError) Error() string { return ErrUnauthorized.Error() + ": " + e.reason }
-func (e *authError) Unwrap() error { return ErrUnauthorized }
+func (e *AuthError) Error() string { return ErrUnauthorized.Error() + ": " + e.Reason }
+func (e *AuthError) Unwrap() error { return ErrUnauthorized }
 
-func unauthorized(reason string) error { return &authError{refusedInvalid, reason} }
+func unauthorized(reason string) error { return refused(refusedInvalid, reason) }
+
+func refused(label, reason string) *AuthError { return &AuthError{Reason: reason, label: label} }
 
 // refusalLabel is the Stats.Refused label of a verification error.
 func refusalLabel(err error) string {
-	if e, ok := errors.AsType[*authError](err); ok {
+	if e, ok := errors.AsType[*AuthError](err); ok {
 		return e.label
 	}
 	return refusedInvalid
@@ -102,10 +109,10 @@ func refusalLabel(err error) string {
 // verify checks a raw token. The returned error names the reason, never the token.
 func (v *verifier) verify(raw string) (Identity, error) {
 	if raw == "" {
-		return Identity{}, &authError{refusedNoToken, "no token"}
+		return Identity{}, refused(refusedNoToken, "no token")
 	}
 	if len(raw) > v.cfg.MaxTokenSize {
-		return Identity{}, &authError{refusedTooLarge, "token too large"}
+		return Identity{}, refused(refusedTooLarge, "token too large")
 	}
 	claims := jwt.MapClaims{}
 	_, err := v.parser.ParseWithClaims(raw, claims, v.key)
@@ -114,7 +121,7 @@ func (v *verifier) verify(raw string) (Identity, error) {
 			return Identity{}, unauthorized("token signing method not allowed")
 		}
 		if errors.Is(err, jwt.ErrTokenExpired) {
-			return Identity{}, &authError{refusedExpired, tokenReason(err)}
+			return Identity{}, refused(refusedExpired, tokenReason(err))
 		}
 		return Identity{}, unauthorized(tokenReason(err))
 	}
@@ -141,22 +148,22 @@ func (v *verifier) identity(claims jwt.MapClaims) (Identity, error) {
 	if iat, ok := unixClaim(claims["iat"]); ok {
 		id.IssuedAt = iat
 	}
-	switch t := claims[v.cfg.TopicsClaim].(type) {
+	switch t := claims[v.cfg.GrantsClaim].(type) {
 	case nil:
 	case string:
-		id.Topics = []string{t}
+		id.Grants = []string{t}
 	case []any:
 		for _, e := range t {
 			s, ok := e.(string)
 			if !ok {
-				return Identity{}, unauthorized("token has a malformed " + v.cfg.TopicsClaim + " claim")
+				return Identity{}, unauthorized("token has a malformed " + v.cfg.GrantsClaim + " claim")
 			}
-			id.Topics = append(id.Topics, s)
+			id.Grants = append(id.Grants, s)
 		}
 	case []string:
-		id.Topics = t
+		id.Grants = t
 	default:
-		return Identity{}, unauthorized("token has a malformed " + v.cfg.TopicsClaim + " claim")
+		return Identity{}, unauthorized("token has a malformed " + v.cfg.GrantsClaim + " claim")
 	}
 	return id, nil
 }
@@ -235,9 +242,9 @@ func (v *verifier) tokenFrom(r *http.Request) string {
 }
 
 // IssueToken signs a token for userID that expires after ttl (default 10 minutes) and grants
-// the given topics or patterns. An application's own authenticated endpoint uses it to hand
+// the given topics or patterns (grants). An application's own authenticated endpoint uses it to hand
 // its logged-in user a short-lived notify token. It needs Config.Secret or Config.SigningKey.
-func (h *Hub) IssueToken(userID string, ttl time.Duration, topics ...string) (string, error) {
+func (h *Hub) IssueToken(userID string, ttl time.Duration, grants ...string) (string, error) {
 	if userID == "" {
 		return "", ErrInvalidUser
 	}
@@ -250,8 +257,8 @@ func (h *Hub) IssueToken(userID string, ttl time.Duration, topics ...string) (st
 		"iat":           now.Unix(),
 		"exp":           now.Add(ttl).Unix(),
 	}
-	if len(topics) > 0 {
-		claims[h.cfg.TopicsClaim] = topics
+	if len(grants) > 0 {
+		claims[h.cfg.GrantsClaim] = grants
 	}
 	if h.cfg.Issuer != "" {
 		claims["iss"] = h.cfg.Issuer
@@ -279,9 +286,6 @@ func (h *Hub) IssueToken(userID string, ttl time.Duration, topics ...string) (st
 	return s, nil
 }
 
-// Verify checks a token exactly as an upgrade does and returns its identity.
-func (h *Hub) Verify(token string) (Identity, error) { return h.auth.verify(token) }
-
 // IdentityFromClaims reads an identity out of claims that a framework's JWT middleware has
 // already verified (echo-jwt puts a *jwt.Token in the context). The claims must hold the user
 // claim and exp.
@@ -294,9 +298,9 @@ func (h *Hub) IdentityFromClaims(claims jwt.Claims) (Identity, error) {
 }
 
 // originAllowed implements same-origin by default plus the configured allowlist. Same origin
-// means the same scheme and host: the request's scheme is https when it came over TLS or when
-// a proxy in front says so in X-Forwarded-Proto (a page cannot set that header on a WebSocket),
-// http otherwise. A request with no Origin header does not come from a browser page and is
+// means the same scheme and host: the request's scheme is https when it came over TLS or, with
+// Config.TrustForwardedProto, when a proxy in front says so in X-Forwarded-Proto, http
+// otherwise. A request with no Origin header does not come from a browser page and is
 // allowed: the origin check protects browsers' cookies and nothing else.
 func (h *Hub) originAllowed(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
@@ -307,7 +311,7 @@ func (h *Hub) originAllowed(r *http.Request) bool {
 	if err != nil || u.Host == "" {
 		return false
 	}
-	if strings.EqualFold(u.Host, r.Host) && strings.EqualFold(u.Scheme, requestScheme(r)) {
+	if strings.EqualFold(u.Host, r.Host) && strings.EqualFold(u.Scheme, requestScheme(r, h.cfg.TrustForwardedProto)) {
 		return true
 	}
 	for _, o := range h.cfg.AllowedOrigins {
@@ -319,11 +323,11 @@ func (h *Hub) originAllowed(r *http.Request) bool {
 }
 
 // requestScheme is "https" or "http", as originAllowed explains.
-func requestScheme(r *http.Request) string {
+func requestScheme(r *http.Request, trustForwarded bool) string {
 	if r.TLS != nil {
 		return "https"
 	}
-	if p := r.Header.Get("X-Forwarded-Proto"); p != "" {
+	if p := r.Header.Get("X-Forwarded-Proto"); trustForwarded && p != "" {
 		p, _, _ = strings.Cut(p, ",")
 		return strings.ToLower(strings.TrimSpace(p))
 	}

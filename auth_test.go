@@ -165,12 +165,12 @@ func TestOtherKeyTypes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if id, err := h.Verify(s); err != nil || id.UserID != "alice" {
+			if id, err := verify(h, s); err != nil || id.UserID != "alice" {
 				t.Fatalf("Verify: %v, %v", id, err)
 			}
 			// The same token on a hub of another family is refused as a disallowed method.
 			other := newHub(t, nil)
-			if _, err := other.Verify(s); err == nil || err.Error() != "notify: unauthorized: token signing method not allowed" {
+			if _, err := verify(other, s); err == nil || err.Error() != "notify: unauthorized: token signing method not allowed" {
 				if tt.method != jwt.SigningMethodHS256 {
 					t.Fatalf("other family: %v", err)
 				}
@@ -330,7 +330,7 @@ func TestRefreshAndExpiry(t *testing.T) {
 			}
 			at("close", life)
 		}
-		h.Send("alice", notify.Event{Type: "after-expiry"})
+		h.Send(context.Background(), "alice", notify.Event{Type: "after-expiry"})
 		if m := refresher.NextNonPing(); m["type"] != "after-expiry" {
 			t.Fatalf("refreshed session got %v", m)
 		}
@@ -381,8 +381,9 @@ func TestConfigErrors(t *testing.T) {
 		cfg  notify.Config
 		want string
 	}{
-		{"no key", notify.Config{}, "notify: invalid config: set exactly one of Secret, PublicKey and Keyfunc"},
-		{"two keys", notify.Config{Secret: secret, PublicKey: &rsaKey.PublicKey}, "notify: invalid config: set exactly one of Secret, PublicKey and Keyfunc"},
+		{"no key", notify.Config{}, "notify: invalid config: no key to verify tokens: set Secret to 32 or more random bytes (openssl rand -hex 32), PublicKey to verify the tokens of your identity provider, or Keyfunc for rotating keys (JWKS)"},
+		{"two keys", notify.Config{Secret: secret, PublicKey: &rsaKey.PublicKey}, "notify: invalid config: set only one of Secret, PublicKey and Keyfunc"},
+		{"any origin with a cookie", notify.Config{Secret: secret, CookieName: "tok", AllowedOrigins: []string{"*"}}, `notify: invalid config: AllowedOrigins "*" with CookieName would let any site act as the user with its cookie: list the origins, or send the token in a header`},
 		{"Keyfunc without Methods", notify.Config{Keyfunc: keyfunc}, "notify: invalid config: Methods is required with Keyfunc"},
 		{"method none", notify.Config{Keyfunc: keyfunc, Methods: []string{"none"}}, `notify: invalid config: signing method "none" not supported`},
 		{"unknown method", notify.Config{Secret: secret, Methods: []string{"HS1024"}}, `notify: invalid config: signing method "HS1024" not supported`},
@@ -453,7 +454,7 @@ func TestIdentityFromClaims(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			id, err := h.IdentityFromClaims(tt.claims)
-			got := fmt.Sprint(id.UserID, " ", id.Topics)
+			got := fmt.Sprint(id.UserID, " ", id.Grants)
 			if err != nil {
 				got = err.Error()
 			} else if !id.Expires.Equal(exp) {

@@ -24,7 +24,7 @@ func (h *Hub) Authenticate(r *http.Request) (Identity, error) {
 		}
 	}
 	if err := h.checkRefused(r.Context(), id); err != nil {
-		if _, refused := err.(*authError); refused {
+		if _, ok := err.(*AuthError); ok {
 			return Identity{}, err
 		}
 		return Identity{}, fmt.Errorf("notify: authenticate: %w", err)

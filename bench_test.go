@@ -3,6 +3,7 @@ package notify_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -169,7 +170,7 @@ func BenchmarkSend(b *testing.B) {
 			b.ReportAllocs()
 			start := time.Now()
 			for b.Loop() {
-				if err := h.Send("target", ev); err != nil {
+				if _, err := h.Send(context.Background(), "target", ev); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -198,7 +199,7 @@ func BenchmarkSendSpread(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		if err := h.Send(names[i%users], notify.Event{Type: "bench", Data: data}); err != nil {
+		if _, err := h.Send(context.Background(), names[i%users], notify.Event{Type: "bench", Data: data}); err != nil {
 			b.Fatal(err)
 		}
 		i++
@@ -220,7 +221,7 @@ func BenchmarkPublish(b *testing.B) {
 			for i := range n {
 				user := fmt.Sprintf("sub-%d", i)
 				conns[i] = dialRaw(b, wsURL(srv), h, user)
-				if err := h.Subscribe(user, "news"); err != nil {
+				if err := h.Subscribe(context.Background(), user, "news"); err != nil {
 					b.Fatal(err)
 				}
 				conns[i].ReadMessage() // subscribed
@@ -231,7 +232,7 @@ func BenchmarkPublish(b *testing.B) {
 			b.ReportAllocs()
 			start := time.Now()
 			for b.Loop() {
-				if err := h.Publish("news", ev); err != nil {
+				if _, err := h.Publish(context.Background(), "news", ev); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -239,7 +240,7 @@ func BenchmarkPublish(b *testing.B) {
 			waitEvents(b, ds, int64(b.N))
 			total := time.Since(start)
 			b.StopTimer()
-			allocs = testing.AllocsPerRun(100, func() { h.Publish("nobody-listens", ev) })
+			allocs = testing.AllocsPerRun(100, func() { h.Publish(context.Background(), "nobody-listens", ev) })
 			waitEvents(b, ds, int64(b.N))
 			b.ReportMetric(allocs, "publish-allocs")
 			b.ReportMetric(float64(b.N*n)/total.Seconds(), "deliveries/s")

@@ -16,8 +16,8 @@ import (
 // for missed-event recovery. The default, used when [Config.Broker] is nil, is an in-memory
 // broker for a single process; adapters/redisbroker connects several processes through Redis.
 //
-// Events travel in streams: one per user, one per topic, and one for broadcasts. A broker
-// numbers a stream's events with consecutive offsets within an epoch, a random ID that changes
+// Events travel in streams: one per user ([UserStream]), one per topic ([TopicStream]), and
+// one for broadcasts ([BroadcastStream]). A broker numbers a stream's events with consecutive offsets within an epoch, a random ID that changes
 // whenever the stream's history is lost. A hub calls its broker's methods concurrently.
 type Broker interface {
 	// Start is called once, by New, before any other method; it connects within ctx's
@@ -27,9 +27,11 @@ type Broker interface {
 	Start(ctx context.Context, deliver func(Message)) error
 	// Publish assigns the next offset of the stream, appends the payload to its history and
 	// hands it to every subscribed hub. An ephemeral message gets no offset and no history.
-	// A nil error means the message was handed over. The hub reuses payload's memory once
-	// Publish returns: a broker that keeps it, or delivers it, keeps a copy.
-	Publish(ctx context.Context, stream string, payload []byte, ephemeral bool) error
+	// A nil error means the message was handed over; the Report says where it went (its
+	// Position, whether and until when it is stored, how many hubs received it, -1 when the
+	// broker cannot tell). The hub reuses payload's memory once Publish returns: a broker
+	// that keeps it, or delivers it, keeps a copy.
+	Publish(ctx context.Context, stream string, payload []byte, ephemeral bool) (Report, error)
 	// Subscribe asks for the stream's messages; it returns once they will be delivered. Calls
 	// are counted: the stream stays subscribed until as many Unsubscribe calls have been made.
 	Subscribe(ctx context.Context, stream string) error
@@ -94,6 +96,8 @@ type memoryBroker struct {
 	size    int
 	ttl     time.Duration
 	deliver func(Message)
+	// reaches reports whether the hub holds a session on a stream: the Nodes of a Report.
+	reaches func(stream string) bool
 	boot    string // random, per broker: the root of the epochs of epochAt
 
 	mu      sync.Mutex
@@ -119,8 +123,8 @@ type memEntry struct {
 	frame []byte
 }
 
-func newMemoryBroker(size int, ttl time.Duration) *memoryBroker {
-	return &memoryBroker{size: size, ttl: ttl, streams: make(map[string]*memStream), boot: NewEpoch(),
+func newMemoryBroker(size int, ttl time.Duration, reaches func(stream string) bool) *memoryBroker {
+	return &memoryBroker{size: size, ttl: ttl, reaches: reaches, streams: make(map[string]*memStream), boot: NewEpoch(),
 		stop: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -183,17 +187,24 @@ func (b *memoryBroker) stream(name string) *memStream {
 	return s
 }
 
-func (b *memoryBroker) Publish(_ context.Context, stream string, payload []byte, ephemeral bool) error {
-	_, err := b.publish(stream, payload, ephemeral)
-	return err
-}
-
-// publish is Publish, returning the event's position (zero for an ephemeral one).
-func (b *memoryBroker) publish(stream string, payload []byte, ephemeral bool) (Position, error) {
+func (b *memoryBroker) Publish(_ context.Context, stream string, payload []byte, ephemeral bool) (Report, error) {
+	r := Report{Nodes: 0}
+	if b.reaches(stream) {
+		r.Nodes = 1
+	}
 	if ephemeral {
 		b.deliver(Message{Stream: stream, Payload: bytes.Clone(payload)})
-		return Position{}, nil
+		return r, nil
 	}
+	r.Position = b.publish(stream, payload)
+	if b.size > 0 {
+		r.Stored, r.StoredUntil = true, time.Now().Add(b.ttl)
+	}
+	return r, nil
+}
+
+// publish appends a message to the stream and delivers it; it returns the message's position.
+func (b *memoryBroker) publish(stream string, payload []byte) Position {
 	s := b.stream(stream)
 	s.mu.Lock()
 	defer s.mu.Unlock() // held across deliver: a stream's messages reach the hub in order
@@ -201,7 +212,7 @@ func (b *memoryBroker) publish(stream string, payload []byte, ephemeral bool) (P
 	s.offset++
 	s.last = now
 	// The frame the sessions get is built here, once, and kept as the history entry.
-	frame := wire.WithPosition(payload, s.offset, s.epoch)
+	frame := EncodeFrame(payload, Position{Offset: s.offset, Epoch: s.epoch})
 	e := memEntry{at: now.UnixNano(), frame: frame}
 	switch {
 	case len(s.ring) < cap(s.ring):
@@ -216,7 +227,7 @@ func (b *memoryBroker) publish(stream string, payload []byte, ephemeral bool) (P
 		s.head = (s.head + 1) % b.size
 	}
 	b.deliver(Message{Stream: stream, Offset: s.offset, Epoch: s.epoch, Payload: payload, Frame: frame})
-	return Position{Offset: s.offset, Epoch: s.epoch}, nil
+	return Position{Offset: s.offset, Epoch: s.epoch}
 }
 
 // Subscribe and Unsubscribe have nothing to do: in one process every stream is delivered.

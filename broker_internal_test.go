@@ -15,14 +15,14 @@ func TestMemoryHistoryRing(t *testing.T) {
 		{1, 1}, {1, 5}, {3, 2}, {3, 3}, {3, 7}, {100, 9}, {100, 33}, {100, 100}, {100, 250},
 	} {
 		t.Run(fmt.Sprintf("size=%d,sent=%d", tc.size, tc.sent), func(t *testing.T) {
-			b := newMemoryBroker(tc.size, time.Minute)
+			b := newMemoryBroker(tc.size, time.Minute, func(string) bool { return false })
 			var got []Message
 			if err := b.Start(context.Background(), func(m Message) { got = append(got, m) }); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { b.Close() })
 			for i := 1; i <= tc.sent; i++ {
-				if err := b.Publish(context.Background(), "u:a", []byte(fmt.Sprintf(`{"n":%d}`, i)), false); err != nil {
+				if _, err := b.Publish(context.Background(), "u:a", []byte(fmt.Sprintf(`{"n":%d}`, i)), false); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -62,7 +62,7 @@ func TestMemoryHistoryExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const ttl, stream = 5 * time.Minute, "u:a"
 		ctx := context.Background()
-		b := newMemoryBroker(10, ttl)
+		b := newMemoryBroker(10, ttl, func(string) bool { return false })
 		if err := b.Start(ctx, func(Message) {}); err != nil {
 			t.Fatal(err)
 		}
@@ -74,7 +74,7 @@ func TestMemoryHistoryExpiry(t *testing.T) {
 		}
 		publish := func(n int) {
 			t.Helper()
-			if err := b.Publish(ctx, stream, []byte(fmt.Sprintf(`{"n":%d}`, n)), false); err != nil {
+			if _, err := b.Publish(ctx, stream, []byte(fmt.Sprintf(`{"n":%d}`, n)), false); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -147,14 +147,14 @@ func TestMemoryHistoryExpiry(t *testing.T) {
 
 // History reads only what follows the position it is given, and nothing without one.
 func TestMemoryHistoryAfter(t *testing.T) {
-	b := newMemoryBroker(5, time.Minute)
+	b := newMemoryBroker(5, time.Minute, func(string) bool { return false })
 	ctx := context.Background()
 	if err := b.Start(ctx, func(Message) {}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
 	for i := 1; i <= 8; i++ { // the ring holds 4 to 8
-		if err := b.Publish(ctx, "u:a", []byte(fmt.Sprintf(`{"n":%d}`, i)), false); err != nil {
+		if _, err := b.Publish(ctx, "u:a", []byte(fmt.Sprintf(`{"n":%d}`, i)), false); err != nil {
 			t.Fatal(err)
 		}
 	}

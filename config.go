@@ -43,14 +43,14 @@ type Config struct {
 	Leeway time.Duration
 	// UserClaim names the claim holding the user ID. Default "sub".
 	UserClaim string
-	// TopicsClaim names the claim listing the topics (or patterns) the token grants. Default
-	// "topics".
-	TopicsClaim string
+	// GrantsClaim names the claim listing the topics (or patterns) the token grants
+	// ([Identity].Grants). Default "topics".
+	GrantsClaim string
 	// MaxTokenSize is the largest token accepted, in bytes. Default 4096.
 	MaxTokenSize int
 	// CookieName, when set, lets the token travel in the cookie of that name. Default: no cookie.
 	// Use it only with same-origin pages (the default origin rule) since the browser sends the
-	// cookie on every request.
+	// cookie on every request; New refuses it together with AllowedOrigins "*".
 	CookieName string
 	// AllowQueryToken lets the token travel in the "token" query parameter. Default false:
 	// URLs end up in access logs and browser history.
@@ -60,19 +60,23 @@ type Config struct {
 	ExpiryWarning time.Duration
 
 	// AllowedOrigins lists the origins ("https://app.example.com") allowed besides the
-	// request's own host; "*" allows every origin. Default: same-origin only. Requests with no
-	// Origin header (non-browser clients) are allowed.
+	// request's own host; "*" allows every origin, and New refuses it together with
+	// CookieName (any site could then act as the user). Default: same-origin only. Requests
+	// with no Origin header (non-browser clients) are allowed.
 	AllowedOrigins []string
+	// TrustForwardedProto lets the origin check take the request's scheme from the
+	// X-Forwarded-Proto header, as a TLS-terminating proxy in front of the hub sets it.
+	// Default false: the scheme is https only when the hub itself terminated TLS. Set it only
+	// behind a proxy that overwrites the header.
+	TrustForwardedProto bool
 
 	// Authorize decides subscriptions to topics the token does not grant. A nil error allows
-	// the subscription; the error's text is sent to the client as the reason. Default: topics
+	// the subscription; the error's text is sent to the client as the reason. It gets the
+	// session's identity (with the token's claims in id.Claims) and a context that ends with
+	// the session and carries the values of the upgrade request's context. Default: topics
 	// not granted by the token are refused. It runs on the subscribing session's read loop.
-	Authorize func(ctx context.Context, userID, topic string) error
+	Authorize func(ctx context.Context, id Identity, topic string) error
 
-	// OnConnect is called after each session of a user connects. Default none.
-	OnConnect func(userID string)
-	// OnDisconnect is called after each session of a user has gone. Default none.
-	OnDisconnect func(userID string)
 	// OnSessionStart is called on the session's node once it is welcomed and recorded in
 	// presence ([Hub.Presence]), with its identity. Default none.
 	OnSessionStart func(Identity, SessionInfo)
@@ -87,12 +91,12 @@ type Config struct {
 	// without it, once the node's presence entries expire. Default none.
 	OnOffline func(userID string)
 
-	// Topics returns the topics the application subscribes a session to, given its identity,
-	// on every connect: they are joined before the session's own messages are read, marked as
+	// Subscriptions returns the topics the application subscribes a session to, given its
+	// identity, on every connect: they are joined before the session's own messages are read, marked as
 	// the server's, recovered from the positions the client gives in the connect URL, and not
 	// revoked by a refresh. Return what [Hub.Subscribe] granted for it to outlive reconnects.
 	// An error refuses the session with close code 1013 (try again later). Default none.
-	Topics func(ctx context.Context, id Identity) ([]string, error)
+	Subscriptions func(ctx context.Context, id Identity) ([]string, error)
 
 	// TokenLifetime is the longest a token may live: [Hub.Disconnect] keeps the refusal of
 	// older tokens that long (plus Leeway), unless its options say otherwise. Default 24h.
@@ -138,6 +142,11 @@ type Config struct {
 	// missed-event recovery. Default: an in-memory broker for one process, with HistorySize and
 	// HistoryTTL. The hub closes its broker in Shutdown.
 	Broker Broker
+	// Presence keeps the cluster's sessions and token refusals ([Hub.Presence],
+	// [Hub.Disconnect]). Default: this process's own, which is right for one node only: with
+	// several nodes, give the cluster's (adapters/redisbroker's Broker is one), or a user
+	// signed out on one node keeps its tokens on the others.
+	Presence Presence
 	// HistorySize is how many recent events of each stream (a user's, a topic's) the in-memory
 	// broker keeps for recovery. Default 100.
 	HistorySize int
@@ -154,7 +163,7 @@ const minSecretLen = 32
 // Defaults, applied by New to zero fields.
 const (
 	defaultUserClaim       = "sub"
-	defaultTopicsClaim     = "topics"
+	defaultGrantsClaim     = "topics"
 	defaultMaxTokenSize    = 4096
 	defaultExpiryWarning   = 30 * time.Second
 	defaultMaxMessageSize  = 8192
@@ -187,8 +196,13 @@ func (c *Config) checkKeys() error {
 			keys++
 		}
 	}
-	if keys != 1 {
-		return fmt.Errorf("%w: set exactly one of Secret, PublicKey and Keyfunc", ErrConfig)
+	switch {
+	case keys == 0:
+		return fmt.Errorf("%w: no key to verify tokens: set Secret to 32 or more random bytes "+
+			"(openssl rand -hex 32), PublicKey to verify the tokens of your identity provider, "+
+			"or Keyfunc for rotating keys (JWKS)", ErrConfig)
+	case keys > 1:
+		return fmt.Errorf("%w: set only one of Secret, PublicKey and Keyfunc", ErrConfig)
 	}
 	if len(c.Secret) > 0 && len(c.Secret) < minSecretLen {
 		return fmt.Errorf("%w: Secret is %d bytes, want at least %d random bytes (e.g. openssl rand -hex 32)",
@@ -224,6 +238,10 @@ func (c *Config) checkKeys() error {
 func (c *Config) checkOrigins() error {
 	for _, o := range c.AllowedOrigins {
 		if o == "*" {
+			if c.CookieName != "" {
+				return fmt.Errorf("%w: AllowedOrigins \"*\" with CookieName would let any site act as "+
+					"the user with its cookie: list the origins, or send the token in a header", ErrConfig)
+			}
 			continue
 		}
 		u, err := url.Parse(o)
@@ -270,7 +288,7 @@ func (c *Config) applyDefaults() {
 		}
 	}
 	def(&c.UserClaim, defaultUserClaim)
-	def(&c.TopicsClaim, defaultTopicsClaim)
+	def(&c.GrantsClaim, defaultGrantsClaim)
 	if c.MaxTokenSize == 0 {
 		c.MaxTokenSize = defaultMaxTokenSize
 	}

@@ -28,7 +28,7 @@ type conn struct {
 	since *Position       // the user stream's recovery position asked at connect
 	// topicSince holds the recovery positions of server-made subscriptions asked at connect.
 	topicSince map[string]*Position
-	// ident is the session's identity, for Config.Topics and the session hooks; info is its
+	// ident is the session's identity, for Config.Subscriptions, Config.Authorize and the session hooks; info is its
 	// presence record. present says Join recorded it, first that it was the user's first
 	// session anywhere then, joinErr why Join failed. All are set before the session starts
 	// and read on its own goroutine.
@@ -69,7 +69,7 @@ type buffered struct {
 }
 
 func newConn(h *Hub, id Identity, since *Position) *conn {
-	c := &conn{hub: h, id: newID(), user: id.UserID, since: since, grants: id.Topics, expires: id.Expires, ident: id, iat: id.IssuedAt}
+	c := &conn{hub: h, id: newID(), user: id.UserID, since: since, grants: id.Grants, expires: id.Expires, ident: id, iat: id.IssuedAt}
 	c.out.host, c.out.limit = c, h.cfg.MaxQueueBytes
 	return c
 }
@@ -305,3 +305,9 @@ func connOf(s *melody.Session) *conn {
 }
 
 const connKey = "notify.conn"
+
+// keepsIdentity reports whether the session keeps its identity with the token's claims for its
+// whole life: only when a hook needs it (Config.Authorize, Config.OnSessionEnd).
+func (c *conn) keepsIdentity() bool {
+	return c.hub.cfg.Authorize != nil || c.hub.cfg.OnSessionEnd != nil
+}

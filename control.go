@@ -146,7 +146,7 @@ func (h *Hub) command(ctx context.Context, userID string, cmd command) error {
 		return ErrClosed
 	}
 	cmd.Node = h.node
-	if err := h.broker.Publish(ctx, wire.UserStream(userID), cmd.payload(), true); err != nil {
+	if _, err := h.broker.Publish(ctx, wire.UserStream(userID), cmd.payload(), true); err != nil {
 		h.stats.brokerErrors.Add(1)
 		return err
 	}
@@ -156,27 +156,17 @@ func (h *Hub) command(ctx context.Context, userID string, cmd command) error {
 // Subscribe subscribes every current session of the user to topic, on every hub sharing the
 // broker, without authorization checks: the server is trusted. Each session is told with a
 // "subscribed" frame marked "server":true. Sessions the user opens later are subscribed only
-// if [Config.Topics] returns the topic for them. See [Hub.SubscribeContext].
-func (h *Hub) Subscribe(userID, topic string) error {
-	return h.SubscribeContext(context.Background(), userID, topic)
-}
-
-// SubscribeContext is [Hub.Subscribe] with a context. It returns an error for this hub's
+// if [Config.Subscriptions] returns the topic for them. It returns an error for this hub's
 // sessions the broker could not subscribe (they stay unsubscribed), and when the command could
 // not reach the other nodes; those subscribe their sessions after it returns, and log their
 // failures.
-func (h *Hub) SubscribeContext(ctx context.Context, userID, topic string) error {
+func (h *Hub) Subscribe(ctx context.Context, userID, topic string) error {
 	return h.serverSubscription(ctx, userID, topic, true)
 }
 
 // Unsubscribe ends the subscriptions of the user's current sessions to topic, on every hub
-// sharing the broker. See [Hub.UnsubscribeContext].
-func (h *Hub) Unsubscribe(userID, topic string) error {
-	return h.UnsubscribeContext(context.Background(), userID, topic)
-}
-
-// UnsubscribeContext is [Hub.Unsubscribe] with a context.
-func (h *Hub) UnsubscribeContext(ctx context.Context, userID, topic string) error {
+// sharing the broker. Errors as [Hub.Subscribe].
+func (h *Hub) Unsubscribe(ctx context.Context, userID, topic string) error {
 	return h.serverSubscription(ctx, userID, topic, false)
 }
 

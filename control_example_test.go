@@ -15,22 +15,22 @@ func sendEmail(user, subject string) { fmt.Printf("e-mail to %s: %s\n", user, su
 
 // The README's delivery report: an event for a user who has no session anywhere in the
 // cluster goes by e-mail as well (it also waits in the user's history for a reconnect).
-func ExampleHub_SendReport() {
+func ExampleHub_Send_report() {
 	hub, _ := notify.New(notify.Config{Secret: []byte("at least 32 random bytes, from env")})
 	defer hub.Shutdown(context.Background())
 	ctx := context.Background()
 
-	r, err := hub.SendReport(ctx, "alice", notify.Event{Type: "order.shipped", Data: map[string]int{"order": 42}})
+	r, err := hub.Send(ctx, "alice", notify.Event{Type: "order.shipped", Data: map[string]int{"order": 42}})
 	if err != nil {
 		log.Print(err) // the broker did not take it: retry, or fall back
 	}
-	if r.Sessions == 0 {
+	if r.Nodes == 0 { // no node holds a session of alice
 		sendEmail("alice", "Your order has shipped")
 	}
-	fmt.Println(r.Position.Offset, r.Stored, r.Sessions, r.Nodes)
+	fmt.Println(r.Position.Offset, r.Stored, r.Nodes)
 	// Output:
 	// e-mail to alice: Your order has shipped
-	// 1 true 0 0
+	// 1 true 0
 }
 
 // The README's presence: who is connected, on every node sharing the broker, and the hooks of
@@ -85,15 +85,15 @@ func ExampleConfig_topics() {
 	hub, _ := notify.New(notify.Config{
 		Secret: []byte("at least 32 random bytes, from env"),
 		// Run on every connect: the user's teams, from the application's database.
-		Topics: func(ctx context.Context, id notify.Identity) ([]string, error) {
+		Subscriptions: func(ctx context.Context, id notify.Identity) ([]string, error) {
 			return []string{"team." + teamOf(id.UserID)}, nil
 		},
 	})
 	defer hub.Shutdown(context.Background())
 
 	// alice joins the blue team: her open tabs follow it at once, on every node.
-	fmt.Println(hub.Subscribe("alice", "team.blue"))
-	fmt.Println(hub.Subscribe("alice", "no spaces allowed") != nil)
+	fmt.Println(hub.Subscribe(context.Background(), "alice", "team.blue"))
+	fmt.Println(hub.Subscribe(context.Background(), "alice", "no spaces allowed") != nil)
 	// Output:
 	// <nil>
 	// true

@@ -208,13 +208,13 @@ func TestRefusalLeeway(t *testing.T) {
 	}
 }
 
-// TestConfigTopics: the topics Config.Topics returns are subscribed on every connect, marked
+// TestConfigSubscriptions: the topics Config.Subscriptions returns are subscribed on every connect, marked
 // as the server's, and recovered from the positions given in the connect URL; a refresh does
 // not revoke them.
-func TestConfigTopics(t *testing.T) {
+func TestConfigSubscriptions(t *testing.T) {
 	t.Parallel()
 	h := newHub(t, func(c *notify.Config) {
-		c.Topics = func(_ context.Context, id notify.Identity) ([]string, error) {
+		c.Subscriptions = func(_ context.Context, id notify.Identity) ([]string, error) {
 			if id.UserID == "mallory" {
 				return nil, errors.New("no")
 			}
@@ -229,7 +229,7 @@ func TestConfigTopics(t *testing.T) {
 	}
 	epoch, _ := m["epoch"].(string)
 	off, _ := m["offset"].(float64) // absent at 0
-	h.Publish("team.alice", notify.Event{Type: "seen"})
+	h.Publish(context.Background(), "team.alice", notify.Event{Type: "seen"})
 	if m := c.NextNonPing(); m["type"] != "seen" {
 		t.Fatalf("got %v", m)
 	}
@@ -238,7 +238,7 @@ func TestConfigTopics(t *testing.T) {
 		t.Fatalf("refresh: %v (the server's subscription must stay)", m)
 	}
 	c.WS.Close()
-	h.Publish("team.alice", notify.Event{Type: "missed"})
+	h.Publish(context.Background(), "team.alice", notify.Event{Type: "missed"})
 	q := url.Values{"t.team.alice": {strconv.Itoa(int(off)+1) + "." + epoch}}
 	c, _ = welcomeURL(t, wsURL(srv)+"?"+q.Encode(), token(t, h, "alice"))
 	if m := c.NextNonPing(); m["op"] != "subscribed" || m["recovered"] != true {
@@ -247,7 +247,7 @@ func TestConfigTopics(t *testing.T) {
 	if m := c.NextNonPing(); m["type"] != "missed" {
 		t.Fatalf("replay: %v", m)
 	}
-	// A failing Topics refuses the session with 1013.
+	// A failing Subscriptions refuses the session with 1013.
 	bad, _, err := dialURL(t, wsURL(srv), http.Header{"Authorization": {"Bearer " + token(t, h, "mallory")}})
 	if err != nil {
 		t.Fatal(err)
@@ -262,10 +262,10 @@ func TestSubscribeLaterSession(t *testing.T) {
 	h := newHub(t, nil)
 	srv := serve(t, h)
 	c := dial(t, srv, token(t, h, "alice"))
-	if err := h.Subscribe("alice", "x y"); !errors.Is(err, notify.ErrInvalidTopic) {
+	if err := h.Subscribe(context.Background(), "alice", "x y"); !errors.Is(err, notify.ErrInvalidTopic) {
 		t.Fatalf("Subscribe(invalid) = %v", err)
 	}
-	if err := h.SubscribeContext(context.Background(), "alice", "billing"); err != nil {
+	if err := h.Subscribe(context.Background(), "alice", "billing"); err != nil {
 		t.Fatal(err)
 	}
 	if m := c.NextNonPing(); m["op"] != "subscribed" || m["server"] != true {
@@ -278,25 +278,33 @@ func TestSendReport(t *testing.T) {
 	h := newHub(t, nil)
 	srv := serve(t, h)
 	ctx := context.Background()
-	if _, err := h.SendReport(ctx, "", notify.Event{Type: "x"}); !errors.Is(err, notify.ErrInvalidUser) {
-		t.Fatalf("SendReport(\"\") = %v", err)
+	if _, err := h.Send(ctx, "", notify.Event{Type: "x"}); !errors.Is(err, notify.ErrInvalidUser) {
+		t.Fatalf("Send(\"\") = %v", err)
 	}
-	r, err := h.SendReport(ctx, "carol", notify.Event{Type: "x"})
-	if err != nil || r.Sessions != 0 || r.Nodes != 0 || !r.Stored || r.Position.Offset != 1 || r.StoredUntil.Before(time.Now()) {
+	r, err := h.Send(ctx, "carol", notify.Event{Type: "x"})
+	if err != nil || r.Nodes != 0 || !r.Stored || r.Position.Offset != 1 || r.StoredUntil.Before(time.Now()) {
 		t.Fatalf("report for a user offline: %+v, %v", r, err)
 	}
 	c := dial(t, srv, token(t, h, "alice"))
 	dial(t, srv, token(t, h, "alice"))
-	r, err = h.SendReport(ctx, "alice", notify.Event{Type: "x"})
-	if err != nil || r.Sessions != 2 || r.Nodes != 1 || r.Position.Offset != 1 {
+	r, err = h.Send(ctx, "alice", notify.Event{Type: "x"})
+	if err != nil || r.Nodes != 1 || r.Position.Offset != 1 {
 		t.Fatalf("report for alice: %+v, %v", r, err)
 	}
 	if m := c.NextNonPing(); m["offset"] != float64(r.Position.Offset) || m["epoch"] != r.Position.Epoch {
 		t.Fatalf("event %v, report %+v", m, r.Position)
 	}
-	r, err = h.SendReport(ctx, "alice", notify.Event{Type: "typing", Ephemeral: true})
-	if err != nil || r.Stored || r.Position.Offset != 0 || r.Sessions != 2 {
+	r, err = h.Send(ctx, "alice", notify.Event{Type: "typing", Ephemeral: true})
+	if err != nil || r.Stored || r.Position.Offset != 0 || r.Nodes != 1 {
 		t.Fatalf("report of an ephemeral event: %+v, %v", r, err)
+	}
+	r, err = h.Publish(ctx, "news", notify.Event{Type: "x"})
+	if err != nil || r.Nodes != 0 || !r.Stored || r.Position.Offset != 1 {
+		t.Fatalf("report of a topic without subscribers: %+v, %v", r, err)
+	}
+	r, err = h.Broadcast(ctx, notify.Event{Type: "x"})
+	if err != nil || r.Nodes != 1 || r.Stored || r.Position.Offset != 0 {
+		t.Fatalf("report of a broadcast: %+v, %v", r, err)
 	}
 }
 
@@ -360,7 +368,7 @@ func TestOnlineWhenFirstSessionFails(t *testing.T) {
 	h := newHub(t, func(c *notify.Config) {
 		c.OnOnline = func(u string) { add("online " + u) }
 		c.OnOffline = func(u string) { add("offline " + u) }
-		c.Topics = func(context.Context, notify.Identity) ([]string, error) {
+		c.Subscriptions = func(context.Context, notify.Identity) ([]string, error) {
 			if calls.Add(1) == 1 {
 				<-release // until the second session is welcomed
 				return nil, errors.New("first session fails")
@@ -380,7 +388,7 @@ func TestOnlineWhenFirstSessionFails(t *testing.T) {
 		}
 		dialed <- c
 	}()
-	waitFor(t, "the first session's Topics call", func() bool { return calls.Load() == 1 })
+	waitFor(t, "the first session's Subscriptions call", func() bool { return calls.Load() == 1 })
 	second := dial(t, srv, token(t, h, "alice"))
 	close(release)
 	first := <-dialed

@@ -11,9 +11,9 @@
 //
 //	hub, err := notify.New(notify.Config{Secret: secret})
 //	...
-//	hub.Send("alice", notify.Event{Type: "order.shipped", Data: order})
-//	hub.Publish("news", notify.Event{Type: "headline", Data: "Hello"})
-//	hub.Broadcast(notify.Event{Type: "maintenance"})
+//	hub.Send(context.Background(), "alice", notify.Event{Type: "order.shipped", Data: order})
+//	hub.Publish(context.Background(), "news", notify.Event{Type: "headline", Data: "Hello"})
+//	hub.Broadcast(context.Background(), notify.Event{Type: "maintenance"})
 //
 // Each has a Context form. The package-level [Send], [Publish] and [Broadcast] act on the hub
 // given to [SetDefault]. An event is encoded once whatever the number of recipients.
@@ -32,7 +32,7 @@
 //
 // Clients subscribe to topics with a message; the token's "topics" claim lists the topics (or
 // patterns, "orders.*" or "orders.>") it grants, and [Config.Authorize] decides the rest. The
-// server can subscribe a user's sessions with [Hub.Subscribe] and [Config.Topics]. A session holds only what its
+// server can subscribe a user's sessions with [Hub.Subscribe] and [Config.Subscriptions]. A session holds only what its
 // current token allows: when a refresh brings a token that no longer grants a topic the client
 // subscribed to (and Authorize does not allow it either), the subscription ends with an
 // "unsubscribed" frame carrying the code "forbidden". Subscriptions the server made stay.
@@ -45,7 +45,7 @@
 // transition, on the node where it happened; [Config.OnSessionStart] and [Config.OnSessionEnd]
 // once per session, with its identity. [Hub.Disconnect] closes every session of a user on
 // every node with [CloseSignedOut] and can refuse the user's older tokens everywhere ("sign
-// out everywhere"). [Config.Topics] subscribes each session to the topics the application
+// out everywhere"). [Config.Subscriptions] subscribes each session to the topics the application
 // grants it on every connect, and [Hub.Subscribe] reaches the user's live sessions on every
 // node. [Hub.SendReport] is a Send that tells where the event went: its position, the user's
 // sessions at that moment and the nodes that received it, for example to fall back to e-mail

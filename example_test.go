@@ -55,8 +55,8 @@ func ExampleHub_Send() {
 	defer hub.Shutdown(context.Background())
 	order := map[string]int{"order": 42}
 
-	hub.Send("alice", notify.Event{Type: "order.shipped", Data: order}) // every tab and device of alice
-	hub.Publish("news", notify.Event{Type: "headline", Data: "Hello"})  // every subscriber of "news"
+	hub.Send(context.Background(), "alice", notify.Event{Type: "order.shipped", Data: order}) // every tab and device of alice
+	hub.Publish(context.Background(), "news", notify.Event{Type: "headline", Data: "Hello"})  // every subscriber of "news"
 
 	st := hub.Stats()
 	fmt.Println(st.Sends, st.Publishes)
@@ -68,9 +68,9 @@ func ExampleHub_Publish() {
 	hub, _ := notify.New(notify.Config{Secret: []byte("at least 32 random bytes, from env")})
 	defer hub.Shutdown(context.Background())
 
-	err := hub.Publish("news", notify.Event{Type: "headline", Data: "Hello"})
+	_, err := hub.Publish(context.Background(), "news", notify.Event{Type: "headline", Data: "Hello"})
 	fmt.Println(err)
-	err = hub.Publish("no spaces allowed", notify.Event{Type: "headline"})
+	_, err = hub.Publish(context.Background(), "no spaces allowed", notify.Event{Type: "headline"})
 	fmt.Println(errors.Is(err, notify.ErrInvalidTopic))
 	// Output:
 	// <nil>
@@ -96,7 +96,7 @@ func ExampleNew_configError() {
 	fmt.Println(err)
 	fmt.Println(errors.Is(err, notify.ErrConfig))
 	// Output:
-	// notify: invalid config: set exactly one of Secret, PublicKey and Keyfunc
+	// notify: invalid config: no key to verify tokens: set Secret to 32 or more random bytes (openssl rand -hex 32), PublicKey to verify the tokens of your identity provider, or Keyfunc for rotating keys (JWKS)
 	// true
 }
 
@@ -115,8 +115,10 @@ func ExampleHub_IssueToken() {
 
 	// A token for alice, valid 10 minutes, granting the topic "news" and every "orders.*" topic.
 	tok, _ := hub.IssueToken("alice", 10*time.Minute, "news", "orders.*")
-	id, err := hub.Verify(tok)
-	fmt.Println(id.UserID, id.Topics, err)
+	r := httptest.NewRequest("GET", "/notify/ws", nil)
+	r.Header.Set("Authorization", "Bearer "+tok)
+	id, err := hub.Authenticate(r)
+	fmt.Println(id.UserID, id.Grants, err)
 	// Output:
 	// alice [news orders.*] <nil>
 }
@@ -126,7 +128,7 @@ func ExampleHub_IssueToken() {
 func ExampleHub_Stats() {
 	hub, _ := notify.New(notify.Config{Secret: []byte("at least 32 random bytes, from env")})
 	defer hub.Shutdown(context.Background())
-	hub.Send("alice", notify.Event{Type: "order.shipped"})
+	hub.Send(context.Background(), "alice", notify.Event{Type: "order.shipped"})
 
 	st := hub.Stats()
 	fmt.Println(st.Sessions, st.Users, st.Sends, st.Refused["user_sessions"], st.Disconnects[notify.CloseSlowConsumer])
@@ -142,8 +144,8 @@ func ExampleConfig_authorize() {
 	hub, err := notify.New(notify.Config{
 		Secret: []byte("at least 32 random bytes, from env"),
 		// Topics the token does not grant: users may follow their own team's topic.
-		Authorize: func(ctx context.Context, userID, topic string) error {
-			if topic == "team."+teamOf(userID) {
+		Authorize: func(ctx context.Context, id notify.Identity, topic string) error {
+			if topic == "team."+teamOf(id.UserID) {
 				return nil
 			}
 			return errors.New("not your team")

@@ -1,6 +1,7 @@
 package notify_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -18,7 +19,7 @@ func FuzzVerify(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, tok string) {
-		id, err := h.Verify(tok)
+		id, err := verify(h, tok)
 		if err == nil {
 			if id.UserID == "" {
 				t.Fatal("accepted a token without a user")
@@ -50,7 +51,7 @@ func FuzzClientMessages(f *testing.F) {
 		if _, err := c.Read(2 * time.Second); err != nil && !strings.Contains(err.Error(), "close") {
 			t.Fatalf("no answer and no close: %v", err)
 		}
-		h.Send("bob", notify.Event{Type: "ok"})
+		h.Send(context.Background(), "bob", notify.Event{Type: "ok"})
 		for {
 			m, err := bystander.Read(5 * time.Second) // not nextNonPing: its t is the F
 			if err != nil || m["type"] == "ok" {

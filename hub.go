@@ -32,7 +32,7 @@ type Hub struct {
 	admit  admission // sessions counted against MaxSessions and MaxUserSessions
 	stats  counters
 	now    func() time.Time // the clock of rate limiting
-	// presence is the broker when it implements Presence, a localPresence otherwise.
+	// presence is Config.Presence, or a localPresence when it is nil.
 	presence Presence
 	node     string    // this hub's random ID in presence and in commands
 	cmds     commander // other nodes' subscription commands
@@ -62,12 +62,11 @@ func New(cfg Config) (*Hub, error) {
 	h.m = h.newMelody()
 	h.broker = cfg.Broker
 	if h.broker == nil {
-		h.broker = newMemoryBroker(cfg.HistorySize, cfg.HistoryTTL)
+		h.broker = newMemoryBroker(cfg.HistorySize, cfg.HistoryTTL, h.holds)
 	}
 	h.node = NewEpoch()
-	if p, ok := h.broker.(Presence); ok {
-		h.presence = p
-	} else {
+	h.presence = cfg.Presence
+	if h.presence == nil {
 		h.presence = newLocalPresence(time.Now)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
@@ -226,7 +225,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 // goAway tells a session how long to spread its reconnect over, then closes it with 1001.
 func (h *Hub) goAway(c *conn) {
 	c.out.send(wire.Control{Op: "goaway", Reconnect: int64((h.cfg.ReconnectSpread + time.Second - 1) / time.Second)}.Frame())
-	c.close(closeGoingAway)
+	c.close(CloseGoingAway)
 }
 
 // finish waits for the sessions and the hub's goroutines, then closes melody and the broker.
@@ -241,13 +240,24 @@ func (h *Hub) finish() {
 	}
 }
 
-// Online reports whether the user has at least one session on this hub. [Hub.Presence]
-// answers for every hub sharing the broker.
-func (h *Hub) Online(userID string) bool { return h.Sessions(userID) > 0 }
+// LocalSessions returns how many sessions the user has on this hub, this node only.
+// [Hub.Presence] lists them on every hub sharing the broker.
+func (h *Hub) LocalSessions(userID string) int { return h.idx.count(userID) }
 
-// Sessions returns how many sessions the user has on this hub. [Hub.Presence] lists them on
-// every hub sharing the broker.
-func (h *Hub) Sessions(userID string) int { return h.idx.count(userID) }
+// holds reports whether this hub has a session on a stream: the in-memory broker's Nodes.
+func (h *Hub) holds(stream string) bool {
+	x := h.idx
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if stream == BroadcastStream {
+		return true
+	}
+	if user, ok := StreamUser(stream); ok {
+		return len(x.users[user]) > 0
+	}
+	topic, _ := wire.TopicOf(stream)
+	return len(x.topics[topic]) > 0
+}
 
 // Stats returns the hub's current state and counters.
 func (h *Hub) Stats() Stats {
@@ -255,8 +265,5 @@ func (h *Hub) Stats() Stats {
 	st.Sessions, st.Users, st.Topics = h.idx.sizes()
 	h.stats.fill(&st)
 	st.Deliveries = h.fl.deliveries.Load()
-	if r, ok := h.broker.(interface{ Reconnects() uint64 }); ok {
-		st.BrokerReconnects = r.Reconnects()
-	}
 	return st
 }

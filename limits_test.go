@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gonotify/notify/adapters/nethttp"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -47,7 +49,7 @@ func TestRefreshRevokesSubscriptions(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		// authorize is Config.Authorize; nil leaves topics to the token.
-		authorize func(ctx context.Context, user, topic string) error
+		authorize func(ctx context.Context, id notify.Identity, topic string) error
 		grants    []string // the refreshed token's
 		revoked   bool
 		reason    string
@@ -56,9 +58,9 @@ func TestRefreshRevokesSubscriptions(t *testing.T) {
 		{name: "grant kept", grants: []string{"secret.team"}},
 		{name: "pattern still matches", grants: []string{"secret.>"}},
 		{name: "authorizer allows what the token no longer grants",
-			authorize: func(context.Context, string, string) error { return nil }},
+			authorize: func(context.Context, notify.Identity, string) error { return nil }},
 		{name: "authorizer refuses", revoked: true, reason: "left the team",
-			authorize: func(context.Context, string, string) error { return errors.New("left the team") }},
+			authorize: func(context.Context, notify.Identity, string) error { return errors.New("left the team") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -73,10 +75,10 @@ func TestRefreshRevokesSubscriptions(t *testing.T) {
 				expectFrame(t, c, map[string]any{"op": "unsubscribed", "topic": "secret.team", "code": "forbidden", "reason": tc.reason})
 			}
 			expectFrame(t, c, map[string]any{"op": "refreshed"})
-			if err := h.Publish("secret.team", notify.Event{Type: "secret"}); err != nil {
+			if _, err := h.Publish(context.Background(), "secret.team", notify.Event{Type: "secret"}); err != nil {
 				t.Fatal(err)
 			}
-			if err := h.Send("alice", notify.Event{Type: "marker"}); err != nil {
+			if _, err := h.Send(context.Background(), "alice", notify.Event{Type: "marker"}); err != nil {
 				t.Fatal(err)
 			}
 			// Both events travel in order through the session's queue: the marker comes right
@@ -101,7 +103,7 @@ func TestRefreshKeepsServerSubscriptions(t *testing.T) {
 	h := newHub(t, nil)
 	srv := serve(t, h)
 	c := dial(t, srv, token(t, h, "alice", "mine"))
-	if err := h.Subscribe("alice", "billing"); err != nil {
+	if err := h.Subscribe(context.Background(), "alice", "billing"); err != nil {
 		t.Fatal(err)
 	}
 	expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "billing"})
@@ -111,7 +113,7 @@ func TestRefreshKeepsServerSubscriptions(t *testing.T) {
 	refresh(t, h, c, "alice") // grants nothing
 	expectFrame(t, c, map[string]any{"op": "unsubscribed", "topic": "mine", "code": "forbidden"})
 	expectFrame(t, c, map[string]any{"op": "refreshed"})
-	if err := h.Publish("billing", notify.Event{Type: "invoice"}); err != nil {
+	if _, err := h.Publish(context.Background(), "billing", notify.Event{Type: "invoice"}); err != nil {
 		t.Fatal(err)
 	}
 	expectFrame(t, c, map[string]any{"type": "invoice", "topic": "billing"})
@@ -138,7 +140,7 @@ func TestRevocationRacesEvents(t *testing.T) {
 				return
 			default:
 			}
-			if err := h.Publish("secret.team", notify.Event{Type: "secret"}); err != nil {
+			if _, err := h.Publish(context.Background(), "secret.team", notify.Event{Type: "secret"}); err != nil {
 				t.Error(err)
 				return
 			}
@@ -161,7 +163,7 @@ func TestRevocationRacesEvents(t *testing.T) {
 	waitFor(t, "events after the revocation", func() bool { return published.Load() > before+100 })
 	close(stop)
 	wg.Wait()
-	if err := h.Send("alice", notify.Event{Type: "marker"}); err != nil {
+	if _, err := h.Send(context.Background(), "alice", notify.Event{Type: "marker"}); err != nil {
 		t.Fatal(err)
 	}
 	for {
@@ -180,7 +182,7 @@ func TestRevocationRacesEvents(t *testing.T) {
 func TestTopicsWithoutEventsCostNothing(t *testing.T) {
 	const topics = 25000
 	h := newHub(t, func(c *notify.Config) {
-		c.Authorize = func(context.Context, string, string) error { return nil }
+		c.Authorize = func(context.Context, notify.Identity, string) error { return nil }
 		c.MessageRate, c.MessageBurst = 1e9, 1<<30
 	})
 	srv := serve(t, h)
@@ -310,8 +312,8 @@ func TestUserSessionCapConcurrent(t *testing.T) {
 	if ok.Load() != limit || refused.Load() != dials-limit {
 		t.Fatalf("%d upgraded, %d refused; want %d and %d", ok.Load(), refused.Load(), limit, dials-limit)
 	}
-	waitFor(t, "the sessions to connect", func() bool { return h.Sessions("alice") == limit })
-	if n := h.Sessions("alice"); n != limit {
+	waitFor(t, "the sessions to connect", func() bool { return h.LocalSessions("alice") == limit })
+	if n := h.LocalSessions("alice"); n != limit {
 		t.Fatalf("Sessions = %d, want %d", n, limit)
 	}
 }
@@ -421,9 +423,13 @@ func TestOriginSchemeAndHost(t *testing.T) {
 	t.Parallel()
 	h := newHub(t, func(c *notify.Config) { c.AllowedOrigins = []string{"https://app.example.com"} })
 	srv := serve(t, h)
+	proxied := newHub(t, func(c *notify.Config) { c.TrustForwardedProto = true })
+	behindProxy := serve(t, proxied)
 	host := strings.TrimPrefix(srv.URL, "http://")
+	proxyHost := strings.TrimPrefix(behindProxy.URL, "http://")
 	for _, tc := range []struct {
 		name   string
+		proxy  bool // the hub trusts X-Forwarded-Proto
 		origin string
 		proto  string // X-Forwarded-Proto
 		want   int
@@ -431,22 +437,28 @@ func TestOriginSchemeAndHost(t *testing.T) {
 		{name: "no origin (not a browser)", want: http.StatusSwitchingProtocols},
 		{name: "same origin", origin: "http://" + host, want: http.StatusSwitchingProtocols},
 		{name: "same host, other scheme", origin: "https://" + host, want: http.StatusForbidden},
-		{name: "https behind a proxy", origin: "https://" + host, proto: "https", want: http.StatusSwitchingProtocols},
-		{name: "http page, proxy says https", origin: "http://" + host, proto: "https", want: http.StatusForbidden},
+		{name: "X-Forwarded-Proto not trusted", origin: "https://" + host, proto: "https", want: http.StatusForbidden},
+		{name: "X-Forwarded-Proto not trusted, http page", origin: "http://" + host, proto: "https", want: http.StatusSwitchingProtocols},
+		{name: "https behind a trusted proxy", proxy: true, origin: "https://" + proxyHost, proto: "https", want: http.StatusSwitchingProtocols},
+		{name: "http page, trusted proxy says https", proxy: true, origin: "http://" + proxyHost, proto: "https", want: http.StatusForbidden},
 		{name: "other host", origin: "http://evil.example", want: http.StatusForbidden},
 		{name: "allowlisted", origin: "https://app.example.com", want: http.StatusSwitchingProtocols},
 		{name: "allowlisted host, other scheme", origin: "http://app.example.com", want: http.StatusForbidden},
 		{name: "null", origin: "null", want: http.StatusForbidden},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			hdr := http.Header{"Authorization": {"Bearer " + token(t, h, "alice")}}
+			hub, s := h, srv
+			if tc.proxy {
+				hub, s = proxied, behindProxy
+			}
+			hdr := http.Header{"Authorization": {"Bearer " + token(t, hub, "alice")}}
 			if tc.origin != "" {
 				hdr.Set("Origin", tc.origin)
 			}
 			if tc.proto != "" {
 				hdr.Set("X-Forwarded-Proto", tc.proto)
 			}
-			_, resp, err := dialHeader(t, srv, hdr)
+			_, resp, err := dialHeader(t, s, hdr)
 			if resp == nil {
 				t.Fatalf("dial: %v", err)
 			}
@@ -471,13 +483,13 @@ func TestStatsCounters(t *testing.T) {
 	c := dial(t, srv, token(t, h, "alice", "news"))
 	c.Send(map[string]any{"op": "subscribe", "topic": "news", "epoch": "gone", "offset": 3})
 	expectFrame(t, c, map[string]any{"op": "subscribed", "recovered": false})
-	if err := h.Send("alice", notify.Event{Type: "a"}); err != nil {
+	if _, err := h.Send(context.Background(), "alice", notify.Event{Type: "a"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Publish("news", notify.Event{Type: "b"}); err != nil {
+	if _, err := h.Publish(context.Background(), "news", notify.Event{Type: "b"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Broadcast(notify.Event{Type: "c"}); err != nil {
+	if _, err := h.Broadcast(context.Background(), notify.Event{Type: "c"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, typ := range []string{"a", "b", "c"} {
@@ -541,7 +553,7 @@ func TestRecoverFromTopicWithoutEvents(t *testing.T) {
 		t.Fatalf("%d stream records, want 0", n)
 	}
 	for _, typ := range []string{"one", "two"} {
-		if err := h.Publish("quiet", notify.Event{Type: typ}); err != nil {
+		if _, err := h.Publish(context.Background(), "quiet", notify.Event{Type: typ}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -549,4 +561,45 @@ func TestRecoverFromTopicWithoutEvents(t *testing.T) {
 	expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "quiet", "epoch": epoch, "offset": 2, "recovered": true})
 	expectFrame(t, c, map[string]any{"type": "one", "offset": 1, "epoch": epoch})
 	expectFrame(t, c, map[string]any{"type": "two", "offset": 2, "epoch": epoch})
+}
+
+// TestAuthorizeGetsClaimsAndRequestValues: Config.Authorize sees the token's claims and the
+// values a middleware put in the upgrade request's context; after a refresh, the new token's.
+func TestAuthorizeGetsClaimsAndRequestValues(t *testing.T) {
+	t.Parallel()
+	type tenantKey struct{}
+	h := newHub(t, func(c *notify.Config) {
+		c.Authorize = func(ctx context.Context, id notify.Identity, topic string) error {
+			tenant, _ := ctx.Value(tenantKey{}).(string)
+			if topic != tenant+"."+fmt.Sprint(id.Claims["team"]) {
+				return fmt.Errorf("tenant %q, team %v", tenant, id.Claims["team"])
+			}
+			return nil
+		}
+	})
+	mux := http.NewServeMux()
+	nethttp.Mount(mux, "/notify", h)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tenantKey{}, "acme")))
+	}))
+	t.Cleanup(srv.Close)
+	signed := func(team string) string {
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice", "team": team,
+			"iat": time.Now().Unix(), "exp": time.Now().Add(time.Minute).Unix()}).SignedString(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	c := dial(t, srv, signed("red"))
+	c.Send(map[string]any{"op": "subscribe", "topic": "acme.red"})
+	expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "acme.red"})
+	c.Send(map[string]any{"op": "subscribe", "topic": "acme.blue"})
+	expectFrame(t, c, map[string]any{"op": "error", "topic": "acme.blue", "reason": `tenant "acme", team red`})
+	// Moved to team blue: the refresh revokes red, and blue is allowed.
+	c.Send(map[string]any{"op": "refresh", "token": signed("blue")})
+	expectFrame(t, c, map[string]any{"op": "unsubscribed", "topic": "acme.red", "code": "forbidden", "reason": `tenant "acme", team blue`})
+	expectFrame(t, c, map[string]any{"op": "refreshed"})
+	c.Send(map[string]any{"op": "subscribe", "topic": "acme.blue"})
+	expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "acme.blue"})
 }

@@ -117,7 +117,10 @@ func (h *Hub) refresh(c *conn, token string) {
 	}
 	c.strikes = 0
 	c.setIssuedAt(id.IssuedAt)
-	c.schedule(id.Topics, id.Expires)
+	c.schedule(id.Grants, id.Expires)
+	if c.keepsIdentity() {
+		c.ident = id
+	}
 	h.revoke(c.ctx, c)
 	c.out.send(wire.Control{Op: "refreshed", Exp: id.Expires.Unix()}.Frame())
 }
@@ -131,7 +134,7 @@ func (h *Hub) authorize(ctx context.Context, c *conn, topic string) (string, boo
 	if h.cfg.Authorize == nil {
 		return "topic not granted by token", false
 	}
-	if err := h.cfg.Authorize(ctx, c.user, topic); err != nil {
+	if err := h.cfg.Authorize(ctx, c.ident, topic); err != nil {
 		return err.Error(), false
 	}
 	return "", true
@@ -222,8 +225,8 @@ func (h *Hub) leave(ctx context.Context, c *conn, topic string, bye wire.Control
 // the sentinel's text.
 func authReason(err error) string {
 	reason := "invalid token"
-	if e, ok := errors.AsType[*authError](err); ok {
-		reason = e.reason
+	if e, ok := errors.AsType[*AuthError](err); ok {
+		reason = e.Reason
 	}
 	return "unauthorized: " + reason
 }

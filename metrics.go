@@ -51,9 +51,6 @@ type Stats struct {
 	// Config.OnSessionStart and OnSessionEnd saw them.
 	Online, Offline uint64
 	Present         int
-	// BrokerReconnects is the broker's count of reconnections, when it keeps one (a broker with
-	// a Reconnects() uint64 method, as adapters/redisbroker has); 0 otherwise.
-	BrokerReconnects uint64
 
 	// SendDuration is the distribution of the time Send, Publish and Broadcast took, from the
 	// call to the broker's acceptance.
@@ -80,7 +77,7 @@ var sendBounds = [...]time.Duration{
 }
 
 // knownCloseCodes are the close codes counted under their own number in Stats.Disconnects.
-var knownCloseCodes = [...]CloseCode{closeNormal, closeGoingAway, 1005, closeAbnormal, 1009, 1011, closeTryAgain, CloseTokenExpired,
+var knownCloseCodes = [...]CloseCode{CloseNormal, CloseGoingAway, 1005, CloseAbnormal, 1009, 1011, CloseTryAgain, CloseTokenExpired,
 	CloseSignedOut, CloseSlowConsumer, CloseProtocolAbuse, CloseRateLimited}
 
 // refusal labels, the keys of Stats.Refused.

@@ -51,6 +51,13 @@ func newHub(t testing.TB, adjust func(*notify.Config)) *notify.Hub {
 	return h
 }
 
+// verify checks a token as an HTTP endpoint beside the socket does (Hub.Authenticate).
+func verify(h *notify.Hub, tok string) (notify.Identity, error) {
+	r := httptest.NewRequest("GET", "/notify/ws", nil)
+	r.Header.Set("Authorization", "Bearer "+tok)
+	return h.Authenticate(r)
+}
+
 // serve mounts h with the net/http adapter under /notify on an httptest server.
 func serve(t testing.TB, h *notify.Hub) *httptest.Server {
 	t.Helper()
@@ -136,10 +143,10 @@ func TestSendReachesEverySessionOfTheUser(t *testing.T) {
 	srv := serve(t, h)
 	tabs := []*client{dial(t, srv, token(t, h, "alice")), dial(t, srv, token(t, h, "alice")), dial(t, srv, token(t, h, "alice"))}
 	bob := dial(t, srv, token(t, h, "bob"))
-	if got := h.Sessions("alice"); got != 3 {
+	if got := h.LocalSessions("alice"); got != 3 {
 		t.Fatalf("Sessions(alice) = %d, want 3", got)
 	}
-	if err := h.Send("alice", notify.Event{Type: "order.shipped", Data: map[string]int{"order": 42}, ID: "e1"}); err != nil {
+	if _, err := h.Send(context.Background(), "alice", notify.Event{Type: "order.shipped", Data: map[string]int{"order": 42}, ID: "e1"}); err != nil {
 		t.Fatal(err)
 	}
 	for i, c := range tabs {
@@ -165,7 +172,7 @@ func TestSendReachesEverySessionOfTheUser(t *testing.T) {
 // reached every outbox when it returns.
 func expectMarker(t testing.TB, h *notify.Hub, c *client, user string) {
 	t.Helper()
-	if err := h.Send(user, notify.Event{Type: "marker"}); err != nil {
+	if _, err := h.Send(context.Background(), user, notify.Event{Type: "marker"}); err != nil {
 		t.Fatal(err)
 	}
 	if m := c.NextNonPing(); m["type"] != "marker" {
@@ -179,7 +186,7 @@ func TestEventIDAssignedWhenEmpty(t *testing.T) {
 	srv := serve(t, h)
 	c := dial(t, srv, token(t, h, "alice"))
 	for range 2 {
-		if err := h.Send("alice", notify.Event{Type: "x"}); err != nil {
+		if _, err := h.Send(context.Background(), "alice", notify.Event{Type: "x"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -220,7 +227,7 @@ func TestIsolation(t *testing.T) {
 			r := rand.New(rand.NewPCG(uint64(w), 7))
 			for range sends / 4 {
 				name := fmt.Sprintf("user%d", r.IntN(users))
-				if err := h.Send(name, notify.Event{Type: "t", Data: name}); err != nil {
+				if _, err := h.Send(context.Background(), name, notify.Event{Type: "t", Data: name}); err != nil {
 					t.Error(err)
 				}
 				mu.Lock()
@@ -233,7 +240,7 @@ func TestIsolation(t *testing.T) {
 	// Then a marker to every user: a session gets its user's events, the marker, and nothing
 	// in between.
 	for u := range users {
-		if err := h.Send(fmt.Sprintf("user%d", u), notify.Event{Type: "marker"}); err != nil {
+		if _, err := h.Send(context.Background(), fmt.Sprintf("user%d", u), notify.Event{Type: "marker"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -254,8 +261,8 @@ func TestTopics(t *testing.T) {
 	t.Parallel()
 	h := newHub(t, func(c *notify.Config) {
 		c.MaxTopics = 3
-		c.Authorize = func(_ context.Context, user, topic string) error {
-			if topic == "vip" && user == "alice" {
+		c.Authorize = func(_ context.Context, id notify.Identity, topic string) error {
+			if topic == "vip" && id.UserID == "alice" {
 				return nil
 			}
 			return errors.New("vips only")
@@ -293,7 +300,7 @@ func TestTopics(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
 		}
 	}
-	if err := h.Publish("news", notify.Event{Type: "headline", Data: "hi"}); err != nil {
+	if _, err := h.Publish(context.Background(), "news", notify.Event{Type: "headline", Data: "hi"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []*client{alice, bob} {
@@ -302,7 +309,7 @@ func TestTopics(t *testing.T) {
 		}
 	}
 	// bob was refused "vip": a publish there reaches alice only, and bob's connection is up.
-	h.Publish("vip", notify.Event{Type: "v"})
+	h.Publish(context.Background(), "vip", notify.Event{Type: "v"})
 	if m := alice.NextNonPing(); m["topic"] != "vip" {
 		t.Errorf("alice got %v", m)
 	}
@@ -312,7 +319,7 @@ func TestTopics(t *testing.T) {
 	if m := alice.NextNonPing(); m["op"] != "unsubscribed" || m["topic"] != "news" {
 		t.Fatalf("got %v", m)
 	}
-	h.Publish("news", notify.Event{Type: "headline2"})
+	h.Publish(context.Background(), "news", notify.Event{Type: "headline2"})
 	if m := bob.NextNonPing(); m["type"] != "headline2" {
 		t.Errorf("bob got %v", m)
 	}
@@ -324,7 +331,7 @@ func TestServerSideSubscribe(t *testing.T) {
 	h := newHub(t, nil)
 	srv := serve(t, h)
 	a1, a2 := dial(t, srv, token(t, h, "alice")), dial(t, srv, token(t, h, "alice"))
-	if err := h.Subscribe("alice", "billing"); err != nil {
+	if err := h.Subscribe(context.Background(), "alice", "billing"); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []*client{a1, a2} {
@@ -332,13 +339,13 @@ func TestServerSideSubscribe(t *testing.T) {
 			t.Fatalf("got %v", m)
 		}
 	}
-	h.Publish("billing", notify.Event{Type: "invoice"})
+	h.Publish(context.Background(), "billing", notify.Event{Type: "invoice"})
 	for _, c := range []*client{a1, a2} {
 		if m := c.NextNonPing(); m["type"] != "invoice" {
 			t.Fatalf("got %v", m)
 		}
 	}
-	if err := h.Unsubscribe("alice", "billing"); err != nil {
+	if err := h.Unsubscribe(context.Background(), "alice", "billing"); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []*client{a1, a2} {
@@ -346,10 +353,10 @@ func TestServerSideSubscribe(t *testing.T) {
 			t.Fatalf("got %v", m)
 		}
 	}
-	if err := h.Subscribe("alice", "bad topic"); !errors.Is(err, notify.ErrInvalidTopic) {
+	if err := h.Subscribe(context.Background(), "alice", "bad topic"); !errors.Is(err, notify.ErrInvalidTopic) {
 		t.Fatalf("Subscribe(bad topic) = %v, want ErrInvalidTopic", err)
 	}
-	if err := h.Subscribe("", "x"); !errors.Is(err, notify.ErrInvalidUser) {
+	if err := h.Subscribe(context.Background(), "", "x"); !errors.Is(err, notify.ErrInvalidUser) {
 		t.Fatalf("Subscribe(empty user) = %v", err)
 	}
 }
@@ -359,7 +366,7 @@ func TestBroadcast(t *testing.T) {
 	h := newHub(t, nil)
 	srv := serve(t, h)
 	cs := []*client{dial(t, srv, token(t, h, "a")), dial(t, srv, token(t, h, "b"))}
-	if err := h.Broadcast(notify.Event{Type: "maintenance"}); err != nil {
+	if _, err := h.Broadcast(context.Background(), notify.Event{Type: "maintenance"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range cs {
@@ -378,11 +385,11 @@ func TestSendErrors(t *testing.T) {
 		want error
 		text string
 	}{
-		{"empty user", h.Send("", notify.Event{Type: "x"}), notify.ErrInvalidUser, "notify: empty user ID"},
-		{"empty type", h.Send("a", notify.Event{}), notify.ErrInvalidEvent, "notify: invalid event: empty type"},
-		{"unencodable data", h.Send("a", notify.Event{Type: "x", Data: make(chan int)}), notify.ErrInvalidEvent, `notify: invalid event: data of "x": json: unsupported type: chan int`},
-		{"bad topic", h.Publish("a b", notify.Event{Type: "x"}), notify.ErrInvalidTopic, "notify: invalid topic: character ' ' not allowed"},
-		{"canceled", h.SendContext(canceled(), "a", notify.Event{Type: "x"}), context.Canceled, "notify: send: context canceled"},
+		{"empty user", errOf(h.Send(context.Background(), "", notify.Event{Type: "x"})), notify.ErrInvalidUser, "notify: empty user ID"},
+		{"empty type", errOf(h.Send(context.Background(), "a", notify.Event{})), notify.ErrInvalidEvent, "notify: invalid event: empty type"},
+		{"unencodable data", errOf(h.Send(context.Background(), "a", notify.Event{Type: "x", Data: make(chan int)})), notify.ErrInvalidEvent, `notify: invalid event: data of "x": json: unsupported type: chan int`},
+		{"bad topic", errOf(h.Publish(context.Background(), "a b", notify.Event{Type: "x"})), notify.ErrInvalidTopic, "notify: invalid topic: character ' ' not allowed"},
+		{"canceled", errOf(h.Send(canceled(), "a", notify.Event{Type: "x"})), context.Canceled, "notify: send: context canceled"},
 	}
 	for _, tt := range tests {
 		if !errors.Is(tt.err, tt.want) || tt.err.Error() != tt.text {
@@ -426,19 +433,27 @@ func TestPresenceHooks(t *testing.T) {
 	var mu sync.Mutex
 	var log []string
 	h := newHub(t, func(c *notify.Config) {
-		c.OnConnect = func(u string) { mu.Lock(); log = append(log, "+"+u); mu.Unlock() }
-		c.OnDisconnect = func(u string) { mu.Lock(); log = append(log, "-"+u); mu.Unlock() }
+		c.OnSessionStart = func(id notify.Identity, _ notify.SessionInfo) {
+			mu.Lock()
+			log = append(log, "+"+id.UserID)
+			mu.Unlock()
+		}
+		c.OnSessionEnd = func(id notify.Identity, _ notify.SessionInfo) {
+			mu.Lock()
+			log = append(log, "-"+id.UserID)
+			mu.Unlock()
+		}
 	})
 	srv := serve(t, h)
-	if h.Online("alice") {
+	if h.LocalSessions("alice") > 0 {
 		t.Fatal("alice online before connecting")
 	}
 	c := dial(t, srv, token(t, h, "alice"))
-	if !h.Online("alice") || h.Sessions("alice") != 1 {
-		t.Fatalf("Online=%v Sessions=%d after connect", h.Online("alice"), h.Sessions("alice"))
+	if n := h.LocalSessions("alice"); n != 1 {
+		t.Fatalf("LocalSessions = %d after connect, want 1", n)
 	}
 	c.WS.Close()
-	waitFor(t, "alice offline", func() bool { return !h.Online("alice") })
+	waitFor(t, "alice offline", func() bool { return h.LocalSessions("alice") == 0 })
 	waitFor(t, "disconnect hook", func() bool { mu.Lock(); defer mu.Unlock(); return len(log) == 2 })
 	if got := strings.Join(log, " "); got != "+alice -alice" {
 		t.Fatalf("hooks called %q", got)
@@ -498,7 +513,7 @@ func TestMisbehavingClient(t *testing.T) {
 	}
 
 	// None of it touched another session.
-	h.Send("bob", notify.Event{Type: "still-here"})
+	h.Send(context.Background(), "bob", notify.Event{Type: "still-here"})
 	if m := bystander.NextNonPing(); m["type"] != "still-here" {
 		t.Fatalf("bystander got %v", m)
 	}
@@ -521,7 +536,7 @@ func TestSlowConsumer(t *testing.T) {
 	start := time.Now()
 	for i := range bursts {
 		for j := range burst {
-			if err := h.Send("alice", notify.Event{Type: "big", Data: payload, ID: fmt.Sprint(i*burst + j)}); err != nil {
+			if _, err := h.Send(context.Background(), "alice", notify.Event{Type: "big", Data: payload, ID: fmt.Sprint(i*burst + j)}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -551,17 +566,17 @@ func TestStuckWriteNotWaiting(t *testing.T) {
 	srv := serve(t, h)
 	c := dial(t, srv, token(t, h, "bob"))
 	// The client's reader takes this frame and then waits for the test, which never asks.
-	if err := h.Send("bob", notify.Event{Type: "first"}); err != nil {
+	if _, err := h.Send(context.Background(), "bob", notify.Event{Type: "first"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the first frame written", func() bool { return notify.Waiting(h) == 0 })
 	// More than the loopback buffers hold: its write blocks, so it stays handed out.
-	if err := h.Send("bob", notify.Event{Type: "big", Data: strings.Repeat("x", 16<<20)}); err != nil {
+	if _, err := h.Send(context.Background(), "bob", notify.Event{Type: "big", Data: strings.Repeat("x", 16<<20)}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the big frame handed out", func() bool { return notify.Waiting(h) == 1 })
 	for range 3 {
-		if err := h.Send("bob", notify.Event{Type: "more", Data: strings.Repeat("y", 32<<10)}); err != nil {
+		if _, err := h.Send(context.Background(), "bob", notify.Event{Type: "more", Data: strings.Repeat("y", 32<<10)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -580,13 +595,13 @@ func TestBatching(t *testing.T) {
 	srv := serve(t, h)
 	c := dial(t, srv, token(t, h, "alice"))
 	framesBefore := c.Frames
-	h.Send("alice", notify.Event{Type: "lone"})
+	h.Send(context.Background(), "alice", notify.Event{Type: "lone"})
 	if m := c.NextNonPing(); m["type"] != "lone" || c.Frames != framesBefore+1 {
 		t.Fatalf("lone event: %v in %d frames", m, c.Frames-framesBefore)
 	}
 	const n = 2000
 	for i := range n {
-		h.Send("alice", notify.Event{Type: "burst", ID: fmt.Sprint(i)})
+		h.Send(context.Background(), "alice", notify.Event{Type: "burst", ID: fmt.Sprint(i)})
 	}
 	framesBefore = c.Frames
 	for i := range n {
@@ -608,7 +623,7 @@ func TestShutdown(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		var disconnects atomic.Int32
-		h, err := notify.New(notify.Config{Secret: secret, OnDisconnect: func(string) { disconnects.Add(1) }})
+		h, err := notify.New(notify.Config{Secret: secret, OnSessionEnd: func(notify.Identity, notify.SessionInfo) { disconnects.Add(1) }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -639,7 +654,7 @@ func TestShutdown(t *testing.T) {
 		if err := h.Shutdown(ctx); err != nil {
 			t.Fatalf("second Shutdown: %v", err)
 		}
-		if err := h.Send("a", notify.Event{Type: "x"}); !errors.Is(err, notify.ErrClosed) {
+		if _, err := h.Send(context.Background(), "a", notify.Event{Type: "x"}); !errors.Is(err, notify.ErrClosed) {
 			t.Fatalf("Send after Shutdown = %v, want ErrClosed", err)
 		}
 		_, resp, err := srv.Dial(t, pipeURL(srv), http.Header{"Authorization": {"Bearer " + token(t, h, "a")}})
@@ -658,7 +673,7 @@ func TestShutdownTimeout(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		block := make(chan struct{})
-		h, err := notify.New(notify.Config{Secret: secret, OnDisconnect: func(string) { <-block }})
+		h, err := notify.New(notify.Config{Secret: secret, OnSessionEnd: func(notify.Identity, notify.SessionInfo) { <-block }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -796,7 +811,7 @@ func TestWelcomeOfAnyLength(t *testing.T) {
 		if w["user"] != user {
 			t.Errorf("user of %d bytes: welcome names %d bytes", n, len(fmt.Sprint(w["user"])))
 		}
-		if err := h.Send(user, notify.Event{Type: "after", ID: "x"}); err != nil {
+		if _, err := h.Send(context.Background(), user, notify.Event{Type: "after", ID: "x"}); err != nil {
 			t.Fatal(err)
 		}
 		if m := c.NextNonPing(); m["type"] != "after" {
@@ -804,3 +819,6 @@ func TestWelcomeOfAnyLength(t *testing.T) {
 		}
 	}
 }
+
+// errOf keeps the error of a send and drops its report.
+func errOf(_ notify.Report, err error) error { return err }

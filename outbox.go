@@ -307,7 +307,7 @@ func (o *outbox) endCode() CloseCode {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.code == 0 {
-		return closeAbnormal
+		return CloseAbnormal
 	}
 	return o.code
 }

@@ -85,10 +85,10 @@ func (h *Hub) refusedBy(id Identity, before time.Time) error {
 		return nil
 	}
 	if id.IssuedAt.IsZero() {
-		return &authError{refusedSignedOut, "token has no iat and the user was signed out"}
+		return refused(refusedSignedOut, "token has no iat and the user was signed out")
 	}
 	if id.IssuedAt.Unix() <= before.Add(-h.cfg.Leeway).Unix() {
-		return &authError{refusedSignedOut, "token issued before the user was signed out"}
+		return refused(refusedSignedOut, "token issued before the user was signed out")
 	}
 	return nil
 }

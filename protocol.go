@@ -7,12 +7,15 @@ type CloseCode int
 
 // The close codes the hub uses.
 const (
-	closeNormal    CloseCode = 1000 // the session ended normally
-	closeGoingAway CloseCode = 1001 // the server is shutting down; reconnect with a backoff
-	closeAbnormal  CloseCode = 1006 // the connection broke; never sent, only reported
-	// closeTryAgain (1013): the broker could not subscribe the session or read its stream's
+	// CloseNormal: the session ended normally.
+	CloseNormal CloseCode = 1000
+	// CloseGoingAway: the server is shutting down; reconnect with a backoff.
+	CloseGoingAway CloseCode = 1001
+	// CloseAbnormal: the connection broke. Never sent, only reported (Stats.Disconnects).
+	CloseAbnormal CloseCode = 1006
+	// CloseTryAgain (1013): the broker could not subscribe the session or read its stream's
 	// position; reconnect with a backoff, recovering.
-	closeTryAgain CloseCode = 1013
+	CloseTryAgain CloseCode = 1013
 	// CloseTokenExpired: the token expired without an in-band refresh; fetch a fresh token and
 	// reconnect.
 	CloseTokenExpired CloseCode = 4000
@@ -31,13 +34,13 @@ const (
 // String returns the code's meaning, as the close frame's reason says it.
 func (c CloseCode) String() string {
 	switch c {
-	case closeNormal:
+	case CloseNormal:
 		return "normal closure"
-	case closeGoingAway:
+	case CloseGoingAway:
 		return "going away, reconnect"
-	case closeTryAgain:
+	case CloseTryAgain:
 		return "broker unavailable, try again later"
-	case closeAbnormal:
+	case CloseAbnormal:
 		return "abnormal closure"
 	case 1009:
 		return "message too big"

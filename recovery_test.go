@@ -94,11 +94,11 @@ func TestRecoveryAfterReconnect(t *testing.T) {
 	sub := c.NextNonPing()
 	newsPos := posOf(t, sub)
 	c.WS.Close()
-	waitFor(t, "alice offline", func() bool { return !h.Online("alice") })
+	waitFor(t, "alice offline", func() bool { return h.LocalSessions("alice") == 0 })
 
 	for i := range 50 {
-		h.Send("alice", notify.Event{Type: "dm", Data: fmt.Sprintf("dm-%d", i)})
-		h.Publish("news", notify.Event{Type: "headline", Data: fmt.Sprintf("headline-%d", i)})
+		h.Send(context.Background(), "alice", notify.Event{Type: "dm", Data: fmt.Sprintf("dm-%d", i)})
+		h.Publish(context.Background(), "news", notify.Event{Type: "headline", Data: fmt.Sprintf("headline-%d", i)})
 	}
 
 	c, w = reconnect(t, srv, h, "alice", &userPos)
@@ -113,13 +113,13 @@ func TestRecoveryAfterReconnect(t *testing.T) {
 	newsPos = expectEvents(t, c, 50, "headline", newsPos)
 
 	// Then live, with nothing replayed twice.
-	h.Send("alice", notify.Event{Type: "dm", Data: "dm-0"})
+	h.Send(context.Background(), "alice", notify.Event{Type: "dm", Data: "dm-0"})
 	expectEvents(t, c, 1, "dm", userPos)
-	h.Publish("news", notify.Event{Type: "headline", Data: "headline-0"})
+	h.Publish(context.Background(), "news", notify.Event{Type: "headline", Data: "headline-0"})
 	expectEvents(t, c, 1, "headline", newsPos)
 	// A marker on each stream: anything replayed twice would come before them.
-	h.Send("alice", notify.Event{Type: "marker"})
-	h.Publish("news", notify.Event{Type: "marker"})
+	h.Send(context.Background(), "alice", notify.Event{Type: "marker"})
+	h.Publish(context.Background(), "news", notify.Event{Type: "marker"})
 	for _, stream := range []string{"user", "news"} {
 		if m := c.NextNonPing(); m["type"] != "marker" || (stream == "news") != (m["topic"] == "news") {
 			t.Fatalf("got %v, want the %s stream's marker", m, stream)
@@ -144,7 +144,7 @@ func TestRecoveryRace(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := range total {
-					if err := h.Send("alice", notify.Event{Type: "seq", Data: i}); err != nil {
+					if _, err := h.Send(context.Background(), "alice", notify.Event{Type: "seq", Data: i}); err != nil {
 						t.Error(err)
 						return
 					}
@@ -214,11 +214,11 @@ func TestRecoveryImpossible(t *testing.T) {
 				p := posOf(t, w)
 				c.WS.Close()
 				synctest.Wait() // the session has ended
-				if h.Online("alice") {
+				if h.LocalSessions("alice") > 0 {
 					t.Fatal("alice still online")
 				}
 				for i := range tt.missed {
-					h.Send("alice", notify.Event{Type: "missed", Data: i})
+					h.Send(context.Background(), "alice", notify.Event{Type: "missed", Data: i})
 				}
 				time.Sleep(tt.wait)
 				from := tt.from(p)
@@ -231,7 +231,7 @@ func TestRecoveryImpossible(t *testing.T) {
 				if now.epoch != p.epoch || now.offset != p.offset+uint64(tt.missed) {
 					t.Fatalf("welcome position %v, want %s/%d", now, p.epoch, p.offset+uint64(tt.missed))
 				}
-				h.Send("alice", notify.Event{Type: "live", Data: "live-0"})
+				h.Send(context.Background(), "alice", notify.Event{Type: "live", Data: "live-0"})
 				expectEvents(t, c, 1, "live", now)
 			})
 		})
@@ -247,7 +247,7 @@ func TestSlowConsumerThenRecovery(t *testing.T) {
 	payload := strings.Repeat("x", 2000)
 	const n = 5000
 	for i := range n {
-		h.Send("alice", notify.Event{Type: "big", Data: fmt.Sprint(i, payload)})
+		h.Send(context.Background(), "alice", notify.Event{Type: "big", Data: fmt.Sprint(i, payload)})
 	}
 	waitFor(t, "the slow consumer closed", func() bool { return h.Stats().SlowConsumers == 1 })
 	// The client reads what reached it before the close, then recovers the rest.
@@ -289,14 +289,14 @@ func TestEphemeralEvents(t *testing.T) {
 	srv := wsURL(serve(t, h))
 	c, w := reconnect(t, srv, h, "alice", nil)
 	p := posOf(t, w)
-	h.Send("alice", notify.Event{Type: "typing", Ephemeral: true})
+	h.Send(context.Background(), "alice", notify.Event{Type: "typing", Ephemeral: true})
 	if m := c.NextNonPing(); m["type"] != "typing" || m["offset"] != nil {
 		t.Fatalf("got %v, want an event without offset", m)
 	}
 	c.WS.Close()
-	waitFor(t, "alice offline", func() bool { return !h.Online("alice") })
-	h.Send("alice", notify.Event{Type: "typing", Ephemeral: true})
-	h.Send("alice", notify.Event{Type: "dm", Data: "dm-0"})
+	waitFor(t, "alice offline", func() bool { return h.LocalSessions("alice") == 0 })
+	h.Send(context.Background(), "alice", notify.Event{Type: "typing", Ephemeral: true})
+	h.Send(context.Background(), "alice", notify.Event{Type: "dm", Data: "dm-0"})
 	c, w = reconnect(t, srv, h, "alice", &p)
 	if w["recovered"] != true {
 		t.Fatalf("welcome %v", w)
@@ -328,8 +328,8 @@ func (b *failingBroker) Start(_ context.Context, d func(notify.Message)) error {
 	b.deliver = d
 	return nil
 }
-func (b *failingBroker) Publish(context.Context, string, []byte, bool) error {
-	return errBrokerDown
+func (b *failingBroker) Publish(context.Context, string, []byte, bool) (notify.Report, error) {
+	return notify.Report{}, errBrokerDown
 }
 func (b *failingBroker) Subscribe(_ context.Context, stream string) error {
 	if b.subscribe != "" && strings.HasPrefix(stream, b.subscribe) {
@@ -355,7 +355,7 @@ func TestBrokerFailure(t *testing.T) {
 	if w["recovered"] != true {
 		t.Fatalf("welcome %v, want recovered", w)
 	}
-	err := h.Send("alice", notify.Event{Type: "dm"})
+	_, err := h.Send(context.Background(), "alice", notify.Event{Type: "dm"})
 	if !errors.Is(err, errBrokerDown) || err.Error() != "notify: broker: broker down" {
 		t.Fatalf("Send: %v", err)
 	}
@@ -379,8 +379,8 @@ func TestBrokerUnavailable(t *testing.T) {
 			var hooks atomic.Int32
 			h := newHub(t, func(c *notify.Config) {
 				c.Broker = &failingBroker{subscribe: tc.subscribe, history: tc.history}
-				c.OnConnect = func(string) { hooks.Add(1) }
-				c.OnDisconnect = func(string) { hooks.Add(1) }
+				c.OnSessionStart = func(notify.Identity, notify.SessionInfo) { hooks.Add(1) }
+				c.OnSessionEnd = func(notify.Identity, notify.SessionInfo) { hooks.Add(1) }
 			})
 			srv := serve(t, h)
 			c, _, err := dialHeader(t, srv, http.Header{"Authorization": {"Bearer " + token(t, h, "alice")}})
@@ -407,7 +407,7 @@ func TestBrokerUnavailable(t *testing.T) {
 				t.Fatalf("got %v, want error unavailable for news", m)
 			}
 		}
-		if err := h.Subscribe("alice", "news"); !errors.Is(err, errBrokerDown) {
+		if err := h.Subscribe(context.Background(), "alice", "news"); !errors.Is(err, errBrokerDown) {
 			t.Fatalf("Hub.Subscribe: %v, want the broker's error", err)
 		}
 		if st := h.Stats(); st.Topics != 0 || st.Sessions != 1 {
@@ -424,7 +424,7 @@ func TestRecoveryReauthorizes(t *testing.T) {
 	var mu sync.Mutex
 	revoked := false // guarded by mu
 	h := newHub(t, func(c *notify.Config) {
-		c.Authorize = func(_ context.Context, user, topic string) error {
+		c.Authorize = func(_ context.Context, _ notify.Identity, topic string) error {
 			mu.Lock()
 			defer mu.Unlock()
 			if revoked {
@@ -442,9 +442,9 @@ func TestRecoveryReauthorizes(t *testing.T) {
 	}
 	teamPos := posOf(t, sub)
 	c.WS.Close()
-	waitFor(t, "alice offline", func() bool { return !h.Online("alice") })
+	waitFor(t, "alice offline", func() bool { return h.LocalSessions("alice") == 0 })
 	for i := range 3 {
-		h.Publish("team", notify.Event{Type: "memo", Data: fmt.Sprintf("memo-%d", i)})
+		h.Publish(context.Background(), "team", notify.Event{Type: "memo", Data: fmt.Sprintf("memo-%d", i)})
 	}
 	mu.Lock()
 	revoked = true

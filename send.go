@@ -6,64 +6,68 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
-
-	"github.com/gonotify/notify/internal/wire"
 )
 
-// Send delivers ev to every session of the user. See [Hub.SendContext].
-func (h *Hub) Send(userID string, ev Event) error {
-	return h.SendContext(context.Background(), userID, ev)
+// Report is what a send knows of its event once the broker took it: where the event went. It
+// is a snapshot of that moment, not a promise that anyone saw the event: a hub counted may be
+// closing a session, and a session opening a moment later recovers the event from the history.
+type Report struct {
+	// Position is the event's place in its stream; zero for an ephemeral event or a broadcast.
+	Position Position
+	// Stored reports whether the event is kept for recovery, and StoredUntil until when at
+	// the latest (the history's TTL; a full history drops it sooner). StoredUntil is zero when
+	// the broker does not say.
+	Stored      bool
+	StoredUntil time.Time
+	// Nodes is how many hubs received the event: for a user's event, those holding a session
+	// of the user; for a topic's, those holding a subscriber; for a broadcast, every hub. 0
+	// means nobody was online for it (the event waits in the history, if stored); -1 means
+	// the broker cannot tell. [Hub.Presence] lists a user's sessions.
+	Nodes int
 }
 
-// SendContext delivers ev to every session of the user: each tab and device, on every hub
-// sharing the broker. The event is encoded once; on each hub the cost grows with the user's
-// sessions there only. It never waits for a client: a session that cannot keep up is closed
-// as a slow consumer. Sending to a user with no session is not an error: the event waits in
-// the user's history for a session that reconnects.
-func (h *Hub) SendContext(ctx context.Context, userID string, ev Event) error {
+// Send delivers ev to every session of the user: each tab and device, on every hub sharing the
+// broker. The event is encoded once; on each hub the cost grows with the user's sessions there
+// only. It never waits for a client: a session that cannot keep up is closed as a slow
+// consumer. Sending to a user with no session is not an error: the event waits in the user's
+// history for a session that reconnects, and the Report's Nodes is 0 (to fall back to e-mail,
+// for example).
+//
+// When the broker fails, this hub's own sessions still get the event (without a position, so
+// not recoverable) and the error is returned.
+func (h *Hub) Send(ctx context.Context, userID string, ev Event) (Report, error) {
 	h.stats.sends.Add(1)
 	if userID == "" {
-		return ErrInvalidUser
+		return Report{}, ErrInvalidUser
 	}
-	return h.publish(ctx, wire.UserStream(userID), ev, "", ev.Ephemeral)
+	return h.publish(ctx, UserStream(userID), ev, "", ev.Ephemeral)
 }
 
-// Publish delivers ev to every session subscribed to topic. See [Hub.PublishContext].
-func (h *Hub) Publish(topic string, ev Event) error {
-	return h.PublishContext(context.Background(), topic, ev)
-}
-
-// PublishContext delivers ev to every session subscribed to topic, on every hub sharing the
-// broker; the event frame carries the topic. On each hub the cost grows with the topic's
-// subscribers there only.
-func (h *Hub) PublishContext(ctx context.Context, topic string, ev Event) error {
+// Publish delivers ev to every session subscribed to topic, on every hub sharing the broker;
+// the event frame carries the topic. On each hub the cost grows with the topic's subscribers
+// there only. Errors as [Hub.Send].
+func (h *Hub) Publish(ctx context.Context, topic string, ev Event) (Report, error) {
 	h.stats.publishes.Add(1)
 	if err := validTopic(topic); err != nil {
-		return err
+		return Report{}, err
 	}
-	return h.publish(ctx, wire.TopicStream(topic), ev, topic, ev.Ephemeral)
+	return h.publish(ctx, TopicStream(topic), ev, topic, ev.Ephemeral)
 }
 
-// Broadcast delivers ev to every session. See [Hub.BroadcastContext].
-func (h *Hub) Broadcast(ev Event) error {
-	return h.BroadcastContext(context.Background(), ev)
-}
-
-// BroadcastContext delivers ev to every session of every hub sharing the broker. Broadcasts
-// have no history: a session that was offline does not get them on recovery.
-func (h *Hub) BroadcastContext(ctx context.Context, ev Event) error {
+// Broadcast delivers ev to every session of every hub sharing the broker. Broadcasts have no
+// history: a session that was offline does not get them on recovery. Errors as [Hub.Send].
+func (h *Hub) Broadcast(ctx context.Context, ev Event) (Report, error) {
 	h.stats.broadcasts.Add(1)
-	return h.publish(ctx, wire.Broadcast, ev, "", true)
+	return h.publish(ctx, BroadcastStream, ev, "", true)
 }
 
-// publish encodes ev and hands it to the broker. When the broker fails, the hub's own
-// sessions still get the event (without a position) and the error is returned.
-func (h *Hub) publish(ctx context.Context, stream string, ev Event, topic string, ephemeral bool) error {
+// publish encodes ev and hands it to the broker: the one path of every send.
+func (h *Hub) publish(ctx context.Context, stream string, ev Event, topic string, ephemeral bool) (Report, error) {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("notify: send: %w", err)
+		return Report{}, fmt.Errorf("notify: send: %w", err)
 	}
 	if h.closed.Load() {
-		return ErrClosed
+		return Report{}, ErrClosed
 	}
 	// The clock is read once for both the duration and the event's default time.
 	start := time.Now()
@@ -75,64 +79,48 @@ func (h *Hub) publish(ctx context.Context, stream string, ev Event, topic string
 	defer e.release()
 	payload, err := e.encode(ev, topic)
 	if err != nil {
-		return err
+		return Report{}, err
 	}
-	if err := h.broker.Publish(ctx, stream, payload, ephemeral); err != nil {
+	r, err := h.broker.Publish(ctx, stream, payload, ephemeral)
+	if err != nil {
 		h.stats.brokerErrors.Add(1)
 		h.deliver(Message{Stream: stream, Payload: bytes.Clone(payload)})
-		return fmt.Errorf("notify: broker: %w", err)
+		return Report{}, fmt.Errorf("notify: broker: %w", err)
 	}
-	return nil
+	return r, nil
 }
 
 var defaultHub atomic.Pointer[Hub]
 
-// SetDefault makes h the hub of the package-level Send, Publish and Broadcast. nil unsets it.
+// SetDefault makes h the hub of the package-level [Send], [Publish] and [Broadcast]. nil unsets
+// it.
 func SetDefault(h *Hub) { defaultHub.Store(h) }
 
-func getDefault() (*Hub, error) {
+// The package-level sends are the short forms of the default hub's: no context (they use
+// context.Background) and no report. A caller that needs either calls the hub's method.
+
+// Send delivers ev to every session of the user through the default hub ([SetDefault]), as
+// [Hub.Send] does. It returns [ErrNoDefaultHub] when there is none.
+func Send(userID string, ev Event) error {
+	return withDefault(func(h *Hub) (Report, error) { return h.Send(context.Background(), userID, ev) })
+}
+
+// Publish delivers ev to the topic's subscribers through the default hub, as [Hub.Publish]
+// does.
+func Publish(topic string, ev Event) error {
+	return withDefault(func(h *Hub) (Report, error) { return h.Publish(context.Background(), topic, ev) })
+}
+
+// Broadcast delivers ev to every session through the default hub, as [Hub.Broadcast] does.
+func Broadcast(ev Event) error {
+	return withDefault(func(h *Hub) (Report, error) { return h.Broadcast(context.Background(), ev) })
+}
+
+func withDefault(send func(*Hub) (Report, error)) error {
 	h := defaultHub.Load()
 	if h == nil {
-		return nil, ErrNoDefaultHub
+		return ErrNoDefaultHub
 	}
-	return h, nil
-}
-
-// Send delivers ev to every session of the user on the default hub ([SetDefault]). It returns
-// [ErrNoDefaultHub] when there is none.
-func Send(userID string, ev Event) error { return SendContext(context.Background(), userID, ev) }
-
-// SendContext is [Send] with a context.
-func SendContext(ctx context.Context, userID string, ev Event) error {
-	h, err := getDefault()
-	if err != nil {
-		return err
-	}
-	return h.SendContext(ctx, userID, ev)
-}
-
-// Publish delivers ev to the topic's subscribers on the default hub.
-func Publish(topic string, ev Event) error {
-	return PublishContext(context.Background(), topic, ev)
-}
-
-// PublishContext is [Publish] with a context.
-func PublishContext(ctx context.Context, topic string, ev Event) error {
-	h, err := getDefault()
-	if err != nil {
-		return err
-	}
-	return h.PublishContext(ctx, topic, ev)
-}
-
-// Broadcast delivers ev to every session of the default hub.
-func Broadcast(ev Event) error { return BroadcastContext(context.Background(), ev) }
-
-// BroadcastContext is [Broadcast] with a context.
-func BroadcastContext(ctx context.Context, ev Event) error {
-	h, err := getDefault()
-	if err != nil {
-		return err
-	}
-	return h.BroadcastContext(ctx, ev)
+	_, err := send(h)
+	return err
 }

@@ -27,16 +27,16 @@ func (h *Hub) connected(s *melody.Session) {
 	if c.joinErr != nil {
 		h.dropPresub(ctx, c)
 		h.cfg.Logger.Warn("notify: session refused, presence unavailable", "user", c.user, "err", c.joinErr)
-		c.out.abort(closeTryAgain)
+		c.out.abort(CloseTryAgain)
 		return
 	}
 	var topics []string
-	if h.cfg.Topics != nil {
+	if h.cfg.Subscriptions != nil {
 		var err error
-		if topics, err = h.cfg.Topics(ctx, c.ident); err != nil {
+		if topics, err = h.cfg.Subscriptions(ctx, c.ident); err != nil {
 			h.dropPresub(ctx, c)
-			h.cfg.Logger.Warn("notify: session refused, Config.Topics failed", "user", c.user, "err", err)
-			c.out.abort(closeTryAgain)
+			h.cfg.Logger.Warn("notify: session refused, Config.Subscriptions failed", "user", c.user, "err", err)
+			c.out.abort(CloseTryAgain)
 			return
 		}
 	}
@@ -60,7 +60,7 @@ func (h *Hub) connected(s *melody.Session) {
 		// Without the stream's subscription and position, events the broker accepts from now
 		// on could be lost without the client knowing: it reconnects later and recovers.
 		h.cfg.Logger.Warn("notify: session refused, broker unavailable", "user", c.user, "err", err)
-		c.out.abort(closeTryAgain)
+		c.out.abort(CloseTryAgain)
 		return
 	}
 	c.welcomed = true
@@ -78,7 +78,7 @@ func (h *Hub) connected(s *melody.Session) {
 	// The application's subscriptions, before the client's first message is read.
 	for _, t := range topics {
 		if p := topicProblem(t); p != "" {
-			h.cfg.Logger.Warn("notify: Config.Topics returned an invalid topic", "topic", t, "problem", p)
+			h.cfg.Logger.Warn("notify: Config.Subscriptions returned an invalid topic", "topic", t, "problem", p)
 			continue
 		}
 		if _, err := h.join(ctx, c, t, c.topicSince[t], true); err != nil {
@@ -96,11 +96,8 @@ func (h *Hub) connected(s *melody.Session) {
 	if c.first {
 		h.cameOnline(c.user)
 	}
-	if h.cfg.OnSessionEnd == nil {
+	if !c.keepsIdentity() {
 		c.ident = Identity{UserID: c.user} // let the claims go
-	}
-	if h.cfg.OnConnect != nil {
-		h.cfg.OnConnect(c.user)
 	}
 }
 
@@ -149,7 +146,7 @@ func (h *Hub) endSession(ctx context.Context, c *conn) {
 func (h *Hub) disconnected(s *melody.Session) {
 	c := connOf(s)
 	h.stats.disconnected(c.out.endCode())
-	c.close(closeNormal) // stops the timer; a no-op on the wire after a close
+	c.close(CloseNormal) // stops the timer; a no-op on the wire after a close
 	topics := h.idx.remove(c)
 	ctx := c.ctx
 	for _, t := range topics {
@@ -160,9 +157,6 @@ func (h *Hub) disconnected(s *melody.Session) {
 	}
 	if h.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
 		h.cfg.Logger.Debug("notify: session disconnected", "user", c.user, "session", c.id)
-	}
-	if h.cfg.OnDisconnect != nil && c.welcomed {
-		h.cfg.OnDisconnect(c.user)
 	}
 }
 

@@ -54,6 +54,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// the handler returns, and keeping its values would keep net/http's per-connection
 	// contexts (about 0.5 KB a session).
 	ctx := context.Background()
+	if h.cfg.Authorize != nil {
+		ctx = context.WithoutCancel(r.Context()) // Authorize gets the request's values
+	}
 	dw := &detachedWriter{ResponseWriter: w, hijacked: make(chan struct{})}
 	ended := make(chan struct{})
 	go h.serve(dw, r.WithContext(ctx), c, ended)

@@ -402,9 +402,9 @@ func (a *app) send(c echo.Context) error {
 	case req.User != "":
 		_, err = a.inbox.Notify(c.Request().Context(), req.User, inbox.Notification{ID: req.ID, Type: req.Type, Data: req.Data})
 	case req.Topic != "":
-		err = a.hub.Publish(req.Topic, ev)
+		_, err = a.hub.Publish(c.Request().Context(), req.Topic, ev)
 	default:
-		err = a.hub.Broadcast(ev)
+		_, err = a.hub.Broadcast(c.Request().Context(), ev)
 	}
 	switch {
 	case errors.Is(err, notify.ErrInvalidTopic), errors.Is(err, notify.ErrInvalidEvent), errors.Is(err, inbox.ErrInvalid):

@@ -326,9 +326,11 @@ func verifyToken(t testing.TB, hub *notify.Hub, body string) notify.Identity {
 	if err := json.Unmarshal([]byte(body), &resp); err != nil || resp.Token == "" {
 		t.Fatalf("token response %q: %v", body, err)
 	}
-	id, err := hub.Verify(resp.Token)
+	r := httptest.NewRequest("GET", "/notify/ws", nil)
+	r.Header.Set("Authorization", "Bearer "+resp.Token)
+	id, err := hub.Authenticate(r)
 	if err != nil {
-		t.Fatalf("hub.Verify: %v", err)
+		t.Fatalf("hub.Authenticate: %v", err)
 	}
 	return id
 }
@@ -512,8 +514,8 @@ func TestCrossOrigin(t *testing.T) {
 		t.Fatalf("same-origin dial: %v", err)
 	}
 	readFrame(t, ws)
-	if n := hub.Sessions("alice"); n != 1 {
-		t.Errorf("hub.Sessions(alice) = %d, want 1", n)
+	if n := hub.LocalSessions("alice"); n != 1 {
+		t.Errorf("hub.LocalSessions(alice) = %d, want 1", n)
 	}
 
 	for _, h := range []map[string]string{

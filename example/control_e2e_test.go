@@ -25,7 +25,7 @@ func TestE2ESignOutEverywhere(t *testing.T) {
 	tabB := newPage(t, tabA.ctx, alice+"@B") // the same browser: one login cookie for 127.0.0.1
 	tabB.login(b.URL, alice)
 	eventually(t, 2*time.Second, "a session on each node", func() bool {
-		return a.Hub.Sessions(alice) == 1 && b.Hub.Sessions(alice) == 1
+		return a.Hub.LocalSessions(alice) == 1 && b.Hub.LocalSessions(alice) == 1
 	})
 
 	// The presence card, asked on A, counts both tabs on two servers.
@@ -46,7 +46,7 @@ func TestE2ESignOutEverywhere(t *testing.T) {
 		}
 	}
 	eventually(t, 2*time.Second, "no session left", func() bool {
-		return a.Hub.Sessions(alice) == 0 && b.Hub.Sessions(alice) == 0
+		return a.Hub.LocalSessions(alice) == 0 && b.Hub.LocalSessions(alice) == 0
 	})
 	p, err := b.Hub.Presence(context.Background(), alice)
 	if err != nil || len(p) != 0 {

@@ -471,8 +471,8 @@ func TestE2EPerUser(t *testing.T) {
 
 	// Logging out closes bob's connection and shows the login form again.
 	bob.do("log out", chromedp.Click(chromedp.CSS(`#logout`)), chromedp.WaitVisible(chromedp.CSS(`#login-form`)))
-	eventually(t, 2*time.Second, "bob's session gone", func() bool { return s.Hub.Sessions("bob") == 0 })
-	if n := s.Hub.Sessions("alice"); n != 1 {
+	eventually(t, 2*time.Second, "bob's session gone", func() bool { return s.Hub.LocalSessions("bob") == 0 })
+	if n := s.Hub.LocalSessions("alice"); n != 1 {
 		t.Errorf("alice has %d sessions, want 1", n)
 	}
 }
@@ -486,7 +486,7 @@ func TestE2ETwoTabs(t *testing.T) {
 	tab1.login(s.URL, "alice")
 	tab2 := newPage(t, tab1.ctx, "alice-tab2") // same browser context: alice's cookie
 	tab2.login(s.URL, "alice")                 // fails if the form suggests a name
-	eventually(t, 2*time.Second, "two sessions for alice", func() bool { return s.Hub.Sessions("alice") == 2 })
+	eventually(t, 2*time.Second, "two sessions for alice", func() bool { return s.Hub.LocalSessions("alice") == 2 })
 
 	s.sendTo(t, "alice", "to every tab")
 	for _, p := range []*page{tab1, tab2} {
@@ -558,7 +558,7 @@ func TestE2EServerRestart(t *testing.T) {
 	// A new instance with the same secret: the login cookie and new tokens stay valid.
 	s2 := startServer(t, s1.Addr, options{})
 	alice.waitState(15*time.Second, "connected")
-	eventually(t, 2*time.Second, "alice's session on the new server", func() bool { return s2.Hub.Sessions("alice") == 1 })
+	eventually(t, 2*time.Second, "alice's session on the new server", func() bool { return s2.Hub.LocalSessions("alice") == 1 })
 	s2.sendTo(t, "alice", "after the restart")
 	alice.waitShown(deliveryTime, "after the restart")
 	if n := alice.count("before the restart"); n != 1 {
@@ -793,8 +793,8 @@ window.results = (async () => ({ cookie: await attempt([]), token: await attempt
 	if !evilReqs[0].Cookie {
 		t.Errorf("the browser did not send the login cookie with the cross-origin upgrade; the test no longer shows that the origin check is needed")
 	}
-	if st := s.Hub.Stats(); st.Sessions != 1 || s.Hub.Sessions("alice") != 1 {
-		t.Errorf("hub counts %d sessions (%d for alice), want only alice's own page", st.Sessions, s.Hub.Sessions("alice"))
+	if st := s.Hub.Stats(); st.Sessions != 1 || s.Hub.LocalSessions("alice") != 1 {
+		t.Errorf("hub counts %d sessions (%d for alice), want only alice's own page", st.Sessions, s.Hub.LocalSessions("alice"))
 	}
 }
 

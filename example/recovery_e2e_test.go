@@ -38,7 +38,7 @@ func goOffline(t testing.TB, px *wstest.Proxy, p *page, hub *notify.Hub, user st
 	t.Helper()
 	px.Outage()
 	p.waitState(5*time.Second, "reconnecting")
-	eventually(t, 5*time.Second, user+"'s session gone", func() bool { return hub.Sessions(user) == 0 })
+	eventually(t, 5*time.Second, user+"'s session gone", func() bool { return hub.LocalSessions(user) == 0 })
 }
 
 func sendN(t testing.TB, s *e2eServer, user, prefix string, n int) []string {
@@ -226,8 +226,8 @@ func TestE2ETwoNodes(t *testing.T) {
 	if annPage.missedBanner() {
 		t.Errorf("the page says it missed notifications, but every one was recovered from Redis")
 	}
-	eventually(t, 2*time.Second, "ann's session on B", func() bool { return nodeB.Hub.Sessions(ann) == 1 })
-	if n := a.Hub.Sessions(ann); n != 0 {
+	eventually(t, 2*time.Second, "ann's session on B", func() bool { return nodeB.Hub.LocalSessions(ann) == 1 })
+	if n := a.Hub.LocalSessions(ann); n != 0 {
 		t.Errorf("ann has %d sessions on A, want 0", n)
 	}
 	annPage.assertNotReloaded()
@@ -243,7 +243,7 @@ func TestE2ETwoUsersOneBrowser(t *testing.T) {
 	alice.login(px.URL, "alice")
 	bob := newPage(t, alice.ctx, "bob") // the same browser context
 	bob.login(px.URL, "bob")
-	eventually(t, 2*time.Second, "one session each", func() bool { return s.Hub.Sessions("alice") == 1 && s.Hub.Sessions("bob") == 1 })
+	eventually(t, 2*time.Second, "one session each", func() bool { return s.Hub.LocalSessions("alice") == 1 && s.Hub.LocalSessions("bob") == 1 })
 
 	check := func(when string) {
 		t.Helper()
@@ -263,7 +263,7 @@ func TestE2ETwoUsersOneBrowser(t *testing.T) {
 	px.Restore(s.Addr)
 	alice.waitState(15*time.Second, "connected")
 	bob.waitState(15*time.Second, "connected")
-	eventually(t, 2*time.Second, "one session each again", func() bool { return s.Hub.Sessions("alice") == 1 && s.Hub.Sessions("bob") == 1 })
+	eventually(t, 2*time.Second, "one session each again", func() bool { return s.Hub.LocalSessions("alice") == 1 && s.Hub.LocalSessions("bob") == 1 })
 	check("after reconnecting")
 	for _, p := range []*page{alice, bob} {
 		if got := eval[string](p, `document.querySelector("#user-name").textContent`); got != p.name {

@@ -51,7 +51,10 @@ func (ib *Inbox) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusServiceUnavailable, "unavailable", "try again later")
 			return
 		}
-		reason := strings.TrimPrefix(err.Error(), notify.ErrUnauthorized.Error()+": ")
+		reason := "invalid token"
+		if e, ok := errors.AsType[*notify.AuthError](err); ok {
+			reason = e.Reason
+		}
 		writeError(w, http.StatusUnauthorized, "unauthorized", reason)
 		return
 	}

@@ -292,7 +292,7 @@ func (ib *Inbox) Notify(ctx context.Context, userID string, n Notification) (Not
 	if !created {
 		return stored, nil
 	}
-	err = ib.hub.SendContext(ctx, userID, notify.Event{Type: EventType,
+	_, err = ib.hub.Send(ctx, userID, notify.Event{Type: EventType,
 		Data: Change{Op: OpNew, Notification: &stored, Counts: counts}})
 	if err != nil {
 		return stored, fmt.Errorf("notify: inbox: stored, but not delivered live: %w", err)
@@ -431,7 +431,7 @@ func (ib *Inbox) MarkAllRead(ctx context.Context, userID string) (Counts, error)
 // session that misses the event has its counts right on its next fetch, so a hub error is
 // logged, not returned for a change that was made.
 func (ib *Inbox) live(ctx context.Context, userID string, c Change) {
-	if err := ib.hub.SendContext(ctx, userID, notify.Event{Type: EventType, Data: c}); err != nil {
+	if _, err := ib.hub.Send(ctx, userID, notify.Event{Type: EventType, Data: c}); err != nil {
 		ib.cfg.Logger.Warn("notify: inbox change not delivered live", "user", userID, "op", c.Op, "err", err)
 	}
 }

@@ -90,7 +90,7 @@ func TestEchoGroupBehindMiddleware(t *testing.T) {
 	if m := readJSON(t, ws); m["op"] != "welcome" || m["user"] != "alice" {
 		t.Fatalf("got %v", m)
 	}
-	if err := h.Send("alice", notify.Event{Type: "hi", Data: 1}); err != nil {
+	if _, err := h.Send(context.Background(), "alice", notify.Event{Type: "hi", Data: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if m := readJSON(t, ws); m["type"] != "hi" {

@@ -29,7 +29,7 @@
 //	transitions_total{kind}          cluster-wide transitions that happened on this hub: a
 //	                                 user's first session anywhere ("online"), last ("offline")
 //	broker_errors_total              failed broker calls
-//	broker_reconnects_total          broker reconnections (0 if the broker keeps no count)
+//	broker_reconnects_total          broker reconnections, from [NewBrokerCollector]
 //	send_duration_seconds            histogram of the time Send, Publish and Broadcast took
 //
 // No label takes a value per user or topic: the number of series is bounded whatever the
@@ -53,6 +53,24 @@ func NewCollector(h *notify.Hub) prometheus.Collector {
 }
 
 type collector struct{ hub *notify.Hub }
+
+// Reconnector is a broker that counts its reconnections to its backend, as
+// adapters/redisbroker's Broker does.
+type Reconnector interface{ Reconnects() uint64 }
+
+// NewBrokerCollector returns a Prometheus collector of notify_broker_reconnects_total, read
+// from b at each scrape. Register it beside [NewCollector]'s when the hub has such a broker.
+func NewBrokerCollector(b Reconnector) prometheus.Collector { return brokerCollector{b} }
+
+type brokerCollector struct{ b Reconnector }
+
+// Describe implements [prometheus.Collector].
+func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- reconnectsDesc }
+
+// Collect implements [prometheus.Collector].
+func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(reconnectsDesc, prometheus.CounterValue, float64(c.b.Reconnects()))
+}
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc("notify_"+name, help, labels, nil)
@@ -85,8 +103,7 @@ var (
 		"this hub: a user's first session anywhere (kind online), their last (offline).", "kind")
 	brokerErrorsDesc = desc("broker_errors_total",
 		"Failed broker calls (publish, subscribe, unsubscribe, history, presence).")
-	reconnectsDesc = desc("broker_reconnects_total",
-		"Reconnections of the broker to its backend; 0 with a broker that keeps no count.")
+	reconnectsDesc   = desc("broker_reconnects_total", "Reconnections of the broker to its backend.")
 	sendDurationDesc = desc("send_duration_seconds",
 		"Time Send, Publish and Broadcast took, from the call to the broker's acceptance.")
 )
@@ -94,7 +111,7 @@ var (
 var descs = [...]*prometheus.Desc{sessionsDesc, usersDesc, topicsDesc, connectsDesc,
 	disconnectsDesc, refusedDesc, sendsDesc, deliveriesDesc, framesDesc, bytesDesc, slowDesc,
 	abuseDesc, rateLimitedDesc, recoveriesDesc, presentDesc, transitionsDesc, brokerErrorsDesc,
-	reconnectsDesc, sendDurationDesc}
+	sendDurationDesc}
 
 // Describe implements [prometheus.Collector].
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -143,7 +160,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(transitionsDesc, s.Online, "online")
 	counter(transitionsDesc, s.Offline, "offline")
 	counter(brokerErrorsDesc, s.BrokerErrors)
-	counter(reconnectsDesc, s.BrokerReconnects)
 
 	h := s.SendDuration
 	buckets := make(map[float64]uint64, len(h.Bounds))

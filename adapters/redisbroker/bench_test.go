@@ -70,7 +70,7 @@ func BenchmarkSendEndToEnd(b *testing.B) {
 			start := time.Now()
 			for i := 0; i < b.N; i++ {
 				ev := notify.Event{Type: "bench", Data: json.RawMessage(strconv.FormatInt(time.Now().UnixNano(), 10))}
-				if err := sender.Send("target", ev); err != nil {
+				if _, err := sender.Send(context.Background(), "target", ev); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -142,7 +142,7 @@ func BenchmarkHistoryMemory(b *testing.B) {
 	fill := func(b *testing.B, h *notify.Hub) {
 		for i := range streams {
 			for range perStream {
-				if err := h.Send(fmt.Sprint("user-", i), notify.Event{Type: "t", Data: data}); err != nil {
+				if _, err := h.Send(context.Background(), fmt.Sprint("user-", i), notify.Event{Type: "t", Data: data}); err != nil {
 					b.Fatal(err)
 				}
 			}

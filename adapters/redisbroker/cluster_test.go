@@ -362,7 +362,7 @@ func TestCluster(t *testing.T) {
 		}()
 		<-cut.hanging // dave's subscription is dialing the dark shard
 		for i := range 2 {
-			if err := b.hub.Send(bob, notify.Event{Type: "n", Data: i}); err != nil {
+			if _, err := b.hub.Send(context.Background(), bob, notify.Event{Type: "n", Data: i}); err != nil {
 				t.Fatal(err)
 			}
 			m, err := bobC.Read(time.Second)
@@ -398,7 +398,7 @@ func TestCluster(t *testing.T) {
 				t.Errorf("node %s: %d subscribers to %s, want %d", n.addr(), got, ch, want)
 			}
 		}
-		b.hub.Send("alice", notify.Event{Type: "warm-up"}) // the script is loaded by now
+		b.hub.Send(context.Background(), "alice", notify.Event{Type: "warm-up"}) // the script is loaded by now
 		expect(t, alice, "warm-up", nil)
 		cmds := []string{"evalsha", "spublish", "publish"}
 		before := map[*clusterNode]map[string]int{}
@@ -406,7 +406,7 @@ func TestCluster(t *testing.T) {
 			before[n] = commandCalls(t, n, cmds...)
 		}
 		for i := range 20 {
-			if err := b.hub.Send("alice", notify.Event{Type: "n", Data: i}); err != nil {
+			if _, err := b.hub.Send(context.Background(), "alice", notify.Event{Type: "n", Data: i}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -435,7 +435,7 @@ func TestCluster(t *testing.T) {
 		p := prefix(t)
 		a, b := c.newNode(t, p, nil), c.newNode(t, p, nil)
 		alice, _ := a.dial(t, "alice", nil)
-		b.hub.Send("alice", notify.Event{Type: "before"})
+		b.hub.Send(context.Background(), "alice", notify.Event{Type: "before"})
 		pos := position(t, expect(t, alice, "before", nil))
 		stream := wire.UserStream("alice")
 		keys, ch := a.broker.Names(stream)
@@ -448,7 +448,7 @@ func TestCluster(t *testing.T) {
 			return to.client.PubSubShardNumSub(ctx, ch).Val()[ch] == 1 && from.client.PubSubShardNumSub(ctx, ch).Val()[ch] == 0
 		})
 		for i := range 3 {
-			if err := b.hub.Send("alice", notify.Event{Type: "after", Data: i}); err != nil {
+			if _, err := b.hub.Send(context.Background(), "alice", notify.Event{Type: "after", Data: i}); err != nil {
 				t.Fatal(err)
 			}
 			m := expect(t, alice, "after", i)
@@ -568,25 +568,25 @@ func TestClusterCatchUp(t *testing.T) {
 	alice, _ := a.dial(t, "alice", nil)
 	subscribe(t, alice, topic, nil)
 	bobC, _ := a.dial(t, bob, nil)
-	b.hub.Send("alice", notify.Event{Type: "before", Data: 0})
+	b.hub.Send(context.Background(), "alice", notify.Event{Type: "before", Data: 0})
 	expect(t, alice, "before", 0)
 
 	cut.cut(shard.addr())
 	wstest.WaitFor(t, "A to lose the shard", func() bool {
-		return a.hub.Send(nobody, notify.Event{Type: "probe"}) != nil
+		return a.hub.Send(context.Background(), nobody, notify.Event{Type: "probe"}) != nil
 	})
 	for i := range 5 {
-		if err := b.hub.Send("alice", notify.Event{Type: "missed", Data: i}); err != nil {
+		if _, err := b.hub.Send(context.Background(), "alice", notify.Event{Type: "missed", Data: i}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range 2 {
-		if err := b.hub.Publish(topic, notify.Event{Type: "news", Data: i}); err != nil {
+		if _, err := b.hub.Publish(context.Background(), topic, notify.Event{Type: "news", Data: i}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range 3 { // the other shards are not affected
-		if err := b.hub.Send(bob, notify.Event{Type: "live", Data: i}); err != nil {
+		if _, err := b.hub.Send(context.Background(), bob, notify.Event{Type: "live", Data: i}); err != nil {
 			t.Fatal(err)
 		}
 		expect(t, bobC, "live", i)
@@ -617,10 +617,10 @@ func TestClusterCatchUp(t *testing.T) {
 	}
 	// Nothing twice: a marker on each stream, and nothing before them (a node receives a
 	// shard's messages in the order the shard published them).
-	if err := b.hub.Send("alice", notify.Event{Type: "marker"}); err != nil {
+	if _, err := b.hub.Send(context.Background(), "alice", notify.Event{Type: "marker"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.hub.Publish(topic, notify.Event{Type: "marker"}); err != nil {
+	if _, err := b.hub.Publish(context.Background(), topic, notify.Event{Type: "marker"}); err != nil {
 		t.Fatal(err)
 	}
 	markers := map[any]bool{}
@@ -659,14 +659,14 @@ func TestClusterShardRestart(t *testing.T) {
 	alice, _ := a.dial(t, "alice", nil)
 	subscribe(t, alice, topic, nil)
 	bobC, _ := a.dial(t, bob, nil)
-	b.hub.Send("alice", notify.Event{Type: "before"})
+	b.hub.Send(context.Background(), "alice", notify.Event{Type: "before"})
 	before := position(t, expect(t, alice, "before", nil))
 
 	c.kill(shard)
-	if err := b.hub.Send("alice", notify.Event{Type: "during"}); err == nil {
+	if _, err := b.hub.Send(context.Background(), "alice", notify.Event{Type: "during"}); err == nil {
 		t.Fatal("a send to a dead shard reported success")
 	}
-	if err := b.hub.Send(bob, notify.Event{Type: "during"}); err != nil {
+	if _, err := b.hub.Send(context.Background(), bob, notify.Event{Type: "during"}); err != nil {
 		t.Fatalf("a send to another shard: %v", err)
 	}
 	expect(t, bobC, "during", nil)
@@ -675,15 +675,15 @@ func TestClusterShardRestart(t *testing.T) {
 	c.start(shard)
 	// The first send the shard accepts (it refuses them while it rejoins the cluster), then more.
 	wstest.WaitFor(t, "the restarted shard to accept a send", func() bool {
-		return b.hub.Send("alice", notify.Event{Type: "after", Data: 0}) == nil
+		return b.hub.Send(context.Background(), "alice", notify.Event{Type: "after", Data: 0}) == nil
 	})
 	for i := 1; i < 10; i++ {
-		if err := b.hub.Send("alice", notify.Event{Type: "after", Data: i}); err != nil {
+		if _, err := b.hub.Send(context.Background(), "alice", notify.Event{Type: "after", Data: i}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range 2 {
-		if err := b.hub.Publish(topic, notify.Event{Type: "news", Data: i}); err != nil {
+		if _, err := b.hub.Publish(context.Background(), topic, notify.Event{Type: "news", Data: i}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -708,7 +708,7 @@ func TestClusterShardRestart(t *testing.T) {
 		next[typ]++
 	}
 	for i := 10; i < 15; i++ {
-		if err := b.hub.Send("alice", notify.Event{Type: "after", Data: i}); err != nil {
+		if _, err := b.hub.Send(context.Background(), "alice", notify.Event{Type: "after", Data: i}); err != nil {
 			t.Fatal(err)
 		}
 		if m := expect(t, alice, "after", i); position(t, m).Offset != uint64(i+1) {
@@ -737,7 +737,7 @@ func TestClusterFailover(t *testing.T) {
 	topic := c.nameOn(t, a, wire.TopicStream, "news-", master, true)
 	alice, _ := a.dial(t, "alice", nil)
 	subscribe(t, alice, topic, nil)
-	b.hub.Send("alice", notify.Event{Type: "before"})
+	b.hub.Send(context.Background(), "alice", notify.Event{Type: "before"})
 	pos := position(t, expect(t, alice, "before", nil))
 	written := replOffset(t, master)
 	wstest.WaitFor(t, "the replica to have alice's history", func() bool { return replOffset(t, replica) >= written })
@@ -747,10 +747,10 @@ func TestClusterFailover(t *testing.T) {
 		return strings.Contains(replica.client.Info(ctx, "replication").Val(), "role:master")
 	})
 	wstest.WaitFor(t, "node b to send to the new master", func() bool {
-		return b.hub.Send("alice", notify.Event{Type: "after", Data: 0}) == nil
+		return b.hub.Send(context.Background(), "alice", notify.Event{Type: "after", Data: 0}) == nil
 	})
 	for i := 1; i < 10; i++ {
-		if err := b.hub.Send("alice", notify.Event{Type: "after", Data: i}); err != nil {
+		if _, err := b.hub.Send(context.Background(), "alice", notify.Event{Type: "after", Data: i}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -760,7 +760,7 @@ func TestClusterFailover(t *testing.T) {
 			t.Fatalf("after %d at %v, want offset %d of epoch %s", i, got, pos.Offset+uint64(i)+1, pos.Epoch)
 		}
 	}
-	if err := b.hub.Publish(topic, notify.Event{Type: "marker"}); err != nil {
+	if _, err := b.hub.Publish(context.Background(), topic, notify.Event{Type: "marker"}); err != nil {
 		t.Fatal(err)
 	}
 	if m := expect(t, alice, "marker", nil); m["topic"] != topic {
@@ -800,7 +800,7 @@ func TestClusterOutage(t *testing.T) {
 	if _, err := tryWelcome(t, a, a.url, erinUser); err != nil {
 		t.Fatalf("a session on a healthy shard: %v", err)
 	}
-	erin.Send(map[string]any{"op": "subscribe", "topic": deadTopic})
+	erin.Send(context.Background(), map[string]any{"op": "subscribe", "topic": deadTopic})
 	if m := erin.NextNonPing(); m["op"] != "error" || m["code"] != "unavailable" {
 		t.Fatalf("subscribe to a topic on the dead shard: %v, want error unavailable", m)
 	}
@@ -812,11 +812,11 @@ func TestClusterOutage(t *testing.T) {
 	}
 	welcomed(t, a, a.url, dave)
 	wstest.WaitFor(t, "erin's subscribe served", func() bool {
-		erin.Send(map[string]any{"op": "subscribe", "topic": deadTopic})
+		erin.Send(context.Background(), map[string]any{"op": "subscribe", "topic": deadTopic})
 		m := erin.NextNonPing()
 		return m["op"] == "subscribed"
 	})
-	if err := a.hub.Publish(deadTopic, notify.Event{Type: "back"}); err != nil {
+	if _, err := a.hub.Publish(context.Background(), deadTopic, notify.Event{Type: "back"}); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, erin, "back", nil)

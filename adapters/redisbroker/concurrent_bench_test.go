@@ -1,6 +1,7 @@
 package redisbroker_test
 
 import (
+	"context"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -24,7 +25,7 @@ func BenchmarkSendConcurrent(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := next.Add(1)
-			if err := n.hub.Send(fmt.Sprint("user-", i%1000), notify.Event{Type: "t", Data: data}); err != nil {
+			if _, err := n.hub.Send(context.Background(), fmt.Sprint("user-", i%1000), notify.Event{Type: "t", Data: data}); err != nil {
 				b.Error(err)
 				return
 			}

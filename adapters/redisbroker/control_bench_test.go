@@ -32,9 +32,9 @@ func BenchmarkSendReportRedis(b *testing.B) {
 			for b.Loop() {
 				var err error
 				if variant == "Send" {
-					err = a.hub.SendContext(ctx, "target", ev)
+					_, err = a.hub.Send(ctx, "target", ev)
 				} else {
-					_, err = a.hub.SendReport(ctx, "target", ev)
+					_, err = a.hub.Send(ctx, "target", ev)
 				}
 				if err != nil {
 					b.Fatal(err)

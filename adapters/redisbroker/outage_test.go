@@ -1,6 +1,7 @@
 package redisbroker_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -51,9 +52,9 @@ func TestNoSilentLossInOutage(t *testing.T) {
 				mu.Lock() // the kill comes between two sends, never during one
 				var err error
 				if s == "news" {
-					err = a.hub.Publish(s, notify.Event{Type: "ev", Data: i})
+					_, err = a.hub.Publish(context.Background(), s, notify.Event{Type: "ev", Data: i})
 				} else {
-					err = a.hub.Send(s, notify.Event{Type: "ev", Data: i})
+					_, err = a.hub.Send(context.Background(), s, notify.Event{Type: "ev", Data: i})
 				}
 				if err == nil && killed {
 					accepted[s]++
@@ -73,7 +74,7 @@ func TestNoSilentLossInOutage(t *testing.T) {
 			t.Fatalf("a session opened with Redis down: %v, want close 1013", err)
 		}
 	}
-	erin.Send(map[string]any{"op": "subscribe", "topic": "news"})
+	erin.Send(context.Background(), map[string]any{"op": "subscribe", "topic": "news"})
 	if m := erin.NextNonPing(); m["op"] != "error" || m["code"] != "unavailable" {
 		t.Fatalf("subscribe with Redis down: %v, want error unavailable", m)
 	}
@@ -88,7 +89,7 @@ func TestNoSilentLossInOutage(t *testing.T) {
 	dave := welcomed(t, b, b.url, "dave")
 	var erinFrom uint64
 	wstest.WaitFor(t, "erin's subscribe served", func() bool {
-		erin.Send(map[string]any{"op": "subscribe", "topic": "news"})
+		erin.Send(context.Background(), map[string]any{"op": "subscribe", "topic": "news"})
 		m := erin.NextNonPing()
 		for m["op"] != "subscribed" && m["op"] != "error" {
 			m = erin.NextNonPing() // events of her own stream
@@ -188,7 +189,7 @@ func TestHistoryAfter(t *testing.T) {
 	t.Parallel()
 	n := newNode(t, redisURL(t), prefix(t), nil)
 	for i := 1; i <= 8; i++ {
-		if err := n.hub.Send("alice", notify.Event{Type: "ev", Data: i}); err != nil {
+		if _, err := n.hub.Send(context.Background(), "alice", notify.Event{Type: "ev", Data: i}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -231,7 +232,7 @@ func TestMalformedHistoryEntry(t *testing.T) {
 	p := prefix(t)
 	n := newNode(t, u, p, nil)
 	for i := 1; i <= 3; i++ {
-		if err := n.hub.Send("alice", notify.Event{Type: "ev", Data: i}); err != nil {
+		if _, err := n.hub.Send(context.Background(), "alice", notify.Event{Type: "ev", Data: i}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -257,7 +258,7 @@ func TestMalformedHistoryEntry(t *testing.T) {
 	if w["recovered"] != false {
 		t.Fatalf("welcome %v, want recovered false over the gap", w)
 	}
-	if err := n.hub.Send("alice", notify.Event{Type: "after", Data: 4}); err != nil {
+	if _, err := n.hub.Send(context.Background(), "alice", notify.Event{Type: "after", Data: 4}); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, c, "after", 4)
@@ -281,7 +282,7 @@ func TestClientKillPubSub(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := a.hub.Send("alice", notify.Event{Type: "ev", Data: i}); err != nil {
+		if _, err := a.hub.Send(context.Background(), "alice", notify.Event{Type: "ev", Data: i}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -41,7 +41,7 @@ func TestClusterControl(t *testing.T) {
 	if err != nil || len(s) != 2 {
 		t.Fatalf("Presence = %+v, %v; want two sessions", s, err)
 	}
-	r, err := b.hub.SendReport(ctx, "alice", notify.Event{Type: "x"})
+	r, err := b.hub.Send(ctx, "alice", notify.Event{Type: "x"})
 	if err != nil || r.Sessions != 2 || r.Nodes != 2 || !r.Stored {
 		t.Fatalf("report: %+v, %v", r, err)
 	}

@@ -138,7 +138,7 @@ func TestDisconnectAcrossNodes(t *testing.T) {
 	// is undone: node b keeps the broadcasts' and bob's only.
 	wstest.WaitFor(t, "node b to keep two streams", func() bool { return b.broker.Stats().Streams == 2 })
 	// bob, on node b, still gets his events.
-	b.hub.Send("bob", notify.Event{Type: "still"})
+	b.hub.Send(context.Background(), "bob", notify.Event{Type: "still"})
 	expect(t, bob, "still", nil)
 }
 
@@ -154,7 +154,7 @@ func TestRefusedRefreshAcrossNodes(t *testing.T) {
 	if err := a.broker.Refuse(context.Background(), "alice", time.Now().Add(time.Second), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	c.Send(map[string]any{"op": "refresh", "token": tok})
+	c.Send(context.Background(), map[string]any{"op": "refresh", "token": tok})
 	if m := c.NextNonPing(); m["op"] != "error" || m["code"] != "invalid_token" || !strings.Contains(fmt.Sprint(m["reason"]), "signed out") {
 		t.Fatalf("refresh: %v", m)
 	}
@@ -170,18 +170,18 @@ func TestSubscribeAcrossNodes(t *testing.T) {
 	u, p := redisURL(t), prefix(t)
 	a, b := newNode(t, u, p, nil), newNode(t, u, p, nil)
 	c, _ := b.dial(t, "alice", nil)
-	if err := a.hub.Subscribe("alice", "bad topic"); err == nil {
+	if err := a.hub.Subscribe(context.Background(), "alice", "bad topic"); err == nil {
 		t.Fatal("Subscribe to an invalid topic: no error")
 	}
-	if err := a.hub.Subscribe("alice", "billing"); err != nil {
+	if err := a.hub.Subscribe(context.Background(), "alice", "billing"); err != nil {
 		t.Fatal(err)
 	}
 	if m := c.NextNonPing(); m["op"] != "subscribed" || m["topic"] != "billing" || m["server"] != true {
 		t.Fatalf("got %v", m)
 	}
-	a.hub.Publish("billing", notify.Event{Type: "invoice"})
+	a.hub.Publish(context.Background(), "billing", notify.Event{Type: "invoice"})
 	expect(t, c, "invoice", nil)
-	if err := a.hub.Unsubscribe("alice", "billing"); err != nil {
+	if err := a.hub.Unsubscribe(context.Background(), "alice", "billing"); err != nil {
 		t.Fatal(err)
 	}
 	if m := c.NextNonPing(); m["op"] != "unsubscribed" || m["topic"] != "billing" {
@@ -298,14 +298,14 @@ func TestSendReportAcrossNodes(t *testing.T) {
 	u, p := redisURL(t), prefix(t)
 	a, b := newNode(t, u, p, nil), newNode(t, u, p, nil)
 	ctx := context.Background()
-	r, err := a.hub.SendReport(ctx, "carol", notify.Event{Type: "x"})
+	r, err := a.hub.Send(ctx, "carol", notify.Event{Type: "x"})
 	if err != nil || r.Sessions != 0 || r.Nodes != 0 || !r.Stored || r.Position.Offset != 1 {
 		t.Fatalf("report for a user offline: %+v, %v", r, err)
 	}
 	c1, _ := a.dial(t, "alice", nil)
 	b.dial(t, "alice", nil)
 	b.dial(t, "alice", nil)
-	r, err = a.hub.SendReport(ctx, "alice", notify.Event{Type: "x"})
+	r, err = a.hub.Send(ctx, "alice", notify.Event{Type: "x"})
 	if err != nil || r.Sessions != 3 || r.Nodes != 2 || !r.Stored || r.StoredUntil.Before(time.Now()) {
 		t.Fatalf("report for alice: %+v, %v", r, err)
 	}
@@ -313,7 +313,7 @@ func TestSendReportAcrossNodes(t *testing.T) {
 	if got := position(t, m); got != r.Position {
 		t.Fatalf("event at %v, report says %v", got, r.Position)
 	}
-	r, err = b.hub.SendReport(ctx, "alice", notify.Event{Type: "typing", Ephemeral: true})
+	r, err = b.hub.Send(ctx, "alice", notify.Event{Type: "typing", Ephemeral: true})
 	if err != nil || r.Stored || r.Position != (notify.Position{}) || r.Sessions != 3 || r.Nodes != 2 {
 		t.Fatalf("report of an ephemeral event: %+v, %v", r, err)
 	}
@@ -364,14 +364,14 @@ func TestRefuseKeepsTheLater(t *testing.T) {
 	}
 }
 
-// TestServerTopicsAcrossNodes: Config.Topics subscribes alice on every connect; after she
+// TestServerTopicsAcrossNodes: Config.Subscriptions subscribes alice on every connect; after she
 // leaves node a and comes back on node b with the topic's position in the URL, she gets what
 // was published meanwhile.
 func TestServerTopicsAcrossNodes(t *testing.T) {
 	t.Parallel()
 	u, p := redisURL(t), prefix(t)
 	topics := func(c *notify.Config) {
-		c.Topics = func(context.Context, notify.Identity) ([]string, error) { return []string{"team.red"}, nil }
+		c.Subscriptions = func(context.Context, notify.Identity) ([]string, error) { return []string{"team.red"}, nil }
 	}
 	a, b := newNode(t, u, p, topics), newNode(t, u, p, topics)
 	c, _ := a.dial(t, "alice", nil)
@@ -382,7 +382,7 @@ func TestServerTopicsAcrossNodes(t *testing.T) {
 	pos := position(t, m)
 	c.WS.Close()
 	wstest.WaitFor(t, "alice gone from a", func() bool { return a.hub.Sessions("alice") == 0 })
-	b.hub.Publish("team.red", notify.Event{Type: "missed"})
+	b.hub.Publish(context.Background(), "team.red", notify.Event{Type: "missed"})
 	tok, _ := b.hub.IssueToken("alice", time.Minute)
 	q := fmt.Sprintf("?t.team.red=%d.%s", pos.Offset, pos.Epoch)
 	c, _ = wstest.Welcome(t, b.url+q, tok)

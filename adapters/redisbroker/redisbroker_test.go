@@ -136,7 +136,7 @@ func subscribe(t testing.TB, c *wstest.Client, topic string, since *notify.Posit
 	if since != nil {
 		req["epoch"], req["offset"] = since.Epoch, since.Offset
 	}
-	c.Send(req)
+	c.Send(context.Background(), req)
 	m := c.NextNonPing()
 	if m["op"] != "subscribed" {
 		t.Fatalf("got %v, want subscribed", m)
@@ -168,29 +168,29 @@ func crossNodeDelivery(t *testing.T, a, b *node) {
 	alice2, _ := b.dial(t, "alice", nil) // alice's second tab, on the other node
 	subscribe(t, alice, "news", nil)
 
-	if err := b.hub.Send("alice", notify.Event{Type: "dm", Data: "from b"}); err != nil {
+	if _, err := b.hub.Send(context.Background(), "alice", notify.Event{Type: "dm", Data: "from b"}); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, alice, "dm", "from b")
 	expect(t, alice2, "dm", "from b")
-	if err := a.hub.Send("bob", notify.Event{Type: "dm", Data: "from a"}); err != nil {
+	if _, err := a.hub.Send(context.Background(), "bob", notify.Event{Type: "dm", Data: "from a"}); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, bob, "dm", "from a")
-	if err := b.hub.Publish("news", notify.Event{Type: "headline", Data: "hi"}); err != nil {
+	if _, err := b.hub.Publish(context.Background(), "news", notify.Event{Type: "headline", Data: "hi"}); err != nil {
 		t.Fatal(err)
 	}
 	if m := expect(t, alice, "headline", "hi"); m["topic"] != "news" {
 		t.Fatalf("topic event %v", m)
 	}
-	if err := a.hub.Broadcast(notify.Event{Type: "maintenance", Data: "soon"}); err != nil {
+	if _, err := a.hub.Broadcast(context.Background(), notify.Event{Type: "maintenance", Data: "soon"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []*wstest.Client{alice, alice2, bob} {
 		expect(t, c, "maintenance", "soon")
 	}
 	// bob got neither alice's dm nor the topic: they would have come before a marker.
-	if err := a.hub.Send("bob", notify.Event{Type: "marker"}); err != nil {
+	if _, err := a.hub.Send(context.Background(), "bob", notify.Event{Type: "marker"}); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, bob, "marker", nil)
@@ -208,13 +208,13 @@ func TestTargetedRouting(t *testing.T) {
 	base := []uint64{a.broker.Stats().Received, b.broker.Stats().Received}
 
 	for i := range 100 {
-		a.hub.Send("alice", notify.Event{Type: "n", Data: i})
-		b.hub.Send("alice", notify.Event{Type: "n", Data: i})
+		a.hub.Send(context.Background(), "alice", notify.Event{Type: "n", Data: i})
+		b.hub.Send(context.Background(), "alice", notify.Event{Type: "n", Data: i})
 	}
 	for i := range 30 {
-		a.hub.Send("bob", notify.Event{Type: "n", Data: i})
-		b.hub.Publish("news", notify.Event{Type: "n", Data: i})
-		a.hub.Send("carol", notify.Event{Type: "n", Data: i}) // nobody's online: nobody receives
+		a.hub.Send(context.Background(), "bob", notify.Event{Type: "n", Data: i})
+		b.hub.Publish(context.Background(), "news", notify.Event{Type: "n", Data: i})
+		a.hub.Send(context.Background(), "carol", notify.Event{Type: "n", Data: i}) // nobody's online: nobody receives
 	}
 	for range 230 {
 		alice.NextNonPing()
@@ -229,10 +229,10 @@ func TestTargetedRouting(t *testing.T) {
 	// The last session of a stream gone, its node unsubscribes.
 	alice.WS.Close()
 	wstest.WaitFor(t, "node a unsubscribed", func() bool { return a.broker.Stats().Streams == 1 }) // broadcasts only
-	a.hub.Send("alice", notify.Event{Type: "n"})
+	a.hub.Send(context.Background(), "alice", notify.Event{Type: "n"})
 	// Then a broadcast, which both nodes receive: a node receives its channels' messages in
 	// the order Redis published them, so alice's would be counted before it.
-	if err := a.hub.Broadcast(notify.Event{Type: "marker"}); err != nil {
+	if _, err := a.hub.Broadcast(context.Background(), notify.Event{Type: "marker"}); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, bob, "marker", nil) // bob got no alice's event either
@@ -259,10 +259,10 @@ func recoveryAcrossNodes(t *testing.T, a, b *node) {
 	wstest.WaitFor(t, "alice offline", func() bool { return !a.hub.Online("alice") })
 
 	for i := range 50 {
-		if err := a.hub.Send("alice", notify.Event{Type: "dm", Data: i}); err != nil {
+		if _, err := a.hub.Send(context.Background(), "alice", notify.Event{Type: "dm", Data: i}); err != nil {
 			t.Fatal(err)
 		}
-		if err := a.hub.Publish("news", notify.Event{Type: "headline", Data: i}); err != nil {
+		if _, err := a.hub.Publish(context.Background(), "news", notify.Event{Type: "headline", Data: i}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -285,7 +285,7 @@ func recoveryAcrossNodes(t *testing.T, a, b *node) {
 		t.Fatalf("subscribed %v, want recovered", m)
 	}
 	check("headline", newsPos)
-	a.hub.Send("alice", notify.Event{Type: "dm", Data: "live"})
+	a.hub.Send(context.Background(), "alice", notify.Event{Type: "dm", Data: "live"})
 	if m := expect(t, c, "dm", "live"); position(t, m).Offset != userPos.Offset+1 {
 		t.Fatalf("live event %v", m)
 	}
@@ -305,7 +305,7 @@ func TestRecoveryRaceAcrossNodes(t *testing.T) {
 		errc := make(chan error, 1)
 		go func() {
 			for i := range total {
-				if err := nodes[i%2].hub.Send(user, notify.Event{Type: "seq", Data: i}); err != nil {
+				if err := nodes[i%2].hub.Send(context.Background(), user, notify.Event{Type: "seq", Data: i}); err != nil {
 					errc <- err
 					return
 				}
@@ -391,8 +391,8 @@ func TestRedisOutage(t *testing.T) {
 	alicePos := position(t, w)
 	bob, _ := b.dial(t, "bob", nil)
 	for i := range 10 {
-		b.hub.Send("alice", notify.Event{Type: "before", Data: i})
-		a.hub.Send("bob", notify.Event{Type: "before", Data: i})
+		b.hub.Send(context.Background(), "alice", notify.Event{Type: "before", Data: i})
+		a.hub.Send(context.Background(), "bob", notify.Event{Type: "before", Data: i})
 	}
 	for i := range 10 {
 		alicePos = position(t, expect(t, alice, "before", i))
@@ -400,12 +400,12 @@ func TestRedisOutage(t *testing.T) {
 	}
 
 	r.kill()
-	err := a.hub.Send("alice", notify.Event{Type: "during", Data: 0})
+	_, err := a.hub.Send(context.Background(), "alice", notify.Event{Type: "during", Data: 0})
 	if err == nil || !strings.HasPrefix(err.Error(), "notify: broker: redisbroker: publish:") {
 		t.Fatalf("Send with Redis down: %v", err)
 	}
 	expect(t, alice, "during", 0) // a's own session still gets it
-	if err := b.hub.Send("alice", notify.Event{Type: "during", Data: 1}); err == nil {
+	if _, err := b.hub.Send(context.Background(), "alice", notify.Event{Type: "during", Data: 1}); err == nil {
 		t.Fatal("Send to another node's user reported success with Redis down")
 	}
 	// And that one cannot arrive: once delivery resumes, nothing but the events sent since
@@ -422,7 +422,7 @@ func TestRedisOutage(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("delivery to %s did not resume", user)
 			}
-			if err := from.hub.Send(user, notify.Event{Type: "after", Data: i}); err != nil {
+			if _, err := from.hub.Send(context.Background(), user, notify.Event{Type: "after", Data: i}); err != nil {
 				time.Sleep(100 * time.Millisecond)
 				continue
 			}
@@ -510,20 +510,20 @@ func TestCatchUpAfterSubscriberOutage(t *testing.T) {
 
 	alice, _ := a.dial(t, "alice", nil)
 	subscribe(t, alice, "news", nil)
-	b.hub.Send("alice", notify.Event{Type: "before", Data: 0})
+	b.hub.Send(context.Background(), "alice", notify.Event{Type: "before", Data: 0})
 	expect(t, alice, "before", 0)
 
 	px.Outage()
 	wstest.WaitFor(t, "A to notice the outage", func() bool {
-		return a.hub.Send("nobody", notify.Event{Type: "probe"}) != nil
+		return a.hub.Send(context.Background(), "nobody", notify.Event{Type: "probe"}) != nil
 	})
 	for i := range 5 {
-		if err := b.hub.Send("alice", notify.Event{Type: "missed", Data: i}); err != nil {
+		if _, err := b.hub.Send(context.Background(), "alice", notify.Event{Type: "missed", Data: i}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range 2 {
-		if err := b.hub.Publish("news", notify.Event{Type: "news", Data: i}); err != nil {
+		if _, err := b.hub.Publish(context.Background(), "news", notify.Event{Type: "news", Data: i}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -551,14 +551,14 @@ func TestCatchUpAfterSubscriberOutage(t *testing.T) {
 		last[typ] = pos
 		next[typ]++
 	}
-	b.hub.Send("alice", notify.Event{Type: "live", Data: 0})
+	b.hub.Send(context.Background(), "alice", notify.Event{Type: "live", Data: 0})
 	expect(t, alice, "live", 0)
 	// Nothing twice: a marker on each stream, and nothing before them (a node receives its
 	// channels' messages in the order Redis published them).
-	if err := b.hub.Send("alice", notify.Event{Type: "marker"}); err != nil {
+	if _, err := b.hub.Send(context.Background(), "alice", notify.Event{Type: "marker"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.hub.Publish("news", notify.Event{Type: "marker"}); err != nil {
+	if _, err := b.hub.Publish(context.Background(), "news", notify.Event{Type: "marker"}); err != nil {
 		t.Fatal(err)
 	}
 	markers := map[any]bool{}

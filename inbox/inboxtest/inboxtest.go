@@ -362,7 +362,7 @@ func testNotifyIdempotent(t *testing.T, h Harness) {
 	if ev.Type != inbox.EventType || ev.Data.Op != inbox.OpNew || ev.Data.Notification == nil || ev.Data.Notification.ID != "order-42" {
 		t.Fatalf("first event = %+v", ev)
 	}
-	if err := e.hub.Send("alice", notify.Event{Type: "marker"}); err != nil {
+	if _, err := e.hub.Send(context.Background(), "alice", notify.Event{Type: "marker"}); err != nil {
 		t.Fatal(err)
 	}
 	if ev := nextEvent(t, s); ev.Type != "marker" {
@@ -499,7 +499,7 @@ func testChangeTwice(t *testing.T, h Harness) {
 			t.Errorf("event after %s = %+v", tt.op, ev.Data)
 		}
 	}
-	if err := e.hub.Send("alice", notify.Event{Type: "marker"}); err != nil {
+	if _, err := e.hub.Send(context.Background(), "alice", notify.Event{Type: "marker"}); err != nil {
 		t.Fatal(err)
 	}
 	if ev := nextEvent(t, s); ev.Type != "marker" {
@@ -631,7 +631,7 @@ func testLive(t *testing.T, h Harness) {
 		}
 	}
 	// bob got none of it: his first event is his own marker.
-	if err := e.hub.Send("bob", notify.Event{Type: "marker"}); err != nil {
+	if _, err := e.hub.Send(context.Background(), "bob", notify.Event{Type: "marker"}); err != nil {
 		t.Fatal(err)
 	}
 	if ev := nextEvent(t, bob); ev.Type != "marker" {
@@ -791,7 +791,7 @@ func testOutage(t *testing.T, h Harness) {
 		}
 	}
 	// Live delivery does not depend on the store.
-	if err := e.hub.Send("alice", notify.Event{Type: "live"}); err != nil {
+	if _, err := e.hub.Send(context.Background(), "alice", notify.Event{Type: "live"}); err != nil {
 		t.Fatalf("Send with the store down: %v", err)
 	}
 	if ev := nextEvent(t, s); ev.Type != "live" {

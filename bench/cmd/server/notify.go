@@ -32,13 +32,13 @@ func newNotify() *notifyVariant {
 func (v *notifyVariant) ws() http.Handler { return v.mux }
 
 func (v *notifyVariant) sendUser(user string, msg []byte, ephemeral bool) {
-	if err := v.hub.SendContext(context.Background(), user, notify.Event{Type: "b", Data: json.RawMessage(msg), Ephemeral: ephemeral}); err != nil {
+	if _, err := v.hub.Send(context.Background(), user, notify.Event{Type: "b", Data: json.RawMessage(msg), Ephemeral: ephemeral}); err != nil {
 		log.Print(err)
 	}
 }
 
 func (v *notifyVariant) broadcast(msg []byte) {
-	if err := v.hub.Broadcast(notify.Event{Type: "b", Data: json.RawMessage(msg)}); err != nil {
+	if _, err := v.hub.Broadcast(context.Background(), notify.Event{Type: "b", Data: json.RawMessage(msg)}); err != nil {
 		log.Print(err)
 	}
 }
