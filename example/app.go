@@ -99,7 +99,7 @@ func newApp(opts options) (*echo.Echo, *notify.Hub, func(), error) {
 	}
 	var broker notify.Broker // nil: the in-memory default
 	if opts.Redis != "" {
-		b, err := redisbroker.New(redisbroker.Options{URL: opts.Redis, Logger: opts.Logger})
+		b, err := redisbroker.New(redisbroker.Config{URL: opts.Redis, Logger: opts.Logger})
 		if err != nil {
 			return nil, nil, nil, err
 		}

@@ -23,9 +23,9 @@ import (
 // shard, whatever their slots, and each SSUBSCRIBE names one channel: Redis refuses one whose
 // channels are in different slots (CROSSSLOT). A subscriber's SSUBSCRIBEs and SUNSUBSCRIBEs
 // leave from its own writer goroutine, in order: a dial to a master that went away (up to
-// go-redis's DialTimeout) never holds b.mu, which every shard's delivery takes.
+// go-redis's DialTimeout) never holds the subscriber's mu, which every shard's delivery takes.
 //
-// What can go wrong, and what the subscriber does (see subscriber.receive):
+// What can go wrong, and what the subscriber does (see conn.receive):
 //   - The connection drops (the master restarted, the network failed). Subscribe fails at once
 //     for a first subscription to a stream of the shard, and the Subscribe calls waiting for
 //     one fail too. go-redis reconnects and resubscribes every channel in one SSUBSCRIBE,
@@ -59,259 +59,223 @@ func checkSharded(ctx context.Context, c *redis.Client) error {
 	return nil
 }
 
-// shardSubscribe subscribes ch on the subscriber of its slot's master, creating it. While
-// that connection is down it fails at once: the session waits for the shard (1013). Called
-// with b.mu held; it queues the SSUBSCRIBE for the subscriber's writer, so that no dial to a
-// master that went away holds b.mu, and with it every other shard's delivery.
-func (b *Broker) shardSubscribe(ctx context.Context, ch string) error {
-	s, err := b.shardFor(ctx, ch)
+// shardSubscribe subscribes ch on the conn of its slot's master, creating it. While that
+// connection is down it fails at once: the session waits for the shard (1013). Called with
+// s.mu held; it queues the SSUBSCRIBE for the conn's writer, so that no dial to a master that
+// went away holds s.mu, and with it every other shard's delivery.
+func (s *subscriber) shardSubscribe(ctx context.Context, ch string) error {
+	c, err := s.shardFor(ctx, ch)
 	if err != nil {
 		return err
 	}
-	if s.down {
-		return fmt.Errorf("shard %s unreachable", s.addr)
+	if c.down {
+		return fmt.Errorf("shard %s unreachable", c.addr)
 	}
-	s.attach(ch)
+	c.attach(ch)
 	return nil
 }
 
-// shardFor returns the subscriber of ch's slot's master, creating it. Called with b.mu held.
-func (b *Broker) shardFor(ctx context.Context, ch string) (*subscriber, error) {
-	node, err := b.cluster.MasterForKey(ctx, ch)
+// shardFor returns the conn of ch's slot's master, creating it. Called with s.mu held.
+func (s *subscriber) shardFor(ctx context.Context, ch string) (*conn, error) {
+	node, err := s.cluster.MasterForKey(ctx, ch)
 	if err != nil {
 		return nil, err
 	}
 	addr := node.Options().Addr
-	if s := b.shards[addr]; s != nil {
-		return s, nil
+	if c := s.shards[addr]; c != nil {
+		return c, nil
 	}
-	if b.closed {
+	if s.closed {
 		return nil, errClosed
 	}
-	s := &subscriber{b: b, ps: node.SSubscribe(context.Background()), quit: make(chan struct{}), addr: addr,
+	c := &conn{sub: s, ps: node.SSubscribe(context.Background()), quit: make(chan struct{}), addr: addr,
 		chans: map[string]struct{}{}, ok: map[string]bool{}, unsubs: map[string]int{}, stale: map[string]struct{}{},
 		kick: make(chan struct{}, 1)}
-	b.shards[addr] = s
-	b.subs.Add(2)
-	go s.receive()
-	go s.write()
-	return s, nil
+	s.shards[addr] = c
+	s.wg.Add(2)
+	go c.receive()
+	go c.write()
+	return c, nil
 }
 
-// attach makes s the subscriber of ch and queues its SSUBSCRIBE, unless the connection is
-// down: then resync subscribes it once the connection is back. Called with b.mu held.
-func (s *subscriber) attach(ch string) {
-	delete(s.stale, ch)
-	s.chans[ch] = struct{}{}
-	s.b.shardOf[ch] = s
-	if !s.down {
-		s.queue(subOp{ch: ch})
+// attach makes c the conn of ch and queues its SSUBSCRIBE, unless the connection is down:
+// then resync subscribes it once the connection is back. Called with sub.mu held.
+func (c *conn) attach(ch string) {
+	delete(c.stale, ch)
+	c.chans[ch] = struct{}{}
+	c.sub.shardOf[ch] = c
+	if !c.down {
+		c.queue(subOp{ch: ch})
 	}
 }
 
 // remove unsubscribes ch. The last channel closes the connection instead: remove then returns
-// s, for the caller to close (closeLater) once b.mu is released. Called with b.mu held.
-func (s *subscriber) remove(ch string) (idle *subscriber) {
-	b := s.b
-	delete(s.chans, ch)
-	delete(s.ok, ch)
-	if b.shardOf[ch] == s {
-		delete(b.shardOf, ch)
+// c, for the caller to close (closeLater) once sub.mu is released. Called with sub.mu held.
+func (c *conn) remove(ch string) (idle *conn) {
+	s := c.sub
+	delete(c.chans, ch)
+	delete(c.ok, ch)
+	if s.shardOf[ch] == c {
+		delete(s.shardOf, ch)
 	}
-	if len(s.chans) == 0 {
-		s.drop()
-		return s
+	if len(c.chans) == 0 {
+		c.drop()
+		return c
 	}
-	if s.down {
-		s.stale[ch] = struct{}{} // resync unsubscribes it when the connection is back
+	if c.down {
+		c.stale[ch] = struct{}{} // resync unsubscribes it when the connection is back
 	} else {
-		s.queue(subOp{ch: ch, unsub: true})
+		c.queue(subOp{ch: ch, unsub: true})
 	}
 	return nil
 }
 
-// A subOp is an SSUBSCRIBE, or an SUNSUBSCRIBE, for the writer to send.
-type subOp struct {
-	ch    string
-	unsub bool
-}
-
-// next waits for operations queued for the writer and takes them; false when s closes.
-func (s *subscriber) next() ([]subOp, bool) {
-	select {
-	case <-s.b.stop:
-		return nil, false
-	case <-s.quit:
-		return nil, false
-	case <-s.kick:
-	}
-	s.b.mu.Lock()
-	defer s.b.mu.Unlock()
-	ops := s.ops
-	s.ops = nil
-	return ops, true
-}
-
-// queue hands op to the writer. Called with b.mu held.
-func (s *subscriber) queue(op subOp) {
-	s.ops = append(s.ops, op)
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
-
-// write sends the queued operations, in order, until the subscriber closes. When one fails
-// (the connection is lost), the rest are dropped: resync redoes what is still wanted once the
+// write sends the queued operations, in order, until the conn closes. When one fails (the
+// connection is lost), the rest are dropped: resync redoes what is still wanted once the
 // connection is back.
-func (s *subscriber) write() {
-	defer s.b.subs.Done()
-	b := s.b
+func (c *conn) write() {
+	defer c.sub.wg.Done()
 	ctx := context.Background()
 	for {
-		ops, ok := s.next()
+		ops, ok := c.next()
 		if !ok {
 			return
 		}
 		for i, op := range ops {
 			var err error
 			if op.unsub {
-				b.mu.Lock()
-				s.unsubs[op.ch]++ // before it is sent: the reply may come at once
-				b.mu.Unlock()
-				err = s.ps.SUnsubscribe(ctx, op.ch)
+				c.sub.mu.Lock()
+				c.unsubs[op.ch]++ // before it is sent: the reply may come at once
+				c.sub.mu.Unlock()
+				err = c.ps.SUnsubscribe(ctx, op.ch)
 			} else {
-				err = s.ps.SSubscribe(ctx, op.ch)
+				err = c.ps.SSubscribe(ctx, op.ch)
 			}
-			if s.ended() {
+			if c.ended() {
 				return
 			}
 			if err != nil {
-				s.setDown(ctx, err, ops[i+1:]...)
+				c.setDown(ctx, err, ops[i+1:]...)
 				break
 			}
 		}
 	}
 }
 
-// drop takes s out of the broker's subscribers. Called with b.mu held.
-func (s *subscriber) drop() {
-	if s.b.shards[s.addr] == s {
-		delete(s.b.shards, s.addr)
+// drop takes c out of the subscriber's conns. Called with sub.mu held.
+func (c *conn) drop() {
+	if c.sub.shards[c.addr] == c {
+		delete(c.sub.shards, c.addr)
 	}
 }
 
-// setDown records that the connection failed (go-redis replaces it): what s knew of its
-// state goes, the operations not sent are dropped (the SUNSUBSCRIBEs kept for resync), and
-// the Subscribe calls waiting for a channel of s return an error now rather than at their
-// timeout.
-func (s *subscriber) setDown(ctx context.Context, cause error, unsent ...subOp) {
-	b := s.b
-	if b.cluster == nil {
+// setDown records that the connection failed (go-redis replaces it): what c knew of its state
+// goes, the operations not sent are dropped (the SUNSUBSCRIBEs kept for resync), and the
+// Subscribe calls waiting for a channel of c return an error now rather than at their timeout.
+func (c *conn) setDown(ctx context.Context, cause error, unsent ...subOp) {
+	s := c.sub
+	if s.cluster == nil {
 		return
 	}
-	b.mu.Lock()
-	s.down = true
-	s.wasDown.Store(true)
-	clear(s.ok)
-	clear(s.unsubs)
-	for _, op := range append(unsent, s.ops...) {
-		if _, wanted := s.chans[op.ch]; op.unsub && !wanted {
-			s.stale[op.ch] = struct{}{}
+	s.mu.Lock()
+	c.down = true
+	c.wasDown.Store(true)
+	clear(c.ok)
+	clear(c.unsubs)
+	for _, op := range append(unsent, c.ops...) {
+		if _, wanted := c.chans[op.ch]; op.unsub && !wanted {
+			c.stale[op.ch] = struct{}{}
 		}
 	}
-	s.ops = nil
-	err := fmt.Errorf("shard %s unreachable: %w", s.addr, cause)
-	for ch := range s.chans {
-		b.release(ch, err)
+	c.ops = nil
+	err := fmt.Errorf("shard %s unreachable: %w", c.addr, cause)
+	for ch := range c.chans {
+		s.release(ch, err)
 	}
-	b.mu.Unlock()
-	b.cluster.ReloadState(ctx) // in the background: the shard may have a new master
+	s.mu.Unlock()
+	s.cluster.ReloadState(ctx) // in the background: the shard may have a new master
 }
 
 // up records that the connection works, and reports whether it was down.
-func (s *subscriber) up() bool {
-	if s.b.cluster == nil || !s.wasDown.Load() {
+func (c *conn) up() bool {
+	if c.sub.cluster == nil || !c.wasDown.Load() {
 		return false
 	}
-	s.b.mu.Lock()
-	defer s.b.mu.Unlock()
-	was := s.down
-	s.down = false
-	s.wasDown.Store(false)
+	c.sub.mu.Lock()
+	defer c.sub.mu.Unlock()
+	was := c.down
+	c.down = false
+	c.wasDown.Store(false)
 	return was
 }
 
 // subscribed handles Redis's confirmation of ch: on the first one on this connection, the
 // catch-up of a channel that was subscribed before, and the waiting Subscribe calls. It
 // reports whether it was the first.
-func (s *subscriber) subscribed(ctx context.Context, ch string) bool {
-	b := s.b
-	b.mu.Lock()
-	if b.shardOf[ch] != s || s.ok[ch] { // moved to another subscriber, or confirmed already
-		b.mu.Unlock()
+func (c *conn) subscribed(ctx context.Context, ch string) bool {
+	s := c.sub
+	s.mu.Lock()
+	if s.shardOf[ch] != c || c.ok[ch] { // moved to another conn, or confirmed already
+		s.mu.Unlock()
 		return false
 	}
-	s.ok[ch] = true
-	p, again := b.pos[ch]
-	b.mu.Unlock()
-	if again {
-		b.catchUp(ctx, ch, p)
-	}
-	b.confirmed(ch)
+	c.ok[ch] = true
+	p, again := s.pos[ch]
+	s.mu.Unlock()
+	s.confirmed(ctx, ch, p, again)
 	return true
 }
 
 // dropped handles an sunsubscribe of ch, and reports whether it was Redis's own doing (the
 // slot moved away from this shard) rather than the reply to this node's SUNSUBSCRIBE.
-func (s *subscriber) dropped(ctx context.Context, ch string) bool {
-	b := s.b
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if n := s.unsubs[ch]; n > 0 {
+func (c *conn) dropped(ctx context.Context, ch string) bool {
+	s := c.sub
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := c.unsubs[ch]; n > 0 {
 		if n == 1 {
-			delete(s.unsubs, ch)
+			delete(c.unsubs, ch)
 		} else {
-			s.unsubs[ch] = n - 1
+			c.unsubs[ch] = n - 1
 		}
 		return false
 	}
-	if b.shardOf[ch] != s {
+	if s.shardOf[ch] != c {
 		return false
 	}
-	delete(s.ok, ch)
-	b.cluster.ReloadState(ctx)
+	delete(c.ok, ch)
+	s.cluster.ReloadState(ctx)
 	return true
 }
 
 // refused handles an error reply: a moved slot makes go-redis reload the cluster's layout
 // before resync looks the channels' masters up.
-func (s *subscriber) refused(ctx context.Context, err redis.Error) {
+func (c *conn) refused(ctx context.Context, err redis.Error) {
 	if msg := err.Error(); strings.HasPrefix(msg, "MOVED ") || strings.HasPrefix(msg, "ASK ") {
-		s.b.cluster.ReloadState(ctx)
+		c.sub.cluster.ReloadState(ctx)
 	}
 }
 
 // resync brings the connection's subscriptions in line with what the node wants. With
 // subscribe (the connection works), it unsubscribes the channels left while it was down, moves
-// each unconfirmed channel whose slot has another master now to that master's subscriber, and
+// each unconfirmed channel whose slot has another master now to that master's conn, and
 // subscribes the others again. Without (the connection is down), it moves all the channels or
 // none, once the cluster's layout gives their slots a new master: a channel leaves a go-redis
 // PubSub only through an SUNSUBSCRIBE, which would wait for a connection. It reports whether
-// it handed every channel over, closing s.
-func (s *subscriber) resync(ctx context.Context, subscribe bool) (gone bool) {
-	b := s.b
-	var idle []*subscriber
-	b.mu.Lock()
+// it handed every channel over, closing c.
+func (c *conn) resync(ctx context.Context, subscribe bool) (gone bool) {
+	s := c.sub
+	var idle []*conn
+	s.mu.Lock()
 	moved := func(ch string) bool {
-		node, err := b.cluster.MasterForKey(ctx, ch)
-		return err == nil && node.Options().Addr != s.addr
+		node, err := s.cluster.MasterForKey(ctx, ch)
+		return err == nil && node.Options().Addr != c.addr
 	}
-	follow := func(ch string) { // ch has left s
-		t, err := b.shardFor(ctx, ch)
+	follow := func(ch string) { // ch has left c
+		t, err := s.shardFor(ctx, ch)
 		if err != nil {
 			if !errors.Is(err, errClosed) {
-				b.opts.Logger.Warn("notify: redisbroker: cannot subscribe", "channel", ch, "err", err)
+				s.log.Warn("notify: redisbroker: cannot subscribe", "channel", ch, "err", err)
 			}
 			return
 		}
@@ -319,40 +283,40 @@ func (s *subscriber) resync(ctx context.Context, subscribe bool) (gone bool) {
 	}
 	switch {
 	case !subscribe:
-		if !s.down || !slices.ContainsFunc(slices.Collect(maps.Keys(s.chans)), moved) {
+		if !c.down || !slices.ContainsFunc(slices.Collect(maps.Keys(c.chans)), moved) {
 			break
 		}
-		b.reconnects.Add(1)
-		b.opts.Logger.Info("notify: redisbroker: shard has a new master; moving its streams", "shard", s.addr, "streams", len(s.chans))
-		s.drop()
-		idle = append(idle, s)
+		s.reconnects.Add(1)
+		s.log.Info("notify: redisbroker: shard has a new master; moving its streams", "shard", c.addr, "streams", len(c.chans))
+		c.drop()
+		idle = append(idle, c)
 		gone = true
-		chans := s.chans
-		s.chans = map[string]struct{}{}
+		chans := c.chans
+		c.chans = map[string]struct{}{}
 		for ch := range chans {
-			delete(b.shardOf, ch)
+			delete(s.shardOf, ch)
 			follow(ch)
 		}
-	case !s.down:
-		for ch := range s.stale {
-			s.queue(subOp{ch: ch, unsub: true})
+	case !c.down:
+		for ch := range c.stale {
+			c.queue(subOp{ch: ch, unsub: true})
 		}
-		clear(s.stale)
-		for ch := range s.chans {
-			if s.ok[ch] {
+		clear(c.stale)
+		for ch := range c.chans {
+			if c.ok[ch] {
 				continue
 			}
 			if moved(ch) {
-				if i := s.remove(ch); i != nil {
+				if i := c.remove(ch); i != nil {
 					idle = append(idle, i)
 				}
 				follow(ch)
 				continue
 			}
-			s.queue(subOp{ch: ch})
+			c.queue(subOp{ch: ch})
 		}
 	}
-	b.mu.Unlock()
+	s.mu.Unlock()
 	for _, i := range idle {
 		i.closeLater()
 	}

@@ -183,7 +183,7 @@ func (c *ownCluster) newNode(t testing.TB, prefix string, adjust func(*redis.Clu
 	}
 	cc := redis.NewClusterClient(o)
 	t.Cleanup(func() { cc.Close() }) // after the hub's shutdown (cleanups run last first)
-	b, err := redisbroker.New(redisbroker.Options{Client: cc, Prefix: prefix, HistorySize: 10_000})
+	b, err := redisbroker.New(redisbroker.Config{Client: cc, Prefix: prefix, HistorySize: 10_000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,6 +320,11 @@ func TestCluster(t *testing.T) {
 	t.Run("recovery", func(t *testing.T) {
 		p := prefix(t)
 		recoveryAcrossNodes(t, c.newNode(t, p, nil), c.newNode(t, p, nil))
+	})
+
+	t.Run("publish answers", func(t *testing.T) {
+		p := prefix(t)
+		publishAnswers(t, c.newNode(t, p, nil), c.newNode(t, p, nil))
 	})
 
 	// A node that cannot reach a shard at all (its packets dropped: dials hang until their
@@ -462,7 +467,7 @@ func TestCluster(t *testing.T) {
 func TestClusterPrefix(t *testing.T) {
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}})
 	defer cc.Close()
-	_, err := redisbroker.New(redisbroker.Options{Client: cc, Prefix: "app{1}"})
+	_, err := redisbroker.New(redisbroker.Config{Client: cc, Prefix: "app{1}"})
 	if want := "notify: redisbroker: with Redis Cluster, Prefix cannot contain '{' or '}'"; err == nil || err.Error() != want {
 		t.Fatalf("got %v, want %q", err, want)
 	}

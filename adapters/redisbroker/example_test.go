@@ -15,7 +15,7 @@ import (
 // the same Redis, with the same secret. A Send on any of them reaches the user's sessions on
 // all of them.
 func Example() {
-	broker, err := redisbroker.New(redisbroker.Options{URL: "redis://127.0.0.1:6379"})
+	broker, err := redisbroker.New(redisbroker.Config{URL: "redis://127.0.0.1:6379"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func Example() {
 // The README's snippet for Redis Cluster: with a cluster client the broker uses sharded
 // pub/sub (Redis 7 or later), and a send is one shard's work.
 func Example_cluster() {
-	broker, err := redisbroker.New(redisbroker.Options{
+	broker, err := redisbroker.New(redisbroker.Config{
 		Client: redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: []string{"10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"},
 		}),

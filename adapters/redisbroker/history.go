@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,14 +19,35 @@ import (
 // Reading positions and history, and presence: every session that connects, and every
 // subscription to a topic, reads its stream's position (and, to recover, the events after the
 // client's), and a connect and a disconnect write the user's presence. As with sends
-// (publish.go), each such script call is handed to a reader goroutine, which takes every call
-// waiting at that moment and sends them in one pipeline, one round trip, so that a burst of
+// (publish.go), each such script call is handed to one of the reader's goroutines, which
+// takes every call waiting at that moment and sends them in one pipeline, one round trip, so
+// that a burst of
 // connects costs Redis (and this node) one write and one read per batch rather than several
 // per session, and no connecting session's goroutine runs go-redis's call path (whose stack
 // growth was a tenth of a connect's CPU time). A lone call leaves at once.
 
 // readers is how many read pipelines may be in flight at once.
 const readers = 2
+
+// A reader runs the script calls of History and presence, pipelined. It has no lock: its
+// fields are set by New and only read afterwards, a call reaches its goroutines through q,
+// and the answer comes back through the call's own done channel.
+type reader struct {
+	client     redis.UniversalClient
+	cluster    *redis.ClusterClient // set on Redis Cluster: reloaded after a failed batch
+	names      names
+	historyTTL time.Duration
+	log        *slog.Logger
+
+	q    chan *callReq   // calls waiting for a pipeline
+	stop <-chan struct{} // the broker's
+	wg   sync.WaitGroup  // the reading goroutines
+}
+
+func newReader(client redis.UniversalClient, cluster *redis.ClusterClient, n names, ttl time.Duration, log *slog.Logger, stop <-chan struct{}) *reader {
+	return &reader{client: client, cluster: cluster, names: n, historyTTL: ttl, log: log,
+		q: make(chan *callReq, maxPipeline), stop: stop}
+}
 
 // callReq is one script call waiting for a reader.
 type callReq struct {
@@ -42,17 +64,27 @@ type callAns struct {
 
 var callReqs = sync.Pool{New: func() any { return &callReq{done: make(chan callAns, 1)} }}
 
+func (rd *reader) start() {
+	rd.wg.Add(readers)
+	for range readers {
+		go rd.run()
+	}
+}
+
+// wait waits for the reading goroutines, which return once the broker's stop is closed.
+func (rd *reader) wait() { rd.wg.Wait() }
+
 // call runs the script through a reader's pipeline and returns its reply, an array.
-func (b *Broker) call(ctx context.Context, script *redis.Script, keys []string, args ...any) ([]any, error) {
+func (rd *reader) call(ctx context.Context, script *redis.Script, keys []string, args ...any) ([]any, error) {
 	r := callReqs.Get().(*callReq)
 	r.script, r.keys, r.args = script, keys, args
 	select {
-	case b.callQ <- r:
+	case rd.q <- r:
 	case <-ctx.Done():
 		r.keys, r.args = nil, nil
 		callReqs.Put(r)
 		return nil, ctx.Err()
-	case <-b.stop:
+	case <-rd.stop:
 		r.keys, r.args = nil, nil
 		callReqs.Put(r)
 		return nil, errClosed
@@ -68,51 +100,46 @@ func (b *Broker) call(ctx context.Context, script *redis.Script, keys []string, 
 	}
 }
 
-// History reads the stream's position and, when after is of its current epoch, the events
+// history reads the stream's position and, when after is of its current epoch, the events
 // after it that the history holds within the TTL, in a reader's round trip.
-func (b *Broker) History(ctx context.Context, stream string, after *notify.Position) (notify.Position, []notify.Message, error) {
+func (rd *reader) history(ctx context.Context, stream string, after *notify.Position) (notify.Position, []notify.Message, error) {
 	var since notify.Position
 	if after != nil {
 		since = *after
 	}
-	ttl := max(1, int64((b.opts.HistoryTTL+time.Second-1)/time.Second))
-	res, err := b.call(ctx, historyScript, b.keys(stream), notify.NewEpoch(), ttl, since.Epoch, since.Offset)
+	ttl := max(1, int64((rd.historyTTL+time.Second-1)/time.Second))
+	res, err := rd.call(ctx, historyScript, rd.names.keys(stream), notify.NewEpoch(), ttl, since.Epoch, since.Offset)
 	if err != nil {
 		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: %w", err)
 	}
-	pos, msgs, err := b.parseHistory(stream, res)
-	if err != nil {
-		return notify.Position{}, nil, err
-	}
-	b.advance(b.channel(stream), pos, false)
-	return pos, msgs, nil
+	return rd.parseHistory(stream, res)
 }
 
-// reader sends the queued calls, pipelined, until the broker closes; then it answers what is
+// run sends the queued calls, pipelined, until the broker closes; then it answers what is
 // still queued with errClosed.
-func (b *Broker) reader() {
-	defer b.pubDone.Done()
-	drain(b.stop, b.callQ, b.callBatch, func(r *callReq) { r.done <- callAns{err: errClosed} })
+func (rd *reader) run() {
+	defer rd.wg.Done()
+	drain(rd.stop, rd.q, rd.callBatch, func(r *callReq) { r.done <- callAns{err: errClosed} })
 }
 
 // callBatch runs a batch in one pipeline and answers each call; a Redis that does not know a
 // script yet (it restarted, or the batch is the first) gets the batch's scripts loaded and the
 // batch again.
-func (b *Broker) callBatch(batch []*callReq) {
+func (rd *reader) callBatch(batch []*callReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	cmds := b.callPipeline(ctx, batch)
+	cmds := rd.pipeline(ctx, batch)
 	if noScript(cmds) {
 		loaded := true
 		seen := map[*redis.Script]bool{}
 		for _, r := range batch {
 			if !seen[r.script] {
 				seen[r.script] = true
-				loaded = loaded && r.script.Load(ctx, b.client).Err() == nil
+				loaded = loaded && r.script.Load(ctx, rd.client).Err() == nil
 			}
 		}
 		if loaded {
-			cmds = b.callPipeline(ctx, batch)
+			cmds = rd.pipeline(ctx, batch)
 		}
 	}
 	failed := false
@@ -121,13 +148,13 @@ func (b *Broker) callBatch(batch []*callReq) {
 		failed = failed || err != nil
 		r.done <- callAns{res: res, err: err}
 	}
-	if failed && b.cluster != nil {
-		b.cluster.ReloadState(ctx) // as for a send: the shard may have a new master (see publishBatch)
+	if failed && rd.cluster != nil {
+		rd.cluster.ReloadState(ctx) // as for a send: the shard may have a new master (see publishBatch)
 	}
 }
 
-func (b *Broker) callPipeline(ctx context.Context, batch []*callReq) []redis.Cmder {
-	pipe := b.client.Pipeline()
+func (rd *reader) pipeline(ctx context.Context, batch []*callReq) []redis.Cmder {
+	pipe := rd.client.Pipeline()
 	cmds := make([]redis.Cmder, len(batch))
 	for i, r := range batch {
 		cmds[i] = r.script.EvalSha(ctx, pipe, r.keys, r.args...)
@@ -139,7 +166,7 @@ func (b *Broker) callPipeline(ctx context.Context, batch []*callReq) []redis.Cmd
 // parseHistory reads historyScript's reply: the position and the entries within the TTL. A
 // malformed entry is skipped and logged: the client asking for it sees a gap and is told
 // recovered:false, and the stream stays usable.
-func (b *Broker) parseHistory(stream string, res []any) (notify.Position, []notify.Message, error) {
+func (rd *reader) parseHistory(stream string, res []any) (notify.Position, []notify.Message, error) {
 	if len(res) != 3 {
 		return notify.Position{}, nil, errors.New("redisbroker: history: unexpected reply")
 	}
@@ -150,7 +177,7 @@ func (b *Broker) parseHistory(stream string, res []any) (notify.Position, []noti
 		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: offset %q", offStr)
 	}
 	entries, _ := res[2].([]any)
-	cutoff := time.Now().Add(-b.opts.HistoryTTL).UnixMilli()
+	cutoff := time.Now().Add(-rd.historyTTL).UnixMilli()
 	var msgs []notify.Message
 	if len(entries) > 0 {
 		msgs = make([]notify.Message, 0, len(entries))
@@ -162,7 +189,7 @@ func (b *Broker) parseHistory(stream string, res []any) (notify.Position, []noti
 		o, err1 := strconv.ParseUint(off, 10, 64)
 		ms, err2 := strconv.ParseInt(at, 10, 64)
 		if !ok1 || !ok2 || err1 != nil || err2 != nil || len(payload) < 2 || payload[0] != '{' {
-			b.opts.Logger.Warn("notify: redisbroker: skipped a malformed history entry", "stream", stream)
+			rd.log.Warn("notify: redisbroker: skipped a malformed history entry", "stream", stream)
 			continue
 		}
 		if ms < cutoff {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,7 +14,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gonotify/notify"
-	"github.com/gonotify/notify/internal/wire"
 )
 
 // Presence: each user has a sorted set of its sessions, "<prefix>:{u:<user>}:pres", whose
@@ -30,24 +30,34 @@ import (
 // disconnect one (leaveScript), and the upkeep one pipelined round trip per PresenceTTL/3 per
 // node, one script call in it per user with sessions on the node.
 
-// DefaultPresenceTTL is the default of Options.PresenceTTL.
+// DefaultPresenceTTL is the default of Config.PresenceTTL.
 const DefaultPresenceTTL = 30 * time.Second
 
-var _ notify.Presence = (*Broker)(nil)
+// presence keeps the sessions of this node in the users' presence sets, and reads and writes
+// the users' token refusals. mu guards local, and nothing else; the keeper goroutine, started
+// by start, returns once the broker's stop is closed.
+type presence struct {
+	client redis.UniversalClient
+	reads  *reader // joins and leaves go through its pipelines
+	names  names
+	ttl    time.Duration
+	log    *slog.Logger
+	stop   <-chan struct{} // the broker's
+	done   chan struct{}   // closed when the keeper has returned
 
-// presenceState is the presence this node keeps alive. mu guards local; the keeper goroutine
-// is the broker's (see Start and Close).
-type presenceState struct {
 	mu    sync.Mutex
 	local map[string]map[string]struct{} // presence key -> members of this node's sessions
-	done  chan struct{}                  // closed when the keeper has returned
 }
 
-// presenceKeys returns the user's presence set and refusal keys.
-func (b *Broker) presenceKeys(user string) []string {
-	k := b.opts.Prefix + ":{" + wire.UserStream(user) + "}"
-	return []string{k + ":pres", k + ":nbf"}
+func newPresence(client redis.UniversalClient, reads *reader, n names, ttl time.Duration, log *slog.Logger, stop <-chan struct{}) *presence {
+	return &presence{client: client, reads: reads, names: n, ttl: ttl, log: log, stop: stop,
+		done: make(chan struct{}), local: map[string]map[string]struct{}{}}
 }
+
+func (p *presence) start() { go p.keep() }
+
+// wait waits for the keeper, which returns once the broker's stop is closed.
+func (p *presence) wait() { <-p.done }
 
 func member(s notify.SessionInfo) string {
 	return s.ID + " " + s.Node + " " + strconv.FormatInt(s.ConnectedAt.UnixMilli(), 10)
@@ -113,31 +123,31 @@ redis.call('SET', KEYS[1], v, 'PX', ttl)
 return 1
 `)
 
-// Join records the session in the user's presence set and reads the user's refusal, in one
-// round trip. The node keeps the entry alive until Leave.
-func (b *Broker) Join(ctx context.Context, s notify.SessionInfo) (int, time.Time, error) {
-	keys, m := b.presenceKeys(s.UserID), member(s)
-	b.pres.mu.Lock()
-	set := b.pres.local[keys[0]]
+// join records the session in the user's presence set and reads the user's refusal, in one
+// round trip. The node keeps the entry alive until leave.
+func (p *presence) join(ctx context.Context, s notify.SessionInfo) (int, time.Time, error) {
+	keys, m := p.names.presenceKeys(s.UserID), member(s)
+	p.mu.Lock()
+	set := p.local[keys[0]]
 	if set == nil {
 		set = map[string]struct{}{}
-		b.pres.local[keys[0]] = set
+		p.local[keys[0]] = set
 	}
 	set[m] = struct{}{}
-	b.pres.mu.Unlock()
-	res, err := b.call(ctx, joinScript, keys, m, b.opts.PresenceTTL.Milliseconds())
+	p.mu.Unlock()
+	res, err := p.reads.call(ctx, joinScript, keys, m, p.ttl.Milliseconds())
 	if err != nil {
-		b.forget(keys[0], m)
+		p.forget(keys[0], m)
 		return 0, time.Time{}, fmt.Errorf("redisbroker: presence join: %w", err)
 	}
 	if len(res) != 2 {
-		b.forget(keys[0], m)
+		p.forget(keys[0], m)
 		return 0, time.Time{}, errors.New("redisbroker: presence join: unexpected reply")
 	}
 	n, _ := res[0].(int64)
 	before, err := parseRefusal(res[1])
 	if err != nil {
-		b.forget(keys[0], m)
+		p.forget(keys[0], m)
 		return 0, time.Time{}, err
 	}
 	return int(n), before, nil
@@ -156,22 +166,22 @@ func parseRefusal(v any) (time.Time, error) {
 }
 
 // forget stops keeping a member alive.
-func (b *Broker) forget(key, m string) {
-	b.pres.mu.Lock()
-	defer b.pres.mu.Unlock()
-	if set := b.pres.local[key]; set != nil {
+func (p *presence) forget(key, m string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if set := p.local[key]; set != nil {
 		delete(set, m)
 		if len(set) == 0 {
-			delete(b.pres.local, key)
+			delete(p.local, key)
 		}
 	}
 }
 
-// Leave removes the session from the user's presence set.
-func (b *Broker) Leave(ctx context.Context, s notify.SessionInfo) (int, bool, error) {
-	keys, m := b.presenceKeys(s.UserID), member(s)
-	b.forget(keys[0], m)
-	res, err := b.call(ctx, leaveScript, keys[:1], m)
+// leave removes the session from the user's presence set.
+func (p *presence) leave(ctx context.Context, s notify.SessionInfo) (int, bool, error) {
+	keys, m := p.names.presenceKeys(s.UserID), member(s)
+	p.forget(keys[0], m)
+	res, err := p.reads.call(ctx, leaveScript, keys[:1], m)
 	if err != nil {
 		return 0, false, fmt.Errorf("redisbroker: presence leave: %w", err)
 	}
@@ -183,9 +193,9 @@ func (b *Broker) Leave(ctx context.Context, s notify.SessionInfo) (int, bool, er
 	return int(n), removed == 1, nil
 }
 
-// Sessions returns the user's sessions whose entries have not expired, oldest first.
-func (b *Broker) Sessions(ctx context.Context, userID string) ([]notify.SessionInfo, error) {
-	ms, err := sessionsScript.Run(ctx, b.client, b.presenceKeys(userID)[:1]).StringSlice()
+// sessions returns the user's sessions whose entries have not expired, oldest first.
+func (p *presence) sessions(ctx context.Context, userID string) ([]notify.SessionInfo, error) {
+	ms, err := sessionsScript.Run(ctx, p.client, p.names.presenceKeys(userID)[:1]).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("redisbroker: presence: %w", err)
 	}
@@ -199,19 +209,19 @@ func (b *Broker) Sessions(ctx context.Context, userID string) ([]notify.SessionI
 	return out, nil
 }
 
-// Refuse records the user's token refusal for ttl; a later refusal time already recorded
+// refuse records the user's token refusal for ttl; a later refusal time already recorded
 // stays.
-func (b *Broker) Refuse(ctx context.Context, userID string, before time.Time, ttl time.Duration) error {
-	err := refuseScript.Run(ctx, b.client, b.presenceKeys(userID)[1:], before.UnixMilli(), max(ttl.Milliseconds(), 1)).Err()
+func (p *presence) refuse(ctx context.Context, userID string, before time.Time, ttl time.Duration) error {
+	err := refuseScript.Run(ctx, p.client, p.names.presenceKeys(userID)[1:], before.UnixMilli(), max(ttl.Milliseconds(), 1)).Err()
 	if err != nil {
 		return fmt.Errorf("redisbroker: refuse tokens: %w", err)
 	}
 	return nil
 }
 
-// RefusedBefore reads the user's token refusal.
-func (b *Broker) RefusedBefore(ctx context.Context, userID string) (time.Time, error) {
-	v, err := b.client.Get(ctx, b.presenceKeys(userID)[1]).Result()
+// refusedBefore reads the user's token refusal.
+func (p *presence) refusedBefore(ctx context.Context, userID string) (time.Time, error) {
+	v, err := p.client.Get(ctx, p.names.presenceKeys(userID)[1]).Result()
 	if errors.Is(err, redis.Nil) {
 		return time.Time{}, nil
 	}
@@ -221,18 +231,18 @@ func (b *Broker) RefusedBefore(ctx context.Context, userID string) (time.Time, e
 	return parseRefusal(v)
 }
 
-// keepPresence refreshes this node's entries every PresenceTTL/3 until the broker closes.
-func (b *Broker) keepPresence() {
-	defer close(b.pres.done)
-	t := time.NewTicker(b.opts.PresenceTTL / 3)
+// keep refreshes this node's entries every PresenceTTL/3 until the broker closes.
+func (p *presence) keep() {
+	defer close(p.done)
+	t := time.NewTicker(p.ttl / 3)
 	defer t.Stop()
 	for {
 		select {
-		case <-b.stop:
+		case <-p.stop:
 			return
 		case <-t.C:
-			if err := b.refreshPresence(); err != nil {
-				b.opts.Logger.Warn("notify: redisbroker: presence upkeep failed", "err", err)
+			if err := p.refresh(); err != nil {
+				p.log.Warn("notify: redisbroker: presence upkeep failed", "err", err)
 			}
 		}
 	}
@@ -241,34 +251,34 @@ func (b *Broker) keepPresence() {
 // keepChunk bounds the script calls of one pipeline of the upkeep.
 const keepChunk = 500
 
-// refreshPresence refreshes every entry of this node, one script call per user.
-func (b *Broker) refreshPresence() error {
-	b.pres.mu.Lock()
+// refresh refreshes every entry of this node, one script call per user.
+func (p *presence) refresh() error {
+	p.mu.Lock()
 	type user struct {
 		key     string
 		members []any
 	}
-	users := make([]user, 0, len(b.pres.local))
-	for k, set := range b.pres.local {
+	users := make([]user, 0, len(p.local))
+	for k, set := range p.local {
 		u := user{key: k, members: make([]any, 0, len(set)+1)}
-		u.members = append(u.members, b.opts.PresenceTTL.Milliseconds())
+		u.members = append(u.members, p.ttl.Milliseconds())
 		for m := range set {
 			u.members = append(u.members, m)
 		}
 		users = append(users, u)
 	}
-	b.pres.mu.Unlock()
+	p.mu.Unlock()
 	if len(users) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.opts.PresenceTTL/3)
+	ctx, cancel := context.WithTimeout(context.Background(), p.ttl/3)
 	defer cancel()
-	if err := keepScript.Load(ctx, b.client).Err(); err != nil {
+	if err := keepScript.Load(ctx, p.client).Err(); err != nil {
 		return err
 	}
 	for len(users) > 0 {
 		n := min(len(users), keepChunk)
-		pipe := b.client.Pipeline()
+		pipe := p.client.Pipeline()
 		for _, u := range users[:n] {
 			keepScript.EvalSha(ctx, pipe, []string{u.key}, u.members...)
 		}

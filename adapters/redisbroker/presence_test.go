@@ -280,7 +280,7 @@ func TestHelperNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	br, err := redisbroker.New(redisbroker.Options{URL: f[0], Prefix: f[1], PresenceTTL: ttl})
+	br, err := redisbroker.New(redisbroker.Config{URL: f[0], Prefix: f[1], PresenceTTL: ttl})
 	if err != nil {
 		t.Fatal(err)
 	}

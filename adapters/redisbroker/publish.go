@@ -13,11 +13,13 @@ import (
 	"github.com/gonotify/notify"
 )
 
-// Publishing: every Publish hands its send to one publisher goroutine and waits for the
-// answer. The publisher takes every send waiting at that moment (up to maxPipeline) and sends
-// them in one pipeline, one round trip; sends that arrive meanwhile wait for the next. A lone
-// send leaves at once: nothing waits for company. Each send is still one script, so a stream's
-// offset, history and publish stay atomic, and a pipeline keeps the order of the sends in it.
+// Publishing: every Publish hands its send to one of the publisher's goroutines and waits for
+// the answer. That goroutine takes every send waiting at that moment (up to maxPipeline) and
+// sends them in one pipeline, one round trip; sends that arrive meanwhile wait for the next. A
+// lone send leaves at once: nothing waits for company. Each send is still one script, so a
+// stream's offset, history and publish stay atomic, and a pipeline keeps the order of the
+// sends in it. The script's reply is the event's position and PUBLISH's (SPUBLISH's) count of
+// the nodes subscribed to the stream; an ephemeral send's PUBLISH gives the count alone.
 
 // maxPipeline bounds the sends in one round trip, and the sends queued for the next.
 const maxPipeline = 256
@@ -30,56 +32,104 @@ const publishers = 4
 // publishTimeout bounds one pipeline's round trip.
 const publishTimeout = 5 * time.Second
 
-// pubReq is one send waiting for the publisher.
+// A publisher sends the hub's publishes, pipelined. It has no lock: its fields are set by New
+// and only read afterwards, a send reaches its goroutines through q, and the answer comes back
+// through the send's own done channel.
+type publisher struct {
+	client      redis.UniversalClient
+	cluster     *redis.ClusterClient // set on Redis Cluster: reloaded after a failed batch
+	names       names
+	script      *redis.Script // publishScript, or shardedPublishScript on a cluster
+	historySize int
+	historyTTL  time.Duration
+
+	q    chan *pubReq    // sends waiting for a pipeline
+	stop <-chan struct{} // the broker's
+	wg   sync.WaitGroup  // the publishing goroutines
+}
+
+func newPublisher(client redis.UniversalClient, cluster *redis.ClusterClient, n names, size int, ttl time.Duration, stop <-chan struct{}) *publisher {
+	p := &publisher{client: client, cluster: cluster, names: n, script: publishScript,
+		historySize: size, historyTTL: ttl, q: make(chan *pubReq, maxPipeline), stop: stop}
+	if cluster != nil {
+		p.script = shardedPublishScript
+	}
+	return p
+}
+
+// pubReq is one send waiting for a pipeline.
 type pubReq struct {
 	stream    string
 	payload   []byte // a copy: the hub reuses its memory once Publish returns
 	ephemeral bool
-	done      chan error // capacity 1: the publisher's answer
+	done      chan pubAns // capacity 1: the publisher's answer
 }
 
-var pubReqs = sync.Pool{New: func() any { return &pubReq{done: make(chan error, 1)} }}
+// pubAns is Redis's answer to a send: the event's position (zero for an ephemeral one) and how
+// many nodes are subscribed to its stream.
+type pubAns struct {
+	pos   notify.Position
+	nodes int
+	err   error
+}
 
-var errClosed = errors.New("broker closed")
+var pubReqs = sync.Pool{New: func() any { return &pubReq{done: make(chan pubAns, 1)} }}
 
-// Publish hands the send to the publisher and waits for Redis's answer.
-func (b *Broker) Publish(ctx context.Context, stream string, payload []byte, ephemeral bool) error {
+var (
+	errClosed     = errors.New("broker closed")
+	errUnexpected = errors.New("unexpected reply")
+)
+
+func (p *publisher) start() {
+	p.wg.Add(publishers)
+	for range publishers {
+		go p.run()
+	}
+}
+
+// wait waits for the publishing goroutines, which return once the broker's stop is closed.
+func (p *publisher) wait() { p.wg.Wait() }
+
+// publish hands the send to a pipeline and waits for Redis's answer: the event's position
+// (zero for an ephemeral event) and the number of nodes subscribed to the stream, which
+// received it.
+func (p *publisher) publish(ctx context.Context, stream string, payload []byte, ephemeral bool) (pos notify.Position, nodes int, err error) {
 	r := pubReqs.Get().(*pubReq)
 	r.stream, r.ephemeral = stream, ephemeral
 	r.payload = append(r.payload[:0], payload...)
 	select {
-	case b.pubQ <- r:
+	case p.q <- r:
 	case <-ctx.Done():
 		pubReqs.Put(r)
-		return fmt.Errorf("redisbroker: publish: %w", ctx.Err())
-	case <-b.stop:
+		return notify.Position{}, 0, fmt.Errorf("redisbroker: publish: %w", ctx.Err())
+	case <-p.stop:
 		pubReqs.Put(r)
-		return fmt.Errorf("redisbroker: publish: %w", errClosed)
+		return notify.Position{}, 0, fmt.Errorf("redisbroker: publish: %w", errClosed)
 	}
 	select {
-	case err := <-r.done:
+	case a := <-r.done:
 		pubReqs.Put(r)
-		if err != nil {
-			return fmt.Errorf("redisbroker: publish: %w", err)
+		if a.err != nil {
+			return notify.Position{}, 0, fmt.Errorf("redisbroker: publish: %w", a.err)
 		}
-		return nil
+		return a.pos, a.nodes, nil
 	case <-ctx.Done():
 		// The publisher still answers into r.done; r is left to the collector.
-		return fmt.Errorf("redisbroker: publish: %w", ctx.Err())
+		return notify.Position{}, 0, fmt.Errorf("redisbroker: publish: %w", ctx.Err())
 	}
 }
 
-// publisher sends the queued sends, pipelined, until the broker closes; then it answers what is
+// run sends the queued sends, pipelined, until the broker closes; then it answers what is
 // still queued with errClosed.
-func (b *Broker) publisher() {
-	defer b.pubDone.Done()
-	drain(b.stop, b.pubQ, b.publishBatch, func(r *pubReq) { r.done <- errClosed })
+func (p *publisher) run() {
+	defer p.wg.Done()
+	drain(p.stop, p.q, p.publishBatch, func(r *pubReq) { r.done <- pubAns{err: errClosed} })
 }
 
 // drain runs q's items in batches until stop closes: it waits for one, takes the others
 // waiting at that moment (up to maxPipeline) and hands them to run, which answers them; items
 // queued meanwhile wait for the next batch. Once stop closes, fail answers what is still
-// queued. The publishers and the readers (history.go) are drains.
+// queued. The publisher's and the reader's (history.go) goroutines are drains.
 func drain[T any](stop <-chan struct{}, q chan T, run func([]T), fail func(T)) {
 	batch := make([]T, 0, maxPipeline)
 	for {
@@ -113,47 +163,70 @@ func drain[T any](stop <-chan struct{}, q chan T, run func([]T), fail func(T)) {
 // publishBatch sends a batch in one pipeline and answers each send. A Redis that does not know
 // the script yet (it restarted, or the batch is the first) gets it loaded and the sends that
 // failed for it again.
-func (b *Broker) publishBatch(batch []*pubReq) {
+func (p *publisher) publishBatch(batch []*pubReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	cmds := b.pipeline(ctx, batch)
+	cmds := p.pipeline(ctx, batch)
 	if noScript(cmds) {
-		if err := b.script.Load(ctx, b.client).Err(); err == nil {
-			cmds = b.pipeline(ctx, batch)
+		if err := p.script.Load(ctx, p.client).Err(); err == nil {
+			cmds = p.pipeline(ctx, batch)
 		}
 	}
 	failed := false
 	for i, r := range batch {
-		err := cmds[i].Err()
-		failed = failed || err != nil
-		r.done <- err
+		a := answer(cmds[i], r.ephemeral)
+		failed = failed || a.err != nil
+		r.done <- a
 	}
-	if failed && b.cluster != nil {
+	if failed && p.cluster != nil {
 		// go-redis reloads the cluster's layout on MOVED, or every few seconds: a master that
 		// went away (a failover) would fail sends until then.
-		b.cluster.ReloadState(ctx)
+		p.cluster.ReloadState(ctx)
 	}
 }
 
-func (b *Broker) pipeline(ctx context.Context, batch []*pubReq) []redis.Cmder {
-	pipe := b.client.Pipeline()
+func (p *publisher) pipeline(ctx context.Context, batch []*pubReq) []redis.Cmder {
+	pipe := p.client.Pipeline()
 	cmds := make([]redis.Cmder, len(batch))
 	now := time.Now().UnixMilli()
 	for i, r := range batch {
 		if r.ephemeral {
-			if b.cluster != nil {
-				cmds[i] = pipe.SPublish(ctx, b.channel(r.stream), "0 - "+string(r.payload))
+			if p.cluster != nil {
+				cmds[i] = pipe.SPublish(ctx, p.names.channel(r.stream), "0 - "+string(r.payload))
 			} else {
-				cmds[i] = pipe.Publish(ctx, b.channel(r.stream), "0 - "+string(r.payload))
+				cmds[i] = pipe.Publish(ctx, p.names.channel(r.stream), "0 - "+string(r.payload))
 			}
 			continue
 		}
-		cmds[i] = b.script.EvalSha(ctx, pipe, b.keys(r.stream), b.channel(r.stream), r.payload,
-			b.opts.HistorySize, b.opts.HistoryTTL.Milliseconds(), int64(notify.StreamRetention/time.Second),
+		cmds[i] = p.script.EvalSha(ctx, pipe, p.names.keys(r.stream), p.names.channel(r.stream), r.payload,
+			p.historySize, p.historyTTL.Milliseconds(), int64(notify.StreamRetention/time.Second),
 			notify.NewEpoch(), now)
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	return cmds
+}
+
+// answer reads a send's reply: PUBLISH's count for an ephemeral send, and the publish script's
+// {offset, epoch, receivers} for the others.
+func answer(c redis.Cmder, ephemeral bool) pubAns {
+	if ephemeral {
+		n, err := c.(*redis.IntCmd).Result()
+		return pubAns{nodes: int(n), err: err}
+	}
+	res, err := c.(*redis.Cmd).Slice()
+	if err != nil {
+		return pubAns{err: err}
+	}
+	if len(res) != 3 {
+		return pubAns{err: errUnexpected}
+	}
+	offset, ok1 := res[0].(int64)
+	epoch, ok2 := res[1].(string)
+	receivers, ok3 := res[2].(int64)
+	if !ok1 || !ok2 || !ok3 {
+		return pubAns{err: errUnexpected}
+	}
+	return pubAns{pos: notify.Position{Offset: uint64(offset), Epoch: epoch}, nodes: int(receivers)}
 }
 
 func noScript(cmds []redis.Cmder) bool {
@@ -165,9 +238,10 @@ func noScript(cmds []redis.Cmder) bool {
 	return false
 }
 
-// publishScript assigns the next offset, appends to the history and publishes, atomically;
+// publishScript assigns the next offset, appends to the history and publishes, atomically,
+// and returns the event's position and PUBLISH's count of the nodes subscribed to the stream;
 // shardedPublishScript is the same with SPUBLISH, for Redis Cluster, where the channel is in
-// the keys' slot (see Broker.channel).
+// the keys' slot (see names.channel).
 // KEYS: position, history. ARGV: channel, payload, size, ttl ms, position ttl s, new epoch, now ms.
 var (
 	publishScript        = redis.NewScript(publishLua)
@@ -186,6 +260,6 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('RPUSH', KEYS[2], offset .. ' ' .. ARGV[7] .. ' ' .. ARGV[2])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', ARGV[1], offset .. ' ' .. epoch .. ' ' .. ARGV[2])
-return offset
+local receivers = redis.call('PUBLISH', ARGV[1], offset .. ' ' .. epoch .. ' ' .. ARGV[2])
+return {offset, epoch, receivers}
 `

@@ -1,7 +1,7 @@
 // Package redisbroker connects the notify hubs of several processes through Redis, and keeps
 // each stream's history in Redis for missed-event recovery.
 //
-//	b, err := redisbroker.New(redisbroker.Options{URL: "redis://127.0.0.1:6379"})
+//	b, err := redisbroker.New(redisbroker.Config{URL: "redis://127.0.0.1:6379"})
 //	...
 //	hub, err := notify.New(notify.Config{Secret: secret, Broker: b})
 //
@@ -15,7 +15,7 @@
 // sessions), and when Redis is back the broker resubscribes every stream that still has
 // sessions, logs it and counts it in [Stats].
 //
-// On Redis Cluster (Options.Client a *redis.ClusterClient; Redis 7 or later) the broker uses
+// On Redis Cluster (Config.Client a *redis.ClusterClient; Redis 7 or later) the broker uses
 // sharded pub/sub: a stream's channel hashes to the slot of its position and history, a send
 // is one script and one SPUBLISH on that slot's shard, and each node holds one subscriber
 // connection per shard it has streams on. While a shard is unreachable, the streams on it
@@ -28,10 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -40,8 +37,9 @@ import (
 	"github.com/gonotify/notify/internal/wire"
 )
 
-// Options configures a Broker. Zero values mean the documented defaults.
-type Options struct {
+// Config configures a Broker. Zero values mean the documented defaults; a negative size or
+// duration is an error wrapping [notify.ErrConfig].
+type Config struct {
 	// URL of the Redis server, such as "redis://:password@127.0.0.1:6379/0" (see
 	// redis.ParseURL). Used when Client is nil.
 	URL string
@@ -67,6 +65,23 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// check refuses negative sizes and durations.
+func (c *Config) check() error {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"HistorySize", int64(c.HistorySize)},
+		{"HistoryTTL", int64(c.HistoryTTL)},
+		{"PresenceTTL", int64(c.PresenceTTL)},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("%w: redisbroker: %s is negative", notify.ErrConfig, f.name)
+		}
+	}
+	return nil
+}
+
 // Stats are the broker's counters since New.
 type Stats struct {
 	// Received counts the messages this node received from Redis.
@@ -83,123 +98,124 @@ type Stats struct {
 	Streams int
 }
 
-// Broker is a [notify.Broker] on Redis. Create it with [New] and pass it in
-// notify.Config.Broker; the hub closes it on Shutdown.
+// Broker is a [notify.Broker] and a [notify.Presence] on Redis. Create it with [New] and pass
+// it in notify.Config.Broker; the hub closes it on Shutdown. Its methods are safe for
+// concurrent use.
+//
+// A Broker assembles owners that share nothing but the Redis client and the stop channel:
+// the publisher (publish.go: the pipelined sends), the subscriber (subscriber.go and
+// cluster.go: the pub/sub connections, the counted subscriptions, delivery and reconnects),
+// presence (presence.go: sessions and token refusals) and the reader (history.go: the
+// pipelined script calls of History and presence). Each guards its own state; the Broker has
+// no lock, since its fields are set by New and Start, before the hub calls anything else.
 type Broker struct {
-	opts    Options
 	client  redis.UniversalClient
-	own     bool                 // the broker created client and closes it
-	cluster *redis.ClusterClient // set on Redis Cluster: sharded pub/sub
-	script  *redis.Script        // publishScript, or shardedPublishScript on a cluster
-	deliver func(notify.Message)
-	started bool // Start succeeded: the goroutines run
+	own     bool // the broker created client and closes it
+	cluster *redis.ClusterClient
+	stop    chan struct{} // closed by Close: every owner's goroutines return
+	started bool          // Start succeeded: the owners' goroutines run
 
-	mu      sync.Mutex
-	refs    map[string]int          // channel -> Subscribe calls not undone
-	waiting map[string][]chan error // channel -> Subscribe calls awaiting the confirmation (see release)
-	live    map[string]bool         // channel -> confirmed
-	// pos is, per subscribed channel, the position up to which this node's sessions have
-	// everything: the last message received, or the position History gave when the channel
-	// was first subscribed. After an outage, catchUp starts there.
-	pos map[string]notify.Position
-	// single is the subscriber connection of every channel with a single Redis; on a cluster,
-	// shards holds one per shard master (by address) and shardOf each channel's.
-	single  *subscriber
-	shards  map[string]*subscriber
-	shardOf map[string]*subscriber
-	closed  bool           // by Close: no subscriber is created any more
-	subs    sync.WaitGroup // the subscribers' receiving goroutines
-
-	received   atomic.Uint64
-	reconnects atomic.Uint64
-	caughtUp   atomic.Uint64
-
-	pubQ    chan *pubReq   // sends waiting for the publisher (see publish.go)
-	callQ   chan *callReq  // script calls waiting for a reader (see history.go)
-	pubDone sync.WaitGroup // the publishers and the readers
-
-	pres presenceState // see presence.go
-
-	stop chan struct{}
+	pub   *publisher
+	sub   *subscriber
+	pres  *presence
+	reads *reader
 }
 
-var _ notify.Broker = (*Broker)(nil)
+var (
+	_ notify.Broker   = (*Broker)(nil)
+	_ notify.Presence = (*Broker)(nil)
+)
 
-// New returns a broker on the Redis of opts.URL or opts.Client. It does not contact Redis
+// New returns a broker on the Redis of cfg.URL or cfg.Client. It does not contact Redis
 // yet; the hub's New does, and reports an unreachable Redis.
-func New(opts Options) (*Broker, error) {
-	b := &Broker{opts: opts, client: opts.Client, refs: map[string]int{}, waiting: map[string][]chan error{},
-		live: map[string]bool{}, pos: map[string]notify.Position{}, stop: make(chan struct{}),
-		pubQ: make(chan *pubReq, maxPipeline), callQ: make(chan *callReq, maxPipeline), script: publishScript}
+func New(cfg Config) (*Broker, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	b := &Broker{client: cfg.Client, stop: make(chan struct{})}
 	if b.client == nil {
-		if opts.URL == "" {
+		if cfg.URL == "" {
 			return nil, errors.New("notify: redisbroker: set URL or Client")
 		}
-		o, err := redis.ParseURL(opts.URL)
+		o, err := redis.ParseURL(cfg.URL)
 		if err != nil {
 			return nil, fmt.Errorf("notify: redisbroker: %w", err)
 		}
 		b.client, b.own = redis.NewClient(o), true
 	}
-	if b.opts.Prefix == "" {
-		b.opts.Prefix = "notify"
+	if cfg.Prefix == "" {
+		cfg.Prefix = "notify"
 	}
-	if cc, ok := b.client.(*redis.ClusterClient); ok {
-		if strings.ContainsAny(b.opts.Prefix, "{}") {
-			return nil, errors.New("notify: redisbroker: with Redis Cluster, Prefix cannot contain '{' or '}'")
-		}
-		b.cluster, b.script = cc, shardedPublishScript
-		b.shards, b.shardOf = map[string]*subscriber{}, map[string]*subscriber{}
+	b.cluster, _ = b.client.(*redis.ClusterClient)
+	if b.cluster != nil && strings.ContainsAny(cfg.Prefix, "{}") {
+		return nil, errors.New("notify: redisbroker: with Redis Cluster, Prefix cannot contain '{' or '}'")
 	}
-	if b.opts.HistorySize <= 0 {
-		b.opts.HistorySize = notify.DefaultHistorySize
+	if cfg.HistorySize == 0 {
+		cfg.HistorySize = notify.DefaultHistorySize
 	}
-	if b.opts.HistoryTTL <= 0 {
-		b.opts.HistoryTTL = notify.DefaultHistoryTTL
+	if cfg.HistoryTTL == 0 {
+		cfg.HistoryTTL = notify.DefaultHistoryTTL
 	}
-	if b.opts.PresenceTTL <= 0 {
-		b.opts.PresenceTTL = DefaultPresenceTTL
+	if cfg.PresenceTTL == 0 {
+		cfg.PresenceTTL = DefaultPresenceTTL
 	}
-	b.pres.local, b.pres.done = map[string]map[string]struct{}{}, make(chan struct{})
-	if b.opts.Logger == nil {
-		b.opts.Logger = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	n := names{prefix: cfg.Prefix, cluster: b.cluster != nil}
+	b.reads = newReader(b.client, b.cluster, n, cfg.HistoryTTL, cfg.Logger, b.stop)
+	b.pub = newPublisher(b.client, b.cluster, n, cfg.HistorySize, cfg.HistoryTTL, b.stop)
+	b.sub = newSubscriber(b.client, b.cluster, n, b.reads.history, cfg.Logger, b.stop)
+	b.pres = newPresence(b.client, b.reads, n, cfg.PresenceTTL, cfg.Logger, b.stop)
 	return b, nil
+}
+
+// names makes the Redis keys and channels of streams and users from the prefix.
+type names struct {
+	prefix  string
+	cluster bool
 }
 
 // channel is a stream's pub/sub channel: "<prefix>:c:<stream>" on a single Redis, and on a
 // cluster "<prefix>:{<stream>}:c", whose hash tag is its keys' (see keys): the channel, the
 // position and the history of a stream are on one slot, so a publish is one shard's work.
-func (b *Broker) channel(stream string) string {
-	if b.cluster != nil {
-		return b.opts.Prefix + ":{" + stream + "}:c"
+func (n names) channel(stream string) string {
+	if n.cluster {
+		return n.prefix + ":{" + stream + "}:c"
 	}
-	return b.opts.Prefix + ":c:" + stream
+	return n.prefix + ":c:" + stream
 }
 
 // streamOf is channel's inverse.
-func (b *Broker) streamOf(channel string) (string, bool) {
-	if b.cluster != nil {
-		s, ok := strings.CutPrefix(channel, b.opts.Prefix+":{")
+func (n names) streamOf(channel string) (string, bool) {
+	if n.cluster {
+		s, ok := strings.CutPrefix(channel, n.prefix+":{")
 		if !ok {
 			return "", false
 		}
 		return strings.CutSuffix(s, "}:c")
 	}
-	return strings.CutPrefix(channel, b.opts.Prefix+":c:")
+	return strings.CutPrefix(channel, n.prefix+":c:")
 }
 
 // keys are a stream's position (a hash of epoch and offset) and history (a list), in one
 // cluster slot: the hash tag is the stream's name in braces. The prefix has none on a
 // cluster (see New), so the tag is the same in the keys and the channel.
-func (b *Broker) keys(stream string) []string {
-	k := b.opts.Prefix + ":{" + stream + "}"
+func (n names) keys(stream string) []string {
+	k := n.prefix + ":{" + stream + "}"
 	return []string{k + ":pos", k + ":hist"}
 }
 
+// presenceKeys returns the user's presence set and refusal keys, in the slot of the user's
+// stream.
+func (n names) presenceKeys(user string) []string {
+	k := n.prefix + ":{" + wire.UserStream(user) + "}"
+	return []string{k + ":pres", k + ":nbf"}
+}
+
 // Start checks that Redis answers (on a cluster, that every master has sharded pub/sub) and
-// starts the publisher and, with a single Redis, the receiving goroutine; on a cluster each
-// shard's starts with its first subscription.
+// starts the owners' goroutines: with a single Redis the subscriber's connection; on a
+// cluster each shard's starts with its first subscription.
 func (b *Broker) Start(ctx context.Context, deliver func(notify.Message)) error {
 	if err := b.client.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redisbroker: %w", err)
@@ -209,195 +225,86 @@ func (b *Broker) Start(ctx context.Context, deliver func(notify.Message)) error 
 			return fmt.Errorf("redisbroker: %w", err)
 		}
 	}
-	b.deliver = deliver
 	b.started = true
-	if b.cluster == nil {
-		b.single = &subscriber{b: b, ps: b.client.Subscribe(context.Background()), quit: make(chan struct{}),
-			kick: make(chan struct{}, 1)}
-		b.subs.Add(2)
-		go b.single.receive()
-		go b.single.writeSingle()
-	}
-	b.pubDone.Add(publishers + readers)
-	for range publishers {
-		go b.publisher()
-	}
-	for range readers {
-		go b.reader()
-	}
-	go b.keepPresence()
+	b.sub.start(deliver)
+	b.pub.start()
+	b.reads.start()
+	b.pres.start()
 	return nil
 }
 
-// advance records p as channel's position while the channel is subscribed: always when
-// received is set (a message), and only if it has none yet otherwise (History's answer).
-func (b *Broker) advance(channel string, p notify.Position, received bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.refs[channel] == 0 {
-		return
-	}
-	if _, ok := b.pos[channel]; ok && !received {
-		return
-	}
-	b.pos[channel] = p
+// Publish hands the send to the publisher and waits for Redis's answer.
+func (b *Broker) Publish(ctx context.Context, stream string, payload []byte, ephemeral bool) error {
+	_, _, err := b.pub.publish(ctx, stream, payload, ephemeral)
+	return err
 }
 
-// catchUp delivers the messages of channel's stream after p that its history holds. The
-// channel is subscribed again by now, so whatever is published after the history is read
-// arrives live; the hub drops what it receives twice. A new epoch means Redis lost the
-// stream's history: what it holds now is all new.
-func (b *Broker) catchUp(ctx context.Context, channel string, p notify.Position) {
-	stream, _ := b.streamOf(channel)
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	pos, msgs, err := b.History(ctx, stream, &p)
-	if err == nil && pos.Epoch != p.Epoch { // all the stream holds is new
-		_, msgs, err = b.History(ctx, stream, &notify.Position{Epoch: pos.Epoch})
-	}
-	if err != nil {
-		b.opts.Logger.Warn("notify: redisbroker: cannot catch up after reconnecting", "stream", stream, "err", err)
-		return
-	}
-	n := 0
-	for _, m := range msgs {
-		if p.Covers(m.Offset, m.Epoch) {
-			continue
-		}
-		b.advance(channel, notify.Position{Offset: m.Offset, Epoch: m.Epoch}, true)
-		b.deliver(m)
-		n++
-	}
-	if n > 0 {
-		b.caughtUp.Add(uint64(n))
-		b.opts.Logger.Info("notify: redisbroker: caught up after reconnecting", "stream", stream, "messages", n)
-	}
-}
-
-func (b *Broker) confirmed(channel string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.refs[channel] == 0 {
-		return
-	}
-	b.live[channel] = true
-	b.release(channel, nil)
-}
-
-// release answers the Subscribe calls waiting for channel: nil for a confirmation, or why it
-// will not come soon. Called with b.mu held.
-func (b *Broker) release(channel string, err error) {
-	for _, w := range b.waiting[channel] {
-		w <- err // capacity 1, one answer each
-	}
-	delete(b.waiting, channel)
-}
-
-// A message on a channel is "<offset> <epoch> <payload>"; offset 0 and epoch "-" for an
-// ephemeral one.
-func (b *Broker) parse(m *redis.Message) (notify.Message, bool) {
-	stream, ok := b.streamOf(m.Channel)
-	if !ok {
-		return notify.Message{}, false
-	}
-	off, rest, ok1 := strings.Cut(m.Payload, " ")
-	epoch, payload, ok2 := strings.Cut(rest, " ")
-	offset, err := strconv.ParseUint(off, 10, 64)
-	if !ok1 || !ok2 || err != nil {
-		b.opts.Logger.Error("notify: redisbroker: malformed message", "channel", m.Channel)
-		return notify.Message{}, false
-	}
-	nm := notify.Message{Stream: stream, Offset: offset, Payload: []byte(payload)}
-	if offset > 0 {
-		nm.Epoch = epoch
-		// The frame sessions get, built here once (the hub would build it otherwise).
-		nm.Frame = wire.WithPosition(nm.Payload, offset, epoch)
-	}
-	return nm, true
+// PublishReport publishes like Publish and reports the event's position, the nodes that
+// received it and the user's sessions in presence, in one round trip. It works on user
+// streams only.
+func (b *Broker) PublishReport(ctx context.Context, stream string, payload []byte, ephemeral bool) (notify.Report, error) {
+	return b.pub.report(ctx, stream, payload, ephemeral)
 }
 
 // Subscribe subscribes this node to the stream's channel on the first call for it and waits
-// for Redis to confirm. The SUBSCRIBE leaves from the subscriber's writer goroutine, with the
-// others queued meanwhile, so that no write to Redis (nor a dial, while it is down) holds b.mu.
-// While Redis is unreachable it returns an error, and the stream is subscribed when Redis is
-// back.
+// for Redis to confirm. While Redis is unreachable it returns an error, and the stream is
+// subscribed when Redis is back.
 func (b *Broker) Subscribe(ctx context.Context, stream string) error {
-	ch := b.channel(stream)
-	b.mu.Lock()
-	b.refs[ch]++
-	if b.live[ch] {
-		b.mu.Unlock()
-		return nil
-	}
-	w := make(chan error, 1)
-	b.waiting[ch] = append(b.waiting[ch], w)
-	var err error
-	if b.refs[ch] == 1 {
-		if b.cluster != nil {
-			err = b.shardSubscribe(ctx, ch)
-		} else {
-			b.single.queue(subOp{ch: ch})
-		}
-	}
-	b.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("redisbroker: subscribe: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	select {
-	case err := <-w:
-		if err != nil {
-			return fmt.Errorf("redisbroker: subscribe: %w", err)
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("redisbroker: subscribe: no confirmation: %w", ctx.Err())
-	}
+	return b.sub.subscribe(ctx, stream)
 }
 
-// Unsubscribe undoes one Subscribe; the last one unsubscribes the node from the channel (the
-// UNSUBSCRIBE leaves from the subscriber's writer, after what was queued before it).
+// Unsubscribe undoes one Subscribe; the last one unsubscribes the node from the channel.
 func (b *Broker) Unsubscribe(ctx context.Context, stream string) error {
-	ch := b.channel(stream)
-	var idle *subscriber
-	defer func() { idle.closeLater() }()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.refs[ch] == 0 {
-		return nil
-	}
-	b.refs[ch]--
-	if b.refs[ch] > 0 {
-		return nil
-	}
-	delete(b.refs, ch)
-	delete(b.live, ch)
-	delete(b.pos, ch)
-	b.release(ch, nil)
-	if b.cluster != nil {
-		if s := b.shardOf[ch]; s != nil {
-			idle = s.remove(ch)
-		}
-	} else {
-		b.single.queue(subOp{ch: ch, unsub: true})
-	}
+	b.sub.unsubscribe(stream)
 	return nil
 }
 
-// Stats returns the broker's counters.
-func (b *Broker) Stats() Stats {
-	b.mu.Lock()
-	n := len(b.refs)
-	b.mu.Unlock()
-	return Stats{Received: b.received.Load(), Reconnects: b.reconnects.Load(), CaughtUp: b.caughtUp.Load(), Streams: n}
+// History reads the stream's position and, when after is of its current epoch, the events
+// after it that the history holds within the TTL, in one pipelined round trip.
+func (b *Broker) History(ctx context.Context, stream string, after *notify.Position) (notify.Position, []notify.Message, error) {
+	pos, msgs, err := b.reads.history(ctx, stream, after)
+	if err != nil {
+		return notify.Position{}, nil, err
+	}
+	b.sub.positioned(stream, pos)
+	return pos, msgs, nil
 }
+
+// Join records the session in the user's presence set and reads the user's refusal, in one
+// round trip. The node keeps the entry alive until Leave.
+func (b *Broker) Join(ctx context.Context, s notify.SessionInfo) (int, time.Time, error) {
+	return b.pres.join(ctx, s)
+}
+
+// Leave removes the session from the user's presence set.
+func (b *Broker) Leave(ctx context.Context, s notify.SessionInfo) (int, bool, error) {
+	return b.pres.leave(ctx, s)
+}
+
+// Sessions returns the user's sessions whose entries have not expired, oldest first.
+func (b *Broker) Sessions(ctx context.Context, userID string) ([]notify.SessionInfo, error) {
+	return b.pres.sessions(ctx, userID)
+}
+
+// Refuse records the user's token refusal for ttl; a later refusal time already recorded
+// stays.
+func (b *Broker) Refuse(ctx context.Context, userID string, before time.Time, ttl time.Duration) error {
+	return b.pres.refuse(ctx, userID, before, ttl)
+}
+
+// RefusedBefore reads the user's token refusal.
+func (b *Broker) RefusedBefore(ctx context.Context, userID string) (time.Time, error) {
+	return b.pres.refusedBefore(ctx, userID)
+}
+
+// Stats returns the broker's counters.
+func (b *Broker) Stats() Stats { return b.sub.stats() }
 
 // Reconnects reports how many times the broker has reconnected to Redis; notify's Hub.Stats
 // reads it as BrokerReconnects.
-func (b *Broker) Reconnects() uint64 { return b.reconnects.Load() }
+func (b *Broker) Reconnects() uint64 { return b.sub.reconnects.Load() }
 
-// Close stops receiving, waits for the receiving goroutines and closes the Redis client the
+// Close stops receiving, waits for every owner's goroutines and closes the Redis client the
 // broker created.
 func (b *Broker) Close() error {
 	select {
@@ -408,21 +315,10 @@ func (b *Broker) Close() error {
 	close(b.stop)
 	var err error
 	if b.started {
-		b.mu.Lock()
-		b.closed = true
-		subs := []*subscriber{b.single}
-		for _, s := range b.shards {
-			subs = append(subs, s)
-		}
-		b.mu.Unlock()
-		for _, s := range subs {
-			if e := s.close(); e != nil && err == nil {
-				err = e
-			}
-		}
-		b.subs.Wait()
-		b.pubDone.Wait()
-		<-b.pres.done
+		err = b.sub.close()
+		b.pub.wait()
+		b.reads.wait()
+		b.pres.wait()
 	}
 	if b.own {
 		if e := b.client.Close(); e != nil && err == nil {

@@ -59,7 +59,7 @@ func newNode(t testing.TB, redisURL, prefix string, adjust func(*notify.Config))
 	if redisURL == "" {
 		return startNode(t, nil, adjust)
 	}
-	b, err := redisbroker.New(redisbroker.Options{URL: redisURL, Prefix: prefix, HistorySize: 10_000})
+	b, err := redisbroker.New(redisbroker.Config{URL: redisURL, Prefix: prefix, HistorySize: 10_000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func newNode(t testing.TB, redisURL, prefix string, adjust func(*notify.Config))
 
 func newNodeWithClient(t testing.TB, client redis.UniversalClient, prefix string) *node {
 	t.Helper()
-	b, err := redisbroker.New(redisbroker.Options{Client: client, Prefix: prefix})
+	b, err := redisbroker.New(redisbroker.Config{Client: client, Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,11 +463,11 @@ func TestRedisOutage(t *testing.T) {
 func TestNewErrors(t *testing.T) {
 	tests := []struct {
 		name string
-		opts redisbroker.Options
+		opts redisbroker.Config
 		want string
 	}{
-		{"nothing", redisbroker.Options{}, "notify: redisbroker: set URL or Client"},
-		{"bad URL", redisbroker.Options{URL: "http://x"}, "notify: redisbroker: redis: invalid URL scheme: http"},
+		{"nothing", redisbroker.Config{}, "notify: redisbroker: set URL or Client"},
+		{"bad URL", redisbroker.Config{URL: "http://x"}, "notify: redisbroker: redis: invalid URL scheme: http"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -477,7 +477,7 @@ func TestNewErrors(t *testing.T) {
 		})
 	}
 	// An unreachable Redis is reported by notify.New.
-	b, err := redisbroker.New(redisbroker.Options{URL: "redis://127.0.0.1:1"})
+	b, err := redisbroker.New(redisbroker.Config{URL: "redis://127.0.0.1:1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,25 +14,24 @@ import (
 )
 
 // A delivery report ([notify.Hub.SendReport]) is one script, one round trip: the publish
-// script's work, plus the number of subscribers PUBLISH (SPUBLISH on a cluster) returns (the
-// nodes holding a session of the user) and the user's live presence entries, whose key shares
-// the stream's slot. It is sent on its own, not through the publishers' pipelines: a plain
-// Send pays nothing for it.
+// script's work, which returns the number of subscribers PUBLISH (SPUBLISH on a cluster)
+// answers (the nodes holding a session of the user), plus the user's live presence entries,
+// whose key shares the stream's slot. It is sent on its own, not through the publisher's
+// pipelines: a plain Send pays nothing for it.
 
 var _ notify.Reporter = (*Broker)(nil)
 
-// reportLua is publishLua with its PUBLISH's answer kept and the presence counted. It is made
-// from publishLua, so that the two cannot drift apart; reportParts panics at init if the
-// publish script no longer has the shape it expects.
+// reportLua is publishLua with the presence counted. It is made from publishLua, so that the
+// two cannot drift apart; reportParts panics at init if the publish script no longer has the
+// shape it expects.
 // KEYS: position, history, presence. ARGV: those of publishLua.
 var reportLua = reportParts(publishLua)
 
 func reportParts(lua string) string {
-	const pub, ret = "redis.call('PUBLISH',", "return offset"
-	if strings.Count(lua, pub) != 1 || !strings.HasSuffix(strings.TrimSpace(lua), ret) {
+	const ret = "return {offset, epoch, receivers}"
+	if !strings.HasSuffix(strings.TrimSpace(lua), ret) {
 		panic("redisbroker: publishLua changed shape; update reportParts")
 	}
-	lua = strings.Replace(lua, pub, "local receivers = "+pub, 1)
 	lua = strings.TrimSuffix(strings.TrimSpace(lua), ret)
 	return lua + nowLua + `
 return {offset, epoch, receivers, redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf')}
@@ -52,32 +51,31 @@ var (
 	shardedEphemeralReportScript = redis.NewScript(strings.Replace(ephemeralReportLua, "'PUBLISH'", "'SPUBLISH'", 1))
 )
 
-// PublishReport publishes like Publish and reports the event's position, the nodes that
-// received it and the user's sessions in presence, in one round trip. It works on user
-// streams only.
-func (b *Broker) PublishReport(ctx context.Context, stream string, payload []byte, ephemeral bool) (notify.Report, error) {
+// report publishes like publish and reports the event's position, the nodes that received it
+// and the user's sessions in presence, in one round trip. It works on user streams only.
+func (p *publisher) report(ctx context.Context, stream string, payload []byte, ephemeral bool) (notify.Report, error) {
 	user, ok := wire.UserOf(stream)
 	if !ok {
 		return notify.Report{}, errors.New("redisbroker: report: not a user stream")
 	}
-	pres := b.presenceKeys(user)[0]
+	pres := p.names.presenceKeys(user)[0]
 	now := time.Now()
 	var res []any
 	var err error
 	if ephemeral {
 		s := ephemeralReportScript
-		if b.cluster != nil {
+		if p.cluster != nil {
 			s = shardedEphemeralReportScript
 		}
-		res, err = s.Run(ctx, b.client, []string{pres}, b.channel(stream), "0 - "+string(payload)).Slice()
+		res, err = s.Run(ctx, p.client, []string{pres}, p.names.channel(stream), "0 - "+string(payload)).Slice()
 	} else {
 		s := reportScript
-		if b.cluster != nil {
+		if p.cluster != nil {
 			s = shardedReportScript
 		}
-		keys := append(b.keys(stream), pres)
-		res, err = s.Run(ctx, b.client, keys, b.channel(stream), payload,
-			b.opts.HistorySize, b.opts.HistoryTTL.Milliseconds(), int64(notify.StreamRetention/time.Second),
+		keys := append(p.names.keys(stream), pres)
+		res, err = s.Run(ctx, p.client, keys, p.names.channel(stream), payload,
+			p.historySize, p.historyTTL.Milliseconds(), int64(notify.StreamRetention/time.Second),
 			notify.NewEpoch(), now.UnixMilli()).Slice()
 	}
 	if err != nil {
@@ -93,7 +91,7 @@ func (b *Broker) PublishReport(ctx context.Context, stream string, payload []byt
 	r := notify.Report{Sessions: int(sessions), Nodes: int(receivers)}
 	if !ephemeral {
 		r.Position = notify.Position{Offset: uint64(offset), Epoch: epoch}
-		r.Stored, r.StoredUntil = true, now.Add(b.opts.HistoryTTL)
+		r.Stored, r.StoredUntil = true, now.Add(p.historyTTL)
 	}
 	return r, nil
 }

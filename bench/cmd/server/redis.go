@@ -36,7 +36,7 @@ func newNotifyRedis(url string) (*notifyVariant, *redisCounter) {
 	client := redis.NewClient(o)
 	counter := &redisCounter{}
 	client.AddHook(counter)
-	broker, err := redisbroker.New(redisbroker.Options{Client: client})
+	broker, err := redisbroker.New(redisbroker.Config{Client: client})
 	if err != nil {
 		log.Fatal(err)
 	}
