@@ -11,12 +11,16 @@
 //
 //	hub, err := notify.New(notify.Config{Secret: secret})
 //	...
-//	hub.Send(context.Background(), "alice", notify.Event{Type: "order.shipped", Data: order})
-//	hub.Publish(context.Background(), "news", notify.Event{Type: "headline", Data: "Hello"})
-//	hub.Broadcast(context.Background(), notify.Event{Type: "maintenance"})
+//	report, err := hub.Send(ctx, "alice", notify.Event{Type: "order.shipped", Data: order})
+//	_, err = hub.Publish(ctx, "news", notify.Event{Type: "headline", Data: "Hello"})
+//	_, err = hub.Broadcast(ctx, notify.Event{Type: "maintenance"})
 //
-// Each has a Context form. The package-level [Send], [Publish] and [Broadcast] act on the hub
-// given to [SetDefault]. An event is encoded once whatever the number of recipients.
+// One method per target. Every hub method that may wait takes a context first; the
+// package-level [Send], [Publish] and [Broadcast] are their short forms on the hub given to
+// [SetDefault], without a context or a report: notify.Send("alice", ev). A send's [Report]
+// says where the event went: its position, until when it is stored, and how many nodes
+// received it (0: nobody was online, for example to fall back to e-mail). An event is encoded
+// once whatever the number of recipients.
 //
 // # Authentication
 //
@@ -31,25 +35,23 @@
 // # Topics
 //
 // Clients subscribe to topics with a message; the token's "topics" claim lists the topics (or
-// patterns, "orders.*" or "orders.>") it grants, and [Config.Authorize] decides the rest. The
-// server can subscribe a user's sessions with [Hub.Subscribe] and [Config.Subscriptions]. A session holds only what its
-// current token allows: when a refresh brings a token that no longer grants a topic the client
+// patterns, "orders.*" or "orders.>") it grants ([Identity].Grants), and [Config.Authorize]
+// decides the rest. The server can subscribe a user's sessions with [Hub.Subscribe] and
+// [Config.Subscriptions]. A session holds only what its current token allows: when a refresh brings a token that no longer grants a topic the client
 // subscribed to (and Authorize does not allow it either), the subscription ends with an
 // "unsubscribed" frame carrying the code "forbidden". Subscriptions the server made stay.
 //
 // # Presence and control
 //
-// [Hub.Presence] lists a user's sessions on every hub sharing the broker (a broker that
-// implements [Presence], as adapters/redisbroker does, keeps them for the cluster; without one
-// it is this hub's). [Config.OnOnline] and [Config.OnOffline] fire once per cluster-wide
+// [Hub.Presence] lists a user's sessions on every hub sharing the broker ([Config.Presence]
+// keeps them for the cluster, as adapters/redisbroker's Broker does; without one it is this
+// hub's); [Hub.LocalSessions] counts this node's only. [Config.OnOnline] and [Config.OnOffline] fire once per cluster-wide
 // transition, on the node where it happened; [Config.OnSessionStart] and [Config.OnSessionEnd]
 // once per session, with its identity. [Hub.Disconnect] closes every session of a user on
 // every node with [CloseSignedOut] and can refuse the user's older tokens everywhere ("sign
 // out everywhere"). [Config.Subscriptions] subscribes each session to the topics the application
 // grants it on every connect, and [Hub.Subscribe] reaches the user's live sessions on every
-// node. [Hub.SendReport] is a Send that tells where the event went: its position, the user's
-// sessions at that moment and the nodes that received it, for example to fall back to e-mail
-// when nobody is online.
+// node.
 //
 // # Slow and misbehaving clients
 //
@@ -95,9 +97,11 @@
 // # Several processes
 //
 // [Config.Broker] connects the hubs of several processes: a Send on any of them reaches the
-// user's sessions on all of them. The default is in memory, for one process;
-// adapters/redisbroker implements [Broker] on Redis, keeping the history there, so a client
-// may reconnect to any node and still recover.
+// user's sessions on all of them, and [Config.Presence] shares their sessions and token
+// refusals. The default is in memory, for one process; adapters/redisbroker implements both on
+// Redis, keeping the history there, so a client may reconnect to any node and still recover.
+// A [Broker] of another kind names its keys after the streams of [UserStream], [TopicStream]
+// and [BroadcastStream].
 //
 // # Inbox
 //

@@ -47,7 +47,7 @@ type Presence interface {
 // Presence returns the user's sessions on every hub sharing the broker, oldest first: from the
 // broker when it implements [Presence], and this hub's own otherwise. It is a snapshot. The
 // sessions of a node that died without closing them stay listed until their entries expire
-// (adapters/redisbroker: Options.PresenceTTL, 30 s by default). An empty user ID is
+// (adapters/redisbroker: Config.PresenceTTL, 30 s by default). An empty user ID is
 // [ErrInvalidUser]; a user without sessions gets an empty list and no error.
 func (h *Hub) Presence(ctx context.Context, userID string) ([]SessionInfo, error) {
 	if userID == "" {

@@ -97,22 +97,25 @@ func newApp(opts options) (*echo.Echo, *notify.Hub, func(), error) {
 	if warning := cmp.Or(opts.ExpiryWarning, 30*time.Second); opts.TokenTTL <= warning {
 		return nil, nil, nil, fmt.Errorf("token TTL %v must be longer than the expiry warning %v", opts.TokenTTL, warning)
 	}
-	var broker notify.Broker // nil: the in-memory default
+	// nil: the in-memory defaults, for one process.
+	var broker notify.Broker
+	var presence notify.Presence
 	if opts.Redis != "" {
 		b, err := redisbroker.New(redisbroker.Config{URL: opts.Redis, Logger: opts.Logger})
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		broker = b
+		broker, presence = b, b
 	}
 	hub, err := notify.New(notify.Config{
 		Broker:        broker,
+		Presence:      presence,
 		Secret:        opts.Secret,
 		ExpiryWarning: opts.ExpiryWarning,
 		Logger:        opts.Logger,
 		// Every logged-in user may subscribe to every topic. A real app checks here whether
 		// the user may read the topic (is a member of the team, owns the order, ...).
-		Authorize: func(ctx context.Context, userID, topic string) error { return nil },
+		Authorize: func(ctx context.Context, id notify.Identity, topic string) error { return nil },
 	})
 	if err != nil {
 		if broker != nil {

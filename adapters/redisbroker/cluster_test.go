@@ -22,7 +22,6 @@ import (
 
 	"github.com/gonotify/notify"
 	"github.com/gonotify/notify/adapters/redisbroker"
-	"github.com/gonotify/notify/internal/wire"
 	"github.com/gonotify/notify/internal/wstest"
 )
 
@@ -299,9 +298,9 @@ func TestCluster(t *testing.T) {
 
 	t.Run("slots", func(t *testing.T) {
 		n := c.newNode(t, prefix(t), nil)
-		for _, stream := range []string{wire.Broadcast, wire.UserStream("alice"), wire.TopicStream("news"),
-			wire.TopicStream("a}b"), wire.TopicStream("{x}"), wire.UserStream("}"), wire.TopicStream("a{b}c"),
-			wire.UserStream(strings.Repeat("é", 300))} {
+		for _, stream := range []string{notify.BroadcastStream, notify.UserStream("alice"), notify.TopicStream("news"),
+			notify.TopicStream("a}b"), notify.TopicStream("{x}"), notify.UserStream("}"), notify.TopicStream("a{b}c"),
+			notify.UserStream(strings.Repeat("é", 300))} {
 			keys, ch := n.broker.Names(stream)
 			want := c.probe.ClusterKeySlot(ctx, ch).Val()
 			for _, k := range keys {
@@ -340,12 +339,12 @@ func TestCluster(t *testing.T) {
 		b := c.newNode(t, p, nil)
 		var dark *clusterNode // a shard a has no connection to pub/sub on yet
 		for _, n := range c.nodes {
-			if n != c.shard(t, a, wire.Broadcast) {
+			if n != c.shard(t, a, notify.BroadcastStream) {
 				dark = n
 			}
 		}
-		bob := c.nameOn(t, a, wire.UserStream, "bob-", dark, false)
-		dave := c.nameOn(t, a, wire.UserStream, "dave-", dark, true)
+		bob := c.nameOn(t, a, notify.UserStream, "bob-", dark, false)
+		dave := c.nameOn(t, a, notify.UserStream, "dave-", dark, true)
 		bobC, _ := a.dial(t, bob, nil)
 		tok, err := a.hub.IssueToken(dave, time.Minute, ">")
 		if err != nil {
@@ -391,7 +390,7 @@ func TestCluster(t *testing.T) {
 		p := prefix(t)
 		a, b := c.newNode(t, p, nil), c.newNode(t, p, nil)
 		alice, _ := a.dial(t, "alice", nil)
-		stream := wire.UserStream("alice")
+		stream := notify.UserStream("alice")
 		owner := c.shard(t, a, stream)
 		_, ch := a.broker.Names(stream)
 		for _, n := range c.nodes {
@@ -442,7 +441,7 @@ func TestCluster(t *testing.T) {
 		alice, _ := a.dial(t, "alice", nil)
 		b.hub.Send(context.Background(), "alice", notify.Event{Type: "before"})
 		pos := position(t, expect(t, alice, "before", nil))
-		stream := wire.UserStream("alice")
+		stream := notify.UserStream("alice")
 		keys, ch := a.broker.Names(stream)
 		from, to := c.shard(t, a, stream), c.nodes[0]
 		if to == from {
@@ -565,10 +564,10 @@ func TestClusterCatchUp(t *testing.T) {
 	cut := &cutter{conns: map[*cutConn]bool{}}
 	a := c.newNode(t, p, func(o *redis.ClusterOptions) { o.Dialer = cut.dial })
 	b := c.newNode(t, p, nil)
-	shard := c.shard(t, a, wire.UserStream("alice"))
-	topic := c.nameOn(t, a, wire.TopicStream, "news-", shard, true)
-	bob := c.nameOn(t, a, wire.UserStream, "bob-", shard, false)
-	nobody := c.nameOn(t, a, wire.UserStream, "nobody-", shard, true)
+	shard := c.shard(t, a, notify.UserStream("alice"))
+	topic := c.nameOn(t, a, notify.TopicStream, "news-", shard, true)
+	bob := c.nameOn(t, a, notify.UserStream, "bob-", shard, false)
+	nobody := c.nameOn(t, a, notify.UserStream, "nobody-", shard, true)
 
 	alice, _ := a.dial(t, "alice", nil)
 	subscribe(t, alice, topic, nil)
@@ -578,7 +577,7 @@ func TestClusterCatchUp(t *testing.T) {
 
 	cut.cut(shard.addr())
 	wstest.WaitFor(t, "A to lose the shard", func() bool {
-		return a.hub.Send(context.Background(), nobody, notify.Event{Type: "probe"}) != nil
+		return errOf(a.hub.Send(context.Background(), nobody, notify.Event{Type: "probe"})) != nil
 	})
 	for i := range 5 {
 		if _, err := b.hub.Send(context.Background(), "alice", notify.Event{Type: "missed", Data: i}); err != nil {
@@ -658,9 +657,9 @@ func TestClusterShardRestart(t *testing.T) {
 	cut := &cutter{conns: map[*cutConn]bool{}}
 	a := c.newNode(t, p, func(o *redis.ClusterOptions) { o.Dialer = cut.dial })
 	b := c.newNode(t, p, nil)
-	shard := c.shard(t, a, wire.UserStream("alice"))
-	topic := c.nameOn(t, a, wire.TopicStream, "news-", shard, true)
-	bob := c.nameOn(t, a, wire.UserStream, "bob-", shard, false)
+	shard := c.shard(t, a, notify.UserStream("alice"))
+	topic := c.nameOn(t, a, notify.TopicStream, "news-", shard, true)
+	bob := c.nameOn(t, a, notify.UserStream, "bob-", shard, false)
 	alice, _ := a.dial(t, "alice", nil)
 	subscribe(t, alice, topic, nil)
 	bobC, _ := a.dial(t, bob, nil)
@@ -680,7 +679,7 @@ func TestClusterShardRestart(t *testing.T) {
 	c.start(shard)
 	// The first send the shard accepts (it refuses them while it rejoins the cluster), then more.
 	wstest.WaitFor(t, "the restarted shard to accept a send", func() bool {
-		return b.hub.Send(context.Background(), "alice", notify.Event{Type: "after", Data: 0}) == nil
+		return errOf(b.hub.Send(context.Background(), "alice", notify.Event{Type: "after", Data: 0})) == nil
 	})
 	for i := 1; i < 10; i++ {
 		if _, err := b.hub.Send(context.Background(), "alice", notify.Event{Type: "after", Data: i}); err != nil {
@@ -737,9 +736,9 @@ func TestClusterFailover(t *testing.T) {
 	ctx := context.Background()
 	p := prefix(t)
 	a, b := c.newNode(t, p, nil), c.newNode(t, p, nil)
-	master := c.shard(t, a, wire.UserStream("alice"))
+	master := c.shard(t, a, notify.UserStream("alice"))
 	replica := c.replicaOf(t, master)
-	topic := c.nameOn(t, a, wire.TopicStream, "news-", master, true)
+	topic := c.nameOn(t, a, notify.TopicStream, "news-", master, true)
 	alice, _ := a.dial(t, "alice", nil)
 	subscribe(t, alice, topic, nil)
 	b.hub.Send(context.Background(), "alice", notify.Event{Type: "before"})
@@ -752,7 +751,7 @@ func TestClusterFailover(t *testing.T) {
 		return strings.Contains(replica.client.Info(ctx, "replication").Val(), "role:master")
 	})
 	wstest.WaitFor(t, "node b to send to the new master", func() bool {
-		return b.hub.Send(context.Background(), "alice", notify.Event{Type: "after", Data: 0}) == nil
+		return errOf(b.hub.Send(context.Background(), "alice", notify.Event{Type: "after", Data: 0})) == nil
 	})
 	for i := 1; i < 10; i++ {
 		if _, err := b.hub.Send(context.Background(), "alice", notify.Event{Type: "after", Data: i}); err != nil {
@@ -786,11 +785,11 @@ func TestClusterOutage(t *testing.T) {
 	c := startCluster(t, 0, 0)
 	p := prefix(t)
 	a := c.newNode(t, p, nil)
-	shard := c.shard(t, a, wire.UserStream("carol"))
-	dave := c.nameOn(t, a, wire.UserStream, "dave-", shard, true)
-	erinUser := c.nameOn(t, a, wire.UserStream, "erin-", shard, false)
-	deadTopic := c.nameOn(t, a, wire.TopicStream, "news-", shard, true)
-	liveTopic := c.nameOn(t, a, wire.TopicStream, "sport-", shard, false)
+	shard := c.shard(t, a, notify.UserStream("carol"))
+	dave := c.nameOn(t, a, notify.UserStream, "dave-", shard, true)
+	erinUser := c.nameOn(t, a, notify.UserStream, "erin-", shard, false)
+	deadTopic := c.nameOn(t, a, notify.TopicStream, "news-", shard, true)
+	liveTopic := c.nameOn(t, a, notify.TopicStream, "sport-", shard, false)
 	_, w := a.dial(t, "carol", nil) // stays: carol's stream is subscribed on A
 	carolPos := position(t, w)
 	erin, _ := a.dial(t, erinUser, nil)
@@ -805,7 +804,7 @@ func TestClusterOutage(t *testing.T) {
 	if _, err := tryWelcome(t, a, a.url, erinUser); err != nil {
 		t.Fatalf("a session on a healthy shard: %v", err)
 	}
-	erin.Send(context.Background(), map[string]any{"op": "subscribe", "topic": deadTopic})
+	erin.Send(map[string]any{"op": "subscribe", "topic": deadTopic})
 	if m := erin.NextNonPing(); m["op"] != "error" || m["code"] != "unavailable" {
 		t.Fatalf("subscribe to a topic on the dead shard: %v, want error unavailable", m)
 	}
@@ -817,7 +816,7 @@ func TestClusterOutage(t *testing.T) {
 	}
 	welcomed(t, a, a.url, dave)
 	wstest.WaitFor(t, "erin's subscribe served", func() bool {
-		erin.Send(context.Background(), map[string]any{"op": "subscribe", "topic": deadTopic})
+		erin.Send(map[string]any{"op": "subscribe", "topic": deadTopic})
 		m := erin.NextNonPing()
 		return m["op"] == "subscribed"
 	})

@@ -20,8 +20,9 @@ func Example() {
 		log.Fatal(err)
 	}
 	hub, err := notify.New(notify.Config{
-		Secret: []byte(os.Getenv("NOTIFY_SECRET")), // the same on every node
-		Broker: broker,                             // the hub starts it, and closes it on Shutdown
+		Secret:   []byte(os.Getenv("NOTIFY_SECRET")), // the same on every node
+		Broker:   broker,                             // the hub starts it, and closes it on Shutdown
+		Presence: broker,                             // sessions and sign-outs, for the cluster
 	})
 	if err != nil {
 		log.Fatal(err) // for example, Redis is unreachable

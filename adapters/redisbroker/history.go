@@ -13,7 +13,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gonotify/notify"
-	"github.com/gonotify/notify/internal/wire"
 )
 
 // Reading positions and history, and presence: every session that connects, and every
@@ -197,7 +196,7 @@ func (rd *reader) parseHistory(stream string, res []any) (notify.Position, []not
 		}
 		p := []byte(payload)
 		msgs = append(msgs, notify.Message{Stream: stream, Offset: o, Epoch: epoch, Payload: p,
-			Frame: wire.WithPosition(p, o, epoch)})
+			Frame: notify.EncodeFrame(p, notify.Position{Offset: o, Epoch: epoch})})
 	}
 	return notify.Position{Offset: offset, Epoch: epoch}, msgs, nil
 }

@@ -74,7 +74,7 @@ func TestNoSilentLossInOutage(t *testing.T) {
 			t.Fatalf("a session opened with Redis down: %v, want close 1013", err)
 		}
 	}
-	erin.Send(context.Background(), map[string]any{"op": "subscribe", "topic": "news"})
+	erin.Send(map[string]any{"op": "subscribe", "topic": "news"})
 	if m := erin.NextNonPing(); m["op"] != "error" || m["code"] != "unavailable" {
 		t.Fatalf("subscribe with Redis down: %v, want error unavailable", m)
 	}
@@ -89,7 +89,7 @@ func TestNoSilentLossInOutage(t *testing.T) {
 	dave := welcomed(t, b, b.url, "dave")
 	var erinFrom uint64
 	wstest.WaitFor(t, "erin's subscribe served", func() bool {
-		erin.Send(context.Background(), map[string]any{"op": "subscribe", "topic": "news"})
+		erin.Send(map[string]any{"op": "subscribe", "topic": "news"})
 		m := erin.NextNonPing()
 		for m["op"] != "subscribed" && m["op"] != "error" {
 			m = erin.NextNonPing() // events of her own stream

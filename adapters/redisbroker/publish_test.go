@@ -8,7 +8,6 @@ import (
 
 	"github.com/gonotify/notify"
 	"github.com/gonotify/notify/adapters/redisbroker"
-	"github.com/gonotify/notify/internal/wire"
 )
 
 func TestNewRefusesNegatives(t *testing.T) {
@@ -48,7 +47,7 @@ func TestPublishAnswers(t *testing.T) {
 func publishAnswers(t *testing.T, a, b *node) {
 	t.Helper()
 	ctx := context.Background()
-	stream := wire.UserStream("alice")
+	stream := notify.UserStream("alice")
 	payload := []byte(`{"type":"x"}`)
 	publish := func(ephemeral bool, wantOffset uint64, wantNodes int) notify.Position {
 		t.Helper()

@@ -3,7 +3,10 @@
 //
 //	b, err := redisbroker.New(redisbroker.Config{URL: "redis://127.0.0.1:6379"})
 //	...
-//	hub, err := notify.New(notify.Config{Secret: secret, Broker: b})
+//	hub, err := notify.New(notify.Config{Secret: secret, Broker: b, Presence: b})
+//
+// The Broker is also the cluster's [notify.Presence]: give it as Config.Presence too, or each
+// node keeps its own sessions and sign-outs.
 //
 // A Send on any node reaches the user's sessions on every node. Each node subscribes only to
 // the Redis channels of users and topics that have sessions on it, so it receives only the
@@ -34,7 +37,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gonotify/notify"
-	"github.com/gonotify/notify/internal/wire"
 )
 
 // Config configures a Broker. Zero values mean the documented defaults; a negative size or
@@ -209,7 +211,7 @@ func (n names) keys(stream string) []string {
 // presenceKeys returns the user's presence set and refusal keys, in the slot of the user's
 // stream.
 func (n names) presenceKeys(user string) []string {
-	k := n.prefix + ":{" + wire.UserStream(user) + "}"
+	k := n.prefix + ":{" + notify.UserStream(user) + "}"
 	return []string{k + ":pres", k + ":nbf"}
 }
 
@@ -233,17 +235,20 @@ func (b *Broker) Start(ctx context.Context, deliver func(notify.Message)) error 
 	return nil
 }
 
-// Publish hands the send to the publisher and waits for Redis's answer.
-func (b *Broker) Publish(ctx context.Context, stream string, payload []byte, ephemeral bool) error {
-	_, _, err := b.pub.publish(ctx, stream, payload, ephemeral)
-	return err
-}
-
-// PublishReport publishes like Publish and reports the event's position, the nodes that
-// received it and the user's sessions in presence, in one round trip. It works on user
-// streams only.
-func (b *Broker) PublishReport(ctx context.Context, stream string, payload []byte, ephemeral bool) (notify.Report, error) {
-	return b.pub.report(ctx, stream, payload, ephemeral)
+// Publish hands the send to the publisher and waits for Redis's answer: the event's position
+// and the nodes PUBLISH (SPUBLISH on a cluster) reached, which are the nodes subscribed to the
+// stream.
+func (b *Broker) Publish(ctx context.Context, stream string, payload []byte, ephemeral bool) (notify.Report, error) {
+	now := time.Now()
+	pos, nodes, err := b.pub.publish(ctx, stream, payload, ephemeral)
+	if err != nil {
+		return notify.Report{}, err
+	}
+	r := notify.Report{Position: pos, Nodes: nodes}
+	if !ephemeral {
+		r.Stored, r.StoredUntil = true, now.Add(b.pub.historyTTL)
+	}
+	return r, nil
 }
 
 // Subscribe subscribes this node to the stream's channel on the first call for it and waits
@@ -300,8 +305,8 @@ func (b *Broker) RefusedBefore(ctx context.Context, userID string) (time.Time, e
 // Stats returns the broker's counters.
 func (b *Broker) Stats() Stats { return b.sub.stats() }
 
-// Reconnects reports how many times the broker has reconnected to Redis; notify's Hub.Stats
-// reads it as BrokerReconnects.
+// Reconnects reports how many times the broker has reconnected to Redis, as Stats does;
+// promnotify.NewBrokerCollector exports it.
 func (b *Broker) Reconnects() uint64 { return b.sub.reconnects.Load() }
 
 // Close stops receiving, waits for every owner's goroutines and closes the Redis client the

@@ -14,7 +14,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gonotify/notify"
-	"github.com/gonotify/notify/internal/wire"
 )
 
 // A subscriber holds this node's subscriptions: the Subscribe calls counted per channel, the
@@ -291,7 +290,7 @@ func (s *subscriber) parse(m *redis.Message) (notify.Message, bool) {
 	if offset > 0 {
 		nm.Epoch = epoch
 		// The frame sessions get, built here once (the hub would build it otherwise).
-		nm.Frame = wire.WithPosition(nm.Payload, offset, epoch)
+		nm.Frame = notify.EncodeFrame(nm.Payload, notify.Position{Offset: offset, Epoch: epoch})
 	}
 	return nm, true
 }

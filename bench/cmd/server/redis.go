@@ -40,7 +40,7 @@ func newNotifyRedis(url string) (*notifyVariant, *redisCounter) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	hub, err := notify.New(notify.Config{Secret: payload.Secret, Broker: broker})
+	hub, err := notify.New(notify.Config{Secret: payload.Secret, Broker: broker, Presence: broker})
 	if err != nil {
 		log.Fatal(err)
 	}
