@@ -127,13 +127,13 @@ type Change struct {
 	Counts Counts `json:"counts"`
 }
 
-// Store keeps the notifications of every user. Notify hands a store a notification's Data as a
-// json.RawMessage (or nil), and a store returns it so. Every method takes the user: a store finds a
-// notification by user and ID together, so that another user's ID is not found by the same
-// path as an ID that does not exist. The counts a store returns are kept with the rows (read
-// in O(1) or an index lookup), never negative. A change that changes nothing (read twice) is
-// not an error and leaves the counts as they are. Implementations are safe for concurrent
-// use; inboxtest.Run holds them to this contract.
+// Store keeps the notifications of every user. Notify hands a store a notification's Data as
+// a json.RawMessage (or nil), and a store returns it so. Every method takes the user: a store
+// finds a notification by user and ID together, so that another user's ID is not found by the
+// same path as an ID that does not exist. The counts a store returns are kept with the rows
+// (read in O(1) or an index lookup) by the rule of [Counts.Add], never negative. A change that
+// changes nothing (read twice) is not an error and leaves the counts as they are.
+// Implementations are safe for concurrent use; inboxtest.Run holds them to this contract.
 type Store interface {
 	// Insert stores n (its ID, Type and CreatedAt set) unless the user has a notification
 	// with n.ID, and then drops the user's oldest notifications beyond max. It returns the

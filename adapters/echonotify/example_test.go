@@ -24,9 +24,8 @@ import (
 // currentUser stands for the application's own login: the ID of the user the request is from.
 func currentUser(echo.Context) string { return "alice" }
 
-// The README's quick start for Echo: in an existing app e, the hub, its WebSocket endpoint and
-// browser client, and the app's endpoint that hands its logged-in user a notify token granting
-// "news".
+// In an existing app e: the hub, its WebSocket endpoint and browser client, and the endpoint
+// that hands the app's logged-in user a notify token granting "news".
 func ExampleMount() {
 	e := echo.New() // the existing app
 
@@ -35,13 +34,9 @@ func ExampleMount() {
 		log.Fatal(err)
 	}
 	echonotify.Mount(e.Group("/notify"), hub, nil) // GET /notify/ws and GET /notify/client.js
-	e.GET("/api/notify-token", func(c echo.Context) error {
-		tok, err := hub.IssueToken(currentUser(c), 10*time.Minute, "news")
-		if err != nil {
-			return err
-		}
-		return c.JSON(http.StatusOK, echo.Map{"token": tok})
-	})
+	e.GET("/api/notify-token", echonotify.TokenHandler(hub, func(c echo.Context) (string, []string, error) {
+		return currentUser(c), []string{"news"}, nil // "": not logged in, 401
+	}, 10*time.Minute))
 	e.Server.ReadHeaderTimeout = 10 * time.Second // before e.Start: drops half-open requests
 
 	log.Fatal(e.Start(":8080"))
@@ -70,9 +65,10 @@ func ExampleMount_echoJWT() {
 // as os.Getenv("NOTIFY_SECRET").
 var appSecret = []byte("an example secret, 32 bytes long")
 
-// Live notifications in an Echo app that already knows its user (currentUser: echo-jwt, a
-// session cookie): the eight lines between the marks. The rest plays the page, which fetches
-// a token from /api/notify-token and connects to /notify/ws, as the browser client does.
+// The README's quick start for Echo: live notifications in an app that already knows its user
+// (currentUser: echo-jwt, a session cookie) are the eight lines between the marks. The rest
+// plays the page, which fetches a token from /api/notify-token and connects to /notify/ws, as
+// the browser client does.
 func Example() {
 	e := echo.New() // the existing app
 
