@@ -174,7 +174,7 @@ type Config struct {
 	MaxAge time.Duration
 	// ExpireInterval is how often notifications older than MaxAge are deleted. Default 1 hour.
 	ExpireInterval time.Duration
-	// MaxDataSize bounds a notification's Data, in bytes. Default 4096.
+	// MaxDataSize bounds the JSON of a notification's Data, in bytes. Default 4096.
 	MaxDataSize int
 	// RequestTimeout bounds each request to the HTTP handler: a store that does not answer in
 	// time makes it answer 503. Default 10 seconds.
