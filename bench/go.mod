@@ -5,8 +5,8 @@ go 1.26.0
 require (
 	github.com/centrifugal/centrifuge v0.40.1
 	github.com/golang-jwt/jwt/v5 v5.3.1
-	github.com/gonotify/notify v0.0.0
-	github.com/gonotify/notify/adapters/redisbroker v0.0.0
+	github.com/gonotify/notify v0.9.0
+	github.com/gonotify/notify/adapters/redisbroker v0.9.0
 	github.com/gorilla/websocket v1.5.3
 	github.com/olahol/melody v1.4.0
 	github.com/prometheus/client_golang v1.25.0

@@ -157,10 +157,11 @@ func newApp(opts options) (*echo.Echo, *notify.Hub, func(), error) {
 	api.POST("/send", a.send)
 	api.GET("/presence", a.presence)
 	api.POST("/signout-everywhere", a.signOutEverywhere)
-	echonotify.Mount(e.Group("/notify"), hub, nil) // GET /notify/ws and GET /notify/client.js
+	live := e.Group("/notify")
+	echonotify.Mount(live, hub, nil) // GET /notify/ws and GET /notify/client.js
 	// The inbox's endpoints beside the socket, with the socket's token: the page's client finds
 	// them at /notify/inbox/.
-	e.Any("/notify/inbox/*", echo.WrapHandler(ib.Handler()))
+	echonotify.MountInbox(live, ib)
 	// Prometheus metrics: the hub's, the Go runtime's and the process's, on a registry of the
 	// app's own. A production app serves them on an internal address or behind auth.
 	reg := prometheus.NewRegistry()

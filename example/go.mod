@@ -5,11 +5,11 @@ go 1.26.0
 require (
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
-	github.com/gonotify/notify v0.0.0
-	github.com/gonotify/notify/adapters/echonotify v0.0.0
-	github.com/gonotify/notify/adapters/pginbox v0.0.0
-	github.com/gonotify/notify/adapters/promnotify v0.0.0
-	github.com/gonotify/notify/adapters/redisbroker v0.0.0
+	github.com/gonotify/notify v0.9.0
+	github.com/gonotify/notify/adapters/echonotify v0.9.0
+	github.com/gonotify/notify/adapters/pginbox v0.9.0
+	github.com/gonotify/notify/adapters/promnotify v0.9.0
+	github.com/gonotify/notify/adapters/redisbroker v0.9.0
 	github.com/gorilla/websocket v1.5.3
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/labstack/echo/v4 v4.16.0

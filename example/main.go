@@ -1,12 +1,12 @@
 // Command example is a small notifications app built on notify: log in as a user, open a
 // second window as another, and send notifications to a user, a topic or everyone.
 //
-//	NOTIFY_SECRET=$(openssl rand -hex 32) go run ./example -addr localhost:8080
+//	NOTIFY_SECRET=$(openssl rand -hex 32) go run ./example # http://127.0.0.1:8080
 //
 // Several instances share a Redis server with -redis; each serves every user:
 //
-//	go run ./example -redis redis://127.0.0.1:6379 -addr :8080
-//	go run ./example -redis redis://127.0.0.1:6379 -addr :8081
+//	go run ./example -redis redis://127.0.0.1:6379 -addr 127.0.0.1:8080
+//	go run ./example -redis redis://127.0.0.1:6379 -addr 127.0.0.1:8081
 //
 // The users' inboxes (the bell's list and badge) are in memory unless -postgres names a
 // database, where they survive restarts and are shared by every instance:
@@ -15,14 +15,19 @@
 //
 // In demo mode (the default) it also serves two endpoints that need no login, for scripts:
 //
-//	curl 'localhost:8080/demo/token?user=alice'
-//	curl -d '{"user":"alice","type":"message","data":{"text":"hi"}}' localhost:8080/demo/send
+//	curl '127.0.0.1:8080/demo/token?user=alice'
+//	curl -d '{"user":"alice","type":"message","data":{"text":"hi"}}' 127.0.0.1:8080/demo/send
+//
+// It listens on the loopback interface unless -addr names another. Since the demo endpoints
+// hand anyone a token for any user, -demo is refused on an address other machines can reach:
+// listen there with -demo=false, behind a real login.
 package main
 
 import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -35,8 +40,8 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", "localhost:8080", "address to listen on")
-	demo := flag.Bool("demo", true, "serve /demo/token and /demo/send, which need no login")
+	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on (-demo needs a loopback address)")
+	demo := flag.Bool("demo", true, "serve /demo/token and /demo/send, which need no login (loopback -addr only)")
 	redisURL := flag.String("redis", "", "Redis URL shared with other instances, e.g. redis://127.0.0.1:6379 (default: one instance, in memory)")
 	postgres := flag.String("postgres", "", "PostgreSQL URL keeping the users' inboxes, e.g. postgres://postgres@127.0.0.1:5432/test (default: in memory)")
 	ttl := flag.Duration("token-ttl", 10*time.Minute, "lifetime of the notify tokens handed to pages (over 30s)")
@@ -58,6 +63,11 @@ func main() {
 }
 
 func run(addr string, opts options) error {
+	if opts.Demo {
+		if err := demoAddrAllowed(addr); err != nil {
+			return err
+		}
+	}
 	e, hub, closeInbox, err := newApp(opts)
 	if err != nil {
 		return err
@@ -94,6 +104,30 @@ func run(addr string, opts options) error {
 		err = errors.Join(err, serveErr)
 	}
 	return err
+}
+
+// demoAddrAllowed returns an error unless addr is a loopback address: the demo endpoints give
+// anyone who reaches them a token for any user. A host name counts when every address it
+// resolves to is a loopback one; an empty host (":8080") is every interface.
+func demoAddrAllowed(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("-addr %q: %w", addr, err)
+	}
+	loopback := host != ""
+	if ip := net.ParseIP(host); ip != nil {
+		loopback = ip.IsLoopback()
+	} else if host != "" && host != "localhost" {
+		ips, err := net.DefaultResolver.LookupIP(context.Background(), "ip", host)
+		loopback = err == nil && len(ips) > 0
+		for _, ip := range ips {
+			loopback = loopback && ip.IsLoopback()
+		}
+	}
+	if !loopback {
+		return fmt.Errorf("-demo serves login-free tokens for any user, so it listens only on a loopback address (127.0.0.1:8080, [::1]:8080, localhost:8080), not %q: use such an -addr, or -demo=false with a real login", addr)
+	}
+	return nil
 }
 
 // timeouts are the limits the HTTP server puts on each connection.

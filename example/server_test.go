@@ -155,3 +155,47 @@ func TestDefaultServerLimits(t *testing.T) {
 		t.Errorf("MaxHeaderBytes = %d, want a limit below net/http's 1 MB default", srv.MaxHeaderBytes)
 	}
 }
+
+// -demo listens only where no other machine reaches it; run refuses the rest before it
+// builds the app or listens.
+func TestDemoNeedsLoopback(t *testing.T) {
+	t.Parallel()
+	refused := func(addr string) string {
+		return `-demo serves login-free tokens for any user, so it listens only on a loopback address (127.0.0.1:8080, [::1]:8080, localhost:8080), not "` + addr + `": use such an -addr, or -demo=false with a real login`
+	}
+	tests := []struct {
+		name, addr, want string
+	}{
+		{"IPv4 loopback", "127.0.0.1:8080", ""},
+		{"other IPv4 loopback", "127.0.0.2:0", ""},
+		{"IPv6 loopback", "[::1]:8080", ""},
+		{"localhost", "localhost:8080", ""},
+		{"every interface", ":8080", refused(":8080")},
+		{"IPv4 unspecified", "0.0.0.0:8080", refused("0.0.0.0:8080")},
+		{"IPv6 unspecified", "[::]:8080", refused("[::]:8080")},
+		{"public address", "192.0.2.1:8080", refused("192.0.2.1:8080")},
+		{"host name that does not resolve", "no-such-host.invalid:8080", refused("no-such-host.invalid:8080")},
+		{"no port", "127.0.0.1", `-addr "127.0.0.1": address 127.0.0.1: missing port in address`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := demoAddrAllowed(tt.addr)
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if got != tt.want {
+				t.Errorf("demoAddrAllowed(%q) = %q, want %q", tt.addr, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRunRefusesDemoOnEveryInterface(t *testing.T) {
+	t.Parallel()
+	err := run(":0", options{Demo: true, Secret: testSecret, Logger: testLogger(t)})
+	if err == nil || !strings.HasPrefix(err.Error(), "-demo serves login-free tokens") {
+		t.Fatalf("run(:0, demo) = %v, want the loopback refusal", err)
+	}
+}

@@ -2,6 +2,7 @@ package inbox_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"testing"
@@ -31,7 +32,7 @@ func BenchmarkMemoryNotify(b *testing.B) {
 	for i := range users {
 		users[i] = fmt.Sprint("user", i)
 	}
-	n := inbox.Notification{Type: "comment", Data: []byte(`{"text":"hello","from":"bob"}`)}
+	n := inbox.Notification{Type: "comment", Data: json.RawMessage(`{"text":"hello","from":"bob"}`)}
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
@@ -48,7 +49,7 @@ func BenchmarkMemoryNotify(b *testing.B) {
 //	go test -run '^$' -bench MemoryStoreBytes -benchtime 3x ./inbox/
 func BenchmarkMemoryStoreBytes(b *testing.B) {
 	const users, each = 100, 1000
-	data := []byte(`{"text":"hello","from":"bob"}`)
+	data := json.RawMessage(`{"text":"hello","from":"bob"}`)
 	at := time.Now()
 	ctx := context.Background()
 	for b.Loop() {

@@ -1,6 +1,8 @@
 package inbox
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"strconv"
 	"strings"
@@ -9,7 +11,7 @@ import (
 
 // Cursor is a position in a user's list, newest first: a page starts after the notification
 // created at CreatedAt with ID. Its zero value is the top of the list. Clients see it only as
-// the opaque string of [Cursor.String].
+// the opaque, signed string of [Page].Next.
 type Cursor struct {
 	CreatedAt time.Time
 	ID        string
@@ -18,16 +20,34 @@ type Cursor struct {
 // IsZero reports whether c is the top of the list.
 func (c Cursor) IsZero() bool { return c.CreatedAt.IsZero() && c.ID == "" }
 
-// String encodes c for [Page].Next; "" for the zero cursor.
-func (c Cursor) String() string {
+// MinCursorKeyLen is the shortest [Config].CursorKey, and of the key a [Store] makes.
+const MinCursorKeyLen = 32
+
+// macLen is the bytes of HMAC-SHA256 a cursor keeps: 128 bits cannot be guessed.
+const macLen = 16
+
+// cursorMAC signs a cursor's payload for the user it is handed to: another user's cursor is
+// refused as a forged one is.
+func cursorMAC(key []byte, user, payload string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(user))
+	m.Write([]byte{0})
+	m.Write([]byte(payload))
+	return m.Sum(nil)[:macLen]
+}
+
+// encodeCursor returns c as the user's signed cursor; "" for the zero cursor.
+func encodeCursor(key []byte, user string, c Cursor) string {
 	if c.IsZero() {
 		return ""
 	}
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.CreatedAt.UnixMicro(), 10) + "." + c.ID))
+	payload := strconv.FormatInt(c.CreatedAt.UnixMicro(), 10) + "." + c.ID
+	return base64.RawURLEncoding.EncodeToString(append(cursorMAC(key, user, payload), payload...))
 }
 
-// parseCursor decodes a cursor made by String; "" is the top of the list.
-func parseCursor(s string) (Cursor, error) {
+// decodeCursor returns the cursor s, which encodeCursor made for the user with the same key,
+// or ErrBadCursor; "" is the top of the list.
+func decodeCursor(key []byte, user, s string) (Cursor, error) {
 	if s == "" {
 		return Cursor{}, nil
 	}
@@ -35,10 +55,14 @@ func parseCursor(s string) (Cursor, error) {
 		return Cursor{}, ErrBadCursor
 	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
+	if err != nil || len(b) <= macLen {
 		return Cursor{}, ErrBadCursor
 	}
-	us, id, ok := strings.Cut(string(b), ".")
+	payload := string(b[macLen:])
+	if !hmac.Equal(b[:macLen], cursorMAC(key, user, payload)) {
+		return Cursor{}, ErrBadCursor
+	}
+	us, id, ok := strings.Cut(payload, ".")
 	if !ok || id == "" || len(id) > maxIDLen {
 		return Cursor{}, ErrBadCursor
 	}

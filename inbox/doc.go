@@ -12,6 +12,9 @@
 //	mux.Handle("/notify/inbox/", ib.Handler()) // beside /notify/ws
 //	ib.Notify(ctx, "alice", inbox.Notification{ID: "order-42-shipped", Type: "order.shipped", Data: data})
 //
+// A notification's Data is any value encoding/json marshals, as an event's; the inbox stores
+// its JSON and hands it back as a json.RawMessage.
+//
 // # The browser
 //
 // The browser reaches the inbox over HTTP ([Inbox.Handler]), not over the WebSocket: a page
@@ -40,6 +43,9 @@
 //     read in O(1); they never go negative or drift, and a change applied twice counts once.
 //   - An inbox cannot grow without bound: past [Config.MaxPerUser] the oldest go, and
 //     notifications older than [Config.MaxAge] are deleted every [Config.ExpireInterval].
+//   - A list's cursors are signed (HMAC-SHA256 with [Config].CursorKey, by default a key the
+//     store keeps, so every node sharing the store accepts the others'): List refuses a cursor
+//     it did not hand out to the user with [ErrBadCursor] (400 over HTTP).
 //   - A store that fails gives [ErrUnavailable] (the HTTP endpoints answer 503); the hub's live
 //     delivery does not depend on it.
 //

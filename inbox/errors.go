@@ -11,7 +11,8 @@ var (
 	// ErrTooLarge is returned by Notify when the notification's data is larger than
 	// Config.MaxDataSize, and by the HTTP handler for a request body over its limit.
 	ErrTooLarge = errors.New("notify: notification too large")
-	// ErrBadCursor is returned by List for a cursor it did not hand out.
+	// ErrBadCursor is returned by List for a cursor it did not hand out to this user: a
+	// malformed or forged one, another user's, or one signed with a CursorKey since changed.
 	ErrBadCursor = errors.New("notify: malformed cursor")
 	// ErrInvalid is wrapped when a notification or a request is malformed: an empty user ID or
 	// type, an ID or type longer than 256 bytes, data that is not JSON, no IDs to change.

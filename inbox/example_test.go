@@ -28,9 +28,9 @@ func Example() {
 	defer ib.Close()
 
 	mux := http.NewServeMux()
-	nethttp.Mount(mux, "/notify", hub)         // GET /notify/ws and GET /notify/client.js
-	mux.Handle("/notify/inbox/", ib.Handler()) // the browser's client.inbox, same token
-	// With Echo: e.Any("/notify/inbox/*", echo.WrapHandler(ib.Handler()))
+	nethttp.Mount(mux, "/notify", hub)     // GET /notify/ws and GET /notify/client.js
+	nethttp.MountInbox(mux, "/notify", ib) // /notify/inbox/...: the browser's client.inbox, same token
+	// With Echo: echonotify.MountInbox(e.Group("/notify"), ib)
 
 	// Stored in alice's inbox and delivered live to each of her tabs and devices. A retry with
 	// the same ID stores and delivers nothing more.
@@ -38,7 +38,7 @@ func Example() {
 	_, err = ib.Notify(ctx, "alice", inbox.Notification{
 		ID:   "order-42-shipped",
 		Type: "order.shipped",
-		Data: json.RawMessage(`{"order":42}`),
+		Data: map[string]any{"order": 42}, // any value encoding/json marshals, as an Event's Data
 	})
 	if err != nil {
 		log.Print(err) // errors.Is(err, inbox.ErrUnavailable): the store is down, nothing was delivered
@@ -81,4 +81,37 @@ func ExampleInbox_MarkRead() {
 	// {Unread:1 Unseen:3 Total:3} <nil>
 	// notify: notification not found
 	// 1 c <nil>
+}
+
+// A notification's Data goes in as any value and comes back, from List as from Notify, as the
+// JSON it was stored as: unmarshal it into the type that went in.
+func ExampleNotification_data() {
+	hub, err := notify.New(notify.Config{Secret: []byte("at least 32 random bytes, from env")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer hub.Shutdown(context.Background())
+	ib, err := inbox.New(hub, inbox.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ib.Close()
+	type shipped struct {
+		Order   int    `json:"order"`
+		Carrier string `json:"carrier"`
+	}
+	ctx := context.Background()
+	if _, err := ib.Notify(ctx, "alice", inbox.Notification{Type: "order.shipped", Data: shipped{42, "UPS"}}); err != nil {
+		log.Fatal(err)
+	}
+
+	page, err := ib.List(ctx, "alice", inbox.Query{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	raw := page.Items[0].Data.(json.RawMessage)
+	var got shipped
+	err = json.Unmarshal(raw, &got)
+	fmt.Printf("%s %+v %v\n", raw, got, err)
+	// Output: {"order":42,"carrier":"UPS"} {Order:42 Carrier:UPS} <nil>
 }

@@ -170,6 +170,7 @@ func TestNewConfigErrors(t *testing.T) {
 		{"negative ExpireInterval", hub, inbox.Config{ExpireInterval: -1}, "notify: invalid config: inbox ExpireInterval is negative"},
 		{"negative MaxDataSize", hub, inbox.Config{MaxDataSize: -1}, "notify: invalid config: inbox MaxDataSize is negative"},
 		{"negative RequestTimeout", hub, inbox.Config{RequestTimeout: -1}, "notify: invalid config: inbox RequestTimeout is negative"},
+		{"CursorKey too short", hub, inbox.Config{CursorKey: make([]byte, 31)}, "notify: invalid config: inbox CursorKey is 31 bytes, want at least 32 random bytes (or none: the store's key)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ib, err := inbox.New(tt.hub, tt.cfg)

@@ -25,9 +25,14 @@ type Notification struct {
 	// Type names the kind of notification ("comment", "order.shipped"). Required; at most 256
 	// bytes.
 	Type string `json:"type"`
-	// Data is the notification's content, any JSON value. Default: none. At most
-	// Config.MaxDataSize bytes.
-	Data json.RawMessage `json:"data,omitempty"`
+	// Data is the notification's content: any value encoding/json marshals, as the Data of a
+	// [notify.Event]; a json.RawMessage is taken as the JSON it holds. Default: none. Its JSON
+	// is at most Config.MaxDataSize bytes.
+	//
+	// Notify stores Data's JSON. What comes back from the inbox (Notify's result, List, the
+	// live [Change]) holds that JSON as a json.RawMessage, whatever type went in: unmarshal it
+	// into the type you sent. Data that marshals to JSON null is none (nil).
+	Data any `json:"data,omitempty"`
 	// CreatedAt is when it happened; the list is ordered by it, newest first. Default: the
 	// time of Notify. Kept to the microsecond.
 	CreatedAt time.Time `json:"createdAt"`
@@ -38,11 +43,37 @@ type Notification struct {
 	ArchivedAt time.Time `json:"archivedAt,omitzero"`
 }
 
+// State is what a notification's part in the [Counts] depends on.
+type State struct{ Read, Seen, Archived bool }
+
+// State returns n's state: which of ReadAt, SeenAt and ArchivedAt are set.
+func (n Notification) State() State {
+	return State{Read: !n.ReadAt.IsZero(), Seen: !n.SeenAt.IsZero(), Archived: !n.ArchivedAt.IsZero()}
+}
+
 // Counts are the numbers a bell shows. Archived notifications count in none of them.
 type Counts struct {
 	Unread int `json:"unread"` // not read and not archived
 	Unseen int `json:"unseen"` // not seen and not archived
 	Total  int `json:"total"`  // not archived
+}
+
+// Add adds delta times the part of a notification in state st to c. It is the one rule of
+// the counts, which every [Store] keeps its counters with: a notification that is archived
+// counts in none; one that is not counts in Total, in Unread unless read, and in Unseen unless
+// seen. A store adds +1 for a notification it stores, -1 for one it deletes, and for a change
+// -1 with the state before and +1 with the state after.
+func (c *Counts) Add(st State, delta int) {
+	if st.Archived {
+		return
+	}
+	c.Total += delta
+	if !st.Read {
+		c.Unread += delta
+	}
+	if !st.Seen {
+		c.Unseen += delta
+	}
 }
 
 // Query selects a page of a user's list, newest first.
@@ -96,12 +127,13 @@ type Change struct {
 	Counts Counts `json:"counts"`
 }
 
-// Store keeps the notifications of every user. Every method takes the user: a store finds a
-// notification by user and ID together, so that another user's ID is not found by the same
-// path as an ID that does not exist. The counts a store returns are kept with the rows (read
-// in O(1) or an index lookup), never negative. A change that changes nothing (read twice) is
-// not an error and leaves the counts as they are. Implementations are safe for concurrent
-// use; inboxtest.Run holds them to this contract.
+// Store keeps the notifications of every user. Notify hands a store a notification's Data as
+// a json.RawMessage (or nil), and a store returns it so. Every method takes the user: a store
+// finds a notification by user and ID together, so that another user's ID is not found by the
+// same path as an ID that does not exist. The counts a store returns are kept with the rows
+// (read in O(1) or an index lookup) by the rule of [Counts.Add], never negative. A change that
+// changes nothing (read twice) is not an error and leaves the counts as they are.
+// Implementations are safe for concurrent use; inboxtest.Run holds them to this contract.
 type Store interface {
 	// Insert stores n (its ID, Type and CreatedAt set) unless the user has a notification
 	// with n.ID, and then drops the user's oldest notifications beyond max. It returns the
@@ -123,6 +155,11 @@ type Store interface {
 	// Expire deletes the notifications of every user created before the given time, and
 	// returns how many.
 	Expire(ctx context.Context, before time.Time) (int, error)
+	// CursorKey returns the key that signs the list's cursors when Config.CursorKey is not
+	// set: at least [MinCursorKeyLen] random bytes, made the first time it is asked for and
+	// the same from then on for every process using the store's data, so that a cursor one
+	// node handed out is accepted by the others.
+	CursorKey(ctx context.Context) ([]byte, error)
 }
 
 // Config configures an [Inbox]. Zero values mean the documented defaults.
@@ -137,11 +174,18 @@ type Config struct {
 	MaxAge time.Duration
 	// ExpireInterval is how often notifications older than MaxAge are deleted. Default 1 hour.
 	ExpireInterval time.Duration
-	// MaxDataSize bounds a notification's Data, in bytes. Default 4096.
+	// MaxDataSize bounds the JSON of a notification's Data, in bytes. Default 4096.
 	MaxDataSize int
 	// RequestTimeout bounds each request to the HTTP handler: a store that does not answer in
 	// time makes it answer 503. Default 10 seconds.
 	RequestTimeout time.Duration
+	// CursorKey signs the cursors of the list (HMAC-SHA256), so that List refuses a cursor it
+	// did not hand out to the user (ErrBadCursor; 400 over HTTP). At least 32 bytes, secret,
+	// and the same on every node serving the same users. Default: the store's key
+	// ([Store].CursorKey), which every node sharing the store shares: adapters/pginbox keeps
+	// one in its tables, MemoryStore makes one per store. Changing it refuses the cursors
+	// handed out before: a client whose next page is refused starts again from the top.
+	CursorKey []byte
 	// Logger receives the live updates that could not be sent, the store's failures that the
 	// HTTP handler answered with 503, and the expiry's failures. Default: slog.Default().
 	Logger *slog.Logger
@@ -174,6 +218,10 @@ type Inbox struct {
 	stop chan struct{}
 	once sync.Once
 	wg   sync.WaitGroup // the expiry goroutine
+
+	// keyMu guards key: Config.CursorKey, or the store's key once it was read.
+	keyMu sync.Mutex
+	key   []byte
 }
 
 // New returns an inbox on hub configured by cfg, or the configuration mistake it found
@@ -192,6 +240,10 @@ func New(hub *notify.Hub, cfg Config) (*Inbox, error) {
 		if f.v < 0 {
 			return nil, fmt.Errorf("%w: inbox %s is negative", notify.ErrConfig, f.name)
 		}
+	}
+	if n := len(cfg.CursorKey); n > 0 && n < MinCursorKeyLen {
+		return nil, fmt.Errorf("%w: inbox CursorKey is %d bytes, want at least %d random bytes (or none: the store's key)",
+			notify.ErrConfig, n, MinCursorKeyLen)
 	}
 	if cfg.Store == nil {
 		cfg.Store = NewMemoryStore()
@@ -214,7 +266,7 @@ func New(hub *notify.Hub, cfg Config) (*Inbox, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	ib := &Inbox{hub: hub, cfg: cfg, now: time.Now, stop: make(chan struct{})}
+	ib := &Inbox{hub: hub, cfg: cfg, now: time.Now, stop: make(chan struct{}), key: cfg.CursorKey}
 	ib.wg.Add(1)
 	go ib.expireLoop()
 	return ib, nil
@@ -270,11 +322,16 @@ func (ib *Inbox) Notify(ctx context.Context, userID string, n Notification) (Not
 	if len(n.ID) > maxIDLen || !utf8.ValidString(n.ID) {
 		return Notification{}, fmt.Errorf("%w: ID longer than %d bytes or not UTF-8", ErrInvalid, maxIDLen)
 	}
-	if len(n.Data) > ib.cfg.MaxDataSize {
-		return Notification{}, fmt.Errorf("%w: data is %d bytes, at most %d", ErrTooLarge, len(n.Data), ib.cfg.MaxDataSize)
+	data, err := encodeData(n.Data)
+	if err != nil {
+		return Notification{}, err
 	}
-	if len(n.Data) > 0 && !json.Valid(n.Data) {
-		return Notification{}, fmt.Errorf("%w: data is not JSON", ErrInvalid)
+	if len(data) > ib.cfg.MaxDataSize {
+		return Notification{}, fmt.Errorf("%w: data is %d bytes, at most %d", ErrTooLarge, len(data), ib.cfg.MaxDataSize)
+	}
+	n.Data = nil // not a nil json.RawMessage, which JSON would show as "data":null
+	if data != nil {
+		n.Data = data
 	}
 	if n.ID == "" {
 		n.ID = randomID()
@@ -301,12 +358,16 @@ func (ib *Inbox) Notify(ctx context.Context, userID string, n Notification) (Not
 }
 
 // List returns a page of the user's notifications, newest first. A cursor that List did not
-// hand out gives ErrBadCursor.
+// hand out to this user gives ErrBadCursor.
 func (ib *Inbox) List(ctx context.Context, userID string, q Query) (Page, error) {
 	if err := validUser(userID); err != nil {
 		return Page{}, err
 	}
-	after, err := parseCursor(q.Cursor)
+	key, err := ib.cursorKey(ctx)
+	if err != nil {
+		return Page{}, err
+	}
+	after, err := decodeCursor(key, userID, q.Cursor)
 	if err != nil {
 		return Page{}, err
 	}
@@ -321,12 +382,46 @@ func (ib *Inbox) List(ctx context.Context, userID string, q Query) (Page, error)
 	if len(items) > limit {
 		p.Items = items[:limit]
 		last := p.Items[limit-1]
-		p.Next = Cursor{CreatedAt: last.CreatedAt, ID: last.ID}.String()
+		p.Next = encodeCursor(key, userID, Cursor{CreatedAt: last.CreatedAt, ID: last.ID})
 	}
 	if p.Items == nil {
 		p.Items = []Notification{}
 	}
 	return p, nil
+}
+
+// cursorKey returns Config.CursorKey, or else the store's key, read once.
+func (ib *Inbox) cursorKey(ctx context.Context) ([]byte, error) {
+	ib.keyMu.Lock()
+	defer ib.keyMu.Unlock()
+	if ib.key != nil {
+		return ib.key, nil
+	}
+	key, err := ib.cfg.Store.CursorKey(ctx)
+	if err != nil {
+		return nil, ib.storeErr(err)
+	}
+	if len(key) < MinCursorKeyLen {
+		return nil, fmt.Errorf("%w: the store's cursor key is %d bytes, want at least %d", ErrUnavailable, len(key), MinCursorKeyLen)
+	}
+	ib.key = key
+	return key, nil
+}
+
+// encodeData returns the JSON of a notification's data, nil for none.
+func encodeData(v any) (json.RawMessage, error) {
+	if v == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		// A RawMessage that is not JSON, a channel, a NaN: nothing a client could read.
+		return nil, fmt.Errorf("%w: data cannot be encoded as JSON: %w", ErrInvalid, err)
+	}
+	if string(b) == "null" {
+		return nil, nil
+	}
+	return b, nil
 }
 
 func clampLimit(n int) int {

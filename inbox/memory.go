@@ -3,6 +3,7 @@ package inbox
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"slices"
 	"sync"
 	"time"
@@ -10,14 +11,15 @@ import (
 
 // MemoryStore is the default [Store]: every user's notifications in this process's memory,
 // lost when it stops. It suits one process and tests. Its methods are safe for concurrent use.
-//
-// mu guards users. Each user's notifications are kept in a slice ordered by creation (oldest
-// first, ties by ID) and a map by ID, with counters updated by every change.
 type MemoryStore struct {
-	mu    sync.Mutex
+	key []byte // the cursor key, random, made by NewMemoryStore
+
+	mu    sync.Mutex // guards users
 	users map[string]*memUser
 }
 
+// memUser is one user's notifications, in a slice ordered by creation (oldest first, ties by
+// ID) and a map by ID, with counters updated by every change; MemoryStore.mu guards it.
 type memUser struct {
 	byID   map[string]*Notification
 	list   []*Notification // by CreatedAt, then ID, ascending
@@ -25,24 +27,23 @@ type memUser struct {
 }
 
 // NewMemoryStore returns an empty in-memory store.
-func NewMemoryStore() *MemoryStore { return &MemoryStore{users: make(map[string]*memUser)} }
+func NewMemoryStore() *MemoryStore {
+	key := make([]byte, MinCursorKeyLen)
+	_, _ = rand.Read(key) // crypto/rand.Read does not fail
+	return &MemoryStore{key: key, users: make(map[string]*memUser)}
+}
+
+// CursorKey implements [Store]: a random key, the store's for its life. The store's data is
+// in this process alone, and so are the cursors that point into it.
+func (s *MemoryStore) CursorKey(ctx context.Context) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.key, nil
+}
 
 func compareAt(a *Notification, t time.Time, id string) int {
 	return cmp.Or(a.CreatedAt.Compare(t), cmp.Compare(a.ID, id))
-}
-
-// count adds sign times n's contribution to the counts.
-func (c *Counts) count(n *Notification, sign int) {
-	if !n.ArchivedAt.IsZero() {
-		return
-	}
-	c.Total += sign
-	if n.ReadAt.IsZero() {
-		c.Unread += sign
-	}
-	if n.SeenAt.IsZero() {
-		c.Unseen += sign
-	}
 }
 
 // Insert implements [Store].
@@ -64,10 +65,10 @@ func (s *MemoryStore) Insert(ctx context.Context, user string, n Notification, m
 	i, _ := slices.BinarySearchFunc(u.list, p, func(a, b *Notification) int { return compareAt(a, b.CreatedAt, b.ID) })
 	u.list = slices.Insert(u.list, i, p)
 	u.byID[n.ID] = p
-	u.counts.count(p, 1)
+	u.counts.Add(p.State(), 1)
 	if drop := len(u.list) - max; drop > 0 {
 		for _, old := range u.list[:drop] {
-			u.counts.count(old, -1)
+			u.counts.Add(old.State(), -1)
 			delete(u.byID, old.ID)
 		}
 		u.list = slices.Delete(u.list, 0, drop)
@@ -134,7 +135,7 @@ func (s *MemoryStore) Change(ctx context.Context, user string, op Op, ids []stri
 	for _, id := range ids {
 		n := u.byID[id]
 		if op == OpDelete {
-			u.counts.count(n, -1)
+			u.counts.Add(n.State(), -1)
 			delete(u.byID, id)
 			i, _ := slices.BinarySearchFunc(u.list, n, func(a, b *Notification) int { return compareAt(a, b.CreatedAt, b.ID) })
 			u.list = slices.Delete(u.list, i, i+1)
@@ -158,13 +159,13 @@ func (s *MemoryStore) Change(ctx context.Context, user string, op Op, ids []stri
 		if field.IsZero() != set {
 			continue // already so
 		}
-		u.counts.count(n, -1)
+		u.counts.Add(n.State(), -1)
 		if set {
 			*field = at
 		} else {
 			*field = time.Time{}
 		}
-		u.counts.count(n, 1)
+		u.counts.Add(n.State(), 1)
 		changed = append(changed, id)
 	}
 	if len(u.list) == 0 {
@@ -187,9 +188,9 @@ func (s *MemoryStore) ReadAll(ctx context.Context, user string, at time.Time) (i
 	n := 0
 	for _, x := range u.list {
 		if x.ReadAt.IsZero() {
-			u.counts.count(x, -1)
+			u.counts.Add(x.State(), -1)
 			x.ReadAt = at
-			u.counts.count(x, 1)
+			u.counts.Add(x.State(), 1)
 			n++
 		}
 	}
@@ -207,7 +208,7 @@ func (s *MemoryStore) Expire(ctx context.Context, before time.Time) (int, error)
 	for user, u := range s.users {
 		i, _ := slices.BinarySearchFunc(u.list, before, func(a *Notification, t time.Time) int { return a.CreatedAt.Compare(t) })
 		for _, old := range u.list[:i] {
-			u.counts.count(old, -1)
+			u.counts.Add(old.State(), -1)
 			delete(u.byID, old.ID)
 		}
 		u.list = slices.Delete(u.list, 0, i)

@@ -5,7 +5,7 @@ go 1.26.0
 replace github.com/gonotify/notify => ../..
 
 require (
-	github.com/gonotify/notify v0.0.0
+	github.com/gonotify/notify v0.9.0
 	github.com/jackc/pgx/v5 v5.13.0
 	go.uber.org/goleak v1.3.0
 )

@@ -2,6 +2,8 @@ package pginbox
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"slices"
 	"time"
 
@@ -13,7 +15,8 @@ import (
 // insertReq is one Insert waiting for the writer.
 type insertReq struct {
 	user string
-	n    inbox.Notification
+	n    inbox.Notification // n.Data is nil or a json.RawMessage
+	data *string            // n.Data's JSON, nil for none
 	max  int
 	done chan insertRes // buffered: the writer never waits for a caller that gave up
 }
@@ -25,6 +28,31 @@ type insertRes struct {
 	err     error
 }
 
+// rawData returns a notification's Data as the JSON to store: Notify hands a store a
+// json.RawMessage, and any other value is marshalled as Notify would. Nil for none.
+func rawData(v any) (json.RawMessage, error) {
+	var raw json.RawMessage
+	switch d := v.(type) {
+	case nil:
+		return nil, nil
+	case json.RawMessage:
+		if !json.Valid(d) {
+			return nil, fmt.Errorf("%w: data is not JSON", inbox.ErrInvalid)
+		}
+		raw = d
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: data cannot be encoded as JSON: %w", inbox.ErrInvalid, err)
+		}
+		raw = b
+	}
+	if string(raw) == "null" {
+		return nil, nil
+	}
+	return raw, nil
+}
+
 // writeTimeout bounds a batched insert: the callers that are waiting have contexts of their
 // own, but the writer serves them all.
 const writeTimeout = 30 * time.Second
@@ -32,7 +60,17 @@ const writeTimeout = 30 * time.Second
 // Insert implements [inbox.Store]. With batching on, the call joins the inserts waiting for
 // the writer; each batch is one transaction.
 func (s *Store) Insert(ctx context.Context, user string, n inbox.Notification, max int) (inbox.Notification, bool, inbox.Counts, error) {
+	data, err := rawData(n.Data)
+	if err != nil {
+		return inbox.Notification{}, false, inbox.Counts{}, err
+	}
+	n.Data = nil
 	req := &insertReq{user: user, n: n, max: max, done: make(chan insertRes, 1)}
+	if data != nil {
+		req.n.Data = data
+		d := string(data)
+		req.data = &d
+	}
 	if s.opts.NoBatch {
 		s.insert(ctx, []*insertReq{req})
 		r := <-req.done
@@ -119,11 +157,7 @@ func (s *Store) insert(ctx context.Context, batch []*insertReq) {
 			us, ids, types, created := make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n)
 			data := make([]*string, n)
 			for i, r := range unique {
-				us[i], ids[i], types[i], created[i] = r.user, r.n.ID, r.n.Type, r.n.CreatedAt
-				if r.n.Data != nil {
-					d := string(r.n.Data)
-					data[i] = &d
-				}
+				us[i], ids[i], types[i], created[i], data[i] = r.user, r.n.ID, r.n.Type, r.n.CreatedAt, r.data
 			}
 			rows, err := tx.Query(ctx, `INSERT INTO `+s.q.notes+` (user_id, id, type, data, created_at)
 SELECT u, i, t, d::json, c FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS x(u, i, t, d, c)
@@ -135,7 +169,7 @@ ON CONFLICT (user_id, id) DO NOTHING RETURNING user_id, id`, us, ids, types, dat
 			if _, err := pgx.ForEachRow(rows, []any{&k.user, &k.id}, func() error {
 				r := first[k]
 				results[k] = insertRes{n: r.n, created: true}
-				counts[k.user].add(state{}, 1)
+				counts[k.user].add(inbox.State{}, 1)
 				return nil
 			}); err != nil {
 				return err

@@ -7,12 +7,13 @@
 //
 // New creates its tables, or migrates them to the current version, in Options.Schema (a
 // version table records what was applied; an advisory lock keeps two nodes starting at once
-// from migrating together). There are two tables: the notifications, keyed by (user, ID) with
+// from migrating together). Two tables hold the data: the notifications, keyed by (user, ID) with
 // an index for each user's list newest first and a partial one for the unread, and one row of
 // counts per user, updated in the transaction of every change, so that reading the counts is
 // one lookup by primary key. Every change of a user locks that row first: a user's changes
-// are serialized, and two tabs marking the same notification read change the counts once.
-// Operations on several notifications are one statement each (id = ANY($2)); none issues a
+// are serialized, and two tabs marking the same notification read change the counts once. A
+// third table holds the key that signs the list's cursors ([Store.CursorKey]), one for every
+// node on the database. Operations on several notifications are one statement each (id = ANY($2)); none issues a
 // query per notification.
 //
 // Inserts that arrive while one is being written go together in the next transaction (one
@@ -21,6 +22,8 @@ package pginbox
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -137,12 +140,33 @@ func (s *Store) Close() {
 	}
 }
 
+// CursorKey implements [inbox.Store]: the first call on a database writes a random key to
+// the store's tables, and every store on those tables returns it from then on, so the nodes
+// of an app accept each other's cursors. Deleting the row makes a new key, and refuses the
+// cursors handed out before.
+func (s *Store) CursorKey(ctx context.Context) ([]byte, error) {
+	fresh := make([]byte, inbox.MinCursorKeyLen)
+	_, _ = rand.Read(fresh) // crypto/rand.Read does not fail
+	var key []byte
+	err := s.pool.QueryRow(ctx, `WITH ins AS (INSERT INTO `+s.q.key+` (key) VALUES ($1) ON CONFLICT DO NOTHING RETURNING key)
+SELECT key FROM ins UNION ALL SELECT key FROM `+s.q.key+` LIMIT 1`, fresh).Scan(&key)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Another node's insert won while this statement ran, after its snapshot was taken:
+		// the next statement sees it.
+		err = s.pool.QueryRow(ctx, `SELECT key FROM `+s.q.key).Scan(&key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("notify: pginbox: cursor key: %w", err)
+	}
+	return key, nil
+}
+
 // Pool returns the store's pool.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // queries holds the statements, with the schema and table names filled in.
 type queries struct {
-	schema, version, notes, counts, prefix string
+	schema, version, notes, counts, key, prefix string
 }
 
 func newQueries(schema, prefix string) queries {
@@ -152,6 +176,7 @@ func newQueries(schema, prefix string) queries {
 		version: q("_version"),
 		notes:   q("_notifications"),
 		counts:  q("_counts"),
+		key:     q("_key"),
 		prefix:  prefix,
 	}
 }
@@ -185,6 +210,12 @@ CREATE TABLE IF NOT EXISTS %[2]s (
 			pgx.Identifier{q.prefix + "_list"}.Sanitize(),
 			pgx.Identifier{q.prefix + "_unread"}.Sanitize(),
 			pgx.Identifier{q.prefix + "_created"}.Sanitize()),
+		// 2: the key that signs the list's cursors, one row, written by the first CursorKey.
+		fmt.Sprintf(`
+CREATE TABLE IF NOT EXISTS %[1]s (
+	one boolean PRIMARY KEY DEFAULT true CHECK (one),
+	key bytea NOT NULL CHECK (length(key) >= %[2]d)
+);`, q.key, inbox.MinCursorKeyLen),
 	}
 }
 
@@ -251,7 +282,7 @@ func scanNote(row pgx.Row) (inbox.Notification, error) {
 		return n, err
 	}
 	if data != nil {
-		n.Data = data
+		n.Data = json.RawMessage(data)
 	}
 	n.CreatedAt = n.CreatedAt.UTC()
 	for _, f := range []struct {
@@ -308,22 +339,10 @@ type userCounts struct {
 	stored int
 }
 
-// state is what the counts depend on of a notification.
-type state struct{ read, seen, archived bool }
-
-// add adds sign times the notification's contribution to c.
-func (c *userCounts) add(st state, sign int) {
+// add adds sign times a notification in state st to c, by inbox's rule of the counts.
+func (c *userCounts) add(st inbox.State, sign int) {
 	c.stored += sign
-	if st.archived {
-		return
-	}
-	c.Total += sign
-	if !st.read {
-		c.Unread += sign
-	}
-	if !st.seen {
-		c.Unseen += sign
-	}
+	c.Counts.Add(st, sign)
 }
 
 // lockCounts locks the users' counts rows, in order, and returns them; users without one
@@ -371,14 +390,14 @@ var opSQL = map[inbox.Op]struct{ set, cond string }{
 }
 
 // before returns the state a changed row had before op, from the state after it.
-func before(op inbox.Op, st state) state {
+func before(op inbox.Op, st inbox.State) inbox.State {
 	switch op {
 	case inbox.OpRead, inbox.OpUnread:
-		st.read = !st.read
+		st.Read = !st.Read
 	case inbox.OpSeen:
-		st.seen = !st.seen
+		st.Seen = !st.Seen
 	case inbox.OpArchive, inbox.OpUnarchive:
-		st.archived = !st.archived
+		st.Archived = !st.Archived
 	}
 	return st
 }
@@ -423,8 +442,8 @@ func (s *Store) Change(ctx context.Context, user string, op inbox.Op, ids []stri
 			return err
 		}
 		var id string
-		var st state
-		if _, err := pgx.ForEachRow(rows, []any{&id, &st.read, &st.seen, &st.archived}, func() error {
+		var st inbox.State
+		if _, err := pgx.ForEachRow(rows, []any{&id, &st.Read, &st.Seen, &st.Archived}, func() error {
 			changed = append(changed, id)
 			if op == inbox.OpDelete {
 				c.add(st, -1)
@@ -468,13 +487,13 @@ RETURNING seen_at IS NOT NULL, archived_at IS NOT NULL`, user, at)
 			return err
 		}
 		n = 0
-		var st state
-		if _, err := pgx.ForEachRow(rows, []any{&st.seen, &st.archived}, func() error {
+		var st inbox.State
+		if _, err := pgx.ForEachRow(rows, []any{&st.Seen, &st.Archived}, func() error {
 			n++
 			c.add(st, -1)
-			st.read = true
+			st.Read = true
 			c.add(st, 1)
-			st.read = false
+			st.Read = false
 			return nil
 		}); err != nil {
 			return err
@@ -526,8 +545,8 @@ func (s *Store) deleteCounted(ctx context.Context, tx pgx.Tx, locked map[string]
 	}
 	n := 0
 	var user string
-	var st state
-	_, err = pgx.ForEachRow(rows, []any{&user, &st.read, &st.seen, &st.archived}, func() error {
+	var st inbox.State
+	_, err = pgx.ForEachRow(rows, []any{&user, &st.Read, &st.Seen, &st.Archived}, func() error {
 		c := locked[user]
 		if c == nil {
 			return fmt.Errorf("deleted a notification of %q, whose counts are not locked", user)

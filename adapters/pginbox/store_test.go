@@ -1,7 +1,9 @@
 package pginbox_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -58,14 +60,24 @@ func TestMigrate(t *testing.T) {
 		t.Errorf("after a second New: %+v, %v", c, err)
 	}
 	var v int
-	if err := s1.Pool().QueryRow(ctx, `SELECT version FROM `+name+`.app_inbox_version`).Scan(&v); err != nil || v != 1 {
-		t.Errorf("version %d, %v; want 1", v, err)
+	if err := s1.Pool().QueryRow(ctx, `SELECT version FROM `+name+`.app_inbox_version`).Scan(&v); err != nil || v != 2 {
+		t.Errorf("version %d, %v; want 2", v, err)
+	}
+	// A database of the first version (before the cursor key) gains the key's table.
+	if _, err := s1.Pool().Exec(ctx, `DROP TABLE `+name+`.app_inbox_key; UPDATE `+name+`.app_inbox_version SET version = 1`); err != nil {
+		t.Fatal(err)
+	}
+	if key, err := newStore(t, pginbox.Options{Schema: name, Prefix: "app_inbox"}).CursorKey(ctx); err != nil || len(key) != inbox.MinCursorKeyLen {
+		t.Errorf("CursorKey after the migration from version 1: %x, %v", key, err)
+	}
+	if c, err := s1.Counts(ctx, "alice"); err != nil || c.Total != 1 {
+		t.Errorf("after the migration from version 1: %+v, %v", c, err)
 	}
 	if _, err := s1.Pool().Exec(ctx, `UPDATE `+name+`.app_inbox_version SET version = 7`); err != nil {
 		t.Fatal(err)
 	}
 	s, err := pginbox.New(ctx, pginbox.Options{URL: url, Schema: name, Prefix: "app_inbox"})
-	if s != nil || err == nil || !strings.Contains(err.Error(), "schema version 7 is newer than this code's 1") {
+	if s != nil || err == nil || !strings.Contains(err.Error(), "schema version 7 is newer than this code's 2") {
 		t.Errorf("New on a newer schema: %v", err)
 	}
 }
@@ -157,7 +169,7 @@ func TestDataKeptAsGiven(t *testing.T) {
 	s := newStore(t, pginbox.Options{})
 	ctx := context.Background()
 	data := `{"b": 1,  "a":[true,null], "b": 2}`
-	if _, _, _, err := s.Insert(ctx, "alice", inbox.Notification{ID: "x", Type: "t", Data: []byte(data), CreatedAt: time.Now()}, 10); err != nil {
+	if _, _, _, err := s.Insert(ctx, "alice", inbox.Notification{ID: "x", Type: "t", Data: json.RawMessage(data), CreatedAt: time.Now()}, 10); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, _, err := s.Insert(ctx, "alice", inbox.Notification{ID: "y", Type: "t", CreatedAt: time.Now()}, 10); err != nil {
@@ -167,9 +179,84 @@ func TestDataKeptAsGiven(t *testing.T) {
 	if err != nil || len(got) != 2 {
 		t.Fatalf("List: %v, %v", got, err)
 	}
-	byID := map[string]string{got[0].ID: string(got[0].Data), got[1].ID: string(got[1].Data)}
-	if byID["x"] != data || byID["y"] != "" {
-		t.Errorf("data = %q", byID)
+	byID := map[string]any{got[0].ID: got[0].Data, got[1].ID: got[1].Data}
+	if raw, ok := byID["x"].(json.RawMessage); !ok || string(raw) != data || byID["y"] != nil {
+		t.Errorf("data = %#v, want x's as a json.RawMessage of %s and none for y", byID, data)
+	}
+}
+
+// Insert called directly (not through Notify) takes Data of any type as Notify does, and
+// refuses data that is not JSON with inbox.ErrInvalid.
+func TestInsertDataOfAnyType(t *testing.T) {
+	s := newStore(t, pginbox.Options{NoBatch: true})
+	ctx := context.Background()
+	for i, tt := range []struct {
+		name string
+		data any
+		want string // stored JSON, "" for none
+		err  string
+	}{
+		{"struct", struct {
+			A int `json:"a"`
+		}{1}, `{"a":1}`, ""},
+		{"JSON null", json.RawMessage(`null`), "", ""},
+		{"string", "s", `"s"`, ""},
+		{"raw JSON that is not JSON", json.RawMessage(`{`), "", "notify: invalid inbox request: data is not JSON"},
+		{"a channel", make(chan int), "", "notify: invalid inbox request: data cannot be encoded as JSON: json: unsupported type: chan int"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			id := fmt.Sprint("n", i)
+			n, _, _, err := s.Insert(ctx, "alice", inbox.Notification{ID: id, Type: "t", Data: tt.data, CreatedAt: time.Now()}, 10)
+			if tt.err != "" {
+				if !errors.Is(err, inbox.ErrInvalid) || err.Error() != tt.err {
+					t.Fatalf("Insert: %v, want %s", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.List(ctx, "alice", inbox.Query{Limit: 10}, inbox.Cursor{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range append(got, n) {
+				if m.ID != id {
+					continue
+				}
+				raw, _ := m.Data.(json.RawMessage)
+				if string(raw) != tt.want || (tt.want == "") != (m.Data == nil) {
+					t.Errorf("data = %#v, want %s", m.Data, tt.want)
+				}
+			}
+		})
+	}
+}
+
+// Stores on the same tables (the nodes of an app) return the same cursor key, also when they
+// ask for it first at the same time; a store on other tables has another.
+func TestCursorKeySharedByStores(t *testing.T) {
+	url := postgresURL(t)
+	name := schema(t, url)
+	stores := make([]*pginbox.Store, 8)
+	for i := range stores {
+		stores[i] = newStore(t, pginbox.Options{URL: url, Schema: name})
+	}
+	keys := make([][]byte, len(stores))
+	errs := make([]error, len(stores))
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		wg.Go(func() { keys[i], errs[i] = s.CursorKey(context.Background()) })
+	}
+	wg.Wait()
+	for i := range stores {
+		if errs[i] != nil || len(keys[i]) != inbox.MinCursorKeyLen || !bytes.Equal(keys[i], keys[0]) {
+			t.Errorf("store %d: key %x, %v; want the key of store 0, %x", i, keys[i], errs[i], keys[0])
+		}
+	}
+	other, err := newStore(t, pginbox.Options{URL: url, Schema: name, Prefix: "other"}).CursorKey(context.Background())
+	if err != nil || bytes.Equal(other, keys[0]) {
+		t.Errorf("store on other tables: key %x, %v; want another key", other, err)
 	}
 }
 

@@ -3,7 +3,7 @@ module github.com/gonotify/notify/adapters/promnotify
 go 1.26.0
 
 require (
-	github.com/gonotify/notify v0.0.0
+	github.com/gonotify/notify v0.9.0
 	github.com/gorilla/websocket v1.5.3
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3

@@ -4,7 +4,9 @@
 package inboxtest
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -40,6 +43,10 @@ func Run(t *testing.T, h Harness) {
 		{"ListOrderAndPages", testListPages},
 		{"LimitClamped", testLimit},
 		{"MalformedCursor", testBadCursor},
+		{"ForgedCursor", testForgedCursor},
+		{"CursorAcrossInboxes", testCursorAcrossInboxes},
+		{"CursorKey", testCursorKey},
+		{"DataShapes", testDataShapes},
 		{"Filters", testFilters},
 		{"Counts", testCounts},
 		{"NotifyIdempotent", testNotifyIdempotent},
@@ -203,7 +210,7 @@ func testListPages(t *testing.T, h Harness) {
 		}
 	}
 	p := e.list("alice", inbox.Query{Limit: 1})
-	if p.Items[0].Type != "t" || string(p.Items[0].Data) != `{"n":"n45"}` || !p.Items[0].CreatedAt.Equal(base.Add(23*time.Second)) {
+	if p.Items[0].Type != "t" || stored(t, p.Items[0].Data) != `{"n":"n45"}` || !p.Items[0].CreatedAt.Equal(base.Add(23*time.Second)) {
 		t.Errorf("newest = %+v", p.Items[0])
 	}
 	if p := e.list("carol", inbox.Query{}); len(p.Items) != 0 || p.Next != "" || p.Items == nil {
@@ -349,7 +356,7 @@ func testNotifyIdempotent(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.ID != first.ID || string(again.Data) != `{"v":1}` || !again.CreatedAt.Equal(first.CreatedAt) {
+	if again.ID != first.ID || stored(t, again.Data) != `{"v":1}` || !again.CreatedAt.Equal(first.CreatedAt) {
 		t.Errorf("retry returned %+v, want the stored %+v", again, first)
 	}
 	e.wantCounts("alice", inbox.Counts{Unread: 1, Unseen: 1, Total: 1})
@@ -608,7 +615,7 @@ func testLive(t *testing.T, h Harness) {
 	for _, s := range []*wstest.Client{tab1, tab2} {
 		ev := nextEvent(t, s)
 		if ev.Type != inbox.EventType || ev.Data.Op != inbox.OpNew || ev.Data.Notification.ID != n.ID ||
-			string(ev.Data.Notification.Data) != string(n.Data) || ev.Data.Counts != (inbox.Counts{Unread: 1, Unseen: 1, Total: 1}) {
+			jsonOf(t, ev.Data.Notification.Data) != stored(t, n.Data) || ev.Data.Counts != (inbox.Counts{Unread: 1, Unseen: 1, Total: 1}) {
 			t.Errorf("new: %+v", ev)
 		}
 	}
@@ -796,6 +803,218 @@ func testOutage(t *testing.T, h Harness) {
 	}
 	if ev := nextEvent(t, s); ev.Type != "live" {
 		t.Errorf("event = %+v, want the live one", ev)
+	}
+}
+
+// stored returns the JSON of a notification's Data as the inbox returns it: a
+// json.RawMessage, whatever type went in, or nil for none.
+func stored(t *testing.T, data any) string {
+	t.Helper()
+	switch d := data.(type) {
+	case nil:
+		return ""
+	case json.RawMessage:
+		return string(d)
+	}
+	t.Fatalf("Data is a %T, want json.RawMessage or nil", data)
+	return ""
+}
+
+// jsonOf returns v's JSON, "" for nil.
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	if v == nil {
+		return ""
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// Data of any type comes back, from Notify, List and the HTTP list, as the JSON it marshals
+// to, in a json.RawMessage; the HTTP list shows that JSON as the value of "data".
+func testDataShapes(t *testing.T, h Harness) {
+	e := newEnv(t, h.New(t), inbox.Config{})
+	ctx := context.Background()
+	type order struct {
+		Order int    `json:"order"`
+		Note  string `json:"note,omitempty"`
+	}
+	tests := []struct {
+		name string
+		data any
+		want string // "" for none
+	}{
+		{"struct", order{Order: 42}, `{"order":42}`},
+		{"pointer to struct", &order{Order: 7, Note: "<b>"}, `{"order":7,"note":"\u003cb\u003e"}`},
+		{"map", map[string]any{"b": 2, "a": []int{1}}, `{"a":[1],"b":2}`},
+		{"raw JSON, compacted", json.RawMessage("{ \"x\" : [1, 2] }"), `{"x":[1,2]}`},
+		{"string", "hello", `"hello"`},
+		{"string that needs escapes", "nul\x00 line\u2028 <tag> & \"quote\" 😀", `"nul\u0000 line\u2028 \u003ctag\u003e \u0026 \"quote\" 😀"`},
+		{"invalid UTF-8, replaced", "a\xffb", `"a\ufffdb"`},
+		{"integer beyond float64's precision", map[string]int64{"id": 1<<60 + 1}, `{"id":1152921504606846977}`},
+		{"number", 3.5, `3.5`},
+		{"bytes, as encoding/json shows them", []byte("hi"), `"aGk="`},
+		{"none", nil, ""},
+		{"JSON null is none", json.RawMessage(`null`), ""},
+		{"nil pointer is none", (*order)(nil), ""},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := fmt.Sprintf("d%02d", i)
+			n, err := e.ib.Notify(ctx, "alice", inbox.Notification{ID: id, Type: "t", Data: tt.data})
+			if err != nil {
+				t.Fatalf("Notify: %v", err)
+			}
+			if got := stored(t, n.Data); got != tt.want {
+				t.Errorf("Notify returned data %s, want %s", got, tt.want)
+			}
+			var listed inbox.Notification
+			for _, it := range e.list("alice", inbox.Query{Limit: inbox.MaxLimit}).Items {
+				if it.ID == id {
+					listed = it
+				}
+			}
+			if got := stored(t, listed.Data); got != tt.want {
+				t.Errorf("List returned data %s, want %s", got, tt.want)
+			}
+			status, body := e.get("alice", "/inbox/?limit=100")
+			var page struct {
+				Items []map[string]json.RawMessage `json:"items"`
+			}
+			if err := json.Unmarshal([]byte(body), &page); status != http.StatusOK || err != nil {
+				t.Fatalf("GET list: %d %s (%v)", status, body, err)
+			}
+			for _, it := range page.Items {
+				if string(it["id"]) != `"`+id+`"` {
+					continue
+				}
+				if got, ok := it["data"]; string(got) != tt.want || ok != (tt.want != "") {
+					t.Errorf(`HTTP list: "data" = %s (present %v), want %s`, got, ok, tt.want)
+				}
+			}
+		})
+	}
+	for _, tt := range []struct {
+		name string
+		data any
+		want string
+	}{
+		{"a channel", make(chan int), "notify: invalid inbox request: data cannot be encoded as JSON: json: unsupported type: chan int"},
+		{"raw JSON that is not JSON", json.RawMessage(`{`), "notify: invalid inbox request: data cannot be encoded as JSON: json: error calling MarshalJSON for type json.RawMessage: unexpected end of JSON input"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := e.ib.Notify(ctx, "alice", inbox.Notification{Type: "t", Data: tt.data})
+			if !errors.Is(err, inbox.ErrInvalid) || err.Error() != tt.want {
+				t.Errorf("Notify: %v, want %s", err, tt.want)
+			}
+		})
+	}
+}
+
+// A cursor the inbox did not hand out to this user is refused, well formed or not: List says
+// ErrBadCursor, the HTTP list 400 with the exact reason PROTOCOL.md gives.
+func testForgedCursor(t *testing.T, h Harness) {
+	e := newEnv(t, h.New(t), inbox.Config{})
+	for i := range 3 {
+		e.notify("alice", fmt.Sprintf("a%d", i), i+1)
+		e.notify("bob", fmt.Sprintf("b%d", i), i+1)
+	}
+	p := e.list("alice", inbox.Query{Limit: 1})
+	if p.Next == "" {
+		t.Fatal("no next page")
+	}
+	bobs := e.list("bob", inbox.Query{Limit: 1}).Next
+	raw, err := base64.RawURLEncoding.DecodeString(p.Next)
+	if err != nil {
+		t.Fatalf("the cursor %q is not unpadded URL-safe base64: %v", p.Next, err)
+	}
+	flipped := slices.Clone(raw)
+	flipped[0] ^= 1
+	// The payload after the signature, with its time moved by a microsecond.
+	i := 16 + bytes.IndexByte(raw[16:], '.')
+	moved := slices.Clone(raw)
+	moved[i-1] ^= 1
+	for _, tt := range []struct{ name, cursor string }{
+		{"unsigned, as cursors were", base64.RawURLEncoding.EncodeToString(raw[16:])},
+		{"signature changed", base64.RawURLEncoding.EncodeToString(flipped)},
+		{"position changed under the signature", base64.RawURLEncoding.EncodeToString(moved)},
+		{"signature only", base64.RawURLEncoding.EncodeToString(raw[:16])},
+		{"another user's", bobs},
+		{"another inbox's key", func() string {
+			other := newEnv(t, h.New(t), inbox.Config{CursorKey: []byte(strings.Repeat("k", 32))})
+			other.notify("alice", "x1", 1)
+			other.notify("alice", "x2", 2)
+			return other.list("alice", inbox.Query{Limit: 1}).Next
+		}()},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := e.ib.List(context.Background(), "alice", inbox.Query{Cursor: tt.cursor})
+			if !errors.Is(err, inbox.ErrBadCursor) {
+				t.Errorf("List with cursor %q: %v, want ErrBadCursor", tt.cursor, err)
+			}
+			status, body := e.get("alice", "/inbox/?cursor="+tt.cursor)
+			if want := `{"error":"bad_request","reason":"malformed cursor"}` + "\n"; status != http.StatusBadRequest || body != want {
+				t.Errorf("GET with cursor %q: %d %q, want 400 %q", tt.cursor, status, body, want)
+			}
+		})
+	}
+	// The cursor handed out still lists, once more and again.
+	for range 2 {
+		if next := e.list("alice", inbox.Query{Limit: 1, Cursor: p.Next}); len(next.Items) != 1 || next.Items[0].ID != "a1" {
+			t.Errorf("the inbox's own cursor listed %+v, want a1", next.Items)
+		}
+	}
+}
+
+// Two inboxes on one store (two nodes sharing a database) accept each other's cursors, with
+// the store's key or with the same Config.CursorKey.
+func testCursorAcrossInboxes(t *testing.T, h Harness) {
+	for _, tt := range []struct {
+		name string
+		key  []byte
+	}{
+		{"the store's key", nil},
+		{"Config.CursorKey", []byte(strings.Repeat("0123456789abcdef", 2))},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			store := h.New(t)
+			a := newEnv(t, store, inbox.Config{CursorKey: tt.key})
+			b := newEnv(t, store, inbox.Config{CursorKey: tt.key})
+			for i := range 3 {
+				a.notify("alice", fmt.Sprintf("a%d", i), i+1)
+			}
+			next := a.list("alice", inbox.Query{Limit: 1}).Next
+			status, body := b.get("alice", "/inbox/?limit=1&cursor="+next)
+			if status != http.StatusOK || !strings.Contains(body, `"id":"a1"`) {
+				t.Errorf("node b, the cursor of node a: %d %s, want a1", status, body)
+			}
+		})
+	}
+}
+
+// A store's cursor key is at least MinCursorKeyLen bytes and does not change.
+func testCursorKey(t *testing.T, h Harness) {
+	store := h.New(t)
+	ctx := context.Background()
+	k1, err := store.CursorKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := store.CursorKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(k1) < inbox.MinCursorKeyLen || !bytes.Equal(k1, k2) {
+		t.Errorf("CursorKey = %x then %x, want the same key of at least %d bytes", k1, k2, inbox.MinCursorKeyLen)
+	}
+	if bytes.Equal(k1, make([]byte, len(k1))) {
+		t.Errorf("CursorKey is all zeros")
+	}
+	if other, err := h.New(t).CursorKey(ctx); err != nil || bytes.Equal(other, k1) {
+		t.Errorf("another empty store's key = %x, %v; want another random key", other, err)
 	}
 }
 
