@@ -81,14 +81,14 @@ func Example() {
 	e.GET("/api/notify-token", echonotify.TokenHandler(hub, func(c echo.Context) (string, []string, error) {
 		return currentUser(c), []string{"news"}, nil
 	}, 10*time.Minute))
-	// -- then, anywhere in the backend: hub.Send("alice", notify.Event{...})
+	// -- then, anywhere in the backend: hub.Send(ctx, "alice", notify.Event{...})
 
 	srv := httptest.NewServer(e)
 	defer srv.Close()
 	defer hub.Shutdown(context.Background())
 	ws := page(srv.URL)
 	defer ws.Close()
-	if err := hub.Send("alice", notify.Event{Type: "order.shipped", Data: map[string]int{"order": 42}}); err != nil {
+	if _, err := hub.Send(context.Background(), "alice", notify.Event{Type: "order.shipped", Data: map[string]int{"order": 42}}); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println(next(ws))

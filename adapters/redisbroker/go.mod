@@ -3,7 +3,7 @@ module github.com/gonotify/notify/adapters/redisbroker
 go 1.26.0
 
 require (
-	github.com/gonotify/notify v0.0.0
+	github.com/gonotify/notify v0.9.0
 	github.com/gorilla/websocket v1.5.3
 	github.com/redis/go-redis/v9 v9.23.0
 	go.uber.org/goleak v1.3.0
