@@ -81,7 +81,7 @@ func ExampleHub_Disconnect() {
 
 // The README's server-side subscriptions: topics the application grants on every connect,
 // and a subscription of a user's live sessions on every node.
-func ExampleConfig_topics() {
+func ExampleConfig_subscriptions() {
 	hub, _ := notify.New(notify.Config{
 		Secret: []byte("at least 32 random bytes, from env"),
 		// Run on every connect: the user's teams, from the application's database.

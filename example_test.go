@@ -22,46 +22,39 @@ import (
 func currentUser(*http.Request) string { return "alice" }
 
 // The README's quick start for net/http: the hub, its WebSocket endpoint and browser client,
-// and the application's endpoint that hands its logged-in user a notify token granting "news".
+// and the endpoint that hands the logged-in user a notify token granting "news".
 func Example() {
 	hub, err := notify.New(notify.Config{Secret: []byte(os.Getenv("NOTIFY_SECRET"))})
 	if err != nil {
 		log.Fatal(err)
 	}
-
 	mux := http.NewServeMux()
 	nethttp.Mount(mux, "/notify", hub) // GET /notify/ws and GET /notify/client.js
+	mux.Handle("GET /api/notify-token", nethttp.TokenHandler(hub, func(r *http.Request) (string, []string, error) {
+		return currentUser(r), []string{"news"}, nil // "" (not logged in): 401
+	}, 10*time.Minute))
 
-	// Your own authenticated endpoint hands the logged-in user a short-lived notify token.
-	mux.HandleFunc("GET /api/notify-token", func(w http.ResponseWriter, r *http.Request) {
-		tok, err := hub.IssueToken(currentUser(r), 10*time.Minute, "news")
-		if err != nil {
-			http.Error(w, "cannot issue token", http.StatusInternalServerError)
-			return
-		}
-		json.NewEncoder(w).Encode(map[string]string{"token": tok})
-	})
-
-	srv := &http.Server{Addr: ":8080", Handler: mux, ReadHeaderTimeout: 10 * time.Second} // drops half-open requests
+	srv := &http.Server{Addr: "127.0.0.1:8080", Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	log.Fatal(srv.ListenAndServe())
 }
 
-// Anywhere in the backend: one user's every tab and device, or every subscriber of a topic.
+// The README's "anywhere in the backend": one user's every tab and device, or every subscriber
+// of a topic, and what the report says of a user with no session anywhere.
 func ExampleHub_Send() {
 	hub, err := notify.New(notify.Config{Secret: []byte("at least 32 random bytes, from env")})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer hub.Shutdown(context.Background())
+	ctx := context.Background()
 	order := map[string]int{"order": 42}
 
-	hub.Send(context.Background(), "alice", notify.Event{Type: "order.shipped", Data: order}) // every tab and device of alice
-	hub.Publish(context.Background(), "news", notify.Event{Type: "headline", Data: "Hello"})  // every subscriber of "news"
+	report, err := hub.Send(ctx, "alice", notify.Event{Type: "order.shipped", Data: order}) // every tab and device of alice
+	_, err = hub.Publish(ctx, "news", notify.Event{Type: "headline", Data: "Hello"})        // every subscriber of "news"
 
-	st := hub.Stats()
-	fmt.Println(st.Sends, st.Publishes)
+	fmt.Println(err, report.Position.Offset, report.Stored, report.Nodes)
 	// Output:
-	// 1 1
+	// <nil> 1 true 0
 }
 
 func ExampleHub_Publish() {
