@@ -50,10 +50,14 @@ type e2eServer struct {
 	client   *http.Client
 }
 
-func startServer(t testing.TB, addr string, opts options) *e2eServer {
+// startServer starts the example app with demo endpoints; setup functions may add routes.
+func startServer(t testing.TB, addr string, opts options, setup ...func(*echo.Echo)) *e2eServer {
 	t.Helper()
 	opts.Demo = true
 	e, hub := newTestApp(t, opts)
+	for _, f := range setup {
+		f(e)
+	}
 	s := &e2eServer{Hub: hub, rec: &recorder{}, served: make(chan struct{}),
 		client: &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}}
 	e.Use(s.rec.middleware)
