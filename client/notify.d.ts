@@ -203,6 +203,7 @@ export interface Connection {
    * (type "inbox": new, read, seen, archive, delete... with the counts) reach on("inbox") and
    * connection.inbox.onChange only.
    */
+  on(type: "inbox", fn: (event: NotifyEvent<InboxChange>) => void): () => void;
   on<T = unknown>(type: string, fn: (event: NotifyEvent<T>) => void): () => void;
 
   /**

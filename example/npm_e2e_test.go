@@ -83,4 +83,9 @@ func TestE2ENPMPackage(t *testing.T) {
 	if n := eval[int](p, `document.querySelectorAll("#events li").length`); n != 1 {
 		t.Errorf(`on("message") ran %d times after the read, want 1`, n)
 	}
+	// One token per connection (the core's, React's): the inbox's requests (the core's markRead,
+	// useInbox's list, the read) reuse them.
+	if n := eval[int](p, `window.__tokens`); n != 2 {
+		t.Errorf("the page fetched %d tokens, want 2 (one per connection)", n)
+	}
 }

@@ -55,6 +55,7 @@ const off: () => void = conn.on<Shipped>("order.shipped", (ev: NotifyEvent<Shipp
 });
 off();
 conn.on("*", (ev) => { const t: string = ev.type; void t; });
+conn.on("inbox", (ev) => { const change: InboxChange | undefined = ev.data; void change?.counts.unread; });
 conn.onState((s: State, info: StateInfo) => {
   const parts = [s, info.user, info.session, info.code, info.reason, info.error, info.attempt, info.delay];
   void parts;
