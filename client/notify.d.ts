@@ -1,5 +1,5 @@
-// Type declarations for notify.js, the notify browser client (served at <prefix>/client.js).
-// The wire protocol is described in PROTOCOL.md.
+// Type declarations for notify.js, the notify browser client (served at <prefix>/client.js,
+// and on npm as @gonotify/notify). The wire protocol is described in PROTOCOL.md.
 
 /** Close code 1000: normal closure. The client only sees it after its own close(); it does not reconnect. */
 export const CLOSE_NORMAL: 1000;
@@ -56,13 +56,13 @@ export interface NotifyEvent<T = unknown> {
   offset?: number;
   /** The stream's epoch, with offset. */
   epoch?: string;
+  /**
+   * Present when the event is a stored notification (package inbox's Notify) delivered to the
+   * handlers of its own type: the notification as stored. The event's id, time and data are
+   * then the notification's id, createdAt and data; use id with connection.inbox.markRead.
+   */
+  notification?: InboxNotification<T>;
   [field: string]: unknown;
-}
-
-/** A stream position: the epoch and the offset of the last event received from the stream. */
-export interface Position {
-  epoch: string;
-  offset: number;
 }
 
 /**
@@ -104,17 +104,32 @@ export interface ErrorFrame {
   [field: string]: unknown;
 }
 
-/** The error a subscribe() promise rejects with. Its message starts with "notify: ". */
-export interface NotifyError extends Error {
+/**
+ * The error the client's promises reject with: subscribe(), connected() and the inbox's
+ * requests. Its message starts with "notify: ".
+ */
+export class NotifyError extends Error {
+  constructor(code: string, reason?: string, options?: { topic?: string; status?: number });
+  name: "NotifyError";
   /**
    * The server's error code (e.g. "forbidden", also when the server revoked the topic before
    * answering; "rate_limited" when the client gave up re-sending the subscribe), or
    * "unsubscribed" when unsubscribe() was called before the answer, or "closed" when the
-   * connection closed for good.
+   * connection closed for good. For an inbox request: the server's code ("unauthorized",
+   * "not_found", "bad_request", "too_large", "unavailable", ...), "http_<status>" when the
+   * answer carries none, or "network".
    */
   code: string;
   reason?: string;
+  /** The topic of a subscribe() that failed. */
   topic?: string;
+  /** Inbox requests only: the HTTP status (0 for a network failure, 401 when token() gave null). */
+  status?: number;
+}
+
+/** What a call that waits accepts to stop waiting: it then rejects with signal.reason. */
+export interface Abortable {
+  signal?: AbortSignal;
 }
 
 /**
@@ -155,7 +170,7 @@ export interface ConnectOptions {
    * undefined or "" connects without a token (cookie authentication). null means the user is
    * signed out: the client then closes for good (state "closed") instead of connecting.
    * If the function throws or rejects, the client reports the error in the "reconnecting" state
-   * info and backs off.
+   * info and backs off. connection.inbox reuses the last token while it is valid (see Inbox).
    * Default: none.
    */
   token?: string | null | (() => string | null | undefined | Promise<string | null | undefined>);
@@ -179,10 +194,16 @@ export interface Connection {
   readonly session: string | undefined;
 
   /**
-   * Calls fn for every event of this type, in the order received; type "*" gets every event.
-   * An event whose id was already delivered, before or after a reconnect, is dropped.
-   * Returns a function that removes fn.
+   * Calls fn for every event of this type, in the order received; type "*" gets every event
+   * except the inbox's own. An event whose id was already delivered, before or after a
+   * reconnect, is dropped. Returns a function that removes fn.
+   *
+   * A stored notification (the inbox's "new") reaches the handlers of its own type and "*", once
+   * per notification, with `notification` set (see NotifyEvent). The inbox's events themselves
+   * (type "inbox": new, read, seen, archive, delete... with the counts) reach on("inbox") and
+   * connection.inbox.onChange only.
    */
+  on(type: "inbox", fn: (event: NotifyEvent<InboxChange>) => void): () => void;
   on<T = unknown>(type: string, fn: (event: NotifyEvent<T>) => void): () => void;
 
   /**
@@ -190,6 +211,13 @@ export interface Connection {
    * scheduled. Returns a function that removes fn.
    */
   onState(fn: (state: State, info: StateInfo) => void): () => void;
+
+  /**
+   * Resolves with the user and session once connected: at once when connected now, otherwise at
+   * the next welcome. Rejects with a NotifyError (code "closed") when the connection closes for
+   * good first, and with signal.reason when signal aborts first.
+   */
+  connected(options?: Abortable): Promise<{ user: string; session: string }>;
 
   /**
    * Calls fn for every "error" control frame from the server, except "rate_limited" ones the
@@ -239,65 +267,6 @@ export interface Connection {
  */
 export function connect(url: string, options?: ConnectOptions): Connection;
 
-/**
- * The delay in milliseconds before reconnect attempt `attempt` (0-based): random() times
- * min(maxDelay, minDelay * 2^attempt). random defaults to Math.random.
- */
-export function backoffDelay(attempt: number, minDelay: number, maxDelay: number, random?: () => number): number;
-
-/**
- * What the client does after a close with this code: "stop" (1000, 4003), "now" (4000, 4002:
- * reconnect at once with a fresh token), "signedout" (4001: reconnect at once if token() gives
- * a fresh token, stop when it returns null), "limited" (4029: reconnect with backoff, but wait at
- * least 5 s plus up to 5 s of jitter) or "backoff" (everything else, including 1006).
- */
-export function closeAction(code: number): "stop" | "now" | "signedout" | "limited" | "backoff";
-
-/**
- * The delay in milliseconds before re-sending, for the `retry`th time (0-based), a request the
- * server answered with "rate_limited": (1000 + 2000 * random()) * 2^retry, i.e. 1–3 s, 2–6 s,
- * 4–12 s. random defaults to Math.random.
- */
-export function rateLimitDelay(retry: number, random?: () => number): number;
-
-/**
- * Splits a text frame into its JSON objects, one per line. Blank lines, malformed lines and
- * lines that are not JSON objects are skipped.
- */
-export function parseFrame(text: string): Record<string, unknown>[];
-
-/**
- * Resolves url against base (normally location.href) into a WebSocket URL, mapping http to ws
- * and https to wss. Without a base, returns url unchanged.
- */
-export function resolveURL(url: string, base?: string): string;
-
-/**
- * The position a welcome, subscribed or event object carries, or undefined when it has none. A
- * missing offset with an epoch means 0.
- */
-export function positionOf(msg: Record<string, unknown>): Position | undefined;
-
-/**
- * Returns the absolute url with the query parameters epoch and offset set to pos, or removed
- * when pos is undefined.
- */
-export function withPosition(url: string, pos?: Position): string;
-
-/**
- * withServerTopics returns url with the recovery positions of the subscriptions the server made,
- * one "t.<topic>=<offset>.<epoch>" query parameter each, replacing earlier ones.
- */
-export function withServerTopics(url: string, positions: Map<string, Position | undefined>): string;
-
-/** A bounded set of recently seen ids that forgets the oldest first. */
-export class Dedup {
-  /** Remembers up to size ids. Default: 1000. */
-  constructor(size?: number);
-  /** Returns true if id was seen among the last size ids; otherwise records it and returns false. */
-  seen(id: unknown): boolean;
-}
-
 // ---- inbox (PROTOCOL.md, "Inbox over HTTP") ----
 
 /** A stored notification, as the inbox endpoints return it. */
@@ -322,27 +291,29 @@ export interface InboxCounts {
 }
 
 /** The data of a live "inbox" event: what changed and the counts after. */
-export interface InboxChange {
+export interface InboxChange<T = unknown> {
   op: "new" | "read" | "unread" | "read-all" | "seen" | "archive" | "unarchive" | "delete";
   /** The notifications that changed; absent for "new" and "read-all". */
   ids?: string[];
   /** The new notification, for "new". */
-  notification?: InboxNotification;
+  notification?: InboxNotification<T>;
   counts: InboxCounts;
 }
 
 /** A page of the list, newest first. */
-export interface InboxPage {
-  items: InboxNotification[];
+export interface InboxPage<T = unknown> {
+  items: InboxNotification<T>[];
   /** The cursor of the next page; absent on the last. */
   next?: string;
 }
 
 /**
- * The user's stored notifications, over HTTP with the connection's token. Requests reject with
- * a NotifyError whose code is the server's ("unauthorized", "not_found", "bad_request",
- * "too_large", "unavailable", ...) or "network", and whose `status` is the HTTP status (0 for a
- * network failure).
+ * The user's stored notifications, over HTTP with the connection's token: the token the socket
+ * last got from token(), reused until 30 s before its expiry (the JWT's "exp"), so that token()
+ * is not called for every request; a reused token the server refuses is replaced once.
+ * Requests reject with a NotifyError whose code is the server's ("unauthorized", "not_found",
+ * "bad_request", "too_large", "unavailable", ...) or "network", and whose `status` is the HTTP
+ * status (0 for a network failure), or with signal.reason when the call's signal aborts.
  */
 export interface Inbox {
   /** The unread count as last known: 0 until the first fetch or live event. */
@@ -354,18 +325,21 @@ export interface Inbox {
    * (change null) or pushed by a change in any tab or device. Returns a function that removes fn.
    */
   onChange(fn: (update: { counts: InboxCounts; change: InboxChange | null }) => void): () => void;
-  /** A page of the list: unread only, the archive instead of the inbox, 1 to 100 items (default 20). */
-  list(query?: { unread?: boolean; archived?: boolean; limit?: number; cursor?: string }): Promise<InboxPage>;
+  /**
+   * A page of the list: unread only, the archive instead of the inbox, 1 to 100 items (default
+   * 20). T is the type of the notifications' data, as the application knows it (not checked).
+   */
+  list<T = unknown>(query?: { unread?: boolean; archived?: boolean; limit?: number; cursor?: string } & Abortable): Promise<InboxPage<T>>;
   /** Fetches the counts (and updates `unread`). */
-  counts(): Promise<InboxCounts>;
+  counts(options?: Abortable): Promise<InboxCounts>;
   /** Each change takes one id or several (at most 1000) and resolves to the counts after. */
-  markRead(ids: string | string[]): Promise<InboxCounts>;
-  markUnread(ids: string | string[]): Promise<InboxCounts>;
-  markSeen(ids: string | string[]): Promise<InboxCounts>;
-  archive(ids: string | string[]): Promise<InboxCounts>;
-  unarchive(ids: string | string[]): Promise<InboxCounts>;
-  delete(ids: string | string[]): Promise<InboxCounts>;
-  markAllRead(): Promise<InboxCounts>;
+  markRead(ids: string | string[], options?: Abortable): Promise<InboxCounts>;
+  markUnread(ids: string | string[], options?: Abortable): Promise<InboxCounts>;
+  markSeen(ids: string | string[], options?: Abortable): Promise<InboxCounts>;
+  archive(ids: string | string[], options?: Abortable): Promise<InboxCounts>;
+  unarchive(ids: string | string[], options?: Abortable): Promise<InboxCounts>;
+  delete(ids: string | string[], options?: Abortable): Promise<InboxCounts>;
+  markAllRead(options?: Abortable): Promise<InboxCounts>;
 }
 
 export interface Connection {
@@ -382,6 +356,3 @@ export interface ConnectOptions {
   /** The fetch function of the inbox's requests. Default: globalThis.fetch. */
   fetch?: typeof fetch;
 }
-
-/** The inbox's base URL for the socket at socketURL (relative to base): "inbox/" beside it. */
-export function inboxURL(socketURL: string, base?: string): string;

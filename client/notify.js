@@ -1,6 +1,9 @@
 // notify browser client: one dependency-free ES module implementing PROTOCOL.md, version 1.
+// The server serves this file as it is at <prefix>/client.js; npm has it as @gonotify/notify.
+// Its exports are the public API (connect, NotifyError, the close codes): the helpers below are
+// not exported (the unit tests reach them through client/test/internal.mjs).
 //
-//   import { connect } from "/notify/client.js";
+//   import { connect } from "/notify/client.js"; // or from "@gonotify/notify"
 //   const n = connect("/notify/ws", { token: () => fetchToken(), topics: ["news"] });
 //   n.on("order.shipped", (ev) => show(ev.data));
 //
@@ -43,7 +46,7 @@ const RATE_RETRIES = 3;
  * backoffDelay returns how long to wait before reconnect attempt number `attempt` (0-based):
  * a uniformly random time in [0, min(maxDelay, minDelay * 2^attempt)), "full jitter".
  */
-export function backoffDelay(attempt, minDelay, maxDelay, random = Math.random) {
+function backoffDelay(attempt, minDelay, maxDelay, random = Math.random) {
   // Bound the exponent so that a long outage neither overflows to Infinity nor, with
   // minDelay 0, yields 0 * Infinity = NaN.
   const ceiling = Math.min(maxDelay, minDelay * 2 ** Math.min(attempt, 30));
@@ -55,7 +58,7 @@ export function backoffDelay(attempt, minDelay, maxDelay, random = Math.random) 
  * answered with "rate_limited", for the `retry`th time (0-based): a uniformly random time in
  * [1 s, 3 s), doubled for every earlier retry of the same message.
  */
-export function rateLimitDelay(retry, random = Math.random) {
+function rateLimitDelay(retry, random = Math.random) {
   return (1000 + 2000 * random()) * 2 ** Math.min(retry, 30);
 }
 
@@ -66,7 +69,7 @@ export function rateLimitDelay(retry, random = Math.random) {
  * when it returns null), "limited" (the server's rate limit closed the session: back off, but
  * wait at least RATE_LIMIT_FLOOR) or "backoff".
  */
-export function closeAction(code) {
+function closeAction(code) {
   switch (code) {
     case CLOSE_NORMAL: // only ever sent because we asked for it
     case CLOSE_PROTOCOL_ABUSE:
@@ -92,7 +95,7 @@ export function closeAction(code) {
  * into one frame, one per line. Blank lines, malformed lines and lines holding anything but a
  * JSON object are skipped: one bad line must not cost the events around it.
  */
-export function parseFrame(text) {
+function parseFrame(text) {
   const out = [];
   for (const line of String(text).split("\n")) {
     let value;
@@ -110,7 +113,7 @@ export function parseFrame(text) {
  * Dedup remembers the last `size` ids it was shown, evicting the oldest first.
  * seen(id) returns true if id is among them, and otherwise records it and returns false.
  */
-export class Dedup {
+class Dedup {
   #ids = new Set(); // a Set iterates in insertion order: its first element is the oldest
   #size;
 
@@ -131,7 +134,7 @@ export class Dedup {
  * carries, or undefined when it carries none (broadcasts, ephemeral events, a server without
  * history). The server omits a zero offset.
  */
-export function positionOf(msg) {
+function positionOf(msg) {
   if (typeof msg.epoch !== "string" || msg.epoch === "") return undefined;
   const offset = msg.offset ?? 0;
   if (!Number.isSafeInteger(offset) || offset < 0) return undefined;
@@ -142,7 +145,7 @@ export function positionOf(msg) {
  * withPosition returns url (absolute) with the user stream's recovery position in its query,
  * replacing any earlier one. Without a position, the two parameters are removed.
  */
-export function withPosition(url, pos) {
+function withPosition(url, pos) {
   const u = new URL(url);
   if (pos) {
     u.searchParams.set("epoch", pos.epoch);
@@ -159,7 +162,7 @@ export function withPosition(url, pos) {
  * server made, one "t.<topic>=<offset>.<epoch>" query parameter each (a topic without a
  * position gets none), replacing any earlier ones.
  */
-export function withServerTopics(url, positions) {
+function withServerTopics(url, positions) {
   const u = new URL(url);
   for (const key of [...u.searchParams.keys()]) if (key.startsWith("t.")) u.searchParams.delete(key);
   for (const [topic, pos] of positions) {
@@ -173,7 +176,7 @@ export function withServerTopics(url, positions) {
  * absolute WebSocket URL: http becomes ws and https becomes wss. Without a base, url is
  * returned unchanged.
  */
-export function resolveURL(url, base) {
+function resolveURL(url, base) {
   if (base === undefined) return String(url);
   const u = new URL(url, base);
   if (u.protocol === "http:") u.protocol = "ws:";
@@ -187,7 +190,24 @@ export function resolveURL(url, base) {
  * returned object.
  */
 export function connect(url, options = {}) {
-  return withInbox(new Connection(url, options), url, options);
+  const tokens = new Tokens(options.token);
+  return withInbox(new Connection(url, options, tokens), url, options, tokens);
+}
+
+/**
+ * NotifyError is what the client's promises reject with: subscribe() with the server's code,
+ * the inbox's requests with the server's code and the HTTP status, connected() with "closed".
+ * Its message starts with "notify: ".
+ */
+export class NotifyError extends Error {
+  constructor(code, reason, { topic, status } = {}) {
+    super(`notify: ${code}${reason ? ": " + reason : ""}`);
+    this.name = "NotifyError";
+    this.code = code;
+    this.reason = reason;
+    this.topic = topic;
+    if (status !== undefined) this.status = status;
+  }
 }
 
 // Reports an exception thrown by an application callback without breaking the frame loop.
@@ -196,9 +216,88 @@ function report(err) {
   else console.error(err);
 }
 
-function notifyError(code, reason, topic) {
-  const err = new Error(`notify: ${code}${reason ? ": " + reason : ""}`);
-  return Object.assign(err, { code, reason, topic });
+function notifyError(code, reason, topic, status) {
+  return new NotifyError(code, reason, { topic, status });
+}
+
+/**
+ * jwtExp returns the "exp" claim (unix seconds) of a JWT, or undefined when token is not a JWT
+ * or carries none. The signature is not checked: the server does that; the client only needs
+ * to know when to ask for a new token.
+ */
+function jwtExp(token) {
+  if (typeof token !== "string") return undefined;
+  const part = token.split(".")[1];
+  if (!part) return undefined;
+  try {
+    const b64 = part.replace(/-/g, "+").replace(/_/g, "/");
+    const exp = JSON.parse(atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4))).exp;
+    return typeof exp === "number" && Number.isFinite(exp) ? exp : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// How long before its expiry a token is no longer reused for an inbox request, in ms.
+const TOKEN_MARGIN = 30000;
+
+/**
+ * Tokens holds the connect() option `token` and the last token it gave, shared by the socket
+ * and the inbox. The socket asks for a fresh one for every connection and refresh (the server
+ * wants one that is not about to expire); the inbox reuses the last one until TOKEN_MARGIN
+ * before its JWT "exp" (or, without one, until the server refuses it), so that a page does not
+ * call token() for every request. Concurrent requests share one token() call.
+ */
+class Tokens {
+  #source;
+  #last = undefined; // {token, exp}: the last token given, when it may be reused
+  #pending = null; // a token() call in flight
+
+  constructor(source) {
+    this.#source = source;
+  }
+
+  // A fresh token: token() is called (once for concurrent callers).
+  fresh() {
+    if (typeof this.#source !== "function") return Promise.resolve(this.#source);
+    this.#pending ??= (async () => {
+      try {
+        const token = await this.#source();
+        this.#last = token ? { token, exp: jwtExp(token) } : undefined;
+        return token;
+      } finally {
+        this.#pending = null;
+      }
+    })();
+    return this.#pending;
+  }
+
+  // The last token while it is not about to expire, or a fresh one. reused says which.
+  async get() {
+    const last = this.#last;
+    if (typeof this.#source === "function" && last &&
+      (last.exp === undefined || last.exp * 1000 - TOKEN_MARGIN > Date.now())) {
+      return { token: last.token, reused: true };
+    }
+    return { token: await this.fresh(), reused: false };
+  }
+
+  // Forgets the last token: the server refused it, or signed the user out.
+  forget(token) {
+    if (token === undefined || this.#last?.token === token) this.#last = undefined;
+  }
+}
+
+// Settles as promise does, unless signal aborts first: then it rejects with signal.reason.
+function untilAborted(promise, signal) {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    const done = () => signal.removeEventListener("abort", onAbort);
+    promise.then((v) => { done(); resolve(v); }, (e) => { done(); reject(e); });
+  });
 }
 
 // Adds fn to set and returns the function that removes it again.
@@ -210,7 +309,8 @@ function listen(set, fn) {
 
 class Connection {
   #url;
-  #token;
+  #token; // the option, to tell a function from a fixed token
+  #tokens; // Tokens, shared with the inbox
   #minDelay;
   #maxDelay;
   #WebSocket;
@@ -255,10 +355,11 @@ class Connection {
   #topicPos = new Map(); // topic -> {epoch, offset}
   #gapAt = -Infinity; // Date.now() of the last reconnect an offset gap caused
 
-  constructor(url, options) {
+  constructor(url, options, tokens) {
     const base = typeof location !== "undefined" ? location.href : undefined;
     this.#url = resolveURL(url, base);
     this.#token = options.token;
+    this.#tokens = tokens;
     this.#minDelay = options.minDelay ?? 500;
     this.#maxDelay = options.maxDelay ?? 30000;
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
@@ -286,6 +387,28 @@ class Connection {
   }
 
   onState(fn) { return listen(this.#stateHandlers, fn); }
+
+  // Resolves with {user, session} once connected (at once if connected now); rejects when the
+  // connection closes for good first, or with signal.reason when signal aborts first.
+  connected({ signal } = {}) {
+    if (this.#state === "connected") return Promise.resolve({ user: this.#user, session: this.#session });
+    if (this.#state === "closed") return Promise.reject(notifyError("closed", "connection closed"));
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise((resolve, reject) => {
+      const done = () => { off(); signal?.removeEventListener("abort", onAbort); };
+      const onAbort = () => { done(); reject(signal.reason); };
+      const off = this.onState((state, info) => {
+        if (state === "connected") {
+          done();
+          resolve({ user: info.user, session: info.session });
+        } else if (state === "closed") {
+          done();
+          reject(notifyError("closed", info.reason || "connection closed"));
+        }
+      });
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
 
   onError(fn) { return listen(this.#errorHandlers, fn); }
 
@@ -325,7 +448,7 @@ class Connection {
     this.#retryTimer = null;
     let token;
     try {
-      token = typeof this.#token === "function" ? await this.#token() : this.#token;
+      token = await this.#tokens.fresh();
     } catch (error) {
       if (this.#state !== "closed") this.#retry({ error }, "backoff");
       return;
@@ -365,6 +488,8 @@ class Connection {
   // Only the current socket can get here: #drop detaches a socket's handlers.
   #onClose(code, reason) {
     this.#drop();
+    // The inbox must not reuse a token the server refused.
+    if (code === CLOSE_TOKEN_EXPIRED || code === CLOSE_SIGNED_OUT) this.#tokens.forget();
     let action = closeAction(code);
     // A server going away said over how long its clients should spread their reconnects, so
     // that they do not all land on the remaining servers at once.
@@ -602,7 +727,7 @@ class Connection {
   async #refresh(ws) {
     let token;
     try {
-      token = typeof this.#token === "function" ? await this.#token() : this.#token;
+      token = await this.#tokens.fresh();
     } catch {
       return;
     }
@@ -696,10 +821,23 @@ class Connection {
   }
 
   // Every event passes through here: its stream's position moves on, then the handlers run.
+  // An event of the inbox (type "inbox", a change in its data) goes to the "inbox" handlers
+  // only: "*" is for the application's events. A new stored notification then also goes, as
+  // an event of its own type, to that type's handlers and "*"'s, once per notification.
   #onEvent(ev) {
     if (!this.#advance(ev)) return;
     if (ev.id != null && this.#dedup.seen(ev.id)) return; // no id: nothing to compare
-    const handlers = [...(this.#handlers.get(ev.type) ?? []), ...(this.#handlers.get("*") ?? [])];
+    if (ev.type !== INBOX_TYPE || !isInboxChange(ev.data)) {
+      this.#dispatch(ev.type, ev);
+      return;
+    }
+    this.#dispatch(INBOX_TYPE, ev, false);
+    const stored = storedEvent(ev.data);
+    if (stored && !this.#dedup.seen(STORED_KEY + stored.id)) this.#dispatch(stored.type, stored);
+  }
+
+  #dispatch(type, ev, star = true) {
+    const handlers = [...(this.#handlers.get(type) ?? []), ...(star ? this.#handlers.get("*") ?? [] : [])];
     for (const fn of handlers) {
       try { fn(ev); } catch (err) { report(err); }
     }
@@ -803,12 +941,38 @@ class Connection {
 // connection's token, and keeps the live counts: fetched when the connection is (re)established
 // and updated by every "inbox" event the server pushes, whichever tab or device made the change.
 
+// The type of the inbox's live events (inbox.EventType).
+const INBOX_TYPE = "inbox";
+// Prefix of a stored notification's id in the dedup set, apart from the events' ids.
+const STORED_KEY = "\u0000inbox:";
+
+// isInboxChange reports whether data is an inbox change ({op, counts, ...}).
+function isInboxChange(data) {
+  return data !== null && typeof data === "object" && typeof data.op === "string" &&
+    data.counts !== null && typeof data.counts === "object";
+}
+
+/**
+ * storedEvent returns the event of a new stored notification (an inbox change with op "new"),
+ * as its own type's handlers get it: type, id and time are the notification's type, id and
+ * createdAt, data its data, and `notification` the notification as stored. It returns
+ * undefined for any other change.
+ */
+function storedEvent(change) {
+  const n = change.notification;
+  if (change.op !== "new" || n === null || typeof n !== "object") return undefined;
+  if (typeof n.type !== "string" || n.type === "" || n.type === INBOX_TYPE || typeof n.id !== "string") return undefined;
+  const ev = { type: n.type, id: n.id, time: n.createdAt, notification: n };
+  if (n.data !== undefined) ev.data = n.data;
+  return ev;
+}
+
 /**
  * inboxURL returns the inbox endpoints' base URL for the socket at `socketURL` (relative to
  * `base`): the same origin, with "inbox/" in place of the socket's last path segment, so that
  * "/notify/ws" gives "/notify/inbox/". http(s) either way.
  */
-export function inboxURL(socketURL, base) {
+function inboxURL(socketURL, base) {
   const u = new URL(socketURL, base);
   if (u.protocol === "ws:") u.protocol = "http:";
   else if (u.protocol === "wss:") u.protocol = "https:";
@@ -818,11 +982,11 @@ export function inboxURL(socketURL, base) {
 }
 
 // Gives the connection its lazily made inbox.
-function withInbox(conn, url, options) {
+function withInbox(conn, url, options, tokens) {
   let inbox = null;
   Object.defineProperty(conn, "inbox", {
     enumerable: true,
-    get: () => (inbox ??= new Inbox(conn, url, options)),
+    get: () => (inbox ??= new Inbox(conn, url, options, tokens)),
   });
   return conn;
 }
@@ -830,19 +994,19 @@ function withInbox(conn, url, options) {
 class Inbox {
   #conn;
   #base;
-  #token;
+  #tokens; // Tokens, shared with the socket
   #fetch;
   #counts = null; // the last counts known: {unread, unseen, total}
   #events = 0; // live "inbox" events received so far
   #handlers = new Set();
 
-  constructor(conn, url, options) {
+  constructor(conn, url, options, tokens) {
     const page = typeof location !== "undefined" ? location.href : undefined;
     this.#conn = conn;
     this.#base = options.inboxURL ? new URL(options.inboxURL, page).href : inboxURL(url, page);
-    this.#token = options.token;
+    this.#tokens = tokens;
     this.#fetch = options.fetch ?? ((...args) => globalThis.fetch(...args));
-    conn.on("inbox", (ev) => this.#onEvent(ev));
+    conn.on(INBOX_TYPE, (ev) => this.#onEvent(ev));
     const refresh = () => this.counts().catch(report);
     conn.onState((state) => { if (state === "connected") refresh(); });
     if (conn.state === "connected") refresh();
@@ -857,36 +1021,36 @@ class Inbox {
   /** Calls fn({counts, change}) whenever the counts are known anew; returns the remover. */
   onChange(fn) { return listen(this.#handlers, fn); }
 
-  list({ unread, archived, limit, cursor } = {}) {
+  list({ unread, archived, limit, cursor, signal } = {}) {
     const q = new URLSearchParams();
     if (unread) q.set("unread", "1");
     if (archived) q.set("archived", "1");
     if (limit != null) q.set("limit", String(limit));
     if (cursor) q.set("cursor", cursor);
     const qs = q.toString();
-    return this.#request("GET", qs ? "?" + qs : "");
+    return this.#request("GET", qs ? "?" + qs : "", undefined, signal);
   }
 
-  async counts() {
+  async counts({ signal } = {}) {
     const before = this.#events;
-    const counts = await this.#request("GET", "counts");
+    const counts = await this.#request("GET", "counts", undefined, signal);
     // A live event that came meanwhile is as new as this answer, or newer.
     if (this.#events === before) this.#set(counts, null);
     return counts;
   }
 
-  markRead(ids) { return this.#change("read", ids); }
-  markUnread(ids) { return this.#change("unread", ids); }
-  markSeen(ids) { return this.#change("seen", ids); }
-  archive(ids) { return this.#change("archive", ids); }
-  unarchive(ids) { return this.#change("unarchive", ids); }
-  delete(ids) { return this.#change("delete", ids); }
-  markAllRead() { return this.#change("read-all"); }
+  markRead(ids, options) { return this.#change("read", ids, options); }
+  markUnread(ids, options) { return this.#change("unread", ids, options); }
+  markSeen(ids, options) { return this.#change("seen", ids, options); }
+  archive(ids, options) { return this.#change("archive", ids, options); }
+  unarchive(ids, options) { return this.#change("unarchive", ids, options); }
+  delete(ids, options) { return this.#change("delete", ids, options); }
+  markAllRead(options) { return this.#change("read-all", undefined, options); }
 
-  async #change(op, ids) {
+  async #change(op, ids, { signal } = {}) {
     const body = op === "read-all" ? undefined : { ids: Array.isArray(ids) ? ids : [ids] };
     const before = this.#events;
-    const { counts } = await this.#request("POST", op, body);
+    const { counts } = await this.#request("POST", op, body, signal);
     // While connected, the change's own live event brings the counts, in order with the
     // other tabs' changes; an answer could overtake a newer event.
     if (this.#conn.state !== "connected" && this.#events === before) this.#set(counts, null);
@@ -908,26 +1072,35 @@ class Inbox {
   }
 
   // Sends a request with the connection's token; rejects with a NotifyError carrying the
-  // server's error code (or "network") and the HTTP status.
-  async #request(method, path, body) {
-    const token = typeof this.#token === "function" ? await this.#token() : this.#token;
-    if (token === null) throw Object.assign(notifyError("unauthorized", "signed out"), { status: 401 });
-    const headers = { Accept: "application/json" };
-    if (token) headers.Authorization = `Bearer ${token}`;
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    let res;
-    try {
-      res = await this.#fetch(new URL(path, this.#base).href, {
-        method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-        credentials: "same-origin", cache: "no-store",
-      });
-    } catch (error) {
-      throw Object.assign(notifyError("network", String(error?.message ?? error)), { status: 0 });
+  // server's error code (or "network") and the HTTP status, or with signal.reason once signal
+  // aborts. A reused token the server refuses (401) is replaced by a fresh one, once: a 401
+  // changed nothing, so the request is safe to send again.
+  async #request(method, path, body, signal) {
+    if (signal?.aborted) throw signal.reason;
+    let { token, reused } = await untilAborted(this.#tokens.get(), signal);
+    for (;;) {
+      if (token === null) throw notifyError("unauthorized", "signed out", undefined, 401);
+      const headers = { Accept: "application/json" };
+      if (token) headers.Authorization = `Bearer ${token}`;
+      if (body !== undefined) headers["Content-Type"] = "application/json";
+      let res;
+      try {
+        res = await this.#fetch(new URL(path, this.#base).href, {
+          method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+          credentials: "same-origin", cache: "no-store", signal,
+        });
+      } catch (error) {
+        if (signal?.aborted) throw signal.reason;
+        throw notifyError("network", String(error?.message ?? error), undefined, 0);
+      }
+      if (res.status === 401 && reused) {
+        this.#tokens.forget(token);
+        ({ token, reused } = await untilAborted(this.#tokens.get(), signal));
+        continue;
+      }
+      const json = await res.json().catch(() => null);
+      if (!res.ok) throw notifyError(json?.error ?? `http_${res.status}`, json?.reason ?? "", undefined, res.status);
+      return json;
     }
-    const json = await res.json().catch(() => null);
-    if (!res.ok) {
-      throw Object.assign(notifyError(json?.error ?? `http_${res.status}`, json?.reason ?? ""), { status: res.status });
-    }
-    return json;
   }
 }

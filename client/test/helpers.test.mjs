@@ -6,7 +6,7 @@ import {
   withServerTopics,
   CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_ABNORMAL, CLOSE_TOO_BIG,
   CLOSE_TOKEN_EXPIRED, CLOSE_SIGNED_OUT, CLOSE_SLOW_CONSUMER, CLOSE_PROTOCOL_ABUSE, CLOSE_RATE_LIMITED,
-} from "../notify.js";
+} from "./internal.mjs";
 
 test("backoffDelay: full jitter below min(maxDelay, minDelay * 2^attempt)", () => {
   const cases = [

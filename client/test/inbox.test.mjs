@@ -2,7 +2,8 @@
 // its live counts fed by "inbox" events and by the counts fetched on every (re)connect.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, inboxURL } from "../notify.js";
+import { connect } from "../notify.js";
+import { inboxURL } from "./internal.mjs";
 
 class FakeSocket {
   static last = null;

@@ -73,9 +73,11 @@ function showApp(user, node = "") {
   unsure.clear();
   client.onRecovery(noteRecovery);
   client.on("*", noteStream);
+  // Every notification, of any type: live ones (topics, broadcasts), and the user's stored
+  // ones, which carry the inbox's notification (their read state is the inbox's). The inbox's
+  // changes (read, archive...) do not come here: see onInbox.
   client.on("*", (ev) => {
-    if (ev.type === "inbox") return; // the inbox's own events: see onInbox
-    addNotification(ev);
+    addNotification(ev, ev.notification ? { inbox: true, read: !!ev.notification.readAt } : {});
     toast(ev);
   });
   startInbox(client);
@@ -323,13 +325,9 @@ function inboxItems(ids) {
   return ids ? items.filter((li) => ids.includes(li.dataset.id)) : items;
 }
 
-// onInbox applies a change made in any tab or device, or a new notification.
+// onInbox applies a change made in any tab or device. A new notification comes to on("*").
 function onInbox(change) {
   switch (change.op) {
-    case "new":
-      showStored(change.notification);
-      toast({ type: change.notification.type, data: change.notification.data });
-      break;
     case "read":
     case "unread":
       for (const li of inboxItems(change.ids)) li.classList.toggle("unread", change.op === "unread");
