@@ -18,7 +18,7 @@ import (
 // http.Handler for the WebSocket endpoint. All methods are safe for concurrent use.
 //
 // The hub's state has owners of its own: the index (which sessions there are, by user and by
-// topic), the flusher (frames on their way to melody), each session's conn and outbox, the
+// topic), the flusher (frames on their way to melody), each session (with its outbox), the
 // admission counts and the counters. The hub holds them together and runs the lifecycle:
 // acceptMu orders the setting of closed with the adding to handlers; closed is read without it
 // where that order does not matter (sends, a session's start).
@@ -109,17 +109,11 @@ func (h *Hub) newMelody() *melody.Melody {
 		Subprotocols:   []string{Subprotocol},
 		CheckOrigin:    h.originAllowed,
 	}
-	m.HandleConnect(h.connected)
-	m.HandleDisconnect(h.disconnected)
-	m.HandleMessage(h.received)
-	m.HandleMessageBinary(h.receivedBinary)
-	m.HandleSentMessage(func(s *melody.Session, msg []byte) {
-		h.stats.written(len(msg))
-		if c := connOf(s); c != nil {
-			c.out.sent()
-		}
-	})
-	m.HandleError(h.sessionError)
+	m.HandleConnect(wsConnected)
+	m.HandleMessage(wsReceived)
+	m.HandleMessageBinary(wsReceivedBinary)
+	m.HandleSentMessage(wsSent)
+	m.HandleError(wsError)
 	return m
 }
 
@@ -138,7 +132,7 @@ func (h *Hub) deliver(m Message) {
 	var n int
 	if m.Stream == wire.Broadcast {
 		// A broadcast has no offset and is never buffered for a recovery: it goes straight to
-		// the outboxes, without the sessions' stream locks (see conn.deliver).
+		// the outboxes, without the sessions' stream locks (see session.deliver).
 		for _, c := range x.all {
 			if c.out.enqueue(frame) {
 				w.add(h.fl, &c.out)
@@ -149,9 +143,9 @@ func (h *Hub) deliver(m Message) {
 		n = h.deliverTo(&w, x.users[user], m, frame)
 	} else if topic, ok := wire.TopicOf(m.Stream); ok {
 		set := x.topics[topic]
-		for c := range set {
-			if c.deliver(m.Stream, m.Offset, m.Epoch, frame) {
-				w.add(h.fl, &c.out)
+		for s := range set {
+			if s.deliver(m.Stream, m.Offset, m.Epoch, frame) {
+				w.add(h.fl, &s.out)
 			}
 		}
 		n = len(set)
@@ -165,13 +159,13 @@ func (h *Hub) deliver(m Message) {
 }
 
 // deliverTo hands the frame to each session; called with the index's lock held.
-func (h *Hub) deliverTo(w *wakeList, conns []*conn, m Message, frame []byte) int {
-	for _, c := range conns {
-		if c.deliver(m.Stream, m.Offset, m.Epoch, frame) {
-			w.add(h.fl, &c.out)
+func (h *Hub) deliverTo(w *wakeList, sessions []*session, m Message, frame []byte) int {
+	for _, s := range sessions {
+		if s.deliver(m.Stream, m.Offset, m.Epoch, frame) {
+			w.add(h.fl, &s.out)
 		}
 	}
-	return len(conns)
+	return len(sessions)
 }
 
 // pinger sends the in-band ping that lets browsers detect a dead connection.
@@ -184,20 +178,14 @@ func (h *Hub) pinger() {
 			return
 		case <-t.C:
 			var w wakeList
-			h.idx.each(func(c *conn) {
-				if c.out.enqueue(wire.PingFrame) {
-					w.add(h.fl, &c.out)
+			h.idx.each(func(s *session) {
+				if s.out.enqueue(wire.PingFrame) {
+					w.add(h.fl, &s.out)
 				}
 			})
 			w.wake(h.fl)
 		}
 	}
-}
-
-// slowConsumer counts and logs a session its outbox closed as a slow consumer.
-func (h *Hub) slowConsumer(c *conn, queued int) {
-	h.stats.slow.Add(1)
-	h.cfg.Logger.Warn("notify: closing slow consumer", "user", c.user, "session", c.id, "queued_bytes", queued)
 }
 
 // Shutdown stops accepting sessions, closes every session with code 1001 (going away,
@@ -211,22 +199,16 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		h.closed.Store(true)
 		h.acceptMu.Unlock()
 		close(h.stop)
-		h.idx.each(h.goAway)
+		h.idx.each((*session).goAway)
 		go h.finish()
 	})
 	select {
 	case <-h.done:
 		return nil
 	case <-ctx.Done():
-		h.idx.each(func(c *conn) { _ = c.s.WebsocketConnection().Close() })
+		h.idx.each(func(s *session) { s.t.cut() })
 		return ctx.Err()
 	}
-}
-
-// goAway tells a session how long to spread its reconnect over, then closes it with 1001.
-func (h *Hub) goAway(c *conn) {
-	c.out.send(wire.Control{Op: "goaway", Reconnect: int64((h.cfg.ReconnectSpread + time.Second - 1) / time.Second)}.Frame())
-	c.close(closeGoingAway)
 }
 
 // finish waits for the sessions and the hub's goroutines, then closes melody and the broker.
@@ -259,4 +241,38 @@ func (h *Hub) Stats() Stats {
 		st.BrokerReconnects = r.Reconnects()
 	}
 	return st
+}
+
+// The hub is its sessions' host (see sessionHost).
+func (h *Hub) settings() *Config                     { return &h.cfg }
+func (h *Hub) metrics() *counters                    { return &h.stats }
+func (h *Hub) clock() time.Time                      { return h.now() }
+func (h *Hub) closing() bool                         { return h.closed.Load() }
+func (h *Hub) queue(o *outbox)                       { h.fl.queueOne(o) }
+func (h *Hub) handedOut(n int64)                     { h.fl.waiting.Add(n) }
+func (h *Hub) index() *index                         { return h.idx }
+func (h *Hub) leaveAdmission(user string)            { h.admit.leave(user) }
+func (h *Hub) verify(token string) (Identity, error) { return h.auth.verify(token) }
+
+func (h *Hub) subscribe(ctx context.Context, stream string) error {
+	return h.broker.Subscribe(ctx, stream)
+}
+
+func (h *Hub) history(ctx context.Context, stream string, since *Position) (Position, []Message, error) {
+	return h.broker.History(ctx, stream, since)
+}
+
+func (h *Hub) unsubscribe(ctx context.Context, stream string) {
+	if err := h.broker.Unsubscribe(ctx, stream); err != nil {
+		h.stats.brokerErrors.Add(1)
+		h.cfg.Logger.Warn("notify: broker unsubscribe failed", "stream", stream, "err", err)
+	}
+}
+
+func (h *Hub) joinPresence(ctx context.Context, s SessionInfo) (int, time.Time, error) {
+	return h.presence.Join(ctx, s)
+}
+
+func (h *Hub) leavePresence(ctx context.Context, s SessionInfo) (int, bool, error) {
+	return h.presence.Leave(ctx, s)
 }
