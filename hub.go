@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/olahol/melody"
 
 	"github.com/gonotify/notify/internal/wire"
@@ -59,7 +58,7 @@ func New(cfg Config) (*Hub, error) {
 		admit: admission{maxTotal: cfg.MaxSessions, maxUser: cfg.MaxUserSessions},
 		stop:  make(chan struct{}), done: make(chan struct{})}
 	h.auth = newVerifier(&h.cfg)
-	h.m = h.newMelody()
+	h.m = newMelody(&h.cfg, h.originAllowed)
 	h.broker = cfg.Broker
 	if h.broker == nil {
 		h.broker = newMemoryBroker(cfg.HistorySize, cfg.HistoryTTL)
@@ -89,32 +88,6 @@ func New(cfg Config) (*Hub, error) {
 		h.fl.run(h.stop)
 	}()
 	return h, nil
-}
-
-// newMelody configures melody for the hub's sessions.
-func (h *Hub) newMelody() *melody.Melody {
-	m := melody.New()
-	m.Config.MaxMessageSize = h.cfg.MaxMessageSize
-	m.Config.PingPeriod = h.cfg.PingInterval
-	m.Config.PongWait = 2*h.cfg.PingInterval + 10*time.Second
-	m.Config.WriteWait = h.cfg.WriteTimeout
-	// At most one data frame per session waits in melody (see outbox), plus close frames.
-	m.Config.MessageBufferSize = 4
-	m.Upgrader = &websocket.Upgrader{
-		// Clients send little (subscriptions, token refreshes); larger messages are read in
-		// several pieces. Writes use the small buffer detachedWriter.Hijack hands over (no
-		// WriteBufferSize and no pool: a pooled buffer would cost an allocation per write,
-		// and with it the writer's share of the collector's work while it runs).
-		ReadBufferSize: 256,
-		Subprotocols:   []string{Subprotocol},
-		CheckOrigin:    h.originAllowed,
-	}
-	m.HandleConnect(wsConnected)
-	m.HandleMessage(wsReceived)
-	m.HandleMessageBinary(wsReceivedBinary)
-	m.HandleSentMessage(wsSent)
-	m.HandleError(wsError)
-	return m
 }
 
 // deliver hands a broker's message to this hub's sessions on its stream.
@@ -250,7 +223,6 @@ func (h *Hub) clock() time.Time                      { return h.now() }
 func (h *Hub) closing() bool                         { return h.closed.Load() }
 func (h *Hub) queue(o *outbox)                       { h.fl.queueOne(o) }
 func (h *Hub) handedOut(n int64)                     { h.fl.waiting.Add(n) }
-func (h *Hub) index() *index                         { return h.idx }
 func (h *Hub) leaveAdmission(user string)            { h.admit.leave(user) }
 func (h *Hub) verify(token string) (Identity, error) { return h.auth.verify(token) }
 
@@ -275,4 +247,15 @@ func (h *Hub) joinPresence(ctx context.Context, s SessionInfo) (int, time.Time, 
 
 func (h *Hub) leavePresence(ctx context.Context, s SessionInfo) (int, bool, error) {
 	return h.presence.Leave(ctx, s)
+}
+
+func (h *Hub) indexAdd(s *session)                            { h.idx.add(s) }
+func (h *Hub) indexRemove(s *session) []string                { return h.idx.remove(s) }
+func (h *Hub) indexClientTopics(s *session) []string          { return h.idx.clientTopics(s) }
+func (h *Hub) indexUnsubscribe(s *session, topic string) bool { return h.idx.unsubscribe(s, topic) }
+func (h *Hub) indexSubscribe(s *session, topic string, byServer bool) bool {
+	return h.idx.subscribe(s, topic, byServer)
+}
+func (h *Hub) indexSubscription(s *session, topic string) (bool, int) {
+	return h.idx.subscription(s, topic)
 }

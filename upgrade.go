@@ -1,11 +1,8 @@
 package notify
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -23,7 +20,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := newSession(h, id, since)
 	s.topicSince = topicSinceFrom(r)
 	if _, local := h.broker.(*memoryBroker); !local {
-		s.subscribeUserAhead()
+		s.subscribeUserAhead(context.WithoutCancel(r.Context()))
 	}
 	// The user's token refusal is read in the same step as the join ([Hub.Disconnect]): a
 	// refused token gets 401 with the reason.
@@ -144,72 +141,6 @@ func topicSinceFrom(r *http.Request) map[string]*Position {
 // retryAfter is the Retry-After of refused upgrades, in seconds: enough for a cap to free up,
 // short enough that a client's own backoff stays in charge.
 const retryAfter = "5"
-
-// writeBufferSize is a session's write buffer, kept for its life: the upgrader takes the
-// hijacked writer's buffer as it is. A frame that does not fit leaves in the same system call
-// (gorilla writes the rest from the frame itself, with writev).
-const writeBufferSize = 512
-
-// detachedWriter is the ResponseWriter the upgrader gets. Until the hijack it is the handler's;
-// its Hijack hands the upgrader the connection with small buffers of its own, keeping
-// net/http's to be freed when the handler returns.
-type detachedWriter struct {
-	http.ResponseWriter
-	hijacked chan struct{}
-}
-
-func (d *detachedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	nc, brw, err := http.NewResponseController(d.ResponseWriter).Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	if brw.Reader.Buffered() == 0 { // otherwise the upgrader refuses the connection anyway
-		if tc, ok := nc.(*net.TCPConn); ok {
-			nc = &handshakeConn{TCPConn: tc}
-		}
-		brw = bufio.NewReadWriter(bufio.NewReaderSize(nc, 16), bufio.NewWriterSize(nc, writeBufferSize))
-	}
-	d.ResponseWriter = nil // the upgrader is done with it; let net/http's state go
-	close(d.hijacked)
-	return nc, brw, nil
-}
-
-// handshakeConn holds back the upgrader's response (its first write) until the session's
-// first frame, the welcome, so that both leave in one system call: the welcome follows at
-// once (wsTransport.welcome), and a new connection costs one write instead of two. Later writes go
-// straight to the TCP connection; embedding it keeps net.Buffers' writev for frames larger
-// than the write buffer, which bypasses Write: wsTransport.welcome flushes the response first when the
-// welcome is that large. Only the session's one writer at a time calls Write.
-type handshakeConn struct {
-	*net.TCPConn
-	state int    // 0: the response is next; 1: held; 2: sent
-	held  []byte // the response, copied: the upgrader reuses its buffer for frames
-}
-
-func (c *handshakeConn) Write(p []byte) (int, error) {
-	switch c.state {
-	case 0:
-		c.held, c.state = bytes.Clone(p), 1
-		return len(p), nil
-	case 1:
-		bufs, h := net.Buffers{c.held, p}, len(c.held)
-		c.held, c.state = nil, 2
-		n, err := bufs.WriteTo(c.TCPConn)
-		return max(0, int(n)-h), err
-	}
-	return c.TCPConn.Write(p)
-}
-
-// flush sends the held response now, on its own.
-func (c *handshakeConn) flush() error {
-	if c.state != 1 {
-		return nil
-	}
-	held := c.held
-	c.held, c.state = nil, 2
-	_, err := c.TCPConn.Write(held)
-	return err
-}
 
 // sinceFrom reads the user stream's recovery position from the upgrade's "epoch" and "offset"
 // query parameters (PROTOCOL.md, Recovery).
