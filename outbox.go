@@ -7,7 +7,7 @@ import (
 
 // outbox is one session's queue of outgoing frames and the only writer to its sink.
 //
-// Frames never wait on the client: the sink (the session's transport) holds at most one data frame of
+// Frames never wait on the client: the sink (a transport) holds at most one data frame of
 // the outbox at a time. Frames are collected in pending and leave together, newline-separated,
 // as one frame: the flusher hands the sink the first (flush; outboxes with the same frames
 // pending share one joined frame), and the sink's write loop the next once it reports the
