@@ -216,46 +216,55 @@ func (h *Hub) Stats() Stats {
 	return st
 }
 
-// The hub is its sessions' host (see sessionHost).
-func (h *Hub) settings() *Config                     { return &h.cfg }
-func (h *Hub) metrics() *counters                    { return &h.stats }
-func (h *Hub) clock() time.Time                      { return h.now() }
-func (h *Hub) closing() bool                         { return h.closed.Load() }
-func (h *Hub) queue(o *outbox)                       { h.fl.queueOne(o) }
-func (h *Hub) handedOut(n int64)                     { h.fl.waiting.Add(n) }
-func (h *Hub) leaveAdmission(user string)            { h.admit.leave(user) }
-func (h *Hub) verify(token string) (Identity, error) { return h.auth.verify(token) }
+// hubHost is the hub as its sessions' host (see sessionHost): the hub's parts a session
+// may use, kept out of Hub's own methods.
+type hubHost struct{ h *Hub }
 
-func (h *Hub) subscribe(ctx context.Context, stream string) error {
-	return h.broker.Subscribe(ctx, stream)
+func (x hubHost) settings() *Config                     { return &x.h.cfg }
+func (x hubHost) metrics() *counters                    { return &x.h.stats }
+func (x hubHost) clock() time.Time                      { return x.h.now() }
+func (x hubHost) closing() bool                         { return x.h.closed.Load() }
+func (x hubHost) queue(o *outbox)                       { x.h.fl.queueOne(o) }
+func (x hubHost) handedOut(n int64)                     { x.h.fl.waiting.Add(n) }
+func (x hubHost) leaveAdmission(user string)            { x.h.admit.leave(user) }
+func (x hubHost) verify(token string) (Identity, error) { return x.h.auth.verify(token) }
+
+func (x hubHost) checkRefused(ctx context.Context, id Identity) error {
+	return x.h.checkRefused(ctx, id)
 }
 
-func (h *Hub) history(ctx context.Context, stream string, since *Position) (Position, []Message, error) {
-	return h.broker.History(ctx, stream, since)
+func (x hubHost) subscribe(ctx context.Context, stream string) error {
+	return x.h.broker.Subscribe(ctx, stream)
 }
 
-func (h *Hub) unsubscribe(ctx context.Context, stream string) {
-	if err := h.broker.Unsubscribe(ctx, stream); err != nil {
-		h.stats.brokerErrors.Add(1)
-		h.cfg.Logger.Warn("notify: broker unsubscribe failed", "stream", stream, "err", err)
+func (x hubHost) history(ctx context.Context, stream string, since *Position) (Position, []Message, error) {
+	return x.h.broker.History(ctx, stream, since)
+}
+
+func (x hubHost) unsubscribe(ctx context.Context, stream string) {
+	if err := x.h.broker.Unsubscribe(ctx, stream); err != nil {
+		x.h.stats.brokerErrors.Add(1)
+		x.h.cfg.Logger.Warn("notify: broker unsubscribe failed", "stream", stream, "err", err)
 	}
 }
 
-func (h *Hub) joinPresence(ctx context.Context, s SessionInfo) (int, time.Time, error) {
-	return h.presence.Join(ctx, s)
+func (x hubHost) joinPresence(ctx context.Context, s SessionInfo) (int, time.Time, error) {
+	return x.h.presence.Join(ctx, s)
 }
 
-func (h *Hub) leavePresence(ctx context.Context, s SessionInfo) (int, bool, error) {
-	return h.presence.Leave(ctx, s)
+func (x hubHost) leavePresence(ctx context.Context, s SessionInfo) (int, bool, error) {
+	return x.h.presence.Leave(ctx, s)
 }
 
-func (h *Hub) indexAdd(s *session)                            { h.idx.add(s) }
-func (h *Hub) indexRemove(s *session) []string                { return h.idx.remove(s) }
-func (h *Hub) indexClientTopics(s *session) []string          { return h.idx.clientTopics(s) }
-func (h *Hub) indexUnsubscribe(s *session, topic string) bool { return h.idx.unsubscribe(s, topic) }
-func (h *Hub) indexSubscribe(s *session, topic string, byServer bool) bool {
-	return h.idx.subscribe(s, topic, byServer)
+func (x hubHost) indexAdd(s *session)                   { x.h.idx.add(s) }
+func (x hubHost) indexRemove(s *session) []string       { return x.h.idx.remove(s) }
+func (x hubHost) indexClientTopics(s *session) []string { return x.h.idx.clientTopics(s) }
+func (x hubHost) indexUnsubscribe(s *session, topic string) bool {
+	return x.h.idx.unsubscribe(s, topic)
 }
-func (h *Hub) indexSubscription(s *session, topic string) (bool, int) {
-	return h.idx.subscription(s, topic)
+func (x hubHost) indexSubscribe(s *session, topic string, byServer bool) bool {
+	return x.h.idx.subscribe(s, topic, byServer)
+}
+func (x hubHost) indexSubscription(s *session, topic string) (bool, int) {
+	return x.h.idx.subscription(s, topic)
 }

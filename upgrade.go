@@ -17,7 +17,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s := newSession(h, id, since)
+	s := newSession(hubHost{h}, id, since)
 	s.topicSince = topicSinceFrom(r)
 	if _, local := h.broker.(*memoryBroker); !local {
 		s.subscribeUserAhead(context.WithoutCancel(r.Context()))
