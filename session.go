@@ -13,27 +13,21 @@ import (
 // back. It reaches the hub only through sessionHost and its client only through a transport.
 // Which topics it is subscribed to is the hub's index's (see index).
 //
-// Its state is grouped by owner:
-//   - Fixed: set by newSession and never reassigned (the outbox guards its own state).
-//   - Connection: set by connected, before the session is indexed or reads a message.
-//   - Lifecycle: owned by the goroutine that sets the session up and tears it down (ServeHTTP,
-//     then serve, on which the transport's connect runs).
-//   - Read: owned by the transport's read loop.
-//   - Streams: guarded by streamMu. Token: guarded by tokenMu. Each is taken before the
-//     outbox's lock, never after it, and neither is held while taking the other; streamMu
-//     orders a stream's frames into the outbox as deliver saw them.
+// Its fields are grouped by owner, each group headed by its rule. streamMu and tokenMu are each
+// taken before the outbox's lock, never after it, and neither while holding the other.
 type session struct {
-	// Fixed.
+	// Fixed: set by newSession and never reassigned (the outbox guards its own state).
 	host sessionHost
 	id   string
 	user string
 	out  outbox
 
-	// Connection.
+	// Connection: set by connected, before the session is indexed or reads a message.
 	t   transport
 	ctx context.Context // for broker calls on the read loop (see Hub.ServeHTTP)
 
-	// Lifecycle.
+	// Lifecycle: owned by the goroutine that sets the session up and tears it down (ServeHTTP,
+	// then serve, on which the transport's connect runs).
 	held  held      // what the session holds outside itself, for teardown
 	since *Position // the user stream's recovery position asked at connect
 	// topicSince holds the recovery positions of server-made subscriptions asked at connect.
@@ -49,13 +43,14 @@ type session struct {
 	// started while presence is joined (subscribeUserAhead); whoever takes the answer
 	// (connected, or teardown) waits for that goroutine.
 	presub   chan error
-	welcomed bool
+	welcomed bool // counted present; its end runs the end hooks
 
-	// Read.
+	// Read: owned by the transport's read loop.
 	strikes int    // bad messages in a row
 	limit   bucket // the message rate limit
 
-	// Streams.
+	// Streams: guarded by streamMu, which orders a stream's frames into the outbox as deliver
+	// saw them.
 	streamMu sync.Mutex
 	// buffers holds a stream's live frames while the stream's history is read for recovery.
 	buffers map[string][]buffered
@@ -65,13 +60,13 @@ type session struct {
 	userLast  Position
 	topicLast map[string]Position
 
-	// Token.
+	// Token: guarded by tokenMu.
 	tokenMu sync.Mutex
 	grants  []string
 	expires time.Time
 	iat     time.Time   // the current token's issue time, for the sweep of Hub.Disconnect
 	timer   *time.Timer // the expiry warning, then the expiry close
-	closed  bool
+	closed  bool        // set by close; schedule arms nothing after it
 }
 
 // sessionHost is what a session needs from its hub.
