@@ -103,8 +103,7 @@ func (h *Hub) refuseUpgrade(w http.ResponseWriter, label string, status int, msg
 func (h *Hub) serve(w *detachedWriter, r *http.Request, s *session, ended chan struct{}) {
 	defer h.handlers.Done()
 	defer close(ended)
-	// Once melody returns the session has ended (melody's disconnect handler has run) or
-	// never started.
+	// Once melody returns, the session has ended or never started.
 	defer s.teardown()
 	remote := r.RemoteAddr
 	if err := h.m.HandleRequestWithKeys(w, r, map[string]any{sessionKey: s}); err != nil {
