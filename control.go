@@ -111,9 +111,9 @@ func (h *Hub) sweepRefused(userID string, before time.Time) {
 // disconnectLocal closes this hub's sessions of the user: every one when before is zero,
 // otherwise those whose token a refusal at before refuses.
 func (h *Hub) disconnectLocal(userID string, before time.Time) {
-	for _, c := range h.idx.sessionsOf(userID) {
-		if before.IsZero() || h.refusedBy(Identity{IssuedAt: c.issuedAt()}, before) != nil {
-			c.close(CloseSignedOut)
+	for _, s := range h.idx.sessionsOf(userID) {
+		if before.IsZero() || h.refusedBy(Identity{IssuedAt: s.issuedAt()}, before) != nil {
+			s.close(CloseSignedOut)
 		}
 	}
 }
@@ -192,12 +192,12 @@ func (h *Hub) serverSubscription(ctx context.Context, userID, topic string, on b
 // subscribeLocal applies a server subscription to this hub's sessions of the user.
 func (h *Hub) subscribeLocal(ctx context.Context, userID, topic string, on bool) error {
 	var errs []error
-	for _, c := range h.idx.sessionsOf(userID) {
+	for _, s := range h.idx.sessionsOf(userID) {
 		if on {
-			_, err := h.join(ctx, c, topic, nil, true)
+			_, err := s.join(ctx, topic, nil, true)
 			errs = append(errs, err)
 		} else {
-			h.leave(ctx, c, topic, wire.Control{Op: "unsubscribed", Topic: topic})
+			s.leave(ctx, topic, wire.Control{Op: "unsubscribed", Topic: topic})
 		}
 	}
 	return errors.Join(errs...)

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -34,10 +34,10 @@ func signed(t testing.TB, user string, iat time.Time) string {
 	return s
 }
 
-// refusedWith dials with tok and returns the status and body of the refused upgrade.
-func refusedWith(t testing.TB, u, tok string) (int, string) {
+// refusedWith dials p with tok and returns the status and body of the refused upgrade.
+func refusedWith(t testing.TB, p *wstest.PipeServer, tok string) (int, string) {
 	t.Helper()
-	c, resp, err := dialURL(t, u, http.Header{"Authorization": {"Bearer " + tok}})
+	c, resp, err := p.Dial(t, pipeURL(p), bearer(tok))
 	if err == nil {
 		c.WS.Close()
 		t.Fatal("upgrade succeeded, want it refused")
@@ -48,6 +48,12 @@ func refusedWith(t testing.TB, u, tok string) (int, string) {
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, strings.TrimSpace(string(body))
 }
+
+func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+
+// The tests below that serve sessions run in testing/synctest bubbles, on servePipe: what
+// they wait for (a session's end, a hook, the sweep) is waited for with synctest.Wait or
+// comes at its exact time on the bubble's clock.
 
 func TestPresenceBadInput(t *testing.T) {
 	t.Parallel()
@@ -74,53 +80,52 @@ func TestPresenceBadInput(t *testing.T) {
 // identity, OnOnline and OnOffline fire once per transition, and Stats agree.
 func TestPresenceAndHooks(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	var log []string
-	add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
-	h := newHub(t, func(c *notify.Config) {
-		c.OnSessionStart = func(id notify.Identity, s notify.SessionInfo) { add("start " + id.UserID + " " + s.ID) }
-		c.OnSessionEnd = func(id notify.Identity, s notify.SessionInfo) { add("end " + id.UserID + " " + s.ID) }
-		c.OnOnline = func(u string) { add("online " + u) }
-		c.OnOffline = func(u string) { add("offline " + u) }
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var log []string
+		add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
+		h := newHub(t, func(c *notify.Config) {
+			c.OnSessionStart = func(id notify.Identity, s notify.SessionInfo) { add("start " + id.UserID + " " + s.ID) }
+			c.OnSessionEnd = func(id notify.Identity, s notify.SessionInfo) { add("end " + id.UserID + " " + s.ID) }
+			c.OnOnline = func(u string) { add("online " + u) }
+			c.OnOffline = func(u string) { add("offline " + u) }
+		})
+		srv := servePipe(t, h)
+		c1, w1 := srv.Welcome(t, pipeURL(srv), token(t, h, "alice"))
+		c2, w2 := srv.Welcome(t, pipeURL(srv), token(t, h, "alice"))
+		synctest.Wait() // the sessions' hooks have run (after their welcomes)
+		p, err := h.Presence(context.Background(), "alice")
+		if err != nil || len(p) != 2 || p[0].ID != w1["session"] || p[1].ID != w2["session"] || p[0].Node == "" {
+			t.Fatalf("Presence = %+v, %v; want the two sessions %v, %v", p, err, w1["session"], w2["session"])
+		}
+		if s := h.Stats(); s.Present != 2 || s.Online != 1 || s.Offline != 0 {
+			t.Fatalf("stats with two sessions: Present %d Online %d Offline %d", s.Present, s.Online, s.Offline)
+		}
+		c1.WS.Close()
+		synctest.Wait() // the first session has ended
+		if s := h.Stats(); s.Present != 1 {
+			t.Fatalf("Present %d after the first session ended, want 1", s.Present)
+		}
+		c2.WS.Close()
+		synctest.Wait()
+		if s := h.Stats(); s.Present != 0 {
+			t.Fatalf("Present %d after the second session ended, want 0", s.Present)
+		}
+		s1, s2 := w1["session"].(string), w2["session"].(string)
+		want := "start alice " + s1 + "|online alice|start alice " + s2 + "|end alice " + s1 + "|end alice " + s2 + "|offline alice"
+		mu.Lock()
+		got := strings.Join(log, "|")
+		mu.Unlock()
+		if got != want {
+			t.Fatalf("hooks:\n got %s\nwant %s", got, want)
+		}
+		if s := h.Stats(); s.Online != 1 || s.Offline != 1 {
+			t.Fatalf("stats: Online %d Offline %d, want 1 1", s.Online, s.Offline)
+		}
+		if p, _ := h.Presence(context.Background(), "alice"); len(p) != 0 {
+			t.Fatalf("Presence after both left: %+v", p)
+		}
 	})
-	srv := serve(t, h)
-	c1, w1 := dialWelcome(t, srv, token(t, h, "alice"))
-	c2, w2 := dialWelcome(t, srv, token(t, h, "alice"))
-	p, err := h.Presence(context.Background(), "alice")
-	if err != nil || len(p) != 2 || p[0].ID != w1["session"] || p[1].ID != w2["session"] || p[0].Node == "" {
-		t.Fatalf("Presence = %+v, %v; want the two sessions %v, %v", p, err, w1["session"], w2["session"])
-	}
-	if s := h.Stats(); s.Present != 2 || s.Online != 1 || s.Offline != 0 {
-		t.Fatalf("stats with two sessions: Present %d Online %d Offline %d", s.Present, s.Online, s.Offline)
-	}
-	c1.WS.Close()
-	waitFor(t, "first session to end", func() bool { return h.Stats().Present == 1 })
-	c2.WS.Close()
-	waitFor(t, "second session to end", func() bool { return h.Stats().Present == 0 })
-	s1, s2 := w1["session"].(string), w2["session"].(string)
-	want := "start alice " + s1 + "|online alice|start alice " + s2 + "|end alice " + s1 + "|end alice " + s2 + "|offline alice"
-	mu.Lock()
-	got := strings.Join(log, "|")
-	mu.Unlock()
-	if got != want {
-		t.Fatalf("hooks:\n got %s\nwant %s", got, want)
-	}
-	if s := h.Stats(); s.Online != 1 || s.Offline != 1 {
-		t.Fatalf("stats: Online %d Offline %d, want 1 1", s.Online, s.Offline)
-	}
-	if p, _ := h.Presence(context.Background(), "alice"); len(p) != 0 {
-		t.Fatalf("Presence after both left: %+v", p)
-	}
-}
-
-func dialWelcome(t testing.TB, srv *httptest.Server, tok string) (*client, map[string]any) {
-	t.Helper()
-	return wstest.Welcome(t, wsURL(srv), tok)
-}
-
-func welcomeURL(t testing.TB, u, tok string) (*client, map[string]any) {
-	t.Helper()
-	return wstest.Welcome(t, u, tok)
 }
 
 // TestDisconnect: every session closes with 4001; with a refusal, the old token gets 401 with
@@ -128,82 +133,87 @@ func welcomeURL(t testing.TB, u, tok string) (*client, map[string]any) {
 // it connects.
 func TestDisconnect(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, nil)
-	srv := serve(t, h)
-	old := signed(t, "alice", time.Now().Add(-time.Hour))
-	a1, a2 := dial(t, srv, old), dial(t, srv, old)
-	bob := dial(t, srv, token(t, h, "bob"))
-	// Another session, whose refresh comes after the refusal.
-	a3 := dial(t, srv, old)
-	if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []*client{a1, a2, a3} {
-		if code := c.CloseCode(); code != int(notify.CloseSignedOut) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHub(t, nil)
+		srv := servePipe(t, h)
+		old := signed(t, "alice", time.Now().Add(-time.Hour))
+		a1, a2 := dialPipe(t, srv, old), dialPipe(t, srv, old)
+		bob := dialPipe(t, srv, token(t, h, "bob"))
+		// Another session, whose refresh comes after the refusal.
+		a3 := dialPipe(t, srv, old)
+		if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []*client{a1, a2, a3} {
+			if code := c.CloseCode(); code != int(notify.CloseSignedOut) {
+				t.Fatalf("close code %d, want %d", code, notify.CloseSignedOut)
+			}
+		}
+		// Without a refusal the old token still connects.
+		a4 := dialPipe(t, srv, old)
+		if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: time.Now().Add(-time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+		if code := a4.CloseCode(); code != int(notify.CloseSignedOut) {
 			t.Fatalf("close code %d, want %d", code, notify.CloseSignedOut)
 		}
-	}
-	// Without a refusal the old token still connects.
-	a4 := dial(t, srv, old)
-	if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: time.Now().Add(-time.Second)}); err != nil {
-		t.Fatal(err)
-	}
-	if code := a4.CloseCode(); code != int(notify.CloseSignedOut) {
-		t.Fatalf("close code %d, want %d", code, notify.CloseSignedOut)
-	}
-	status, body := refusedWith(t, wsURL(srv), old)
-	if status != http.StatusUnauthorized || body != "notify: unauthorized: token issued before the user was signed out" {
-		t.Fatalf("old token at connect: %d %q", status, body)
-	}
-	status, body = refusedWith(t, wsURL(srv), signed(t, "alice", time.Time{}))
-	if status != http.StatusUnauthorized || !strings.Contains(body, "no iat") {
-		t.Fatalf("token without iat at connect: %d %q", status, body)
-	}
-	if got := h.Stats().Refused["signed_out"]; got != 2 {
-		t.Fatalf("Refused[signed_out] = %d, want 2", got)
-	}
-	// A fresh token connects; a refresh with the old one ends the session.
-	fresh := dial(t, srv, signed(t, "alice", time.Now()))
-	fresh.Send(map[string]any{"op": "refresh", "token": old})
-	if m := fresh.NextNonPing(); m["op"] != "error" || m["code"] != "invalid_token" ||
-		m["reason"] != "unauthorized: token issued before the user was signed out" {
-		t.Fatalf("refresh with the old token: %v", m)
-	}
-	if code := fresh.CloseCode(); code != int(notify.CloseSignedOut) {
-		t.Fatalf("close code %d after the refused refresh, want %d", code, notify.CloseSignedOut)
-	}
-	// bob was not touched.
-	expectMarker(t, h, bob, "bob")
+		status, body := refusedWith(t, srv, old)
+		if status != http.StatusUnauthorized || body != "notify: unauthorized: token issued before the user was signed out" {
+			t.Fatalf("old token at connect: %d %q", status, body)
+		}
+		status, body = refusedWith(t, srv, signed(t, "alice", time.Time{}))
+		if status != http.StatusUnauthorized || !strings.Contains(body, "no iat") {
+			t.Fatalf("token without iat at connect: %d %q", status, body)
+		}
+		if got := h.Stats().Refused["signed_out"]; got != 2 {
+			t.Fatalf("Refused[signed_out] = %d, want 2", got)
+		}
+		// A fresh token connects; a refresh with the old one ends the session.
+		fresh := dialPipe(t, srv, signed(t, "alice", time.Now()))
+		fresh.Send(map[string]any{"op": "refresh", "token": old})
+		if m := fresh.NextNonPing(); m["op"] != "error" || m["code"] != "invalid_token" ||
+			m["reason"] != "unauthorized: token issued before the user was signed out" {
+			t.Fatalf("refresh with the old token: %v", m)
+		}
+		if code := fresh.CloseCode(); code != int(notify.CloseSignedOut) {
+			t.Fatalf("close code %d after the refused refresh, want %d", code, notify.CloseSignedOut)
+		}
+		// bob was not touched.
+		expectMarker(t, h, bob, "bob")
+	})
 }
 
 // TestRefusalLeeway: tokens issued within Config.Leeway before the refusal time are accepted
 // (another node's clock may be that far behind), older ones are not.
 func TestRefusalLeeway(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, func(c *notify.Config) { c.Leeway = 5 * time.Second })
-	srv := serve(t, h)
-	signout := time.Now()
-	if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: signout}); err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		name string
-		iat  time.Time
+		iat  time.Duration // before the refusal
 		ok   bool
 	}{
-		{"issued at the same second", signout, true}, // within the leeway
-		{"issued by a clock 3s behind", signout.Add(-3 * time.Second), true},
-		{"issued 10s before", signout.Add(-10 * time.Second), false},
+		{"issued at the same second", 0, true}, // within the leeway
+		{"issued by a clock 3s behind", 3 * time.Second, true},
+		{"issued 10s before", 10 * time.Second, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tok := signed(t, "alice", tc.iat)
-			if tc.ok {
-				dial(t, srv, tok).WS.Close()
-				return
-			}
-			if status, _ := refusedWith(t, wsURL(srv), tok); status != http.StatusUnauthorized {
-				t.Fatalf("status %d, want 401", status)
-			}
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				h := newHub(t, func(c *notify.Config) { c.Leeway = 5 * time.Second })
+				srv := servePipe(t, h)
+				signout := time.Now()
+				if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: signout}); err != nil {
+					t.Fatal(err)
+				}
+				tok := signed(t, "alice", signout.Add(-tc.iat))
+				if tc.ok {
+					dialPipe(t, srv, tok).WS.Close()
+					return
+				}
+				if status, _ := refusedWith(t, srv, tok); status != http.StatusUnauthorized {
+					t.Fatalf("status %d, want 401", status)
+				}
+			})
 		})
 	}
 }
@@ -213,64 +223,68 @@ func TestRefusalLeeway(t *testing.T) {
 // not revoke them.
 func TestConfigSubscriptions(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, func(c *notify.Config) {
-		c.Subscriptions = func(_ context.Context, id notify.Identity) ([]string, error) {
-			if id.UserID == "mallory" {
-				return nil, errors.New("no")
+	synctest.Test(t, func(t *testing.T) {
+		h := newHub(t, func(c *notify.Config) {
+			c.Subscriptions = func(_ context.Context, id notify.Identity) ([]string, error) {
+				if id.UserID == "mallory" {
+					return nil, errors.New("no")
+				}
+				return []string{"team." + id.UserID}, nil
 			}
-			return []string{"team." + id.UserID}, nil
+		})
+		srv := servePipe(t, h)
+		c, _ := srv.Welcome(t, pipeURL(srv), token(t, h, "alice"))
+		m := c.NextNonPing()
+		if m["op"] != "subscribed" || m["topic"] != "team.alice" || m["server"] != true {
+			t.Fatalf("after the welcome: %v, want subscribed team.alice by the server", m)
+		}
+		epoch, _ := m["epoch"].(string)
+		off, _ := m["offset"].(float64) // absent at 0
+		h.Publish(context.Background(), "team.alice", notify.Event{Type: "seen"})
+		if m := c.NextNonPing(); m["type"] != "seen" {
+			t.Fatalf("got %v", m)
+		}
+		c.Send(map[string]any{"op": "refresh", "token": token(t, h, "alice")}) // grants no topic
+		if m := c.NextNonPing(); m["op"] != "refreshed" {
+			t.Fatalf("refresh: %v (the server's subscription must stay)", m)
+		}
+		c.WS.Close()
+		h.Publish(context.Background(), "team.alice", notify.Event{Type: "missed"})
+		q := url.Values{"t.team.alice": {strconv.Itoa(int(off)+1) + "." + epoch}}
+		c, _ = srv.Welcome(t, pipeURL(srv)+"?"+q.Encode(), token(t, h, "alice"))
+		if m := c.NextNonPing(); m["op"] != "subscribed" || m["recovered"] != true {
+			t.Fatalf("after the reconnect: %v, want recovered", m)
+		}
+		if m := c.NextNonPing(); m["type"] != "missed" {
+			t.Fatalf("replay: %v", m)
+		}
+		// A failing Subscriptions refuses the session with 1013.
+		bad, _, err := srv.Dial(t, pipeURL(srv), bearer(token(t, h, "mallory")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := bad.CloseCode(); code != 1013 {
+			t.Fatalf("close %d, want 1013", code)
 		}
 	})
-	srv := serve(t, h)
-	c, _ := welcomeURL(t, wsURL(srv), token(t, h, "alice"))
-	m := c.NextNonPing()
-	if m["op"] != "subscribed" || m["topic"] != "team.alice" || m["server"] != true {
-		t.Fatalf("after the welcome: %v, want subscribed team.alice by the server", m)
-	}
-	epoch, _ := m["epoch"].(string)
-	off, _ := m["offset"].(float64) // absent at 0
-	h.Publish(context.Background(), "team.alice", notify.Event{Type: "seen"})
-	if m := c.NextNonPing(); m["type"] != "seen" {
-		t.Fatalf("got %v", m)
-	}
-	c.Send(map[string]any{"op": "refresh", "token": token(t, h, "alice")}) // grants no topic
-	if m := c.NextNonPing(); m["op"] != "refreshed" {
-		t.Fatalf("refresh: %v (the server's subscription must stay)", m)
-	}
-	c.WS.Close()
-	h.Publish(context.Background(), "team.alice", notify.Event{Type: "missed"})
-	q := url.Values{"t.team.alice": {strconv.Itoa(int(off)+1) + "." + epoch}}
-	c, _ = welcomeURL(t, wsURL(srv)+"?"+q.Encode(), token(t, h, "alice"))
-	if m := c.NextNonPing(); m["op"] != "subscribed" || m["recovered"] != true {
-		t.Fatalf("after the reconnect: %v, want recovered", m)
-	}
-	if m := c.NextNonPing(); m["type"] != "missed" {
-		t.Fatalf("replay: %v", m)
-	}
-	// A failing Subscriptions refuses the session with 1013.
-	bad, _, err := dialURL(t, wsURL(srv), http.Header{"Authorization": {"Bearer " + token(t, h, "mallory")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if code := bad.CloseCode(); code != 1013 {
-		t.Fatalf("close %d, want 1013", code)
-	}
 }
 
 func TestSubscribeLaterSession(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, nil)
-	srv := serve(t, h)
-	c := dial(t, srv, token(t, h, "alice"))
-	if err := h.Subscribe(context.Background(), "alice", "x y"); !errors.Is(err, notify.ErrInvalidTopic) {
-		t.Fatalf("Subscribe(invalid) = %v", err)
-	}
-	if err := h.Subscribe(context.Background(), "alice", "billing"); err != nil {
-		t.Fatal(err)
-	}
-	if m := c.NextNonPing(); m["op"] != "subscribed" || m["server"] != true {
-		t.Fatalf("got %v", m)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := newHub(t, nil)
+		srv := servePipe(t, h)
+		c := dialPipe(t, srv, token(t, h, "alice"))
+		if err := h.Subscribe(context.Background(), "alice", "x y"); !errors.Is(err, notify.ErrInvalidTopic) {
+			t.Fatalf("Subscribe(invalid) = %v", err)
+		}
+		if err := h.Subscribe(context.Background(), "alice", "billing"); err != nil {
+			t.Fatal(err)
+		}
+		if m := c.NextNonPing(); m["op"] != "subscribed" || m["server"] != true {
+			t.Fatalf("got %v", m)
+		}
+	})
 }
 
 func TestSendReport(t *testing.T) {
@@ -313,97 +327,155 @@ func TestSendReport(t *testing.T) {
 // second's is not.
 func TestRefusalSameSecond(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, nil)
-	srv := serve(t, h)
-	signout := time.Now().Add(-time.Second)
-	if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: signout}); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := h.RefusedBefore(context.Background(), "alice"); err != nil || !got.Equal(signout) {
-		t.Fatalf("RefusedBefore = %v, %v; want %v", got, err, signout)
-	}
-	if status, _ := refusedWith(t, wsURL(srv), signed(t, "alice", signout)); status != http.StatusUnauthorized {
-		t.Fatalf("status %d, want 401", status)
-	}
-	dial(t, srv, signed(t, "alice", signout.Add(time.Second))).WS.Close()
+	synctest.Test(t, func(t *testing.T) {
+		h := newHub(t, nil)
+		srv := servePipe(t, h)
+		signout := time.Now().Add(-time.Second)
+		if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: signout}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := h.RefusedBefore(context.Background(), "alice"); err != nil || !got.Equal(signout) {
+			t.Fatalf("RefusedBefore = %v, %v; want %v", got, err, signout)
+		}
+		if status, _ := refusedWith(t, srv, signed(t, "alice", signout)); status != http.StatusUnauthorized {
+			t.Fatalf("status %d, want 401", status)
+		}
+		dialPipe(t, srv, signed(t, "alice", signout.Add(time.Second))).WS.Close()
+	})
 }
 
-// TestDisconnectSweep: the sweep a Disconnect with a refusal runs two seconds later closes the
-// sessions that missed its first command and whose token the refusal refuses (here one that
-// connected before the refusal was recorded), and leaves those with a newer token.
+// TestDisconnectSweep: two seconds after a Disconnect with a refusal, its sweep closes the
+// sessions that missed its first command and whose token the refusal refuses, and leaves
+// those with a newer token, or with one a refresh brought up to date. The sessions that miss
+// the command are the race the sweep is for: their connects passed the refusal check before
+// the refusal was recorded (Config.Subscriptions holds them there), and reached the hub's index
+// after the command. On a synctest bubble's clock the sweep comes at its exact time.
 func TestDisconnectSweep(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, nil)
-	srv := serve(t, h)
-	before := time.Now().Add(-2 * time.Second)
-	old := dial(t, srv, signed(t, "alice", time.Now().Add(-time.Hour)))
-	fresh := dial(t, srv, signed(t, "alice", time.Now()))
-	noIat := dial(t, srv, signed(t, "alice", time.Time{}))
-	notify.Sweep(h, "alice", before)
-	for _, c := range []*client{old, noIat} {
-		if code := c.CloseCode(); code != int(notify.CloseSignedOut) {
-			t.Fatalf("close %d, want 4001", code)
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var hold atomic.Bool
+		hold.Store(true)
+		h := newHub(t, func(c *notify.Config) {
+			c.Subscriptions = func(context.Context, notify.Identity) ([]string, error) {
+				if hold.Load() {
+					<-release
+				}
+				return nil, nil
+			}
+		})
+		srv := servePipe(t, h)
+		connect := func(tok string) <-chan *client {
+			dialed := make(chan *client, 1)
+			go func() {
+				c, _, err := srv.Dial(t, pipeURL(srv), bearer(tok))
+				if err != nil {
+					t.Error(err)
+				}
+				dialed <- c
+			}()
+			return dialed
 		}
-	}
-	expectMarker(t, h, fresh, "alice")
-	// A refresh brings the token's issue time up to date: the sweep then spares the session.
-	refreshed := dial(t, srv, signed(t, "alice", time.Now().Add(-time.Hour)))
-	refreshed.Send(map[string]any{"op": "refresh", "token": signed(t, "alice", time.Now())})
-	if m := refreshed.NextNonPing(); m["op"] != "refreshed" {
-		t.Fatalf("refresh: %v", m)
-	}
-	notify.Sweep(h, "alice", before)
-	expectMarker(t, h, refreshed, "alice")
+		welcomed := func(dialed <-chan *client) *client {
+			t.Helper()
+			c := <-dialed
+			if c == nil {
+				t.FailNow()
+			}
+			if m := c.NextNonPing(); m["op"] != "welcome" {
+				t.Fatalf("got %v, want the welcome", m)
+			}
+			return c
+		}
+		old := connect(signed(t, "alice", time.Now().Add(-time.Hour)))
+		noIat := connect(signed(t, "alice", time.Time{}))
+		refreshed := connect(signed(t, "alice", time.Now().Add(-time.Hour)))
+		synctest.Wait() // the three connects wait in Config.Subscriptions
+
+		start := time.Now()
+		before := start.Add(-2 * time.Second)
+		if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: before}); err != nil {
+			t.Fatal(err)
+		}
+		hold.Store(false)
+		close(release)
+		missed := []*client{welcomed(old), welcomed(noIat)}
+		r := welcomed(refreshed)
+		fresh := dialPipe(t, srv, signed(t, "alice", time.Now()))
+		r.Send(map[string]any{"op": "refresh", "token": signed(t, "alice", time.Now())})
+		if m := r.NextNonPing(); m["op"] != "refreshed" {
+			t.Fatalf("refresh: %v", m)
+		}
+		for _, c := range missed {
+			if code := c.CloseCode(); code != int(notify.CloseSignedOut) {
+				t.Fatalf("close %d, want 4001", code)
+			}
+			if at := time.Since(start); at != 2*time.Second {
+				t.Fatalf("closed %v after the Disconnect, want 2s (the sweep)", at)
+			}
+		}
+		expectMarker(t, h, fresh, "alice")
+		expectMarker(t, h, r, "alice")
+	})
 }
 
 // TestOnlineWhenFirstSessionFails: the user's first session fails before its welcome while a
 // second one starts: OnOnline still fires once (when the first leaves), then OnOffline once.
 func TestOnlineWhenFirstSessionFails(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	var log []string
-	add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
-	release := make(chan struct{})
-	var calls atomic.Int32
-	h := newHub(t, func(c *notify.Config) {
-		c.OnOnline = func(u string) { add("online " + u) }
-		c.OnOffline = func(u string) { add("offline " + u) }
-		c.Subscriptions = func(context.Context, notify.Identity) ([]string, error) {
-			if calls.Add(1) == 1 {
-				<-release // until the second session is welcomed
-				return nil, errors.New("first session fails")
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var log []string
+		add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
+		release := make(chan struct{})
+		var calls atomic.Int32
+		h := newHub(t, func(c *notify.Config) {
+			c.OnOnline = func(u string) { add("online " + u) }
+			c.OnOffline = func(u string) { add("offline " + u) }
+			c.Subscriptions = func(context.Context, notify.Identity) ([]string, error) {
+				if calls.Add(1) == 1 {
+					<-release // until the second session is welcomed
+					return nil, errors.New("first session fails")
+				}
+				return nil, nil
 			}
-			return nil, nil
+		})
+		srv := servePipe(t, h)
+		tok := token(t, h, "alice")
+		dialed := make(chan *client, 1)
+		go func() {
+			c, _, err := srv.Dial(t, pipeURL(srv), bearer(tok))
+			if err != nil {
+				t.Error(err)
+			}
+			dialed <- c
+		}()
+		synctest.Wait()
+		if n := calls.Load(); n != 1 {
+			t.Fatalf("%d Topics calls, want the first session's", n)
+		}
+		second := dialPipe(t, srv, token(t, h, "alice"))
+		close(release)
+		first := <-dialed
+		if first == nil {
+			t.FailNow()
+		}
+		if code := first.CloseCode(); code != 1013 {
+			t.Fatalf("first session closed with %d, want 1013", code)
+		}
+		synctest.Wait() // the first session has ended
+		if s := h.Stats(); s.Online != 1 {
+			t.Fatalf("Online %d after the first session ended, want 1", s.Online)
+		}
+		second.WS.Close()
+		synctest.Wait()
+		if s := h.Stats(); s.Offline != 1 {
+			t.Fatalf("Offline %d after the second session ended, want 1", s.Offline)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if got := strings.Join(log, "|"); got != "online alice|offline alice" {
+			t.Fatalf("hooks %q", got)
 		}
 	})
-	srv := serve(t, h)
-	// The upgrade's answer leaves with the session's first frame: the dial returns once the
-	// first session is refused.
-	tok := token(t, h, "alice")
-	dialed := make(chan *client, 1)
-	go func() {
-		c, _, err := dialURL(t, wsURL(srv), http.Header{"Authorization": {"Bearer " + tok}})
-		if err != nil {
-			t.Error(err)
-		}
-		dialed <- c
-	}()
-	waitFor(t, "the first session's Subscriptions call", func() bool { return calls.Load() == 1 })
-	second := dial(t, srv, token(t, h, "alice"))
-	close(release)
-	first := <-dialed
-	if first == nil {
-		t.FailNow()
-	}
-	if code := first.CloseCode(); code != 1013 {
-		t.Fatalf("first session closed with %d, want 1013", code)
-	}
-	waitFor(t, "online", func() bool { return h.Stats().Online == 1 })
-	second.WS.Close()
-	waitFor(t, "offline", func() bool { return h.Stats().Offline == 1 })
-	mu.Lock()
-	defer mu.Unlock()
-	if got := strings.Join(log, "|"); got != "online alice|offline alice" {
-		t.Fatalf("hooks %q", got)
-	}
 }

@@ -123,8 +123,10 @@
 // the remaining connections and returns the context's error at once.
 //
 // Inside, each piece of state has one owner, with its lock rule in its doc: the index (the
-// sessions by user and by topic), the flusher (frames on their way to melody), a session's
-// conn (its token and the recovery state of its streams) and its outbox (its queue of frames,
-// the byte limit and the slow-consumer close), the admission counts and the counters.
-// Recovery is pure functions over positions (recovery.go); the wire format is internal/wire.
+// sessions by user and by topic), the flusher (frames on their way to melody), each session
+// (its token, the recovery state of its streams, its read loop and what it holds, given back
+// by one teardown; it reaches the hub through a narrow interface and its connection through a
+// transport, melody's WebSocket today) and its outbox (its queue of frames, the byte limit and
+// the slow-consumer close), the admission counts and the counters. Recovery is pure functions
+// over positions (recovery.go); the wire format is internal/wire.
 package notify

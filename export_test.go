@@ -16,7 +16,3 @@ func Streams(h *Hub) int {
 	defer b.mu.Unlock()
 	return len(b.streams)
 }
-
-// Sweep runs the sweep a Disconnect with a refusal at before schedules, now: it closes the
-// user's sessions whose token the refusal refuses, on every hub.
-func Sweep(h *Hub, user string, before time.Time) { h.sweepRefused(user, before) }

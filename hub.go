@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/olahol/melody"
 
 	"github.com/gonotify/notify/internal/wire"
@@ -18,7 +17,7 @@ import (
 // http.Handler for the WebSocket endpoint. All methods are safe for concurrent use.
 //
 // The hub's state has owners of its own: the index (which sessions there are, by user and by
-// topic), the flusher (frames on their way to melody), each session's conn and outbox, the
+// topic), the flusher (frames on their way to melody), each session (with its outbox), the
 // admission counts and the counters. The hub holds them together and runs the lifecycle:
 // acceptMu orders the setting of closed with the adding to handlers; closed is read without it
 // where that order does not matter (sends, a session's start).
@@ -59,7 +58,7 @@ func New(cfg Config) (*Hub, error) {
 		admit: admission{maxTotal: cfg.MaxSessions, maxUser: cfg.MaxUserSessions},
 		stop:  make(chan struct{}), done: make(chan struct{})}
 	h.auth = newVerifier(&h.cfg)
-	h.m = h.newMelody()
+	h.m = newMelody(&h.cfg, h.originAllowed)
 	h.broker = cfg.Broker
 	if h.broker == nil {
 		h.broker = newMemoryBroker(cfg.HistorySize, cfg.HistoryTTL, h.holds)
@@ -90,38 +89,6 @@ func New(cfg Config) (*Hub, error) {
 	return h, nil
 }
 
-// newMelody configures melody for the hub's sessions.
-func (h *Hub) newMelody() *melody.Melody {
-	m := melody.New()
-	m.Config.MaxMessageSize = h.cfg.MaxMessageSize
-	m.Config.PingPeriod = h.cfg.PingInterval
-	m.Config.PongWait = 2*h.cfg.PingInterval + 10*time.Second
-	m.Config.WriteWait = h.cfg.WriteTimeout
-	// At most one data frame per session waits in melody (see outbox), plus close frames.
-	m.Config.MessageBufferSize = 4
-	m.Upgrader = &websocket.Upgrader{
-		// Clients send little (subscriptions, token refreshes); larger messages are read in
-		// several pieces. Writes use the small buffer detachedWriter.Hijack hands over (no
-		// WriteBufferSize and no pool: a pooled buffer would cost an allocation per write,
-		// and with it the writer's share of the collector's work while it runs).
-		ReadBufferSize: 256,
-		Subprotocols:   []string{Subprotocol},
-		CheckOrigin:    h.originAllowed,
-	}
-	m.HandleConnect(h.connected)
-	m.HandleDisconnect(h.disconnected)
-	m.HandleMessage(h.received)
-	m.HandleMessageBinary(h.receivedBinary)
-	m.HandleSentMessage(func(s *melody.Session, msg []byte) {
-		h.stats.written(len(msg))
-		if c := connOf(s); c != nil {
-			c.out.sent()
-		}
-	})
-	m.HandleError(h.sessionError)
-	return m
-}
-
 // deliver hands a broker's message to this hub's sessions on its stream.
 func (h *Hub) deliver(m Message) {
 	if isCommand(m) {
@@ -137,7 +104,7 @@ func (h *Hub) deliver(m Message) {
 	var n int
 	if m.Stream == wire.Broadcast {
 		// A broadcast has no offset and is never buffered for a recovery: it goes straight to
-		// the outboxes, without the sessions' stream locks (see conn.deliver).
+		// the outboxes, without the sessions' stream locks (see session.deliver).
 		for _, c := range x.all {
 			if c.out.enqueue(frame) {
 				w.add(h.fl, &c.out)
@@ -148,9 +115,9 @@ func (h *Hub) deliver(m Message) {
 		n = h.deliverTo(&w, x.users[user], m, frame)
 	} else if topic, ok := wire.TopicOf(m.Stream); ok {
 		set := x.topics[topic]
-		for c := range set {
-			if c.deliver(m.Stream, m.Offset, m.Epoch, frame) {
-				w.add(h.fl, &c.out)
+		for s := range set {
+			if s.deliver(m.Stream, m.Offset, m.Epoch, frame) {
+				w.add(h.fl, &s.out)
 			}
 		}
 		n = len(set)
@@ -164,13 +131,13 @@ func (h *Hub) deliver(m Message) {
 }
 
 // deliverTo hands the frame to each session; called with the index's lock held.
-func (h *Hub) deliverTo(w *wakeList, conns []*conn, m Message, frame []byte) int {
-	for _, c := range conns {
-		if c.deliver(m.Stream, m.Offset, m.Epoch, frame) {
-			w.add(h.fl, &c.out)
+func (h *Hub) deliverTo(w *wakeList, sessions []*session, m Message, frame []byte) int {
+	for _, s := range sessions {
+		if s.deliver(m.Stream, m.Offset, m.Epoch, frame) {
+			w.add(h.fl, &s.out)
 		}
 	}
-	return len(conns)
+	return len(sessions)
 }
 
 // pinger sends the in-band ping that lets browsers detect a dead connection.
@@ -183,20 +150,14 @@ func (h *Hub) pinger() {
 			return
 		case <-t.C:
 			var w wakeList
-			h.idx.each(func(c *conn) {
-				if c.out.enqueue(wire.PingFrame) {
-					w.add(h.fl, &c.out)
+			h.idx.each(func(s *session) {
+				if s.out.enqueue(wire.PingFrame) {
+					w.add(h.fl, &s.out)
 				}
 			})
 			w.wake(h.fl)
 		}
 	}
-}
-
-// slowConsumer counts and logs a session its outbox closed as a slow consumer.
-func (h *Hub) slowConsumer(c *conn, queued int) {
-	h.stats.slow.Add(1)
-	h.cfg.Logger.Warn("notify: closing slow consumer", "user", c.user, "session", c.id, "queued_bytes", queued)
 }
 
 // Shutdown stops accepting sessions, closes every session with code 1001 (going away,
@@ -210,22 +171,16 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		h.closed.Store(true)
 		h.acceptMu.Unlock()
 		close(h.stop)
-		h.idx.each(h.goAway)
+		h.idx.each((*session).goAway)
 		go h.finish()
 	})
 	select {
 	case <-h.done:
 		return nil
 	case <-ctx.Done():
-		h.idx.each(func(c *conn) { _ = c.s.WebsocketConnection().Close() })
+		h.idx.each(func(s *session) { s.t.cut() })
 		return ctx.Err()
 	}
-}
-
-// goAway tells a session how long to spread its reconnect over, then closes it with 1001.
-func (h *Hub) goAway(c *conn) {
-	c.out.send(wire.Control{Op: "goaway", Reconnect: int64((h.cfg.ReconnectSpread + time.Second - 1) / time.Second)}.Frame())
-	c.close(CloseGoingAway)
 }
 
 // finish waits for the sessions and the hub's goroutines, then closes melody and the broker.
@@ -266,4 +221,57 @@ func (h *Hub) Stats() Stats {
 	h.stats.fill(&st)
 	st.Deliveries = h.fl.deliveries.Load()
 	return st
+}
+
+// hubHost is the hub as its sessions' host (see sessionHost): the hub's parts a session
+// may use, kept out of Hub's own methods.
+type hubHost struct{ h *Hub }
+
+func (x hubHost) settings() *Config                     { return &x.h.cfg }
+func (x hubHost) metrics() *counters                    { return &x.h.stats }
+func (x hubHost) clock() time.Time                      { return x.h.now() }
+func (x hubHost) closing() bool                         { return x.h.closed.Load() }
+func (x hubHost) queue(o *outbox)                       { x.h.fl.queueOne(o) }
+func (x hubHost) handedOut(n int64)                     { x.h.fl.waiting.Add(n) }
+func (x hubHost) leaveAdmission(user string)            { x.h.admit.leave(user) }
+func (x hubHost) verify(token string) (Identity, error) { return x.h.auth.verify(token) }
+
+func (x hubHost) checkRefused(ctx context.Context, id Identity) error {
+	return x.h.checkRefused(ctx, id)
+}
+
+func (x hubHost) subscribe(ctx context.Context, stream string) error {
+	return x.h.broker.Subscribe(ctx, stream)
+}
+
+func (x hubHost) history(ctx context.Context, stream string, since *Position) (Position, []Message, error) {
+	return x.h.broker.History(ctx, stream, since)
+}
+
+func (x hubHost) unsubscribe(ctx context.Context, stream string) {
+	if err := x.h.broker.Unsubscribe(ctx, stream); err != nil {
+		x.h.stats.brokerErrors.Add(1)
+		x.h.cfg.Logger.Warn("notify: broker unsubscribe failed", "stream", stream, "err", err)
+	}
+}
+
+func (x hubHost) joinPresence(ctx context.Context, s SessionInfo) (int, time.Time, error) {
+	return x.h.presence.Join(ctx, s)
+}
+
+func (x hubHost) leavePresence(ctx context.Context, s SessionInfo) (int, bool, error) {
+	return x.h.presence.Leave(ctx, s)
+}
+
+func (x hubHost) indexAdd(s *session)                   { x.h.idx.add(s) }
+func (x hubHost) indexRemove(s *session) []string       { return x.h.idx.remove(s) }
+func (x hubHost) indexClientTopics(s *session) []string { return x.h.idx.clientTopics(s) }
+func (x hubHost) indexUnsubscribe(s *session, topic string) bool {
+	return x.h.idx.unsubscribe(s, topic)
+}
+func (x hubHost) indexSubscribe(s *session, topic string, byServer bool) bool {
+	return x.h.idx.subscribe(s, topic, byServer)
+}
+func (x hubHost) indexSubscription(s *session, topic string) (bool, int) {
+	return x.h.idx.subscription(s, topic)
 }

@@ -15,10 +15,10 @@ import (
 // called with mu held but a session's deliver (which takes the session's locks, never mu).
 type index struct {
 	mu     sync.RWMutex
-	all    []*conn
-	users  map[string][]*conn
-	topics map[string]map[*conn]struct{}
-	member map[*conn]*membership
+	all    []*session
+	users  map[string][]*session
+	topics map[string]map[*session]struct{}
+	member map[*session]*membership
 }
 
 // membership is an indexed session's place in the index.
@@ -30,29 +30,29 @@ type membership struct {
 }
 
 func newIndex() *index {
-	return &index{users: make(map[string][]*conn), topics: make(map[string]map[*conn]struct{}),
-		member: make(map[*conn]*membership)}
+	return &index{users: make(map[string][]*session), topics: make(map[string]map[*session]struct{}),
+		member: make(map[*session]*membership)}
 }
 
 // add indexes a session.
-func (x *index) add(c *conn) {
+func (x *index) add(s *session) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.member[c] = &membership{slot: len(x.all)}
-	x.all = append(x.all, c)
-	x.users[c.user] = append(x.users[c.user], c)
+	x.member[s] = &membership{slot: len(x.all)}
+	x.all = append(x.all, s)
+	x.users[s.user] = append(x.users[s.user], s)
 }
 
 // remove takes a session out of the index and returns the topics it was subscribed to. Later
 // subscribes of the session fail.
-func (x *index) remove(c *conn) []string {
+func (x *index) remove(s *session) []string {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	m := x.member[c]
+	m := x.member[s]
 	if m == nil {
 		return nil
 	}
-	delete(x.member, c)
+	delete(x.member, s)
 	last := len(x.all) - 1
 	if m.slot != last {
 		moved := x.all[last]
@@ -64,21 +64,21 @@ func (x *index) remove(c *conn) []string {
 	if cap(x.all) > 1024 && len(x.all) < cap(x.all)/4 { // let a past peak's memory go
 		x.all = slices.Clone(x.all)
 	}
-	set := x.users[c.user]
-	if i := slices.Index(set, c); i >= 0 {
+	set := x.users[s.user]
+	if i := slices.Index(set, s); i >= 0 {
 		last := len(set) - 1
 		set[i] = set[last]
 		set[last] = nil
 		set = set[:last]
 	}
 	if len(set) == 0 {
-		delete(x.users, c.user)
+		delete(x.users, s.user)
 	} else {
-		x.users[c.user] = set
+		x.users[s.user] = set
 	}
 	topics := make([]string, 0, len(m.topics))
 	for t := range m.topics {
-		x.unindexTopic(c, t)
+		x.unindexTopic(s, t)
 		topics = append(topics, t)
 	}
 	return topics
@@ -88,10 +88,10 @@ func (x *index) remove(c *conn) []string {
 // made, which a token's grants do not revoke. It reports false when the session was
 // subscribed already (an application's subscribe then makes it the application's) or is no
 // longer indexed.
-func (x *index) subscribe(c *conn, topic string, byServer bool) bool {
+func (x *index) subscribe(s *session, topic string, byServer bool) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	m := x.member[c]
+	m := x.member[s]
 	if m == nil {
 		return false
 	}
@@ -107,18 +107,18 @@ func (x *index) subscribe(c *conn, topic string, byServer bool) bool {
 	m.topics[topic] = byServer
 	set := x.topics[topic]
 	if set == nil {
-		set = make(map[*conn]struct{})
+		set = make(map[*session]struct{})
 		x.topics[topic] = set
 	}
-	set[c] = struct{}{}
+	set[s] = struct{}{}
 	return true
 }
 
 // unsubscribe ends the session's subscription to topic; it reports false when there was none.
-func (x *index) unsubscribe(c *conn, topic string) bool {
+func (x *index) unsubscribe(s *session, topic string) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	m := x.member[c]
+	m := x.member[s]
 	if m == nil {
 		return false
 	}
@@ -126,13 +126,13 @@ func (x *index) unsubscribe(c *conn, topic string) bool {
 		return false
 	}
 	delete(m.topics, topic)
-	x.unindexTopic(c, topic)
+	x.unindexTopic(s, topic)
 	return true
 }
 
-func (x *index) unindexTopic(c *conn, topic string) {
+func (x *index) unindexTopic(s *session, topic string) {
 	if set := x.topics[topic]; set != nil {
-		delete(set, c)
+		delete(set, s)
 		if len(set) == 0 {
 			delete(x.topics, topic)
 		}
@@ -140,10 +140,10 @@ func (x *index) unindexTopic(c *conn, topic string) {
 }
 
 // subscription reports whether the session is subscribed to topic, and to how many topics.
-func (x *index) subscription(c *conn, topic string) (subscribed bool, n int) {
+func (x *index) subscription(s *session, topic string) (subscribed bool, n int) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	if m := x.member[c]; m != nil {
+	if m := x.member[s]; m != nil {
 		_, subscribed = m.topics[topic]
 		n = len(m.topics)
 	}
@@ -151,11 +151,11 @@ func (x *index) subscription(c *conn, topic string) (subscribed bool, n int) {
 }
 
 // clientTopics returns the topics the client subscribed the session to itself.
-func (x *index) clientTopics(c *conn) []string {
+func (x *index) clientTopics(s *session) []string {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	var own []string
-	if m := x.member[c]; m != nil {
+	if m := x.member[s]; m != nil {
 		for t, byServer := range m.topics {
 			if !byServer {
 				own = append(own, t)
@@ -166,7 +166,7 @@ func (x *index) clientTopics(c *conn) []string {
 }
 
 // sessionsOf returns a copy of the user's sessions.
-func (x *index) sessionsOf(user string) []*conn {
+func (x *index) sessionsOf(user string) []*session {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	return slices.Clone(x.users[user])
@@ -187,10 +187,10 @@ func (x *index) sizes() (sessions, users, topics int) {
 }
 
 // each calls fn for every session, with mu held for reading: fn must not use the index.
-func (x *index) each(fn func(*conn)) {
+func (x *index) each(fn func(*session)) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	for _, c := range x.all {
-		fn(c)
+	for _, s := range x.all {
+		fn(s)
 	}
 }

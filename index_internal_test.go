@@ -23,19 +23,19 @@ func TestIndex(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			x := newIndex()
-			conns := make([]*conn, len(users))
+			conns := make([]*session, len(users))
 			for i, u := range users {
-				conns[i] = &conn{user: u}
+				conns[i] = &session{user: u}
 				x.add(conns[i])
 				x.subscribe(conns[i], "t", false)
 			}
-			gone := map[*conn]bool{}
+			gone := map[*session]bool{}
 			for _, i := range tc.remove {
 				x.remove(conns[i])
 				gone[conns[i]] = true
 			}
-			want := map[string][]*conn{}
-			var all []*conn
+			want := map[string][]*session{}
+			var all []*session
 			for _, c := range conns {
 				if !gone[c] {
 					want[c.user] = append(want[c.user], c)
@@ -76,7 +76,7 @@ func TestIndex(t *testing.T) {
 // can no longer do.
 func TestIndexSubscriptions(t *testing.T) {
 	x := newIndex()
-	c := &conn{user: "a"}
+	c := &session{user: "a"}
 	x.add(c)
 	for _, tc := range []struct {
 		topic    string

@@ -8,8 +8,8 @@ import (
 
 // admission counts the sessions of the hub and of each user from before the upgrade to the
 // session's end, so that upgrades racing each other cannot overshoot a cap: a session is
-// counted by acquire, before the hub answers the upgrade, and uncounted by release once melody
-// is done with it. mu guards every field; nothing is called with it held.
+// counted by enter, before the hub answers the upgrade, and uncounted by leave in its
+// teardown. mu guards every field; nothing is called with it held.
 type admission struct {
 	maxTotal int // 0: no hub-wide cap
 	maxUser  int
@@ -19,8 +19,8 @@ type admission struct {
 	users map[string]int
 }
 
-// acquire counts a new session of user, or returns the refusal label when a cap is reached.
-func (a *admission) acquire(user string) string {
+// enter counts a new session of user, or returns the refusal label when a cap is reached.
+func (a *admission) enter(user string) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.maxTotal > 0 && a.total >= a.maxTotal {
@@ -37,8 +37,8 @@ func (a *admission) acquire(user string) string {
 	return ""
 }
 
-// release uncounts a session acquire counted.
-func (a *admission) release(user string) {
+// leave uncounts a session enter counted.
+func (a *admission) leave(user string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.total--
@@ -49,8 +49,8 @@ func (a *admission) release(user string) {
 	}
 }
 
-// refusal is the HTTP answer to a refused upgrade: its status and body.
-func (a *admission) refusal(label string) (int, string) {
+// answer is the HTTP answer to an upgrade refused for label: its status and body.
+func (a *admission) answer(label string) (int, string) {
 	if label == refusedUserSessions {
 		return 429, fmt.Sprintf("notify: too many sessions for this user (at most %d)", a.maxUser)
 	}
@@ -58,7 +58,7 @@ func (a *admission) refusal(label string) (int, string) {
 }
 
 // bucket limits one session's messages: a token bucket holding up to burst messages and
-// refilled at rate per second. Refused messages add to excess, which drains by one a second;
+// refilled at rate per second. Messages over the limit add to excess, which drains by one a second;
 // past burst the session is closed. Only the session's read loop touches it, so it has no lock.
 type bucket struct {
 	tokens float64

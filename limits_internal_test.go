@@ -48,19 +48,19 @@ func TestAdmission(t *testing.T) {
 	for _, tc := range []struct{ user, want string }{
 		{"alice", ""}, {"alice", ""}, {"alice", refusedUserSessions}, {"bob", ""}, {"carol", refusedHubSessions},
 	} {
-		if got := a.acquire(tc.user); got != tc.want {
-			t.Fatalf("acquire(%s) = %q, want %q", tc.user, got, tc.want)
+		if got := a.enter(tc.user); got != tc.want {
+			t.Fatalf("enter(%s) = %q, want %q", tc.user, got, tc.want)
 		}
 	}
-	a.release("alice")
-	if got := a.acquire("carol"); got != "" {
-		t.Fatalf("acquire after a release = %q", got)
+	a.leave("alice")
+	if got := a.enter("carol"); got != "" {
+		t.Fatalf("enter after a leave = %q", got)
 	}
 	for _, u := range []string{"alice", "bob", "carol"} {
-		a.release(u)
+		a.leave(u)
 	}
 	if a.total != 0 || len(a.users) != 0 {
-		t.Fatalf("after releasing everything: total %d, users %v", a.total, a.users)
+		t.Fatalf("after every leave: total %d, users %v", a.total, a.users)
 	}
 }
 

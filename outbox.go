@@ -3,13 +3,11 @@ package notify
 import (
 	"bytes"
 	"sync"
-
-	"github.com/olahol/melody"
 )
 
 // outbox is one session's queue of outgoing frames and the only writer to its sink.
 //
-// Frames never wait on the client: the sink (melody's session) holds at most one data frame of
+// Frames never wait on the client: the sink (a transport) holds at most one data frame of
 // the outbox at a time. Frames are collected in pending and leave together, newline-separated,
 // as one frame: the flusher hands the sink the first (flush; outboxes with the same frames
 // pending share one joined frame), and the sink's write loop the next once it reports the
@@ -41,11 +39,11 @@ type outbox struct {
 	code    CloseCode // the code the session ended with (see endCode)
 }
 
-// sink is where an outbox writes: melody's session. Write queues a frame for the session's
-// write loop without blocking; CloseWithMsg queues the close frame.
+// sink is where an outbox writes: the session's transport. Write queues a frame for the
+// transport's write loop without blocking; CloseWith queues the close with a code.
 type sink interface {
 	Write(msg []byte) error
-	CloseWithMsg(msg []byte) error
+	CloseWith(code CloseCode) error
 }
 
 // outboxHost is what an outbox needs from its owner.
@@ -289,7 +287,7 @@ func (o *outbox) closeLocked(code CloseCode, flush bool) {
 	clear(o.pending)
 	o.pending = nil
 	o.pendingBytes, o.reserved = 0, 0
-	_ = o.sink.CloseWithMsg(melody.FormatCloseMessage(int(code), code.String()))
+	_ = o.sink.CloseWith(code)
 }
 
 // closedWith records the close code the client sent, unless the session closed first.

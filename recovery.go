@@ -4,7 +4,8 @@ import "github.com/gonotify/notify/internal/wire"
 
 // Recovery, as pure functions over positions: what a session that asks to recover gets
 // replayed (planReplay), and whether a live frame goes out or was sent already (Covers). The
-// session's stream state that uses them is conn's (see conn.deliver and conn.release).
+// session's stream state that uses them is the session's (see session.deliver and
+// session.flushRecovered).
 
 // Covers reports whether the event at offset in epoch is at or before p: a client at p has it
 // already. An event without an offset (a broadcast, an ephemeral event) is never covered.

@@ -2,223 +2,384 @@ package notify
 
 import (
 	"context"
-	"errors"
-	"log/slog"
+	"sync"
 	"time"
-
-	"github.com/gorilla/websocket"
-	"github.com/olahol/melody"
 
 	"github.com/gonotify/notify/internal/wire"
 )
 
-// A session's life, as melody reports it: connected, then messages (see messages.go), then
-// disconnected.
+// session is one client's connection to the hub: who it is, what its token allows, its
+// streams' recovery state, its outbox, and what it holds outside itself, which teardown gives
+// back. It reaches the hub only through sessionHost and its client only through a transport.
+// Which topics it is subscribed to is the hub's index's (see index).
+//
+// Its fields are grouped by owner, each group headed by its rule. streamMu and tokenMu are each
+// taken before the outbox's lock, never after it, and neither while holding the other.
+type session struct {
+	// Fixed: set by newSession and never reassigned (the outbox guards its own state).
+	host sessionHost
+	id   string
+	user string
+	out  outbox
 
-func (h *Hub) connected(s *melody.Session) {
-	c := connOf(s)
-	c.s = s
-	c.out.sink = s
-	// After the upgrade the session needs only the request's context: keep it and let the
-	// request go (about 1.7 KB per session). melody itself never reads Request.
-	ctx := s.Request.Context()
-	c.ctx = ctx
-	s.Request = nil
-	if c.joinErr != nil {
-		h.dropPresub(ctx, c)
-		h.cfg.Logger.Warn("notify: session refused, presence unavailable", "user", c.user, "err", c.joinErr)
-		c.out.abort(CloseTryAgain)
-		return
-	}
-	var topics []string
-	if h.cfg.Subscriptions != nil {
-		var err error
-		if topics, err = h.cfg.Subscriptions(ctx, c.ident); err != nil {
-			h.dropPresub(ctx, c)
-			h.cfg.Logger.Warn("notify: session refused, Config.Subscriptions failed", "user", c.user, "err", err)
-			c.out.abort(CloseTryAgain)
-			return
-		}
-	}
-	stream := wire.UserStream(c.user)
-	// Until the welcome is queued every frame waits, and the user stream's are buffered so
-	// that the replay and the live events meet without a gap or a duplicate.
-	c.buffer(stream, true)
-	h.idx.add(c)
-	var pos Position
-	var replay [][]byte
-	var recovered *bool
-	var err error
-	if c.presub != nil {
-		subErr := <-c.presub
-		c.presub = nil
-		pos, replay, recovered, err = h.readStream(ctx, stream, c.since, subErr)
-	} else {
-		pos, replay, recovered, err = h.subscribeStream(ctx, stream, c.since)
-	}
-	if err != nil {
-		// Without the stream's subscription and position, events the broker accepts from now
-		// on could be lost without the client knowing: it reconnects later and recovers.
-		h.cfg.Logger.Warn("notify: session refused, broker unavailable", "user", c.user, "err", err)
-		c.out.abort(CloseTryAgain)
-		return
-	}
-	c.welcomed = true
-	h.stats.connects.Add(1)
-	welcome := wire.Control{Op: "welcome", User: c.user, Session: c.id, Ping: int64(h.cfg.PingInterval / time.Second),
-		Epoch: pos.Epoch, Offset: pos.Offset, Recovered: recovered}
-	if !c.expires.IsZero() {
-		welcome.Exp = c.expires.Unix()
-	}
-	c.start(stream, welcome.Frame(), replay, pos)
-	c.schedule(c.grants, c.expires)
-	if h.closed.Load() {
-		h.goAway(c)
-	}
-	// The application's subscriptions, before the client's first message is read.
-	for _, t := range topics {
-		if p := topicProblem(t); p != "" {
-			h.cfg.Logger.Warn("notify: Config.Subscriptions returned an invalid topic", "topic", t, "problem", p)
-			continue
-		}
-		if _, err := h.join(ctx, c, t, c.topicSince[t], true); err != nil {
-			c.out.send(wire.Error(wire.CodeUnavailable, t, "broker unavailable, try again later"))
-		}
-	}
-	c.topicSince = nil
-	if h.cfg.Logger.Enabled(ctx, slog.LevelDebug) { // the arguments cost allocations
-		h.cfg.Logger.Debug("notify: session connected", "user", c.user, "session", c.id)
-	}
-	h.stats.present.Add(1)
-	if h.cfg.OnSessionStart != nil {
-		h.cfg.OnSessionStart(c.ident, c.info)
-	}
-	if c.first {
-		h.cameOnline(c.user)
-	}
-	if !c.keepsIdentity() {
-		c.ident = Identity{UserID: c.user} // let the claims go
-	}
+	// Connection: set by connected, before the session is indexed or reads a message.
+	t   transport
+	ctx context.Context // for broker calls on the read loop (see Hub.ServeHTTP)
+
+	// Lifecycle: owned by the goroutine that sets the session up and tears it down (ServeHTTP,
+	// then serve, on which the transport's connect runs).
+	held  held      // what the session holds outside itself, for teardown
+	since *Position // the user stream's recovery position asked at connect
+	// topicSince holds the recovery positions of server-made subscriptions asked at connect.
+	topicSince map[string]*Position
+	// ident is the current token's identity, for Config.Subscriptions, Config.Authorize and
+	// the session hooks (a refresh replaces it, on this same goroutine); info is its
+	// presence record, first whether it was the user's first session anywhere when it joined,
+	// joinErr why joining presence failed.
+	ident   Identity
+	info    SessionInfo
+	first   bool
+	joinErr error
+	// presub, with a broker other than the in-memory one, answers the user stream's Subscribe
+	// started while presence is joined (subscribeUserAhead); whoever takes the answer
+	// (connected, or teardown) waits for that goroutine.
+	presub   chan error
+	welcomed bool // counted present; its end runs the end hooks
+
+	// Read: owned by the transport's read loop.
+	strikes int    // bad messages in a row
+	limit   bucket // the message rate limit
+
+	// Streams: guarded by streamMu, which orders a stream's frames into the outbox as deliver
+	// saw them.
+	streamMu sync.Mutex
+	// buffers holds a stream's live frames while the stream's history is read for recovery.
+	buffers map[string][]buffered
+	// userLast and topicLast are each stream's position last sent: a broker may deliver a
+	// message the history already replayed (Redis pub/sub trails the history read), and it
+	// must not go out twice. The user stream's is a field: every session has one.
+	userLast  Position
+	topicLast map[string]Position
+
+	// Token: guarded by tokenMu.
+	tokenMu sync.Mutex
+	grants  []string
+	expires time.Time
+	iat     time.Time   // the current token's issue time, for the sweep of Hub.Disconnect
+	timer   *time.Timer // the expiry warning, then the expiry close
+	closed  bool        // set by close; schedule arms nothing after it
 }
 
-// cameOnline counts and reports a user's first session anywhere.
-func (h *Hub) cameOnline(user string) {
-	h.stats.online.Add(1)
-	if h.cfg.OnOnline != nil {
-		h.cfg.OnOnline(user)
-	}
+// sessionHost is what a session needs from its hub.
+type sessionHost interface {
+	settings() *Config
+	metrics() *counters
+	clock() time.Time // rate limiting's
+	closing() bool    // Shutdown has begun
+	// queue and handedOut serve the session's outbox (see outboxHost).
+	queue(o *outbox)
+	handedOut(n int64)
+	// The hub's index of sessions (see index): the session itself, and its topics.
+	indexAdd(s *session)
+	indexRemove(s *session) (topics []string)
+	indexSubscribe(s *session, topic string, byServer bool) bool
+	indexUnsubscribe(s *session, topic string) bool
+	indexSubscription(s *session, topic string) (subscribed bool, n int)
+	indexClientTopics(s *session) []string
+	// subscribe, history and unsubscribe are the broker's; unsubscribe counts and logs its
+	// failure.
+	subscribe(ctx context.Context, stream string) error
+	history(ctx context.Context, stream string, since *Position) (Position, []Message, error)
+	unsubscribe(ctx context.Context, stream string)
+	joinPresence(ctx context.Context, s SessionInfo) (sessions int, refusedBefore time.Time, err error)
+	leavePresence(ctx context.Context, s SessionInfo) (sessions int, removed bool, err error)
+	verify(token string) (Identity, error)
+	checkRefused(ctx context.Context, id Identity) error
+	// leaveAdmission uncounts a session the hub admitted.
+	leaveAdmission(user string)
 }
 
-// endSession removes an ended (or refused) session from presence and runs the hooks of its
-// end: OnSessionEnd for a welcomed session, and OnOffline when it was the user's last one
-// anywhere. It runs once per session, on its own goroutine (or the refusing handler's).
-func (h *Hub) endSession(ctx context.Context, c *conn) {
-	if !c.present {
-		return
+// transport carries one session's frames to its client. The session's outbox writes through
+// it (as its sink: Write queues a frame without blocking, CloseWith queues the close with a
+// code), the session writes its welcome through it, and Shutdown cuts it when its time is up.
+// In the other direction the transport drives the session: it calls connected once it is up,
+// received (and receivedBinary) for each client message on one goroutine, its read loop, and
+// returns to the hub when the connection is over, which then tears the session down. The
+// WebSocket transport is wsTransport, over melody.
+type transport interface {
+	sink
+	// welcome writes the session's first frame at once, within timeout, before any other.
+	welcome(frame []byte, timeout time.Duration) error
+	// cut drops the connection now, without a close frame.
+	cut()
+}
+
+// held is what a session holds outside itself: a bit is set once the thing is taken, and
+// teardown gives back what is set, each once, in the reverse order of the setup.
+type held uint8
+
+const (
+	heldAdmission  held = 1 << iota // counted by the hub's admission
+	heldPresence                    // recorded in presence
+	heldUserStream                  // the user stream's Subscribe made, or under way (presub)
+	heldConnection                  // the transport connected (connected ran)
+	heldIndex                       // in the hub's index, with its topics' subscriptions
+)
+
+type buffered struct {
+	offset uint64
+	epoch  string
+	frame  []byte
+}
+
+// newSession returns the session of an admitted identity.
+func newSession(h sessionHost, id Identity, since *Position) *session {
+	s := &session{host: h, id: newID(), user: id.UserID, since: since, grants: id.Grants, expires: id.Expires,
+		ident: id, iat: id.IssuedAt, held: heldAdmission}
+	s.out.host, s.out.limit = s, h.settings().MaxQueueBytes
+	return s
+}
+
+// The session is its outbox's host.
+func (s *session) queue(o *outbox)   { s.host.queue(o) }
+func (s *session) handedOut(n int64) { s.host.handedOut(n) }
+func (s *session) slow(_ *outbox, queued int) {
+	s.host.metrics().slow.Add(1)
+	s.host.settings().Logger.Warn("notify: closing slow consumer", "user", s.user, "session", s.id, "queued_bytes", queued)
+}
+
+// Streams: what the session has had of each stream, and the recovery merge of a stream's
+// history with its live frames (see recovery.go for the pure parts).
+
+// deliver hands the outbox a stream's frame, or buffers it while the stream is being
+// recovered. A frame the session has had already is dropped. It reports whether the caller
+// must queue the outbox for the flusher. Broadcasts do not come here: they have no position
+// and no recovery, and go to the outbox directly (Hub.deliver).
+func (s *session) deliver(stream string, offset uint64, epoch string, frame []byte) (wake bool) {
+	s.streamMu.Lock()
+	defer s.streamMu.Unlock()
+	if s.lastOf(stream).Covers(offset, epoch) {
+		return false
 	}
-	c.present = false
-	n, removed, err := h.presence.Leave(ctx, c.info)
-	if err != nil {
-		// Its entry expires on its own: this node no longer keeps it alive.
-		h.stats.brokerErrors.Add(1)
-		h.cfg.Logger.Warn("notify: presence leave failed", "user", c.user, "session", c.id, "err", err)
-	}
-	if !c.welcomed {
-		// It was the user's first session anywhere, but failed before reporting the user
-		// online; if others joined meanwhile, the user is online, and the report is due here.
-		if err == nil && removed && c.first && n > 0 {
-			h.cameOnline(c.user)
+	if buf, ok := s.buffers[stream]; ok {
+		if s.out.reserve(len(frame)) {
+			s.buffers[stream] = append(buf, buffered{offset, epoch, frame})
 		}
+		return false
+	}
+	if offset > 0 {
+		s.setLast(stream, Position{Offset: offset, Epoch: epoch})
+	}
+	return s.out.enqueue(frame)
+}
+
+// lastOf returns the stream's position last sent (the zero Position, which covers nothing,
+// when none was). The only user stream a session gets is its own.
+func (s *session) lastOf(stream string) Position {
+	if wire.IsUserStream(stream) {
+		return s.userLast
+	}
+	return s.topicLast[stream]
+}
+
+func (s *session) setLast(stream string, p Position) {
+	if wire.IsUserStream(stream) {
+		s.userLast = p
 		return
 	}
-	h.stats.present.Add(-1)
-	if h.cfg.OnSessionEnd != nil {
-		h.cfg.OnSessionEnd(c.ident, c.info)
+	if s.topicLast == nil {
+		s.topicLast = make(map[string]Position)
 	}
-	if err == nil && removed && n == 0 {
-		h.stats.offline.Add(1)
-		if h.cfg.OnOffline != nil {
-			h.cfg.OnOffline(c.user)
-		}
-	}
+	s.topicLast[stream] = p
 }
 
-func (h *Hub) disconnected(s *melody.Session) {
-	c := connOf(s)
-	h.stats.disconnected(c.out.endCode())
-	c.close(CloseNormal) // stops the timer; a no-op on the wire after a close
-	topics := h.idx.remove(c)
-	ctx := c.ctx
-	for _, t := range topics {
-		h.brokerUnsubscribe(ctx, wire.TopicStream(t))
-	}
-	if c.welcomed { // a refused session's subscription was undone already
-		h.brokerUnsubscribe(ctx, wire.UserStream(c.user))
-	}
-	if h.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
-		h.cfg.Logger.Debug("notify: session disconnected", "user", c.user, "session", c.id)
-	}
+// forget drops a topic stream's position when the session leaves it.
+func (s *session) forget(stream string) {
+	s.streamMu.Lock()
+	delete(s.topicLast, stream)
+	s.streamMu.Unlock()
 }
 
-func (h *Hub) sessionError(s *melody.Session, err error) {
-	c := connOf(s)
-	if errors.Is(err, melody.ErrMessageBufferFull) {
-		// Cannot happen by the outbox's construction; if it does, the session lost a frame.
-		if c != nil {
-			h.stats.slow.Add(1)
-			c.close(CloseSlowConsumer)
-		}
-		h.cfg.Logger.Error("notify: melody buffer full", "err", err)
-		return
-	}
-	if ce, ok := errors.AsType[*websocket.CloseError](err); ok && c != nil {
-		c.out.closedWith(CloseCode(ce.Code))
-	}
-	if errors.Is(err, melody.ErrWriteClosed) || websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
-		return
-	}
-	h.cfg.Logger.Debug("notify: session error", "err", err)
-}
-
-// subscribeStream subscribes the hub to a session's stream and reads the stream's position
-// and history, planning what a session asking to recover from since gets replayed (see
-// planReplay). Both must succeed: a session that went on without the subscription, or
-// without a position, could lose events the broker accepts from now on without being told.
-// On an error the subscription is undone.
-func (h *Hub) subscribeStream(ctx context.Context, stream string, since *Position) (pos Position, replay [][]byte, recovered *bool, err error) {
-	return h.readStream(ctx, stream, since, h.broker.Subscribe(ctx, stream))
-}
-
-// readStream is subscribeStream once the broker's Subscribe has returned subErr.
-func (h *Hub) readStream(ctx context.Context, stream string, since *Position, subErr error) (pos Position, replay [][]byte, recovered *bool, err error) {
+// readStream reads a stream's position and history once the broker's Subscribe for the
+// session returned subErr, and plans what a session asking to recover from since gets
+// replayed (see planReplay). Both must succeed: a session that went on without the
+// subscription, or without a position, could lose events the broker accepts from now on
+// without being told. On an error the caller undoes the subscription.
+func (s *session) readStream(ctx context.Context, stream string, since *Position, subErr error) (pos Position, replay [][]byte, recovered *bool, err error) {
 	if err = subErr; err == nil {
 		var msgs []Message
-		if pos, msgs, err = h.broker.History(ctx, stream, since); err == nil {
+		if pos, msgs, err = s.host.history(ctx, stream, since); err == nil {
 			replay, recovered = planReplay(pos, msgs, since)
-			h.stats.recovery(recovered)
+			s.host.metrics().recovery(recovered)
 			return pos, replay, recovered, nil
 		}
 	}
-	h.stats.brokerErrors.Add(1)
-	h.brokerUnsubscribe(context.WithoutCancel(ctx), stream)
+	s.host.metrics().brokerErrors.Add(1)
 	return Position{}, nil, nil, err
 }
 
-// dropPresub undoes the user stream's subscription that ServeHTTP started, for a session that
-// ends before connected took it over; it waits for the Subscribe to return. A no-op otherwise.
-func (h *Hub) dropPresub(ctx context.Context, c *conn) {
-	if c.presub == nil {
-		return
+// bufferStream starts keeping the stream's live frames aside until flushRecovered; with all
+// set, every other frame waits too (until the welcome).
+func (s *session) bufferStream(stream string, all bool) {
+	s.streamMu.Lock()
+	defer s.streamMu.Unlock()
+	if s.buffers == nil {
+		s.buffers = make(map[string][]buffered)
 	}
-	<-c.presub
-	c.presub = nil
-	// Counted whether it succeeded or not (see Broker.Subscribe), as subscribeStream does.
-	h.brokerUnsubscribe(ctx, wire.UserStream(c.user))
+	s.buffers[stream] = nil
+	if all {
+		s.out.hold()
+	}
 }
 
-func (h *Hub) brokerUnsubscribe(ctx context.Context, stream string) {
-	if err := h.broker.Unsubscribe(ctx, stream); err != nil {
-		h.stats.brokerErrors.Add(1)
-		h.cfg.Logger.Warn("notify: broker unsubscribe failed", "stream", stream, "err", err)
+// flushRecovered ends a stream's recovery: first (the welcome or subscribed frame) goes out,
+// then the replayed history, then the frames buffered meanwhile that the history did not hold,
+// then whatever waited for the welcome. upTo is the position the replay reaches.
+func (s *session) flushRecovered(stream string, first []byte, replay [][]byte, upTo Position) {
+	s.streamMu.Lock()
+	wake := s.flushRecoveredLocked(stream, first, replay, upTo)
+	s.streamMu.Unlock()
+	if wake {
+		s.queue(&s.out)
 	}
+}
+
+func (s *session) flushRecoveredLocked(stream string, first []byte, replay [][]byte, upTo Position) (wake bool) {
+	buf := s.buffers[stream]
+	delete(s.buffers, stream)
+	if len(s.buffers) == 0 {
+		s.buffers = nil // most sessions recover rarely: do not keep the map
+	}
+	if upTo.Epoch != "" {
+		s.setLast(stream, upTo)
+	}
+	reserved := 0
+	live := make([][]byte, 0, len(buf))
+	for _, b := range buf {
+		reserved += len(b.frame)
+		if s.lastOf(stream).Covers(b.offset, b.epoch) {
+			continue // replayed already
+		}
+		if b.offset > 0 {
+			s.setLast(stream, Position{Offset: b.offset, Epoch: b.epoch})
+		}
+		live = append(live, b.frame)
+	}
+	return s.out.release(reserved, first, replay, live)
+}
+
+// dropRecovered ends a stream's recovery that failed: the frames buffered meanwhile go.
+func (s *session) dropRecovered(stream string) {
+	s.streamMu.Lock()
+	defer s.streamMu.Unlock()
+	reserved := 0
+	for _, b := range s.buffers[stream] {
+		reserved += len(b.frame)
+	}
+	delete(s.buffers, stream)
+	if len(s.buffers) == 0 {
+		s.buffers = nil
+	}
+	s.out.release(reserved, nil, nil, nil)
+}
+
+// written runs on the transport's write loop after a frame of n bytes was written.
+func (s *session) written(n int) {
+	s.host.metrics().written(n)
+	s.out.sent()
+}
+
+// Token: the grants and the expiry of the session's current token.
+
+// close ends the session with code after the frames already pending (such as the error frame
+// that led to the close); later frames are dropped.
+func (s *session) close(code CloseCode) {
+	s.tokenMu.Lock()
+	s.closed = true
+	s.stopTimerLocked()
+	s.tokenMu.Unlock()
+	s.out.close(code)
+}
+
+// token returns the current token's grants and expiry.
+func (s *session) token() ([]string, time.Time) {
+	s.tokenMu.Lock()
+	defer s.tokenMu.Unlock()
+	return s.grants, s.expires
+}
+
+// schedule sets the current token's grants and expiry, and arms the expiry warning and the
+// expiry close for it.
+func (s *session) schedule(grants []string, expires time.Time) {
+	s.tokenMu.Lock()
+	defer s.tokenMu.Unlock()
+	if s.closed {
+		return
+	}
+	s.stopTimerLocked()
+	s.grants, s.expires = grants, expires
+	if expires.IsZero() {
+		return
+	}
+	left := time.Until(expires)
+	// Warn ExpiryWarning before expiry, but never sooner than half the token's remaining
+	// life: a token shorter than the warning must not cause a refresh storm.
+	warnIn := max(left-s.host.settings().ExpiryWarning, left/2, 0)
+	// One timer per session, not two: it warns, then is re-armed for the expiry.
+	var t *time.Timer
+	warned := false // guarded by tokenMu
+	t = time.AfterFunc(warnIn, func() {
+		s.tokenMu.Lock()
+		if s.timer != t { // stopped or rescheduled meanwhile
+			s.tokenMu.Unlock()
+			return
+		}
+		if !warned {
+			warned = true
+			wake := s.out.enqueue(wire.Control{Op: "expiring", Exp: expires.Unix()}.Frame())
+			t.Reset(time.Until(expires))
+			s.tokenMu.Unlock()
+			if wake {
+				s.queue(&s.out)
+			}
+			return
+		}
+		s.tokenMu.Unlock()
+		s.close(CloseTokenExpired)
+	})
+	s.timer = t
+}
+
+func (s *session) stopTimerLocked() {
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+}
+
+// issuedAt returns the current token's issue time.
+func (s *session) issuedAt() time.Time {
+	s.tokenMu.Lock()
+	defer s.tokenMu.Unlock()
+	return s.iat
+}
+
+// setIssuedAt records a refreshed token's issue time.
+func (s *session) setIssuedAt(t time.Time) {
+	s.tokenMu.Lock()
+	s.iat = t
+	s.tokenMu.Unlock()
+}
+
+func (s *session) granted(topic string) bool {
+	s.tokenMu.Lock()
+	defer s.tokenMu.Unlock()
+	return topicGranted(s.grants, topic)
+}
+
+// keepsIdentity reports whether the session keeps its identity with the token's claims for its
+// whole life: only when a hook needs it (Config.Authorize, Config.OnSessionEnd).
+func (s *session) keepsIdentity() bool {
+	cfg := s.host.settings()
+	return cfg.Authorize != nil || cfg.OnSessionEnd != nil
 }

@@ -1,17 +1,11 @@
 package notify
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/gonotify/notify/internal/wire"
 )
 
 // ServeHTTP upgrades an authenticated request to a WebSocket session. A cross-origin request
@@ -23,25 +17,25 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	c := newConn(h, id, since)
-	c.topicSince = topicSinceFrom(r)
-	if _, local := h.broker.(*memoryBroker); !local {
-		// The user stream's subscription is under way while presence is joined, rather than
-		// after it: a connect waits for one broker round trip less.
-		c.presub = make(chan error, 1)
-		go func(ctx context.Context) { c.presub <- h.broker.Subscribe(ctx, wire.UserStream(c.user)) }(context.WithoutCancel(r.Context()))
+	s := newSession(hubHost{h}, id, since)
+	s.topicSince = topicSinceFrom(r)
+	if h.cfg.Broker != nil { // not the in-memory broker, whose Subscribe has nothing to wait for
+		s.subscribeUserAhead(context.WithoutCancel(r.Context()))
 	}
-	if !h.joinPresence(w, r, c, id) {
-		h.dropPresub(context.WithoutCancel(r.Context()), c)
-		h.admit.release(id.UserID)
-		return
+	// The user's token refusal is read in the same step as the join ([Hub.Disconnect]): a
+	// refused token gets 401 with the reason.
+	if before, joined := s.joinPresence(r.Context(), h.node); joined {
+		if err := h.refusedBy(id, before); err != nil {
+			s.teardown()
+			h.cfg.Logger.Info("notify: upgrade refused", "remote", r.RemoteAddr, "err", err)
+			h.refuseUpgrade(w, refusalLabel(err), http.StatusUnauthorized, err.Error())
+			return
+		}
 	}
 	h.acceptMu.Lock()
 	if h.closed.Load() {
 		h.acceptMu.Unlock()
-		h.dropPresub(context.WithoutCancel(r.Context()), c)
-		h.admit.release(id.UserID)
-		h.endSession(context.WithoutCancel(r.Context()), c)
+		s.teardown()
 		h.refuseUpgrade(w, refusedShutdown, http.StatusServiceUnavailable, ErrClosed.Error())
 		return
 	}
@@ -59,7 +53,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	dw := &detachedWriter{ResponseWriter: w, hijacked: make(chan struct{})}
 	ended := make(chan struct{})
-	go h.serve(dw, r.WithContext(ctx), c, ended)
+	go h.serve(dw, r.WithContext(ctx), s, ended)
 	select {
 	case <-dw.hijacked:
 	case <-ended: // refused before the hijack; the answer went through w
@@ -88,9 +82,9 @@ func (h *Hub) admitRequest(w http.ResponseWriter, r *http.Request) (Identity, *P
 		h.refuseUpgrade(w, refusedBadRequest, http.StatusBadRequest, err.Error())
 		return Identity{}, nil, false
 	}
-	if label := h.admit.acquire(id.UserID); label != "" {
+	if label := h.admit.enter(id.UserID); label != "" {
 		h.cfg.Logger.Info("notify: upgrade refused", "remote", r.RemoteAddr, "reason", label)
-		status, msg := h.admit.refusal(label)
+		status, msg := h.admit.answer(label)
 		h.refuseUpgrade(w, label, status, msg)
 		return Identity{}, nil, false
 	}
@@ -107,57 +101,17 @@ func (h *Hub) refuseUpgrade(w http.ResponseWriter, label string, status int, msg
 	http.Error(w, msg, status)
 }
 
-// serve runs a session to its end. It is a method rather than a closure so that nothing keeps
-// the request or net/http's writer alive after the upgrade.
-func (h *Hub) serve(w *detachedWriter, r *http.Request, c *conn, ended chan struct{}) {
+// serve runs a session to its end, then tears it down. It is a method rather than a closure
+// so that nothing keeps the request or net/http's writer alive after the upgrade.
+func (h *Hub) serve(w *detachedWriter, r *http.Request, s *session, ended chan struct{}) {
 	defer h.handlers.Done()
 	defer close(ended)
-	defer h.admit.release(c.user)
+	// Once melody returns, the session has ended or never started.
+	defer s.teardown()
 	remote := r.RemoteAddr
-	if err := h.m.HandleRequestWithKeys(w, r, map[string]any{connKey: c}); err != nil {
+	if err := h.m.HandleRequestWithKeys(w, r, map[string]any{sessionKey: s}); err != nil {
 		h.cfg.Logger.Info("notify: upgrade failed", "remote", remote, "err", err)
 	}
-	// The session has ended (melody's disconnect handler has run) or never started.
-	h.ended(c)
-}
-
-// ended undoes what a session held outside melody once it is over. It is a function of its
-// own so that its locals are not in the frame of serve, which stays on the stack of every
-// session for its whole life, where a larger frame keeps more sessions' stacks from shrinking
-// at a collection (bench S4, three rounds against the code with them inline: goroutine stacks
-// 7.1 against 7.8 KB per idle connection, medians).
-func (h *Hub) ended(c *conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
-	defer cancel()
-	h.dropPresub(ctx, c) // when the upgrade failed: connected did not take it
-	h.endSession(ctx, c)
-}
-
-// leaveTimeout bounds the removal of an ended session from presence; past it the entry
-// expires on its own (see Presence.Join).
-const leaveTimeout = 5 * time.Second
-
-// joinPresence records an admitted session in presence and applies the user's token refusal
-// read in the same step ([Hub.Disconnect]): a refused token gets 401 with the reason. When
-// presence cannot be reached the session goes on, to be closed with 1013 before its welcome
-// like a session whose stream the broker cannot subscribe (see Hub.connected). It reports
-// whether the request goes on.
-func (h *Hub) joinPresence(w http.ResponseWriter, r *http.Request, c *conn, id Identity) bool {
-	c.info = SessionInfo{ID: c.id, UserID: c.user, Node: h.node, ConnectedAt: time.Now().Truncate(time.Millisecond)}
-	n, before, err := h.presence.Join(r.Context(), c.info)
-	if err != nil {
-		h.stats.brokerErrors.Add(1)
-		c.joinErr = err
-		return true
-	}
-	c.present, c.first = true, n == 1
-	if err := h.refusedBy(id, before); err != nil {
-		h.endSession(context.WithoutCancel(r.Context()), c)
-		h.cfg.Logger.Info("notify: upgrade refused", "remote", r.RemoteAddr, "err", err)
-		h.refuseUpgrade(w, refusalLabel(err), http.StatusUnauthorized, err.Error())
-		return false
-	}
-	return true
 }
 
 // topicSinceFrom reads the positions of server-made subscriptions the client asks to recover
@@ -189,72 +143,6 @@ func topicSinceFrom(r *http.Request) map[string]*Position {
 // retryAfter is the Retry-After of refused upgrades, in seconds: enough for a cap to free up,
 // short enough that a client's own backoff stays in charge.
 const retryAfter = "5"
-
-// writeBufferSize is a session's write buffer, kept for its life: the upgrader takes the
-// hijacked writer's buffer as it is. A frame that does not fit leaves in the same system call
-// (gorilla writes the rest from the frame itself, with writev).
-const writeBufferSize = 512
-
-// detachedWriter is the ResponseWriter the upgrader gets. Until the hijack it is the handler's;
-// its Hijack hands the upgrader the connection with small buffers of its own, keeping
-// net/http's to be freed when the handler returns.
-type detachedWriter struct {
-	http.ResponseWriter
-	hijacked chan struct{}
-}
-
-func (d *detachedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	nc, brw, err := http.NewResponseController(d.ResponseWriter).Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	if brw.Reader.Buffered() == 0 { // otherwise the upgrader refuses the connection anyway
-		if tc, ok := nc.(*net.TCPConn); ok {
-			nc = &handshakeConn{TCPConn: tc}
-		}
-		brw = bufio.NewReadWriter(bufio.NewReaderSize(nc, 16), bufio.NewWriterSize(nc, writeBufferSize))
-	}
-	d.ResponseWriter = nil // the upgrader is done with it; let net/http's state go
-	close(d.hijacked)
-	return nc, brw, nil
-}
-
-// handshakeConn holds back the upgrader's response (its first write) until the session's
-// first frame, the welcome, so that both leave in one system call: the welcome follows at
-// once (conn.start), and a new connection costs one write instead of two. Later writes go
-// straight to the TCP connection; embedding it keeps net.Buffers' writev for frames larger
-// than the write buffer, which bypasses Write: conn.start flushes the response first when the
-// welcome is that large. Only the session's one writer at a time calls Write.
-type handshakeConn struct {
-	*net.TCPConn
-	state int    // 0: the response is next; 1: held; 2: sent
-	held  []byte // the response, copied: the upgrader reuses its buffer for frames
-}
-
-func (c *handshakeConn) Write(p []byte) (int, error) {
-	switch c.state {
-	case 0:
-		c.held, c.state = bytes.Clone(p), 1
-		return len(p), nil
-	case 1:
-		bufs, h := net.Buffers{c.held, p}, len(c.held)
-		c.held, c.state = nil, 2
-		n, err := bufs.WriteTo(c.TCPConn)
-		return max(0, int(n)-h), err
-	}
-	return c.TCPConn.Write(p)
-}
-
-// flush sends the held response now, on its own.
-func (c *handshakeConn) flush() error {
-	if c.state != 1 {
-		return nil
-	}
-	held := c.held
-	c.held, c.state = nil, 2
-	_, err := c.TCPConn.Write(held)
-	return err
-}
 
 // sinceFrom reads the user stream's recovery position from the upgrade's "epoch" and "offset"
 // query parameters (PROTOCOL.md, Recovery).
