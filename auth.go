@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -241,68 +240,12 @@ func (v *verifier) tokenFrom(r *http.Request) string {
 	return ""
 }
 
-// IssueToken signs a token for userID that expires after ttl (default 10 minutes) and grants
-// the given topics or patterns (grants). An application's own authenticated endpoint uses it to hand
-// its logged-in user a short-lived notify token. It needs Config.Secret or Config.SigningKey.
-func (h *Hub) IssueToken(userID string, ttl time.Duration, grants ...string) (string, error) {
-	if userID == "" {
-		return "", ErrInvalidUser
-	}
-	if ttl <= 0 {
-		ttl = 10 * time.Minute
-	}
-	now := time.Now()
-	claims := jwt.MapClaims{
-		h.cfg.UserClaim: userID,
-		"iat":           now.Unix(),
-		"exp":           now.Add(ttl).Unix(),
-	}
-	if len(grants) > 0 {
-		claims[h.cfg.GrantsClaim] = grants
-	}
-	if h.cfg.Issuer != "" {
-		claims["iss"] = h.cfg.Issuer
-	}
-	if h.cfg.Audience != "" {
-		claims["aud"] = h.cfg.Audience
-	}
-	var (
-		method jwt.SigningMethod
-		key    any
-	)
-	switch {
-	case len(h.cfg.Secret) > 0:
-		method, key = jwt.SigningMethodHS256, h.cfg.Secret
-	case h.cfg.SigningKey != nil:
-		method, _ = signingMethodFor(h.cfg.SigningKey)
-		key = h.cfg.SigningKey
-	default:
-		return "", fmt.Errorf("%w: IssueToken needs Secret or SigningKey", ErrConfig)
-	}
-	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
-	if err != nil {
-		return "", fmt.Errorf("notify: sign token: %w", err)
-	}
-	return s, nil
-}
-
-// IdentityFromClaims reads an identity out of claims that a framework's JWT middleware has
-// already verified (echo-jwt puts a *jwt.Token in the context). The claims must hold the user
-// claim and exp.
-func (h *Hub) IdentityFromClaims(claims jwt.Claims) (Identity, error) {
-	mc, ok := claims.(jwt.MapClaims)
-	if !ok {
-		return Identity{}, unauthorized(fmt.Sprintf("claims of type %T not supported (use jwt.MapClaims)", claims))
-	}
-	return h.auth.identity(mc)
-}
-
 // originAllowed implements same-origin by default plus the configured allowlist. Same origin
 // means the same scheme and host: the request's scheme is https when it came over TLS or, with
 // Config.TrustForwardedProto, when a proxy in front says so in X-Forwarded-Proto, http
 // otherwise. A request with no Origin header does not come from a browser page and is
 // allowed: the origin check protects browsers' cookies and nothing else.
-func (h *Hub) originAllowed(r *http.Request) bool {
+func originAllowed(cfg *Config, r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
@@ -311,10 +254,10 @@ func (h *Hub) originAllowed(r *http.Request) bool {
 	if err != nil || u.Host == "" {
 		return false
 	}
-	if strings.EqualFold(u.Host, r.Host) && strings.EqualFold(u.Scheme, requestScheme(r, h.cfg.TrustForwardedProto)) {
+	if strings.EqualFold(u.Host, r.Host) && strings.EqualFold(u.Scheme, requestScheme(r, cfg.TrustForwardedProto)) {
 		return true
 	}
-	for _, o := range h.cfg.AllowedOrigins {
+	for _, o := range cfg.AllowedOrigins {
 		if o == "*" || strings.EqualFold(strings.TrimSuffix(o, "/"), u.Scheme+"://"+u.Host) {
 			return true
 		}

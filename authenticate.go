@@ -3,6 +3,9 @@ package notify
 import (
 	"fmt"
 	"net/http"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // Authenticate verifies the token of an HTTP request exactly as an upgrade does: found in the
@@ -36,4 +39,60 @@ func (h *Hub) Authenticate(r *http.Request) (Identity, error) {
 // check: same scheme and host as the request, or listed in [Config.AllowedOrigins]. A request
 // without an Origin header does not come from a browser page and passes. HTTP endpoints that
 // accept the hub's cookie token use it against cross-site request forgery.
-func (h *Hub) OriginAllowed(r *http.Request) bool { return h.originAllowed(r) }
+func (h *Hub) OriginAllowed(r *http.Request) bool { return originAllowed(&h.cfg, r) }
+
+// IssueToken signs a token for userID that expires after ttl (default 10 minutes) and grants
+// the given topics or patterns (grants). An application's own authenticated endpoint uses it to hand
+// its logged-in user a short-lived notify token. It needs Config.Secret or Config.SigningKey.
+func (h *Hub) IssueToken(userID string, ttl time.Duration, grants ...string) (string, error) {
+	if userID == "" {
+		return "", ErrInvalidUser
+	}
+	if ttl <= 0 {
+		ttl = 10 * time.Minute
+	}
+	now := time.Now()
+	claims := jwt.MapClaims{
+		h.cfg.UserClaim: userID,
+		"iat":           now.Unix(),
+		"exp":           now.Add(ttl).Unix(),
+	}
+	if len(grants) > 0 {
+		claims[h.cfg.GrantsClaim] = grants
+	}
+	if h.cfg.Issuer != "" {
+		claims["iss"] = h.cfg.Issuer
+	}
+	if h.cfg.Audience != "" {
+		claims["aud"] = h.cfg.Audience
+	}
+	var (
+		method jwt.SigningMethod
+		key    any
+	)
+	switch {
+	case len(h.cfg.Secret) > 0:
+		method, key = jwt.SigningMethodHS256, h.cfg.Secret
+	case h.cfg.SigningKey != nil:
+		method, _ = signingMethodFor(h.cfg.SigningKey)
+		key = h.cfg.SigningKey
+	default:
+		return "", fmt.Errorf("%w: IssueToken needs Secret or SigningKey", ErrConfig)
+	}
+	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	if err != nil {
+		return "", fmt.Errorf("notify: sign token: %w", err)
+	}
+	return s, nil
+}
+
+// IdentityFromClaims reads an identity out of claims that a framework's JWT middleware has
+// already verified (echo-jwt puts a *jwt.Token in the context). The claims must hold the user
+// claim and exp.
+func (h *Hub) IdentityFromClaims(claims jwt.Claims) (Identity, error) {
+	mc, ok := claims.(jwt.MapClaims)
+	if !ok {
+		return Identity{}, unauthorized(fmt.Sprintf("claims of type %T not supported (use jwt.MapClaims)", claims))
+	}
+	return h.auth.identity(mc)
+}

@@ -46,6 +46,24 @@ type Broker interface {
 	Close() error
 }
 
+// Report is what a send knows of its event once the broker took it: where the event went. It
+// is a snapshot of that moment, not a promise that anyone saw the event: a hub counted may be
+// closing a session, and a session opening a moment later recovers the event from the history.
+type Report struct {
+	// Position is the event's place in its stream; zero for an ephemeral event or a broadcast.
+	Position Position
+	// Stored reports whether the event is kept for recovery, and StoredUntil until when at
+	// the latest (the history's TTL; a full history drops it sooner). StoredUntil is zero when
+	// the broker does not say.
+	Stored      bool
+	StoredUntil time.Time
+	// Nodes is how many hubs received the event: for a user's event, those holding a session
+	// of the user; for a topic's, those holding a subscriber; for a broadcast, every hub. 0
+	// means nobody was online for it (the event waits in the history, if stored); -1 means
+	// the broker cannot tell. [Hub.Presence] lists a user's sessions.
+	Nodes int
+}
+
 // Position is a place in a stream: the offset of its last event within an epoch.
 type Position struct {
 	// Offset is the last event's offset; 0 when the stream has none yet.

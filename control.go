@@ -283,3 +283,68 @@ func (q *commander) run(h *Hub) {
 		}
 	}
 }
+
+// Presence returns the user's sessions on every hub sharing [Config.Presence], oldest first
+// (this hub's own without one). It is a snapshot. The
+// sessions of a node that died without closing them stay listed until their entries expire
+// (adapters/redisbroker: Config.PresenceTTL, 30 s by default). An empty user ID is
+// [ErrInvalidUser]; a user without sessions gets an empty list and no error.
+func (h *Hub) Presence(ctx context.Context, userID string) ([]SessionInfo, error) {
+	if userID == "" {
+		return nil, ErrInvalidUser
+	}
+	s, err := h.presence.Sessions(ctx, userID)
+	if err != nil {
+		h.stats.brokerErrors.Add(1)
+		return nil, fmt.Errorf("notify: presence of %q: %w", userID, err)
+	}
+	return s, nil
+}
+
+// checkRefused returns the error that refuses id's token when [Hub.Disconnect] refused the
+// user's tokens issued before a time later than the token's, and nil otherwise; an error
+// reading the refusal is returned too (it refuses as well: a refusal must not be skipped
+// because Redis did not answer). It is the one check of refusals, called on every refresh
+// and by every authentication path that does not join presence (see admitRequest).
+func (h *Hub) checkRefused(ctx context.Context, id Identity) error {
+	before, err := h.RefusedBefore(ctx, id.UserID)
+	if err != nil {
+		return err
+	}
+	return h.refusedBy(id, before)
+}
+
+// refusedBy applies a refusal time to a token. iat has a precision of a second: a token
+// issued in the second of the refusal is refused too (the old token of a tab that logged out
+// in that second must not come back; a fresh one issued in it is refused once, and the next
+// second's is not). With Config.Leeway set, a token issued less than Leeway before the refusal
+// is accepted: with clocks that far apart, it cannot be told from one issued just after. A
+// token without iat is refused by any refusal.
+func (h *Hub) refusedBy(id Identity, before time.Time) error {
+	if before.IsZero() {
+		return nil
+	}
+	if id.IssuedAt.IsZero() {
+		return refused(refusedSignedOut, "token has no iat and the user was signed out")
+	}
+	if id.IssuedAt.Unix() <= before.Add(-h.cfg.Leeway).Unix() {
+		return refused(refusedSignedOut, "token issued before the user was signed out")
+	}
+	return nil
+}
+
+// RefusedBefore returns the time before which [Hub.Disconnect] refused the user's tokens,
+// as every hub sharing the broker sees it; zero when there is no refusal (or it has expired).
+// An application checks its own login sessions against it, so that "sign out everywhere" ends
+// them too and its token endpoint stops handing out fresh tokens to a signed-out browser.
+func (h *Hub) RefusedBefore(ctx context.Context, userID string) (time.Time, error) {
+	if userID == "" {
+		return time.Time{}, ErrInvalidUser
+	}
+	t, err := h.presence.RefusedBefore(ctx, userID)
+	if err != nil {
+		h.stats.brokerErrors.Add(1)
+		return time.Time{}, fmt.Errorf("notify: read token refusals: %w", err)
+	}
+	return t, nil
+}

@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -58,7 +59,7 @@ func New(cfg Config) (*Hub, error) {
 		admit: admission{maxTotal: cfg.MaxSessions, maxUser: cfg.MaxUserSessions},
 		stop:  make(chan struct{}), done: make(chan struct{})}
 	h.auth = newVerifier(&h.cfg)
-	h.m = newMelody(&h.cfg, h.originAllowed)
+	h.m = newMelody(&h.cfg, func(r *http.Request) bool { return originAllowed(&h.cfg, r) })
 	h.broker = cfg.Broker
 	if h.broker == nil {
 		h.broker = newMemoryBroker(cfg.HistorySize, cfg.HistoryTTL, h.holds)

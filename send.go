@@ -8,24 +8,6 @@ import (
 	"time"
 )
 
-// Report is what a send knows of its event once the broker took it: where the event went. It
-// is a snapshot of that moment, not a promise that anyone saw the event: a hub counted may be
-// closing a session, and a session opening a moment later recovers the event from the history.
-type Report struct {
-	// Position is the event's place in its stream; zero for an ephemeral event or a broadcast.
-	Position Position
-	// Stored reports whether the event is kept for recovery, and StoredUntil until when at
-	// the latest (the history's TTL; a full history drops it sooner). StoredUntil is zero when
-	// the broker does not say.
-	Stored      bool
-	StoredUntil time.Time
-	// Nodes is how many hubs received the event: for a user's event, those holding a session
-	// of the user; for a topic's, those holding a subscriber; for a broadcast, every hub. 0
-	// means nobody was online for it (the event waits in the history, if stored); -1 means
-	// the broker cannot tell. [Hub.Presence] lists a user's sessions.
-	Nodes int
-}
-
 // Send delivers ev to every session of the user: each tab and device, on every hub sharing the
 // broker. The event is encoded once; on each hub the cost grows with the user's sessions there
 // only. It never waits for a client: a session that cannot keep up is closed as a slow

@@ -64,7 +64,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // adapter put a verified identity in its context), its recovery position and the session
 // caps, which count the session from here on. It answers a refused request itself.
 func (h *Hub) admitRequest(w http.ResponseWriter, r *http.Request) (Identity, *Position, bool) {
-	if !h.originAllowed(r) {
+	if !originAllowed(&h.cfg, r) {
 		h.refuseUpgrade(w, refusedOrigin, http.StatusForbidden, "notify: origin not allowed")
 		return Identity{}, nil, false
 	}
