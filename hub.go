@@ -109,7 +109,10 @@ func (h *Hub) newMelody() *melody.Melody {
 		Subprotocols:   []string{Subprotocol},
 		CheckOrigin:    h.originAllowed,
 	}
-	m.HandleConnect(h.connected)
+	m.HandleConnect(func(s *melody.Session) {
+		limitUnsent(s.WebsocketConnection().NetConn())
+		h.connected(s)
+	})
 	m.HandleDisconnect(h.disconnected)
 	m.HandleMessage(h.received)
 	m.HandleMessageBinary(h.receivedBinary)
