@@ -1,6 +1,6 @@
 //go:build !unix
 
-package listen
+package shed
 
 // fileLimit is not known here.
 func fileLimit() int { return 0 }

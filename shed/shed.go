@@ -1,4 +1,4 @@
-// Package listen protects an HTTP server's file descriptors from connections that never
+// Package shed protects an HTTP server's file descriptors from connections that never
 // finish a request: a net.Listener that sheds the oldest half-open connections when they
 // crowd out the rest.
 //
@@ -6,13 +6,13 @@
 // a file descriptor each until the server's ReadHeaderTimeout. Once the process runs out of
 // descriptors, accept fails and every new connection, a legitimate WebSocket upgrade too,
 // waits in the kernel's backlog until some of them time out; an attacker who keeps opening
-// them keeps everyone out. [Shed] wraps the server's listener so that such connections are
+// them keeps everyone out. [New] wraps the server's listener so that such connections are
 // closed, oldest first, before they take every descriptor, and when accept fails for want of
 // one:
 //
 //	ln, err := net.Listen("tcp", addr)
 //	...
-//	sl := listen.Shed(ln, listen.Options{})
+//	sl := shed.New(ln, shed.Options{})
 //	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnState: sl.ConnState}
 //	err = srv.Serve(sl)
 //
@@ -25,15 +25,16 @@
 //
 // # What to set in front of it
 //
-//   - http.Server.ReadHeaderTimeout (10s, say): Shed decides who goes first when descriptors
-//     run short; the timeout still ends every half-open connection that nobody needed to shed.
+//   - http.Server.ReadHeaderTimeout (10s, say): the Listener decides who goes first when
+//     descriptors run short; the timeout still ends every half-open connection that nobody
+//     needed to shed.
 //   - The file limit (ulimit -n, systemd's LimitNOFILE): above the sessions you expect, plus
 //     room for half-open connections. The default MaxHalfOpen is a quarter of it.
 //   - Behind a reverse proxy or load balancer, its own limits on client connections and header
 //     time (nginx's client_header_timeout and limit_conn): every connection then comes from
 //     the proxy's address, so leave MaxHalfOpenPerHost at zero and let the proxy limit per
 //     client.
-package listen
+package shed
 
 import (
 	"container/list"
@@ -44,7 +45,7 @@ import (
 	"syscall"
 )
 
-// Options configures [Shed]. The zero value is ready to use.
+// Options configures [New]. The zero value is ready to use.
 type Options struct {
 	// MaxHalfOpen is how many half-open connections the listener keeps; accepting one more
 	// closes the oldest. Default (0): a quarter of the process's file limit (RLIMIT_NOFILE's
@@ -80,8 +81,8 @@ type entry struct {
 	elem, hostElem *list.Element
 }
 
-// Shed wraps ln in a Listener with the options o.
-func Shed(ln net.Listener, o Options) *Listener {
+// New wraps ln in a Listener with the options o.
+func New(ln net.Listener, o Options) *Listener {
 	l := &Listener{Listener: ln, max: o.MaxHalfOpen, maxPerHost: o.MaxHalfOpenPerHost,
 		conns: make(map[net.Conn]*entry), byHost: make(map[string]*list.List)}
 	if l.max == 0 {

@@ -1,4 +1,4 @@
-package listen_test
+package shed_test
 
 import (
 	"bufio"
@@ -20,11 +20,11 @@ import (
 
 	"github.com/gonotify/notify"
 	"github.com/gonotify/notify/internal/wstest"
-	"github.com/gonotify/notify/listen"
+	"github.com/gonotify/notify/shed"
 )
 
 // childEnv makes the test binary a server with a lowered file limit (see serveChild).
-const childEnv = "NOTIFY_LISTEN_TEST_CHILD"
+const childEnv = "NOTIFY_SHED_TEST_CHILD"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 const childLimit = 64
 
 // serveChild is the child process: RLIMIT_NOFILE lowered to childLimit, a hub served through
-// Shed (MaxHalfOpen from the environment: "" the default, -1 none, "off" no Shed at all) by an
+// Shed (MaxHalfOpen from the environment: "default" the default, -1 none, "off" no shedding at all) by an
 // http.Server without ReadHeaderTimeout, so that only shedding frees a descriptor. It prints
 // its address and a token, and serves until its standard input closes.
 func serveChild() error {
@@ -66,13 +66,13 @@ func serveChild() error {
 	switch v := os.Getenv(childEnv); v {
 	case "off":
 	default:
-		var o listen.Options
+		var o shed.Options
 		if v != "default" {
 			if o.MaxHalfOpen, err = strconv.Atoi(v); err != nil {
 				return err
 			}
 		}
-		sl := listen.Shed(ln, o)
+		sl := shed.New(ln, o)
 		ln, srv.ConnState = sl, sl.ConnState
 	}
 	served := make(chan error, 1)
@@ -85,9 +85,9 @@ func serveChild() error {
 }
 
 // TestLegitimateUpgradeUnderFileLimit opens more half-open connections (no request, or part of
-// a header) than a server's file limit allows, then a WebSocket upgrade: Shed lets it in, both
+// a header) than a server's file limit allows, then a WebSocket upgrade: the Listener lets it in, both
 // when its cap sheds the half-open connections before the descriptors run out and, with no
-// cap, when accept fails with EMFILE. The server has no ReadHeaderTimeout: without Shed the
+// cap, when accept fails with EMFILE. The server has no ReadHeaderTimeout: without it the
 // upgrade would wait in the backlog until its handshake timed out (45 s).
 func TestLegitimateUpgradeUnderFileLimit(t *testing.T) {
 	for _, tc := range []struct{ name, maxHalfOpen string }{
@@ -153,9 +153,9 @@ func halfOpen(t *testing.T, addr string, n int) []net.Conn {
 	return conns
 }
 
-// serve serves a hub at / and a plain answer at /ok through Shed with o on loopback, with
+// serve serves a hub at / and a plain answer at /ok through New with o on loopback, with
 // no ReadHeaderTimeout; it stops at cleanup. It returns the address, a token and the hub.
-func serve(t *testing.T, o listen.Options) (addr, token string, hub *notify.Hub) {
+func serve(t *testing.T, o shed.Options) (addr, token string, hub *notify.Hub) {
 	t.Helper()
 	hub, err := notify.New(notify.Config{Secret: []byte("0123456789abcdef0123456789abcdef")})
 	if err != nil {
@@ -171,7 +171,7 @@ func serve(t *testing.T, o listen.Options) (addr, token string, hub *notify.Hub)
 	mux := http.NewServeMux()
 	mux.Handle("/", hub)
 	mux.HandleFunc("/ok", func(http.ResponseWriter, *http.Request) {})
-	sl := listen.Shed(ln, o)
+	sl := shed.New(ln, o)
 	srv := &http.Server{Handler: mux, ConnState: sl.ConnState}
 	served := make(chan struct{})
 	go func() {
@@ -237,7 +237,7 @@ func span(a, b int) []int {
 // more, and a WebSocket session is never shed.
 func TestShedsOldest(t *testing.T) {
 	const limit = 8
-	addr, tok, hub := serve(t, listen.Options{MaxHalfOpen: limit})
+	addr, tok, hub := serve(t, shed.Options{MaxHalfOpen: limit})
 	// A whole request and its response: the connection waits idle for the next (half-open).
 	idle, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -271,7 +271,7 @@ func TestShedsOldest(t *testing.T) {
 // other, not another address's.
 func TestShedsPerHost(t *testing.T) {
 	const perHost = 4
-	addr, _, _ := serve(t, listen.Options{MaxHalfOpen: -1, MaxHalfOpenPerHost: perHost})
+	addr, _, _ := serve(t, shed.Options{MaxHalfOpen: -1, MaxHalfOpenPerHost: perHost})
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
 	other, err := d.Dial("tcp", addr)
 	if err != nil {
