@@ -72,6 +72,7 @@ var (
 	senders     = flag.Int("senders", 1, "goroutines in the server that call Send (centrifuge: Publish) concurrently in the per-user scenarios (warm-up, S2, S5, S7, S8), as concurrent request handlers would")
 	storm       = flag.Bool("storm", false, "run the restart storm instead of the scenarios: notify-redis, sessions on node A, A shut down, all reconnect to node B (needs -redis)")
 	stormRate   = flag.Int("storm-rate", 2000, "-storm: per-user sends/s node B makes throughout")
+	s9Stalled   = flag.Int("s9-stalled", -1, "S9: clients that stop reading (default 500; 0: the readers alone, for reference)")
 	redisURL    = flag.String("redis", "", "the Redis of the Redis variants (bench/run starts a private one and sets this); flushed before each of them")
 )
 
@@ -122,6 +123,9 @@ func main() {
 	}
 	if *conns > 0 {
 		p.n = *conns
+	}
+	if *s9Stalled >= 0 {
+		p.s9Stalled = *s9Stalled
 	}
 	if *storm {
 		runStorm(p, *basePort)

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,7 +32,9 @@ type nonReaders struct {
 	allClosed  time.Duration // from the first broadcast until the server had closed every non-reader (0: not within the scenario)
 	firstClose time.Duration // until it closed the first
 	closed     uint64        // non-readers the server closed as slow consumers
-	rssPeak    uint64        // server RSS growth, peak
+	// the readers' p99 over the events sent before every non-reader was closed and after
+	p99Before, p99After time.Duration
+	rssPeak             uint64 // server RSS growth, peak
 }
 
 // runNonReaders runs S9 against srv; old are S1's clients, closed first.
@@ -75,7 +78,7 @@ func runNonReaders(name string, srv *server, url string, p plan, old []*client) 
 				}
 				tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
 					"sub": "s9-" + strconv.Itoa(i), "exp": time.Now().Add(time.Hour).Unix()}).SignedString(payload.Secret)
-				c, err := dial(url, tok, proto(name))
+				c, err := dialTS(url, tok, proto(name), i < p.s9Readers)
 				if err != nil {
 					mu.Lock()
 					dialErr = err
@@ -141,7 +144,7 @@ func runNonReaders(name string, srv *server, url string, p plan, old []*client) 
 			if nr.closed > 0 && nr.firstClose == 0 {
 				nr.firstClose = at
 			}
-			if nr.closed >= uint64(p.s9Stalled) && nr.allClosed == 0 {
+			if p.s9Stalled > 0 && nr.closed >= uint64(p.s9Stalled) && nr.allClosed == 0 {
 				nr.allClosed = at
 			}
 		}
@@ -176,20 +179,42 @@ func runNonReaders(name string, srv *server, url string, p plan, old []*client) 
 	if !nr.d.ok {
 		log.Printf("%s: S9: %d of %d deliveries to the readers after %s", name, nr.d.delivered, sent*p.s9Readers, p.wait)
 	}
-	var lat []int64
+	// The readers' latencies: all, and those of the events sent until every non-reader was
+	// closed and after; per second of the scenario, the worst, for the log.
+	var lat, before, after []int64
+	worst := make([]time.Duration, p.s9Secs+1)
+	cut := start.Add(nr.allClosed).UnixNano()
 	for _, c := range clients[:p.s9Readers] {
-		lat = append(lat, c.take()...)
-	}
-	slices.Sort(lat)
-	q := func(f float64) time.Duration {
-		if len(lat) == 0 {
-			return 0
+		l, at := c.takeTS()
+		lat = append(lat, l...)
+		for i, ts := range at {
+			if nr.allClosed == 0 || ts < cut {
+				before = append(before, l[i])
+			} else {
+				after = append(after, l[i])
+			}
+			s := min(len(worst)-1, max(0, int((ts-start.UnixNano())/1e9)))
+			worst[s] = max(worst[s], time.Duration(l[i]))
 		}
-		return time.Duration(lat[min(len(lat)-1, int(math.Ceil(f*float64(len(lat))))-1)])
 	}
-	nr.d.p50, nr.d.p99, nr.d.p999 = q(0.50), q(0.99), q(0.999)
+	nr.d.p50, nr.d.p99, nr.d.p999 = quantile(lat, 0.50), quantile(lat, 0.99), quantile(lat, 0.999)
+	nr.p99Before, nr.p99After = quantile(before, 0.99), quantile(after, 0.99)
+	var w []string
+	for _, d := range worst {
+		w = append(w, d.Round(100*time.Microsecond).String())
+	}
+	log.Printf("%s: S9: the readers' worst latency in each second: %s", name, strings.Join(w, " "))
 	if end := ph.end.Load(); nr.d.ok {
 		nr.d.rate = float64(nr.d.delivered) / (float64(end-start.UnixNano()) / 1e9)
 	}
 	return nr, nil
+}
+
+// quantile returns the f-quantile of lat (sorted in place); 0 for none.
+func quantile(lat []int64, f float64) time.Duration {
+	if len(lat) == 0 {
+		return 0
+	}
+	slices.Sort(lat)
+	return time.Duration(lat[min(len(lat)-1, int(math.Ceil(f*float64(len(lat))))-1)])
 }

@@ -75,6 +75,8 @@ func median(rs []*result) *result {
 	m.s6Slow = u(func(r *result) uint64 { return r.s6Slow })
 	m.s6Dropped = u(func(r *result) uint64 { return r.s6Dropped })
 	m.s9.d = d(func(r *result) *delivery { return &r.s9.d })
+	m.s9.p99Before = dur(func(r *result) time.Duration { return r.s9.p99Before })
+	m.s9.p99After = dur(func(r *result) time.Duration { return r.s9.p99After })
 	m.s9.firstClose = dur(func(r *result) time.Duration { return r.s9.firstClose })
 	m.s9.allClosed = dur(func(r *result) time.Duration { return r.s9.allClosed })
 	m.s9.closed = u(func(r *result) uint64 { return r.s9.closed })

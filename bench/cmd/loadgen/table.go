@@ -128,6 +128,8 @@ func printTable(w io.Writer, p plan, results []*result) {
 	rows = append(rows,
 		row{"S9 readers' latency p50", func(r *result) float64 { return float64(r.s9.d.p50) }, ms},
 		row{"S9 readers' latency p99", func(r *result) float64 { return float64(r.s9.d.p99) }, ms},
+		row{"S9 readers' p99 until every non-reader was closed", func(r *result) float64 { return float64(r.s9.p99Before) }, ms},
+		row{"S9 readers' p99 after", func(r *result) float64 { return float64(r.s9.p99After) }, ms},
 		row{"S9 first non-reader closed after", func(r *result) float64 { return float64(r.s9.firstClose) }, ms},
 		row{"S9 every non-reader closed after", func(r *result) float64 { return float64(r.s9.allClosed) }, ms},
 		row{"S9 non-readers closed as slow consumers", func(r *result) float64 { return float64(r.s9.closed) }, count},
