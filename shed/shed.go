@@ -49,7 +49,8 @@ import (
 type Options struct {
 	// MaxHalfOpen is how many half-open connections the listener keeps; accepting one more
 	// closes the oldest. Default (0): a quarter of the process's file limit (RLIMIT_NOFILE's
-	// soft limit when the listener is made), 256 where that is not known. Negative: no cap;
+	// soft limit when the listener is made, which Go raises to the hard limit at start), 256
+	// where that is not known. Negative: no cap;
 	// the oldest are then closed only when accept fails for want of a file descriptor.
 	MaxHalfOpen int
 	// MaxHalfOpenPerHost is how many half-open connections one remote IP address may hold;
@@ -186,13 +187,21 @@ func (l *Listener) shedLocked(el *list.Element) net.Conn {
 }
 
 // ConnState is the http.Server's ConnState hook: it tells the listener which connections are
-// half-open. Connections it did not accept are ignored.
+// half-open. A TLS connection counts as the connection under it, so the Listener may be
+// wrapped in tls.NewListener (as http.Server.ServeTLS does). Connections it did not accept are
+// ignored.
 func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e := l.conns[c]
-	if e == nil {
-		return
+	for e == nil {
+		// Behind tls.NewListener (http.Server.ServeTLS) the server has the *tls.Conn.
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return
+		}
+		c = u.NetConn()
+		e = l.conns[c]
 	}
 	switch s {
 	case http.StateIdle:

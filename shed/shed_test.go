@@ -3,11 +3,13 @@ package shed_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"slices"
@@ -16,6 +18,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
 	"github.com/gonotify/notify"
@@ -134,7 +137,11 @@ func startChild(t *testing.T, maxHalfOpen string) (addr, token string) {
 
 // halfOpen opens n connections to addr that never finish a request: every other one sends
 // part of a header. They close at cleanup.
-func halfOpen(t *testing.T, addr string, n int) []net.Conn {
+func halfOpen(t *testing.T, addr string, n int) []net.Conn { return dialIdle(t, addr, n, true) }
+
+// dialIdle opens n connections to addr; with partial set every other one sends part of a
+// header, the others nothing. They close at cleanup.
+func dialIdle(t *testing.T, addr string, n int, partial bool) []net.Conn {
 	t.Helper()
 	conns := make([]net.Conn, n)
 	for i := range conns {
@@ -143,7 +150,7 @@ func halfOpen(t *testing.T, addr string, n int) []net.Conn {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		if i%2 == 1 {
+		if partial && i%2 == 1 {
 			if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n"); err != nil {
 				t.Fatal(err)
 			}
@@ -156,6 +163,12 @@ func halfOpen(t *testing.T, addr string, n int) []net.Conn {
 // serve serves a hub at / and a plain answer at /ok through New with o on loopback, with
 // no ReadHeaderTimeout; it stops at cleanup. It returns the address, a token and the hub.
 func serve(t *testing.T, o shed.Options) (addr, token string, hub *notify.Hub) {
+	t.Helper()
+	return serveHook(t, o, nil)
+}
+
+// serveHook is serve, calling hook after the Listener's ConnState.
+func serveHook(t *testing.T, o shed.Options, hook func(net.Conn, http.ConnState)) (addr, token string, hub *notify.Hub) {
 	t.Helper()
 	hub, err := notify.New(notify.Config{Secret: []byte("0123456789abcdef0123456789abcdef")})
 	if err != nil {
@@ -172,7 +185,12 @@ func serve(t *testing.T, o shed.Options) (addr, token string, hub *notify.Hub) {
 	mux.Handle("/", hub)
 	mux.HandleFunc("/ok", func(http.ResponseWriter, *http.Request) {})
 	sl := shed.New(ln, o)
-	srv := &http.Server{Handler: mux, ConnState: sl.ConnState}
+	srv := &http.Server{Handler: mux, ConnState: func(c net.Conn, s http.ConnState) {
+		sl.ConnState(c, s)
+		if hook != nil {
+			hook(c, s)
+		}
+	}}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -237,7 +255,15 @@ func span(a, b int) []int {
 // more, and a WebSocket session is never shed.
 func TestShedsOldest(t *testing.T) {
 	const limit = 8
-	addr, tok, hub := serve(t, shed.Options{MaxHalfOpen: limit})
+	idled := make(chan struct{}, 1)
+	addr, tok, hub := serveHook(t, shed.Options{MaxHalfOpen: limit}, func(_ net.Conn, s http.ConnState) {
+		if s == http.StateIdle {
+			select {
+			case idled <- struct{}{}:
+			default:
+			}
+		}
+	})
 	// A whole request and its response: the connection waits idle for the next (half-open).
 	idle, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -251,6 +277,7 @@ func TestShedsOldest(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	<-idled // the server has it as idle: the oldest half-open connection from now
 	conns := append([]net.Conn{idle}, halfOpen(t, addr, 20)...)
 	ch := closed(t, conns)
 	wantClosed(t, ch, span(0, len(conns)-limit)...)
@@ -289,4 +316,62 @@ func TestShedsPerHost(t *testing.T) {
 		defer c.Close()
 	}
 	wantClosed(t, ch, 0)
+}
+
+// TestShedTLS: behind tls.NewListener the server reports *tls.Conn states; a WebSocket session
+// over TLS is still known as hijacked and never shed.
+func TestShedTLS(t *testing.T) {
+	const limit = 2
+	hub, err := notify.New(notify.Config{Secret: []byte("0123456789abcdef0123456789abcdef")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := hub.IssueToken("alice", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(hub)
+	sl := shed.New(srv.Listener, shed.Options{MaxHalfOpen: limit})
+	srv.Listener, srv.Config.ConnState = sl, sl.ConnState
+	srv.StartTLS()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := hub.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	d := websocket.Dialer{TLSClientConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig}
+	ws, _, err := d.Dial("wss"+srv.URL[len("https"):], http.Header{"Authorization": {"Bearer " + tok}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	next := func() map[string]any {
+		t.Helper()
+		for {
+			_, b, err := ws.ReadMessage()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var f map[string]any
+			if err := json.Unmarshal(b, &f); err != nil {
+				t.Fatal(err)
+			}
+			if f["op"] != "ping" {
+				return f
+			}
+		}
+	}
+	if f := next(); f["op"] != "welcome" {
+		t.Fatalf("first frame %v, want welcome", f)
+	}
+	addr := srv.Listener.Addr().String()
+	// Connections that send nothing: a part of a header would fail the TLS handshake.
+	wantClosed(t, closed(t, dialIdle(t, addr, limit+3, false)), span(0, 3)...)
+	if err := hub.Send("alice", notify.Event{Type: "t", Data: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if f := next(); f["type"] != "t" {
+		t.Fatalf("got %v, want the event", f)
+	}
 }
