@@ -75,6 +75,9 @@ func (t wsTransport) welcome(frame []byte, timeout time.Duration) error {
 // returns.
 
 func wsConnected(ms *melody.Session) {
+	// What a client that stops reading can leave unsent waits in its outbox, which cuts it
+	// off, not in the kernel (see limitUnsent).
+	limitUnsent(ms.WebsocketConnection().NetConn())
 	// After the upgrade the session needs only the request's context: keep it and let the
 	// request go (about 1.7 KB per session). melody itself never reads Request.
 	ctx := ms.Request.Context()

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/gonotify/notify"
+	"github.com/gonotify/notify/shed"
 )
 
 func main() {
@@ -80,8 +81,14 @@ func run(addr string, opts options) error {
 	if err != nil {
 		return errors.Join(err, hub.Shutdown(context.Background()))
 	}
-	e.Listener = ln
+	// Connections that never finish a request header are shed, oldest first, before they
+	// take every file descriptor (a quarter of the file limit may be half-open; more, and
+	// accept failing with EMFILE, close the oldest), so that a page's upgrade still gets in;
+	// ReadHeaderTimeout ends the rest. Behind a proxy, let it limit each client.
+	sl := shed.New(ln, shed.Options{})
+	e.Listener = sl
 	e.Server = newServer(e, defaultTimeouts)
+	e.Server.ConnState = sl.ConnState
 	errc := make(chan error, 1)
 	go func() { errc <- e.Start(addr) }()
 	opts.Logger.Info("listening", "url", "http://"+ln.Addr().String(), "demo", opts.Demo, "redis", opts.Redis != "")

@@ -50,16 +50,21 @@ type client struct {
 	ended  chan struct{} // closed when the read loop ended
 	code   int           // close code, or -1 for another error; valid after ended
 	pong   bool          // answer the server's empty pings (centrifuge)
+	keepTS bool          // record each event's send time too (S9), before the read loop starts
 
 	mu         sync.Mutex
 	lat        []int64 // latencies (ns) of the current phase
+	sentAt     []int64 // with keepTS: the send times (unix ns) of lat's events
 	slowEvents int     // events read while marked slow
 }
 
 // dial connects with the token. The protocol is the variant's: notify sends a welcome frame
 // first; a centrifuge client sends a connect command, reads its reply and answers the server's
 // pings; the others need nothing.
-func dial(url, token, variant string) (*client, error) {
+func dial(url, token, variant string) (*client, error) { return dialTS(url, token, variant, false) }
+
+// dialTS is dial, recording send times with keepTS.
+func dialTS(url, token, variant string, keepTS bool) (*client, error) {
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 256}
 	ws, resp, err := d.Dial(url, http.Header{"Authorization": {"Bearer " + token}})
 	if err != nil {
@@ -68,7 +73,7 @@ func dial(url, token, variant string) (*client, error) {
 		}
 		return nil, err
 	}
-	c := &client{ws: ws, resume: make(chan struct{}), ready: make(chan struct{}), ended: make(chan struct{})}
+	c := &client{ws: ws, resume: make(chan struct{}), ready: make(chan struct{}), ended: make(chan struct{}), keepTS: keepTS}
 	var welcome []byte
 	switch variant {
 	case "notify":
@@ -169,6 +174,9 @@ func (c *client) read(welcome []byte) {
 				continue
 			}
 			c.lat = append(c.lat, now-ts)
+			if c.keepTS {
+				c.sentAt = append(c.sentAt, ts)
+			}
 			n++
 		}
 		c.mu.Unlock()
@@ -195,6 +203,15 @@ func (c *client) take() []int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l := c.lat
-	c.lat = nil
+	c.lat, c.sentAt = nil, nil
 	return l
+}
+
+// takeTS returns and resets the latencies and the send times recorded so far (keepTS).
+func (c *client) takeTS() (lat, sentAt []int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	lat, sentAt = c.lat, c.sentAt
+	c.lat, c.sentAt = nil, nil
+	return lat, sentAt
 }

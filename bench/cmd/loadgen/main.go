@@ -41,12 +41,15 @@ type plan struct {
 	s5Secs     int           // S5 duration
 	size       int           // payload bytes
 	floodBytes int           // S6: bytes sent to each non-reading client before the S3 load
+	s9Readers  int           // S9: clients that read
+	s9Stalled  int           // S9: clients that stop reading
+	s9Secs     int           // S9: seconds of broadcasts
 	wait       time.Duration // longest wait for a scenario's deliveries
 }
 
 var (
-	full  = plan{n: 5000, s2Count: 100_000, s2Limit: 15, s3Count: 200, s5Rate: 20_000, s5Secs: 3, size: 200, floodBytes: 8 << 20, wait: 60 * time.Second}
-	quick = plan{n: 1000, s2Count: 20_000, s2Limit: 4, s3Count: 200, s5Rate: 20_000, s5Secs: 1, size: 200, floodBytes: 8 << 20, wait: 20 * time.Second}
+	full  = plan{n: 5000, s2Count: 100_000, s2Limit: 15, s3Count: 200, s5Rate: 20_000, s5Secs: 3, size: 200, floodBytes: 8 << 20, s9Readers: 50, s9Stalled: 500, s9Secs: 10, wait: 60 * time.Second}
+	quick = plan{n: 1000, s2Count: 20_000, s2Limit: 4, s3Count: 200, s5Rate: 20_000, s5Secs: 1, size: 200, floodBytes: 8 << 20, s9Readers: 50, s9Stalled: 500, s9Secs: 4, wait: 20 * time.Second}
 )
 
 var (
@@ -63,12 +66,13 @@ var (
 	logDir      = flag.String("logs", os.TempDir(), "directory for the servers' logs")
 	rounds      = flag.Int("rounds", 1, "run every variant this many times, in turn, and report each figure's median")
 	selfProf    = flag.String("cpuprofile", "", "write the load generator's own CPU profile to this file")
-	only        = flag.String("only", "", "delivery scenarios to run, comma-separated (S2,S3,S5,S6, and S7,S8 for the Redis variants); empty: all. S1 and S4 always run")
+	only        = flag.String("only", "", "delivery scenarios to run, comma-separated (S2,S3,S5,S6,S9, and S7,S8 for the Redis variants); empty: all. S1 and S4 always run")
 	baseServer  = flag.String("base-server", "", "a server binary built at another commit (bench/run -base REF builds it): run as variant notify-base right after notify in every round, started exactly like notify")
 	baseRef     = flag.String("base-ref", "", "the commit -base-server was built at, for the table")
 	senders     = flag.Int("senders", 1, "goroutines in the server that call Send (centrifuge: Publish) concurrently in the per-user scenarios (warm-up, S2, S5, S7, S8), as concurrent request handlers would")
 	storm       = flag.Bool("storm", false, "run the restart storm instead of the scenarios: notify-redis, sessions on node A, A shut down, all reconnect to node B (needs -redis)")
 	stormRate   = flag.Int("storm-rate", 2000, "-storm: per-user sends/s node B makes throughout")
+	s9Stalled   = flag.Int("s9-stalled", -1, "S9: clients that stop reading (default 500; 0: the readers alone, for reference)")
 	redisURL    = flag.String("redis", "", "the Redis of the Redis variants (bench/run starts a private one and sets this); flushed before each of them")
 )
 
@@ -119,6 +123,9 @@ func main() {
 	}
 	if *conns > 0 {
 		p.n = *conns
+	}
+	if *s9Stalled >= 0 {
+		p.s9Stalled = *s9Stalled
 	}
 	if *storm {
 		runStorm(p, *basePort)
@@ -173,6 +180,7 @@ type result struct {
 	s6RSSAfter, s6Slow     uint64
 	s6Dropped              uint64
 	s2Sent, s7Sent         int
+	s9                     nonReaders
 }
 
 type delivery struct {
@@ -608,6 +616,20 @@ func runVariant(name string, port int, p plan) *result {
 			nodeA.stop()
 		}
 	}
+	// S9 last: it closes S1's connections and opens its own.
+	defer func() {
+		if !want("S9") || len(r.errs) > 0 {
+			return
+		}
+		log.Printf("%s: S9 %d B broadcasts at %d/s for %ds to %d readers and %d clients that stop reading",
+			name, s9Size, s9Rate, p.s9Secs, p.s9Readers, p.s9Stalled)
+		nr, err := runNonReaders(name, srv, url, p, clients)
+		if err != nil {
+			fail("%v", err)
+		}
+		clear(clients)
+		r.s9 = nr
+	}()
 	if !want("S6") {
 		return r
 	}

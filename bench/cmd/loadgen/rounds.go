@@ -74,6 +74,13 @@ func median(rs []*result) *result {
 	m.s6RSSBefore, m.s6RSSPeak, m.s6RSSAfter = mid.s6RSSBefore, mid.s6RSSPeak, mid.s6RSSAfter
 	m.s6Slow = u(func(r *result) uint64 { return r.s6Slow })
 	m.s6Dropped = u(func(r *result) uint64 { return r.s6Dropped })
+	m.s9.d = d(func(r *result) *delivery { return &r.s9.d })
+	m.s9.p99Before = dur(func(r *result) time.Duration { return r.s9.p99Before })
+	m.s9.p99After = dur(func(r *result) time.Duration { return r.s9.p99After })
+	m.s9.firstClose = dur(func(r *result) time.Duration { return r.s9.firstClose })
+	m.s9.allClosed = dur(func(r *result) time.Duration { return r.s9.allClosed })
+	m.s9.closed = u(func(r *result) uint64 { return r.s9.closed })
+	m.s9.rssPeak = u(func(r *result) uint64 { return r.s9.rssPeak })
 	m.s2Sent = int(f(func(r *result) float64 { return float64(r.s2Sent) }))
 	m.s7Sent = int(f(func(r *result) float64 { return float64(r.s7Sent) }))
 	var fates []string
@@ -105,6 +112,8 @@ func printSpread(w io.Writer, names []string, runs [][]*result) {
 		{row{"S3 latency p99", func(r *result) float64 { return float64(r.s3.p99) }, ms}, nil},
 		{row{"S5 latency p99", func(r *result) float64 { return float64(r.s5.p99) }, ms}, []string{"centrifuge"}},
 		{row{"S4 RSS/connection", func(r *result) float64 { return r.s4PerConn }, kb}, nil},
+		{row{"S9 readers' latency p99", func(r *result) float64 { return float64(r.s9.d.p99) }, ms}, nil},
+		{row{"S9 every non-reader closed after", func(r *result) float64 { return float64(r.s9.allClosed) }, ms}, nil},
 		{row{"S7 deliveries/s (two nodes)", func(r *result) float64 { return r.s7.rate }, count}, nil},
 		{row{"S8 latency p99 (two nodes)", func(r *result) float64 { return float64(r.s8.p99) }, ms}, nil},
 	} {

@@ -125,6 +125,15 @@ func printTable(w io.Writer, p plan, results []*result) {
 		row{"S6 server RSS peak growth", func(r *result) float64 { return float64(r.s6RSSPeak) - float64(r.s6RSSBefore) }, mb},
 		row{"S6 server RSS growth after S6 (GC'd)", func(r *result) float64 { return float64(r.s6RSSAfter) - float64(r.s6RSSBefore) }, mb},
 		row{"S6 events dropped by server", func(r *result) float64 { return float64(r.s6Dropped) }, count})
+	rows = append(rows,
+		row{"S9 readers' latency p50", func(r *result) float64 { return float64(r.s9.d.p50) }, ms},
+		row{"S9 readers' latency p99", func(r *result) float64 { return float64(r.s9.d.p99) }, ms},
+		row{"S9 readers' p99 until every non-reader was closed", func(r *result) float64 { return float64(r.s9.p99Before) }, ms},
+		row{"S9 readers' p99 after", func(r *result) float64 { return float64(r.s9.p99After) }, ms},
+		row{"S9 first non-reader closed after", func(r *result) float64 { return float64(r.s9.firstClose) }, ms},
+		row{"S9 every non-reader closed after", func(r *result) float64 { return float64(r.s9.allClosed) }, ms},
+		row{"S9 non-readers closed as slow consumers", func(r *result) float64 { return float64(r.s9.closed) }, count},
+		row{"S9 server RSS peak growth", func(r *result) float64 { return float64(r.s9.rssPeak) }, mb})
 	rows = append(rows, deliveryRows("S7", func(r *result) *delivery { return &r.s7 }, false, false)...)
 	rows = append(rows, redisRows("S7", func(r *result) *delivery { return &r.s7 })...)
 	rows = append(rows, row{"S8 sends/s generated", func(r *result) float64 { return r.s8.sendRate }, count})
@@ -339,6 +348,10 @@ func targets(w io.Writer, results []*result, raw *result) {
 	check("S6 readers' p99 ≤ 1.1× S3's", n.s6.p99 <= n.s3.p99*11/10, ratio(float64(n.s6.p99), float64(n.s3.p99)))
 	check("S6 every non-reading client closed with 4002", strings.Contains(n.s6Fate, "closed 4002") &&
 		!strings.Contains(n.s6Fate, ", ") && !strings.Contains(n.s6Fate, "open"), n.s6Fate)
+	if want("S9") {
+		check("S9 readers' p99 ≤ 50 ms beside clients that stop reading", n.s9.d.ok && n.s9.d.p99 <= 50*time.Millisecond,
+			ms(float64(n.s9.d.p99)))
+	}
 	check("S5 one frame per event when idle", n.s5.framesPerEvent > 0 && n.s5.framesPerEvent <= 1.001,
 		frac(n.s5.framesPerEvent))
 	check("S2, S3 write syscalls per event well below one", n.s2.writesPerEvent < 0.5 && n.s3.writesPerEvent < 0.5,
