@@ -75,8 +75,8 @@
 // [CloseRateLimited]. A user may hold [Config.MaxUserSessions] sessions (default 32; the next
 // upgrade gets 429) and the hub [Config.MaxSessions] (503). A session subscribes to at most
 // [Config.MaxTopics] topics, and a topic that never had an event costs nothing once its last
-// subscriber leaves. Set the server's ReadHeaderTimeout too: a hub cannot bound the requests
-// that never finish their headers.
+// subscriber leaves. Set the server's ReadHeaderTimeout too, and serve through package shed:
+// a hub cannot bound the requests that never finish their headers.
 //
 // # Metrics
 //
