@@ -53,7 +53,7 @@ func (bp *batch) retain() *batch {
 }
 
 // release drops a hold; the last one returns the buffer to its pool.
-func (bp *batch) release() {
+func (bp *batch) recycle() {
 	if bp.refs.Add(-1) != 0 {
 		return
 	}
@@ -96,7 +96,7 @@ func (sh *shared) set(parts [][]byte, bp *batch) {
 
 func (sh *shared) reset() {
 	if sh.bp != nil {
-		sh.bp.release()
+		sh.bp.recycle()
 		sh.bp = nil
 	}
 	clear(sh.parts)

@@ -50,7 +50,7 @@ func TestEncodeMatchesMarshal(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := getEncoder()
-			defer e.release()
+			defer e.recycle()
 			got, err := e.encode(tc.ev, tc.topic)
 			if err != nil {
 				t.Fatal(err)
@@ -74,7 +74,7 @@ func TestEncodeRefuses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := getEncoder()
-			defer e.release()
+			defer e.recycle()
 			if _, err := e.encode(tc.ev, ""); !errors.Is(err, ErrInvalidEvent) {
 				t.Fatalf("err = %v, want ErrInvalidEvent", err)
 			}
@@ -85,7 +85,7 @@ func TestEncodeRefuses(t *testing.T) {
 // An encoder reused after a failure or a large event produces the same bytes as a fresh one.
 func TestEncoderReuse(t *testing.T) {
 	e := getEncoder()
-	defer e.release()
+	defer e.recycle()
 	_, _ = e.encode(Event{Type: "t", Data: func() {}}, "")
 	ev := Event{Type: "t", ID: "x", Time: time.Unix(1, 0).UTC(), Data: 1}
 	got, err := e.encode(ev, "")
@@ -99,7 +99,7 @@ func TestEncoderReuse(t *testing.T) {
 
 func TestEncodeGeneratesID(t *testing.T) {
 	e := getEncoder()
-	defer e.release()
+	defer e.recycle()
 	seen := map[string]bool{}
 	for range 3 {
 		b, err := e.encode(Event{Type: "t"}, "")
@@ -123,7 +123,7 @@ func FuzzEncode(f *testing.F) {
 		}
 		ev := Event{Type: typ, ID: id, Time: time.Unix(1700000000, 5).UTC(), Data: data}
 		e := getEncoder()
-		defer e.release()
+		defer e.recycle()
 		got, err := e.encode(ev, topic)
 		if typ == "" {
 			if !errors.Is(err, ErrInvalidEvent) {

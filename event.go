@@ -64,7 +64,7 @@ var encoders = sync.Pool{New: func() any {
 func getEncoder() *encoder { return encoders.Get().(*encoder) }
 
 // release returns e to the pool: the payload it returned must no longer be used.
-func (e *encoder) release() {
+func (e *encoder) recycle() {
 	if e.buf.Cap() > 256<<10 { // a rare huge event does not pin its buffer
 		return
 	}

@@ -110,18 +110,18 @@ func (o *outbox) reserve(n int) bool {
 	return true
 }
 
-// hold keeps every frame waiting until release.
+// hold keeps every frame waiting until endRecovery.
 func (o *outbox) hold() {
 	o.mu.Lock()
 	o.held = true
 	o.mu.Unlock()
 }
 
-// release ends a recovery: it uncounts the reserved bytes, then queues first (the welcome or
+// endRecovery ends a recovery: it uncounts the reserved bytes, then queues first (the welcome or
 // subscribed frame), the replayed history (within its own allowance: bounded by the history's
 // size), the live frames kept meanwhile, and then whatever hold kept waiting. It reports
 // whether the caller must hand the outbox to the flusher.
-func (o *outbox) release(reserved int, first []byte, replay, live [][]byte) (wake bool) {
+func (o *outbox) endRecovery(reserved int, first []byte, replay, live [][]byte) (wake bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closing {
@@ -174,7 +174,7 @@ func (o *outbox) sent() {
 	defer o.mu.Unlock()
 	o.uncountLocked()
 	if o.batch != nil { // the frame just written; the sink is done with it
-		o.batch.release()
+		o.batch.recycle()
 		o.batch = nil
 	}
 	if len(o.pending) == 0 || o.closing || o.held {

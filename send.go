@@ -58,7 +58,7 @@ func (h *Hub) publish(ctx context.Context, stream string, ev Event, topic string
 		ev.Time = start.UTC()
 	}
 	e := getEncoder()
-	defer e.release()
+	defer e.recycle()
 	payload, err := e.encode(ev, topic)
 	if err != nil {
 		return Report{}, err

@@ -265,7 +265,7 @@ func (s *session) flushRecoveredLocked(stream string, first []byte, replay [][]b
 		}
 		live = append(live, b.frame)
 	}
-	return s.out.release(reserved, first, replay, live)
+	return s.out.endRecovery(reserved, first, replay, live)
 }
 
 // dropRecovered ends a stream's recovery that failed: the frames buffered meanwhile go.
@@ -280,7 +280,7 @@ func (s *session) dropRecovered(stream string) {
 	if len(s.buffers) == 0 {
 		s.buffers = nil
 	}
-	s.out.release(reserved, nil, nil, nil)
+	s.out.endRecovery(reserved, nil, nil, nil)
 }
 
 // written runs on the transport's write loop after a frame of n bytes was written.

@@ -20,7 +20,7 @@ func TestBatchBuffers(t *testing.T) {
 			t.Fatalf("getBatch(%d): len %d cap %d", tc.size, len(bp.b), cap(bp.b))
 		}
 		bp.b = append(bp.b, make([]byte, tc.size)...)
-		bp.release()
+		bp.recycle()
 		// Whatever the pool hands back for this size is empty and large enough.
 		if again := getBatch(tc.size); len(again.b) != 0 || cap(again.b) < tc.size {
 			t.Fatalf("after release, getBatch(%d): len %d cap %d", tc.size, len(again.b), cap(again.b))
@@ -165,7 +165,7 @@ func TestSharedFrame(t *testing.T) {
 				held(b1, 1, "handed out")
 				held(b2, 2, "handed out")
 			}
-			first.batch.release()
+			first.batch.recycle()
 			sh.reset()
 			if tc.shared {
 				held(b1, 1, "after the first session and the cache released it")
@@ -176,7 +176,7 @@ func TestSharedFrame(t *testing.T) {
 			if string(f2) != tc.want {
 				t.Fatalf("the second session's frame changed to %q", f2)
 			}
-			second.batch.release()
+			second.batch.recycle()
 			held(b2, 0, "after every release")
 		})
 	}
