@@ -36,6 +36,8 @@ type Hub struct {
 	presence Presence
 	node     string    // this hub's random ID in presence and in commands
 	cmds     commander // other nodes' subscription commands
+	sse      sseSessions
+	tickets  TicketStore
 
 	acceptMu sync.Mutex
 	closed   atomic.Bool
@@ -66,6 +68,10 @@ func New(cfg Config) (*Hub, error) {
 	}
 	h.node = NewEpoch()
 	h.presence = cfg.Presence
+	h.tickets = cfg.Tickets
+	if h.tickets == nil {
+		h.tickets = newLocalTickets(time.Now)
+	}
 	if h.presence == nil {
 		h.presence = newLocalPresence(time.Now)
 	}

@@ -28,6 +28,10 @@ type Client struct {
 	// CloseCode. A PipeServer's clients wait longer, on a synctest bubble's fake clock.
 	Wait time.Duration
 
+	// comments counts an event stream's comment lines (heartbeats); guarded by sse.mu.
+	comments int
+
+	sse     *sseConn // set for an event stream, in place of WS
 	pending []map[string]any
 	start   sync.Once
 	in      chan inFrame
@@ -116,7 +120,13 @@ func (c *Client) Next() map[string]any {
 
 // Read returns the next JSON object, reading a frame when none is pending.
 func (c *Client) Read(timeout time.Duration) (map[string]any, error) {
-	c.start.Do(func() { go c.reader() })
+	c.start.Do(func() {
+		if c.sse != nil {
+			go c.sseReader()
+		} else {
+			go c.reader()
+		}
+	})
 	for len(c.pending) == 0 {
 		if c.err != nil {
 			return nil, c.err
@@ -165,9 +175,15 @@ func (c *Client) NextNonPing() map[string]any {
 	}
 }
 
-// Send writes v as one JSON frame.
+// Send writes v as one JSON frame; an event stream POSTs it, expecting 202.
 func (c *Client) Send(v any) {
 	c.t.Helper()
+	if c.sse != nil {
+		if status := c.Post(v); status != http.StatusAccepted {
+			c.t.Fatalf("post: %d", status)
+		}
+		return
+	}
 	if err := c.WS.WriteJSON(v); err != nil {
 		c.t.Fatalf("write: %v", err)
 	}
