@@ -312,6 +312,9 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.handlers.Done()
 	defer s.teardown()
+	// The stream reads nothing after its request: the read deadline of the server's
+	// ReadTimeout has no use on it (writes set their own deadline, see write).
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gonotify/notify"
+	"github.com/gonotify/notify/adapters/nethttp"
 	"github.com/gonotify/notify/internal/wstest"
 )
 
@@ -417,4 +418,21 @@ func TestSSETickets(t *testing.T) {
 	if resp.StatusCode != 401 {
 		t.Fatalf("ticket without a token: %d", resp.StatusCode)
 	}
+}
+
+// TestSSEOutlivesServerTimeouts: a server's ReadTimeout and WriteTimeout, which a WebSocket
+// escapes by its hijack, do not end an event stream.
+func TestSSEOutlivesServerTimeouts(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, func(c *notify.Config) { c.SSEHeartbeat = 5 * time.Millisecond })
+	mux := http.NewServeMux()
+	nethttp.Mount(mux, "/notify", h)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = 20*time.Millisecond, 20*time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c, _ := sseWelcome(t, srv, bearer(token(t, h, "alice")))
+	// Twenty heartbeats take longer than either timeout.
+	waitFor(t, "twenty heartbeats", func() bool { return c.CommentsSeen() >= 20 })
+	expectMarker(t, h, c, "alice")
 }
