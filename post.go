@@ -21,7 +21,7 @@ import (
 func (h *Hub) SSE() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
-		case r.Method == http.MethodGet || r.Method == http.MethodHead:
+		case r.Method == http.MethodGet:
 			h.ServeSSE(w, r)
 		case r.Method != http.MethodPost:
 			w.Header().Set("Allow", "GET, POST")

@@ -436,3 +436,46 @@ func TestSSEOutlivesServerTimeouts(t *testing.T) {
 	waitFor(t, "twenty heartbeats", func() bool { return c.CommentsSeen() >= 20 })
 	expectMarker(t, h, c, "alice")
 }
+
+// TestTransportSessionCaps: the per-user cap counts the sessions of both transports together,
+// and refuses either with 429.
+func TestTransportSessionCaps(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, func(c *notify.Config) { c.MaxUserSessions = 2 })
+	srv := serve(t, h)
+	hdr := bearer(token(t, h, "alice"))
+	reconnectVia(t, transports[0].dial, transports[0].url(srv), h, "alice", nil)
+	reconnectVia(t, transports[1].dial, transports[1].url(srv), h, "alice", nil)
+	for _, tc := range transports {
+		_, resp, err := tc.dial(t, tc.url(srv), hdr)
+		assertRefused(t, resp, err, http.StatusTooManyRequests, "notify: too many sessions for this user (at most 2)")
+	}
+	if got := h.Stats().Refused["user_sessions"]; got != 2 {
+		t.Fatalf("Refused[user_sessions] = %d, want 2", got)
+	}
+}
+
+// TestSSEMethods: only GET opens a stream and only POST sends; HEAD opens no session.
+func TestSSEMethods(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	mux := http.NewServeMux()
+	mux.Handle("/notify/sse", h.SSE())
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	for _, m := range []string{"HEAD", "PUT", "DELETE"} {
+		r, _ := http.NewRequest(m, srv.URL+"/notify/sse", nil)
+		r.Header.Set("Authorization", "Bearer "+token(t, h, "alice"))
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, POST" {
+			t.Errorf("%s: %d %q", m, resp.StatusCode, resp.Header.Get("Allow"))
+		}
+	}
+	if n := h.Stats().Sessions; n != 0 {
+		t.Fatalf("%d sessions", n)
+	}
+}
