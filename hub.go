@@ -225,6 +225,7 @@ func (h *Hub) holds(stream string) bool {
 func (h *Hub) Stats() Stats {
 	var st Stats
 	st.Sessions, st.Users, st.Topics = h.idx.sizes()
+	st.SSESessions = h.sse.count()
 	h.stats.fill(&st)
 	st.Deliveries = h.fl.deliveries.Load()
 	return st

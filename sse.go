@@ -355,6 +355,12 @@ func (x *sseSessions) remove(id string) {
 	x.mu.Unlock()
 }
 
+func (x *sseSessions) count() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return len(x.m)
+}
+
 // get returns the user's event stream with the ID, if it is on this hub.
 func (x *sseSessions) get(user, id string) *sseTransport {
 	x.mu.Lock()

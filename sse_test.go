@@ -249,6 +249,10 @@ func TestSSEHeaders(t *testing.T) {
 		t.Fatalf("welcome's id %q, welcome %v", c.LastEventID(), w)
 	}
 	waitFor(t, "a heartbeat comment", func() bool { return c.CommentsSeen() > 0 })
+	dial(t, srv, token(t, h, "bob")) // a WebSocket beside it
+	if st := h.Stats(); st.Sessions != 2 || st.SSESessions != 1 {
+		t.Fatalf("Sessions %d, SSESessions %d; want 2 and 1", st.Sessions, st.SSESessions)
+	}
 }
 
 // TestSSEBadLastEventID: a Last-Event-ID that is garbage, ahead of the stream or of another
