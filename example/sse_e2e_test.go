@@ -2,7 +2,8 @@ package main
 
 // The browser client behind a network that refuses WebSocket: an HTTP proxy in the test passes
 // every request to the app but answers an upgrade with 502, as a proxy that strips Upgrade
-// does. The page must fall back to server-sent events with nothing else changed.
+// does. The page must fall back to server-sent events with nothing else changed: live events,
+// topics, a server restart, sign out everywhere.
 
 import (
 	"net/http"
@@ -65,12 +66,20 @@ func TestE2ESSEFallback(t *testing.T) {
 	if alice.count("over the stream") != 1 {
 		t.Errorf("the event shown %d times", alice.count("over the stream"))
 	}
+	// A restart of the server (the stream ends with its goaway) is survived over the stream.
+	s.stop(t)
+	alice.waitState(5*time.Second, "reconnecting")
+	s2 := startServer(t, s.Addr, options{}) // the proxy's target again
+	alice.waitState(15*time.Second, "connected")
+	eventually(t, 2*time.Second, "alice's stream on the new server", func() bool { return s2.Hub.Stats().SSESessions == 1 })
+	s2.sendTo(t, "alice", "after the restart")
+	alice.waitShown(deliveryTime, "after the restart")
 	alice.assertNotReloaded()
 	// Sign out everywhere closes the stream for good, as it does a socket.
 	alice.do("sign out everywhere", chromedp.Click(chromedp.CSS(`#signout-everywhere`)))
 	alice.waitJS(5*time.Second, "the signed-out notice", `!document.querySelector("#login-view").hidden && `+
 		`document.querySelector("#login-notice").textContent === "You were signed out."`)
-	eventually(t, 2*time.Second, "no session left", func() bool { return s.Hub.LocalSessions("alice") == 0 })
+	eventually(t, 2*time.Second, "no session left", func() bool { return s2.Hub.LocalSessions("alice") == 0 })
 }
 
 func TestRedactURI(t *testing.T) {
