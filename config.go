@@ -135,7 +135,7 @@ type Config struct {
 	// events, so that proxies do not time it out. Default 15s.
 	SSEHeartbeat time.Duration
 	// Tickets keeps the single-use tickets that let a browser open an event stream without a
-	// token in its URL ([Hub.ServeTicket]). With several nodes it must be shared by all of
+	// token in its URL ([Hub.SSE]). With several nodes it must be shared by all of
 	// them (adapters/redisbroker's TicketStore): a ticket issued by one node is redeemed on
 	// whichever node the stream reaches. Default: an in-process store, for a single node.
 	Tickets TicketStore

@@ -14,20 +14,24 @@ import (
 // a session on this hub gets the message at once, one on another node through a command on
 // the user's own stream, which only the nodes holding the user's sessions receive.
 
-// SSE returns the handler of the server-sent events transport: GET opens a stream
-// ([Hub.ServeSSE]); POST to <path>/ticket hands out a stream ticket ([Hub.ServeTicket]); POST
-// to <path>/<session> passes the body, one client message, to that session of the caller,
-// wherever it is. adapters/nethttp and adapters/echonotify mount it at <prefix>/sse.
+// SSE returns the handler of the server-sent events transport (PROTOCOL.md, "Server-sent
+// events"): GET opens a stream, a session admitted as an upgrade is (403 cross-origin, 401
+// without a valid token or ticket, 429 at Config.MaxUserSessions, 503 at Config.MaxSessions or
+// shutting down), which recovers from its Last-Event-ID; POST to <path>/ticket trades the
+// request's token for a single-use ticket that opens one stream within [TicketTTL]; POST to
+// <path>/<session> passes the body, one client message, to that session of the caller,
+// wherever it is. Other methods get 405. adapters/nethttp and adapters/echonotify mount it at
+// <prefix>/sse.
 func (h *Hub) SSE() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.Method == http.MethodGet:
-			h.ServeSSE(w, r)
+			h.serveSSE(w, r)
 		case r.Method != http.MethodPost:
 			w.Header().Set("Allow", "GET, POST")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		case path.Base(r.URL.Path) == "ticket":
-			h.ServeTicket(w, r)
+			h.serveTicket(w, r)
 		default:
 			h.servePost(w, r, path.Base(r.URL.Path))
 		}

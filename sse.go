@@ -276,13 +276,13 @@ func eventIDPosition(id string) *Position {
 // NewEpoch's, without spaces).
 const badEpoch = "invalid last event id"
 
-// ServeSSE serves a session as server-sent events (GET; PROTOCOL.md, "Server-sent events"),
+// serveSSE serves a session as server-sent events (GET; PROTOCOL.md, "Server-sent events"),
 // admitted as an upgrade is: a cross-origin request gets 403, a missing or bad token 401 (the
-// token is found where Authenticate finds it, or comes as a ticket from [Hub.ServeTicket]), a
+// token is found where Authenticate finds it, or comes as a ticket from serveTicket), a
 // user at Config.MaxUserSessions 429, a hub at Config.MaxSessions or shutting down 503. The
 // user stream recovers from the Last-Event-ID header, else from the query as on /ws. It
 // returns when the session ends.
-func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
+func (h *Hub) serveSSE(w http.ResponseWriter, r *http.Request) {
 	if ticket := r.URL.Query().Get("ticket"); ticket != "" {
 		if !originAllowed(&h.cfg, r) { // before the ticket is taken
 			h.refuseUpgrade(w, refusedOrigin, http.StatusForbidden, "notify: origin not allowed")

@@ -483,3 +483,28 @@ func TestSSEMethods(t *testing.T) {
 		t.Fatalf("%d sessions", n)
 	}
 }
+
+// TestTransportRefresh: an in-band refresh (a POST on an event stream) replaces the token and
+// revokes what the new one no longer grants; one for another user is a bad message.
+func TestTransportRefresh(t *testing.T) {
+	t.Parallel()
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t, nil)
+			srv := serve(t, h)
+			c, _, err := tc.dial(t, tc.url(srv), bearer(token(t, h, "alice", "secret.team")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Next()
+			c.Send(map[string]any{"op": "subscribe", "topic": "secret.team"})
+			expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "secret.team"})
+			refresh(t, h, c, "bob", "secret.team")
+			expectFrame(t, c, map[string]any{"op": "error", "code": "invalid_token", "reason": "unauthorized: token is for another user"})
+			refresh(t, h, c, "alice", "news")
+			expectFrame(t, c, map[string]any{"op": "unsubscribed", "topic": "secret.team", "code": "forbidden", "reason": "topic not granted by token"})
+			expectFrame(t, c, map[string]any{"op": "refreshed"})
+		})
+	}
+}

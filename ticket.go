@@ -17,7 +17,7 @@ import (
 // that has no cookie token trades its token, in an Authorization header, for a ticket: a
 // random value that opens one event stream as the token's identity, within TicketTTL, once.
 
-// TicketTTL is how long a ticket of [Hub.ServeTicket] can be used.
+// TicketTTL is how long a stream ticket (see [Hub.SSE]) can be used.
 const TicketTTL = 30 * time.Second
 
 // TicketStore keeps tickets for every node that may redeem them. Keys are hashes of the
@@ -31,13 +31,13 @@ type TicketStore interface {
 	Take(ctx context.Context, key string) (value []byte, ok bool, err error)
 }
 
-// ServeTicket answers POST <prefix>/sse/ticket: for a request authenticated as
+// serveTicket answers POST <prefix>/sse/ticket: for a request authenticated as
 // [Hub.Authenticate] does (the token in an Authorization header), 200 with
 // {"ticket":"...","expires_in":30}; the ticket opens one event stream as the token's identity
 // (GET <prefix>/sse?ticket=...) within [TicketTTL], once. 403 cross-origin, 401 without a
 // valid token, 503 when the store or the broker cannot be reached. The answer is not cached;
 // neither the token nor the ticket is logged.
-func (h *Hub) ServeTicket(w http.ResponseWriter, r *http.Request) {
+func (h *Hub) serveTicket(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if !originAllowed(&h.cfg, r) {
 		http.Error(w, "notify: origin not allowed", http.StatusForbidden)
