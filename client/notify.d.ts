@@ -193,8 +193,6 @@ export interface ConnectOptions {
   transport?: Transport;
   /** The EventSource constructor, for tests or non-browser runtimes. Default: globalThis.EventSource. */
   EventSource?: new (url: string) => EventSource;
-  /** The fetch function of the event stream's tickets and messages. Default: globalThis.fetch. */
-  fetch?: typeof fetch;
 }
 
 /** The transports of a connection (see ConnectOptions.transport). */
@@ -377,6 +375,6 @@ export interface ConnectOptions {
    * origin ("/notify/ws" gives "/notify/inbox/").
    */
   inboxURL?: string;
-  /** The fetch function of the inbox's requests. Default: globalThis.fetch. */
+  /** The fetch function of the inbox's requests and of the event stream's tickets and messages. Default: globalThis.fetch. */
   fetch?: typeof fetch;
 }

@@ -376,7 +376,7 @@ class Connection {
     this.#maxDelay = options.maxDelay ?? 30000;
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this.#EventSource = options.EventSource ?? globalThis.EventSource;
-    this.#fetch = options.fetch ?? globalThis.fetch?.bind(globalThis);
+    this.#fetch = options.fetch ?? ((...args) => globalThis.fetch(...args));
     this.#transportOption = options.transport ?? "auto";
     if (this.#transportOption === "sse") this.#transport = "sse";
     for (const topic of options.topics ?? []) this.#topics.add(topic);
