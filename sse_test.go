@@ -126,6 +126,7 @@ func TestTransportSlowConsumerThenRecovery(t *testing.T) {
 			if got == n {
 				t.Fatal("the slow consumer got every event before its close: the test proves nothing")
 			}
+			t.Logf("%d events before the 4002 close, %d recovered", got, n-got)
 			c, w := resume(t, tc, srv, h, "alice", slow, p)
 			if w["recovered"] != true {
 				t.Fatalf("welcome %v, want recovered", w)
@@ -164,6 +165,9 @@ func TestTransportRateLimitSustainedCloses(t *testing.T) {
 			waitFor(t, "the disconnect to be counted", func() bool {
 				return h.Stats().Disconnects[notify.CloseRateLimited] == 1
 			})
+			if got := h.Stats().RateLimited; got != 4 {
+				t.Fatalf("RateLimited = %d, want 4", got)
+			}
 		})
 	}
 }
