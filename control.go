@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -227,8 +228,8 @@ func (h *Hub) commanded(user string, m Message) {
 		}
 		h.disconnectLocal(user, before)
 	case "message":
-		if t := h.sse.get(user, cmd.Session); t != nil && !t.deliver(cmd.Data) {
-			h.stats.rateLimited.Add(1)
+		if t := h.sse.get(user, cmd.Session); t != nil && t.deliver(cmd.Data) == http.StatusTooManyRequests {
+			h.stats.rateLimited.Add(1) // the POST was answered already: the message is dropped
 		}
 	case "subscribe", "unsubscribe":
 		h.cmds.push(h, queuedCommand{user: user, cmd: cmd})

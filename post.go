@@ -77,11 +77,11 @@ func (h *Hub) servePost(w http.ResponseWriter, r *http.Request, sessionID string
 // returns the POST's status.
 func (h *Hub) toSession(ctx context.Context, user, sessionID string, msg []byte) int {
 	if t := h.sse.get(user, sessionID); t != nil {
-		if !t.deliver(msg) {
+		status := t.deliver(msg)
+		if status == http.StatusTooManyRequests {
 			h.stats.rateLimited.Add(1)
-			return http.StatusTooManyRequests
 		}
-		return http.StatusAccepted
+		return status
 	}
 	sessions, err := h.presence.Sessions(ctx, user)
 	if err != nil {

@@ -110,19 +110,19 @@ func (t *sseTransport) welcome(frame []byte, timeout time.Duration) error {
 	return t.rc.Flush()
 }
 
-// deliver hands the read loop a client message without waiting; false when the session's
-// inbox is full or the stream is over.
-func (t *sseTransport) deliver(msg []byte) bool {
+// deliver hands the read loop a client message without waiting, and returns the POST's
+// status: 202, 429 when the session's inbox is full, 404 when the stream is over.
+func (t *sseTransport) deliver(msg []byte) int {
 	select {
 	case <-t.done:
-		return false
+		return http.StatusNotFound
 	default:
 	}
 	select {
 	case t.inbox <- msg:
-		return true
+		return http.StatusAccepted
 	default:
-		return false
+		return http.StatusTooManyRequests
 	}
 }
 

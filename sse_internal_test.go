@@ -61,3 +61,21 @@ func containsQuote(s string) bool {
 	}
 	return false
 }
+
+// TestSSEDeliver: a session's messages wait in a bounded queue; past it a POST gets 429, and
+// once the stream is over 404.
+func TestSSEDeliver(t *testing.T) {
+	tr := newSSETransport(nil, nil, 0)
+	for i := range sseInbox {
+		if got := tr.deliver([]byte("{}")); got != 202 {
+			t.Fatalf("message %d: %d", i, got)
+		}
+	}
+	if got := tr.deliver([]byte("{}")); got != 429 {
+		t.Fatalf("past the queue: %d, want 429", got)
+	}
+	tr.end()
+	if got := tr.deliver([]byte("{}")); got != 404 {
+		t.Fatalf("after the end: %d, want 404", got)
+	}
+}
