@@ -186,7 +186,9 @@ export interface ConnectOptions {
    * Which transport to use. "auto" connects over WebSocket and, when an upgrade fails (closed
    * before its welcome, or no welcome within 5 s), falls back to server-sent events at
    * "<path>/sse" beside the socket's "<path>/ws", with the same events and API, and tries
-   * WebSocket again after 5 minutes. "sse" uses the event stream only, "websocket" never
+   * WebSocket again after about 30 s, then less often up to every 5 minutes while it keeps
+   * failing (a working stream is dropped for the try; recovery keeps every event). "sse" uses
+   * the event stream only, "websocket" never
    * does. The stream is opened with a single-use ticket fetched with the token (the token
    * never goes in a URL), or with the cookie when there is no token. Default: "auto".
    */

@@ -42,8 +42,12 @@ const RATE_LIMIT_FLOOR = 5000;
 // How often a message answered with "rate_limited" is sent again before the client gives up.
 const RATE_RETRIES = 3;
 // With transport "auto": how long a WebSocket may wait for its welcome before the client falls
-// back to the event stream, and how long it stays there before trying WebSocket again (ms).
+// back to the event stream, and how long it stays there before trying WebSocket again (ms):
+// WS_AGAIN_MIN after the first fallback (a server restart also fails a WebSocket before its
+// welcome, and must not keep every client on the stream for long), doubling with each failed
+// try up to WS_AGAIN, with jitter (0.5 to 1.5 times) so that clients do not try together.
 const WELCOME_WAIT = 5000;
+const WS_AGAIN_MIN = 30 * 1000;
 const WS_AGAIN = 5 * 60 * 1000;
 
 /**
@@ -323,6 +327,7 @@ class Connection {
   #transportOption; // "auto", "websocket" or "sse"
   #transport = "websocket"; // of the current or next connection
   #wsAgainAt = 0; // Date.now() after which "auto" tries WebSocket again (0: it has not failed)
+  #wsAgainDelay = 0; // ms: the wait after the latest fallback; 0 until one, again after a welcome over WebSocket
   #wsAgainTimer = null; // pending switch back to WebSocket from a fallback stream
   #welcomeTimer = null; // pending check that a WebSocket got its welcome
   #transportHandlers = new Set();
@@ -519,10 +524,12 @@ class Connection {
   }
 
   // Switches "auto" to the event stream after a WebSocket failed before its welcome, and
-  // arms the switch back to WebSocket WS_AGAIN later (at a reconnect: see #open).
+  // arms the switch back to WebSocket (see WS_AGAIN_MIN; at a reconnect too: see #open).
   #fallBack() {
     this.#setTransport("sse");
-    this.#wsAgainAt = Date.now() + WS_AGAIN;
+    this.#wsAgainDelay = this.#wsAgainDelay ? Math.min(2 * this.#wsAgainDelay, WS_AGAIN) : WS_AGAIN_MIN;
+    const wait = this.#wsAgainDelay * (0.5 + Math.random());
+    this.#wsAgainAt = Date.now() + wait;
     clearTimeout(this.#wsAgainTimer);
     this.#wsAgainTimer = setTimeout(() => {
       this.#wsAgainTimer = null;
@@ -531,7 +538,7 @@ class Connection {
         this.#drop(CLOSE_NORMAL, "trying WebSocket again");
         this.#retry({ reason: "trying WebSocket again" }, "now");
       }
-    }, WS_AGAIN);
+    }, wait);
   }
 
   #setTransport(transport) {
@@ -717,6 +724,7 @@ class Connection {
         this.#session = msg.session;
         this.#welcomed = true;
         this.#attempt = 0;
+        if (this.#transport === "websocket") this.#wsAgainDelay = 0;
         this.#signedOut = false;
         // The server renews the subscriptions it wants now, each with a "subscribed" frame.
         this.#serverPrev = this.#serverTopics;

@@ -80,7 +80,22 @@ test("a refused upgrade falls back to the event stream, with a ticket and the sa
   assert.match(streams[1].url, /^https:\/\/example\.com\/notify\/sse\?epoch=E&offset=4&ticket=tk\d+$/);
 });
 
-test("no welcome within 5 s over WebSocket falls back too; WebSocket is tried again after 5 minutes", async () => {
+// ticksUntil advances the clock in 5 s steps, each with a ping on the current stream, until
+// cond holds; it returns the time that took (ms), failing past limit.
+async function ticksUntil(stream, cond, limit) {
+  let spent = 0;
+  while (!cond()) {
+    assert.ok(spent < limit, `nothing after ${spent} ms`);
+    mock.timers.tick(5000);
+    spent += 5000;
+    stream.receive({ op: "ping" });
+    mock.timers.tick(1);
+    await settle();
+  }
+  return spent;
+}
+
+test("no welcome within 5 s over WebSocket falls back too; WebSocket is tried again 30 s later, then less often", async () => {
   const { c, transports, sockets, streams } = await setup();
   mock.timers.tick(4999);
   assert.equal(streams.length, 0);
@@ -90,18 +105,23 @@ test("no welcome within 5 s over WebSocket falls back too; WebSocket is tried ag
   assert.ok(sockets[0].closed, "the silent socket is dropped");
   assert.equal(streams.length, 1);
   streams[0].receive(welcome());
-  for (let t = 0; t < 5 * 60; t += 20) { // pings keep the stream alive meanwhile
-    mock.timers.tick(20_000);
-    streams[0].receive({ op: "ping" });
-  }
-  mock.timers.tick(1);
-  await settle();
-  assert.ok(streams[0].closed, "the working stream is dropped to try WebSocket");
-  assert.equal(sockets.length, 2);
+  // Within 15 to 45 s (30 s with jitter) the working stream is dropped to try WebSocket.
+  const first = await ticksUntil(streams[0], () => sockets.length === 2, 45_000);
+  assert.ok(first >= 15_000, `tried again after ${first} ms`);
+  assert.ok(streams[0].closed);
   assert.equal(c.transport, "websocket");
   assert.deepEqual(transports, [["sse", "websocket"], ["websocket", "sse"]]);
-  sockets[1].receive(welcome());
+  // Refused again: back to the stream, and the next try waits twice as long (30 to 90 s).
+  sockets[1].serverClose(1006);
+  mock.timers.tick(1);
+  await settle();
+  assert.equal(streams.length, 2);
+  streams[1].receive(welcome());
+  const second = await ticksUntil(streams[1], () => sockets.length === 3, 90_000);
+  assert.ok(second >= 30_000, `tried again after ${second} ms`);
+  sockets[2].receive(welcome());
   assert.equal(c.state, "connected");
+  assert.equal(c.transport, "websocket");
 });
 
 test('transport "sse" never opens a WebSocket; "websocket" never falls back', async () => {
