@@ -188,9 +188,9 @@ export interface ConnectOptions {
    * "<path>/sse" beside the socket's "<path>/ws", with the same events and API, and tries
    * WebSocket again after about 30 s, then less often up to every 5 minutes while it keeps
    * failing (a working stream is dropped for the try; recovery keeps every event). "sse" uses
-   * the event stream only, "websocket" never
-   * does. The stream is opened with a single-use ticket fetched with the token (the token
-   * never goes in a URL), or with the cookie when there is no token. Default: "auto".
+   * the event stream only, "websocket" never does. The stream is opened with a single-use
+   * ticket fetched with the token (the token never goes in a URL), or with the cookie when
+   * there is no token. Default: "auto".
    */
   transport?: Transport;
   /** The EventSource constructor, for tests or non-browser runtimes. Default: globalThis.EventSource. */
