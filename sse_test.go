@@ -512,3 +512,47 @@ func TestTransportRefresh(t *testing.T) {
 		})
 	}
 }
+
+// TestSSEOverHTTP2: the stream over HTTP/2 (what avoids HTTP/1.1's 6 connections per origin):
+// several streams and their POSTs on one connection, events flushed, Shutdown's goaway.
+func TestSSEOverHTTP2(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	mux := http.NewServeMux()
+	nethttp.Mount(mux, "/notify", h)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	hc := srv.Client()
+	var streams []*client
+	for range 8 { // more than HTTP/1.1 would allow a browser
+		c, resp, err := wstest.DialSSEClient(t, hc, sseURL(srv), bearer(token(t, h, "alice", "news")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("protocol %s", resp.Proto)
+		}
+		if m := c.Next(); m["op"] != "welcome" {
+			t.Fatalf("got %v", m)
+		}
+		streams = append(streams, c)
+	}
+	last := streams[len(streams)-1]
+	last.Send(map[string]any{"op": "subscribe", "topic": "news"})
+	expectFrame(t, last, map[string]any{"op": "subscribed", "topic": "news"})
+	h.Send(context.Background(), "alice", notify.Event{Type: "dm"})
+	for _, c := range streams {
+		if m := c.NextNonPing(); m["type"] != "dm" {
+			t.Fatalf("got %v", m)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go h.Shutdown(ctx)
+	expectFrame(t, last, map[string]any{"op": "goaway"})
+	if code := last.CloseCode(); code != int(notify.CloseGoingAway) {
+		t.Fatalf("close %d", code)
+	}
+}

@@ -34,6 +34,12 @@ func DialSSE(t testing.TB, u string, hdr http.Header) (*Client, *http.Response, 
 	return dialSSE(t, http.DefaultClient, u, hdr)
 }
 
+// DialSSEClient is DialSSE with hc for the stream and the POSTs (an HTTP/2 server's client).
+func DialSSEClient(t testing.TB, hc *http.Client, u string, hdr http.Header) (*Client, *http.Response, error) {
+	t.Helper()
+	return dialSSE(t, hc, u, hdr)
+}
+
 func dialSSE(t testing.TB, hc *http.Client, u string, hdr http.Header) (*Client, *http.Response, error) {
 	t.Helper()
 	req, err := http.NewRequest("GET", u, nil)
