@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/gonotify/notify"
@@ -555,4 +556,34 @@ func TestSSEOverHTTP2(t *testing.T) {
 	if code := last.CloseCode(); code != int(notify.CloseGoingAway) {
 		t.Fatalf("close %d", code)
 	}
+}
+
+// TestSSEHeartbeatDefault: on a synctest bubble's clock, an idle stream gets its comment line
+// 15 s after the welcome, and every 15 s after it.
+func TestSSEHeartbeatDefault(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		// No in-band ping meanwhile: the test client reads data only when asked.
+		h := newHub(t, func(c *notify.Config) { c.PingInterval = time.Hour })
+		srv := servePipe(t, h)
+		c, _, err := srv.DialSSE(t, "http://pipe/notify/sse", bearer(token(t, h, "alice")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := c.Next(); m["op"] != "welcome" {
+			t.Fatalf("got %v", m)
+		}
+		for i, at := range []time.Duration{15 * time.Second, 30 * time.Second} {
+			time.Sleep(at - time.Duration(i)*15*time.Second - time.Nanosecond)
+			synctest.Wait()
+			if n := c.CommentsSeen(); n != i {
+				t.Fatalf("%d comments just before %v, want %d", n, at, i)
+			}
+			time.Sleep(time.Nanosecond)
+			synctest.Wait()
+			if n := c.CommentsSeen(); n != i+1 {
+				t.Fatalf("%d comments at %v, want %d", n, at, i+1)
+			}
+		}
+	})
 }
