@@ -209,29 +209,50 @@ func TestTransportControl(t *testing.T) {
 	}
 }
 
+// TestTransportExpiryWarning: on a synctest bubble's clock, a 10 minute token is warned
+// exactly Config.ExpiryWarning (30 s) before its expiry, and closed with 4000 at it.
 func TestTransportExpiryWarning(t *testing.T) {
 	t.Parallel()
-	for _, tc := range transports {
+	for _, tc := range []struct {
+		name string
+		dial func(*wstest.PipeServer, testing.TB, string, http.Header) (*client, *http.Response, error)
+		url  string
+	}{
+		{"websocket", (*wstest.PipeServer).Dial, "ws://pipe/notify/ws"},
+		{"sse", (*wstest.PipeServer).DialSSE, "http://pipe/notify/sse"},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHub(t, func(c *notify.Config) { c.ExpiryWarning = time.Hour })
-			srv := serve(t, h)
-			// A token of two seconds is warned at half its life, and closed at its end.
-			tok, _ := h.IssueToken("alice", 2*time.Second)
-			c, _, err := tc.dial(t, tc.url(srv), bearer(tok))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if m := c.Next(); m["op"] != "welcome" {
-				t.Fatalf("got %v", m)
-			}
-			c.Wait = 10 * time.Second
-			if m := c.NextNonPing(); m["op"] != "expiring" {
-				t.Fatalf("got %v, want expiring", m)
-			}
-			if code := c.CloseCode(); code != int(notify.CloseTokenExpired) {
-				t.Fatalf("close %d, want %d", code, notify.CloseTokenExpired)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				h := newHub(t, func(c *notify.Config) { c.PingInterval = time.Hour })
+				srv := servePipe(t, h)
+				tok, _ := h.IssueToken("alice", 10*time.Minute)
+				c, _, err := tc.dial(srv, t, tc.url, bearer(tok))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m := c.Next(); m["op"] != "welcome" {
+					t.Fatalf("got %v", m)
+				}
+				nothingUntil := func(d time.Duration, what string) {
+					t.Helper()
+					time.Sleep(d - time.Nanosecond)
+					synctest.Wait()
+					if c.Ready() {
+						t.Fatalf("a frame before %s", what)
+					}
+					time.Sleep(time.Nanosecond)
+					synctest.Wait()
+				}
+				nothingUntil(9*time.Minute+30*time.Second, "the warning")
+				if m := c.Next(); m["op"] != "expiring" {
+					t.Fatalf("got %v, want expiring", m)
+				}
+				nothingUntil(30*time.Second, "the expiry")
+				if code := c.CloseCode(); code != int(notify.CloseTokenExpired) {
+					t.Fatalf("close %d, want %d", code, notify.CloseTokenExpired)
+				}
+			})
 		})
 	}
 }

@@ -32,6 +32,7 @@ type Client struct {
 	comments int
 
 	sse     *sseConn // set for an event stream, in place of WS
+	stash   *inFrame // a frame Ready took, for the next Read
 	pending []map[string]any
 	start   sync.Once
 	in      chan inFrame
@@ -132,10 +133,14 @@ func (c *Client) Read(timeout time.Duration) (map[string]any, error) {
 			return nil, c.err
 		}
 		var f inFrame
-		select {
-		case f = <-c.in:
-		case <-time.After(timeout):
-			return nil, ErrTimeout
+		if c.stash != nil {
+			f, c.stash = *c.stash, nil
+		} else {
+			select {
+			case f = <-c.in:
+			case <-time.After(timeout):
+				return nil, ErrTimeout
+			}
 		}
 		if f.err != nil {
 			c.err = f.err
@@ -156,6 +161,22 @@ func (c *Client) Read(timeout time.Duration) (map[string]any, error) {
 	m := c.pending[0]
 	c.pending = c.pending[1:]
 	return m, nil
+}
+
+// Ready reports, without waiting, whether a frame (or the connection's end) has arrived and
+// not been read. In a synctest bubble, after synctest.Wait, it tells exactly whether the
+// server has written by now. The client must have read once (its reader runs).
+func (c *Client) Ready() bool {
+	if len(c.pending) > 0 || c.stash != nil || c.err != nil {
+		return true
+	}
+	select {
+	case f := <-c.in:
+		c.stash = &f
+		return true
+	default:
+		return false
+	}
 }
 
 func (c *Client) wait(def time.Duration) time.Duration {
