@@ -99,10 +99,17 @@ func (t *sseTransport) end() {
 func (t *sseTransport) welcome(frame []byte, timeout time.Duration) error {
 	_ = t.rc.SetWriteDeadline(time.Now().Add(timeout))
 	var w struct {
-		Epoch  string `json:"epoch"`
-		Offset uint64 `json:"offset"`
+		Epoch     string `json:"epoch"`
+		Offset    uint64 `json:"offset"`
+		Recovered *bool  `json:"recovered"`
 	}
 	_ = json.Unmarshal(frame, &w)
+	if w.Recovered != nil && *w.Recovered {
+		// The replay follows, from the position the client asked for: the welcome's is the
+		// stream's head, and as the stream's id it would skip the replay if the stream broke
+		// before it. Without an id, the client's last one stays.
+		w.Epoch = ""
+	}
 	b := appendSSEEvent(nil, frame, w.Offset, w.Epoch)
 	if _, err := t.w.Write(b); err != nil {
 		return err

@@ -87,7 +87,14 @@ func TestTransportRecovery(t *testing.T) {
 			if w["recovered"] != true {
 				t.Fatalf("welcome %v, want recovered", w)
 			}
-			expectEvents(t, c, 2, "dm", p)
+			if c.SSE() && c.LastEventID() != "" {
+				// The welcome's id would be the head, past the replay still to come.
+				t.Fatalf("a recovering welcome set the id %q", c.LastEventID())
+			}
+			end := expectEvents(t, c, 2, "dm", p)
+			if c.SSE() && c.LastEventID() != fmt.Sprintf("%d.%s", end.offset, end.epoch) {
+				t.Fatalf("id %q after the replay, want %d.%s", c.LastEventID(), end.offset, end.epoch)
+			}
 		})
 	}
 }

@@ -78,7 +78,8 @@ func dialSSE(t testing.TB, hc *http.Client, u string, hdr http.Header) (*Client,
 // SSE reports whether the client is an event stream.
 func (c *Client) SSE() bool { return c.sse != nil }
 
-// LastEventID is the id of the last event read with one: what an EventSource would send back.
+// LastEventID is the id of the last event read (by Read) that had one: what an EventSource
+// would send back.
 func (c *Client) LastEventID() string {
 	c.sse.mu.Lock()
 	defer c.sse.mu.Unlock()
@@ -137,6 +138,7 @@ func (c *Client) sseReader() {
 	defer close(c.exited)
 	br := bufio.NewReader(c.sse.resp.Body)
 	var data []byte
+	var id string // the event's id line, if any
 	send := func(f inFrame) bool {
 		select {
 		case c.in <- f:
@@ -157,8 +159,8 @@ func (c *Client) sseReader() {
 			if data == nil {
 				continue
 			}
-			f := inFrame{typ: websocket.TextMessage, data: data}
-			data = nil
+			f := inFrame{typ: websocket.TextMessage, data: data, id: id}
+			data, id = nil, ""
 			var ctl struct {
 				Op      string `json:"op"`
 				Code    int    `json:"code"`
@@ -183,9 +185,7 @@ func (c *Client) sseReader() {
 			c.comments++
 			c.sse.mu.Unlock()
 		case strings.HasPrefix(line, "id: "):
-			c.sse.mu.Lock()
-			c.sse.lastEventID = line[4:]
-			c.sse.mu.Unlock()
+			id = line[4:]
 		case strings.HasPrefix(line, "data: "):
 			if data != nil {
 				data = append(data, '\n')

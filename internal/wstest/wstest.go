@@ -45,6 +45,7 @@ type inFrame struct {
 	typ  int
 	data []byte
 	err  error
+	id   string // an event stream's event id
 }
 
 // ErrTimeout is what Read returns when nothing arrived in time; the connection stays usable.
@@ -99,7 +100,7 @@ func (c *Client) reader() {
 	for {
 		typ, data, err := c.WS.ReadMessage()
 		select {
-		case c.in <- inFrame{typ, data, err}:
+		case c.in <- inFrame{typ: typ, data: data, err: err}:
 		case <-c.done:
 			return
 		}
@@ -150,6 +151,11 @@ func (c *Client) Read(timeout time.Duration) (map[string]any, error) {
 			return nil, fmt.Errorf("frame type %d", f.typ)
 		}
 		c.Frames++
+		if f.id != "" {
+			c.sse.mu.Lock()
+			c.sse.lastEventID = f.id
+			c.sse.mu.Unlock()
+		}
 		for _, line := range bytes.Split(f.data, []byte{'\n'}) {
 			var m map[string]any
 			if err := json.Unmarshal(line, &m); err != nil {
