@@ -14,8 +14,9 @@ import (
 	"github.com/gonotify/notify/internal/wire"
 )
 
-// Hub holds the WebSocket sessions of one process and delivers events to them. It is an
-// http.Handler for the WebSocket endpoint. All methods are safe for concurrent use.
+// Hub holds the sessions of one process and delivers events to them. It is an http.Handler
+// for the WebSocket endpoint; [Hub.SSE] is the server-sent events one. All methods are safe for
+// concurrent use.
 //
 // The hub's state has owners of its own: the index (which sessions there are, by user and by
 // topic), the flusher (frames on their way to melody), each session (with its outbox), the
