@@ -131,6 +131,14 @@ type Config struct {
 	PingInterval time.Duration
 	// WriteTimeout bounds each write to a client. Default 10s.
 	WriteTimeout time.Duration
+	// SSEHeartbeat is the period of the comment line a server-sent events stream gets between
+	// events, so that proxies do not time it out. Default 15s.
+	SSEHeartbeat time.Duration
+	// Tickets keeps the single-use tickets that let a browser open an event stream without a
+	// token in its URL ([Hub.SSE]). With several nodes it must be shared by all of
+	// them (adapters/redisbroker's TicketStore): a ticket issued by one node is redeemed on
+	// whichever node the stream reaches. Default: an in-process store, for a single node.
+	Tickets TicketStore
 	// ReconnectSpread is the window over which the clients of a hub that shuts down spread
 	// their reconnects: Shutdown tells each session so (a "goaway" frame) before it closes it
 	// with 1001, and the browser client reconnects at a random time within it, so that a
@@ -174,6 +182,7 @@ const (
 	defaultPingInterval    = 25 * time.Second
 	defaultWriteTimeout    = 10 * time.Second
 	defaultReconnectSpread = 10 * time.Second
+	defaultSSEHeartbeat    = 15 * time.Second
 	defaultTokenLifetime   = 24 * time.Hour
 )
 
@@ -265,6 +274,7 @@ func (c *Config) checkLimits() error {
 		neg("ExpiryWarning", int64(c.ExpiryWarning)), neg("MaxMessageSize", c.MaxMessageSize),
 		neg("MaxTopics", int64(c.MaxTopics)), neg("MaxQueueBytes", int64(c.MaxQueueBytes)),
 		neg("PingInterval", int64(c.PingInterval)), neg("WriteTimeout", int64(c.WriteTimeout)),
+		neg("SSEHeartbeat", int64(c.SSEHeartbeat)),
 		neg("ReconnectSpread", int64(c.ReconnectSpread)), neg("TokenLifetime", int64(c.TokenLifetime)),
 		neg("MessageBurst", int64(c.MessageBurst)), neg("MaxUserSessions", int64(c.MaxUserSessions)),
 		neg("MaxSessions", int64(c.MaxSessions)),
@@ -318,6 +328,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = defaultWriteTimeout
+	}
+	if c.SSEHeartbeat == 0 {
+		c.SSEHeartbeat = defaultSSEHeartbeat
 	}
 	if c.ReconnectSpread == 0 {
 		c.ReconnectSpread = defaultReconnectSpread

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -20,12 +21,16 @@ const controlMark = '!'
 
 // command is a control message's body.
 type command struct {
-	Op    string `json:"op"`              // "disconnect", "subscribe" or "unsubscribe"
+	Op    string `json:"op"`              // "disconnect", "subscribe", "unsubscribe" or "message"
 	Topic string `json:"topic,omitempty"` // of subscribe and unsubscribe
 	// Before, in a disconnect, limits it to the sessions whose token a refusal at that time
 	// (unix ms) refuses: the sweep (see Hub.sweepRefused). Zero: every session.
 	Before int64  `json:"before,omitempty"`
 	Node   string `json:"node"` // the hub that sent it: it has done the work for its own sessions
+	// Session and Data, in a message, are the session the client POSTed a message for and
+	// the message (see Hub.toSession).
+	Session string `json:"session,omitempty"`
+	Data    []byte `json:"data,omitempty"`
 }
 
 func (c command) payload() []byte {
@@ -222,6 +227,10 @@ func (h *Hub) commanded(user string, m Message) {
 			before = time.UnixMilli(cmd.Before)
 		}
 		h.disconnectLocal(user, before)
+	case "message":
+		if t := h.sse.get(user, cmd.Session); t != nil && t.deliver(cmd.Data) == http.StatusTooManyRequests {
+			h.stats.rateLimited.Add(1) // the POST was answered already: the message is dropped
+		}
 	case "subscribe", "unsubscribe":
 		h.cmds.push(h, queuedCommand{user: user, cmd: cmd})
 	default:

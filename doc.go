@@ -4,8 +4,10 @@
 // A [Hub] is an http.Handler for the WebSocket endpoint. It authenticates every upgrade with a
 // JWT, keeps its own index of sessions by user and by topic (so a send costs what its
 // recipients cost, never a scan of all connections), and never lets a slow client hold up a
-// send. Mount it with the adapters in adapters/nethttp or adapters/echonotify, which also serve
-// the dependency-free browser client at "<prefix>/client.js".
+// send. Where WebSocket cannot pass, [Hub.SSE] serves the same sessions as server-sent events,
+// with the client's messages as POSTs that any node routes to the session. Mount both with the
+// adapters in adapters/nethttp or adapters/echonotify, which also serve the dependency-free
+// browser client at "<prefix>/client.js".
 //
 // # Sending
 //
@@ -126,7 +128,7 @@
 // sessions by user and by topic), the flusher (frames on their way to melody), each session
 // (its token, the recovery state of its streams, its read loop and what it holds, given back
 // by one teardown; it reaches the hub through a narrow interface and its connection through a
-// transport, melody's WebSocket today) and its outbox (its queue of frames, the byte limit and
+// transport: melody's WebSocket, or an event stream (sse.go)) and its outbox (its queue of frames, the byte limit and
 // the slow-consumer close), the admission counts and the counters. Recovery is pure functions
 // over positions (recovery.go); the wire format is internal/wire.
 package notify

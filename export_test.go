@@ -16,3 +16,6 @@ func Streams(h *Hub) int {
 	defer b.mu.Unlock()
 	return len(b.streams)
 }
+
+// SetTicketClock makes now the clock of the hub's in-process ticket store.
+func SetTicketClock(h *Hub, now func() time.Time) { h.tickets.(*localTickets).now = now }

@@ -14,8 +14,9 @@ import (
 	"github.com/gonotify/notify/internal/wire"
 )
 
-// Hub holds the WebSocket sessions of one process and delivers events to them. It is an
-// http.Handler for the WebSocket endpoint. All methods are safe for concurrent use.
+// Hub holds the sessions of one process and delivers events to them. It is an http.Handler
+// for the WebSocket endpoint; [Hub.SSE] is the server-sent events one. All methods are safe for
+// concurrent use.
 //
 // The hub's state has owners of its own: the index (which sessions there are, by user and by
 // topic), the flusher (frames on their way to melody), each session (with its outbox), the
@@ -36,6 +37,8 @@ type Hub struct {
 	presence Presence
 	node     string    // this hub's random ID in presence and in commands
 	cmds     commander // other nodes' subscription commands
+	sse      sseSessions
+	tickets  TicketStore
 
 	acceptMu sync.Mutex
 	closed   atomic.Bool
@@ -66,6 +69,10 @@ func New(cfg Config) (*Hub, error) {
 	}
 	h.node = NewEpoch()
 	h.presence = cfg.Presence
+	h.tickets = cfg.Tickets
+	if h.tickets == nil {
+		h.tickets = newLocalTickets(time.Now)
+	}
 	if h.presence == nil {
 		h.presence = newLocalPresence(time.Now)
 	}
@@ -219,6 +226,7 @@ func (h *Hub) holds(stream string) bool {
 func (h *Hub) Stats() Stats {
 	var st Stats
 	st.Sessions, st.Users, st.Topics = h.idx.sizes()
+	st.SSESessions = h.sse.count()
 	h.stats.fill(&st)
 	st.Deliveries = h.fl.deliveries.Load()
 	return st

@@ -370,32 +370,7 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
-func TestRateLimitSustainedCloses(t *testing.T) {
-	t.Parallel()
-	h := newHub(t, func(c *notify.Config) { c.MessageRate, c.MessageBurst = 2, 3 })
-	clock := newFakeClock()
-	notify.SetClock(h, clock.Now)
-	srv := serve(t, h)
-	c := dial(t, srv, token(t, h, "alice"))
-	for range 3 + 4 { // the burst, then 4 refused: one past the burst closes
-		c.Send(map[string]any{"op": "unsubscribe", "topic": "x"})
-	}
-	for range 3 {
-		expectFrame(t, c, map[string]any{"op": "unsubscribed", "topic": "x"})
-	}
-	for range 3 {
-		expectFrame(t, c, map[string]any{"op": "error", "code": "rate_limited", "topic": "x"})
-	}
-	if code := notify.CloseCode(c.CloseCode()); code != notify.CloseRateLimited {
-		t.Fatalf("close code %d, want %d", code, notify.CloseRateLimited)
-	}
-	waitFor(t, "the disconnect to be counted", func() bool {
-		return h.Stats().Disconnects[notify.CloseRateLimited] == 1
-	})
-	if got := h.Stats().RateLimited; got != 4 {
-		t.Fatalf("RateLimited = %d, want 4", got)
-	}
-}
+// TestRateLimitSustainedCloses runs over both transports: TestTransportRateLimitSustainedCloses.
 
 func TestBinaryFramesAreBadMessages(t *testing.T) {
 	t.Parallel()

@@ -11,8 +11,11 @@ import (
 // a bounded set of values, never by users or topics.
 type Stats struct {
 	Sessions int // open sessions
-	Users    int // users with at least one session
-	Topics   int // topics with at least one subscriber on this hub
+	// SSESessions are the open sessions over server-sent events, of Sessions; the rest are
+	// WebSockets.
+	SSESessions int
+	Users       int // users with at least one session
+	Topics      int // topics with at least one subscriber on this hub
 
 	Connects uint64 // sessions opened
 	// Disconnects counts ended sessions by close code: the code the hub closed with, the one the

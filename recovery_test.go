@@ -238,50 +238,7 @@ func TestRecoveryImpossible(t *testing.T) {
 	}
 }
 
-func TestSlowConsumerThenRecovery(t *testing.T) {
-	t.Parallel()
-	h := newHub(t, func(c *notify.Config) { c.MaxQueueBytes = 64 << 10; c.HistorySize = 10_000 })
-	srv := wsURL(serve(t, h))
-	slow, w := reconnect(t, srv, h, "alice", nil)
-	p := posOf(t, w)
-	payload := strings.Repeat("x", 2000)
-	const n = 5000
-	for i := range n {
-		h.Send(context.Background(), "alice", notify.Event{Type: "big", Data: fmt.Sprint(i, payload)})
-	}
-	waitFor(t, "the slow consumer closed", func() bool { return h.Stats().SlowConsumers == 1 })
-	// The client reads what reached it before the close, then recovers the rest.
-	got := 0
-	for {
-		m, err := slow.Read(5 * time.Second)
-		if err != nil {
-			if code := notify.CloseCode(slow.CloseCode()); code != notify.CloseSlowConsumer {
-				t.Fatalf("close %d, want %d", code, notify.CloseSlowConsumer)
-			}
-			break
-		}
-		if m["type"] == "big" {
-			if m["data"] != fmt.Sprint(got, payload) {
-				t.Fatalf("event %d out of order", got)
-			}
-			p = posOf(t, m)
-			got++
-		}
-	}
-	if got == n {
-		t.Fatal("the slow consumer got every event before its close: the test proves nothing")
-	}
-	c, w := reconnect(t, srv, h, "alice", &p)
-	if w["recovered"] != true {
-		t.Fatalf("welcome %v, want recovered", w)
-	}
-	for i := got; i < n; i++ {
-		if m := c.NextNonPing(); m["data"] != fmt.Sprint(i, payload) {
-			t.Fatalf("recovered event %v, want %d", m["data"], i)
-		}
-	}
-	t.Logf("%d events before the 4002 close, %d recovered", got, n-got)
-}
+// TestSlowConsumerThenRecovery runs over both transports: TestTransportSlowConsumerThenRecovery.
 
 func TestEphemeralEvents(t *testing.T) {
 	t.Parallel()

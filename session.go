@@ -105,7 +105,7 @@ type sessionHost interface {
 // In the other direction the transport drives the session: it calls connected once it is up,
 // received (and receivedBinary) for each client message on one goroutine, its read loop, and
 // returns to the hub when the connection is over, which then tears the session down. The
-// WebSocket transport is wsTransport, over melody.
+// WebSocket transport is wsTransport, over melody; the server-sent events one is sseTransport.
 type transport interface {
 	sink
 	// welcome writes the session's first frame at once, within timeout, before any other.

@@ -13,35 +13,10 @@ import (
 // Config.MaxSessions or shutting down 503. It returns once the connection is
 // upgraded; the session goes on in its own goroutine, which Shutdown waits for.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	id, since, ok := h.admitRequest(w, r)
+	s, ok := h.open(w, r, nil)
 	if !ok {
 		return
 	}
-	s := newSession(hubHost{h}, id, since)
-	s.topicSince = topicSinceFrom(r)
-	if h.cfg.Broker != nil { // not the in-memory broker, whose Subscribe has nothing to wait for
-		s.subscribeUserAhead(context.WithoutCancel(r.Context()))
-	}
-	// The user's token refusal is read in the same step as the join ([Hub.Disconnect]): a
-	// refused token gets 401 with the reason.
-	if before, joined := s.joinPresence(r.Context(), h.node); joined {
-		if err := h.refusedBy(id, before); err != nil {
-			s.teardown()
-			h.cfg.Logger.Info("notify: upgrade refused", "remote", r.RemoteAddr, "err", err)
-			h.refuseUpgrade(w, refusalLabel(err), http.StatusUnauthorized, err.Error())
-			return
-		}
-	}
-	h.acceptMu.Lock()
-	if h.closed.Load() {
-		h.acceptMu.Unlock()
-		s.teardown()
-		h.refuseUpgrade(w, refusedShutdown, http.StatusServiceUnavailable, ErrClosed.Error())
-		return
-	}
-	h.handlers.Add(1)
-	h.acceptMu.Unlock()
-
 	// The session outlives this handler: returning once the connection is hijacked frees what
 	// net/http keeps per connection while its handler runs (4 KB read and 4 KB write buffers,
 	// the request, a deep stack). The session gets a context of its own: net/http's ends when
@@ -58,6 +33,47 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case <-dw.hijacked:
 	case <-ended: // refused before the hijack; the answer went through w
 	}
+}
+
+// open admits a request for a session of either transport, makes the session, joins it to
+// presence and counts it in the hub's handlers, which the caller must mark done once the
+// session is torn down. since, when not nil, replaces the recovery position of the request's
+// query (SSE's Last-Event-ID). It answers a refused request itself.
+func (h *Hub) open(w http.ResponseWriter, r *http.Request, since func() *Position) (*session, bool) {
+	id, pos, ok := h.admitRequest(w, r)
+	if !ok {
+		return nil, false
+	}
+	if since != nil {
+		if p := since(); p != nil {
+			pos = p
+		}
+	}
+	s := newSession(hubHost{h}, id, pos)
+	s.topicSince = topicSinceFrom(r)
+	if h.cfg.Broker != nil { // not the in-memory broker, whose Subscribe has nothing to wait for
+		s.subscribeUserAhead(context.WithoutCancel(r.Context()))
+	}
+	// The user's token refusal is read in the same step as the join ([Hub.Disconnect]): a
+	// refused token gets 401 with the reason.
+	if before, joined := s.joinPresence(r.Context(), h.node); joined {
+		if err := h.refusedBy(id, before); err != nil {
+			s.teardown()
+			h.cfg.Logger.Info("notify: upgrade refused", "remote", r.RemoteAddr, "err", err)
+			h.refuseUpgrade(w, refusalLabel(err), http.StatusUnauthorized, err.Error())
+			return nil, false
+		}
+	}
+	h.acceptMu.Lock()
+	if h.closed.Load() {
+		h.acceptMu.Unlock()
+		s.teardown()
+		h.refuseUpgrade(w, refusedShutdown, http.StatusServiceUnavailable, ErrClosed.Error())
+		return nil, false
+	}
+	h.handlers.Add(1)
+	h.acceptMu.Unlock()
+	return s, true
 }
 
 // admitRequest checks an upgrade request before the upgrade: its origin, its token (unless an

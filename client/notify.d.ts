@@ -182,7 +182,23 @@ export interface ConnectOptions {
   maxDelay?: number;
   /** The WebSocket constructor to use, for tests or non-browser runtimes. Default: globalThis.WebSocket. */
   WebSocket?: new (url: string, protocols: string[]) => WebSocket;
+  /**
+   * Which transport to use. "auto" connects over WebSocket and, when an upgrade fails (closed
+   * before its welcome, or no welcome within 5 s), falls back to server-sent events at
+   * "<path>/sse" beside the socket's "<path>/ws", with the same events and API, and tries
+   * WebSocket again after about 30 s, then less often up to every 5 minutes while it keeps
+   * failing (a working stream is dropped for the try; recovery keeps every event). "sse" uses
+   * the event stream only, "websocket" never does. The stream is opened with a single-use
+   * ticket fetched with the token (the token never goes in a URL), or with the cookie when
+   * there is no token. Default: "auto".
+   */
+  transport?: Transport;
+  /** The EventSource constructor, for tests or non-browser runtimes. Default: globalThis.EventSource. */
+  EventSource?: new (url: string) => EventSource;
 }
+
+/** The transports of a connection (see ConnectOptions.transport). */
+export type Transport = "auto" | "websocket" | "sse";
 
 /** A notify connection, as connect() returns it. */
 export interface Connection {
@@ -192,6 +208,14 @@ export interface Connection {
   readonly user: string | undefined;
   /** The session id from the latest welcome; undefined before the first. */
   readonly session: string | undefined;
+  /** The transport of the current (or next) connection. */
+  readonly transport: "websocket" | "sse";
+
+  /**
+   * Calls fn when the transport changes (a fallback to server-sent events, or back to
+   * WebSocket), before the connection over it opens. Returns a function that removes fn.
+   */
+  onTransport(fn: (transport: "websocket" | "sse", info: { previous: "websocket" | "sse" }) => void): () => void;
 
   /**
    * Calls fn for every event of this type, in the order received; type "*" gets every event
@@ -353,6 +377,6 @@ export interface ConnectOptions {
    * origin ("/notify/ws" gives "/notify/inbox/").
    */
   inboxURL?: string;
-  /** The fetch function of the inbox's requests. Default: globalThis.fetch. */
+  /** The fetch function of the inbox's requests and of the event stream's tickets and messages. Default: globalThis.fetch. */
   fetch?: typeof fetch;
 }

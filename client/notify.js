@@ -41,6 +41,14 @@ const GAP_GRACE = 10000; // ms: a second offset gap this soon after one is repor
 const RATE_LIMIT_FLOOR = 5000;
 // How often a message answered with "rate_limited" is sent again before the client gives up.
 const RATE_RETRIES = 3;
+// With transport "auto": how long a WebSocket may wait for its welcome before the client falls
+// back to the event stream, and how long it stays there before trying WebSocket again (ms):
+// WS_AGAIN_MIN after the first fallback (a server restart also fails a WebSocket before its
+// welcome, and must not keep every client on the stream for long), doubling with each failed
+// try up to WS_AGAIN, with jitter (0.5 to 1.5 times) so that clients do not try together.
+const WELCOME_WAIT = 5000;
+const WS_AGAIN_MIN = 30 * 1000;
+const WS_AGAIN = 5 * 60 * 1000;
 
 /**
  * backoffDelay returns how long to wait before reconnect attempt number `attempt` (0-based):
@@ -314,6 +322,15 @@ class Connection {
   #minDelay;
   #maxDelay;
   #WebSocket;
+  #EventSource;
+  #fetch;
+  #transportOption; // "auto", "websocket" or "sse"
+  #transport = "websocket"; // of the current or next connection
+  #wsAgainAt = 0; // Date.now() after which "auto" tries WebSocket again (0: it has not failed)
+  #wsAgainDelay = 0; // ms: the wait after the latest fallback; 0 until one, again after a welcome over WebSocket
+  #wsAgainTimer = null; // pending switch back to WebSocket from a fallback stream
+  #welcomeTimer = null; // pending check that a WebSocket got its welcome
+  #transportHandlers = new Set();
 
   #state = "connecting";
   #user = undefined;
@@ -363,6 +380,10 @@ class Connection {
     this.#minDelay = options.minDelay ?? 500;
     this.#maxDelay = options.maxDelay ?? 30000;
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    this.#EventSource = options.EventSource ?? globalThis.EventSource;
+    this.#fetch = options.fetch ?? ((...args) => globalThis.fetch(...args));
+    this.#transportOption = options.transport ?? "auto";
+    if (this.#transportOption === "sse") this.#transport = "sse";
     for (const topic of options.topics ?? []) this.#topics.add(topic);
 
     if (typeof document !== "undefined") document.addEventListener("visibilitychange", this.#onVisible);
@@ -380,6 +401,8 @@ class Connection {
   get state() { return this.#state; }
   get user() { return this.#user; }
   get session() { return this.#session; }
+  get transport() { return this.#transport; }
+  onTransport(fn) { return listen(this.#transportHandlers, fn); }
 
   on(type, fn) {
     if (!this.#handlers.has(type)) this.#handlers.set(type, new Set());
@@ -460,9 +483,15 @@ class Connection {
       return;
     }
     const protocols = token ? [SUBPROTOCOL, BEARER_PREFIX + token] : [SUBPROTOCOL];
+    // "auto" goes back to WebSocket once the fallback's time is up (see #fallBack).
+    if (this.#transportOption === "auto" && this.#transport === "sse" && Date.now() >= this.#wsAgainAt) {
+      this.#setTransport("websocket");
+    }
     let ws;
     try {
-      ws = new this.#WebSocket(this.#connectURL(), protocols);
+      ws = this.#transport === "sse"
+        ? new SSESocket(sseURL(this.#connectURL()), token, this.#tokens, this.#EventSource, this.#fetch)
+        : new this.#WebSocket(this.#connectURL(), protocols);
     } catch (error) {
       // A bad URL or a token with characters a protocol name cannot hold: retrying won't help.
       this.#finish({ error, reason: String(error?.message ?? error) });
@@ -476,6 +505,49 @@ class Connection {
     // Until the welcome names the ping interval, assume the default: this also catches a
     // handshake that hangs.
     this.#heard(DEFAULT_PING);
+    // A WebSocket that gets no welcome within WELCOME_WAIT is as good as refused: a proxy
+    // that holds the upgrade, or answers it without passing anything through.
+    clearTimeout(this.#welcomeTimer);
+    if (this.#canFallBack() && this.#transport === "websocket") {
+      this.#welcomeTimer = setTimeout(() => {
+        if (ws !== this.#ws || this.#welcomed) return;
+        this.#drop(CLOSE_NORMAL, "no welcome");
+        this.#fallBack();
+        this.#retry({ reason: "no welcome over WebSocket" }, "now");
+      }, WELCOME_WAIT);
+    }
+  }
+
+  // "auto" falls back where the runtime has an EventSource.
+  #canFallBack() {
+    return this.#transportOption === "auto" && typeof this.#EventSource === "function";
+  }
+
+  // Switches "auto" to the event stream after a WebSocket failed before its welcome, and
+  // arms the switch back to WebSocket (see WS_AGAIN_MIN; at a reconnect too: see #open).
+  #fallBack() {
+    this.#setTransport("sse");
+    this.#wsAgainDelay = this.#wsAgainDelay ? Math.min(2 * this.#wsAgainDelay, WS_AGAIN) : WS_AGAIN_MIN;
+    const wait = this.#wsAgainDelay * (0.5 + Math.random());
+    this.#wsAgainAt = Date.now() + wait;
+    clearTimeout(this.#wsAgainTimer);
+    this.#wsAgainTimer = setTimeout(() => {
+      this.#wsAgainTimer = null;
+      // A working stream is dropped to try WebSocket again; recovery keeps every event.
+      if (this.#state === "connected" && this.#transport === "sse") {
+        this.#drop(CLOSE_NORMAL, "trying WebSocket again");
+        this.#retry({ reason: "trying WebSocket again" }, "now");
+      }
+    }, wait);
+  }
+
+  #setTransport(transport) {
+    if (transport === this.#transport) return;
+    const previous = this.#transport;
+    this.#transport = transport;
+    for (const fn of [...this.#transportHandlers]) {
+      try { fn(transport, { previous }); } catch (err) { report(err); }
+    }
   }
 
   // The URL of the next connection: with the user stream's last position, once there is one,
@@ -487,7 +559,14 @@ class Connection {
 
   // Only the current socket can get here: #drop detaches a socket's handlers.
   #onClose(code, reason) {
+    // A WebSocket that closed before its welcome with 1006: the upgrade was refused or cut.
+    const refused = !this.#welcomed && code === CLOSE_ABNORMAL && this.#transport === "websocket";
     this.#drop();
+    if (refused && this.#canFallBack()) {
+      this.#fallBack();
+      this.#retry({ code, reason }, "now");
+      return;
+    }
     // The inbox must not reuse a token the server refused.
     if (code === CLOSE_TOKEN_EXPIRED || code === CLOSE_SIGNED_OUT) this.#tokens.forget();
     let action = closeAction(code);
@@ -537,6 +616,8 @@ class Connection {
     this.#welcomed = false;
     clearTimeout(this.#liveTimer);
     this.#liveTimer = null;
+    clearTimeout(this.#welcomeTimer);
+    this.#welcomeTimer = null;
     // Requests in flight die with the socket; the next welcome resubscribes #topics afresh.
     for (const { timer } of this.#limited.values()) clearTimeout(timer);
     this.#limited.clear();
@@ -558,6 +639,8 @@ class Connection {
     this.#drop(CLOSE_NORMAL, "");
     clearTimeout(this.#retryTimer);
     this.#retryTimer = null;
+    clearTimeout(this.#wsAgainTimer);
+    this.#wsAgainTimer = null;
     if (typeof document !== "undefined") document.removeEventListener("visibilitychange", this.#onVisible);
     if (typeof window !== "undefined") window.removeEventListener("online", this.#onOnline);
     for (const topic of [...this.#pending.keys()]) {
@@ -641,6 +724,7 @@ class Connection {
         this.#session = msg.session;
         this.#welcomed = true;
         this.#attempt = 0;
+        if (this.#transport === "websocket") this.#wsAgainDelay = 0;
         this.#signedOut = false;
         // The server renews the subscriptions it wants now, each with a "subscribed" frame.
         this.#serverPrev = this.#serverTopics;
@@ -1102,5 +1186,105 @@ class Inbox {
       if (!res.ok) throw notifyError(json?.error ?? `http_${res.status}`, json?.reason ?? "", undefined, res.status);
       return json;
     }
+  }
+}
+
+// ---- server-sent events (PROTOCOL.md, "Server-sent events") ----
+//
+// SSESocket is the event stream with the face of a WebSocket, so that the connection's core
+// handles both alike: onmessage gets each frame, onclose the close event's code (1006 when the
+// stream failed), send() POSTs a message to the session, close() ends the stream. The stream
+// is opened with a single-use ticket for the token (never the token in the URL), or with the
+// page's cookie when there is no token. The EventSource's own reconnect is not used: the
+// connection reconnects, with its positions, as it does for a WebSocket.
+
+/**
+ * sseURL returns the event stream's URL for the socket URL `wsURL` (absolute): http(s), with
+ * "sse" in place of the last path segment ("/notify/ws" gives "/notify/sse"), the query kept.
+ */
+function sseURL(wsURL) {
+  const u = new URL(wsURL);
+  if (u.protocol === "ws:") u.protocol = "http:";
+  else if (u.protocol === "wss:") u.protocol = "https:";
+  u.pathname = u.pathname.replace(/[^/]*$/, "sse");
+  return u.href;
+}
+
+class SSESocket {
+  onmessage = null;
+  onclose = null;
+  onerror = null;
+  #url;
+  #tokens;
+  #fetch;
+  #es = null;
+  #session = undefined;
+  #closed = false;
+
+  constructor(url, token, tokens, EventSource, fetch) {
+    if (typeof EventSource !== "function") throw new TypeError("notify: EventSource is not available");
+    this.#url = url;
+    this.#tokens = tokens;
+    this.#fetch = fetch;
+    this.#start(token, EventSource);
+  }
+
+  async #start(token, EventSource) {
+    const u = new URL(this.#url);
+    if (token) {
+      let ticket;
+      try {
+        const res = await this.#fetch(this.#url.split("?")[0] + "/ticket", {
+          method: "POST", headers: { Authorization: "Bearer " + token }, credentials: "same-origin",
+        });
+        if (!res.ok) throw new Error("ticket: HTTP " + res.status);
+        ticket = (await res.json()).ticket;
+      } catch {
+        this.#end(CLOSE_ABNORMAL, "no ticket for the event stream");
+        return;
+      }
+      u.searchParams.set("ticket", ticket);
+    }
+    if (this.#closed) return;
+    const es = new EventSource(u.href);
+    this.#es = es;
+    es.onmessage = (e) => {
+      if (this.#closed) return;
+      const data = String(e.data);
+      if (data.startsWith('{"op":"close"')) {
+        const msg = parseFrame(data)[0] ?? {};
+        this.#end(typeof msg.code === "number" ? msg.code : CLOSE_ABNORMAL, String(msg.reason ?? ""));
+        return;
+      }
+      if (this.#session === undefined && data.startsWith('{"op":"welcome"')) this.#session = parseFrame(data)[0]?.session;
+      this.onmessage?.({ data });
+    };
+    // An EventSource reconnects on its own after an error, with Last-Event-ID; the connection
+    // does that itself, with a fresh ticket.
+    es.onerror = () => this.#end(CLOSE_ABNORMAL, "event stream failed");
+  }
+
+  #end(code, reason) {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#es?.close();
+    this.onclose?.({ code, reason });
+  }
+
+  // Posts a message to the session, with the token the inbox would use. A refused POST is
+  // not retried: what it asked is renewed at the next connection, as for a broken socket.
+  send(data) {
+    if (this.#closed || this.#session === undefined) throw new Error("notify: event stream not open");
+    const url = this.#url.split("?")[0] + "/" + encodeURIComponent(this.#session);
+    this.#tokens.get().then(({ token }) => this.#fetch(url, {
+      method: "POST", body: data, credentials: "same-origin",
+      headers: { "Content-Type": "application/json", ...(token ? { Authorization: "Bearer " + token } : {}) },
+    })).catch(() => {});
+  }
+
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#es?.close();
   }
 }

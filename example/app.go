@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -139,7 +140,7 @@ func newApp(opts options) (*echo.Echo, *notify.Hub, func(), error) {
 				level = slog.LevelWarn
 			}
 			opts.Logger.LogAttrs(c.Request().Context(), level, "request", slog.String("method", v.Method),
-				slog.String("uri", v.URI), slog.Int("status", v.Status), slog.Duration("latency", v.Latency))
+				slog.String("uri", redactURI(v.URI)), slog.Int("status", v.Status), slog.Duration("latency", v.Latency))
 			return nil
 		},
 	}))
@@ -454,4 +455,23 @@ func deriveKey(secret []byte, purpose string) []byte {
 	m := hmac.New(sha256.New, secret)
 	fmt.Fprint(m, "notify example: ", purpose)
 	return m.Sum(nil)
+}
+
+// redactURI hides the credentials a URL may carry (an event stream's single-use ticket, a token
+// where Config.AllowQueryToken lets one in) from the request log.
+func redactURI(uri string) string {
+	path, query, ok := strings.Cut(uri, "?")
+	if !ok {
+		return uri
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return path + "?REDACTED"
+	}
+	for _, k := range []string{"ticket", "token"} {
+		if q.Has(k) {
+			q.Set(k, "REDACTED")
+		}
+	}
+	return path + "?" + q.Encode()
 }

@@ -1,7 +1,7 @@
 // Package echonotify mounts a notify hub into an Echo v4 application.
 //
 //	e := echo.New()
-//	echonotify.Mount(e.Group("/notify"), hub, nil) // GET /notify/ws and GET /notify/client.js
+//	echonotify.Mount(e.Group("/notify"), hub, nil) // GET /notify/ws, /notify/sse, /notify/client.js
 //	echonotify.MountInbox(e.Group("/notify"), ib)  // /notify/inbox/..., beside the socket
 //	e.GET("/api/notify-token", echonotify.TokenHandler(hub, currentUser, 10*time.Minute))
 //
@@ -31,6 +31,7 @@ import (
 // one.
 type Router interface {
 	GET(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) *echo.Route
+	POST(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) *echo.Route
 	Any(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) []*echo.Route
 }
 
@@ -46,15 +47,26 @@ type Config struct {
 	TokenContextKey string
 }
 
-// Mount registers GET "/ws" (the WebSocket endpoint) and GET "/client.js" (the browser
-// client) on r, relative to r's prefix when r is a group.
+// Mount registers GET "/ws" (the WebSocket endpoint), GET "/sse" and POST "/sse/:session"
+// (the server-sent events transport, with its tickets at POST "/sse/ticket") and GET
+// "/client.js" (the browser client) on r, relative to r's prefix when r is a group.
 func Mount(r Router, hub *notify.Hub, cfg *Config) {
 	r.GET("/ws", Handler(hub, cfg))
+	sse := SSEHandler(hub, cfg)
+	r.GET("/sse", sse)
+	r.POST("/sse/:session", sse)
 	r.GET("/client.js", echo.WrapHandler(notify.ClientHandler()))
 }
 
 // Handler returns the WebSocket endpoint as an echo.HandlerFunc.
-func Handler(hub *notify.Hub, cfg *Config) echo.HandlerFunc {
+func Handler(hub *notify.Hub, cfg *Config) echo.HandlerFunc { return wrap(hub, cfg, hub) }
+
+// SSEHandler returns the server-sent events transport ([notify.Hub.SSE]) as an
+// echo.HandlerFunc, with the identity of Config.TokenContextKey as Handler takes it.
+func SSEHandler(hub *notify.Hub, cfg *Config) echo.HandlerFunc { return wrap(hub, cfg, hub.SSE()) }
+
+// wrap serves h with the request's identity from cfg.TokenContextKey, unless skipped.
+func wrap(hub *notify.Hub, cfg *Config, h http.Handler) echo.HandlerFunc {
 	var c Config
 	if cfg != nil {
 		c = *cfg
@@ -73,7 +85,7 @@ func Handler(hub *notify.Hub, cfg *Config) echo.HandlerFunc {
 				req = req.WithContext(notify.WithIdentity(req.Context(), id))
 			}
 		}
-		hub.ServeHTTP(ec.Response(), req)
+		h.ServeHTTP(ec.Response(), req)
 		return nil
 	}
 }

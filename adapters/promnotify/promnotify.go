@@ -9,6 +9,7 @@
 //
 //	sessions, users, topics          gauges: open sessions, users with one or more, topics
 //	                                 with a subscriber on this hub
+//	transport_sessions{transport}    gauge: open sessions by transport, "websocket" or "sse"
 //	connects_total                   sessions opened
 //	disconnects_total{code}          sessions ended, by close code; "other" for codes the
 //	                                 protocol does not define
@@ -78,6 +79,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 var (
 	sessionsDesc    = desc("sessions", "Open sessions.")
+	transportDesc   = desc("transport_sessions", "Open sessions by transport (websocket, sse).", "transport")
 	usersDesc       = desc("users", "Users with at least one open session.")
 	topicsDesc      = desc("topics", "Topics with at least one subscriber on this hub.")
 	connectsDesc    = desc("connects_total", "Sessions opened.")
@@ -108,7 +110,7 @@ var (
 		"Time Send, Publish and Broadcast took, from the call to the broker's acceptance.")
 )
 
-var descs = [...]*prometheus.Desc{sessionsDesc, usersDesc, topicsDesc, connectsDesc,
+var descs = [...]*prometheus.Desc{sessionsDesc, transportDesc, usersDesc, topicsDesc, connectsDesc,
 	disconnectsDesc, refusedDesc, sendsDesc, deliveriesDesc, framesDesc, bytesDesc, slowDesc,
 	abuseDesc, rateLimitedDesc, recoveriesDesc, presentDesc, transitionsDesc, brokerErrorsDesc,
 	sendDurationDesc}
@@ -131,6 +133,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	gauge(sessionsDesc, s.Sessions)
+	ch <- prometheus.MustNewConstMetric(transportDesc, prometheus.GaugeValue, float64(s.Sessions-s.SSESessions), "websocket")
+	ch <- prometheus.MustNewConstMetric(transportDesc, prometheus.GaugeValue, float64(s.SSESessions), "sse")
 	gauge(usersDesc, s.Users)
 	gauge(topicsDesc, s.Topics)
 

@@ -158,6 +158,10 @@ notify_sends_total{kind="user"} 1
 # HELP notify_sessions Open sessions.
 # TYPE notify_sessions gauge
 notify_sessions 1
+# HELP notify_transport_sessions Open sessions by transport (websocket, sse).
+# TYPE notify_transport_sessions gauge
+notify_transport_sessions{transport="sse"} 0
+notify_transport_sessions{transport="websocket"} 1
 # HELP notify_topics Topics with at least one subscriber on this hub.
 # TYPE notify_topics gauge
 notify_topics 0
@@ -188,7 +192,7 @@ notify_slow_consumer_closes_total 0
 notify_broker_errors_total 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"notify_connects_total", "notify_sends_total", "notify_sessions", "notify_topics",
+		"notify_connects_total", "notify_sends_total", "notify_sessions", "notify_transport_sessions", "notify_topics",
 		"notify_upgrades_refused_total", "notify_users", "notify_recoveries_total",
 		"notify_slow_consumer_closes_total", "notify_broker_errors_total",
 	); err != nil {
@@ -227,10 +231,10 @@ notify_broker_errors_total 0
 		}
 	}
 
-	// 17 series without a label or with a fixed set of values, the histogram, 9 refusal
-	// reasons and 12 close codes (11 and other).
-	if n := testutil.CollectAndCount(promnotify.NewCollector(hub)); n != 43 {
-		t.Errorf("%d metrics collected, want 43", n)
+	// 19 series without a label or with a fixed set of values (2 transports), the histogram,
+	// 9 refusal reasons and 12 close codes (11 and other).
+	if n := testutil.CollectAndCount(promnotify.NewCollector(hub)); n != 45 {
+		t.Errorf("%d metrics collected, want 45", n)
 	}
 	problems, err := testutil.CollectAndLint(promnotify.NewCollector(hub))
 	if err != nil {

@@ -7,7 +7,7 @@ import {
   CLOSE_SIGNED_OUT, CLOSE_SLOW_CONSUMER, CLOSE_PROTOCOL_ABUSE, CLOSE_RATE_LIMITED,
 } from "@gonotify/notify";
 import type {
-  Connection, ConnectOptions, NotifyEvent, State, StateInfo, ErrorFrame, Recovery, Abortable,
+  Connection, ConnectOptions, Transport, NotifyEvent, State, StateInfo, ErrorFrame, Recovery, Abortable,
   Inbox, InboxNotification, InboxCounts, InboxChange, InboxPage,
 } from "@gonotify/notify";
 import { useNotify, useEvent, useInbox } from "@gonotify/notify/react";
@@ -32,6 +32,8 @@ const options: ConnectOptions = {
   minDelay: 500,
   maxDelay: 30000,
   WebSocket,
+  EventSource,
+  transport: "auto",
   inboxURL: "/notify/inbox/",
   fetch: (input, init) => fetch(input, init),
 };
@@ -42,6 +44,10 @@ const conn: Connection = connect("/notify/ws", options);
 const state: State = conn.state;
 const user: string | undefined = conn.user;
 const session: string | undefined = conn.session;
+const transport: "websocket" | "sse" = conn.transport;
+const offTransport: () => void = conn.onTransport((t, { previous }) => { const p: "websocket" | "sse" = previous; void [t, p]; });
+const forced: Transport[] = ["sse", "websocket", "auto"];
+void [transport, offTransport, forced];
 const off: () => void = conn.on<Shipped>("order.shipped", (ev: NotifyEvent<Shipped>) => {
   const order: number | undefined = ev.data?.order;
   const id: string = ev.id;

@@ -66,6 +66,7 @@ function showApp(user, node = "") {
     // Closed with 4001 and no fresh token: signed out (on this or another tab or device).
     el.textContent = state === "closed" && info?.code === 4001 ? "signed out" : state;
     el.dataset.state = state;
+    el.dataset.transport = client.transport; // "sse" when the network refused WebSocket
     if (state === "connected") showPresence(user); // this session included
   });
   // After a reconnect the client asks for what it missed; see noteRecovery.

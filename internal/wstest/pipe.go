@@ -65,6 +65,19 @@ func (p *PipeServer) Dial(t testing.TB, u string, hdr http.Header) (*Client, *ht
 	return c, resp, err
 }
 
+// DialSSE opens an event stream at u (only its path and query matter) like the package's
+// DialSSE, over a pipe; its HTTP client's idle connections close at cleanup.
+func (p *PipeServer) DialSSE(t testing.TB, u string, hdr http.Header) (*Client, *http.Response, error) {
+	t.Helper()
+	tr := &http.Transport{DialContext: p.ln.dial}
+	t.Cleanup(tr.CloseIdleConnections)
+	c, resp, err := dialSSE(t, &http.Client{Transport: tr}, u, hdr)
+	if c != nil {
+		c.Wait = pipeWait
+	}
+	return c, resp, err
+}
+
 // Welcome dials u with a bearer token like the package's Welcome.
 func (p *PipeServer) Welcome(t testing.TB, u, token string) (*Client, map[string]any) {
 	t.Helper()

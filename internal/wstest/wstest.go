@@ -28,6 +28,11 @@ type Client struct {
 	// CloseCode. A PipeServer's clients wait longer, on a synctest bubble's fake clock.
 	Wait time.Duration
 
+	// comments counts an event stream's comment lines (heartbeats); guarded by sse.mu.
+	comments int
+
+	sse     *sseConn // set for an event stream, in place of WS
+	stash   *inFrame // a frame Ready took, for the next Read
 	pending []map[string]any
 	start   sync.Once
 	in      chan inFrame
@@ -40,6 +45,7 @@ type inFrame struct {
 	typ  int
 	data []byte
 	err  error
+	id   string // an event stream's event id
 }
 
 // ErrTimeout is what Read returns when nothing arrived in time; the connection stays usable.
@@ -94,7 +100,7 @@ func (c *Client) reader() {
 	for {
 		typ, data, err := c.WS.ReadMessage()
 		select {
-		case c.in <- inFrame{typ, data, err}:
+		case c.in <- inFrame{typ: typ, data: data, err: err}:
 		case <-c.done:
 			return
 		}
@@ -116,16 +122,26 @@ func (c *Client) Next() map[string]any {
 
 // Read returns the next JSON object, reading a frame when none is pending.
 func (c *Client) Read(timeout time.Duration) (map[string]any, error) {
-	c.start.Do(func() { go c.reader() })
+	c.start.Do(func() {
+		if c.sse != nil {
+			go c.sseReader()
+		} else {
+			go c.reader()
+		}
+	})
 	for len(c.pending) == 0 {
 		if c.err != nil {
 			return nil, c.err
 		}
 		var f inFrame
-		select {
-		case f = <-c.in:
-		case <-time.After(timeout):
-			return nil, ErrTimeout
+		if c.stash != nil {
+			f, c.stash = *c.stash, nil
+		} else {
+			select {
+			case f = <-c.in:
+			case <-time.After(timeout):
+				return nil, ErrTimeout
+			}
 		}
 		if f.err != nil {
 			c.err = f.err
@@ -135,6 +151,11 @@ func (c *Client) Read(timeout time.Duration) (map[string]any, error) {
 			return nil, fmt.Errorf("frame type %d", f.typ)
 		}
 		c.Frames++
+		if f.id != "" {
+			c.sse.mu.Lock()
+			c.sse.lastEventID = f.id
+			c.sse.mu.Unlock()
+		}
 		for _, line := range bytes.Split(f.data, []byte{'\n'}) {
 			var m map[string]any
 			if err := json.Unmarshal(line, &m); err != nil {
@@ -146,6 +167,22 @@ func (c *Client) Read(timeout time.Duration) (map[string]any, error) {
 	m := c.pending[0]
 	c.pending = c.pending[1:]
 	return m, nil
+}
+
+// Ready reports, without waiting, whether a frame (or the connection's end) has arrived and
+// not been read. In a synctest bubble, after synctest.Wait, it tells exactly whether the
+// server has written by now. The client must have read once (its reader runs).
+func (c *Client) Ready() bool {
+	if len(c.pending) > 0 || c.stash != nil || c.err != nil {
+		return true
+	}
+	select {
+	case f := <-c.in:
+		c.stash = &f
+		return true
+	default:
+		return false
+	}
 }
 
 func (c *Client) wait(def time.Duration) time.Duration {
@@ -165,9 +202,15 @@ func (c *Client) NextNonPing() map[string]any {
 	}
 }
 
-// Send writes v as one JSON frame.
+// Send writes v as one JSON frame; an event stream POSTs it, expecting 202.
 func (c *Client) Send(v any) {
 	c.t.Helper()
+	if c.sse != nil {
+		if status := c.Post(v); status != http.StatusAccepted {
+			c.t.Fatalf("post: %d", status)
+		}
+		return
+	}
 	if err := c.WS.WriteJSON(v); err != nil {
 		c.t.Fatalf("write: %v", err)
 	}
