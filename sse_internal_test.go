@@ -35,7 +35,7 @@ func FuzzUserPosition(f *testing.F) {
 			return
 		}
 		enc := getEncoder()
-		defer enc.release()
+		defer enc.recycle()
 		payload, err := enc.encode(Event{Type: "t", Data: string(frame)}, topic)
 		if err != nil {
 			return
