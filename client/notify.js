@@ -1476,8 +1476,15 @@ class SharedConnection {
         }
         break;
       case "tokenreq":
+        // null ends the connection (see Connection's #open): this tab learns it first, and
+        // closes as a Connection would, before its application reacts to the null.
         this.#tokens.fresh().then(
-          (token) => this.#post({ t: "token", tab: this.#tab, req: msg.req, token }),
+          (token) => {
+            this.#post({ t: "token", tab: this.#tab, req: msg.req, token });
+            if (token === null) {
+              this.#finish(msg.signedOut ? { code: CLOSE_SIGNED_OUT, reason: "signed out" } : { reason: "token() returned null" });
+            }
+          },
           (error) => this.#post({ t: "token", tab: this.#tab, req: msg.req, error: String(error?.message ?? error) }),
         );
         break;
@@ -1539,6 +1546,7 @@ class Host {
   #asks = new Map(); // req -> {tab, resolve, reject, timer}
   #req = 0;
   #tokenTab = undefined; // the tab asked for tokens, while it answers
+  #signedOut = false; // closed with 4001 and not welcomed since: a null token means signed out
 
   constructor(post, resume) {
     this.#post = post;
@@ -1620,6 +1628,8 @@ class Host {
     conn.onRecovery((info) => this.#post({ t: "recovery", info, client: isClient(info.topic) }));
     conn.onState((state, info) => {
       if (conn !== this.#conn) return;
+      if (state === "connected") this.#signedOut = false;
+      else if (state === "reconnecting" && info?.code === CLOSE_SIGNED_OUT) this.#signedOut = true;
       if (state === "closed") {
         this.#conn = null;
         this.#subs.clear();
@@ -1679,7 +1689,7 @@ class Host {
     }
     this.#tokenTab = ask.tab = tab;
     ask.timer = setTimeout(() => this.#reask(req), TOKEN_WAIT);
-    this.#post({ t: "tokenreq", to: tab, req });
+    this.#post({ t: "tokenreq", to: tab, req, signedOut: this.#signedOut });
   }
 }
 

@@ -23,7 +23,7 @@ const sharedPage = `<!doctype html><meta charset="utf-8"><title>shared</title>
 import { connect } from "/notify/client.js";
 const q = new URLSearchParams(location.search);
 const user = q.get("user");
-window.got = []; window.states = []; window.tokens = 0;
+window.got = []; window.inbox = []; window.states = []; window.tokens = 0;
 window.n = connect("/notify/ws", {
   shared: q.get("shared") === "0" ? false : true,
   token: async () => {
@@ -34,6 +34,7 @@ window.n = connect("/notify/ws", {
   },
 });
 n.on("*", (ev) => got.push({ text: ev.data?.text, offset: ev.offset ?? 0, topic: ev.topic ?? "" }));
+n.on("inbox", (ev) => inbox.push(ev.offset ?? 0));
 n.onState((s, info) => states.push({ s, code: info?.code, session: n.session, at: Date.now() }));
 </script>`
 
@@ -195,13 +196,14 @@ func startSender(t *testing.T, s *e2eServer, user string) (stop func() int) {
 
 // The Web Locks path (no SharedWorker): the first tab leads. Frozen (CDP
 // Page.setWebLifecycleState), it hands over to another within a second; that one closes, and the
-// last takes over within a second. Events come every 50 ms throughout: the last tab's handlers
-// get every one, once, with consecutive offsets.
+// next takes over within a second; that one hangs (a busy loop of 3 s: it neither answers nor
+// releases its lock), and the last steals the lock within 1.5 s. Events come every 50 ms
+// throughout: the last tab's handlers get every one, once, with consecutive offsets.
 func TestE2ESharedLeaderHandover(t *testing.T) {
 	s := startServer(t, "127.0.0.1:0", options{}, serveSharedPage)
 	b := newBrowser(t)
 	var tabs []*page
-	for i := range 3 {
+	for i := range 4 {
 		var p *page
 		if i == 0 {
 			p = newPage(t, b, fmt.Sprintf("tab%d", i), chromedp.WithNewBrowserContext())
@@ -216,18 +218,18 @@ func TestE2ESharedLeaderHandover(t *testing.T) {
 	eventually(t, 2*time.Second, "one session", func() bool { return s.Hub.LocalSessions("bo") == 1 })
 	time.Sleep(200 * time.Millisecond)
 	if n := s.Hub.LocalSessions("bo"); n != 1 {
-		t.Fatalf("%d sessions for three tabs, want 1", n)
+		t.Fatalf("%d sessions for four tabs, want 1", n)
 	}
-	first := eval[string](tabs[2], `n.session`)
+	first := eval[string](tabs[3], `n.session`)
 	stop := startSender(t, s, "bo")
 	time.Sleep(500 * time.Millisecond)
 
 	// handover waits until the tabs' session is another than old, within a second.
-	handover := func(what string, old string, tabs []*page) string {
+	handover := func(what string, old string, tabs []*page, within time.Duration) string {
 		t.Helper()
 		start := time.Now()
 		for _, p := range tabs {
-			p.waitJS(time.Second, what+": a new leader connected", fmt.Sprintf(`n.state === "connected" && n.session !== %s`, jsString(old)))
+			p.waitJS(within, what+": a new leader connected", fmt.Sprintf(`n.state === "connected" && n.session !== %s`, jsString(old)))
 		}
 		t.Logf("%s: a new leader connected within %v", what, time.Since(start).Round(time.Millisecond))
 		return eval[string](tabs[0], `n.session`)
@@ -236,33 +238,42 @@ func TestE2ESharedLeaderHandover(t *testing.T) {
 		cdppage.SetWebLifecycleStateParams{State: cdppage.SetWebLifecycleStateStateFrozen}); err != nil {
 		t.Fatalf("freeze: %v", err)
 	}
-	second := handover("frozen leader", first, tabs[1:])
+	second := handover("frozen leader", first, tabs[1:], time.Second)
 	time.Sleep(500 * time.Millisecond)
 	closeTab(t, tabs[1])
-	handover("closed leader", second, tabs[2:])
+	third := handover("closed leader", second, tabs[2:], time.Second)
 	time.Sleep(500 * time.Millisecond)
+	eval[any](tabs[2], `setTimeout(() => { const end = Date.now() + 3000; while (Date.now() < end); }, 0); true`)
+	handover("hung leader", third, tabs[3:], 1500*time.Millisecond)
+	time.Sleep(2500 * time.Millisecond) // the hung tab wakes up, and steps down
 	sent := stop()
-	last := tabs[2]
+	last := tabs[3]
 	last.waitGot(2*time.Second, fmt.Sprintf("e%d", sent))
-	got := eval[[]struct {
-		Text   string
-		Offset int
-	}](last, `got.map((g) => ({ Text: g.text ?? "", Offset: g.offset }))`)
-	var offsets []int
+	// The user's events are stored in the inbox: "*" gets each notification, "inbox" the
+	// change with its offset on the user's stream.
+	got := eval[[]string](last, `got.map((g) => g.text ?? "")`)
+	offsets := eval[[]int](last, `inbox`)
 	seen := map[string]int{}
 	for _, g := range got {
-		seen[g.Text]++
-		offsets = append(offsets, g.Offset)
+		seen[g]++
 	}
 	for i := 1; i <= sent; i++ {
 		if c := seen[fmt.Sprintf("e%d", i)]; c != 1 {
 			t.Errorf("e%d delivered %d times, want 1", i, c)
 		}
 	}
+	if len(offsets) != sent {
+		t.Errorf("%d inbox changes for %d events", len(offsets), sent)
+	}
 	for i := 1; i < len(offsets); i++ {
 		if offsets[i] != offsets[i-1]+1 {
 			t.Errorf("offset %d follows %d", offsets[i], offsets[i-1])
 		}
+	}
+	// The frozen tab's socket stays open on the server until the tab resumes (or the server's
+	// write timeout cuts it); the hung one closed its own once it woke up.
+	if n := s.Hub.LocalSessions("bo"); n > 2 {
+		t.Errorf("%d sessions after three handovers, want the leader's and the frozen tab's", n)
 	}
 	t.Logf("%d events sent every 50 ms, the last tab got %d with offsets %d..%d", sent, len(got), offsets[0], offsets[len(offsets)-1])
 }
