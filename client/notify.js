@@ -1129,8 +1129,8 @@ class Inbox {
 // has Connection's API:
 //
 // - where the browser has SharedWorker, the host runs in a shared worker started from this
-//   very module (import.meta.url, as a module worker), which outlives any one tab; every tab
-//   talks to it through its MessagePort;
+//   module as the server serves it (<prefix>/client.js, as a module worker), which outlives any
+//   one tab; every tab talks to it through its MessagePort;
 // - otherwise, with Web Locks and BroadcastChannel, in the tab holding the lock "notify:<key>":
 //   the leader. All tabs talk over the BroadcastChannel "notify:<key>". When the leader closes or
 //   crashes, the lock passes to the next tab; when it is frozen (silent for LEADER_SILENCE), a
@@ -1154,6 +1154,16 @@ const TOKEN_WAIT = 5000; // ms a host waits for a tab's token() before it asks a
 
 const inWorker = typeof SharedWorkerGlobalScope === "function" && globalThis instanceof SharedWorkerGlobalScope;
 
+// clientURL returns where the server serves this module for the socket at socketURL (absolute):
+// "client.js" in place of the socket's last path segment, as Mount does.
+function clientURL(socketURL) {
+  const u = new URL(socketURL);
+  u.protocol = u.protocol === "wss:" ? "https:" : "http:";
+  u.search = "";
+  u.hash = "";
+  return new URL("client.js", u).href;
+}
+
 function randomID() {
   return globalThis.crypto?.randomUUID?.() ?? Math.random().toString(36).slice(2) + Date.now().toString(36);
 }
@@ -1173,6 +1183,7 @@ function sharedConnection(url, options, tokens) {
   const key = "notify:" + abs + (typeof options.shared === "string" ? "#" + options.shared : "");
   const hello = {
     url: abs,
+    worker: options.sharedWorkerURL ? new URL(options.sharedWorkerURL, location.href).href : clientURL(abs),
     options: { minDelay: options.minDelay, maxDelay: options.maxDelay },
     topics: [...(options.topics ?? [])],
   };
@@ -1217,7 +1228,7 @@ class SharedConnection {
     this.#hello = hello;
     this.#tokens = tokens;
     for (const topic of hello.topics) this.#topics.add(topic);
-    if (mode === "worker") this.#viaWorker();
+    if (mode === "worker") this.#viaWorker(hello.worker);
     else this.#viaLeader();
     // A page leaving (or entering the back/forward cache) is not a tab of the host's any more;
     // one coming back from that cache says hello again.
@@ -1299,13 +1310,29 @@ class SharedConnection {
 
   // ---- links ----
 
-  // The host is a shared worker running this module. The tab holds the lock "<key>:<tab>" while
-  // it lives: the worker, waiting for it, learns that the tab is gone even if it crashed. The
-  // tab says hello once it holds the lock, or the worker's request could come first.
-  #viaWorker() {
-    const worker = new SharedWorker(import.meta.url, { type: "module", name: this.#key });
+  // The host is a shared worker running this module as the server serves it, at
+  // <prefix>/client.js beside the socket (sharedWorkerURL), whether the page imported it from
+  // there or bundled it: a bundle is no worker. The tab holds the lock "<key>:<tab>" while it
+  // lives: the worker, waiting for it, learns that the tab is gone even if it crashed. The tab
+  // says hello once it holds the lock, or the worker's request could come first. A worker that
+  // cannot start (another origin, no such script) leaves the tab to the Web Locks path.
+  #viaWorker(scriptURL) {
+    let worker;
+    try {
+      worker = new SharedWorker(scriptURL, { type: "module", name: this.#key });
+    } catch {
+      this.#viaLeader();
+      return;
+    }
     const port = worker.port;
-    port.onmessage = (e) => this.#receive(e.data);
+    let heard = false;
+    port.onmessage = (e) => { heard = true; this.#receive(e.data); };
+    worker.onerror = () => {
+      if (heard || this.#state === "closed" || this.#channel) return;
+      port.close();
+      this.#viaLeader();
+      this.#sayHello();
+    };
     port.start();
     this.#post = (msg) => port.postMessage(msg);
     if (navigator.locks) {
