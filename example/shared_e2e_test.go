@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/target"
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/labstack/echo/v4"
@@ -42,8 +43,9 @@ func serveSharedPage(e *echo.Echo) {
 	e.GET("/shared.html", func(c echo.Context) error { return c.HTML(http.StatusOK, sharedPage) })
 }
 
-// openShared opens n tabs of one browser context on the shared page as user.
-func openShared(t *testing.T, b context.Context, base, user, query string, n int) []*page {
+// openShared opens n tabs of one browser context on the shared page as user; with noWorker,
+// on the Web Locks path.
+func openShared(t *testing.T, b context.Context, base, user, query string, n int, noWorker bool) []*page {
 	t.Helper()
 	var tabs []*page
 	for i := range n {
@@ -52,6 +54,9 @@ func openShared(t *testing.T, b context.Context, base, user, query string, n int
 			p = newPage(t, b, fmt.Sprintf("tab%d", i), chromedp.WithNewBrowserContext())
 		} else {
 			p = newPage(t, tabs[0].ctx, fmt.Sprintf("tab%d", i))
+		}
+		if noWorker {
+			withoutSharedWorker(t, p)
 		}
 		p.open(base + "/shared.html?user=" + user + query)
 		p.waitJS(5*time.Second, "connected", `window.n && n.state === "connected"`)
@@ -77,13 +82,32 @@ func (p *page) waitGot(within time.Duration, text string) {
 	p.waitJS(within, "event "+text, fmt.Sprintf(`got.some((g) => g.text === %s)`, jsString(text)))
 }
 
-// Three tabs of one browser make one server session through the shared worker, and each
-// shows every event once; subscriptions are the union over tabs, counted; a closing tab
-// leaves the others connected.
-func TestE2ESharedWorkerTabs(t *testing.T) {
+// Three tabs of one browser make one server session, through the shared worker or a leader
+// tab, and each shows every event once; subscriptions are the union over tabs, counted; a
+// closing tab leaves the others connected.
+func TestE2ESharedTabs(t *testing.T) {
+	t.Run("SharedWorker", func(t *testing.T) { testSharedTabs(t, false) })
+	t.Run("WebLocks", func(t *testing.T) { testSharedTabs(t, true) })
+}
+
+func testSharedTabs(t *testing.T, noWorker bool) {
 	s := startServer(t, "127.0.0.1:0", options{}, serveSharedPage)
 	b := newBrowser(t)
-	tabs := openShared(t, b, s.URL, "ann", "", 3)
+	tabs := openShared(t, b, s.URL, "ann", "", 3, noWorker)
+	// Which path the tabs are on: a shared worker is a target of its own.
+	workers := 0
+	targets, err := chromedp.CallBrowser(tabs[0].ctx, target.GetTargets, target.GetTargetsParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ti := range targets.TargetInfos {
+		if ti.Type == "shared_worker" {
+			workers++
+		}
+	}
+	if want := map[bool]int{false: 1, true: 0}[noWorker]; workers != want {
+		t.Errorf("%d shared workers, want %d", workers, want)
+	}
 	eventually(t, 2*time.Second, "one session", func() bool { return s.Hub.LocalSessions("ann") == 1 })
 	time.Sleep(200 * time.Millisecond)
 	if n := s.Hub.LocalSessions("ann"); n != 1 {
@@ -134,13 +158,14 @@ func TestE2ESharedWorkerTabs(t *testing.T) {
 		t.Errorf("news after the last unsubscribe delivered %d times", c)
 	}
 
-	// The first tab closes: the others stay on the same session.
+	// The first tab (on the Web Locks path, the leader) closes: the others stay connected, on
+	// the same session with the shared worker, on the next leader's without.
 	closeTab(t, tabs[0])
 	time.Sleep(300 * time.Millisecond)
 	s.sendTo(t, "ann", "after close")
 	for _, p := range tabs[1:] {
 		p.waitGot(deliveryTime, "after close")
-		if got := eval[string](p, `n.session`); got != session {
+		if got := eval[string](p, `n.session`); got != session && !noWorker {
 			t.Errorf("%s: session changed to %q after another tab closed", p.name, got)
 		}
 	}
