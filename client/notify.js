@@ -1133,8 +1133,9 @@ class Inbox {
 //   one tab; every tab talks to it through its MessagePort;
 // - otherwise, with Web Locks and BroadcastChannel, in the tab holding the lock "notify:<key>":
 //   the leader. All tabs talk over the BroadcastChannel "notify:<key>". When the leader closes or
-//   crashes, the lock passes to the next tab; when it is frozen (silent for LEADER_SILENCE), a
-//   tab steals the lock. The new leader opens its connection from the stream positions the old
+//   crashes, the lock passes to the next tab; when it is about to be frozen, it lets the lock go;
+//   when it hangs (silent for LEADER_SILENCE, and no answer to a probe), a tab steals the lock.
+//   The new leader opens its connection from the stream positions the old
 //   one last broadcast, so that the server replays what came meanwhile; each tab drops what it
 //   already delivered (by id), so the application sees every event once;
 // - otherwise each tab has its own connection, as with {shared: false}.
@@ -1185,6 +1186,8 @@ function sharedConnection(url, options, tokens) {
     url: abs,
     worker: options.sharedWorkerURL ? new URL(options.sharedWorkerURL, location.href).href : clientURL(abs),
     options: { minDelay: options.minDelay, maxDelay: options.maxDelay },
+    // A fixed token (or none: a cookie) is never asked for again after a sign-out (4001).
+    fixed: typeof options.token !== "function",
     topics: [...(options.topics ?? [])],
   };
   return new SharedConnection(key, hello, tokens, hasWorker ? "worker" : "leader");
@@ -1635,7 +1638,7 @@ class Host {
   #open(hello) {
     if (this.#conn) return this.#conn;
     const token = () => this.#askToken();
-    const options = { ...hello.options, token };
+    const options = { ...hello.options, token: hello.fixed ? undefined : token };
     for (const k of Object.keys(options)) if (options[k] === undefined) delete options[k];
     const conn = new Connection(hello.url, options, new Tokens(token));
     if (this.#resume) resumeFrom(conn, this.#resume);
