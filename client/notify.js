@@ -1631,6 +1631,8 @@ class Host {
     const conn = this.#conn;
     this.#conn = null;
     this.#subs.clear();
+    for (const ask of this.#asks.values()) clearTimeout(ask.timer);
+    this.#asks.clear();
     conn?.close();
   }
 
