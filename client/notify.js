@@ -1507,11 +1507,12 @@ class SharedConnection {
         break;
       case "tokenreq":
         // null ends the connection (see Connection's #open): this tab learns it first, and
-        // closes as a Connection would, before its application reacts to the null.
+        // closes as a Connection would, before its application reacts to the null. A leader
+        // hears it from its own host at once, which tells every tab.
         this.#tokens.fresh().then(
           (token) => {
             this.#post({ t: "token", tab: this.#tab, req: msg.req, token });
-            if (token === null) {
+            if (token === null && !this.#host) {
               this.#finish(msg.signedOut ? { code: CLOSE_SIGNED_OUT, reason: "signed out" } : { reason: "token() returned null" });
             }
           },

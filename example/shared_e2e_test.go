@@ -303,14 +303,22 @@ func TestE2ESharedLeaderHandover(t *testing.T) {
 	t.Logf("%d events sent every 50 ms, the last tab got %d with offsets %d..%d", sent, len(got), offsets[0], offsets[len(offsets)-1])
 }
 
-// Sign out everywhere ends every tab sharing the connection: one tab's fetchToken learns the
-// user is signed out, and every tab shows it.
+// Sign out everywhere ends every tab sharing the connection, on both paths: one tab's
+// fetchToken learns the user is signed out, and every tab shows it.
 func TestE2ESharedSignOut(t *testing.T) {
+	t.Run("SharedWorker", func(t *testing.T) { testSharedSignOut(t, false) })
+	t.Run("WebLocks", func(t *testing.T) { testSharedSignOut(t, true) })
+}
+
+func testSharedSignOut(t *testing.T, noWorker bool) {
 	s := startServer(t, "127.0.0.1:0", options{})
 	b := newBrowser(t)
 	first := newPage(t, b, "tab0", chromedp.WithNewBrowserContext())
 	tabs := []*page{first, newPage(t, first.ctx, "tab1"), newPage(t, first.ctx, "tab2")}
 	for _, p := range tabs {
+		if noWorker {
+			withoutSharedWorker(t, p)
+		}
 		p.login(s.URL, "cy")
 	}
 	eventually(t, 2*time.Second, "one session", func() bool { return s.Hub.LocalSessions("cy") == 1 })
