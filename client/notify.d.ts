@@ -180,7 +180,7 @@ export interface ConnectOptions {
   minDelay?: number;
   /** Backoff cap in milliseconds. Default: 30000. */
   maxDelay?: number;
-  /** The WebSocket constructor to use, for tests or non-browser runtimes. Default: globalThis.WebSocket. */
+  /** The WebSocket constructor to use, for tests or non-browser runtimes. Default: globalThis.WebSocket. A connection given one is not shared. */
   WebSocket?: new (url: string, protocols: string[]) => WebSocket;
   /**
    * Which transport to use. "auto" connects over WebSocket and, when an upgrade fails (closed
@@ -195,6 +195,27 @@ export interface ConnectOptions {
   transport?: Transport;
   /** The EventSource constructor, for tests or non-browser runtimes. Default: globalThis.EventSource. */
   EventSource?: new (url: string) => EventSource;
+  /**
+   * Whether the page's connection is shared with the browser's other tabs of the same origin
+   * that connect to the same URL: one socket, one server session, one subscription per topic
+   * for all of them. It lives in a SharedWorker running `sharedWorkerURL`, or, without
+   * SharedWorker (Chrome on Android), in one tab elected with Web Locks, which hands it over
+   * when it closes, crashes or is frozen. Each tab keeps this same API: its handlers get every
+   * event once, its subscribe() and unsubscribe() count (a topic stays while any tab wants it),
+   * its inbox's counts agree with the others'. The connection's token() is one tab's at a time.
+   *
+   * A string shares only with the tabs that pass the same string: give the user's id when tabs
+   * of one browser may be different users, or they would share the first one's connection.
+   * false gives this tab a connection of its own. Outside a page (Node, a worker) or without
+   * SharedWorker and Web Locks, a connection is never shared. Default: true.
+   */
+  shared?: boolean | string;
+  /**
+   * The script the SharedWorker runs: this module, unbundled, from the page's origin. Default:
+   * "client.js" beside the socket's URL ("/notify/ws" gives "/notify/client.js"), where the
+   * server serves it. A worker that cannot start leaves the tabs to the Web Locks path.
+   */
+  sharedWorkerURL?: string;
 }
 
 /** The transports of a connection (see ConnectOptions.transport). */

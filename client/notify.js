@@ -199,7 +199,8 @@ function resolveURL(url, base) {
  */
 export function connect(url, options = {}) {
   const tokens = new Tokens(options.token);
-  return withInbox(new Connection(url, options, tokens), url, options, tokens);
+  const conn = sharedConnection(url, options, tokens) ?? new Connection(url, options, tokens);
+  return withInbox(conn, url, options, tokens);
 }
 
 /**
@@ -314,6 +315,9 @@ function listen(set, fn) {
   set.add(fn);
   return () => void set.delete(fn);
 }
+
+// Set by Connection's static block for the shared layer: see there.
+let positionsOf, resumeFrom;
 
 class Connection {
   #url;
@@ -1017,6 +1021,18 @@ class Connection {
       try { fn(state, info); } catch (err) { report(err); }
     }
   }
+
+  // The shared layer (below) hands a connection's stream positions over to the next tab that
+  // holds the connection: positionsOf reads them, resumeFrom gives them to a new connection
+  // before it opens, so that it recovers from there.
+  static {
+    positionsOf = (c) => ({ user: c.#userPos, topics: [...c.#topicPos], server: [...c.#serverTopics] });
+    resumeFrom = (c, p) => {
+      c.#userPos = p.user;
+      for (const [topic, pos] of p.topics) c.#topicPos.set(topic, pos);
+      for (const [topic, pos] of p.server) c.#serverTopics.set(topic, pos);
+    };
+  }
 }
 
 // ---- inbox (PROTOCOL.md, "Inbox over HTTP") ----
@@ -1287,4 +1303,657 @@ class SSESocket {
     this.#closed = true;
     this.#es?.close();
   }
+}
+
+// ---- one connection per browser, shared by its tabs ----
+//
+// connect() in a page shares one connection with every other tab of the same origin that
+// connects to the same URL (and, with a string `shared` option, the same key). A host holds
+// the connection, an ordinary Connection, and relays it to each tab's SharedConnection, which
+// has Connection's API:
+//
+// - where the browser has SharedWorker, the host runs in a shared worker started from this
+//   module as the server serves it (<prefix>/client.js, as a module worker), which outlives any
+//   one tab; every tab talks to it through its MessagePort;
+// - otherwise, with Web Locks and BroadcastChannel, in the tab holding the lock "notify:<key>":
+//   the leader. All tabs talk over the BroadcastChannel "notify:<key>". When the leader closes or
+//   crashes, the lock passes to the next tab; when it is about to be frozen, it lets the lock go;
+//   when it hangs (silent for LEADER_SILENCE, and no answer to a probe), a tab steals the lock.
+//   The new leader opens its connection from the stream positions the old
+//   one last broadcast, so that the server replays what came meanwhile; each tab drops what it
+//   already delivered (by id), so the application sees every event once;
+// - otherwise each tab has its own connection, as with {shared: false}.
+//
+// Messages, tab to host: hello {tab, url, options, topics} (again to every new leader), sub and
+// unsub {tab, topic}, token {tab, req, token | error} (the answer to a tokenreq), bye {tab}.
+// Host to tabs (all of them, or the one named in `to`): state {state, info, user, session,
+// transport}, transport {transport} (the connection fell back to server-sent events, or back), ev
+// {ev, inbox, client}, subbed {topic, error}, err {frame, client}, recovery {info, client},
+// tokenreq {req}, and from a leader, beat; a leader's messages carry `pos`, its connection's
+// stream positions. `client` says that a topic is one some tab subscribed: a tab that did not
+// skips it.
+
+const LEADER_BEAT = 250; // ms between a leader's heartbeats
+const LEADER_SILENCE = 600; // ms without a word from the leader after which a tab probes it
+const LEADER_PROBE = 250; // ms a probed leader has to answer before a tab takes over
+const TOKEN_WAIT = 5000; // ms a host waits for a tab's token() before it asks another tab
+
+const inWorker = typeof SharedWorkerGlobalScope === "function" && globalThis instanceof SharedWorkerGlobalScope;
+
+// clientURL returns where the server serves this module for the socket at socketURL (absolute):
+// "client.js" in place of the socket's last path segment, as Mount does.
+function clientURL(socketURL) {
+  const u = new URL(socketURL);
+  u.protocol = u.protocol === "wss:" ? "https:" : "http:";
+  u.search = "";
+  u.hash = "";
+  return new URL("client.js", u).href;
+}
+
+function randomID() {
+  return globalThis.crypto?.randomUUID?.() ?? Math.random().toString(36).slice(2) + Date.now().toString(36);
+}
+
+/**
+ * sharedConnection returns the tab's side of a connection shared with the browser's other
+ * tabs, or null when it is not shared: {shared: false}, a WebSocket given in the options, no
+ * page (Node, a worker), or a browser with neither SharedWorker nor Web Locks.
+ */
+function sharedConnection(url, options, tokens) {
+  if (options.shared === false || options.WebSocket || inWorker) return null;
+  if (typeof window === "undefined" || typeof document === "undefined") return null;
+  const hasWorker = typeof SharedWorker === "function";
+  const hasLocks = typeof navigator !== "undefined" && navigator.locks && typeof BroadcastChannel === "function";
+  if (!hasWorker && !hasLocks) return null;
+  const abs = resolveURL(url, location.href);
+  const key = "notify:" + abs + (typeof options.shared === "string" ? "#" + options.shared : "");
+  const hello = {
+    url: abs,
+    worker: options.sharedWorkerURL ? new URL(options.sharedWorkerURL, location.href).href : clientURL(abs),
+    options: { minDelay: options.minDelay, maxDelay: options.maxDelay },
+    // A fixed token (or none: a cookie) is never asked for again after a sign-out (4001).
+    fixed: typeof options.token !== "function",
+    topics: [...(options.topics ?? [])],
+  };
+  return new SharedConnection(key, hello, tokens, hasWorker ? "worker" : "leader");
+}
+
+/** SharedConnection is one tab's view of the shared connection; its API is Connection's. */
+class SharedConnection {
+  #tab = randomID();
+  #key;
+  #hello;
+  #tokens;
+  #state = "connecting";
+  #user = undefined;
+  #session = undefined;
+  #topics = new Set(); // this tab's subscriptions; the host subscribes the union
+  #pending = new Map(); // topic -> [{resolve, reject}] awaiting the host's "subbed"
+  #dedup = new Dedup(DEDUP_SIZE); // across hosts: a new leader's replay is not delivered twice
+  #handlers = new Map();
+  #stateHandlers = new Set();
+  #errorHandlers = new Set();
+  #recoveryHandlers = new Set();
+  #transport = "websocket"; // the host's connection's, as its state messages say
+  #transportHandlers = new Set();
+
+  #post = null; // sends a message to the host
+  #ready = undefined; // a promise, until which the tab does not say hello
+  #stop = []; // undoes what the link set up
+  // Leader mode.
+  #channel = null;
+  #host = null; // the Host while this tab leads
+  #pos = undefined; // the positions the leader last sent
+  #heardAt = 0; // Date.now() when the leader last spoke
+  #queued = null; // AbortController of the waiting lock request
+  #release = null; // ends this tab's hold on the lock
+  #leader = undefined; // the id of the leader whose messages count
+  #retired = new Set(); // ids of leaders a newer one replaced
+  #leading = undefined; // this tab's id as a leader, while it leads
+  #probing = false; // a probe of a silent leader awaits an answer
+  #frozen = false; // the page is frozen (or about to be): it neither leads nor queues
+
+  constructor(key, hello, tokens, mode) {
+    this.#key = key;
+    this.#hello = hello;
+    this.#tokens = tokens;
+    for (const topic of hello.topics) this.#topics.add(topic);
+    if (mode === "worker") this.#viaWorker(hello.worker);
+    else this.#viaLeader();
+    // A page leaving (or entering the back/forward cache) is not a tab of the host's any more;
+    // one coming back from that cache says hello again.
+    const bye = () => this.#post?.({ t: "bye", tab: this.#tab });
+    const back = (e) => { if (e.persisted && this.#state !== "closed") this.#sayHello(); };
+    window.addEventListener("pagehide", bye);
+    window.addEventListener("pageshow", back);
+    this.#stop.push(() => {
+      window.removeEventListener("pagehide", bye);
+      window.removeEventListener("pageshow", back);
+    });
+    queueMicrotask(() => {
+      if (this.#state === "closed") return;
+      this.#setState("connecting", {});
+      this.#sayHello();
+    });
+  }
+
+  get state() { return this.#state; }
+  get user() { return this.#user; }
+  get session() { return this.#session; }
+  get transport() { return this.#transport; }
+  onTransport(fn) { return listen(this.#transportHandlers, fn); }
+
+  on(type, fn) {
+    if (!this.#handlers.has(type)) this.#handlers.set(type, new Set());
+    return listen(this.#handlers.get(type), fn);
+  }
+
+  onState(fn) { return listen(this.#stateHandlers, fn); }
+  onError(fn) { return listen(this.#errorHandlers, fn); }
+  onRecovery(fn) { return listen(this.#recoveryHandlers, fn); }
+
+  connected({ signal } = {}) {
+    if (this.#state === "connected") return Promise.resolve({ user: this.#user, session: this.#session });
+    if (this.#state === "closed") return Promise.reject(notifyError("closed", "connection closed"));
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise((resolve, reject) => {
+      const done = () => { off(); signal?.removeEventListener("abort", onAbort); };
+      const onAbort = () => { done(); reject(signal.reason); };
+      const off = this.onState((state, info) => {
+        if (state === "connected") {
+          done();
+          resolve({ user: info.user, session: info.session });
+        } else if (state === "closed") {
+          done();
+          reject(notifyError("closed", info.reason || "connection closed"));
+        }
+      });
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  subscribe(topic) {
+    if (this.#state === "closed") return Promise.reject(notifyError("closed", "connection closed", topic));
+    this.#topics.add(topic);
+    const answer = new Promise((resolve, reject) => {
+      const list = this.#pending.get(topic) ?? [];
+      list.push({ resolve, reject });
+      this.#pending.set(topic, list);
+    });
+    this.#post({ t: "sub", tab: this.#tab, topic });
+    return answer;
+  }
+
+  unsubscribe(topic) {
+    this.#topics.delete(topic);
+    this.#settle(topic, notifyError("unsubscribed", "unsubscribed before the server answered", topic));
+    if (this.#state !== "closed") this.#post({ t: "unsub", tab: this.#tab, topic });
+  }
+
+  close() {
+    this.#finish({ code: CLOSE_NORMAL, reason: "closed by the client" });
+  }
+
+  async #sayHello() {
+    await this.#ready;
+    if (this.#state === "closed") return;
+    this.#post({ t: "hello", tab: this.#tab, ...this.#hello, topics: [...this.#topics] });
+  }
+
+  // ---- links ----
+
+  // The host is a shared worker running this module as the server serves it, at
+  // <prefix>/client.js beside the socket (sharedWorkerURL), whether the page imported it from
+  // there or bundled it: a bundle is no worker. The tab holds the lock "<key>:<tab>" while it
+  // lives: the worker, waiting for it, learns that the tab is gone even if it crashed. The tab
+  // says hello once it holds the lock, or the worker's request could come first. A worker that
+  // cannot start (another origin, no such script) leaves the tab to the Web Locks path.
+  #viaWorker(scriptURL) {
+    let worker;
+    try {
+      worker = new SharedWorker(scriptURL, { type: "module", name: this.#key });
+    } catch {
+      this.#viaLeader();
+      return;
+    }
+    const port = worker.port;
+    let heard = false;
+    port.onmessage = (e) => { heard = true; this.#receive(e.data); };
+    worker.onerror = () => {
+      if (heard || this.#state === "closed" || this.#channel) return;
+      port.close();
+      this.#viaLeader();
+      this.#sayHello();
+    };
+    port.start();
+    this.#post = (msg) => port.postMessage(msg);
+    if (navigator.locks) {
+      const held = new Promise((resolve) => this.#stop.push(resolve));
+      this.#ready = new Promise((ready) => {
+        navigator.locks.request(this.#key + ":" + this.#tab, () => { ready(); return held; }).catch(ready);
+      });
+    }
+    this.#stop.push(() => port.close());
+  }
+
+  // The host is whichever tab holds the lock "<key>"; all talk over a BroadcastChannel.
+  #viaLeader() {
+    const channel = new BroadcastChannel(this.#key);
+    this.#channel = channel;
+    channel.onmessage = (e) => {
+      const msg = e.data;
+      if (msg.from === "host") this.#receive(msg);
+      else this.#host?.receive(msg);
+    };
+    this.#post = (msg) => {
+      if (this.#host) queueMicrotask(() => this.#host?.receive(msg));
+      else channel.postMessage(msg);
+    };
+    this.#heardAt = Date.now();
+    const watch = setInterval(() => this.#watchLeader(), LEADER_BEAT);
+    this.#stop.push(() => clearInterval(watch));
+    // A page about to be frozen hands the lead on at once; it queues again once resumed.
+    const freeze = () => {
+      this.#frozen = true;
+      this.#queued?.abort();
+      this.#queued = null;
+      if (this.#host) this.#stepDown();
+    };
+    const resume = () => {
+      this.#frozen = false;
+      this.#heardAt = Date.now();
+      if (!this.#host && !this.#queued) this.#queue();
+    };
+    document.addEventListener("freeze", freeze);
+    document.addEventListener("resume", resume);
+    this.#stop.push(() => {
+      document.removeEventListener("freeze", freeze);
+      document.removeEventListener("resume", resume);
+    });
+    this.#queue();
+  }
+
+  // Waits in line for the lock.
+  #queue() {
+    if (this.#state === "closed" || this.#frozen) return;
+    const abort = new AbortController();
+    this.#queued = abort;
+    navigator.locks.request(this.#key, { signal: abort.signal }, () => this.#lead())
+      .catch(() => { if (!abort.signal.aborted) this.#stepDown(); });
+  }
+
+  // A leader silent for LEADER_SILENCE is probed: a throttled background tab answers at once
+  // (messages are not throttled, timers are), a frozen or hung one does not, and then this tab
+  // steals the lock. Tabs wait a random moment more, so that usually one of them steals it.
+  #watchLeader() {
+    if (this.#host || this.#state === "closed" || this.#frozen || this.#probing) return;
+    if (Date.now() - this.#heardAt < LEADER_SILENCE) return;
+    this.#probing = true;
+    const asked = Date.now();
+    this.#channel.postMessage({ t: "probe" });
+    setTimeout(() => {
+      this.#probing = false;
+      if (this.#host || this.#state === "closed" || this.#frozen || this.#heardAt >= asked) return;
+      this.#queued?.abort();
+      this.#queued = null;
+      navigator.locks.request(this.#key, { steal: true }, () => this.#lead()).catch(() => this.#stepDown());
+    }, LEADER_PROBE + Math.random() * 200);
+  }
+
+  // Holds the lock until this tab steps down: hosts the connection, from the positions the old
+  // leader last sent.
+  #lead() {
+    if (this.#state === "closed" || this.#frozen) return undefined;
+    this.#queued = null;
+    const leader = randomID();
+    let host = null;
+    const post = (msg) => {
+      if (this.#host !== host) return; // stepped down
+      msg.from = "host";
+      msg.leader = leader;
+      msg.pos = host.positions();
+      try { this.#channel.postMessage(msg); } catch (err) { report(err); }
+      queueMicrotask(() => this.#receive(msg));
+    };
+    host = new Host(post, this.#pos);
+    this.#host = host;
+    const beat = setInterval(() => post({ t: "beat" }), LEADER_BEAT);
+    this.#leading = leader;
+    post({ t: "leader" });
+    return new Promise((resolve) => {
+      this.#release = () => { clearInterval(beat); resolve(); };
+    });
+  }
+
+  // Ends this tab's lead: the lock was stolen, or the tab closed.
+  #stepDown() {
+    const host = this.#host;
+    this.#host = null;
+    this.#leading = undefined;
+    this.#release?.();
+    this.#release = null;
+    host?.close();
+    if (host && this.#state !== "closed") {
+      this.#heardAt = Date.now();
+      this.#queue();
+    }
+  }
+
+  // ---- messages from the host ----
+
+  // The host's connection changed transport (or a state message says which it uses).
+  #setTransport(transport) {
+    if (!transport || transport === this.#transport) return;
+    const previous = this.#transport;
+    this.#transport = transport;
+    for (const fn of [...this.#transportHandlers]) {
+      try { fn(transport, { previous }); } catch (err) { report(err); }
+    }
+  }
+
+  #receive(msg) {
+    if (this.#state === "closed" || !msg || typeof msg !== "object") return;
+    if (msg.to !== undefined && msg.to !== this.#tab) return;
+    if (msg.leader !== undefined) {
+      // Only the newest leader speaks: one that was frozen and woke up to find its lock stolen
+      // may still send a little before it hears of it.
+      if (this.#retired.has(msg.leader)) return;
+      if (msg.leader !== this.#leader) {
+        if (this.#leader !== undefined) this.#retired.add(this.#leader);
+        this.#leader = msg.leader;
+      }
+      if (msg.t === "leader" && this.#host && msg.leader !== this.#leading) this.#stepDown();
+    }
+    if (msg.pos) this.#pos = msg.pos;
+    this.#heardAt = Date.now();
+    switch (msg.t) {
+      case "leader":
+        this.#sayHello();
+        break;
+      case "transport":
+        this.#setTransport(msg.transport);
+        break;
+      case "state":
+        this.#setTransport(msg.transport);
+        if (msg.state === "closed") {
+          this.#finish(msg.info ?? {});
+          break;
+        }
+        this.#user = msg.user;
+        this.#session = msg.session;
+        if (msg.state !== this.#state || msg.state !== "connecting") this.#setState(msg.state, msg.info ?? {});
+        break;
+      case "ev":
+        this.#onEvent(msg);
+        break;
+      case "subbed":
+        if (msg.error) {
+          this.#topics.delete(msg.topic);
+          this.#settle(msg.topic, notifyError(msg.error.code, msg.error.reason, msg.topic));
+        } else this.#settle(msg.topic);
+        break;
+      case "err":
+        if (msg.client && !this.#topics.has(msg.frame.topic)) break;
+        if (typeof msg.frame.topic === "string" && msg.forget) {
+          this.#topics.delete(msg.frame.topic);
+          this.#settle(msg.frame.topic, notifyError(msg.frame.code, msg.frame.reason, msg.frame.topic));
+        }
+        for (const fn of [...this.#errorHandlers]) {
+          try { fn(msg.frame); } catch (err) { report(err); }
+        }
+        break;
+      case "recovery":
+        if (msg.client && !this.#topics.has(msg.info.topic)) break;
+        for (const fn of [...this.#recoveryHandlers]) {
+          try { fn(msg.info); } catch (err) { report(err); }
+        }
+        break;
+      case "tokenreq":
+        // null ends the connection (see Connection's #open): this tab learns it first, and
+        // closes as a Connection would, before its application reacts to the null. A leader
+        // hears it from its own host at once, which tells every tab.
+        this.#tokens.fresh().then(
+          (token) => {
+            this.#post({ t: "token", tab: this.#tab, req: msg.req, token });
+            if (token === null && !this.#host) {
+              this.#finish(msg.signedOut ? { code: CLOSE_SIGNED_OUT, reason: "signed out" } : { reason: "token() returned null" });
+            }
+          },
+          (error) => this.#post({ t: "token", tab: this.#tab, req: msg.req, error: String(error?.message ?? error) }),
+        );
+        break;
+    }
+  }
+
+  // An event the host's connection delivered: this tab's handlers get it once, as a
+  // Connection's would (see Connection's #onEvent).
+  #onEvent({ ev, inbox, client }) {
+    if (client && !this.#topics.has(ev.topic)) return; // another tab's topic
+    if (ev.id != null && this.#dedup.seen((ev.notification ? STORED_KEY : "") + ev.id)) return;
+    const handlers = [...(this.#handlers.get(ev.type) ?? []), ...(inbox ? [] : this.#handlers.get("*") ?? [])];
+    for (const fn of handlers) {
+      try { fn(ev); } catch (err) { report(err); }
+    }
+  }
+
+  #settle(topic, err) {
+    const list = this.#pending.get(topic);
+    if (!list) return;
+    this.#pending.delete(topic);
+    for (const p of list) err ? p.reject(err) : p.resolve();
+  }
+
+  #finish(info) {
+    if (this.#state === "closed") return;
+    this.#post?.({ t: "bye", tab: this.#tab });
+    this.#state = "closed"; // before stepping down: a closed tab does not queue again
+    if (this.#host) this.#stepDown();
+    this.#queued?.abort();
+    for (const stop of this.#stop) stop();
+    this.#channel?.close();
+    for (const topic of [...this.#pending.keys()]) {
+      this.#settle(topic, notifyError("closed", "connection closed", topic));
+    }
+    this.#setState("closed", info);
+  }
+
+  #setState(state, info) {
+    this.#state = state;
+    for (const fn of [...this.#stateHandlers]) {
+      try { fn(state, info); } catch (err) { report(err); }
+    }
+  }
+}
+
+/**
+ * Host holds the shared connection for the tabs it hears from: it subscribes the union of their
+ * topics (counted: a topic stays while one tab wants it), asks one tab at a time for tokens
+ * (another when that one leaves or does not answer within TOKEN_WAIT), and relays everything
+ * the connection reports. post(msg) sends to every tab, or to msg.to.
+ */
+class Host {
+  #post;
+  #resume; // positions to start the first connection from (a leader taking over)
+  #conn = null;
+  #tabs = new Map(); // tab -> Set of its topics, in the order the tabs said hello
+  #subs = new Map(); // topic -> the connection's subscribe() promise
+  #asks = new Map(); // req -> {tab, resolve, reject, timer}
+  #req = 0;
+  #tokenTab = undefined; // the tab asked for tokens, while it answers
+  #signedOut = false; // closed with 4001 and not welcomed since: a null token means signed out
+
+  constructor(post, resume) {
+    this.#post = post;
+    this.#resume = resume;
+  }
+
+  positions() { return this.#conn ? positionsOf(this.#conn) : this.#resume; }
+
+  receive(msg) {
+    if (!msg || typeof msg !== "object" || msg.from === "host") return;
+    const tab = msg.tab;
+    switch (msg.t) {
+      case "hello": {
+        if (!this.#tabs.has(tab)) this.#tabs.set(tab, new Set());
+        const conn = this.#open(msg);
+        this.#post({ t: "state", to: tab, state: conn.state, info: conn.state === "connected" ? { user: conn.user, session: conn.session } : {}, user: conn.user, session: conn.session, transport: conn.transport });
+        for (const topic of msg.topics ?? []) this.#subscribe(tab, topic);
+        break;
+      }
+      case "sub":
+        if (this.#tabs.has(tab) && this.#conn) this.#subscribe(tab, msg.topic);
+        break;
+      case "probe":
+        this.#post({ t: "beat" });
+        break;
+      case "unsub":
+        this.#tabs.get(tab)?.delete(msg.topic);
+        this.#drop(msg.topic);
+        break;
+      case "token": {
+        const ask = this.#asks.get(msg.req);
+        if (!ask) break;
+        this.#asks.delete(msg.req);
+        clearTimeout(ask.timer);
+        if (msg.error !== undefined) ask.reject(new Error(msg.error));
+        else ask.resolve(msg.token);
+        break;
+      }
+      case "bye": {
+        const topics = this.#tabs.get(tab);
+        if (!topics) break;
+        this.#tabs.delete(tab);
+        for (const topic of topics) this.#drop(topic);
+        for (const [req, ask] of this.#asks) if (ask.tab === tab) this.#reask(req);
+        if (this.#tabs.size === 0) this.close();
+        break;
+      }
+    }
+  }
+
+  close() {
+    const conn = this.#conn;
+    this.#conn = null;
+    this.#subs.clear();
+    for (const ask of this.#asks.values()) clearTimeout(ask.timer);
+    this.#asks.clear();
+    conn?.close();
+  }
+
+  // The connection, opened for the first tab (again after one closed for good).
+  #open(hello) {
+    if (this.#conn) return this.#conn;
+    const token = () => this.#askToken();
+    const options = { ...hello.options, token: hello.fixed ? undefined : token };
+    for (const k of Object.keys(options)) if (options[k] === undefined) delete options[k];
+    const conn = new Connection(hello.url, options, new Tokens(token));
+    if (this.#resume) resumeFrom(conn, this.#resume);
+    this.#conn = conn;
+    const isClient = (topic) => typeof topic === "string" && [...this.#tabs.values()].some((s) => s.has(topic));
+    conn.on("*", (ev) => this.#post({ t: "ev", ev, client: isClient(ev.topic) }));
+    conn.on(INBOX_TYPE, (ev) => { if (isInboxChange(ev.data)) this.#post({ t: "ev", ev, inbox: true }); });
+    // The connection reports an error naming a topic when it gave the subscription up.
+    conn.onError((frame) => {
+      const forget = typeof frame.topic === "string";
+      if (forget) {
+        this.#subs.delete(frame.topic);
+        for (const topics of this.#tabs.values()) topics.delete(frame.topic);
+      }
+      this.#post({ t: "err", frame, forget, client: forget });
+    });
+    conn.onRecovery((info) => this.#post({ t: "recovery", info, client: isClient(info.topic) }));
+    conn.onState((state, info) => {
+      if (conn !== this.#conn) return;
+      if (state === "connected") this.#signedOut = false;
+      else if (state === "reconnecting" && info?.code === CLOSE_SIGNED_OUT) this.#signedOut = true;
+      if (state === "closed") {
+        this.#conn = null;
+        this.#subs.clear();
+      }
+      const { error, ...rest } = info ?? {};
+      if (error !== undefined) rest.reason ??= String(error?.message ?? error);
+      this.#post({ t: "state", state, info: rest, user: conn.user, session: conn.session, transport: conn.transport });
+    });
+    conn.onTransport((transport) => {
+      if (conn === this.#conn) this.#post({ t: "transport", transport });
+    });
+    return conn;
+  }
+
+  #subscribe(tab, topic) {
+    this.#tabs.get(tab)?.add(topic);
+    let sub = this.#subs.get(topic);
+    if (!sub) {
+      sub = this.#conn.subscribe(topic);
+      this.#subs.set(topic, sub);
+      sub.catch(() => { if (this.#subs.get(topic) === sub) this.#subs.delete(topic); });
+    }
+    sub.then(
+      () => this.#post({ t: "subbed", to: tab, topic }),
+      (e) => {
+        this.#tabs.get(tab)?.delete(topic);
+        this.#post({ t: "subbed", to: tab, topic, error: { code: e?.code ?? "error", reason: e?.reason ?? String(e) } });
+      },
+    );
+  }
+
+  // Unsubscribes topic once no tab wants it.
+  #drop(topic) {
+    for (const topics of this.#tabs.values()) if (topics.has(topic)) return;
+    if (!this.#subs.has(topic)) return;
+    this.#subs.delete(topic);
+    this.#conn?.unsubscribe(topic);
+  }
+
+  // A token from one tab's token(): the same tab as last time while it answers.
+  #askToken() {
+    return new Promise((resolve, reject) => {
+      const req = ++this.#req;
+      this.#asks.set(req, { tab: undefined, resolve, reject, timer: null, tried: new Set() });
+      this.#reask(req);
+    });
+  }
+
+  // (Re)sends ask req to a tab not tried yet; rejects it when none is left.
+  #reask(req) {
+    const ask = this.#asks.get(req);
+    clearTimeout(ask.timer);
+    if (ask.tab !== undefined) ask.tried.add(ask.tab);
+    const tabs = [...this.#tabs.keys()].filter((t) => !ask.tried.has(t));
+    const tab = tabs.includes(this.#tokenTab) ? this.#tokenTab : tabs[0];
+    if (tab === undefined) {
+      this.#asks.delete(req);
+      ask.reject(new Error("no tab answered for a token"));
+      return;
+    }
+    this.#tokenTab = ask.tab = tab;
+    ask.timer = setTimeout(() => this.#reask(req), TOKEN_WAIT);
+    this.#post({ t: "tokenreq", to: tab, req, signedOut: this.#signedOut });
+  }
+}
+
+// In the shared worker: one Host for the tabs that connect to it. A tab's hello names the
+// lock it holds while it lives; when the worker gets that lock, the tab is gone.
+if (inWorker) {
+  const ports = new Map(); // tab -> MessagePort
+  const host = new Host((msg) => {
+    if (msg.to !== undefined) ports.get(msg.to)?.postMessage(msg);
+    else for (const port of ports.values()) port.postMessage(msg);
+  });
+  const bye = (tab) => {
+    host.receive({ t: "bye", tab });
+    ports.delete(tab);
+  };
+  globalThis.onconnect = (e) => {
+    const port = e.ports[0];
+    port.onmessage = ({ data: msg }) => {
+      if (msg?.t === "hello" && !ports.has(msg.tab)) {
+        ports.set(msg.tab, port);
+        navigator.locks?.request(globalThis.name + ":" + msg.tab, () => bye(msg.tab));
+      }
+      if (msg?.t === "bye") bye(msg.tab);
+      else host.receive(msg);
+    };
+    port.start();
+  };
 }

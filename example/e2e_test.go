@@ -481,8 +481,9 @@ func TestE2EPerUser(t *testing.T) {
 	}
 }
 
-// Two tabs of alice both show her notification, once each. The second tab asks who you are
-// without suggesting alice: in the README's tour the second window is for bob.
+// Two tabs of alice both show her notification, once each, over the one connection they share
+// (one server session). The second tab asks who you are without suggesting alice: in the
+// README's tour the second window is for bob.
 func TestE2ETwoTabs(t *testing.T) {
 	s := startServer(t, "127.0.0.1:0", options{})
 	b := newBrowser(t)
@@ -490,7 +491,7 @@ func TestE2ETwoTabs(t *testing.T) {
 	tab1.login(s.URL, "alice")
 	tab2 := newPage(t, tab1.ctx, "alice-tab2") // same browser context: alice's cookie
 	tab2.login(s.URL, "alice")                 // fails if the form suggests a name
-	eventually(t, 2*time.Second, "two sessions for alice", func() bool { return s.Hub.LocalSessions("alice") == 2 })
+	eventually(t, 2*time.Second, "one session for alice's two tabs", func() bool { return s.Hub.LocalSessions("alice") == 1 })
 
 	s.sendTo(t, "alice", "to every tab")
 	for _, p := range []*page{tab1, tab2} {
@@ -505,6 +506,9 @@ func TestE2ETwoTabs(t *testing.T) {
 		if got := p.badge(); got != "2" {
 			t.Errorf("%s's badge = %q, want 2", p.name, got)
 		}
+	}
+	if n := s.Hub.LocalSessions("alice"); n != 1 {
+		t.Errorf("alice has %d sessions for two tabs, want 1 (shared)", n)
 	}
 }
 

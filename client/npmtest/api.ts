@@ -39,6 +39,8 @@ const options: ConnectOptions = {
 };
 connect("/notify/ws", { token: "fixed" });
 connect("/notify/ws", { token: null });
+connect("/notify/ws", { token: "t", shared: false });
+connect("/notify/ws", { token: "t", shared: "user-42", sharedWorkerURL: "/notify/client.js" });
 const conn: Connection = connect("/notify/ws", options);
 
 const state: State = conn.state;

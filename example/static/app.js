@@ -60,14 +60,22 @@ function showApp(user, node = "") {
   $("#topics").replaceChildren();
   updateUnread();
 
-  client = connect("/notify/ws", { token: fetchToken });
+  // The tabs of this browser share one connection per user: two windows logged in as two
+  // users (see USER_KEY) must not share one, so the user names the shared connection.
+  client = connect("/notify/ws", { token: fetchToken, shared: user });
   client.onState((state, info) => {
     const el = $("#conn-state");
     // Closed with 4001 and no fresh token: signed out (on this or another tab or device).
-    el.textContent = state === "closed" && info?.code === 4001 ? "signed out" : state;
+    const signedOut = state === "closed" && info?.code === 4001;
+    el.textContent = signedOut ? "signed out" : state;
     el.dataset.state = state;
     el.dataset.transport = client.transport; // "sse" when the network refused WebSocket
     if (state === "connected") showPresence(user); // this session included
+    // The shared connection asked another tab's fetchToken, which found the user signed out.
+    if (signedOut && sessionStorage.getItem(USER_KEY)) {
+      sessionStorage.removeItem(USER_KEY);
+      setTimeout(() => showLogin("You were signed out."), 0);
+    }
   });
   // After a reconnect the client asks for what it missed; see noteRecovery.
   seen.clear();
