@@ -142,8 +142,18 @@ async function fetchToken() {
   const res = await api("/api/token");
   if (res.status === 401) {
     sessionStorage.removeItem(USER_KEY);
-    // After the client has stopped: its state then says why (e.g. signed out, close 4001).
-    setTimeout(() => showLogin("You were signed out."), 0);
+    // Once the client has stopped, and not before: its state then says why (e.g. signed out,
+    // close 4001). A shared connection stops when its host has this answer, a moment later.
+    const c = client;
+    if (!c || c.state === "closed") {
+      setTimeout(() => showLogin("You were signed out."), 0);
+    } else {
+      const off = c.onState((state) => {
+        if (state !== "closed") return;
+        off();
+        setTimeout(() => showLogin("You were signed out."), 0);
+      });
+    }
     return null;
   }
   if (!res.ok) throw new Error(`token: HTTP ${res.status}`);
