@@ -70,7 +70,7 @@ func (s *session) connected(ctx context.Context, t transport) {
 		return
 	}
 	s.welcomed = true
-	s.host.metrics().connects.Add(1)
+	s.host.metrics().connects[s.t.kind()].Add(1)
 	grants, expires := s.token()
 	welcome := wire.Control{Op: "welcome", User: s.user, Session: s.id, Ping: int64(cfg.PingInterval / time.Second),
 		Epoch: pos.Epoch, Offset: pos.Offset, Recovered: recovered}
@@ -143,7 +143,7 @@ func (s *session) teardown() {
 	connected := s.giveBack(heldConnection)
 	if connected {
 		ctx = s.ctx
-		s.host.metrics().disconnected(s.out.endCode())
+		s.host.metrics().disconnected(s.t.kind(), s.out.endCode())
 		s.close(CloseNormal) // stops the timer; a no-op on the wire after a close
 	}
 	if s.giveBack(heldIndex) {

@@ -162,4 +162,5 @@ func (t recordingTransport) welcome([]byte, time.Duration) error {
 	t.h.add("welcome")
 	return nil
 }
-func (t recordingTransport) cut() {}
+func (t recordingTransport) cut()              {}
+func (recordingTransport) kind() transportKind { return transportWebSocket }

@@ -76,6 +76,8 @@ func (t *sseTransport) CloseWith(code CloseCode) error {
 	return nil
 }
 
+func (*sseTransport) kind() transportKind { return transportSSE }
+
 func (t *sseTransport) signal() {
 	select {
 	case t.wake <- struct{}{}:
