@@ -24,8 +24,9 @@ func (s *session) subscribeUserAhead(ctx context.Context) {
 // tokens are refused, read in the same step. When presence cannot be reached, joined is false
 // and the session goes on, to be turned away with 1013 before its welcome like a session
 // whose stream the broker cannot subscribe (see connected).
-func (s *session) joinPresence(ctx context.Context, node string) (refusedBefore time.Time, joined bool) {
-	s.info = SessionInfo{ID: s.id, UserID: s.user, Node: node, ConnectedAt: time.Now().Truncate(time.Millisecond)}
+func (s *session) joinPresence(ctx context.Context, node string, kind transportKind) (refusedBefore time.Time, joined bool) {
+	s.info = SessionInfo{ID: s.id, UserID: s.user, Node: node, ConnectedAt: time.Now().Truncate(time.Millisecond),
+		Transport: kind.String()}
 	n, before, err := s.host.joinPresence(ctx, s.info)
 	if err != nil {
 		s.host.metrics().brokerErrors.Add(1)

@@ -58,7 +58,7 @@ func TestTeardown(t *testing.T) {
 					s.subscribeUserAhead(ctx)
 					synctest.Wait() // the subscription is under way first
 				}
-				s.joinPresence(ctx, "node")
+				s.joinPresence(ctx, "node", transportWebSocket)
 				if tc.upgraded {
 					s.connected(ctx, recordingTransport{h})
 				}

@@ -119,6 +119,14 @@ type transport interface {
 // transportKind is a transport's index in the per-transport counters.
 type transportKind uint8
 
+// String is the transport's name in SessionInfo.Transport and the metrics' labels.
+func (k transportKind) String() string {
+	if k == transportSSE {
+		return "sse"
+	}
+	return "websocket"
+}
+
 const (
 	transportWebSocket transportKind = iota
 	transportSSE

@@ -326,7 +326,7 @@ func (h *Hub) serveSSE(w http.ResponseWriter, r *http.Request) {
 		}
 		r = r.WithContext(WithIdentity(r.Context(), id))
 	}
-	s, ok := h.open(w, r, func() *Position {
+	s, ok := h.open(w, r, transportSSE, func() *Position {
 		if id := r.Header.Get("Last-Event-ID"); id != "" {
 			return eventIDPosition(id)
 		}
