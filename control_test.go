@@ -76,56 +76,91 @@ func TestPresenceBadInput(t *testing.T) {
 	}
 }
 
-// TestPresenceAndHooks: presence lists the sessions with their IDs; the session hooks get the
-// identity, OnOnline and OnOffline fire once per transition, and Stats agree.
+// pipeTransports are the hub's two transports over a PipeServer, for the tests that run in
+// synctest bubbles.
+var pipeTransports = []struct {
+	name string
+	dial func(*wstest.PipeServer, testing.TB, string, http.Header) (*client, *http.Response, error)
+	url  string // only its path and query matter to the PipeServer
+}{
+	{"websocket", (*wstest.PipeServer).Dial, "ws://pipe/notify/ws"},
+	{"sse", (*wstest.PipeServer).DialSSE, "http://pipe/notify/sse"},
+}
+
+// welcomeVia opens a session with tok through dial at u on p and reads its welcome.
+func welcomeVia(t testing.TB, dial func(*wstest.PipeServer, testing.TB, string, http.Header) (*client, *http.Response, error),
+	p *wstest.PipeServer, u, tok string) (*client, map[string]any) {
+	t.Helper()
+	c, _, err := dial(p, t, u, bearer(tok))
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	w := c.Next()
+	if w["op"] != "welcome" {
+		t.Fatalf("first frame %v, want welcome", w)
+	}
+	return c, w
+}
+
+// TestPresenceAndHooks, over both transports: presence lists the sessions with their IDs and
+// transport; the session hooks get the identity, OnOnline and OnOffline fire once per
+// transition, and Stats agree.
 func TestPresenceAndHooks(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex
-		var log []string
-		add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
-		h := newHub(t, func(c *notify.Config) {
-			c.OnSessionStart = func(id notify.Identity, s notify.SessionInfo) { add("start " + id.UserID + " " + s.ID) }
-			c.OnSessionEnd = func(id notify.Identity, s notify.SessionInfo) { add("end " + id.UserID + " " + s.ID) }
-			c.OnOnline = func(u string) { add("online " + u) }
-			c.OnOffline = func(u string) { add("offline " + u) }
+	for _, tc := range pipeTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				var log []string
+				add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
+				h := newHub(t, func(c *notify.Config) {
+					c.OnSessionStart = func(id notify.Identity, s notify.SessionInfo) { add("start " + id.UserID + " " + s.ID) }
+					c.OnSessionEnd = func(id notify.Identity, s notify.SessionInfo) { add("end " + id.UserID + " " + s.ID) }
+					c.OnOnline = func(u string) { add("online " + u) }
+					c.OnOffline = func(u string) { add("offline " + u) }
+				})
+				srv := servePipe(t, h)
+				c1, w1 := welcomeVia(t, tc.dial, srv, tc.url, token(t, h, "alice"))
+				c2, w2 := welcomeVia(t, tc.dial, srv, tc.url, token(t, h, "alice"))
+				synctest.Wait() // the sessions' hooks have run (after their welcomes)
+				p, err := h.Presence(context.Background(), "alice")
+				if err != nil || len(p) != 2 || p[0].ID != w1["session"] || p[1].ID != w2["session"] || p[0].Node == "" {
+					t.Fatalf("Presence = %+v, %v; want the two sessions %v, %v", p, err, w1["session"], w2["session"])
+				}
+				if p[0].Transport != tc.name || p[1].Transport != tc.name {
+					t.Fatalf("Presence = %+v, want both over %s", p, tc.name)
+				}
+				if s := h.Stats(); s.Present != 2 || s.Online != 1 || s.Offline != 0 {
+					t.Fatalf("stats with two sessions: Present %d Online %d Offline %d", s.Present, s.Online, s.Offline)
+				}
+				c1.Close()
+				synctest.Wait() // the first session has ended
+				if s := h.Stats(); s.Present != 1 {
+					t.Fatalf("Present %d after the first session ended, want 1", s.Present)
+				}
+				c2.Close()
+				synctest.Wait()
+				if s := h.Stats(); s.Present != 0 {
+					t.Fatalf("Present %d after the second session ended, want 0", s.Present)
+				}
+				s1, s2 := w1["session"].(string), w2["session"].(string)
+				want := "start alice " + s1 + "|online alice|start alice " + s2 + "|end alice " + s1 + "|end alice " + s2 + "|offline alice"
+				mu.Lock()
+				got := strings.Join(log, "|")
+				mu.Unlock()
+				if got != want {
+					t.Fatalf("hooks:\n got %s\nwant %s", got, want)
+				}
+				if s := h.Stats(); s.Online != 1 || s.Offline != 1 {
+					t.Fatalf("stats: Online %d Offline %d, want 1 1", s.Online, s.Offline)
+				}
+				if p, _ := h.Presence(context.Background(), "alice"); len(p) != 0 {
+					t.Fatalf("Presence after both left: %+v", p)
+				}
+			})
 		})
-		srv := servePipe(t, h)
-		c1, w1 := srv.Welcome(t, pipeURL(srv), token(t, h, "alice"))
-		c2, w2 := srv.Welcome(t, pipeURL(srv), token(t, h, "alice"))
-		synctest.Wait() // the sessions' hooks have run (after their welcomes)
-		p, err := h.Presence(context.Background(), "alice")
-		if err != nil || len(p) != 2 || p[0].ID != w1["session"] || p[1].ID != w2["session"] || p[0].Node == "" {
-			t.Fatalf("Presence = %+v, %v; want the two sessions %v, %v", p, err, w1["session"], w2["session"])
-		}
-		if s := h.Stats(); s.Present != 2 || s.Online != 1 || s.Offline != 0 {
-			t.Fatalf("stats with two sessions: Present %d Online %d Offline %d", s.Present, s.Online, s.Offline)
-		}
-		c1.WS.Close()
-		synctest.Wait() // the first session has ended
-		if s := h.Stats(); s.Present != 1 {
-			t.Fatalf("Present %d after the first session ended, want 1", s.Present)
-		}
-		c2.WS.Close()
-		synctest.Wait()
-		if s := h.Stats(); s.Present != 0 {
-			t.Fatalf("Present %d after the second session ended, want 0", s.Present)
-		}
-		s1, s2 := w1["session"].(string), w2["session"].(string)
-		want := "start alice " + s1 + "|online alice|start alice " + s2 + "|end alice " + s1 + "|end alice " + s2 + "|offline alice"
-		mu.Lock()
-		got := strings.Join(log, "|")
-		mu.Unlock()
-		if got != want {
-			t.Fatalf("hooks:\n got %s\nwant %s", got, want)
-		}
-		if s := h.Stats(); s.Online != 1 || s.Offline != 1 {
-			t.Fatalf("stats: Online %d Offline %d, want 1 1", s.Online, s.Offline)
-		}
-		if p, _ := h.Presence(context.Background(), "alice"); len(p) != 0 {
-			t.Fatalf("Presence after both left: %+v", p)
-		}
-	})
+	}
 }
 
 // TestDisconnect: every session closes with 4001; with a refusal, the old token gets 401 with
