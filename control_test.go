@@ -37,9 +37,16 @@ func signed(t testing.TB, user string, iat time.Time) string {
 // refusedWith dials p with tok and returns the status and body of the refused upgrade.
 func refusedWith(t testing.TB, p *wstest.PipeServer, tok string) (int, string) {
 	t.Helper()
-	c, resp, err := p.Dial(t, pipeURL(p), bearer(tok))
+	return refusedVia(t, (*wstest.PipeServer).Dial, p, pipeURL(p), tok)
+}
+
+// refusedVia is refusedWith through dial at u: a WebSocket upgrade or an event stream.
+func refusedVia(t testing.TB, dial func(*wstest.PipeServer, testing.TB, string, http.Header) (*client, *http.Response, error),
+	p *wstest.PipeServer, u, tok string) (int, string) {
+	t.Helper()
+	c, resp, err := dial(p, t, u, bearer(tok))
 	if err == nil {
-		c.WS.Close()
+		c.Close()
 		t.Fatal("upgrade succeeded, want it refused")
 	}
 	if resp == nil {
@@ -163,59 +170,73 @@ func TestPresenceAndHooks(t *testing.T) {
 	}
 }
 
-// TestDisconnect: every session closes with 4001; with a refusal, the old token gets 401 with
-// the reason at connect and, in a refresh, an error frame and close 4001; a token issued after
-// it connects.
+// TestDisconnect, over both transports: every session closes with 4001; with a refusal, the
+// old token gets 401 with the reason at connect and, in a refresh, an error frame and close
+// 4001; a token issued after it connects.
 func TestDisconnect(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		h := newHub(t, nil)
-		srv := servePipe(t, h)
-		old := signed(t, "alice", time.Now().Add(-time.Hour))
-		a1, a2 := dialPipe(t, srv, old), dialPipe(t, srv, old)
-		bob := dialPipe(t, srv, token(t, h, "bob"))
-		// Another session, whose refresh comes after the refusal.
-		a3 := dialPipe(t, srv, old)
-		if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range []*client{a1, a2, a3} {
-			if code := c.CloseCode(); code != int(notify.CloseSignedOut) {
-				t.Fatalf("close code %d, want %d", code, notify.CloseSignedOut)
-			}
-		}
-		// Without a refusal the old token still connects.
-		a4 := dialPipe(t, srv, old)
-		if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: time.Now().Add(-time.Second)}); err != nil {
-			t.Fatal(err)
-		}
-		if code := a4.CloseCode(); code != int(notify.CloseSignedOut) {
-			t.Fatalf("close code %d, want %d", code, notify.CloseSignedOut)
-		}
-		status, body := refusedWith(t, srv, old)
-		if status != http.StatusUnauthorized || body != "notify: unauthorized: token issued before the user was signed out" {
-			t.Fatalf("old token at connect: %d %q", status, body)
-		}
-		status, body = refusedWith(t, srv, signed(t, "alice", time.Time{}))
-		if status != http.StatusUnauthorized || !strings.Contains(body, "no iat") {
-			t.Fatalf("token without iat at connect: %d %q", status, body)
-		}
-		if got := h.Stats().Refused["signed_out"]; got != 2 {
-			t.Fatalf("Refused[signed_out] = %d, want 2", got)
-		}
-		// A fresh token connects; a refresh with the old one ends the session.
-		fresh := dialPipe(t, srv, signed(t, "alice", time.Now()))
-		fresh.Send(map[string]any{"op": "refresh", "token": old})
-		if m := fresh.NextNonPing(); m["op"] != "error" || m["code"] != "invalid_token" ||
-			m["reason"] != "unauthorized: token issued before the user was signed out" {
-			t.Fatalf("refresh with the old token: %v", m)
-		}
-		if code := fresh.CloseCode(); code != int(notify.CloseSignedOut) {
-			t.Fatalf("close code %d after the refused refresh, want %d", code, notify.CloseSignedOut)
-		}
-		// bob was not touched.
-		expectMarker(t, h, bob, "bob")
-	})
+	for _, tc := range pipeTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				h := newHub(t, nil)
+				srv := servePipe(t, h)
+				open := func(tok string) *client {
+					t.Helper()
+					c, _ := welcomeVia(t, tc.dial, srv, tc.url, tok)
+					return c
+				}
+				refused := func(tok string) (int, string) {
+					t.Helper()
+					return refusedVia(t, tc.dial, srv, tc.url, tok)
+				}
+				old := signed(t, "alice", time.Now().Add(-time.Hour))
+				a1, a2 := open(old), open(old)
+				bob := open(token(t, h, "bob"))
+				// Another session, whose refresh comes after the refusal.
+				a3 := open(old)
+				if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				for _, c := range []*client{a1, a2, a3} {
+					if code := c.CloseCode(); code != int(notify.CloseSignedOut) {
+						t.Fatalf("close code %d, want %d", code, notify.CloseSignedOut)
+					}
+				}
+				// Without a refusal the old token still connects.
+				a4 := open(old)
+				if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: time.Now().Add(-time.Second)}); err != nil {
+					t.Fatal(err)
+				}
+				if code := a4.CloseCode(); code != int(notify.CloseSignedOut) {
+					t.Fatalf("close code %d, want %d", code, notify.CloseSignedOut)
+				}
+				status, body := refused(old)
+				if status != http.StatusUnauthorized || body != "notify: unauthorized: token issued before the user was signed out" {
+					t.Fatalf("old token at connect: %d %q", status, body)
+				}
+				status, body = refused(signed(t, "alice", time.Time{}))
+				if status != http.StatusUnauthorized || !strings.Contains(body, "no iat") {
+					t.Fatalf("token without iat at connect: %d %q", status, body)
+				}
+				if got := h.Stats().Refused["signed_out"]; got != 2 {
+					t.Fatalf("Refused[signed_out] = %d, want 2", got)
+				}
+				// A fresh token connects; a refresh with the old one ends the session.
+				fresh := open(signed(t, "alice", time.Now()))
+				fresh.Send(map[string]any{"op": "refresh", "token": old})
+				if m := fresh.NextNonPing(); m["op"] != "error" || m["code"] != "invalid_token" ||
+					m["reason"] != "unauthorized: token issued before the user was signed out" {
+					t.Fatalf("refresh with the old token: %v", m)
+				}
+				if code := fresh.CloseCode(); code != int(notify.CloseSignedOut) {
+					t.Fatalf("close code %d after the refused refresh, want %d", code, notify.CloseSignedOut)
+				}
+				// bob was not touched.
+				expectMarker(t, h, bob, "bob")
+			})
+		})
+	}
 }
 
 // TestRefusalLeeway: tokens issued within Config.Leeway before the refusal time are accepted
