@@ -166,7 +166,6 @@ func (t *sseTransport) run(ctx context.Context, heartbeat time.Duration) {
 	defer t.end()
 	tick := time.NewTicker(heartbeat)
 	defer tick.Stop()
-	var buf []byte
 	for {
 		t.mu.Lock()
 		frames, code := t.frames, t.code
@@ -178,11 +177,19 @@ func (t *sseTransport) run(ctx context.Context, heartbeat time.Duration) {
 		}
 		t.mu.Unlock()
 		if len(frames) > 0 {
-			buf = buf[:0]
+			// The events are built in a pooled buffer, given back once written: an idle
+			// stream keeps no buffer the size of its largest batch.
+			size := 0
 			for _, f := range frames {
-				buf = appendSSEFrames(buf, f)
+				size += len(f) + sseEventOverhead
 			}
-			if !t.write(buf) {
+			bp := getBatch(size)
+			for _, f := range frames {
+				bp.b = appendSSEFrames(bp.b, f)
+			}
+			ok := t.write(bp.b)
+			bp.recycle()
+			if !ok {
 				return
 			}
 			for _, f := range frames {
@@ -191,9 +198,8 @@ func (t *sseTransport) run(ctx context.Context, heartbeat time.Duration) {
 			continue // written may have handed over the next batch
 		}
 		if code != 0 {
-			buf = appendSSEEvent(buf[:0], closeFrame(code), 0, "")
 			t.s.out.closedWith(code)
-			t.write(buf)
+			t.write(appendSSEEvent(nil, closeFrame(code), 0, ""))
 			return
 		}
 		select {
@@ -209,6 +215,9 @@ func (t *sseTransport) run(ctx context.Context, heartbeat time.Duration) {
 		}
 	}
 }
+
+// sseEventOverhead is room for an event's id line, "data: " and the blank line after it.
+const sseEventOverhead = 64
 
 // write writes b and flushes it, within the write timeout.
 func (t *sseTransport) write(b []byte) bool {
