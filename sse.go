@@ -21,8 +21,8 @@ import (
 // sseTransport is a session's event stream. Its write loop is the handler's goroutine (run),
 // the only one that writes the response; its read loop (read) hands the session the client's
 // messages one at a time, and runs only while some wait: the write loop starts it when a POST
-// has queued one, and waits for it (readers) once the stream is over, so that an idle stream
-// costs no goroutine of its own beside the handler's. mu guards frames, code, ended, inbox and
+// has queued one (after the write under way, if any), and waits for it (readers) once the
+// stream is over, so that an idle stream costs no goroutine of its own beside the handler's. mu guards frames, code, ended, inbox and
 // reading; the outbox hands it at most one data frame at a time, plus the close.
 type sseTransport struct {
 	w       http.ResponseWriter
