@@ -405,74 +405,84 @@ func TestRefusalSameSecond(t *testing.T) {
 // those with a newer token, or with one a refresh brought up to date. The sessions that miss
 // the command are the race the sweep is for: their connects passed the refusal check before
 // the refusal was recorded (Config.Subscriptions holds them there), and reached the hub's index
-// after the command. On a synctest bubble's clock the sweep comes at its exact time.
+// after the command. On a synctest bubble's clock the sweep comes at its exact time. Over both
+// transports; an event stream's refresh is a POST, authenticated with the fresh token.
 func TestDisconnectSweep(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		release := make(chan struct{})
-		var hold atomic.Bool
-		hold.Store(true)
-		h := newHub(t, func(c *notify.Config) {
-			c.Subscriptions = func(context.Context, notify.Identity) ([]string, error) {
-				if hold.Load() {
-					<-release
+	for _, tc := range pipeTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				release := make(chan struct{})
+				var hold atomic.Bool
+				hold.Store(true)
+				h := newHub(t, func(c *notify.Config) {
+					c.Subscriptions = func(context.Context, notify.Identity) ([]string, error) {
+						if hold.Load() {
+							<-release
+						}
+						return nil, nil
+					}
+				})
+				srv := servePipe(t, h)
+				connect := func(tok string) <-chan *client {
+					dialed := make(chan *client, 1)
+					go func() {
+						c, _, err := tc.dial(srv, t, tc.url, bearer(tok))
+						if err != nil {
+							t.Error(err)
+						}
+						dialed <- c
+					}()
+					return dialed
 				}
-				return nil, nil
-			}
-		})
-		srv := servePipe(t, h)
-		connect := func(tok string) <-chan *client {
-			dialed := make(chan *client, 1)
-			go func() {
-				c, _, err := srv.Dial(t, pipeURL(srv), bearer(tok))
-				if err != nil {
-					t.Error(err)
+				welcomed := func(dialed <-chan *client) *client {
+					t.Helper()
+					c := <-dialed
+					if c == nil {
+						t.FailNow()
+					}
+					if m := c.NextNonPing(); m["op"] != "welcome" {
+						t.Fatalf("got %v, want the welcome", m)
+					}
+					return c
 				}
-				dialed <- c
-			}()
-			return dialed
-		}
-		welcomed := func(dialed <-chan *client) *client {
-			t.Helper()
-			c := <-dialed
-			if c == nil {
-				t.FailNow()
-			}
-			if m := c.NextNonPing(); m["op"] != "welcome" {
-				t.Fatalf("got %v, want the welcome", m)
-			}
-			return c
-		}
-		old := connect(signed(t, "alice", time.Now().Add(-time.Hour)))
-		noIat := connect(signed(t, "alice", time.Time{}))
-		refreshed := connect(signed(t, "alice", time.Now().Add(-time.Hour)))
-		synctest.Wait() // the three connects wait in Config.Subscriptions
+				old := connect(signed(t, "alice", time.Now().Add(-time.Hour)))
+				noIat := connect(signed(t, "alice", time.Time{}))
+				refreshed := connect(signed(t, "alice", time.Now().Add(-time.Hour)))
+				synctest.Wait() // the three connects wait in Config.Subscriptions
 
-		start := time.Now()
-		before := start.Add(-2 * time.Second)
-		if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: before}); err != nil {
-			t.Fatal(err)
-		}
-		hold.Store(false)
-		close(release)
-		missed := []*client{welcomed(old), welcomed(noIat)}
-		r := welcomed(refreshed)
-		fresh := dialPipe(t, srv, signed(t, "alice", time.Now()))
-		r.Send(map[string]any{"op": "refresh", "token": signed(t, "alice", time.Now())})
-		if m := r.NextNonPing(); m["op"] != "refreshed" {
-			t.Fatalf("refresh: %v", m)
-		}
-		for _, c := range missed {
-			if code := c.CloseCode(); code != int(notify.CloseSignedOut) {
-				t.Fatalf("close %d, want 4001", code)
-			}
-			if at := time.Since(start); at != 2*time.Second {
-				t.Fatalf("closed %v after the Disconnect, want 2s (the sweep)", at)
-			}
-		}
-		expectMarker(t, h, fresh, "alice")
-		expectMarker(t, h, r, "alice")
-	})
+				start := time.Now()
+				before := start.Add(-2 * time.Second)
+				if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: before}); err != nil {
+					t.Fatal(err)
+				}
+				hold.Store(false)
+				close(release)
+				missed := []*client{welcomed(old), welcomed(noIat)}
+				r := welcomed(refreshed)
+				fresh, _ := welcomeVia(t, tc.dial, srv, tc.url, signed(t, "alice", time.Now()))
+				newer := signed(t, "alice", time.Now())
+				if r.SSE() {
+					r.SetBearer(newer) // the POST itself is authenticated: the stream's old token is refused
+				}
+				r.Send(map[string]any{"op": "refresh", "token": newer})
+				if m := r.NextNonPing(); m["op"] != "refreshed" {
+					t.Fatalf("refresh: %v", m)
+				}
+				for _, c := range missed {
+					if code := c.CloseCode(); code != int(notify.CloseSignedOut) {
+						t.Fatalf("close %d, want 4001", code)
+					}
+					if at := time.Since(start); at != 2*time.Second {
+						t.Fatalf("closed %v after the Disconnect, want 2s (the sweep)", at)
+					}
+				}
+				expectMarker(t, h, fresh, "alice")
+				expectMarker(t, h, r, "alice")
+			})
+		})
+	}
 }
 
 // TestOnlineWhenFirstSessionFails: the user's first session fails before its welcome while a
