@@ -94,6 +94,14 @@ var pipeTransports = []struct {
 	{"sse", (*wstest.PipeServer).DialSSE, "http://pipe/notify/sse"},
 }
 
+// dialVia is welcomeVia's client.
+func dialVia(t testing.TB, dial func(*wstest.PipeServer, testing.TB, string, http.Header) (*client, *http.Response, error),
+	p *wstest.PipeServer, u, tok string) *client {
+	t.Helper()
+	c, _ := welcomeVia(t, dial, p, u, tok)
+	return c
+}
+
 // welcomeVia opens a session with tok through dial at u on p and reads its welcome.
 func welcomeVia(t testing.TB, dial func(*wstest.PipeServer, testing.TB, string, http.Header) (*client, *http.Response, error),
 	p *wstest.PipeServer, u, tok string) (*client, map[string]any) {
@@ -240,7 +248,7 @@ func TestDisconnect(t *testing.T) {
 }
 
 // TestRefusalLeeway: tokens issued within Config.Leeway before the refusal time are accepted
-// (another node's clock may be that far behind), older ones are not.
+// (another node's clock may be that far behind), older ones are not; over both transports.
 func TestRefusalLeeway(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -254,22 +262,27 @@ func TestRefusalLeeway(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			synctest.Test(t, func(t *testing.T) {
-				h := newHub(t, func(c *notify.Config) { c.Leeway = 5 * time.Second })
-				srv := servePipe(t, h)
-				signout := time.Now()
-				if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: signout}); err != nil {
-					t.Fatal(err)
-				}
-				tok := signed(t, "alice", signout.Add(-tc.iat))
-				if tc.ok {
-					dialPipe(t, srv, tok).WS.Close()
-					return
-				}
-				if status, _ := refusedWith(t, srv, tok); status != http.StatusUnauthorized {
-					t.Fatalf("status %d, want 401", status)
-				}
-			})
+			for _, tr := range pipeTransports {
+				t.Run(tr.name, func(t *testing.T) {
+					t.Parallel()
+					synctest.Test(t, func(t *testing.T) {
+						h := newHub(t, func(c *notify.Config) { c.Leeway = 5 * time.Second })
+						srv := servePipe(t, h)
+						signout := time.Now()
+						if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: signout}); err != nil {
+							t.Fatal(err)
+						}
+						tok := signed(t, "alice", signout.Add(-tc.iat))
+						if tc.ok {
+							dialVia(t, tr.dial, srv, tr.url, tok).Close()
+							return
+						}
+						if status, _ := refusedVia(t, tr.dial, srv, tr.url, tok); status != http.StatusUnauthorized {
+							t.Fatalf("status %d, want 401", status)
+						}
+					})
+				})
+			}
 		})
 	}
 }
@@ -380,24 +393,29 @@ func TestSendReport(t *testing.T) {
 
 // TestRefusalSameSecond: without leeway, a token issued in the second of the refusal is
 // refused (it may be the old token of a tab that logged out in that second); the next
-// second's is not.
+// second's is not. Over both transports.
 func TestRefusalSameSecond(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		h := newHub(t, nil)
-		srv := servePipe(t, h)
-		signout := time.Now().Add(-time.Second)
-		if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: signout}); err != nil {
-			t.Fatal(err)
-		}
-		if got, err := h.RefusedBefore(context.Background(), "alice"); err != nil || !got.Equal(signout) {
-			t.Fatalf("RefusedBefore = %v, %v; want %v", got, err, signout)
-		}
-		if status, _ := refusedWith(t, srv, signed(t, "alice", signout)); status != http.StatusUnauthorized {
-			t.Fatalf("status %d, want 401", status)
-		}
-		dialPipe(t, srv, signed(t, "alice", signout.Add(time.Second))).WS.Close()
-	})
+	for _, tc := range pipeTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				h := newHub(t, nil)
+				srv := servePipe(t, h)
+				signout := time.Now().Add(-time.Second)
+				if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: signout}); err != nil {
+					t.Fatal(err)
+				}
+				if got, err := h.RefusedBefore(context.Background(), "alice"); err != nil || !got.Equal(signout) {
+					t.Fatalf("RefusedBefore = %v, %v; want %v", got, err, signout)
+				}
+				if status, _ := refusedVia(t, tc.dial, srv, tc.url, signed(t, "alice", signout)); status != http.StatusUnauthorized {
+					t.Fatalf("status %d, want 401", status)
+				}
+				dialVia(t, tc.dial, srv, tc.url, signed(t, "alice", signout.Add(time.Second))).Close()
+			})
+		})
+	}
 }
 
 // TestDisconnectSweep: two seconds after a Disconnect with a refusal, its sweep closes the
@@ -487,61 +505,67 @@ func TestDisconnectSweep(t *testing.T) {
 
 // TestOnlineWhenFirstSessionFails: the user's first session fails before its welcome while a
 // second one starts: OnOnline still fires once (when the first leaves), then OnOffline once.
+// Over both transports: a stream turned away before its welcome ends with a 1013 close event.
 func TestOnlineWhenFirstSessionFails(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex
-		var log []string
-		add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
-		release := make(chan struct{})
-		var calls atomic.Int32
-		h := newHub(t, func(c *notify.Config) {
-			c.OnOnline = func(u string) { add("online " + u) }
-			c.OnOffline = func(u string) { add("offline " + u) }
-			c.Subscriptions = func(context.Context, notify.Identity) ([]string, error) {
-				if calls.Add(1) == 1 {
-					<-release // until the second session is welcomed
-					return nil, errors.New("first session fails")
+	for _, tc := range pipeTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				var log []string
+				add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
+				release := make(chan struct{})
+				var calls atomic.Int32
+				h := newHub(t, func(c *notify.Config) {
+					c.OnOnline = func(u string) { add("online " + u) }
+					c.OnOffline = func(u string) { add("offline " + u) }
+					c.Subscriptions = func(context.Context, notify.Identity) ([]string, error) {
+						if calls.Add(1) == 1 {
+							<-release // until the second session is welcomed
+							return nil, errors.New("first session fails")
+						}
+						return nil, nil
+					}
+				})
+				srv := servePipe(t, h)
+				tok := token(t, h, "alice")
+				dialed := make(chan *client, 1)
+				go func() {
+					c, _, err := tc.dial(srv, t, tc.url, bearer(tok))
+					if err != nil {
+						t.Error(err)
+					}
+					dialed <- c
+				}()
+				synctest.Wait()
+				if n := calls.Load(); n != 1 {
+					t.Fatalf("%d Topics calls, want the first session's", n)
 				}
-				return nil, nil
-			}
+				second := dialVia(t, tc.dial, srv, tc.url, token(t, h, "alice"))
+				close(release)
+				first := <-dialed
+				if first == nil {
+					t.FailNow()
+				}
+				if code := first.CloseCode(); code != 1013 {
+					t.Fatalf("first session closed with %d, want 1013", code)
+				}
+				synctest.Wait() // the first session has ended
+				if s := h.Stats(); s.Online != 1 {
+					t.Fatalf("Online %d after the first session ended, want 1", s.Online)
+				}
+				second.Close()
+				synctest.Wait()
+				if s := h.Stats(); s.Offline != 1 {
+					t.Fatalf("Offline %d after the second session ended, want 1", s.Offline)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if got := strings.Join(log, "|"); got != "online alice|offline alice" {
+					t.Fatalf("hooks %q", got)
+				}
+			})
 		})
-		srv := servePipe(t, h)
-		tok := token(t, h, "alice")
-		dialed := make(chan *client, 1)
-		go func() {
-			c, _, err := srv.Dial(t, pipeURL(srv), bearer(tok))
-			if err != nil {
-				t.Error(err)
-			}
-			dialed <- c
-		}()
-		synctest.Wait()
-		if n := calls.Load(); n != 1 {
-			t.Fatalf("%d Topics calls, want the first session's", n)
-		}
-		second := dialPipe(t, srv, token(t, h, "alice"))
-		close(release)
-		first := <-dialed
-		if first == nil {
-			t.FailNow()
-		}
-		if code := first.CloseCode(); code != 1013 {
-			t.Fatalf("first session closed with %d, want 1013", code)
-		}
-		synctest.Wait() // the first session has ended
-		if s := h.Stats(); s.Online != 1 {
-			t.Fatalf("Online %d after the first session ended, want 1", s.Online)
-		}
-		second.WS.Close()
-		synctest.Wait()
-		if s := h.Stats(); s.Offline != 1 {
-			t.Fatalf("Offline %d after the second session ended, want 1", s.Offline)
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if got := strings.Join(log, "|"); got != "online alice|offline alice" {
-			t.Fatalf("hooks %q", got)
-		}
-	})
+	}
 }
