@@ -37,9 +37,16 @@ func signed(t testing.TB, user string, iat time.Time) string {
 // refusedWith dials p with tok and returns the status and body of the refused upgrade.
 func refusedWith(t testing.TB, p *wstest.PipeServer, tok string) (int, string) {
 	t.Helper()
-	c, resp, err := p.Dial(t, pipeURL(p), bearer(tok))
+	return refusedVia(t, (*wstest.PipeServer).Dial, p, pipeURL(p), tok)
+}
+
+// refusedVia is refusedWith through dial at u: a WebSocket upgrade or an event stream.
+func refusedVia(t testing.TB, dial func(*wstest.PipeServer, testing.TB, string, http.Header) (*client, *http.Response, error),
+	p *wstest.PipeServer, u, tok string) (int, string) {
+	t.Helper()
+	c, resp, err := dial(p, t, u, bearer(tok))
 	if err == nil {
-		c.WS.Close()
+		c.Close()
 		t.Fatal("upgrade succeeded, want it refused")
 	}
 	if resp == nil {
@@ -76,115 +83,172 @@ func TestPresenceBadInput(t *testing.T) {
 	}
 }
 
-// TestPresenceAndHooks: presence lists the sessions with their IDs; the session hooks get the
-// identity, OnOnline and OnOffline fire once per transition, and Stats agree.
-func TestPresenceAndHooks(t *testing.T) {
-	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex
-		var log []string
-		add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
-		h := newHub(t, func(c *notify.Config) {
-			c.OnSessionStart = func(id notify.Identity, s notify.SessionInfo) { add("start " + id.UserID + " " + s.ID) }
-			c.OnSessionEnd = func(id notify.Identity, s notify.SessionInfo) { add("end " + id.UserID + " " + s.ID) }
-			c.OnOnline = func(u string) { add("online " + u) }
-			c.OnOffline = func(u string) { add("offline " + u) }
-		})
-		srv := servePipe(t, h)
-		c1, w1 := srv.Welcome(t, pipeURL(srv), token(t, h, "alice"))
-		c2, w2 := srv.Welcome(t, pipeURL(srv), token(t, h, "alice"))
-		synctest.Wait() // the sessions' hooks have run (after their welcomes)
-		p, err := h.Presence(context.Background(), "alice")
-		if err != nil || len(p) != 2 || p[0].ID != w1["session"] || p[1].ID != w2["session"] || p[0].Node == "" {
-			t.Fatalf("Presence = %+v, %v; want the two sessions %v, %v", p, err, w1["session"], w2["session"])
-		}
-		if s := h.Stats(); s.Present != 2 || s.Online != 1 || s.Offline != 0 {
-			t.Fatalf("stats with two sessions: Present %d Online %d Offline %d", s.Present, s.Online, s.Offline)
-		}
-		c1.WS.Close()
-		synctest.Wait() // the first session has ended
-		if s := h.Stats(); s.Present != 1 {
-			t.Fatalf("Present %d after the first session ended, want 1", s.Present)
-		}
-		c2.WS.Close()
-		synctest.Wait()
-		if s := h.Stats(); s.Present != 0 {
-			t.Fatalf("Present %d after the second session ended, want 0", s.Present)
-		}
-		s1, s2 := w1["session"].(string), w2["session"].(string)
-		want := "start alice " + s1 + "|online alice|start alice " + s2 + "|end alice " + s1 + "|end alice " + s2 + "|offline alice"
-		mu.Lock()
-		got := strings.Join(log, "|")
-		mu.Unlock()
-		if got != want {
-			t.Fatalf("hooks:\n got %s\nwant %s", got, want)
-		}
-		if s := h.Stats(); s.Online != 1 || s.Offline != 1 {
-			t.Fatalf("stats: Online %d Offline %d, want 1 1", s.Online, s.Offline)
-		}
-		if p, _ := h.Presence(context.Background(), "alice"); len(p) != 0 {
-			t.Fatalf("Presence after both left: %+v", p)
-		}
-	})
+// pipeTransports are the hub's two transports over a PipeServer, for the tests that run in
+// synctest bubbles.
+var pipeTransports = []struct {
+	name string
+	dial func(*wstest.PipeServer, testing.TB, string, http.Header) (*client, *http.Response, error)
+	url  string // only its path and query matter to the PipeServer
+}{
+	{"websocket", (*wstest.PipeServer).Dial, "ws://pipe/notify/ws"},
+	{"sse", (*wstest.PipeServer).DialSSE, "http://pipe/notify/sse"},
 }
 
-// TestDisconnect: every session closes with 4001; with a refusal, the old token gets 401 with
-// the reason at connect and, in a refresh, an error frame and close 4001; a token issued after
-// it connects.
+// dialVia is welcomeVia's client.
+func dialVia(t testing.TB, dial func(*wstest.PipeServer, testing.TB, string, http.Header) (*client, *http.Response, error),
+	p *wstest.PipeServer, u, tok string) *client {
+	t.Helper()
+	c, _ := welcomeVia(t, dial, p, u, tok)
+	return c
+}
+
+// welcomeVia opens a session with tok through dial at u on p and reads its welcome.
+func welcomeVia(t testing.TB, dial func(*wstest.PipeServer, testing.TB, string, http.Header) (*client, *http.Response, error),
+	p *wstest.PipeServer, u, tok string) (*client, map[string]any) {
+	t.Helper()
+	c, _, err := dial(p, t, u, bearer(tok))
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	w := c.Next()
+	if w["op"] != "welcome" {
+		t.Fatalf("first frame %v, want welcome", w)
+	}
+	return c, w
+}
+
+// TestPresenceAndHooks, over both transports: presence lists the sessions with their IDs and
+// transport; the session hooks get the identity, OnOnline and OnOffline fire once per
+// transition, and Stats agree.
+func TestPresenceAndHooks(t *testing.T) {
+	t.Parallel()
+	for _, tc := range pipeTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				var log []string
+				add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
+				h := newHub(t, func(c *notify.Config) {
+					c.OnSessionStart = func(id notify.Identity, s notify.SessionInfo) { add("start " + id.UserID + " " + s.ID) }
+					c.OnSessionEnd = func(id notify.Identity, s notify.SessionInfo) { add("end " + id.UserID + " " + s.ID) }
+					c.OnOnline = func(u string) { add("online " + u) }
+					c.OnOffline = func(u string) { add("offline " + u) }
+				})
+				srv := servePipe(t, h)
+				c1, w1 := welcomeVia(t, tc.dial, srv, tc.url, token(t, h, "alice"))
+				c2, w2 := welcomeVia(t, tc.dial, srv, tc.url, token(t, h, "alice"))
+				synctest.Wait() // the sessions' hooks have run (after their welcomes)
+				p, err := h.Presence(context.Background(), "alice")
+				if err != nil || len(p) != 2 || p[0].ID != w1["session"] || p[1].ID != w2["session"] || p[0].Node == "" {
+					t.Fatalf("Presence = %+v, %v; want the two sessions %v, %v", p, err, w1["session"], w2["session"])
+				}
+				if p[0].Transport != tc.name || p[1].Transport != tc.name {
+					t.Fatalf("Presence = %+v, want both over %s", p, tc.name)
+				}
+				if s := h.Stats(); s.Present != 2 || s.Online != 1 || s.Offline != 0 {
+					t.Fatalf("stats with two sessions: Present %d Online %d Offline %d", s.Present, s.Online, s.Offline)
+				}
+				c1.Close()
+				synctest.Wait() // the first session has ended
+				if s := h.Stats(); s.Present != 1 {
+					t.Fatalf("Present %d after the first session ended, want 1", s.Present)
+				}
+				c2.Close()
+				synctest.Wait()
+				if s := h.Stats(); s.Present != 0 {
+					t.Fatalf("Present %d after the second session ended, want 0", s.Present)
+				}
+				s1, s2 := w1["session"].(string), w2["session"].(string)
+				want := "start alice " + s1 + "|online alice|start alice " + s2 + "|end alice " + s1 + "|end alice " + s2 + "|offline alice"
+				mu.Lock()
+				got := strings.Join(log, "|")
+				mu.Unlock()
+				if got != want {
+					t.Fatalf("hooks:\n got %s\nwant %s", got, want)
+				}
+				if s := h.Stats(); s.Online != 1 || s.Offline != 1 {
+					t.Fatalf("stats: Online %d Offline %d, want 1 1", s.Online, s.Offline)
+				}
+				if p, _ := h.Presence(context.Background(), "alice"); len(p) != 0 {
+					t.Fatalf("Presence after both left: %+v", p)
+				}
+			})
+		})
+	}
+}
+
+// TestDisconnect, over both transports: every session closes with 4001; with a refusal, the
+// old token gets 401 with the reason at connect and, in a refresh, an error frame and close
+// 4001; a token issued after it connects.
 func TestDisconnect(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		h := newHub(t, nil)
-		srv := servePipe(t, h)
-		old := signed(t, "alice", time.Now().Add(-time.Hour))
-		a1, a2 := dialPipe(t, srv, old), dialPipe(t, srv, old)
-		bob := dialPipe(t, srv, token(t, h, "bob"))
-		// Another session, whose refresh comes after the refusal.
-		a3 := dialPipe(t, srv, old)
-		if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range []*client{a1, a2, a3} {
-			if code := c.CloseCode(); code != int(notify.CloseSignedOut) {
-				t.Fatalf("close code %d, want %d", code, notify.CloseSignedOut)
-			}
-		}
-		// Without a refusal the old token still connects.
-		a4 := dialPipe(t, srv, old)
-		if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: time.Now().Add(-time.Second)}); err != nil {
-			t.Fatal(err)
-		}
-		if code := a4.CloseCode(); code != int(notify.CloseSignedOut) {
-			t.Fatalf("close code %d, want %d", code, notify.CloseSignedOut)
-		}
-		status, body := refusedWith(t, srv, old)
-		if status != http.StatusUnauthorized || body != "notify: unauthorized: token issued before the user was signed out" {
-			t.Fatalf("old token at connect: %d %q", status, body)
-		}
-		status, body = refusedWith(t, srv, signed(t, "alice", time.Time{}))
-		if status != http.StatusUnauthorized || !strings.Contains(body, "no iat") {
-			t.Fatalf("token without iat at connect: %d %q", status, body)
-		}
-		if got := h.Stats().Refused["signed_out"]; got != 2 {
-			t.Fatalf("Refused[signed_out] = %d, want 2", got)
-		}
-		// A fresh token connects; a refresh with the old one ends the session.
-		fresh := dialPipe(t, srv, signed(t, "alice", time.Now()))
-		fresh.Send(map[string]any{"op": "refresh", "token": old})
-		if m := fresh.NextNonPing(); m["op"] != "error" || m["code"] != "invalid_token" ||
-			m["reason"] != "unauthorized: token issued before the user was signed out" {
-			t.Fatalf("refresh with the old token: %v", m)
-		}
-		if code := fresh.CloseCode(); code != int(notify.CloseSignedOut) {
-			t.Fatalf("close code %d after the refused refresh, want %d", code, notify.CloseSignedOut)
-		}
-		// bob was not touched.
-		expectMarker(t, h, bob, "bob")
-	})
+	for _, tc := range pipeTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				h := newHub(t, nil)
+				srv := servePipe(t, h)
+				open := func(tok string) *client {
+					t.Helper()
+					c, _ := welcomeVia(t, tc.dial, srv, tc.url, tok)
+					return c
+				}
+				refused := func(tok string) (int, string) {
+					t.Helper()
+					return refusedVia(t, tc.dial, srv, tc.url, tok)
+				}
+				old := signed(t, "alice", time.Now().Add(-time.Hour))
+				a1, a2 := open(old), open(old)
+				bob := open(token(t, h, "bob"))
+				// Another session, whose refresh comes after the refusal.
+				a3 := open(old)
+				if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				for _, c := range []*client{a1, a2, a3} {
+					if code := c.CloseCode(); code != int(notify.CloseSignedOut) {
+						t.Fatalf("close code %d, want %d", code, notify.CloseSignedOut)
+					}
+				}
+				// Without a refusal the old token still connects.
+				a4 := open(old)
+				if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: time.Now().Add(-time.Second)}); err != nil {
+					t.Fatal(err)
+				}
+				if code := a4.CloseCode(); code != int(notify.CloseSignedOut) {
+					t.Fatalf("close code %d, want %d", code, notify.CloseSignedOut)
+				}
+				status, body := refused(old)
+				if status != http.StatusUnauthorized || body != "notify: unauthorized: token issued before the user was signed out" {
+					t.Fatalf("old token at connect: %d %q", status, body)
+				}
+				status, body = refused(signed(t, "alice", time.Time{}))
+				if status != http.StatusUnauthorized || !strings.Contains(body, "no iat") {
+					t.Fatalf("token without iat at connect: %d %q", status, body)
+				}
+				if got := h.Stats().Refused["signed_out"]; got != 2 {
+					t.Fatalf("Refused[signed_out] = %d, want 2", got)
+				}
+				// A fresh token connects; a refresh with the old one ends the session.
+				fresh := open(signed(t, "alice", time.Now()))
+				fresh.Send(map[string]any{"op": "refresh", "token": old})
+				if m := fresh.NextNonPing(); m["op"] != "error" || m["code"] != "invalid_token" ||
+					m["reason"] != "unauthorized: token issued before the user was signed out" {
+					t.Fatalf("refresh with the old token: %v", m)
+				}
+				if code := fresh.CloseCode(); code != int(notify.CloseSignedOut) {
+					t.Fatalf("close code %d after the refused refresh, want %d", code, notify.CloseSignedOut)
+				}
+				// bob was not touched.
+				expectMarker(t, h, bob, "bob")
+			})
+		})
+	}
 }
 
 // TestRefusalLeeway: tokens issued within Config.Leeway before the refusal time are accepted
-// (another node's clock may be that far behind), older ones are not.
+// (another node's clock may be that far behind), older ones are not; over both transports.
 func TestRefusalLeeway(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -198,22 +262,27 @@ func TestRefusalLeeway(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			synctest.Test(t, func(t *testing.T) {
-				h := newHub(t, func(c *notify.Config) { c.Leeway = 5 * time.Second })
-				srv := servePipe(t, h)
-				signout := time.Now()
-				if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: signout}); err != nil {
-					t.Fatal(err)
-				}
-				tok := signed(t, "alice", signout.Add(-tc.iat))
-				if tc.ok {
-					dialPipe(t, srv, tok).WS.Close()
-					return
-				}
-				if status, _ := refusedWith(t, srv, tok); status != http.StatusUnauthorized {
-					t.Fatalf("status %d, want 401", status)
-				}
-			})
+			for _, tr := range pipeTransports {
+				t.Run(tr.name, func(t *testing.T) {
+					t.Parallel()
+					synctest.Test(t, func(t *testing.T) {
+						h := newHub(t, func(c *notify.Config) { c.Leeway = 5 * time.Second })
+						srv := servePipe(t, h)
+						signout := time.Now()
+						if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: signout}); err != nil {
+							t.Fatal(err)
+						}
+						tok := signed(t, "alice", signout.Add(-tc.iat))
+						if tc.ok {
+							dialVia(t, tr.dial, srv, tr.url, tok).Close()
+							return
+						}
+						if status, _ := refusedVia(t, tr.dial, srv, tr.url, tok); status != http.StatusUnauthorized {
+							t.Fatalf("status %d, want 401", status)
+						}
+					})
+				})
+			}
 		})
 	}
 }
@@ -324,24 +393,29 @@ func TestSendReport(t *testing.T) {
 
 // TestRefusalSameSecond: without leeway, a token issued in the second of the refusal is
 // refused (it may be the old token of a tab that logged out in that second); the next
-// second's is not.
+// second's is not. Over both transports.
 func TestRefusalSameSecond(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		h := newHub(t, nil)
-		srv := servePipe(t, h)
-		signout := time.Now().Add(-time.Second)
-		if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: signout}); err != nil {
-			t.Fatal(err)
-		}
-		if got, err := h.RefusedBefore(context.Background(), "alice"); err != nil || !got.Equal(signout) {
-			t.Fatalf("RefusedBefore = %v, %v; want %v", got, err, signout)
-		}
-		if status, _ := refusedWith(t, srv, signed(t, "alice", signout)); status != http.StatusUnauthorized {
-			t.Fatalf("status %d, want 401", status)
-		}
-		dialPipe(t, srv, signed(t, "alice", signout.Add(time.Second))).WS.Close()
-	})
+	for _, tc := range pipeTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				h := newHub(t, nil)
+				srv := servePipe(t, h)
+				signout := time.Now().Add(-time.Second)
+				if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: signout}); err != nil {
+					t.Fatal(err)
+				}
+				if got, err := h.RefusedBefore(context.Background(), "alice"); err != nil || !got.Equal(signout) {
+					t.Fatalf("RefusedBefore = %v, %v; want %v", got, err, signout)
+				}
+				if status, _ := refusedVia(t, tc.dial, srv, tc.url, signed(t, "alice", signout)); status != http.StatusUnauthorized {
+					t.Fatalf("status %d, want 401", status)
+				}
+				dialVia(t, tc.dial, srv, tc.url, signed(t, "alice", signout.Add(time.Second))).Close()
+			})
+		})
+	}
 }
 
 // TestDisconnectSweep: two seconds after a Disconnect with a refusal, its sweep closes the
@@ -349,133 +423,149 @@ func TestRefusalSameSecond(t *testing.T) {
 // those with a newer token, or with one a refresh brought up to date. The sessions that miss
 // the command are the race the sweep is for: their connects passed the refusal check before
 // the refusal was recorded (Config.Subscriptions holds them there), and reached the hub's index
-// after the command. On a synctest bubble's clock the sweep comes at its exact time.
+// after the command. On a synctest bubble's clock the sweep comes at its exact time. Over both
+// transports; an event stream's refresh is a POST, authenticated with the fresh token.
 func TestDisconnectSweep(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		release := make(chan struct{})
-		var hold atomic.Bool
-		hold.Store(true)
-		h := newHub(t, func(c *notify.Config) {
-			c.Subscriptions = func(context.Context, notify.Identity) ([]string, error) {
-				if hold.Load() {
-					<-release
+	for _, tc := range pipeTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				release := make(chan struct{})
+				var hold atomic.Bool
+				hold.Store(true)
+				h := newHub(t, func(c *notify.Config) {
+					c.Subscriptions = func(context.Context, notify.Identity) ([]string, error) {
+						if hold.Load() {
+							<-release
+						}
+						return nil, nil
+					}
+				})
+				srv := servePipe(t, h)
+				connect := func(tok string) <-chan *client {
+					dialed := make(chan *client, 1)
+					go func() {
+						c, _, err := tc.dial(srv, t, tc.url, bearer(tok))
+						if err != nil {
+							t.Error(err)
+						}
+						dialed <- c
+					}()
+					return dialed
 				}
-				return nil, nil
-			}
-		})
-		srv := servePipe(t, h)
-		connect := func(tok string) <-chan *client {
-			dialed := make(chan *client, 1)
-			go func() {
-				c, _, err := srv.Dial(t, pipeURL(srv), bearer(tok))
-				if err != nil {
-					t.Error(err)
+				welcomed := func(dialed <-chan *client) *client {
+					t.Helper()
+					c := <-dialed
+					if c == nil {
+						t.FailNow()
+					}
+					if m := c.NextNonPing(); m["op"] != "welcome" {
+						t.Fatalf("got %v, want the welcome", m)
+					}
+					return c
 				}
-				dialed <- c
-			}()
-			return dialed
-		}
-		welcomed := func(dialed <-chan *client) *client {
-			t.Helper()
-			c := <-dialed
-			if c == nil {
-				t.FailNow()
-			}
-			if m := c.NextNonPing(); m["op"] != "welcome" {
-				t.Fatalf("got %v, want the welcome", m)
-			}
-			return c
-		}
-		old := connect(signed(t, "alice", time.Now().Add(-time.Hour)))
-		noIat := connect(signed(t, "alice", time.Time{}))
-		refreshed := connect(signed(t, "alice", time.Now().Add(-time.Hour)))
-		synctest.Wait() // the three connects wait in Config.Subscriptions
+				old := connect(signed(t, "alice", time.Now().Add(-time.Hour)))
+				noIat := connect(signed(t, "alice", time.Time{}))
+				refreshed := connect(signed(t, "alice", time.Now().Add(-time.Hour)))
+				synctest.Wait() // the three connects wait in Config.Subscriptions
 
-		start := time.Now()
-		before := start.Add(-2 * time.Second)
-		if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: before}); err != nil {
-			t.Fatal(err)
-		}
-		hold.Store(false)
-		close(release)
-		missed := []*client{welcomed(old), welcomed(noIat)}
-		r := welcomed(refreshed)
-		fresh := dialPipe(t, srv, signed(t, "alice", time.Now()))
-		r.Send(map[string]any{"op": "refresh", "token": signed(t, "alice", time.Now())})
-		if m := r.NextNonPing(); m["op"] != "refreshed" {
-			t.Fatalf("refresh: %v", m)
-		}
-		for _, c := range missed {
-			if code := c.CloseCode(); code != int(notify.CloseSignedOut) {
-				t.Fatalf("close %d, want 4001", code)
-			}
-			if at := time.Since(start); at != 2*time.Second {
-				t.Fatalf("closed %v after the Disconnect, want 2s (the sweep)", at)
-			}
-		}
-		expectMarker(t, h, fresh, "alice")
-		expectMarker(t, h, r, "alice")
-	})
+				start := time.Now()
+				before := start.Add(-2 * time.Second)
+				if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{RefuseBefore: before}); err != nil {
+					t.Fatal(err)
+				}
+				hold.Store(false)
+				close(release)
+				missed := []*client{welcomed(old), welcomed(noIat)}
+				r := welcomed(refreshed)
+				fresh, _ := welcomeVia(t, tc.dial, srv, tc.url, signed(t, "alice", time.Now()))
+				newer := signed(t, "alice", time.Now())
+				if r.SSE() {
+					r.SetBearer(newer) // the POST itself is authenticated: the stream's old token is refused
+				}
+				r.Send(map[string]any{"op": "refresh", "token": newer})
+				if m := r.NextNonPing(); m["op"] != "refreshed" {
+					t.Fatalf("refresh: %v", m)
+				}
+				for _, c := range missed {
+					if code := c.CloseCode(); code != int(notify.CloseSignedOut) {
+						t.Fatalf("close %d, want 4001", code)
+					}
+					if at := time.Since(start); at != 2*time.Second {
+						t.Fatalf("closed %v after the Disconnect, want 2s (the sweep)", at)
+					}
+				}
+				expectMarker(t, h, fresh, "alice")
+				expectMarker(t, h, r, "alice")
+			})
+		})
+	}
 }
 
 // TestOnlineWhenFirstSessionFails: the user's first session fails before its welcome while a
 // second one starts: OnOnline still fires once (when the first leaves), then OnOffline once.
+// Over both transports: a stream turned away before its welcome ends with a 1013 close event.
 func TestOnlineWhenFirstSessionFails(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex
-		var log []string
-		add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
-		release := make(chan struct{})
-		var calls atomic.Int32
-		h := newHub(t, func(c *notify.Config) {
-			c.OnOnline = func(u string) { add("online " + u) }
-			c.OnOffline = func(u string) { add("offline " + u) }
-			c.Subscriptions = func(context.Context, notify.Identity) ([]string, error) {
-				if calls.Add(1) == 1 {
-					<-release // until the second session is welcomed
-					return nil, errors.New("first session fails")
+	for _, tc := range pipeTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				var log []string
+				add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
+				release := make(chan struct{})
+				var calls atomic.Int32
+				h := newHub(t, func(c *notify.Config) {
+					c.OnOnline = func(u string) { add("online " + u) }
+					c.OnOffline = func(u string) { add("offline " + u) }
+					c.Subscriptions = func(context.Context, notify.Identity) ([]string, error) {
+						if calls.Add(1) == 1 {
+							<-release // until the second session is welcomed
+							return nil, errors.New("first session fails")
+						}
+						return nil, nil
+					}
+				})
+				srv := servePipe(t, h)
+				tok := token(t, h, "alice")
+				dialed := make(chan *client, 1)
+				go func() {
+					c, _, err := tc.dial(srv, t, tc.url, bearer(tok))
+					if err != nil {
+						t.Error(err)
+					}
+					dialed <- c
+				}()
+				synctest.Wait()
+				if n := calls.Load(); n != 1 {
+					t.Fatalf("%d Topics calls, want the first session's", n)
 				}
-				return nil, nil
-			}
+				second := dialVia(t, tc.dial, srv, tc.url, token(t, h, "alice"))
+				close(release)
+				first := <-dialed
+				if first == nil {
+					t.FailNow()
+				}
+				if code := first.CloseCode(); code != 1013 {
+					t.Fatalf("first session closed with %d, want 1013", code)
+				}
+				synctest.Wait() // the first session has ended
+				if s := h.Stats(); s.Online != 1 {
+					t.Fatalf("Online %d after the first session ended, want 1", s.Online)
+				}
+				second.Close()
+				synctest.Wait()
+				if s := h.Stats(); s.Offline != 1 {
+					t.Fatalf("Offline %d after the second session ended, want 1", s.Offline)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if got := strings.Join(log, "|"); got != "online alice|offline alice" {
+					t.Fatalf("hooks %q", got)
+				}
+			})
 		})
-		srv := servePipe(t, h)
-		tok := token(t, h, "alice")
-		dialed := make(chan *client, 1)
-		go func() {
-			c, _, err := srv.Dial(t, pipeURL(srv), bearer(tok))
-			if err != nil {
-				t.Error(err)
-			}
-			dialed <- c
-		}()
-		synctest.Wait()
-		if n := calls.Load(); n != 1 {
-			t.Fatalf("%d Topics calls, want the first session's", n)
-		}
-		second := dialPipe(t, srv, token(t, h, "alice"))
-		close(release)
-		first := <-dialed
-		if first == nil {
-			t.FailNow()
-		}
-		if code := first.CloseCode(); code != 1013 {
-			t.Fatalf("first session closed with %d, want 1013", code)
-		}
-		synctest.Wait() // the first session has ended
-		if s := h.Stats(); s.Online != 1 {
-			t.Fatalf("Online %d after the first session ended, want 1", s.Online)
-		}
-		second.WS.Close()
-		synctest.Wait()
-		if s := h.Stats(); s.Offline != 1 {
-			t.Fatalf("Offline %d after the second session ended, want 1", s.Offline)
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if got := strings.Join(log, "|"); got != "online alice|offline alice" {
-			t.Fatalf("hooks %q", got)
-		}
-	})
+	}
 }

@@ -24,8 +24,9 @@ func (s *session) subscribeUserAhead(ctx context.Context) {
 // tokens are refused, read in the same step. When presence cannot be reached, joined is false
 // and the session goes on, to be turned away with 1013 before its welcome like a session
 // whose stream the broker cannot subscribe (see connected).
-func (s *session) joinPresence(ctx context.Context, node string) (refusedBefore time.Time, joined bool) {
-	s.info = SessionInfo{ID: s.id, UserID: s.user, Node: node, ConnectedAt: time.Now().Truncate(time.Millisecond)}
+func (s *session) joinPresence(ctx context.Context, node string, kind transportKind) (refusedBefore time.Time, joined bool) {
+	s.info = SessionInfo{ID: s.id, UserID: s.user, Node: node, ConnectedAt: time.Now().Truncate(time.Millisecond),
+		Transport: kind.String()}
 	n, before, err := s.host.joinPresence(ctx, s.info)
 	if err != nil {
 		s.host.metrics().brokerErrors.Add(1)
@@ -70,7 +71,7 @@ func (s *session) connected(ctx context.Context, t transport) {
 		return
 	}
 	s.welcomed = true
-	s.host.metrics().connects.Add(1)
+	s.host.metrics().connects[s.t.kind()].Add(1)
 	grants, expires := s.token()
 	welcome := wire.Control{Op: "welcome", User: s.user, Session: s.id, Ping: int64(cfg.PingInterval / time.Second),
 		Epoch: pos.Epoch, Offset: pos.Offset, Recovered: recovered}
@@ -143,7 +144,7 @@ func (s *session) teardown() {
 	connected := s.giveBack(heldConnection)
 	if connected {
 		ctx = s.ctx
-		s.host.metrics().disconnected(s.out.endCode())
+		s.host.metrics().disconnected(s.t.kind(), s.out.endCode())
 		s.close(CloseNormal) // stops the timer; a no-op on the wire after a close
 	}
 	if s.giveBack(heldIndex) {

@@ -58,7 +58,7 @@ func TestTeardown(t *testing.T) {
 					s.subscribeUserAhead(ctx)
 					synctest.Wait() // the subscription is under way first
 				}
-				s.joinPresence(ctx, "node")
+				s.joinPresence(ctx, "node", transportWebSocket)
 				if tc.upgraded {
 					s.connected(ctx, recordingTransport{h})
 				}
@@ -162,4 +162,5 @@ func (t recordingTransport) welcome([]byte, time.Duration) error {
 	t.h.add("welcome")
 	return nil
 }
-func (t recordingTransport) cut() {}
+func (t recordingTransport) cut()              {}
+func (recordingTransport) kind() transportKind { return transportWebSocket }

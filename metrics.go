@@ -23,6 +23,11 @@ type Stats struct {
 	// and this protocol does not define are counted under 0. Every code has an entry, zero
 	// included, so that an exporter's series exist before their first event.
 	Disconnects map[CloseCode]uint64
+	// SSEConnects and SSEDisconnects count the sessions over server-sent events, of Connects
+	// and Disconnects (the same keys); the rest are WebSockets. A stream's close code is the
+	// one its close event carried, or 1006 when the response broke off.
+	SSEConnects    uint64
+	SSEDisconnects map[CloseCode]uint64
 	// Refused counts upgrade requests answered without an upgrade, by reason: the 401 reasons
 	// ("no_token", "token_expired", "token_invalid", "token_too_large", and "signed_out" for a
 	// token [Hub.Disconnect] refused), "origin" (403),
@@ -35,7 +40,9 @@ type Stats struct {
 	Broadcasts uint64 // calls of Broadcast
 	Deliveries uint64 // events handed to sessions on this hub (one per session reached)
 
-	FramesWritten uint64 // WebSocket text frames written to clients (one may hold several events)
+	// FramesWritten counts the WebSocket text frames written to clients (one may hold several
+	// events) and, on event streams, the events one such frame would have held, written together.
+	FramesWritten uint64
 	BytesWritten  uint64 // their payload bytes
 
 	SlowConsumers uint64 // sessions closed with CloseSlowConsumer
@@ -103,8 +110,8 @@ var refusalLabels = [...]string{refusedNoToken, refusedExpired, refusedInvalid, 
 // counters are a hub's metrics. Every field is an atomic: there is no lock, and each is
 // written where its event happens (the send path adds four atomic operations per call).
 type counters struct {
-	connects    atomic.Uint64
-	disconnects [len(knownCloseCodes) + 1]atomic.Uint64 // the last one: other codes
+	connects    [numTransports]atomic.Uint64
+	disconnects [numTransports][len(knownCloseCodes) + 1]atomic.Uint64 // the last one: other codes
 	refused     [len(refusalLabels)]atomic.Uint64
 
 	sends, publishes, broadcasts atomic.Uint64
@@ -125,14 +132,14 @@ func (m *counters) written(n int) {
 	m.bytes.Add(uint64(n))
 }
 
-func (m *counters) disconnected(code CloseCode) {
+func (m *counters) disconnected(t transportKind, code CloseCode) {
 	for i, k := range knownCloseCodes {
 		if k == code {
-			m.disconnects[i].Add(1)
+			m.disconnects[t][i].Add(1)
 			return
 		}
 	}
-	m.disconnects[len(knownCloseCodes)].Add(1)
+	m.disconnects[t][len(knownCloseCodes)].Add(1)
 }
 
 func (m *counters) refuse(label string) {
@@ -167,14 +174,18 @@ func (m *counters) recovery(recovered *bool) {
 
 // fill copies the counters into s.
 func (m *counters) fill(s *Stats) {
-	s.Connects = m.connects.Load()
-	s.Disconnects = make(map[CloseCode]uint64, len(m.disconnects))
-	for i := range m.disconnects {
+	s.SSEConnects = m.connects[transportSSE].Load()
+	s.Connects = m.connects[transportWebSocket].Load() + s.SSEConnects
+	s.Disconnects = make(map[CloseCode]uint64, len(knownCloseCodes)+1)
+	s.SSEDisconnects = make(map[CloseCode]uint64, len(knownCloseCodes)+1)
+	for i := range len(knownCloseCodes) + 1 {
 		var code CloseCode // 0: the others
 		if i < len(knownCloseCodes) {
 			code = knownCloseCodes[i]
 		}
-		s.Disconnects[code] = m.disconnects[i].Load()
+		sse := m.disconnects[transportSSE][i].Load()
+		s.SSEDisconnects[code] = sse
+		s.Disconnects[code] = m.disconnects[transportWebSocket][i].Load() + sse
 	}
 	s.Refused = make(map[string]uint64, len(refusalLabels))
 	for i, l := range refusalLabels {

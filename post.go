@@ -88,8 +88,13 @@ func (h *Hub) toSession(ctx context.Context, user, sessionID string, msg []byte)
 		h.stats.brokerErrors.Add(1)
 		return http.StatusServiceUnavailable
 	}
-	if !slices.ContainsFunc(sessions, func(s SessionInfo) bool { return s.ID == sessionID && s.Node != h.node }) {
-		return http.StatusNotFound // not the caller's, or gone: the same answer
+	// Only an event stream takes messages by POST: a WebSocket session's come on its socket.
+	// The answer is the same on every node, decided by presence: the caller's WebSocket
+	// session gets 404 here as on the node holding it, like another user's or an unknown one.
+	if !slices.ContainsFunc(sessions, func(s SessionInfo) bool {
+		return s.ID == sessionID && s.Node != h.node && s.Transport == transportSSE.String()
+	}) {
+		return http.StatusNotFound // not the caller's stream, or gone: the same answer
 	}
 	if err := h.command(ctx, user, command{Op: "message", Session: sessionID, Data: msg}); err != nil {
 		return http.StatusServiceUnavailable

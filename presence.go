@@ -17,6 +17,11 @@ type SessionInfo struct {
 	Node string
 	// ConnectedAt is when the session was admitted, to the millisecond.
 	ConnectedAt time.Time
+	// Transport is the session's transport: "websocket", or "sse" for a server-sent events
+	// stream, the only sessions a POST of the client's messages reaches (PROTOCOL.md,
+	// "Client messages"). A Presence must keep it; one that does not, or a node of a version
+	// before it, reports "" for the sessions it recorded, which count as WebSockets.
+	Transport string
 }
 
 // Presence keeps the cluster's view of who is connected and which tokens are refused: given

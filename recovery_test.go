@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -80,50 +81,58 @@ func expectEvents(t testing.TB, c *client, n int, typ string, p pos) pos {
 	return p
 }
 
+// TestRecoveryAfterReconnect, over both transports: the user stream recovers from the
+// position in the query (an event stream's client may give it there too, as on a socket)
+// and a topic from the subscribe message's, each with nothing lost or replayed twice.
 func TestRecoveryAfterReconnect(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, nil)
-	srv := wsURL(serve(t, h))
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t, nil)
+			srv := tc.url(serve(t, h))
 
-	c, w := reconnect(t, srv, h, "alice", nil)
-	if _, asked := w["recovered"]; asked {
-		t.Fatalf("welcome without a recovery request says recovered: %v", w)
-	}
-	userPos := posOf(t, w)
-	c.Send(map[string]any{"op": "subscribe", "topic": "news"})
-	sub := c.NextNonPing()
-	newsPos := posOf(t, sub)
-	c.WS.Close()
-	waitFor(t, "alice offline", func() bool { return h.LocalSessions("alice") == 0 })
+			c, w := reconnectVia(t, tc.dial, srv, h, "alice", nil)
+			if _, asked := w["recovered"]; asked {
+				t.Fatalf("welcome without a recovery request says recovered: %v", w)
+			}
+			userPos := posOf(t, w)
+			c.Send(map[string]any{"op": "subscribe", "topic": "news"})
+			sub := c.NextNonPing()
+			newsPos := posOf(t, sub)
+			c.Close()
+			waitFor(t, "alice offline", func() bool { return h.LocalSessions("alice") == 0 })
 
-	for i := range 50 {
-		h.Send(context.Background(), "alice", notify.Event{Type: "dm", Data: fmt.Sprintf("dm-%d", i)})
-		h.Publish(context.Background(), "news", notify.Event{Type: "headline", Data: fmt.Sprintf("headline-%d", i)})
-	}
+			for i := range 50 {
+				h.Send(context.Background(), "alice", notify.Event{Type: "dm", Data: fmt.Sprintf("dm-%d", i)})
+				h.Publish(context.Background(), "news", notify.Event{Type: "headline", Data: fmt.Sprintf("headline-%d", i)})
+			}
 
-	c, w = reconnect(t, srv, h, "alice", &userPos)
-	if w["recovered"] != true || posOf(t, w).offset != userPos.offset+50 {
-		t.Fatalf("welcome %v, want recovered at offset %d", w, userPos.offset+50)
-	}
-	userPos = expectEvents(t, c, 50, "dm", userPos)
-	c.Send(map[string]any{"op": "subscribe", "topic": "news", "epoch": newsPos.epoch, "offset": newsPos.offset})
-	if m := c.NextNonPing(); m["op"] != "subscribed" || m["recovered"] != true {
-		t.Fatalf("got %v, want subscribed and recovered", m)
-	}
-	newsPos = expectEvents(t, c, 50, "headline", newsPos)
+			c, w = reconnectVia(t, tc.dial, srv, h, "alice", &userPos)
+			if w["recovered"] != true || posOf(t, w).offset != userPos.offset+50 {
+				t.Fatalf("welcome %v, want recovered at offset %d", w, userPos.offset+50)
+			}
+			userPos = expectEvents(t, c, 50, "dm", userPos)
+			c.Send(map[string]any{"op": "subscribe", "topic": "news", "epoch": newsPos.epoch, "offset": newsPos.offset})
+			if m := c.NextNonPing(); m["op"] != "subscribed" || m["recovered"] != true {
+				t.Fatalf("got %v, want subscribed and recovered", m)
+			}
+			newsPos = expectEvents(t, c, 50, "headline", newsPos)
 
-	// Then live, with nothing replayed twice.
-	h.Send(context.Background(), "alice", notify.Event{Type: "dm", Data: "dm-0"})
-	expectEvents(t, c, 1, "dm", userPos)
-	h.Publish(context.Background(), "news", notify.Event{Type: "headline", Data: "headline-0"})
-	expectEvents(t, c, 1, "headline", newsPos)
-	// A marker on each stream: anything replayed twice would come before them.
-	h.Send(context.Background(), "alice", notify.Event{Type: "marker"})
-	h.Publish(context.Background(), "news", notify.Event{Type: "marker"})
-	for _, stream := range []string{"user", "news"} {
-		if m := c.NextNonPing(); m["type"] != "marker" || (stream == "news") != (m["topic"] == "news") {
-			t.Fatalf("got %v, want the %s stream's marker", m, stream)
-		}
+			// Then live, with nothing replayed twice.
+			h.Send(context.Background(), "alice", notify.Event{Type: "dm", Data: "dm-0"})
+			expectEvents(t, c, 1, "dm", userPos)
+			h.Publish(context.Background(), "news", notify.Event{Type: "headline", Data: "headline-0"})
+			expectEvents(t, c, 1, "headline", newsPos)
+			// A marker on each stream: anything replayed twice would come before them.
+			h.Send(context.Background(), "alice", notify.Event{Type: "marker"})
+			h.Publish(context.Background(), "news", notify.Event{Type: "marker"})
+			for _, stream := range []string{"user", "news"} {
+				if m := c.NextNonPing(); m["type"] != "marker" || (stream == "news") != (m["topic"] == "news") {
+					t.Fatalf("got %v, want the %s stream's marker", m, stream)
+				}
+			}
+		})
 	}
 }
 
@@ -261,14 +270,46 @@ func TestEphemeralEvents(t *testing.T) {
 	expectEvents(t, c, 1, "dm", p) // the typing indicator was not kept
 }
 
+// TestBadRecoveryOffset: a malformed offset in the query is refused with 400 before the
+// upgrade, or before the stream starts, the same on both transports.
 func TestBadRecoveryOffset(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, nil)
-	srv := serve(t, h)
-	status, body := upgrade(t, wsURL(srv)+"?epoch=abc&offset=-1", http.Header{"Authorization": {"Bearer " + token(t, h, "alice")}})
-	if status != 400 || strings.TrimSpace(body) != "notify: offset must be a non-negative integer" {
-		t.Fatalf("got %d %q", status, body)
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t, nil)
+			srv := serve(t, h)
+			u := tc.url(srv) + "?epoch=abc&offset=-1"
+			hdr := http.Header{"Authorization": {"Bearer " + token(t, h, "alice")}}
+			var status int
+			var body string
+			if tc.name == "websocket" {
+				status, body = upgrade(t, u, hdr)
+			} else {
+				status, body = get(t, u, hdr)
+			}
+			if status != 400 || strings.TrimSpace(body) != "notify: offset must be a non-negative integer" {
+				t.Fatalf("got %d %q", status, body)
+			}
+		})
 	}
+}
+
+// get answers a GET request with its status and body.
+func get(t testing.TB, u string, hdr http.Header) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = hdr
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // failingBroker is an in-process broker that cannot hand anything over: Publish fails, and so

@@ -112,7 +112,26 @@ type transport interface {
 	welcome(frame []byte, timeout time.Duration) error
 	// cut drops the connection now, without a close frame.
 	cut()
+	// kind says which transport it is, for the per-transport counters.
+	kind() transportKind
 }
+
+// transportKind is a transport's index in the per-transport counters.
+type transportKind uint8
+
+// String is the transport's name in SessionInfo.Transport and the metrics' labels.
+func (k transportKind) String() string {
+	if k == transportSSE {
+		return "sse"
+	}
+	return "websocket"
+}
+
+const (
+	transportWebSocket transportKind = iota
+	transportSSE
+	numTransports
+)
 
 // held is what a session holds outside itself: a bit is set once the thing is taken, and
 // teardown gives back what is set, each once, in the reverse order of the setup.

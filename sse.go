@@ -20,22 +20,26 @@ import (
 
 // sseTransport is a session's event stream. Its write loop is the handler's goroutine (run),
 // the only one that writes the response; its read loop (read) hands the session the client's
-// messages one at a time. mu guards frames, code and ended; the outbox hands it at most one data
-// frame at a time, plus the close.
+// messages one at a time, and runs only while some wait: the write loop starts it when a POST
+// has queued one (after the write under way, if any), and waits for it (readers) once the
+// stream is over, so that an idle stream costs no goroutine of its own beside the handler's. mu guards frames, code, ended, inbox and
+// reading; the outbox hands it at most one data frame at a time, plus the close.
 type sseTransport struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration // each write's
 	s       *session
 
-	mu     sync.Mutex
-	frames [][]byte
-	code   CloseCode // the close queued, 0 until then
-	ended  bool      // nothing more is written
-	wake   chan struct{}
+	mu      sync.Mutex
+	frames  [][]byte
+	code    CloseCode // the close queued, 0 until then
+	ended   bool      // nothing more is written
+	inbox   [][]byte  // the client's messages, for the read loop; at most sseInbox
+	reading bool      // the read loop runs (started by run, which alone adds to readers)
+	wake    chan struct{}
 
-	inbox    chan []byte   // the client's messages, for the read loop
-	done     chan struct{} // closed when the stream is over (end)
+	readers  sync.WaitGroup // the read loop, waited for by the handler after run
+	done     chan struct{}  // closed when the stream is over (end)
 	doneOnce sync.Once
 }
 
@@ -47,7 +51,7 @@ var errSSEClosed = errors.New("notify: event stream closed")
 
 func newSSETransport(w http.ResponseWriter, s *session, timeout time.Duration) *sseTransport {
 	return &sseTransport{w: w, rc: http.NewResponseController(w), timeout: timeout, s: s,
-		wake: make(chan struct{}, 1), inbox: make(chan []byte, sseInbox), done: make(chan struct{})}
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 func (t *sseTransport) Write(frame []byte) error {
@@ -71,6 +75,8 @@ func (t *sseTransport) CloseWith(code CloseCode) error {
 	t.signal()
 	return nil
 }
+
+func (*sseTransport) kind() transportKind { return transportSSE }
 
 func (t *sseTransport) signal() {
 	select {
@@ -117,32 +123,39 @@ func (t *sseTransport) welcome(frame []byte, timeout time.Duration) error {
 	return t.rc.Flush()
 }
 
-// deliver hands the read loop a client message without waiting, and returns the POST's
-// status: 202, 429 when the session's inbox is full, 404 when the stream is over.
+// deliver queues a client message for the read loop without waiting (the write loop starts
+// the read loop if it is not running), and returns the POST's status: 202, 429 when the
+// session's inbox is full, 404 when the stream is over.
 func (t *sseTransport) deliver(msg []byte) int {
-	select {
-	case <-t.done:
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.ended:
 		return http.StatusNotFound
-	default:
-	}
-	select {
-	case t.inbox <- msg:
-		return http.StatusAccepted
-	default:
+	case len(t.inbox) >= sseInbox:
 		return http.StatusTooManyRequests
 	}
+	t.inbox = append(t.inbox, msg)
+	t.signal()
+	return http.StatusAccepted
 }
 
-// read is the session's read loop: the client's messages, one at a time, until the stream
-// is over.
+// read is the session's read loop: the client's messages, one at a time, until none waits
+// or the stream is over.
 func (t *sseTransport) read() {
+	defer t.readers.Done()
 	for {
-		select {
-		case <-t.done:
+		t.mu.Lock()
+		if t.ended || len(t.inbox) == 0 {
+			t.reading = false
+			t.inbox = nil
+			t.mu.Unlock()
 			return
-		case msg := <-t.inbox:
-			t.s.received(msg)
 		}
+		msg := t.inbox[0]
+		t.inbox = t.inbox[1:]
+		t.mu.Unlock()
+		t.s.received(msg)
 	}
 }
 
@@ -153,18 +166,30 @@ func (t *sseTransport) run(ctx context.Context, heartbeat time.Duration) {
 	defer t.end()
 	tick := time.NewTicker(heartbeat)
 	defer tick.Stop()
-	var buf []byte
 	for {
 		t.mu.Lock()
 		frames, code := t.frames, t.code
 		t.frames = nil
+		if len(t.inbox) > 0 && !t.reading {
+			t.reading = true
+			t.readers.Add(1)
+			go t.read()
+		}
 		t.mu.Unlock()
 		if len(frames) > 0 {
-			buf = buf[:0]
+			// The events are built in a pooled buffer, given back once written: an idle
+			// stream keeps no buffer the size of its largest batch.
+			size := 0
 			for _, f := range frames {
-				buf = appendSSEFrames(buf, f)
+				size += len(f) + sseEventOverhead
 			}
-			if !t.write(buf) {
+			bp := getBatch(size)
+			for _, f := range frames {
+				bp.b = appendSSEFrames(bp.b, f)
+			}
+			ok := t.write(bp.b)
+			bp.recycle()
+			if !ok {
 				return
 			}
 			for _, f := range frames {
@@ -173,9 +198,8 @@ func (t *sseTransport) run(ctx context.Context, heartbeat time.Duration) {
 			continue // written may have handed over the next batch
 		}
 		if code != 0 {
-			buf = appendSSEEvent(buf[:0], closeFrame(code), 0, "")
 			t.s.out.closedWith(code)
-			t.write(buf)
+			t.write(appendSSEEvent(nil, closeFrame(code), 0, ""))
 			return
 		}
 		select {
@@ -191,6 +215,9 @@ func (t *sseTransport) run(ctx context.Context, heartbeat time.Duration) {
 		}
 	}
 }
+
+// sseEventOverhead is room for an event's id line, "data: " and the blank line after it.
+const sseEventOverhead = 64
 
 // write writes b and flushes it, within the write timeout.
 func (t *sseTransport) write(b []byte) bool {
@@ -308,7 +335,7 @@ func (h *Hub) serveSSE(w http.ResponseWriter, r *http.Request) {
 		}
 		r = r.WithContext(WithIdentity(r.Context(), id))
 	}
-	s, ok := h.open(w, r, func() *Position {
+	s, ok := h.open(w, r, transportSSE, func() *Position {
 		if id := r.Header.Get("Last-Event-ID"); id != "" {
 			return eventIDPosition(id)
 		}
@@ -335,10 +362,8 @@ func (h *Hub) serveSSE(w http.ResponseWriter, r *http.Request) {
 	s.connected(ctx, t)
 	h.sse.add(s.id, t)
 	defer h.sse.remove(s.id)
-	var reader sync.WaitGroup
-	reader.Go(t.read)
 	t.run(r.Context(), h.cfg.SSEHeartbeat)
-	reader.Wait()
+	t.readers.Wait()
 }
 
 // sseSessions are the hub's event streams by session ID, for the client's POSTs.

@@ -288,6 +288,51 @@ func TestSSEHeaders(t *testing.T) {
 	}
 }
 
+// TestStatsByTransport: connects and disconnects are counted by transport: Stats' SSE
+// counters are the event streams' part of the totals, with every close code's entry.
+func TestStatsByTransport(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	ws := dial(t, srv, token(t, h, "alice"))
+	sse, _ := sseWelcome(t, srv, bearer(token(t, h, "alice")))
+	if st := h.Stats(); st.Connects != 2 || st.SSEConnects != 1 {
+		t.Fatalf("Connects %d, SSEConnects %d; want 2 and 1", st.Connects, st.SSEConnects)
+	}
+	if err := h.Disconnect(context.Background(), "alice", notify.DisconnectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]*client{"websocket": ws, "sse": sse} {
+		if code := c.CloseCode(); code != int(notify.CloseSignedOut) {
+			t.Fatalf("%s: close code %d, want %d", name, code, notify.CloseSignedOut)
+		}
+	}
+	waitFor(t, "both sessions ended", func() bool { return h.Stats().Sessions == 0 })
+	st := h.Stats()
+	for _, c := range []struct {
+		name      string
+		got, want uint64
+	}{
+		{"Connects", st.Connects, 2},
+		{"SSEConnects", st.SSEConnects, 1},
+		{"Disconnects[4001]", st.Disconnects[notify.CloseSignedOut], 2},
+		{"SSEDisconnects[4001]", st.SSEDisconnects[notify.CloseSignedOut], 1},
+		{"SSEDisconnects[1000]", st.SSEDisconnects[notify.CloseNormal], 0},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s %d, want %d", c.name, c.got, c.want)
+		}
+	}
+	if len(st.SSEDisconnects) != len(st.Disconnects) {
+		t.Errorf("SSEDisconnects has %d codes, Disconnects %d: want the same keys", len(st.SSEDisconnects), len(st.Disconnects))
+	}
+	for code := range st.Disconnects {
+		if _, ok := st.SSEDisconnects[code]; !ok {
+			t.Errorf("SSEDisconnects has no entry for %d", code)
+		}
+	}
+}
+
 // TestSSEBadLastEventID: a Last-Event-ID that is garbage, ahead of the stream or of another
 // epoch is served like a bad recovery position: a welcome with recovered false.
 func TestSSEBadLastEventID(t *testing.T) {

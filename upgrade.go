@@ -13,7 +13,7 @@ import (
 // Config.MaxSessions or shutting down 503. It returns once the connection is
 // upgraded; the session goes on in its own goroutine, which Shutdown waits for.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s, ok := h.open(w, r, nil)
+	s, ok := h.open(w, r, transportWebSocket, nil)
 	if !ok {
 		return
 	}
@@ -39,7 +39,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // presence and counts it in the hub's handlers, which the caller must mark done once the
 // session is torn down. since, when not nil, replaces the recovery position of the request's
 // query (SSE's Last-Event-ID). It answers a refused request itself.
-func (h *Hub) open(w http.ResponseWriter, r *http.Request, since func() *Position) (*session, bool) {
+func (h *Hub) open(w http.ResponseWriter, r *http.Request, kind transportKind, since func() *Position) (*session, bool) {
 	id, pos, ok := h.admitRequest(w, r)
 	if !ok {
 		return nil, false
@@ -56,7 +56,7 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, since func() *Positio
 	}
 	// The user's token refusal is read in the same step as the join ([Hub.Disconnect]): a
 	// refused token gets 401 with the reason.
-	if before, joined := s.joinPresence(r.Context(), h.node); joined {
+	if before, joined := s.joinPresence(r.Context(), h.node, kind); joined {
 		if err := h.refusedBy(id, before); err != nil {
 			s.teardown()
 			h.cfg.Logger.Info("notify: upgrade refused", "remote", r.RemoteAddr, "err", err)

@@ -52,6 +52,8 @@ func (t wsTransport) CloseWith(code CloseCode) error {
 
 func (t wsTransport) cut() { _ = t.s.WebsocketConnection().Close() }
 
+func (wsTransport) kind() transportKind { return transportWebSocket }
+
 // welcome writes on the session's own goroutine in melody's connect handler, before melody
 // starts the session's write loop: with no hand-off to another goroutine (on a busy server
 // that saves a scheduling round trip per new connection), and nothing else can write

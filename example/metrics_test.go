@@ -33,7 +33,7 @@ func TestMetrics(t *testing.T) {
 	for _, want := range []string{
 		"# TYPE notify_sessions gauge",
 		"notify_sessions 1",
-		"notify_connects_total 1",
+		`notify_connects_total{transport="websocket"} 1`,
 		`notify_sends_total{kind="user"} 1`,
 		"notify_send_duration_seconds_count 1",
 		"# TYPE go_goroutines gauge",

@@ -41,11 +41,12 @@ func ExampleNewCollector() {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, "notify_sessions ") || strings.HasPrefix(line, "notify_connects_total ") {
+		if strings.HasPrefix(line, "notify_sessions ") || strings.HasPrefix(line, "notify_connects_total{") {
 			fmt.Println(line)
 		}
 	}
 	// Output:
-	// notify_connects_total 0
+	// notify_connects_total{transport="sse"} 0
+	// notify_connects_total{transport="websocket"} 0
 	// notify_sessions 0
 }

@@ -10,9 +10,11 @@
 //	sessions, users, topics          gauges: open sessions, users with one or more, topics
 //	                                 with a subscriber on this hub
 //	transport_sessions{transport}    gauge: open sessions by transport, "websocket" or "sse"
-//	connects_total                   sessions opened
-//	disconnects_total{code}          sessions ended, by close code; "other" for codes the
-//	                                 protocol does not define
+//	connects_total{transport}        sessions opened, by transport, "websocket" or "sse"
+//	disconnects_total{code,transport}
+//	                                 sessions ended, by close code (an event stream's: its
+//	                                 close event's, 1006 when it broke off); "other" for
+//	                                 codes the protocol does not define
 //	upgrades_refused_total{reason}   upgrades refused: "no_token", "token_expired",
 //	                                 "token_invalid", "token_too_large", "origin",
 //	                                 "user_sessions", "hub_sessions", "shutting_down",
@@ -20,7 +22,8 @@
 //	sends_total{kind}                calls of Send ("user"), Publish ("topic") and
 //	                                 Broadcast ("broadcast")
 //	deliveries_total                 events handed to sessions, one per session reached
-//	frames_written_total             WebSocket frames written
+//	frames_written_total             frames written, WebSocket frames or, on an event stream,
+//	                                 the events one such frame would have held
 //	written_bytes_total              their payload bytes
 //	slow_consumer_closes_total       sessions closed as slow consumers
 //	abuse_closes_total               sessions closed for protocol abuse
@@ -34,7 +37,7 @@
 //	send_duration_seconds            histogram of the time Send, Publish and Broadcast took
 //
 // No label takes a value per user or topic: the number of series is bounded whatever the
-// load. Every close code and refusal reason the hub knows has its series from the start, at
+// load (the transport label has two values: 2 connects and 26 disconnects series). Every close code and refusal reason the hub knows has its series from the start, at
 // zero, so that rate() sees the first one. To export several hubs from one process, register each collector through
 // [prometheus.WrapRegistererWith] with a label that tells them apart.
 package promnotify
@@ -82,9 +85,9 @@ var (
 	transportDesc   = desc("transport_sessions", "Open sessions by transport (websocket, sse).", "transport")
 	usersDesc       = desc("users", "Users with at least one open session.")
 	topicsDesc      = desc("topics", "Topics with at least one subscriber on this hub.")
-	connectsDesc    = desc("connects_total", "Sessions opened.")
-	disconnectsDesc = desc("disconnects_total", "Sessions ended, by WebSocket close code "+
-		"(1006: the connection broke; other: a code the protocol does not define).", "code")
+	connectsDesc    = desc("connects_total", "Sessions opened, by transport (websocket, sse).", "transport")
+	disconnectsDesc = desc("disconnects_total", "Sessions ended, by close code "+
+		"(1006: the connection broke; other: a code the protocol does not define) and transport (websocket, sse).", "code", "transport")
 	refusedDesc = desc("upgrades_refused_total",
 		"Upgrade requests answered without an upgrade, by reason.", "reason")
 	sendsDesc = desc("sends_total", "Calls of Send (kind user), Publish (topic) and "+
@@ -138,13 +141,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(usersDesc, s.Users)
 	gauge(topicsDesc, s.Topics)
 
-	counter(connectsDesc, s.Connects)
+	counter(connectsDesc, s.Connects-s.SSEConnects, "websocket")
+	counter(connectsDesc, s.SSEConnects, "sse")
 	for code, n := range s.Disconnects {
 		label := "other"
 		if code != 0 {
 			label = strconv.Itoa(int(code))
 		}
-		counter(disconnectsDesc, n, label)
+		sse := s.SSEDisconnects[code]
+		counter(disconnectsDesc, n-sse, label, "websocket")
+		counter(disconnectsDesc, sse, label, "sse")
 	}
 	for reason, n := range s.Refused {
 		counter(refusedDesc, n, reason)

@@ -1,8 +1,11 @@
 package promnotify_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -147,9 +150,10 @@ func TestCollector(t *testing.T) {
 
 	reg, mfs := gather(t, hub)
 	const want = `
-# HELP notify_connects_total Sessions opened.
+# HELP notify_connects_total Sessions opened, by transport (websocket, sse).
 # TYPE notify_connects_total counter
-notify_connects_total 1
+notify_connects_total{transport="sse"} 0
+notify_connects_total{transport="websocket"} 1
 # HELP notify_sends_total Calls of Send (kind user), Publish (topic) and Broadcast (broadcast), failed ones included.
 # TYPE notify_sends_total counter
 notify_sends_total{kind="broadcast"} 0
@@ -213,8 +217,8 @@ notify_broker_errors_total 0
 	if v := value(t, mfs, "notify_disconnects_total", "code", "1000"); v != 0 {
 		t.Errorf("notify_disconnects_total{code=1000} %v before any disconnect, want 0", v)
 	}
-	if n := len(mfs["notify_disconnects_total"].GetMetric()); n != 13 {
-		t.Errorf("%d notify_disconnects_total series, want 13 (12 codes and other)", n)
+	if n := len(mfs["notify_disconnects_total"].GetMetric()); n != 26 {
+		t.Errorf("%d notify_disconnects_total series, want 26 (12 codes and other, by 2 transports)", n)
 	}
 
 	h := mfs["notify_send_duration_seconds"].GetMetric()[0].GetHistogram()
@@ -231,10 +235,11 @@ notify_broker_errors_total 0
 		}
 	}
 
-	// 19 series without a label or with a fixed set of values (2 transports), the histogram,
-	// 9 refusal reasons and 12 close codes (11 and other).
-	if n := testutil.CollectAndCount(promnotify.NewCollector(hub)); n != 45 {
-		t.Errorf("%d metrics collected, want 45", n)
+	// 22 series without a label or with a fixed set of values (2 transports of sessions and
+	// of connects, 3 kinds of sends, 2 of recoveries and of transitions), the histogram, 10
+	// refusal reasons and 13 close codes (12 and other) by 2 transports.
+	if n := testutil.CollectAndCount(promnotify.NewCollector(hub)); n != 59 {
+		t.Errorf("%d metrics collected, want 59", n)
 	}
 	problems, err := testutil.CollectAndLint(promnotify.NewCollector(hub))
 	if err != nil {
@@ -245,7 +250,8 @@ notify_broker_errors_total 0
 	}
 }
 
-// Disconnects are counted by close code; codes the protocol does not define under "other".
+// Disconnects are counted by close code and transport; codes the protocol does not define
+// under "other". An event stream that the client drops ends as a broken connection, 1006.
 func TestDisconnects(t *testing.T) {
 	hub, url := serve(t)
 	for _, code := range []int{websocket.CloseNormalClosure, 4999} {
@@ -258,38 +264,69 @@ func TestDisconnects(t *testing.T) {
 			}
 		}
 	}
+	stream(t, hub, "http"+strings.TrimSuffix(strings.TrimPrefix(url, "ws"), "/ws")+"/sse", "carol").Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for hub.Stats().Sessions > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	reg, _ := gather(t, hub)
-	const want = `
-# HELP notify_disconnects_total Sessions ended, by WebSocket close code (1006: the connection broke; other: a code the protocol does not define).
+	var want strings.Builder
+	want.WriteString(`
+# HELP notify_disconnects_total Sessions ended, by close code (1006: the connection broke; other: a code the protocol does not define) and transport (websocket, sse).
 # TYPE notify_disconnects_total counter
-notify_disconnects_total{code="1000"} 1
-notify_disconnects_total{code="1001"} 0
-notify_disconnects_total{code="1005"} 0
-notify_disconnects_total{code="1006"} 0
-notify_disconnects_total{code="1009"} 0
-notify_disconnects_total{code="1011"} 0
-notify_disconnects_total{code="1013"} 0
-notify_disconnects_total{code="4000"} 0
-notify_disconnects_total{code="4001"} 0
-notify_disconnects_total{code="4002"} 0
-notify_disconnects_total{code="4003"} 0
-notify_disconnects_total{code="4029"} 0
-notify_disconnects_total{code="other"} 1
-# HELP notify_sessions Open sessions.
+`)
+	for _, code := range []string{"1000", "1001", "1005", "1006", "1009", "1011", "1013", "4000", "4001", "4002", "4003", "4029", "other"} {
+		sse, ws := 0, 0
+		switch code {
+		case "1000", "other":
+			ws = 1
+		case "1006":
+			sse = 1
+		}
+		fmt.Fprintf(&want, "notify_disconnects_total{code=%q,transport=\"sse\"} %d\n", code, sse)
+		fmt.Fprintf(&want, "notify_disconnects_total{code=%q,transport=\"websocket\"} %d\n", code, ws)
+	}
+	want.WriteString(`# HELP notify_sessions Open sessions.
 # TYPE notify_sessions gauge
 notify_sessions 0
-# HELP notify_connects_total Sessions opened.
+# HELP notify_connects_total Sessions opened, by transport (websocket, sse).
 # TYPE notify_connects_total counter
-notify_connects_total 2
-`
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+notify_connects_total{transport="sse"} 1
+notify_connects_total{transport="websocket"} 2
+`)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want.String()),
 		"notify_disconnects_total", "notify_sessions", "notify_connects_total"); err != nil {
 		t.Error(err)
 	}
+}
+
+// stream opens an event stream of user (GET <prefix>/sse) and reads its welcome.
+func stream(t *testing.T, hub *notify.Hub, url, user string) io.Closer {
+	t.Helper()
+	tok, err := hub.IssueToken(user, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream: %s", resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "data: ") && strings.Contains(sc.Text(), `"op":"welcome"`) {
+			return resp.Body
+		}
+	}
+	t.Fatalf("stream ended before its welcome: %v", sc.Err())
+	return nil
 }
 
 // A hub that never served anything still exports every unlabelled series, at zero.

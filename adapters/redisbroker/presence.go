@@ -59,18 +59,29 @@ func (p *presence) start() { go p.keep() }
 // wait waits for the keeper, which returns once the broker's stop is closed.
 func (p *presence) wait() { <-p.done }
 
+// member is a session's entry in its user's presence set: "id node ms", and " transport"
+// after them for a transport other than the WebSocket (whose entries stay as nodes of
+// earlier versions wrote and read them).
 func member(s notify.SessionInfo) string {
-	return s.ID + " " + s.Node + " " + strconv.FormatInt(s.ConnectedAt.UnixMilli(), 10)
+	m := s.ID + " " + s.Node + " " + strconv.FormatInt(s.ConnectedAt.UnixMilli(), 10)
+	if s.Transport != "" && s.Transport != "websocket" {
+		m += " " + s.Transport
+	}
+	return m
 }
 
 func parseMember(user, m string) (notify.SessionInfo, bool) {
 	id, rest, ok1 := strings.Cut(m, " ")
 	node, at, ok2 := strings.Cut(rest, " ")
+	at, transport, _ := strings.Cut(at, " ")
 	ms, err := strconv.ParseInt(at, 10, 64)
 	if !ok1 || !ok2 || err != nil {
 		return notify.SessionInfo{}, false
 	}
-	return notify.SessionInfo{ID: id, UserID: user, Node: node, ConnectedAt: time.UnixMilli(ms)}, true
+	if transport == "" {
+		transport = "websocket"
+	}
+	return notify.SessionInfo{ID: id, UserID: user, Node: node, ConnectedAt: time.UnixMilli(ms), Transport: transport}, true
 }
 
 // nowLua is the current time in Redis's clock, in ms.

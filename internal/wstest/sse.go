@@ -103,6 +103,17 @@ func (c *Client) Post(v any) int {
 	return c.PostRaw(c.sse.post+"/"+c.Session(), body)
 }
 
+// SetBearer makes the stream's POSTs from now on carry tok in their Authorization header, as
+// a client's do once it has a fresh token. Call it from the goroutine that posts.
+func (c *Client) SetBearer(tok string) {
+	hdr := c.sse.hdr.Clone()
+	if hdr == nil {
+		hdr = http.Header{}
+	}
+	hdr.Set("Authorization", "Bearer "+tok)
+	c.sse.hdr = hdr
+}
+
 // PostRaw posts body to u with the stream's headers and returns the status.
 func (c *Client) PostRaw(u string, body []byte) int {
 	c.t.Helper()

@@ -41,9 +41,15 @@ func (p *phase) check() {
 
 var current atomic.Pointer[phase]
 
-// client is one WebSocket connection of the load generator.
+// frameConn is a client's connection: a *websocket.Conn, or an event stream (*sseConn).
+type frameConn interface {
+	WriteMessage(kind int, b []byte) error
+	Close() error
+}
+
+// client is one connection of the load generator: a WebSocket, or notify-sse's event stream.
 type client struct {
-	ws     *websocket.Conn
+	ws     frameConn
 	slow   atomic.Bool   // stop reading (S6)
 	resume chan struct{} // closed to read again
 	ready  chan struct{} // closed once the welcome (notify) or connect reply (centrifuge) was read
@@ -65,6 +71,15 @@ func dial(url, token, variant string) (*client, error) { return dialTS(url, toke
 
 // dialTS is dial, recording send times with keepTS.
 func dialTS(url, token, variant string, keepTS bool) (*client, error) {
+	if variant == "notify-sse" {
+		sc, err := dialSSE(url, token)
+		if err != nil {
+			return nil, err
+		}
+		c := &client{ws: sc, resume: make(chan struct{}), ready: make(chan struct{}), ended: make(chan struct{}), keepTS: keepTS}
+		go c.read(welcomeOp)
+		return c, nil
+	}
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 256}
 	ws, resp, err := d.Dial(url, http.Header{"Authorization": {"Bearer " + token}})
 	if err != nil {
@@ -104,7 +119,11 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return 
 
 // readFrame reads the next message into a pooled buffer; the caller puts it back.
 func (c *client) readFrame() (*[]byte, error) {
-	_, r, err := c.ws.NextReader()
+	ws, ok := c.ws.(*websocket.Conn)
+	if !ok {
+		return c.ws.(*sseConn).next()
+	}
+	_, r, err := ws.NextReader()
 	if err != nil {
 		return nil, err
 	}

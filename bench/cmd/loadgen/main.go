@@ -56,7 +56,7 @@ var (
 	serverBin   = flag.String("server", "", "path to the server binary (bench/cmd/server)")
 	serverCPU   = flag.String("server-cpu", "0", "CPU list for the server (taskset -c); empty: no pinning")
 	quickMode   = flag.Bool("quick", false, "1,000 connections and smaller scenarios: under a minute")
-	variants    = flag.String("variants", "notify,melody,centrifuge,raw", "server variants, comma-separated (also notify-redis, centrifuge-redis: need -redis); raw gives the ratios")
+	variants    = flag.String("variants", "notify,melody,centrifuge,raw", "server variants, comma-separated (also notify-sse, and notify-redis, centrifuge-redis: need -redis); raw gives the ratios")
 	conns       = flag.Int("n", 0, "connections (default 5,000; 1,000 with -quick)")
 	profDir     = flag.String("pprof", "", "directory: profile a server (CPU and execution trace per scenario, heap at S4)")
 	profVariant = flag.String("pprof-variant", "notify", "the variant -pprof profiles")
@@ -75,6 +75,9 @@ var (
 	s9Stalled   = flag.Int("s9-stalled", -1, "S9: clients that stop reading (default 500; 0: the readers alone, for reference)")
 	redisURL    = flag.String("redis", "", "the Redis of the Redis variants (bench/run starts a private one and sets this); flushed before each of them")
 )
+
+// sseName is notify's server with its clients on the server-sent events stream.
+const sseName = "notify-sse"
 
 // baseName is the variant that runs -base-server: notify at another commit.
 const baseName = "notify-base"
@@ -378,7 +381,7 @@ func runVariant(name string, port int, p plan) *result {
 		}
 		tokens[i] = tok
 	}
-	url := "ws://127.0.0.1:" + strconv.Itoa(port) + "/ws"
+	url := endpoint(name, port)
 	clients := make([]*client, p.n)
 	defer func() {
 		srv.stop()
@@ -707,6 +710,15 @@ func runVariant(name string, port int, p plan) *result {
 	}
 	r.s6Fate = fmt.Sprintf("%d slow: %s", len(slowOnes), strings.Join(fate, ", "))
 	return r
+}
+
+// endpoint is the URL the variant's clients connect to: notify-sse's event stream, or the
+// WebSocket endpoint.
+func endpoint(name string, port int) string {
+	if name == sseName {
+		return "http://127.0.0.1:" + strconv.Itoa(port) + "/sse"
+	}
+	return "ws://127.0.0.1:" + strconv.Itoa(port) + "/ws"
 }
 
 // sendersIn is the senders a /bench/send query asks for (1 when it does not).

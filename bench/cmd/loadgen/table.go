@@ -103,6 +103,10 @@ func printTable(w io.Writer, p plan, results []*result) {
 	if nr == nil {
 		cr = nil // no notify-redis ÷ centrifuge-redis column
 	}
+	sse := find(results, sseName)
+	if n == nil {
+		sse = nil // no notify-sse ÷ notify column
+	}
 	anyRedis := slices.ContainsFunc(results, func(r *result) bool { return onRedis(r.name) })
 	rows := []row{
 		{"S1 connections/s", func(r *result) float64 { return r.s1Rate }, count},
@@ -172,6 +176,9 @@ func printTable(w io.Writer, p plan, results []*result) {
 	if cr != nil {
 		head = append(head, "notify-redis ÷ centrifuge-redis")
 	}
+	if sse != nil {
+		head = append(head, sseName+" ÷ notify")
+	}
 	for _, r := range results {
 		if raw != nil && r != raw {
 			head = append(head, r.name+" ÷ raw")
@@ -192,6 +199,13 @@ func printTable(w io.Writer, p plan, results []*result) {
 		}
 		if cr != nil {
 			cells = append(cells, ratio(rw.get(nr), rw.get(cr)))
+		}
+		if sse != nil {
+			if redisRow(rw.label) {
+				cells = append(cells, "-")
+			} else {
+				cells = append(cells, ratio(rw.get(sse), rw.get(n)))
+			}
 		}
 		for _, r := range results {
 			if raw != nil && r != raw {
@@ -222,7 +236,59 @@ func printTable(w io.Writer, p plan, results []*result) {
 			"commands processed: Redis's total_commands_processed, which counts the commands a script calls too.")
 	}
 	targets(w, results, raw)
+	sseTargets(w, n, sse)
 	redisTargets(w, p, nr, cr)
+}
+
+// sseTargets checks notify's event stream (notify-sse) against its WebSocket path (notify) in
+// the same run: per-user deliveries/s (S2) ≥ 0.5×, memory per idle session (S4 RSS) ≤ 1.5×,
+// paced p99 (S5) ≤ 2×.
+func sseTargets(w io.Writer, n, sse *result) {
+	if n == nil || sse == nil {
+		return
+	}
+	if *gogc != "" {
+		fmt.Fprintf(w, "\nTargets (notify-sse against notify's WebSocket path in the same run; every server ran with GOGC=%s, not as the targets are measured):\n", *gogc)
+	} else {
+		fmt.Fprintln(w, "\nTargets (notify-sse against notify's WebSocket path in the same run):")
+	}
+	check := func(name string, ok bool, detail string) {
+		mark := "met"
+		if !ok {
+			mark = "NOT met"
+		}
+		fmt.Fprintf(w, "- %s: %s (%s)\n", name, mark, detail)
+	}
+	unjudged := func(name, why string) { fmt.Fprintf(w, "- %s: could not be judged (%s)\n", name, why) }
+	against := func(a, b float64, unit func(float64) string) string {
+		return fmt.Sprintf("%s, %s against %s", ratio(a, b), unit(a), unit(b))
+	}
+	const s2, s4, s5 = "S2 per-user deliveries/s ≥ 0.5× notify's", "S4 memory per idle session ≤ 1.5× notify's",
+		"S5 paced p99 ≤ 2× notify's"
+	switch {
+	case !want("S2"):
+		unjudged(s2, "S2 did not run: -only")
+	case !n.s2.ok || !sse.s2.ok:
+		unjudged(s2, "an S2 did not complete")
+	default:
+		check(s2, sse.s2.rate >= 0.5*n.s2.rate, against(sse.s2.rate, n.s2.rate, count))
+	}
+	switch {
+	case len(n.errs) > 0 || len(sse.errs) > 0 || n.s4PerConn <= 0:
+		unjudged(s4, "a variant failed")
+	default:
+		check(s4, sse.s4PerConn <= 1.5*n.s4PerConn, against(sse.s4PerConn, n.s4PerConn, kb))
+	}
+	switch {
+	case !want("S5"):
+		unjudged(s5, "S5 did not run: -only")
+	case !n.s5.ok || n.s5.p99 == 0:
+		unjudged(s5, "notify's S5 did not complete")
+	case !sse.s5.ok || sse.s5.p99 == 0:
+		check(s5, false, "notify-sse's S5 did not complete")
+	default:
+		check(s5, sse.s5.p99 <= 2*n.s5.p99, against(float64(sse.s5.p99), float64(n.s5.p99), ms))
+	}
 }
 
 // gogcNote says when the servers did not run with Go's default GOGC: with -gogc, or because a

@@ -1,5 +1,6 @@
 // Command server is one of the server variants the load generator measures: notify
-// (-variant notify), melody used bare (melody), centrifuge and the raw limit (raw), and, on the
+// (-variant notify; notify-sse is the same server, its clients on the server-sent events
+// stream GET /sse), melody used bare (melody), centrifuge and the raw limit (raw), and, on the
 // Redis at -redis URL, notify with adapters/redisbroker (notify-redis) and centrifuge with its
 // Redis broker (centrifuge-redis). Besides the WebSocket endpoint GET /ws it serves the bench's
 // control endpoints:
@@ -55,7 +56,7 @@ type variant interface {
 }
 
 func main() {
-	kind := flag.String("variant", "notify", "notify, melody, centrifuge, raw, notify-redis or centrifuge-redis")
+	kind := flag.String("variant", "notify", "notify, notify-sse, melody, centrifuge, raw, notify-redis or centrifuge-redis")
 	redisURL := flag.String("redis", "", "the Redis of notify-redis and centrifuge-redis, such as redis://127.0.0.1:6379")
 	addr := flag.String("addr", "127.0.0.1:9100", "listen address")
 	profDir := flag.String("pprof", "", "directory for CPU and heap profiles; also serves /debug/pprof/")
@@ -68,7 +69,7 @@ func main() {
 		log.Fatalf("-variant %s needs -redis URL", *kind)
 	}
 	switch *kind {
-	case "notify":
+	case "notify", "notify-sse":
 		v = newNotify()
 	case "melody":
 		v = newMelody()
@@ -85,6 +86,11 @@ func main() {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", v.ws())
+	if *kind == "notify-sse" {
+		// the same server, its sessions on the event stream: Hub.SSE as nethttp.Mount mounts it
+		mux.Handle("GET /sse", v.ws())
+		mux.Handle("POST /sse/{session}", v.ws())
+	}
 	mux.HandleFunc("POST /bench/send", func(w http.ResponseWriter, r *http.Request) { send(w, r, v) })
 	mux.HandleFunc("GET /bench/stats", func(w http.ResponseWriter, r *http.Request) {
 		var ms runtime.MemStats
