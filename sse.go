@@ -359,9 +359,11 @@ func (h *Hub) serveSSE(w http.ResponseWriter, r *http.Request) {
 		ctx = context.WithoutCancel(r.Context())
 	}
 	t := newSSETransport(w, s, h.cfg.WriteTimeout)
-	s.connected(ctx, t)
+	// Reachable by POSTs before the welcome goes out: a client may POST as soon as it has read
+	// it. What arrives meanwhile waits in the transport's inbox, read once run starts.
 	h.sse.add(s.id, t)
 	defer h.sse.remove(s.id)
+	s.connected(ctx, t)
 	t.run(r.Context(), h.cfg.SSEHeartbeat)
 	t.readers.Wait()
 }
