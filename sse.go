@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,15 +19,16 @@ import (
 // a browser's EventSource sends back as Last-Event-ID when it reconnects. The client's
 // messages arrive as POSTs (see post.go), on any node, and reach the session's read loop here.
 
-// sseTransport is a session's event stream. Its write loop is the handler's goroutine (run),
-// the only one that writes the response; its read loop (read) hands the session the client's
+// sseTransport is a session's event stream. Its write loop (run) is the only one that writes
+// to dst: on HTTP/1.x the hijacked connection (sseConn), on a goroutine of the hub's after the
+// handler has returned; on HTTP/2 net/http's response (sseResponse), on the handler's
+// goroutine. Its read loop (read) hands the session the client's
 // messages one at a time, and runs only while some wait: the write loop starts it when a POST
 // has queued one (after the write under way, if any), and waits for it (readers) once the
-// stream is over, so that an idle stream costs no goroutine of its own beside the handler's. mu guards frames, code, ended, inbox and
-// reading; the outbox hands it at most one data frame at a time, plus the close.
+// stream is over, so that an idle stream costs no goroutine of its own beside the write loop
+// and, on HTTP/1.x, the connection's watch. mu guards frames, code, ended, inbox and reading; the outbox hands it at most one data frame at a time, plus the close.
 type sseTransport struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
+	dst     sseTarget
 	timeout time.Duration // each write's
 	s       *session
 
@@ -38,7 +40,7 @@ type sseTransport struct {
 	reading bool      // the read loop runs (started by run, which alone adds to readers)
 	wake    chan struct{}
 
-	readers  sync.WaitGroup // the read loop, waited for by the handler after run
+	readers  sync.WaitGroup // the read loop, waited for after run
 	done     chan struct{}  // closed when the stream is over (end)
 	doneOnce sync.Once
 }
@@ -49,9 +51,77 @@ const sseInbox = 16
 
 var errSSEClosed = errors.New("notify: event stream closed")
 
-func newSSETransport(w http.ResponseWriter, s *session, timeout time.Duration) *sseTransport {
-	return &sseTransport{w: w, rc: http.NewResponseController(w), timeout: timeout, s: s,
+func newSSETransport(dst sseTarget, s *session, timeout time.Duration) *sseTransport {
+	return &sseTransport{dst: dst, timeout: timeout, s: s,
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// sseTarget is where a stream's events are written: each write is followed by a flush.
+type sseTarget interface {
+	Write(p []byte) (int, error)
+	Flush() error
+	SetWriteDeadline(time.Time) error
+}
+
+// sseResponse is an HTTP/2 stream's target: net/http's response, which the handler's
+// goroutine writes until the stream ends.
+type sseResponse struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (r sseResponse) Write(p []byte) (int, error)        { return r.w.Write(p) }
+func (r sseResponse) Flush() error                       { return r.rc.Flush() }
+func (r sseResponse) SetWriteDeadline(t time.Time) error { return r.rc.SetWriteDeadline(t) }
+
+// sseConn is an HTTP/1.x stream's target: the connection, hijacked from net/http once the
+// request is admitted so that net/http's per-connection buffers and the handler's goroutine go.
+// The response's head goes out with the first write (the welcome, or a close event), in one
+// system call. There is no write buffer: every write of the write loop is a whole batch,
+// heartbeat or close event followed by a flush, so a buffer would only copy it (and cost its
+// size per idle stream). The body is not chunked: with "Connection: close" it ends when the
+// connection closes.
+type sseConn struct {
+	net.Conn
+	headSent bool // only the write loop's one writer at a time reads and sets it
+}
+
+// sseHead is an HTTP/1.x stream's response head.
+var sseHead = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
+	"X-Accel-Buffering: no\r\nConnection: close\r\n\r\n") // X-Accel-Buffering: nginx must not buffer the stream
+
+func (c *sseConn) Write(p []byte) (int, error) {
+	if c.headSent {
+		return c.Conn.Write(p)
+	}
+	c.headSent = true
+	bufs := net.Buffers{sseHead, p}
+	n, err := bufs.WriteTo(c.Conn)
+	return max(0, int(n)-len(sseHead)), err
+}
+
+func (*sseConn) Flush() error { return nil } // nothing is buffered
+
+// watch reads the connection until it fails: the client went away (or the stream closed it).
+// The client sends nothing after its request; whatever it does send is dropped. It closes
+// gone when it returns.
+func (c *sseConn) watch(gone chan<- struct{}) {
+	defer close(gone)
+	buf := make([]byte, 16)
+	for {
+		if _, err := c.Conn.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// close ends the response: the write side first, so that the client reads the end of the
+// body before the connection goes.
+func (c *sseConn) close() {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.Conn.Close()
 }
 
 func (t *sseTransport) Write(frame []byte) error {
@@ -88,7 +158,7 @@ func (t *sseTransport) signal() {
 // cut ends the stream now: the write loop stops, and a write under way fails at once.
 func (t *sseTransport) cut() {
 	t.end()
-	_ = t.rc.SetWriteDeadline(time.Now())
+	_ = t.dst.SetWriteDeadline(time.Now())
 }
 
 func (t *sseTransport) end() {
@@ -100,10 +170,10 @@ func (t *sseTransport) end() {
 	})
 }
 
-// welcome writes the response's header and the welcome, on the handler's goroutine before the
-// write loop starts.
+// welcome writes the welcome (on HTTP/1.x with the response's head), on the write loop's
+// goroutine before the write loop starts.
 func (t *sseTransport) welcome(frame []byte, timeout time.Duration) error {
-	_ = t.rc.SetWriteDeadline(time.Now().Add(timeout))
+	_ = t.dst.SetWriteDeadline(time.Now().Add(timeout))
 	var w struct {
 		Epoch     string `json:"epoch"`
 		Offset    uint64 `json:"offset"`
@@ -117,10 +187,10 @@ func (t *sseTransport) welcome(frame []byte, timeout time.Duration) error {
 		w.Epoch = ""
 	}
 	b := appendSSEEvent(nil, frame, w.Offset, w.Epoch)
-	if _, err := t.w.Write(b); err != nil {
+	if _, err := t.dst.Write(b); err != nil {
 		return err
 	}
-	return t.rc.Flush()
+	return t.dst.Flush()
 }
 
 // deliver queues a client message for the read loop without waiting (the write loop starts
@@ -161,8 +231,9 @@ func (t *sseTransport) read() {
 
 // run is the write loop: each batch the outbox hands over goes out as events and one flush,
 // a comment every heartbeat keeps proxies from timing the stream out, and the close ends it
-// with a close event (the WebSocket's close frame). It returns when the stream is over.
-func (t *sseTransport) run(ctx context.Context, heartbeat time.Duration) {
+// with a close event (the WebSocket's close frame). It returns when the stream is over, or
+// when gone is closed: the client went away.
+func (t *sseTransport) run(gone <-chan struct{}, heartbeat time.Duration) {
 	defer t.end()
 	tick := time.NewTicker(heartbeat)
 	defer tick.Stop()
@@ -208,7 +279,7 @@ func (t *sseTransport) run(ctx context.Context, heartbeat time.Duration) {
 			if !t.write([]byte(":\n\n")) {
 				return
 			}
-		case <-ctx.Done(): // the client went away
+		case <-gone: // the client went away
 			return
 		case <-t.done:
 			return
@@ -221,11 +292,11 @@ const sseEventOverhead = 64
 
 // write writes b and flushes it, within the write timeout.
 func (t *sseTransport) write(b []byte) bool {
-	_ = t.rc.SetWriteDeadline(time.Now().Add(t.timeout))
-	if _, err := t.w.Write(b); err != nil {
+	_ = t.dst.SetWriteDeadline(time.Now().Add(t.timeout))
+	if _, err := t.dst.Write(b); err != nil {
 		return false
 	}
-	return t.rc.Flush() == nil
+	return t.dst.Flush() == nil
 }
 
 // closeFrame is the event that ends a stream, with what a WebSocket's close frame says.
@@ -314,8 +385,11 @@ const badEpoch = "invalid last event id"
 // admitted as an upgrade is: a cross-origin request gets 403, a missing or bad token 401 (the
 // token is found where Authenticate finds it, or comes as a ticket from serveTicket), a
 // user at Config.MaxUserSessions 429, a hub at Config.MaxSessions or shutting down 503. The
-// user stream recovers from the Last-Event-ID header, else from the query as on /ws. It
-// returns when the session ends.
+// user stream recovers from the Last-Event-ID header, else from the query as on /ws. An
+// HTTP/1.x stream's connection is hijacked once the request is admitted: the handler returns,
+// and the session goes on in a goroutine of its own (streamConn), which Shutdown waits for. An
+// HTTP/2 stream, which cannot be, is served on the handler's goroutine, which returns when the
+// session ends.
 func (h *Hub) serveSSE(w http.ResponseWriter, r *http.Request) {
 	if ticket := r.URL.Query().Get("ticket"); ticket != "" {
 		if !originAllowed(&h.cfg, r) { // before the ticket is taken
@@ -344,27 +418,61 @@ func (h *Hub) serveSSE(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// The session gets a context of its own, as a WebSocket's does (see ServeHTTP).
+	ctx := context.Background()
+	if h.cfg.Authorize != nil {
+		ctx = context.WithoutCancel(r.Context())
+	}
+	rc := http.NewResponseController(w)
+	if r.ProtoMajor == 1 {
+		// Whatever the client sent after its request (nothing, for a GET it waits the answer
+		// of) stays in net/http's reader and is dropped with it.
+		if nc, _, err := rc.Hijack(); err == nil {
+			go h.streamConn(ctx, &sseConn{Conn: nc}, s)
+			return
+		}
+		// A ResponseWriter that cannot be hijacked: net/http's response, as on HTTP/2.
+	}
 	defer h.handlers.Done()
 	defer s.teardown()
 	// The stream reads nothing after its request: the read deadline of the server's
 	// ReadTimeout has no use on it (writes set their own deadline, see write).
-	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+	_ = rc.SetReadDeadline(time.Time{})
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
-	ctx := context.Background()
-	if h.cfg.Authorize != nil {
-		ctx = context.WithoutCancel(r.Context())
-	}
-	t := newSSETransport(w, s, h.cfg.WriteTimeout)
+	h.stream(ctx, newSSETransport(sseResponse{w, rc}, s, h.cfg.WriteTimeout), r.Context().Done())
+}
+
+// streamConn serves an HTTP/1.x stream on its hijacked connection, then tears the session down.
+// It is a method rather than a closure so that nothing keeps the request or net/http's writer
+// alive. Its goroutine is the write loop; watch's is the only other one while the stream is idle.
+func (h *Hub) streamConn(ctx context.Context, c *sseConn, s *session) {
+	defer h.handlers.Done()
+	defer s.teardown()
+	// The connection is ours: no deadline of the server's applies (net/http's hijack clears
+	// them; other servers' may not; writes set their own), and
+	// what a client that stops reading leaves unsent waits in its outbox (see limitUnsent).
+	_ = c.SetDeadline(time.Time{})
+	limitUnsent(c.Conn)
+	gone := make(chan struct{})
+	go c.watch(gone)
+	h.stream(ctx, newSSETransport(c, s, h.cfg.WriteTimeout), gone)
+	c.close()
+	<-gone
+}
+
+// stream runs a session's event stream on t until it is over or gone is closed.
+func (h *Hub) stream(ctx context.Context, t *sseTransport, gone <-chan struct{}) {
+	s := t.s
 	// Reachable by POSTs before the welcome goes out: a client may POST as soon as it has read
 	// it. What arrives meanwhile waits in the transport's inbox, read once run starts.
 	h.sse.add(s.id, t)
 	defer h.sse.remove(s.id)
 	s.connected(ctx, t)
-	t.run(r.Context(), h.cfg.SSEHeartbeat)
+	t.run(gone, h.cfg.SSEHeartbeat)
 	t.readers.Wait()
 }
 

@@ -104,8 +104,9 @@ func run(addr string, opts options) error {
 	opts.Logger.Info("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// The hub first: WebSocket connections are hijacked, so the HTTP server does not close
-	// them. Clients are told "going away" and reconnect to the next instance.
+	// The hub first: WebSocket connections and HTTP/1.1 event streams are hijacked, so the
+	// HTTP server does not close them. Clients are told "going away" and reconnect to the next
+	// instance.
 	err = errors.Join(hub.Shutdown(ctx), e.Shutdown(ctx))
 	if serveErr := <-errc; !errors.Is(serveErr, http.ErrServerClosed) {
 		err = errors.Join(err, serveErr)

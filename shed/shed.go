@@ -18,10 +18,10 @@
 //
 // A connection is half-open from its accept until the server has read a request's header
 // (http.StateActive), and again while it waits idle for its next request (http.StateIdle);
-// a hijacked connection (a WebSocket) or an active one is never shed. A legitimate client
-// sends its header within a round trip of connecting, so the connections that have waited
-// longest are the ones to close: under a flood of R connections a second, a new connection
-// has MaxHalfOpen/R seconds to send its header.
+// a hijacked connection (a WebSocket, an HTTP/1.x event stream) or an active one is never
+// shed. A legitimate client sends its header within a round trip of connecting, so the
+// connections that have waited longest are the ones to close: under a flood of R connections
+// a second, a new connection has MaxHalfOpen/R seconds to send its header.
 //
 // # What to set in front of it
 //
