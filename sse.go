@@ -76,28 +76,41 @@ func (r sseResponse) SetWriteDeadline(t time.Time) error { return r.rc.SetWriteD
 
 // sseConn is an HTTP/1.x stream's target: the connection, hijacked from net/http once the
 // request is admitted so that net/http's per-connection buffers and the handler's goroutine go.
-// The response's head goes out with the first write (the welcome, or a close event), in one
+// The body is chunked as net/http's was, one chunk per write, so that a client sees the same
+// stream as before (bench/cmd/loadgen takes each chunk as a flush). The response's head goes
+// out with the first write (the welcome, or a close event), each chunk with its framing, in one
 // system call. There is no write buffer: every write of the write loop is a whole batch,
 // heartbeat or close event followed by a flush, so a buffer would only copy it (and cost its
-// size per idle stream). The body is not chunked: with "Connection: close" it ends when the
-// connection closes.
+// size per idle stream). The write loop's goroutine alone writes and reads the fields.
 type sseConn struct {
 	net.Conn
-	headSent bool // only the write loop's one writer at a time reads and sets it
+	headSent bool
+	failed   bool // a write failed: the stream is not ended with the last chunk
 }
 
 // sseHead is an HTTP/1.x stream's response head.
 var sseHead = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
-	"X-Accel-Buffering: no\r\nConnection: close\r\n\r\n") // X-Accel-Buffering: nginx must not buffer the stream
+	"X-Accel-Buffering: no\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n") // X-Accel-Buffering: nginx must not buffer the stream
 
+var crlf = []byte("\r\n")
+
+// Write writes p as one chunk.
 func (c *sseConn) Write(p []byte) (int, error) {
-	if c.headSent {
-		return c.Conn.Write(p)
+	if len(p) == 0 {
+		return 0, nil // an empty chunk would end the body
 	}
-	c.headSent = true
-	bufs := net.Buffers{sseHead, p}
-	n, err := bufs.WriteTo(c.Conn)
-	return max(0, int(n)-len(sseHead)), err
+	var size [18]byte
+	bufs := make(net.Buffers, 0, 4)
+	if !c.headSent {
+		bufs = append(bufs, sseHead)
+		c.headSent = true
+	}
+	bufs = append(bufs, append(strconv.AppendUint(size[:0], uint64(len(p)), 16), crlf...), p, crlf)
+	if _, err := bufs.WriteTo(c.Conn); err != nil {
+		c.failed = true
+		return 0, err
+	}
+	return len(p), nil
 }
 
 func (*sseConn) Flush() error { return nil } // nothing is buffered
@@ -115,9 +128,13 @@ func (c *sseConn) watch(gone chan<- struct{}) {
 	}
 }
 
-// close ends the response: the write side first, so that the client reads the end of the
-// body before the connection goes.
+// close ends the response: its last chunk (within the last write's deadline, or at once when
+// the stream was cut) unless a write failed, then the write side, so that the client reads the
+// end of the body before the connection goes.
 func (c *sseConn) close() {
+	if c.headSent && !c.failed {
+		_, _ = c.Conn.Write([]byte("0\r\n\r\n"))
+	}
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
