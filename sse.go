@@ -1,402 +1,17 @@
 package notify
 
 import (
-	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"net"
+	"io"
 	"net/http"
-	"strconv"
-	"strings"
-	"sync"
+	"path"
+	"slices"
 	"time"
 )
-
-// The server-sent events transport: the same sessions as the WebSocket's, over a streamed
-// HTTP response (PROTOCOL.md, "Server-sent events"). Each frame is one event's data; the user
-// stream's events and the welcome carry their position as the event's id, offset.epoch, which
-// a browser's EventSource sends back as Last-Event-ID when it reconnects. The client's
-// messages arrive as POSTs (see post.go), on any node, and reach the session's read loop here.
-
-// sseTransport is a session's event stream. Its write loop (run) is the only one that writes
-// to dst: on HTTP/1.x the hijacked connection (sseConn), on a goroutine of the hub's after the
-// handler has returned; on HTTP/2 net/http's response (sseResponse), on the handler's
-// goroutine. Its read loop (read) hands the session the client's
-// messages one at a time, and runs only while some wait: the write loop starts it when a POST
-// has queued one (after the write under way, if any), and waits for it (readers) once the
-// stream is over, so that an idle stream costs no goroutine of its own beside the write loop
-// and, on HTTP/1.x, the connection's watch. mu guards frames, code, ended, inbox and reading; the outbox hands it at most one data frame at a time, plus the close.
-type sseTransport struct {
-	dst     sseTarget
-	timeout time.Duration // each write's
-	s       *session
-
-	mu      sync.Mutex
-	frames  [][]byte
-	code    CloseCode // the close queued, 0 until then
-	ended   bool      // nothing more is written
-	inbox   [][]byte  // the client's messages, for the read loop; at most sseInbox
-	reading bool      // the read loop runs (started by run, which alone adds to readers)
-	wake    chan struct{}
-
-	readers  sync.WaitGroup // the read loop, waited for after run
-	done     chan struct{}  // closed when the stream is over (end)
-	doneOnce sync.Once
-}
-
-// sseInbox is how many client messages may wait for a session's read loop; a POST past it
-// gets 429.
-const sseInbox = 16
-
-var errSSEClosed = errors.New("notify: event stream closed")
-
-func newSSETransport(dst sseTarget, s *session, timeout time.Duration) *sseTransport {
-	return &sseTransport{dst: dst, timeout: timeout, s: s,
-		wake: make(chan struct{}, 1), done: make(chan struct{})}
-}
-
-// sseTarget is where a stream's events are written: each write is followed by a flush.
-type sseTarget interface {
-	Write(p []byte) (int, error)
-	Flush() error
-	SetWriteDeadline(time.Time) error
-}
-
-// sseResponse is an HTTP/2 stream's target: net/http's response, which the handler's
-// goroutine writes until the stream ends.
-type sseResponse struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
-}
-
-func (r sseResponse) Write(p []byte) (int, error)        { return r.w.Write(p) }
-func (r sseResponse) Flush() error                       { return r.rc.Flush() }
-func (r sseResponse) SetWriteDeadline(t time.Time) error { return r.rc.SetWriteDeadline(t) }
-
-// sseConn is an HTTP/1.x stream's target: the connection, hijacked from net/http once the
-// request is admitted so that net/http's per-connection buffers and the handler's goroutine go.
-// The body is chunked as net/http's was, one chunk per write, so that a client sees the same
-// stream as before (bench/cmd/loadgen takes each chunk as a flush). The response's head goes
-// out with the first write (the welcome, or a close event), each chunk with its framing, in one
-// system call. There is no write buffer: every write of the write loop is a whole batch,
-// heartbeat or close event followed by a flush, so a buffer would only copy it (and cost its
-// size per idle stream). The write loop's goroutine alone writes and reads the fields.
-type sseConn struct {
-	net.Conn
-	headSent bool
-	failed   bool // a write failed: the stream is not ended with the last chunk
-}
-
-// sseHead is an HTTP/1.x stream's response head.
-var sseHead = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
-	"X-Accel-Buffering: no\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n") // X-Accel-Buffering: nginx must not buffer the stream
-
-var crlf = []byte("\r\n")
-
-// Write writes p as one chunk.
-func (c *sseConn) Write(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil // an empty chunk would end the body
-	}
-	var size [18]byte
-	bufs := make(net.Buffers, 0, 4)
-	if !c.headSent {
-		bufs = append(bufs, sseHead)
-		c.headSent = true
-	}
-	bufs = append(bufs, append(strconv.AppendUint(size[:0], uint64(len(p)), 16), crlf...), p, crlf)
-	if _, err := bufs.WriteTo(c.Conn); err != nil {
-		c.failed = true
-		return 0, err
-	}
-	return len(p), nil
-}
-
-func (*sseConn) Flush() error { return nil } // nothing is buffered
-
-// watch reads the connection until it fails: the client went away (or the stream closed it).
-// The client sends nothing after its request; whatever it does send is dropped. It closes
-// gone when it returns.
-func (c *sseConn) watch(gone chan<- struct{}) {
-	defer close(gone)
-	buf := make([]byte, 16)
-	for {
-		if _, err := c.Conn.Read(buf); err != nil {
-			return
-		}
-	}
-}
-
-// close ends the response: its last chunk (within the last write's deadline, or at once when
-// the stream was cut) unless a write failed, then the write side, so that the client reads the
-// end of the body before the connection goes.
-func (c *sseConn) close() {
-	if c.headSent && !c.failed {
-		_, _ = c.Conn.Write([]byte("0\r\n\r\n"))
-	}
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	}
-	_ = c.Conn.Close()
-}
-
-func (t *sseTransport) Write(frame []byte) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.ended || t.code != 0 {
-		return errSSEClosed
-	}
-	t.frames = append(t.frames, frame)
-	t.signal()
-	return nil
-}
-
-func (t *sseTransport) CloseWith(code CloseCode) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.ended || t.code != 0 {
-		return errSSEClosed
-	}
-	t.code = code
-	t.signal()
-	return nil
-}
-
-func (*sseTransport) kind() transportKind { return transportSSE }
-
-func (t *sseTransport) signal() {
-	select {
-	case t.wake <- struct{}{}:
-	default:
-	}
-}
-
-// cut ends the stream now: the write loop stops, and a write under way fails at once.
-func (t *sseTransport) cut() {
-	t.end()
-	_ = t.dst.SetWriteDeadline(time.Now())
-}
-
-func (t *sseTransport) end() {
-	t.doneOnce.Do(func() {
-		t.mu.Lock()
-		t.ended = true
-		t.mu.Unlock()
-		close(t.done)
-	})
-}
-
-// welcome writes the welcome (on HTTP/1.x with the response's head), on the write loop's
-// goroutine before the write loop starts.
-func (t *sseTransport) welcome(frame []byte, timeout time.Duration) error {
-	_ = t.dst.SetWriteDeadline(time.Now().Add(timeout))
-	var w struct {
-		Epoch     string `json:"epoch"`
-		Offset    uint64 `json:"offset"`
-		Recovered *bool  `json:"recovered"`
-	}
-	_ = json.Unmarshal(frame, &w)
-	if w.Recovered != nil && *w.Recovered {
-		// The replay follows, from the position the client asked for: the welcome's is the
-		// stream's head, and as the stream's id it would skip the replay if the stream broke
-		// before it. Without an id, the client's last one stays.
-		w.Epoch = ""
-	}
-	b := appendSSEEvent(nil, frame, w.Offset, w.Epoch)
-	if _, err := t.dst.Write(b); err != nil {
-		return err
-	}
-	return t.dst.Flush()
-}
-
-// deliver queues a client message for the read loop without waiting (the write loop starts
-// the read loop if it is not running), and returns the POST's status: 202, 429 when the
-// session's inbox is full, 404 when the stream is over.
-func (t *sseTransport) deliver(msg []byte) int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	switch {
-	case t.ended:
-		return http.StatusNotFound
-	case len(t.inbox) >= sseInbox:
-		return http.StatusTooManyRequests
-	}
-	t.inbox = append(t.inbox, msg)
-	t.signal()
-	return http.StatusAccepted
-}
-
-// read is the session's read loop: the client's messages, one at a time, until none waits
-// or the stream is over.
-func (t *sseTransport) read() {
-	defer t.readers.Done()
-	for {
-		t.mu.Lock()
-		if t.ended || len(t.inbox) == 0 {
-			t.reading = false
-			t.inbox = nil
-			t.mu.Unlock()
-			return
-		}
-		msg := t.inbox[0]
-		t.inbox = t.inbox[1:]
-		t.mu.Unlock()
-		t.s.received(msg)
-	}
-}
-
-// run is the write loop: each batch the outbox hands over goes out as events and one flush,
-// a comment every heartbeat keeps proxies from timing the stream out, and the close ends it
-// with a close event (the WebSocket's close frame). It returns when the stream is over, or
-// when gone is closed: the client went away.
-func (t *sseTransport) run(gone <-chan struct{}, heartbeat time.Duration) {
-	defer t.end()
-	tick := time.NewTicker(heartbeat)
-	defer tick.Stop()
-	for {
-		t.mu.Lock()
-		frames, code := t.frames, t.code
-		t.frames = nil
-		if len(t.inbox) > 0 && !t.reading {
-			t.reading = true
-			t.readers.Add(1)
-			go t.read()
-		}
-		t.mu.Unlock()
-		if len(frames) > 0 {
-			// The events are built in a pooled buffer, given back once written: an idle
-			// stream keeps no buffer the size of its largest batch.
-			size := 0
-			for _, f := range frames {
-				size += len(f) + sseEventOverhead
-			}
-			bp := getBatch(size)
-			for _, f := range frames {
-				bp.b = appendSSEFrames(bp.b, f)
-			}
-			ok := t.write(bp.b)
-			bp.recycle()
-			if !ok {
-				return
-			}
-			for _, f := range frames {
-				t.s.written(len(f))
-			}
-			continue // written may have handed over the next batch
-		}
-		if code != 0 {
-			t.s.out.closedWith(code)
-			t.write(appendSSEEvent(nil, closeFrame(code), 0, ""))
-			return
-		}
-		select {
-		case <-t.wake:
-		case <-tick.C:
-			if !t.write([]byte(":\n\n")) {
-				return
-			}
-		case <-gone: // the client went away
-			return
-		case <-t.done:
-			return
-		}
-	}
-}
-
-// sseEventOverhead is room for an event's id line, "data: " and the blank line after it.
-const sseEventOverhead = 64
-
-// write writes b and flushes it, within the write timeout.
-func (t *sseTransport) write(b []byte) bool {
-	_ = t.dst.SetWriteDeadline(time.Now().Add(t.timeout))
-	if _, err := t.dst.Write(b); err != nil {
-		return false
-	}
-	return t.dst.Flush() == nil
-}
-
-// closeFrame is the event that ends a stream, with what a WebSocket's close frame says.
-func closeFrame(code CloseCode) []byte {
-	b := append([]byte(`{"op":"close","code":`), strconv.Itoa(int(code))...)
-	b = append(b, `,"reason":"`...)
-	b = append(b, code.String()...) // plain ASCII, no escapes needed
-	return append(b, `"}`...)
-}
-
-// appendSSEFrames appends the events of one outbox frame, which joins several with newlines.
-func appendSSEFrames(b, frame []byte) []byte {
-	for len(frame) > 0 {
-		one := frame
-		if i := bytes.IndexByte(frame, '\n'); i >= 0 {
-			one, frame = frame[:i], frame[i+1:]
-		} else {
-			frame = nil
-		}
-		off, epoch := userPosition(one)
-		b = appendSSEEvent(b, one, off, epoch)
-	}
-	return b
-}
-
-// appendSSEEvent appends one event: its id when it has a position, and its data (a frame has
-// no newline: JSON escapes them in strings).
-func appendSSEEvent(b, frame []byte, offset uint64, epoch string) []byte {
-	if epoch != "" {
-		b = append(b, "id: "...)
-		b = strconv.AppendUint(b, offset, 10)
-		b = append(append(b, '.'), epoch...)
-		b = append(b, '\n')
-	}
-	b = append(b, "data: "...)
-	b = append(b, frame...)
-	return append(b, "\n\n"...)
-}
-
-// userPosition returns the position of a user stream's event frame, and no epoch for any
-// other frame: a topic's events have positions of their own, which must not become the
-// stream's Last-Event-ID. An event frame starts with its position (wire.WithPosition); a
-// topic's has a top-level "topic" member before its data, and a user stream's none.
-func userPosition(frame []byte) (uint64, string) {
-	rest, ok := bytes.CutPrefix(frame, []byte(`{"offset":`))
-	if !ok {
-		return 0, ""
-	}
-	num, rest, ok := bytes.Cut(rest, []byte(`,"epoch":"`))
-	if !ok {
-		return 0, ""
-	}
-	epoch, rest, ok := bytes.Cut(rest, []byte(`"`))
-	if !ok {
-		return 0, ""
-	}
-	off, err := strconv.ParseUint(string(num), 10, 64)
-	if err != nil {
-		return 0, ""
-	}
-	topic := bytes.Index(rest, []byte(`,"topic":`))
-	data := bytes.Index(rest, []byte(`,"data":`))
-	if topic >= 0 && (data < 0 || topic < data) {
-		return 0, ""
-	}
-	return off, string(epoch)
-}
-
-// eventIDPosition reads a Last-Event-ID: offset.epoch. One that is not a position this hub
-// could have sent (garbage, too long) asks for a recovery that cannot succeed, like a position
-// of another epoch: the session starts with recovered false, never with a silent gap.
-func eventIDPosition(id string) *Position {
-	off, epoch, ok := strings.Cut(id, ".")
-	o, err := strconv.ParseUint(off, 10, 64)
-	if !ok || err != nil || epoch == "" || len(id) > 128 {
-		return &Position{Epoch: badEpoch}
-	}
-	return &Position{Offset: o, Epoch: epoch}
-}
-
-// badEpoch is the epoch of a Last-Event-ID that is no position: no stream has it (epochs are
-// NewEpoch's, without spaces).
-const badEpoch = "invalid last event id"
 
 // serveSSE serves a session as server-sent events (GET; PROTOCOL.md, "Server-sent events"),
 // admitted as an upgrade is: a cross-origin request gets 403, a missing or bad token 401 (the
@@ -493,39 +108,163 @@ func (h *Hub) stream(ctx context.Context, t *sseTransport, gone <-chan struct{})
 	t.readers.Wait()
 }
 
-// sseSessions are the hub's event streams by session ID, for the client's POSTs.
-type sseSessions struct {
-	mu sync.Mutex
-	m  map[string]*sseTransport
+// The client's messages without a socket: POST <prefix>/sse/<session> with the frame a
+// WebSocket client would send (PROTOCOL.md, "Server-sent events"). Any node takes the POST:
+// a session on this hub gets the message at once, one on another node through a command on
+// the user's own stream, which only the nodes holding the user's sessions receive.
+
+// SSE returns the handler of the server-sent events transport (PROTOCOL.md, "Server-sent
+// events"): GET opens a stream, a session admitted as an upgrade is (403 cross-origin, 401
+// without a valid token or ticket, 429 at Config.MaxUserSessions, 503 at Config.MaxSessions or
+// shutting down), which recovers from its Last-Event-ID; POST to <path>/ticket trades the
+// request's token for a single-use ticket that opens one stream within [TicketTTL]; POST to
+// <path>/<session> passes the body, one client message, to that session of the caller,
+// wherever it is. Other methods get 405. adapters/nethttp and adapters/echonotify mount it at
+// <prefix>/sse.
+func (h *Hub) SSE() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet:
+			h.serveSSE(w, r)
+		case r.Method != http.MethodPost:
+			w.Header().Set("Allow", "GET, POST")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		case path.Base(r.URL.Path) == "ticket":
+			h.serveTicket(w, r)
+		default:
+			h.servePost(w, r, path.Base(r.URL.Path))
+		}
+	})
 }
 
-func (x *sseSessions) add(id string, t *sseTransport) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.m == nil {
-		x.m = make(map[string]*sseTransport)
+// servePost answers a client message POSTed for a session: 202 once it is on its way (the
+// session's answer, if any, comes on its stream), 403 cross-origin, 401 without a valid token,
+// 413 past Config.MaxMessageSize, 404 for a session that is not one of the caller's (whether
+// it exists or not), 429 when the session's queue of messages is full, 503 when the broker
+// cannot be reached. The session's rate limit applies to the message as to a frame.
+func (h *Hub) servePost(w http.ResponseWriter, r *http.Request, sessionID string) {
+	if !originAllowed(&h.cfg, r) {
+		http.Error(w, "notify: origin not allowed", http.StatusForbidden)
+		return
 	}
-	x.m[id] = t
-}
-
-func (x *sseSessions) remove(id string) {
-	x.mu.Lock()
-	delete(x.m, id)
-	x.mu.Unlock()
-}
-
-func (x *sseSessions) count() int {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return len(x.m)
-}
-
-// get returns the user's event stream with the ID, if it is on this hub.
-func (x *sseSessions) get(user, id string) *sseTransport {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if t := x.m[id]; t != nil && t.s.user == user {
-		return t
+	id, err := h.Authenticate(r)
+	if err != nil {
+		if errors.Is(err, ErrUnauthorized) {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+		} else {
+			http.Error(w, "notify: broker unavailable", http.StatusServiceUnavailable)
+		}
+		return
 	}
-	return nil
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxMessageSize))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			http.Error(w, "notify: message too big", http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "notify: reading the message failed", http.StatusBadRequest)
+		return
+	}
+	status := h.toSession(r.Context(), id.UserID, sessionID, body)
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.WriteHeader(status)
+}
+
+// toSession hands a client message to the user's session, on this node or another, and
+// returns the POST's status.
+func (h *Hub) toSession(ctx context.Context, user, sessionID string, msg []byte) int {
+	if t := h.sse.get(user, sessionID); t != nil {
+		status := t.deliver(msg)
+		if status == http.StatusTooManyRequests {
+			h.stats.rateLimited.Add(1)
+		}
+		return status
+	}
+	sessions, err := h.presence.Sessions(ctx, user)
+	if err != nil {
+		h.stats.brokerErrors.Add(1)
+		return http.StatusServiceUnavailable
+	}
+	// Only an event stream takes messages by POST: a WebSocket session's come on its socket.
+	// The answer is the same on every node, decided by presence: the caller's WebSocket
+	// session gets 404 here as on the node holding it, like another user's or an unknown one.
+	if !slices.ContainsFunc(sessions, func(s SessionInfo) bool {
+		return s.ID == sessionID && s.Node != h.node && s.Transport == transportSSE.String()
+	}) {
+		return http.StatusNotFound // not the caller's stream, or gone: the same answer
+	}
+	if err := h.command(ctx, user, command{Op: "message", Session: sessionID, Data: msg}); err != nil {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusAccepted
+}
+
+// serveTicket answers POST <prefix>/sse/ticket: for a request authenticated as
+// [Hub.Authenticate] does (the token in an Authorization header), 200 with
+// {"ticket":"...","expires_in":30}; the ticket opens one event stream as the token's identity
+// (GET <prefix>/sse?ticket=...) within [TicketTTL], once. 403 cross-origin, 401 without a
+// valid token, 503 when the store or the broker cannot be reached. The answer is not cached;
+// neither the token nor the ticket is logged.
+func (h *Hub) serveTicket(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if !originAllowed(&h.cfg, r) {
+		http.Error(w, "notify: origin not allowed", http.StatusForbidden)
+		return
+	}
+	id, err := h.Authenticate(r)
+	if err != nil {
+		if errors.Is(err, ErrUnauthorized) {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+		} else {
+			http.Error(w, "notify: broker unavailable", http.StatusServiceUnavailable)
+		}
+		return
+	}
+	value, err := json.Marshal(id)
+	if err != nil {
+		http.Error(w, "notify: identity cannot be kept", http.StatusInternalServerError)
+		return
+	}
+	var raw [32]byte
+	_, _ = rand.Read(raw[:])
+	ticket := base64.RawURLEncoding.EncodeToString(raw[:])
+	if err := h.tickets.Put(r.Context(), ticketKey(ticket), value, TicketTTL); err != nil {
+		h.stats.brokerErrors.Add(1)
+		h.cfg.Logger.Warn("notify: ticket store failed", "user", id.UserID, "err", err)
+		http.Error(w, "notify: ticket store unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(struct {
+		Ticket    string `json:"ticket"`
+		ExpiresIn int    `json:"expires_in"`
+	}{ticket, int(TicketTTL / time.Second)})
+}
+
+// redeemTicket returns the identity of a stream request's ticket, taking the ticket. A request
+// that also carries a token (a cookie, a header) must carry one of the ticket's user.
+func (h *Hub) redeemTicket(r *http.Request, ticket string) (Identity, error) {
+	value, ok, err := h.tickets.Take(r.Context(), ticketKey(ticket))
+	if err != nil {
+		h.stats.brokerErrors.Add(1)
+		return Identity{}, err
+	}
+	var id Identity
+	if !ok || json.Unmarshal(value, &id) != nil || id.UserID == "" {
+		return Identity{}, refused(refusedInvalid, "unknown, used or expired ticket")
+	}
+	if !id.Expires.IsZero() && time.Now().After(id.Expires.Add(h.cfg.Leeway)) {
+		return Identity{}, refused(refusedInvalid, "the ticket's token has expired")
+	}
+	other, found := IdentityFromContext(r.Context())
+	if tok := h.auth.tokenFrom(r); !found && tok != "" {
+		other, err = h.auth.verify(tok)
+		found = err == nil
+	}
+	if found && other.UserID != id.UserID {
+		return Identity{}, refused(refusedInvalid, "the ticket is for another user")
+	}
+	return id, nil
 }

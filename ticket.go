@@ -2,13 +2,8 @@ package notify
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
-	"net/http"
 	"sync"
 	"time"
 )
@@ -29,74 +24,6 @@ type TicketStore interface {
 	// of one key, on any node, at most one gets it. ok is false when there is none (never
 	// put, taken already, or expired).
 	Take(ctx context.Context, key string) (value []byte, ok bool, err error)
-}
-
-// serveTicket answers POST <prefix>/sse/ticket: for a request authenticated as
-// [Hub.Authenticate] does (the token in an Authorization header), 200 with
-// {"ticket":"...","expires_in":30}; the ticket opens one event stream as the token's identity
-// (GET <prefix>/sse?ticket=...) within [TicketTTL], once. 403 cross-origin, 401 without a
-// valid token, 503 when the store or the broker cannot be reached. The answer is not cached;
-// neither the token nor the ticket is logged.
-func (h *Hub) serveTicket(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	if !originAllowed(&h.cfg, r) {
-		http.Error(w, "notify: origin not allowed", http.StatusForbidden)
-		return
-	}
-	id, err := h.Authenticate(r)
-	if err != nil {
-		if errors.Is(err, ErrUnauthorized) {
-			http.Error(w, err.Error(), http.StatusUnauthorized)
-		} else {
-			http.Error(w, "notify: broker unavailable", http.StatusServiceUnavailable)
-		}
-		return
-	}
-	value, err := json.Marshal(id)
-	if err != nil {
-		http.Error(w, "notify: identity cannot be kept", http.StatusInternalServerError)
-		return
-	}
-	var raw [32]byte
-	_, _ = rand.Read(raw[:])
-	ticket := base64.RawURLEncoding.EncodeToString(raw[:])
-	if err := h.tickets.Put(r.Context(), ticketKey(ticket), value, TicketTTL); err != nil {
-		h.stats.brokerErrors.Add(1)
-		h.cfg.Logger.Warn("notify: ticket store failed", "user", id.UserID, "err", err)
-		http.Error(w, "notify: ticket store unavailable", http.StatusServiceUnavailable)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(struct {
-		Ticket    string `json:"ticket"`
-		ExpiresIn int    `json:"expires_in"`
-	}{ticket, int(TicketTTL / time.Second)})
-}
-
-// redeemTicket returns the identity of a stream request's ticket, taking the ticket. A request
-// that also carries a token (a cookie, a header) must carry one of the ticket's user.
-func (h *Hub) redeemTicket(r *http.Request, ticket string) (Identity, error) {
-	value, ok, err := h.tickets.Take(r.Context(), ticketKey(ticket))
-	if err != nil {
-		h.stats.brokerErrors.Add(1)
-		return Identity{}, err
-	}
-	var id Identity
-	if !ok || json.Unmarshal(value, &id) != nil || id.UserID == "" {
-		return Identity{}, refused(refusedInvalid, "unknown, used or expired ticket")
-	}
-	if !id.Expires.IsZero() && time.Now().After(id.Expires.Add(h.cfg.Leeway)) {
-		return Identity{}, refused(refusedInvalid, "the ticket's token has expired")
-	}
-	other, found := IdentityFromContext(r.Context())
-	if tok := h.auth.tokenFrom(r); !found && tok != "" {
-		other, err = h.auth.verify(tok)
-		found = err == nil
-	}
-	if found && other.UserID != id.UserID {
-		return Identity{}, refused(refusedInvalid, "the ticket is for another user")
-	}
-	return id, nil
 }
 
 func ticketKey(ticket string) string {
