@@ -1337,6 +1337,7 @@ const LEADER_BEAT = 250; // ms between a leader's heartbeats
 const LEADER_SILENCE = 600; // ms without a word from the leader after which a tab probes it
 const LEADER_PROBE = 250; // ms a probed leader has to answer before a tab takes over
 const TOKEN_WAIT = 5000; // ms a host waits for a tab's token() before it asks another tab
+const TAKEOVER_WAIT = 50; // ms a tab granted the lead waits for the old leader's last messages
 
 const inWorker = typeof SharedWorkerGlobalScope === "function" && globalThis instanceof SharedWorkerGlobalScope;
 
@@ -1603,6 +1604,14 @@ class SharedConnection {
   // Holds the lock until this tab steps down: hosts the connection, from the positions the old
   // leader last sent.
   #lead() {
+    if (this.#state === "closed" || this.#frozen) return undefined;
+    // What the old leader posted before it let the lock go (its connection's last state, a
+    // sign-out) crosses the browser by another way than the lock: read it first, so that a tab
+    // that learns from it that the connection is over does not open another.
+    return new Promise((resolve) => setTimeout(resolve, TAKEOVER_WAIT)).then(() => this.#takeLead());
+  }
+
+  #takeLead() {
     if (this.#state === "closed" || this.#frozen) return undefined;
     this.#queued = null;
     const leader = randomID();
