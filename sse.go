@@ -143,17 +143,8 @@ func (h *Hub) SSE() http.Handler {
 // it exists or not), 429 when the session's queue of messages is full, 503 when the broker
 // cannot be reached. The session's rate limit applies to the message as to a frame.
 func (h *Hub) servePost(w http.ResponseWriter, r *http.Request, sessionID string) {
-	if !originAllowed(&h.cfg, r) {
-		http.Error(w, "notify: origin not allowed", http.StatusForbidden)
-		return
-	}
-	id, err := h.Authenticate(r)
-	if err != nil {
-		if errors.Is(err, ErrUnauthorized) {
-			http.Error(w, err.Error(), http.StatusUnauthorized)
-		} else {
-			http.Error(w, "notify: broker unavailable", http.StatusServiceUnavailable)
-		}
+	id, ok := h.admitCall(w, r)
+	if !ok {
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxMessageSize))
@@ -209,17 +200,8 @@ func (h *Hub) toSession(ctx context.Context, user, sessionID string, msg []byte)
 // neither the token nor the ticket is logged.
 func (h *Hub) serveTicket(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	if !originAllowed(&h.cfg, r) {
-		http.Error(w, "notify: origin not allowed", http.StatusForbidden)
-		return
-	}
-	id, err := h.Authenticate(r)
-	if err != nil {
-		if errors.Is(err, ErrUnauthorized) {
-			http.Error(w, err.Error(), http.StatusUnauthorized)
-		} else {
-			http.Error(w, "notify: broker unavailable", http.StatusServiceUnavailable)
-		}
+	id, ok := h.admitCall(w, r)
+	if !ok {
 		return
 	}
 	value, err := json.Marshal(id)
@@ -267,4 +249,24 @@ func (h *Hub) redeemTicket(r *http.Request, ticket string) (Identity, error) {
 		return Identity{}, refused(refusedInvalid, "the ticket is for another user")
 	}
 	return id, nil
+}
+
+// admitCall checks a client's HTTP call beside its stream (a POST, a ticket) as the inbox's
+// are: 403 cross-origin, 401 without a valid token, 503 when the broker cannot say whether the
+// user's tokens are refused. It answers a refused call itself.
+func (h *Hub) admitCall(w http.ResponseWriter, r *http.Request) (Identity, bool) {
+	if !originAllowed(&h.cfg, r) {
+		http.Error(w, "notify: origin not allowed", http.StatusForbidden)
+		return Identity{}, false
+	}
+	id, err := h.Authenticate(r)
+	if err != nil {
+		if errors.Is(err, ErrUnauthorized) {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+		} else {
+			http.Error(w, "notify: broker unavailable", http.StatusServiceUnavailable)
+		}
+		return Identity{}, false
+	}
+	return id, true
 }
