@@ -172,8 +172,11 @@ type result struct {
 	errs []string
 	gogc []int64 // the GOGC each round's server reported (none from a server that does not)
 
-	s1Rate                 float64
-	s1GCs                  float64 // garbage collections the server completed during S1
+	s1Rate float64
+	s1GCs  float64 // garbage collections the server completed during S1
+	// CPU time per connection opened in S1: the server's, and (Redis variants) the
+	// redis-server's; 0 where not measured
+	s1NodeCPU, s1RedisCPU  float64
 	s4PerConn, s4Heap      float64 // bytes per connection: RSS, Go heap in use
 	s4Stack, s4Goroutines  float64
 	s2, s3, s5, s6         delivery
@@ -205,6 +208,10 @@ type delivery struct {
 	// is one) and the commands in them (tripsOK)
 	tripsOK              bool
 	redisTrips, tripCmds float64
+	// CPU time per delivery, in ns: the server's (both nodes' in the two-node scenarios), and
+	// the redis-server's (Redis variants); and the server's CPU over the scenario's wall time,
+	// in cores (0.5: half of one). 0 where not measured.
+	nodeCPU, redisCPU, nodeCores float64
 }
 
 type server struct {
@@ -246,6 +253,7 @@ type serverStats struct {
 	HeapInuse  uint64  `json:"heap_inuse"`
 	StackInuse uint64  `json:"stack_inuse"`
 	NumGC      uint32  `json:"num_gc"`
+	CPU        int64   `json:"cpu_ns"`      // 0 from a server built before /bench/stats reported it
 	GOGC       *int64  `json:"gogc"`        // nil from a server built before /bench/stats reported it
 	RedisTrips *uint64 `json:"redis_trips"` // notify-redis only
 	RedisCmds  *uint64 `json:"redis_cmds"`
@@ -392,6 +400,10 @@ func runVariant(name string, port int, p plan) *result {
 		}
 	}()
 	log.Printf("%s: S1 open %d connections", name, p.n)
+	var r1 redisStats
+	if onRedis(name) {
+		r1 = readRedisStats()
+	}
 	prof("start=S1")
 	start := time.Now()
 	var next, dialErrs int
@@ -425,6 +437,14 @@ func runVariant(name string, port int, p plan) *result {
 	prof("stop")
 	if st, err := srv.stats(); err == nil {
 		r.s1GCs = float64(st.NumGC - st0.NumGC)
+		if st.CPU > 0 && st0.CPU > 0 {
+			r.s1NodeCPU = float64(st.CPU-st0.CPU) / float64(p.n)
+		}
+	}
+	if onRedis(name) {
+		if r2 := readRedisStats(); r1.cpuOK && r2.cpuOK {
+			r.s1RedisCPU = float64(r2.cpu-r1.cpu) / float64(p.n)
+		}
 	}
 	if dialErrs > 0 {
 		fail("S1: %d of %d connections failed, e.g. %v", dialErrs, p.n, firstErr)
@@ -544,6 +564,9 @@ func runVariant(name string, port int, p plan) *result {
 				d.redisOK = true
 				d.redisCmds = float64(rAfter.commands-rBefore.commands) / float64(sr.Sent)
 				d.redisReads = float64(rAfter.reads-rBefore.reads) / float64(sr.Sent)
+				if rBefore.cpuOK && rAfter.cpuOK && d.delivered > 0 {
+					d.redisCPU = float64(rAfter.cpu-rBefore.cpu) / float64(d.delivered)
+				}
 			}
 			if fromBefore.RedisTrips != nil && fromAfter.RedisTrips != nil && fromBefore.RedisCmds != nil && fromAfter.RedisCmds != nil {
 				d.tripsOK = true
@@ -551,7 +574,16 @@ func runVariant(name string, port int, p plan) *result {
 				d.tripCmds = float64(*fromAfter.RedisCmds-*fromBefore.RedisCmds) / float64(sr.Sent)
 			}
 		}
-		d.rate = float64(d.delivered) / (float64(ph.end.Load()-t0.UnixNano()) / 1e9)
+		wall := float64(ph.end.Load() - t0.UnixNano())
+		d.rate = float64(d.delivered) / (wall / 1e9)
+		if before.CPU > 0 && after.CPU > 0 {
+			cpu := float64(after.CPU - before.CPU)
+			if from != srv && fromBefore.CPU > 0 && fromAfter.CPU > 0 {
+				cpu += float64(fromAfter.CPU - fromBefore.CPU)
+			}
+			d.nodeCPU = cpu / float64(d.delivered)
+			d.nodeCores = cpu / wall
+		}
 		d.framesPerEvent = float64(d.frames) / float64(d.delivered)
 		d.writesPerEvent = float64(after.Syscw-before.Syscw) / float64(d.delivered)
 		d.gcs = float64(after.NumGC - before.NumGC)

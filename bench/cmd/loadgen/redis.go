@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/gonotify/notify/bench/internal/proc"
+
 	"context"
 	"fmt"
 	"strconv"
@@ -66,6 +68,10 @@ type redisStats struct {
 	// read events on client connections: a client's round trip is one, or more when its
 	// request is longer than Redis reads at once (16 KB), so it bounds round trips from above
 	reads uint64
+	// CPU time the redis-server process has spent (/proc/PID/stat, PID from INFO server), when
+	// it runs on this machine: cpuOK
+	cpu   time.Duration
+	cpuOK bool
 }
 
 func readRedisStats() redisStats {
@@ -75,7 +81,7 @@ func readRedisStats() redisStats {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	info, err := c.Info(ctx, "stats").Result()
+	info, err := c.Info(ctx, "stats", "server").Result()
 	if err != nil {
 		return redisStats{}
 	}
@@ -93,6 +99,8 @@ func readRedisStats() redisStats {
 		case "total_reads_processed":
 			s.reads, _ = strconv.ParseUint(v, 10, 64)
 			n++
+		case "process_id":
+			s.cpu, s.cpuOK = proc.CPU(v)
 		}
 	}
 	s.ok = n == 2

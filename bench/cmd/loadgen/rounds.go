@@ -51,10 +51,15 @@ func median(rs []*result) *result {
 		out.redisReads = f(func(r *result) float64 { return get(r).redisReads })
 		out.redisTrips = f(func(r *result) float64 { return get(r).redisTrips })
 		out.tripCmds = f(func(r *result) float64 { return get(r).tripCmds })
+		out.nodeCPU = f(func(r *result) float64 { return get(r).nodeCPU })
+		out.redisCPU = f(func(r *result) float64 { return get(r).redisCPU })
+		out.nodeCores = f(func(r *result) float64 { return get(r).nodeCores })
 		return out
 	}
 	m.s1Rate = f(func(r *result) float64 { return r.s1Rate })
 	m.s1GCs = f(func(r *result) float64 { return r.s1GCs })
+	m.s1NodeCPU = f(func(r *result) float64 { return r.s1NodeCPU })
+	m.s1RedisCPU = f(func(r *result) float64 { return r.s1RedisCPU })
 	m.s4PerConn = f(func(r *result) float64 { return r.s4PerConn })
 	m.s4Heap = f(func(r *result) float64 { return r.s4Heap })
 	m.s4Stack = f(func(r *result) float64 { return r.s4Stack })
@@ -114,6 +119,10 @@ func printSpread(w io.Writer, names []string, runs [][]*result) {
 		{row{"S4 RSS/connection", func(r *result) float64 { return r.s4PerConn }, kb}, nil},
 		{row{"S9 readers' latency p99", func(r *result) float64 { return float64(r.s9.d.p99) }, ms}, nil},
 		{row{"S9 every non-reader closed after", func(r *result) float64 { return float64(r.s9.allClosed) }, ms}, nil},
+		{row{"S1 Redis CPU/connection", func(r *result) float64 { return r.s1RedisCPU }, cpuTime}, nil},
+		{row{"S2 Redis CPU/delivery", func(r *result) float64 { return r.s2.redisCPU }, cpuTime}, nil},
+		{row{"S2 server CPU/delivery (Redis variants)", func(r *result) float64 { return r.s2.nodeCPU }, cpuTime}, nil},
+		{row{"S5 server CPU in cores (Redis variants)", func(r *result) float64 { return r.s5.nodeCores }, cores}, nil},
 		{row{"S7 deliveries/s (two nodes)", func(r *result) float64 { return r.s7.rate }, count}, nil},
 		{row{"S8 latency p99 (two nodes)", func(r *result) float64 { return float64(r.s8.p99) }, ms}, nil},
 	} {

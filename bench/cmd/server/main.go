@@ -38,6 +38,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/gonotify/notify/bench/internal/payload"
+	"github.com/gonotify/notify/bench/internal/proc"
 )
 
 // variant is a server under test.
@@ -99,6 +100,9 @@ func main() {
 			RSS: procField("/proc/self/status", "VmRSS:") * 1024, Syscw: procField("/proc/self/io", "syscw:"),
 			Goroutines: runtime.NumGoroutine(), HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, NumGC: ms.NumGC,
 			GOGC: gcPercent()}
+		if cpu, ok := proc.CPU("self"); ok {
+			st.CPU = int64(cpu)
+		}
 		if rc != nil {
 			trips, cmds := rc.trips.Load(), rc.cmds.Load()
 			st.RedisTrips, st.RedisCmds = &trips, &cmds
@@ -185,6 +189,7 @@ type Stats struct {
 	HeapInuse  uint64 `json:"heap_inuse"`
 	StackInuse uint64 `json:"stack_inuse"`
 	NumGC      uint32 `json:"num_gc"`         // garbage collections completed since the server started
+	CPU        int64  `json:"cpu_ns"`         // CPU time (user and system) the process has spent, from /proc
 	GOGC       *int64 `json:"gogc,omitempty"` // the collector's GOGC as the runtime has it (-1: off)
 	// Round trips to Redis and commands sent in them (a pipeline is one round trip), counted by
 	// a go-redis hook on the client the variant's broker uses: notify-redis only.
