@@ -135,6 +135,12 @@ func main() {
 		return
 	}
 	names := variantNames()
+	if *scaleMode {
+		if !runScale(p, names) {
+			os.Exit(1)
+		}
+		return
+	}
 	if g, ok := os.LookupEnv("GOGC"); ok && *gogc == "" {
 		log.Printf("GOGC=%s in the environment: not passed to the servers, which run with Go's default (-gogc N sets it)", g)
 	}
