@@ -106,3 +106,32 @@ func readRedisStats() redisStats {
 	s.ok = n == 2
 	return s
 }
+
+// idleWindow is how long idleUpkeep watches idle sessions: longer than notify's presence
+// upkeep period (PresenceTTL/3, 10 s by default), so that every session's entry is refreshed
+// once in it.
+const idleWindow = 12 * time.Second
+
+// idleUpkeep measures what n idle sessions cost per session and second: the redis-server's CPU
+// time and the server's, in ns, over idleWindow.
+func idleUpkeep(srv *server, n int) (redisCPU, nodeCPU float64) {
+	r0, s0 := readRedisStats(), srvCPU(srv)
+	time.Sleep(idleWindow)
+	r1, s1 := readRedisStats(), srvCPU(srv)
+	per := float64(n) * idleWindow.Seconds()
+	if r0.cpuOK && r1.cpuOK {
+		redisCPU = float64(r1.cpu-r0.cpu) / per
+	}
+	if s0 > 0 && s1 > 0 {
+		nodeCPU = float64(s1-s0) / per
+	}
+	return redisCPU, nodeCPU
+}
+
+func srvCPU(srv *server) int64 {
+	st, err := srv.stats()
+	if err != nil {
+		return 0
+	}
+	return st.CPU
+}

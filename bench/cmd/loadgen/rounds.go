@@ -60,6 +60,8 @@ func median(rs []*result) *result {
 	m.s1GCs = f(func(r *result) float64 { return r.s1GCs })
 	m.s1NodeCPU = f(func(r *result) float64 { return r.s1NodeCPU })
 	m.s1RedisCPU = f(func(r *result) float64 { return r.s1RedisCPU })
+	m.idleRedisCPU = f(func(r *result) float64 { return r.idleRedisCPU })
+	m.idleNodeCPU = f(func(r *result) float64 { return r.idleNodeCPU })
 	m.s4PerConn = f(func(r *result) float64 { return r.s4PerConn })
 	m.s4Heap = f(func(r *result) float64 { return r.s4Heap })
 	m.s4Stack = f(func(r *result) float64 { return r.s4Stack })

@@ -71,6 +71,14 @@ func cpuTime(v float64) string {
 	return fmt.Sprintf("%.1f µs", v/1e3)
 }
 
+// nsTime prints a CPU time in ns, or "-" where it was not measured.
+func nsTime(v float64) string {
+	if v <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f ns", v)
+}
+
 // cores prints a share of CPU time over wall time in cores ("0.75": three quarters of one).
 func cores(v float64) string {
 	if v <= 0 {
@@ -140,7 +148,9 @@ func printTable(w io.Writer, p plan, results []*result) {
 		row{"S4 RSS/connection", func(r *result) float64 { return r.s4PerConn }, kb},
 		row{"S4 Go heap/connection", func(r *result) float64 { return r.s4Heap }, kb},
 		row{"S4 goroutine stacks/connection", func(r *result) float64 { return r.s4Stack }, kb},
-		row{"S4 goroutines/connection", func(r *result) float64 { return r.s4Goroutines }, frac})
+		row{"S4 goroutines/connection", func(r *result) float64 { return r.s4Goroutines }, frac},
+		row{"S4 idle upkeep: Redis CPU per session per second", func(r *result) float64 { return r.idleRedisCPU }, nsTime},
+		row{"S4 idle upkeep: server CPU per session per second (Redis variants)", func(r *result) float64 { return r.idleNodeCPU }, nsTime})
 	rows = append(rows, row{"S5 sends/s generated", func(r *result) float64 { return r.s5.sendRate }, count})
 	rows = append(rows, deliveryRows("S5", func(r *result) *delivery { return &r.s5 }, true, true)...)
 	rows = append(rows, redisRows("S5", func(r *result) *delivery { return &r.s5 })...)
@@ -520,6 +530,10 @@ func redisTargets(w io.Writer, p plan, n, nr, cr *result) {
 		unjudged(s5n, "a server did not report its CPU time")
 	default:
 		check(s5n, nr.s5.nodeCores <= 1.5*n.s5.nodeCores, fmt.Sprintf("%d sends/s: %s cores", p.s5Rate, against(nr.s5.nodeCores, n.s5.nodeCores, cores)))
+	}
+	if nr.idleRedisCPU > 0 {
+		fmt.Fprintf(w, "- S4 idle upkeep per session and second: Redis CPU %s (centrifuge-redis %s), server CPU %s (centrifuge-redis %s), no target\n",
+			nsTime(nr.idleRedisCPU), nsTime(cr.idleRedisCPU), nsTime(nr.idleNodeCPU), nsTime(cr.idleNodeCPU))
 	}
 	// Throughput and latency: printed beside the targets, for the record.
 	if !failed(nr) && !failed(cr) {
