@@ -112,7 +112,7 @@ func ShortEndpoint(endpoint string) string {
 	return u.Scheme + "://" + u.Host + "/…" + tail
 }
 
-// pushOn reports whether the inbox pushes, and its subscription store.
+// subStore is the store's SubscriptionStore, which New checked when Config.Push is set.
 func (ib *Inbox) subStore() SubscriptionStore {
 	s, _ := ib.cfg.Store.(SubscriptionStore)
 	return s
@@ -129,7 +129,7 @@ func (ib *Inbox) AddSubscription(ctx context.Context, userID string, s Subscript
 	if ib.cfg.Push == nil {
 		return Subscription{}, false, ErrNotFound
 	}
-	if s.Endpoint == "" || len(s.Endpoint) > MaxEndpointLen || len(s.P256dh) > 128 || len(s.Auth) > 64 {
+	if s.Endpoint == "" || len(s.Endpoint) > MaxEndpointLen || s.P256dh == "" || len(s.P256dh) > 128 || s.Auth == "" || len(s.Auth) > 64 {
 		return Subscription{}, false, fmt.Errorf("%w: endpoint of 1 to %d bytes and keys required", ErrInvalid, MaxEndpointLen)
 	}
 	s.User = userID
@@ -216,6 +216,10 @@ func (ib *Inbox) SetMutedTypes(ctx context.Context, userID string, types []strin
 // user muted its type. It is called when no session of the user received it live. Failures
 // are logged: the notification is stored and waits in the inbox.
 func (ib *Inbox) pushOut(ctx context.Context, userID string, n Notification) {
+	expires := n.CreatedAt.Add(ib.cfg.MaxAge)
+	if !expires.After(ib.now()) {
+		return // already past its retention: the expiry deletes it
+	}
 	store := ib.subStore()
 	subs, err := store.Subscriptions(ctx, userID)
 	if err != nil {
@@ -238,7 +242,6 @@ func (ib *Inbox) pushOut(ctx context.Context, userID string, n Notification) {
 		ib.cfg.Logger.Warn("notify: inbox: no key for push acks", "err", err)
 		return
 	}
-	expires := n.CreatedAt.Add(ib.cfg.MaxAge)
 	ack := encodeAck(key, userID, n.ID, expires)
 	ackURL := strings.TrimSuffix(ib.cfg.PublicPath, "/") + "/push/ack"
 	for _, s := range subs {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"time"
@@ -35,6 +36,9 @@ func (s *Sender) send(j *job) {
 	resp, err := webpushgo.SendNotificationWithContext(ctx, j.payload, sub, s.options(j))
 	log := s.cfg.Logger.With("user", j.sub.User, "endpoint", inbox.ShortEndpoint(j.sub.Endpoint))
 	if err != nil {
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err // without the URL, which holds the endpoint's secret path
+		}
 		switch {
 		case s.ctx.Err() != nil:
 			s.stats.dropped.Add(1)
@@ -94,12 +98,12 @@ func (s *Sender) again(j *job, wait time.Duration, log interface{ Warn(string, .
 		s.stats.dropped.Add(1)
 		return
 	}
+	if s.onRetry != nil {
+		s.onRetry(wait) // before the retrier has it: its next attempt could come first
+	}
 	select {
 	case s.retry <- j:
 		s.stats.retried.Add(1)
-		if s.onRetry != nil {
-			s.onRetry(wait)
-		}
 	default:
 		s.stats.dropped.Add(1)
 		log.Warn("notify: webpush: too many pushes waiting to be retried; dropped", "last", why)
