@@ -53,6 +53,8 @@ type env struct {
 	srv    *httptest.Server
 	logs   *logBuf
 
+	pub, priv string // the VAPID keys
+
 	mu    sync.Mutex // guards waits
 	waits []time.Duration
 }
@@ -62,16 +64,24 @@ type options struct {
 	sender func(*webpush.Config)
 	inbox  func(*inbox.Config)
 	hub    *notify.Hub // default: a new hub with the in-memory broker
+	// like is another node of the same application: this env uses its push service and
+	// VAPID keys.
+	like *env
 }
 
 func newEnv(t *testing.T, o options) *env {
 	t.Helper()
-	pub, priv, err := webpush.GenerateKeys()
-	if err != nil {
-		t.Fatal(err)
-	}
 	e := &env{t: t, logs: &logBuf{}}
-	e.ps = newPushService(t, pub)
+	var err error
+	if o.like != nil {
+		e.ps, e.pub, e.priv = o.like.ps, o.like.pub, o.like.priv
+	} else {
+		if e.pub, e.priv, err = webpush.GenerateKeys(); err != nil {
+			t.Fatal(err)
+		}
+		e.ps = newPushService(t, e.pub)
+	}
+	pub, priv := e.pub, e.priv
 	logger := slog.New(slog.NewTextHandler(e.logs, nil))
 	cfg := webpush.Config{PublicKey: pub, PrivateKey: priv, Subject: "mailto:ops@example.com",
 		Hosts: []string{"127.0.0.1"}, RootCAs: e.ps.roots(), Logger: logger}
