@@ -60,6 +60,10 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentMarkRead", testConcurrentRead},
 		{"Randomized", testRandomized},
 		{"StoreDown", testOutage},
+		{"PushSubscriptions", testSubscriptions},
+		{"PushSubscriptionsConcurrent", testConcurrentSubscriptions},
+		{"PushMutedAndPushed", testMutedAndPushed},
+		{"PushStoreDown", testPushOutage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, h) })
