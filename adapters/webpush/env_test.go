@@ -45,7 +45,7 @@ func (l *logBuf) String() string {
 // env is a hub with an inbox that pushes through a Sender to the test's push service, the
 // inbox's handler served at /notify/inbox/.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	ps     *pushService
 	hub    *notify.Hub
 	ib     *inbox.Inbox
@@ -69,7 +69,7 @@ type options struct {
 	like *env
 }
 
-func newEnv(t *testing.T, o options) *env {
+func newEnv(t testing.TB, o options) *env {
 	t.Helper()
 	e := &env{t: t, logs: &logBuf{}}
 	var err error

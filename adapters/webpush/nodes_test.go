@@ -96,7 +96,7 @@ func redisURL(t testing.TB) string {
 }
 
 // redisHub returns a hub on Redis, under prefix, shut down when the test ends.
-func redisHub(t *testing.T, url, prefix string) *notify.Hub {
+func redisHub(t testing.TB, url, prefix string) *notify.Hub {
 	t.Helper()
 	b, err := redisbroker.New(redisbroker.Config{URL: url, Prefix: prefix})
 	if err != nil {
