@@ -446,3 +446,22 @@ func TestPayloadTooLarge(t *testing.T) {
 		t.Errorf("arrived %d bytes, want %d", len(got[0].raw), webpush.MaxPayload)
 	}
 }
+
+// A subscription whose keys cannot encrypt (stored before a check, or by hand) fails at once:
+// trying again cannot help, and nothing is sent.
+func TestUnusableKeysNotRetried(t *testing.T) {
+	e := newEnv(t, options{})
+	endpoint, _, a := e.ps.subscribe()
+	notOnCurve := base64.RawURLEncoding.EncodeToString(append([]byte{4}, make([]byte, 64)...))
+	if err := e.sender.Push(inbox.PushMessage{Subscription: inbox.Subscription{User: "alice", Endpoint: endpoint, P256dh: notOnCurve, Auth: a},
+		Notification: inbox.Notification{ID: "n", Type: "t"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the refusal logged", func() bool { return strings.Contains(e.logs.String(), "push refused here") })
+	if st := e.sender.Stats(); st.Failed != 1 || st.Retried != 0 {
+		t.Errorf("stats %+v, want one failed, no retry", st)
+	}
+	if _, n := e.ps.got(endpoint); n != 0 {
+		t.Errorf("the push service got %d requests", n)
+	}
+}
