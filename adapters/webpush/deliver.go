@@ -71,9 +71,9 @@ func (s *Sender) send(j *job) {
 		log.Warn("notify: webpush: the push service refused the payload as too large", "bytes", len(j.payload))
 	case code == http.StatusTooManyRequests || code >= 500:
 		s.again(j, retryAfter(resp.Header.Get("Retry-After"), time.Now()), log, resp.Status)
-	default:
-		s.stats.failed.Add(1)
+	default: // a redirect (not followed), 400, 401, 403...
 		log.Warn("notify: webpush: the push service refused the push", "status", code)
+		s.stats.failed.Add(1)
 	}
 }
 

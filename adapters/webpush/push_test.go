@@ -354,6 +354,21 @@ func TestPushServiceFaults(t *testing.T) {
 	}
 }
 
+// A redirect is not followed: the push fails, and its target gets nothing.
+func TestRedirectNotFollowed(t *testing.T) {
+	e := newEnv(t, options{})
+	target, _, _ := e.ps.subscribe()
+	endpoint := e.subscribe("alice", reply{status: http.StatusTemporaryRedirect, location: target})
+	e.notify("alice", inbox.Notification{ID: "n1", Type: "t"})
+	waitFor(t, "the failure logged", func() bool { return strings.Contains(e.logs.String(), "refused the push") })
+	if _, n := e.ps.got(target); n != 0 {
+		t.Errorf("the redirect's target got %d requests", n)
+	}
+	if _, n := e.ps.got(endpoint); n != 1 || e.sender.Stats().Failed != 1 {
+		t.Errorf("%d requests, stats %+v; want one request, failed", n, e.sender.Stats())
+	}
+}
+
 // A push service that is down: the push is retried, then given up; Notify returns at once.
 func TestPushServiceDown(t *testing.T) {
 	e := newEnv(t, options{sender: func(c *webpush.Config) { c.Retries = 2 }})
