@@ -196,7 +196,7 @@ func TestSubscriptionTwiceAndCap(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &list); status != 200 || err != nil || len(list.Items) != 2 {
 		t.Fatalf("GET push/subscriptions: %d %s", status, body)
 	}
-	short := e.ps.srv.URL + "/…" + endpoint[len(endpoint)-8:]
+	short := e.ps.srv.URL + "…" + endpoint[len(endpoint)-8:]
 	if it := list.Items[0]; `{"id":"`+it.ID+`"}`+"\n" != first || it.Endpoint != short {
 		t.Errorf("first item %+v, want id of %s and endpoint %s", it, first, short)
 	}
@@ -452,7 +452,7 @@ func TestPayloadTooLarge(t *testing.T) {
 		}
 	}})
 	endpoint, p, a = e2.ps.subscribe()
-	fill := webpush.MaxPayload - len(`{"v":1,"id":"","type":"t","title":"t","url":"/","tag":"x","ack":"","ackURL":""}`)
+	fill := webpush.MaxPayload - len(`{"v":1,"id":"","type":"t","title":"t","body":"","icon":"","url":"/","tag":"x","ack":"","ackURL":""}`)
 	if err := e2.sender.Push(inbox.PushMessage{Subscription: inbox.Subscription{User: "alice", Endpoint: endpoint, P256dh: p, Auth: a},
 		Notification: inbox.Notification{ID: strings.Repeat("i", fill), Type: "t"}}); err != nil {
 		t.Fatalf("Push of exactly MaxPayload: %v", err)

@@ -94,8 +94,8 @@ type payload struct {
 	ID     string `json:"id"`
 	Type   string `json:"type"`
 	Title  string `json:"title"`
-	Body   string `json:"body,omitempty"`
-	Icon   string `json:"icon,omitempty"`
+	Body   string `json:"body"`
+	Icon   string `json:"icon"`
 	URL    string `json:"url"`
 	Tag    string `json:"tag"`
 	Ack    string `json:"ack"`
