@@ -15,7 +15,7 @@ require (
 require (
 	github.com/SherClockHolmes/webpush-go v1.4.0
 	github.com/gonotify/notify v0.9.0
-	github.com/gonotify/notify/adapters/redisbroker v0.0.0-00010101000000-000000000000
+	github.com/gonotify/notify/adapters/redisbroker v0.9.0
 	github.com/redis/go-redis/v9 v9.23.0
 	go.uber.org/goleak v1.3.0
 )
