@@ -136,6 +136,14 @@ func TestRequestAnswers(t *testing.T) {
 	}
 }
 
+// synced returns once c's session has read every message c sent before: the read loop answers
+// them in order, and the last is a request to no handler.
+func synced(t testing.TB, c *client) {
+	t.Helper()
+	ask(c, "sync", "no such handler", nil)
+	expectReply(t, c, "sync", map[string]any{"code": "unknown_request"})
+}
+
 // counting returns an "echo" handler answering "ok" and the count of its runs.
 func counting() (map[string]notify.RequestHandler, *atomic.Int32) {
 	var runs atomic.Int32
@@ -253,5 +261,184 @@ func TestRequestRateLimited(t *testing.T) {
 			ask(c, "r3", "echo", nil) // the retry is served
 			expectReply(t, c, "r3", map[string]any{"data": "ok"})
 		})
+	}
+}
+
+// TestRequestNeverAnswers: a handler that does not return is answered "timeout" at
+// Config.RequestTimeout, its context ending then; and a handler's context ends with its
+// session.
+func TestRequestNeverAnswers(t *testing.T) {
+	t.Parallel()
+	for _, tc := range transports {
+		t.Run(tc.name+"/timeout", func(t *testing.T) {
+			t.Parallel()
+			g := newGate()
+			h, srv := requestHub(t, map[string]notify.RequestHandler{"hang": g.handle},
+				func(c *notify.Config) { c.RequestTimeout = 50 * time.Millisecond })
+			c, _ := dialAs(t, tc, srv, h, "alice")
+			ask(c, "r1", "hang", nil)
+			expectReply(t, c, "r1", map[string]any{"code": "timeout", "reason": "the handler did not answer in time"})
+			if err := recv(t, g.ended, "the handler's context to end"); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("cause %v, want the deadline", err)
+			}
+			// A retry of the same ID gets the same answer without a second run.
+			ask(c, "r1", "hang", nil)
+			expectReply(t, c, "r1", map[string]any{"code": "timeout"})
+			if n := g.runs.Load(); n != 1 {
+				t.Fatalf("%d runs, want 1", n)
+			}
+		})
+		t.Run(tc.name+"/session end", func(t *testing.T) {
+			t.Parallel()
+			g := newGate()
+			h, srv := requestHub(t, map[string]notify.RequestHandler{"hang": g.handle}, nil)
+			c, _ := dialAs(t, tc, srv, h, "alice")
+			ask(c, "r1", "hang", nil)
+			recv(t, g.started, "the handler to start")
+			c.Close()
+			if err := recv(t, g.ended, "the handler's context to end"); err == nil || err.Error() != "notify: session ended" {
+				t.Fatalf("cause %v, want the session's end", err)
+			}
+			waitFor(t, "the session to end", func() bool { return h.LocalSessions("alice") == 0 })
+		})
+	}
+}
+
+// TestRequestTooManyInFlight: past Config.MaxRequestsInFlight a request is answered at once
+// with too_many_requests; the others are answered when their handlers return.
+func TestRequestTooManyInFlight(t *testing.T) {
+	t.Parallel()
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			g := newGate()
+			h, srv := requestHub(t, map[string]notify.RequestHandler{"slow": g.handle},
+				func(c *notify.Config) { c.MaxRequestsInFlight = 2 })
+			c, _ := dialAs(t, tc, srv, h, "alice")
+			ask(c, "a", "slow", nil)
+			ask(c, "b", "slow", nil)
+			recv(t, g.started, "a")
+			recv(t, g.started, "b")
+			ask(c, "c", "slow", nil)
+			expectReply(t, c, "c", map[string]any{"code": "too_many_requests", "reason": "at most 2 requests in flight per session"})
+			g.release()
+			got := map[any]bool{}
+			for range 2 {
+				m := nextOp(t, c)
+				if m["op"] != "reply" || m["code"] != nil {
+					t.Fatalf("got %v, want an answer", m)
+				}
+				got[m["id"]] = true
+			}
+			if !got["a"] || !got["b"] {
+				t.Fatalf("answers to %v, want a and b", got)
+			}
+			ask(c, "c", "slow", nil) // room again: the refused one was not kept
+			expectReply(t, c, "c", map[string]any{"data": map[string]any{"run": 3, "data": nil}})
+		})
+	}
+}
+
+// TestRequestRepeatedID: a request sent again with its ID (as after a reconnect) while the
+// first runs waits for the same answer, and one sent after gets the kept answer; the handler
+// runs once. Another user's same ID is another request.
+func TestRequestRepeatedID(t *testing.T) {
+	t.Parallel()
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			g := newGate()
+			h, srv := requestHub(t, map[string]notify.RequestHandler{"pay": g.handle}, nil)
+			first, _ := dialAs(t, tc, srv, h, "alice")
+			ask(first, "r1", "pay", 42)
+			recv(t, g.started, "the first run")
+			second, _ := dialAs(t, tc, srv, h, "alice")
+			ask(second, "r1", "pay", 42)
+			synced(t, second) // the repeat has arrived, and waits
+			g.release()
+			want := map[string]any{"data": map[string]any{"run": 1, "data": 42}}
+			expectReply(t, first, "r1", want)
+			expectReply(t, second, "r1", want)
+			third, _ := dialAs(t, tc, srv, h, "alice")
+			ask(third, "r1", "pay", 42)
+			expectReply(t, third, "r1", want)
+			if n := g.runs.Load(); n != 1 {
+				t.Fatalf("%d runs, want 1", n)
+			}
+			bob, _ := dialAs(t, tc, srv, h, "bob")
+			ask(bob, "r1", "pay", 7)
+			expectReply(t, bob, "r1", map[string]any{"data": map[string]any{"run": 2, "data": 7}})
+		})
+	}
+}
+
+// TestRequestRetryAfterSessionEnd: a run cut short by its session's end is not an answer: the
+// retry waiting for it runs the handler again, in its own session.
+func TestRequestRetryAfterSessionEnd(t *testing.T) {
+	t.Parallel()
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			g := newGate()
+			h, srv := requestHub(t, map[string]notify.RequestHandler{"pay": g.handle}, nil)
+			first, _ := dialAs(t, tc, srv, h, "alice")
+			ask(first, "r1", "pay", nil)
+			recv(t, g.started, "the first run")
+			second, w := dialAs(t, tc, srv, h, "alice")
+			ask(second, "r1", "pay", nil)
+			synced(t, second)
+			first.Close()
+			recv(t, g.ended, "the first run's context to end")
+			if s := recv(t, g.started, "the second run"); s != w["session"] {
+				t.Fatalf("the second run is for session %q, want %q", s, w["session"])
+			}
+			g.release()
+			expectReply(t, second, "r1", map[string]any{"data": map[string]any{"run": 2, "data": nil}})
+		})
+	}
+}
+
+// TestRequestAnswerExpires: an answer is kept for a minute; after it the same ID runs again.
+func TestRequestAnswerExpires(t *testing.T) {
+	t.Parallel()
+	echo, runs := counting()
+	h, srv := requestHub(t, echo, nil)
+	clock := newFakeClock()
+	notify.SetClock(h, clock.Now)
+	c := dial(t, srv, token(t, h, "alice"))
+	ask(c, "r1", "echo", nil)
+	expectReply(t, c, "r1", map[string]any{"data": "ok"})
+	clock.Advance(59 * time.Second)
+	ask(c, "r1", "echo", nil)
+	expectReply(t, c, "r1", map[string]any{"data": "ok"})
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("%d runs within the minute, want 1", n)
+	}
+	clock.Advance(time.Second)
+	ask(c, "r1", "echo", nil)
+	expectReply(t, c, "r1", map[string]any{"data": "ok"})
+	if n := runs.Load(); n != 2 {
+		t.Fatalf("%d runs after the minute, want 2", n)
+	}
+}
+
+func TestRequestConfig(t *testing.T) {
+	t.Parallel()
+	ok := func(context.Context, notify.Request) (any, error) { return nil, nil }
+	for _, tt := range []struct {
+		name   string
+		adjust func(*notify.Config)
+	}{
+		{"empty name", func(c *notify.Config) { c.Requests = map[string]notify.RequestHandler{"": ok} }},
+		{"long name", func(c *notify.Config) { c.Requests = map[string]notify.RequestHandler{strings.Repeat("n", 129): ok} }},
+		{"nil handler", func(c *notify.Config) { c.Requests = map[string]notify.RequestHandler{"x": nil} }},
+		{"negative timeout", func(c *notify.Config) { c.RequestTimeout = -1 }},
+		{"negative in flight", func(c *notify.Config) { c.MaxRequestsInFlight = -1 }},
+	} {
+		cfg := notify.Config{Secret: secret}
+		tt.adjust(&cfg)
+		if _, err := notify.New(cfg); !errors.Is(err, notify.ErrConfig) {
+			t.Errorf("%s: %v, want ErrConfig", tt.name, err)
+		}
 	}
 }
