@@ -281,6 +281,11 @@ func (t *requests) run(sessionCtx context.Context, f *flight, s *session, req Re
 		t.abandon(f, s, req, h)
 		return
 	}
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// The handler gave up at its deadline, maybe before the AfterFunc answered: the answer
+		// is the timeout, not the handler's error.
+		t.timedOut(f, s.host.clock())
+	}
 	t.finish(f, s, frame, s.host.clock())
 }
 

@@ -442,3 +442,33 @@ func TestRequestConfig(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRequestFrames: whatever request frame a client sends, the hub answers it or closes the
+// session, and the session's handlers end with it.
+func FuzzRequestFrames(f *testing.F) {
+	handlers := map[string]notify.RequestHandler{
+		"echo":  func(_ context.Context, req notify.Request) (any, error) { return req.Data, nil },
+		"panic": func(context.Context, notify.Request) (any, error) { panic("boom") },
+	}
+	h, srv := requestHub(f, handlers, func(c *notify.Config) { c.MaxMessageSize = 512 })
+	for _, s := range []string{`{"op":"request","id":"a","name":"echo","data":{"x":[1,2]}}`,
+		`{"op":"request","id":"a","name":"panic"}`, `{"op":"request","id":"","name":"echo"}`,
+		`{"op":"request","id":"a"}`, `{"op":"request","id":["a"],"name":"echo"}`,
+		`{"op":"request","id":"\u2028","name":"echo","data":"<&>"}`, `{"op":"request","id":"a","name":"echo","data":}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, msg string) {
+		c := dial(t, srv, token(t, h, "mallory"))
+		c.WS.WriteMessage(1, []byte(msg))
+		m, err := c.Read(5 * time.Second)
+		for err == nil && m["op"] == "ping" {
+			m, err = c.Read(5 * time.Second)
+		}
+		if err != nil && !strings.Contains(err.Error(), "close") {
+			t.Fatalf("no answer and no close: %v", err)
+		}
+		if err == nil && m["op"] != "reply" && m["op"] != "error" {
+			t.Fatalf("answered %v", m)
+		}
+	})
+}
