@@ -229,3 +229,74 @@ test("shared: the host sends a tab's request on the session and answers that tab
   ]);
   host.close();
 });
+
+// The tab's side of a shared connection, in Node: connect() sees a page with SharedWorker, and
+// the fake worker's port leads to a Host run here, as the worker would run it.
+test("shared: each tab gets the answers to its own requests only", async (t) => {
+  const { FakeSocket, sockets } = fakeWebSocket();
+  const ports = new Map(); // tab -> port
+  const host = new Host((msg) => {
+    for (const [tab, port] of ports) if (msg.to === undefined || msg.to === tab) port.deliver(msg);
+  });
+  class FakeSharedWorker {
+    constructor() {
+      const port = {
+        onmessage: null, start() {}, close() {},
+        postMessage: (msg) => {
+          const m = structuredClone(msg);
+          if (m.t === "hello") ports.set(m.tab, port);
+          queueMicrotask(() => host.receive(m));
+        },
+        deliver: (msg) => { const m = structuredClone(msg); queueMicrotask(() => port.onmessage?.({ data: m })); },
+      };
+      this.port = port;
+    }
+  }
+  const saved = {};
+  const fakes = {
+    window: { addEventListener() {}, removeEventListener() {} },
+    document: { addEventListener() {}, removeEventListener() {} },
+    location: { href: "https://example.com/app" },
+    navigator: {},
+    SharedWorker: FakeSharedWorker,
+    WebSocket: FakeSocket,
+  };
+  for (const [k, v] of Object.entries(fakes)) {
+    saved[k] = Object.getOwnPropertyDescriptor(globalThis, k);
+    Object.defineProperty(globalThis, k, { value: v, configurable: true, writable: true });
+  }
+  t.after(() => {
+    host.close();
+    for (const [k, d] of Object.entries(saved)) {
+      if (d) Object.defineProperty(globalThis, k, d);
+      else delete globalThis[k];
+    }
+  });
+  const a = connect("wss://example.com/notify/ws", { token: async () => "jwt" });
+  const b = connect("wss://example.com/notify/ws", { token: async () => "jwt" });
+  closeAfter.push(a, b);
+  await settle();
+  assert.equal(sockets.length, 1, "one socket for both tabs");
+  const ws = sockets[0];
+  ws.receive(welcome);
+  await settle();
+  assert.equal(a.state, "connected");
+  const pa = outcome(a.request("whoami", { tab: "a" }, { id: "ra" }));
+  const pb = outcome(b.request("whoami", { tab: "b" }, { id: "rb" }));
+  const pc = outcome(b.request("nope", null, { id: "rc" }));
+  await settle();
+  assert.deepEqual(ws.requests().map((m) => m.id), ["ra", "rb", "rc"]);
+  ws.receive({ op: "reply", id: "rb", data: "to b" });
+  await settle();
+  assert.equal(pb.value, "to b");
+  assert.equal(pa.settled, false, "a's request is not b's");
+  ws.receive({ op: "reply", id: "ra", data: "to a" }, { op: "reply", id: "rc", code: "unknown_request", reason: "no handler for this name" });
+  await settle();
+  assert.equal(pa.value, "to a");
+  assert.equal(pc.error?.code, "unknown_request");
+  // A tab's timeout is its own.
+  const late = outcome(a.request("slow", null, { id: "rd", timeout: 1000 }));
+  mock.timers.tick(1000);
+  await settle();
+  assert.equal(late.error?.code, "timeout");
+});
