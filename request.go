@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -24,7 +25,8 @@ import (
 // whichever comes first. The returned value, encoded as JSON, is the client's answer; a
 // returned error is the client's rejection: a [*RequestError] with its code and message, any
 // other error as code "internal" without its text (which the hub logs). A panic is recovered,
-// logged, and answered as "internal"; the session goes on.
+// logged, and answered as "internal"; the session goes on. A handler must return soon after
+// ctx ends: the session's end (and so [Hub.Shutdown]) waits for its handlers.
 //
 // A handler runs at most once per user and request ID while its answer is kept (one minute,
 // on this node): a client that sends a request again after a reconnect gets the first run's
@@ -126,7 +128,7 @@ type answered struct {
 }
 
 func newRequests(cfg *Config) *requests {
-	return &requests{handlers: cfg.Requests, timeout: cfg.RequestTimeout, maxAnswer: cfg.MaxQueueBytes / 4,
+	return &requests{handlers: maps.Clone(cfg.Requests), timeout: cfg.RequestTimeout, maxAnswer: cfg.MaxQueueBytes / 4,
 		log: cfg.Logger.Warn, running: make(map[requestKey]*flight), done: make(map[requestKey]*answered)}
 }
 
