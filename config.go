@@ -161,6 +161,24 @@ type Config struct {
 	// HistoryTTL is how long the in-memory broker keeps an event for recovery. Default 5m.
 	HistoryTTL time.Duration
 
+	// Requests are the handlers of the requests clients send with an answer, by name (1 to
+	// 128 bytes; PROTOCOL.md, "Requests"; the browser client's connection.request). A request
+	// naming no handler is answered with the code "unknown_request". Each runs on a goroutine
+	// of its session's, with the session's identity (which the session then keeps with its
+	// claims, as for Authorize) and a context that ends with the session or after
+	// RequestTimeout. A request counts against MessageRate and MaxMessageSize like any client
+	// message. The answers are kept for a minute (at most 10,000 answers and 8 MiB per hub) by
+	// user, name and ID, so that a request a client sends again after a reconnect is answered
+	// without running its handler twice; on this node only: a retry that reconnects to
+	// another node runs the handler there. Default none.
+	Requests map[string]RequestHandler
+	// RequestTimeout bounds a request's handler: the client is answered "timeout" when it
+	// has not returned by then, and its context ends. Default 10s.
+	RequestTimeout time.Duration
+	// MaxRequestsInFlight is the most requests one session may have awaiting their answers;
+	// one past it is answered "too_many_requests" at once, not queued. Default 8.
+	MaxRequestsInFlight int
+
 	// Logger receives the hub's logs. Default: none. Tokens are never logged.
 	Logger *slog.Logger
 }
@@ -184,11 +202,13 @@ const (
 	defaultReconnectSpread = 10 * time.Second
 	defaultSSEHeartbeat    = 15 * time.Second
 	defaultTokenLifetime   = 24 * time.Hour
+	defaultRequestTimeout  = 10 * time.Second
+	defaultMaxRequests     = 8
 )
 
 // normalize checks c and applies the defaults to its zero fields.
 func (c *Config) normalize() error {
-	for _, check := range []func() error{c.checkKeys, c.checkOrigins, c.checkLimits} {
+	for _, check := range []func() error{c.checkKeys, c.checkOrigins, c.checkLimits, c.checkRequests} {
 		if err := check(); err != nil {
 			return err
 		}
@@ -279,6 +299,7 @@ func (c *Config) checkLimits() error {
 		neg("MessageBurst", int64(c.MessageBurst)), neg("MaxUserSessions", int64(c.MaxUserSessions)),
 		neg("MaxSessions", int64(c.MaxSessions)),
 		neg("HistorySize", int64(c.HistorySize)), neg("HistoryTTL", int64(c.HistoryTTL)),
+		neg("RequestTimeout", int64(c.RequestTimeout)), neg("MaxRequestsInFlight", int64(c.MaxRequestsInFlight)),
 	} {
 		if e != nil {
 			return e
@@ -344,9 +365,28 @@ func (c *Config) applyDefaults() {
 	if c.HistoryTTL == 0 {
 		c.HistoryTTL = DefaultHistoryTTL
 	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = defaultRequestTimeout
+	}
+	if c.MaxRequestsInFlight == 0 {
+		c.MaxRequestsInFlight = defaultMaxRequests
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+}
+
+// checkRequests refuses request names a client could not send and handlers that are nil.
+func (c *Config) checkRequests() error {
+	for name, h := range c.Requests {
+		if name == "" || len(name) > maxRequestName {
+			return fmt.Errorf("%w: Requests name %q is not 1 to %d bytes", ErrConfig, name, maxRequestName)
+		}
+		if h == nil {
+			return fmt.Errorf("%w: Requests handler %q is nil", ErrConfig, name)
+		}
+	}
+	return nil
 }
 
 func methodsFor(k crypto.PublicKey) ([]string, error) {

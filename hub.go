@@ -39,6 +39,7 @@ type Hub struct {
 	cmds     commander // other nodes' subscription commands
 	sse      sseSessions
 	tickets  TicketStore
+	reqs     *requests // Config.Requests' handlers and recent answers
 
 	acceptMu sync.Mutex
 	closed   atomic.Bool
@@ -62,6 +63,7 @@ func New(cfg Config) (*Hub, error) {
 		admit: admission{maxTotal: cfg.MaxSessions, maxUser: cfg.MaxUserSessions},
 		stop:  make(chan struct{}), done: make(chan struct{})}
 	h.auth = newVerifier(&h.cfg)
+	h.reqs = newRequests(&h.cfg)
 	h.m = newMelody(&h.cfg, func(r *http.Request) bool { return originAllowed(&h.cfg, r) })
 	h.broker = cfg.Broker
 	if h.broker == nil {

@@ -142,6 +142,7 @@ func (s *session) teardown() {
 	cfg := s.host.settings()
 	ctx := context.Background()
 	connected := s.giveBack(heldConnection)
+	s.reqs.stop() // the handlers' context ends; they are waited for last
 	if connected {
 		ctx = s.ctx
 		s.host.metrics().disconnected(s.t.kind(), s.out.endCode())
@@ -162,6 +163,7 @@ func (s *session) teardown() {
 	if s.giveBack(heldAdmission) {
 		s.host.leaveAdmission(s.user)
 	}
+	s.reqs.wait()
 }
 
 // giveBack reports whether the session holds h, and marks it given back.

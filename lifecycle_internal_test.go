@@ -149,6 +149,7 @@ func (h *recordingHost) leavePresence(context.Context, SessionInfo) (int, bool, 
 func (h *recordingHost) verify(string) (Identity, error)              { return Identity{}, errors.New("unused") }
 func (h *recordingHost) checkRefused(context.Context, Identity) error { return nil }
 func (h *recordingHost) leaveAdmission(string)                        { h.add("leave admission") }
+func (h *recordingHost) requests() *requests                          { return nil }
 
 // recordingTransport is a transport that records its welcome and its close in its host's log.
 type recordingTransport struct{ h *recordingHost }

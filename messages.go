@@ -20,7 +20,7 @@ type rejection struct{ code, topic, reason string }
 func (s *session) received(msg []byte) {
 	var req wire.Request
 	err := json.Unmarshal(msg, &req)
-	if !s.allow(req.Topic) {
+	if !s.allow(&req) {
 		return
 	}
 	if err != nil || req.Op == "" {
@@ -46,6 +46,8 @@ func (s *session) received(msg []byte) {
 		}
 	case "refresh":
 		s.refresh(req.Token)
+	case "request":
+		s.request(&req)
 	default:
 		s.rejectMessage(rejection{wire.CodeUnknownOp, "", "unknown op"})
 	}
@@ -54,15 +56,16 @@ func (s *session) received(msg []byte) {
 // receivedBinary rejects a binary frame, which the protocol has no use for; it counts toward
 // the bad messages that close a session.
 func (s *session) receivedBinary([]byte) {
-	if s.allow("") {
+	if s.allow(nil) {
 		s.rejectMessage(rejection{wire.CodeBadRequest, "", "binary frames are not part of the protocol"})
 	}
 }
 
-// allow applies the session's rate limit to one message. A message past it is answered with
-// rate_limited (naming the message's topic, so that a client can tell which request to retry)
-// and not served; a session that keeps on is closed with CloseRateLimited.
-func (s *session) allow(topic string) bool {
+// allow applies the session's rate limit to one message (req, nil for a binary frame). A
+// message past it is answered with rate_limited (naming the message's topic, or answering the
+// request's id, so that a client can tell which one to retry) and not served; a session that
+// keeps on is closed with CloseRateLimited.
+func (s *session) allow(req *wire.Request) bool {
 	cfg := s.host.settings()
 	ok, abuse := s.limit.allow(s.host.clock(), cfg.MessageRate, cfg.MessageBurst)
 	if ok {
@@ -74,14 +77,27 @@ func (s *session) allow(topic string) bool {
 		s.close(CloseRateLimited)
 		return false
 	}
-	s.out.send(wire.Error(wire.CodeRateLimited, topic, "too many messages, slow down"))
+	const reason = "too many messages, slow down"
+	switch {
+	case req == nil:
+		s.out.send(wire.Error(wire.CodeRateLimited, "", reason))
+	case req.Op == "request" && req.ID != "" && len(req.ID) <= maxRequestID:
+		s.out.send(wire.ReplyError(req.ID, wire.CodeRateLimited, reason))
+	default:
+		s.out.send(wire.Error(wire.CodeRateLimited, req.Topic, reason))
+	}
 	return false
 }
 
 // rejectMessage answers a bad message with an error frame and closes the session after
 // maxStrikes bad messages in a row.
 func (s *session) rejectMessage(r rejection) {
-	s.out.send(wire.Error(r.code, r.topic, r.reason))
+	s.rejectWith(wire.Error(r.code, r.topic, r.reason))
+}
+
+// rejectWith answers a bad message with frame, as rejectMessage does.
+func (s *session) rejectWith(frame []byte) {
+	s.out.send(frame)
 	s.strikes++
 	if s.strikes >= maxStrikes {
 		s.host.metrics().abuse.Add(1)

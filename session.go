@@ -50,6 +50,9 @@ type session struct {
 	strikes int    // bad messages in a row
 	limit   bucket // the message rate limit
 
+	// Requests: the client's requests' handlers (see request.go), with a lock of their own.
+	reqs sessionRequests
+
 	// Streams: guarded by streamMu, which orders a stream's frames into the outbox as deliver
 	// saw them.
 	streamMu sync.Mutex
@@ -97,6 +100,8 @@ type sessionHost interface {
 	checkRefused(ctx context.Context, id Identity) error
 	// leaveAdmission uncounts a session the hub admitted.
 	leaveAdmission(user string)
+	// requests are the hub's request handlers and recent answers.
+	requests() *requests
 }
 
 // transport carries one session's frames to its client. The session's outbox writes through
@@ -397,8 +402,9 @@ func (s *session) granted(topic string) bool {
 }
 
 // keepsIdentity reports whether the session keeps its identity with the token's claims for its
-// whole life: only when a hook needs it (Config.Authorize, Config.OnSessionEnd).
+// whole life: only when a hook needs it (Config.Authorize, Config.OnSessionEnd, the handlers of
+// Config.Requests).
 func (s *session) keepsIdentity() bool {
 	cfg := s.host.settings()
-	return cfg.Authorize != nil || cfg.OnSessionEnd != nil
+	return cfg.Authorize != nil || cfg.OnSessionEnd != nil || len(cfg.Requests) > 0
 }

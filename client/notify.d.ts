@@ -115,7 +115,8 @@ export class NotifyError extends Error {
    * The server's error code (e.g. "forbidden", also when the server revoked the topic before
    * answering; "rate_limited" when the client gave up re-sending the subscribe), or
    * "unsubscribed" when unsubscribe() was called before the answer, or "closed" when the
-   * connection closed for good. For an inbox request: the server's code ("unauthorized",
+   * connection closed for good. For request(): one of RequestErrorCode, or the handler's own
+   * code (e.g. "not_found"). For an inbox request: the server's code ("unauthorized",
    * "not_found", "bad_request", "too_large", "unavailable", ...), "http_<status>" when the
    * answer carries none, or "network".
    */
@@ -193,6 +194,12 @@ export interface ConnectOptions {
    * there is no token. Default: "auto".
    */
   transport?: Transport;
+  /**
+   * The largest message the server accepts, in bytes (its Config.MaxMessageSize): request()
+   * rejects a larger request with "too_large" without sending it, since the server would close
+   * the socket (1009) or refuse the POST (413). Default: 8192, the server's default.
+   */
+  maxMessageSize?: number;
   /** The EventSource constructor, for tests or non-browser runtimes. Default: globalThis.EventSource. */
   EventSource?: new (url: string) => EventSource;
   /**
@@ -300,9 +307,52 @@ export interface Connection {
    */
   unsubscribe(topic: string): void;
 
+  /**
+   * Asks the server's handler registered under name (the Go hub's Config.Requests) and resolves
+   * with its answer (any JSON value; null when it answered none). It is sent now when
+   * connected, else after the next welcome; a request still waiting for its answer when the
+   * connection drops is sent again, with the same id, after each reconnect until its timeout,
+   * and the server answers a repeated id from its cache (for a minute, on the node that
+   * answered it) rather than running the handler twice. On a shared connection the tab's
+   * request goes through the tab holding the connection and only this tab gets the answer.
+   *
+   * Rejects with a NotifyError whose code is one of RequestErrorCode or the handler's own code
+   * (its RequestError), and with signal.reason when signal aborts first (the request is then
+   * not sent again). Requests count against the server's message rate like any message.
+   */
+  request<T = unknown>(name: string, data?: unknown, options?: RequestOptions): Promise<T>;
+
   /** Closes the connection with code 1000 and does not reconnect; the state becomes "closed". */
   close(): void;
 }
+
+/** Options of Connection.request(). */
+export interface RequestOptions extends Abortable {
+  /** Milliseconds to wait for the answer, across reconnects; then it rejects with "timeout". Default: 10000. */
+  timeout?: number;
+  /**
+   * The request's id, 1 to 64 characters, unique for the user: a request with the id of one the
+   * server answered within the last minute gets that answer, without its handler running
+   * again. Calls with the id of a request still waiting share its answer. Default: a random
+   * UUID.
+   */
+  id?: string;
+}
+
+/**
+ * The codes request() rejects with, besides the handler's own (PROTOCOL.md, "Requests"):
+ * - "unknown_request": the server has no handler by that name;
+ * - "internal": the handler failed (or panicked) without a code of its own;
+ * - "timeout": no answer in time, from the client's timeout or the server's;
+ * - "too_many_requests": the session has as many requests in flight as the server allows;
+ * - "rate_limited": past the server's message rate (not re-sent: retry later);
+ * - "too_large": the request is larger than maxMessageSize (not sent);
+ * - "bad_request": the server could not read the request (an id or name of the wrong size);
+ * - "closed": the connection closed for good first.
+ */
+export type RequestErrorCode =
+  | "unknown_request" | "internal" | "timeout" | "too_many_requests" | "rate_limited" | "too_large"
+  | "bad_request" | "closed";
 
 /**
  * Opens a notify connection to url (absolute, or relative to the page: http becomes ws, https

@@ -370,6 +370,9 @@ class Connection {
   #stateHandlers = new Set();
   #errorHandlers = new Set();
   #recoveryHandlers = new Set();
+  // Requests awaiting their answers; sent now when welcomed, else after the next welcome.
+  #requests = new Requests((msg) => { if (this.#welcomed) this.#send(msg); });
+  #maxMessageSize = MAX_MESSAGE_SIZE;
 
   // Stream positions: the user stream's, and each subscribed topic's. They outlive sockets.
   #userPos = undefined; // {epoch, offset}
@@ -388,6 +391,7 @@ class Connection {
     this.#fetch = options.fetch ?? ((...args) => globalThis.fetch(...args));
     this.#transportOption = options.transport ?? "auto";
     if (this.#transportOption === "sse") this.#transport = "sse";
+    this.#maxMessageSize = options.maxMessageSize ?? MAX_MESSAGE_SIZE;
     for (const topic of options.topics ?? []) this.#topics.add(topic);
 
     if (typeof document !== "undefined") document.addEventListener("visibilitychange", this.#onVisible);
@@ -462,6 +466,17 @@ class Connection {
       this.#unsubscribing.add(topic);
       if (!this.#limited.get(topic)?.timer) this.#send({ op: "unsubscribe", topic });
     }
+  }
+
+  // Sends a request and returns the promise of its answer (PROTOCOL.md, "Requests").
+  request(name, data, { timeout = REQUEST_TIMEOUT, signal, id = randomID() } = {}) {
+    if (this.#state === "closed") return Promise.reject(notifyError("closed", "connection closed"));
+    const msg = data === undefined ? { op: "request", id, name } : { op: "request", id, name, data };
+    const size = utf8Length(JSON.stringify(msg));
+    if (size > this.#maxMessageSize) {
+      return Promise.reject(notifyError("too_large", `the request is ${size} bytes, at most ${this.#maxMessageSize}`));
+    }
+    return this.#requests.add(id, msg, timeout, signal);
   }
 
   close() {
@@ -650,6 +665,7 @@ class Connection {
     for (const topic of [...this.#pending.keys()]) {
       this.#settle(topic, notifyError("closed", "connection closed", topic));
     }
+    this.#requests.fail(notifyError("closed", "connection closed"));
     this.#setState("closed", info);
   }
 
@@ -739,6 +755,8 @@ class Connection {
         if (typeof msg.recovered === "boolean" && ws === this.#ws) this.#recovery({ recovered: msg.recovered });
         // A handler may have closed the connection; check before sending.
         for (const topic of this.#topics) if (ws === this.#ws) this.#send(this.#subscribeFrame(topic));
+        // Requests still awaiting their answers go again, with their ids.
+        if (ws === this.#ws) this.#requests.resend();
         break;
       }
       case "subscribed": {
@@ -800,6 +818,9 @@ class Connection {
       case "refreshed":
         this.#setExp(msg.exp);
         this.#endRefresh();
+        break;
+      case "reply":
+        this.#requests.reply(msg);
         break;
       // "ping" only proves liveness, recorded in #onFrame. Unknown ops are ignored so that
       // later protocol versions can add some.
@@ -1033,6 +1054,94 @@ class Connection {
       for (const [topic, pos] of p.server) c.#serverTopics.set(topic, pos);
     };
   }
+}
+
+// ---- requests (PROTOCOL.md, "Requests") ----
+//
+// connection.request(name, data) sends {"op":"request","id","name","data"} and settles with the
+// server's "reply" frame of the same id. A request waiting for its answer when the connection
+// drops is sent again, with its id, after every welcome until its timeout: the server answers a
+// repeated id from its cache, so its handler runs once.
+
+const REQUEST_TIMEOUT = 10000; // ms, the default of request()'s timeout
+const MAX_MESSAGE_SIZE = 8192; // bytes, the server's default Config.MaxMessageSize
+
+/**
+ * Requests holds a connection's requests awaiting their answers, by id. send(msg) sends one
+ * request now when it can (and does nothing when it cannot: resend sends it later). Each id has
+ * one timer, its first caller's timeout; several callers of one id share its answer.
+ */
+class Requests {
+  #pending = new Map(); // id -> {msg, waiters: Set of {resolve, reject, done}, timer}
+  #send;
+
+  constructor(send) {
+    this.#send = send;
+  }
+
+  // Sends msg as request id unless it is pending already, and returns the promise of its answer.
+  add(id, msg, timeout, signal) {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    let entry = this.#pending.get(id);
+    if (!entry) {
+      entry = { msg, waiters: new Set(), timer: null };
+      this.#pending.set(id, entry);
+      entry.timer = setTimeout(() => this.answer(id, notifyError("timeout", "no answer in time")), timeout);
+    }
+    const answer = new Promise((resolve, reject) => {
+      const w = { resolve, reject, done: null };
+      entry.waiters.add(w);
+      if (!signal) return;
+      // An aborted request is forgotten once nobody waits for it: it is not sent again.
+      const onAbort = () => {
+        entry.waiters.delete(w);
+        if (entry.waiters.size === 0 && this.#pending.get(id) === entry) {
+          clearTimeout(entry.timer);
+          this.#pending.delete(id);
+        }
+        reject(signal.reason);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      w.done = () => signal.removeEventListener("abort", onAbort);
+    });
+    if (entry.waiters.size === 1) this.#send(msg);
+    return answer;
+  }
+
+  // Settles request id: rejected with err, or resolved with value.
+  answer(id, err, value) {
+    const entry = this.#pending.get(id);
+    if (!entry) return;
+    this.#pending.delete(id);
+    clearTimeout(entry.timer);
+    for (const w of entry.waiters) {
+      w.done?.();
+      if (err) w.reject(err);
+      else w.resolve(value);
+    }
+  }
+
+  // The answer of a "reply" frame.
+  reply(msg) {
+    if (typeof msg.id !== "string") return;
+    if (typeof msg.code === "string") this.answer(msg.id, notifyError(msg.code, msg.reason));
+    else this.answer(msg.id, undefined, msg.data ?? null);
+  }
+
+  // Sends every pending request again (after a welcome, or to a new host).
+  resend() {
+    for (const entry of this.#pending.values()) this.#send(entry.msg);
+  }
+
+  // Rejects every pending request with err.
+  fail(err) {
+    for (const id of [...this.#pending.keys()]) this.answer(id, err);
+  }
+}
+
+// The size of s in UTF-8 bytes.
+function utf8Length(s) {
+  return new TextEncoder().encode(s).length;
 }
 
 // ---- inbox (PROTOCOL.md, "Inbox over HTTP") ----
@@ -1397,6 +1506,8 @@ class SharedConnection {
   #recoveryHandlers = new Set();
   #transport = "websocket"; // the host's connection's, as its state messages say
   #transportHandlers = new Set();
+  // This tab's requests awaiting the host's "rep"; each goes to every new host (a new leader).
+  #requests = new Requests((msg) => this.#post?.(msg));
 
   #post = null; // sends a message to the host
   #ready = undefined; // a promise, until which the tab does not say hello
@@ -1491,6 +1602,13 @@ class SharedConnection {
     if (this.#state !== "closed") this.#post({ t: "unsub", tab: this.#tab, topic });
   }
 
+  // Connection's request(): the host sends it on the shared session, with this tab's id for it,
+  // and routes the answer back to this tab only.
+  request(name, data, { timeout = REQUEST_TIMEOUT, signal, id = randomID() } = {}) {
+    if (this.#state === "closed") return Promise.reject(notifyError("closed", "connection closed"));
+    return this.#requests.add(id, { t: "req", tab: this.#tab, id, name, data, timeout }, timeout, signal);
+  }
+
   close() {
     this.#finish({ code: CLOSE_NORMAL, reason: "closed by the client" });
   }
@@ -1499,6 +1617,7 @@ class SharedConnection {
     await this.#ready;
     if (this.#state === "closed") return;
     this.#post({ t: "hello", tab: this.#tab, ...this.#hello, topics: [...this.#topics] });
+    this.#requests.resend(); // a host that has them already ignores them
   }
 
   // ---- links ----
@@ -1695,6 +1814,9 @@ class SharedConnection {
       case "ev":
         this.#onEvent(msg);
         break;
+      case "rep":
+        this.#requests.answer(msg.id, msg.error ? notifyError(msg.error.code, msg.error.reason) : undefined, msg.data ?? null);
+        break;
       case "subbed":
         if (msg.error) {
           this.#topics.delete(msg.topic);
@@ -1763,6 +1885,7 @@ class SharedConnection {
     for (const topic of [...this.#pending.keys()]) {
       this.#settle(topic, notifyError("closed", "connection closed", topic));
     }
+    this.#requests.fail(notifyError("closed", "connection closed"));
     this.#setState("closed", info);
   }
 
@@ -1790,6 +1913,7 @@ class Host {
   #req = 0;
   #tokenTab = undefined; // the tab asked for tokens, while it answers
   #signedOut = false; // closed with 4001 and not welcomed since: a null token means signed out
+  #reqs = new Map(); // request id -> Set of the tabs awaiting its answer
 
   constructor(post, resume) {
     this.#post = post;
@@ -1814,6 +1938,9 @@ class Host {
         break;
       case "probe":
         this.#post({ t: "beat" });
+        break;
+      case "req":
+        if (this.#tabs.has(tab) && this.#conn && typeof msg.id === "string") this.#request(tab, msg);
         break;
       case "unsub":
         this.#tabs.get(tab)?.delete(msg.topic);
@@ -1844,6 +1971,7 @@ class Host {
     const conn = this.#conn;
     this.#conn = null;
     this.#subs.clear();
+    this.#reqs.clear();
     for (const ask of this.#asks.values()) clearTimeout(ask.timer);
     this.#asks.clear();
     conn?.close();
@@ -1903,6 +2031,29 @@ class Host {
         this.#tabs.get(tab)?.delete(topic);
         this.#post({ t: "subbed", to: tab, topic, error: { code: e?.code ?? "error", reason: e?.reason ?? String(e) } });
       },
+    );
+  }
+
+  // Sends a tab's request on the connection, once for tabs asking with the same id, and posts
+  // the answer to those tabs only.
+  #request(tab, { id, name, data, timeout }) {
+    const tabs = this.#reqs.get(id);
+    if (tabs) {
+      tabs.add(tab);
+      return;
+    }
+    this.#reqs.set(id, new Set([tab]));
+    const conn = this.#conn;
+    const reply = (rep) => {
+      const to = this.#reqs.get(id);
+      if (!to) return;
+      this.#reqs.delete(id);
+      if (conn !== this.#conn) return; // closed meanwhile: the tabs ask the next host, or close
+      for (const t of to) this.#post({ t: "rep", to: t, id, ...rep });
+    };
+    conn.request(name, data, { id, timeout: typeof timeout === "number" ? timeout : REQUEST_TIMEOUT }).then(
+      (value) => reply({ data: value }),
+      (e) => reply({ error: { code: e?.code ?? "error", reason: e?.reason ?? String(e) } }),
     );
   }
 

@@ -8,7 +8,7 @@ import {
 } from "@gonotify/notify";
 import type {
   Connection, ConnectOptions, Transport, NotifyEvent, State, StateInfo, ErrorFrame, Recovery, Abortable,
-  Inbox, InboxNotification, InboxCounts, InboxChange, InboxPage,
+  Inbox, InboxNotification, InboxCounts, InboxChange, InboxPage, RequestOptions, RequestErrorCode,
 } from "@gonotify/notify";
 import { useNotify, useEvent, useInbox } from "@gonotify/notify/react";
 import type { UseNotify, UseInbox } from "@gonotify/notify/react";
@@ -84,6 +84,11 @@ async function use(signal: AbortSignal): Promise<void> {
     }
   }
   conn.unsubscribe("news");
+  const reqOpts: RequestOptions = { timeout: 5000, signal, id: "order-42-pay" };
+  const paid: { ok: boolean } = await conn.request<{ ok: boolean }>("order.pay", { order: 42 }, reqOpts);
+  const anything: unknown = await conn.request("ping");
+  const reqCode: RequestErrorCode = "unknown_request";
+  void [paid, anything, reqCode];
 
   const inbox: Inbox = conn.inbox;
   const unread: number = inbox.unread;

@@ -43,6 +43,15 @@ const (
 	CodeUnavailable   = "unavailable"
 )
 
+// Codes of "reply" frames that answer a request with an error (besides CodeBadRequest and
+// CodeRateLimited, and the application's own codes).
+const (
+	CodeUnknownRequest  = "unknown_request"
+	CodeInternal        = "internal"
+	CodeTimeout         = "timeout"
+	CodeTooManyRequests = "too_many_requests"
+)
+
 // Control is a control frame, server to client.
 type Control struct {
 	Op      string `json:"op"`
@@ -123,6 +132,37 @@ type Request struct {
 	// Epoch and Offset, on a subscribe, ask to recover the topic's events after that position.
 	Epoch  string `json:"epoch"`
 	Offset uint64 `json:"offset"`
+	// ID, Name and Data are a request's: the client's ID for it, the handler's name and the
+	// handler's input.
+	ID   string          `json:"id"`
+	Name string          `json:"name"`
+	Data json.RawMessage `json:"data"`
+}
+
+// Reply is the frame answering the request id with data (a JSON value; none when empty).
+func Reply(id string, data []byte) []byte {
+	b := make([]byte, 0, 32+len(id)+len(data))
+	b = append(b, `{"op":"reply","id":`...)
+	b = AppendString(b, id)
+	if len(data) > 0 {
+		b = append(b, `,"data":`...)
+		b = append(b, data...)
+	}
+	return append(b, '}')
+}
+
+// ReplyError is the frame answering the request id with an error's code and reason.
+func ReplyError(id, code, reason string) []byte {
+	b := make([]byte, 0, 48+len(id)+len(code)+len(reason))
+	b = append(b, `{"op":"reply","id":`...)
+	b = AppendString(b, id)
+	b = append(b, `,"code":`...)
+	b = AppendString(b, code)
+	if reason != "" {
+		b = append(b, `,"reason":`...)
+		b = AppendString(b, reason)
+	}
+	return append(b, '}')
 }
 
 // AppendString appends s as a JSON string, escaped exactly as encoding/json does.
