@@ -405,7 +405,7 @@ func (a *app) send(c echo.Context) error {
 	case req.User != "" && req.Topic != "":
 		return echo.NewHTTPError(http.StatusBadRequest, "set user or topic, not both")
 	case req.User != "":
-		_, err = a.inbox.Notify(c.Request().Context(), req.User, inbox.Notification{ID: req.ID, Type: req.Type, Data: req.Data})
+		_, _, err = a.inbox.Notify(c.Request().Context(), req.User, inbox.Notification{ID: req.ID, Type: req.Type, Data: req.Data})
 	case req.Topic != "":
 		_, err = a.hub.Publish(c.Request().Context(), req.Topic, ev)
 	default:

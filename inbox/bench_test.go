@@ -36,7 +36,7 @@ func BenchmarkMemoryNotify(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		if _, err := ib.Notify(ctx, users[i%len(users)], n); err != nil {
+		if _, _, err := ib.Notify(ctx, users[i%len(users)], n); err != nil {
 			b.Fatal(err)
 		}
 		i++

@@ -35,7 +35,7 @@ func Example() {
 	// Stored in alice's inbox and delivered live to each of her tabs and devices. A retry with
 	// the same ID stores and delivers nothing more.
 	ctx := context.Background()
-	_, err = ib.Notify(ctx, "alice", inbox.Notification{
+	_, _, err = ib.Notify(ctx, "alice", inbox.Notification{
 		ID:   "order-42-shipped",
 		Type: "order.shipped",
 		Data: map[string]any{"order": 42}, // any value encoding/json marshals, as an Event's Data
@@ -63,7 +63,7 @@ func ExampleInbox_MarkRead() {
 	defer ib.Close()
 	ctx := context.Background()
 	for _, id := range []string{"a", "b", "c"} {
-		if _, err := ib.Notify(ctx, "alice", inbox.Notification{ID: id, Type: "comment"}); err != nil {
+		if _, _, err := ib.Notify(ctx, "alice", inbox.Notification{ID: id, Type: "comment"}); err != nil {
 			log.Fatal(err)
 		}
 	}
@@ -101,7 +101,7 @@ func ExampleNotification_data() {
 		Carrier string `json:"carrier"`
 	}
 	ctx := context.Background()
-	if _, err := ib.Notify(ctx, "alice", inbox.Notification{Type: "order.shipped", Data: shipped{42, "UPS"}}); err != nil {
+	if _, _, err := ib.Notify(ctx, "alice", inbox.Notification{Type: "order.shipped", Data: shipped{42, "UPS"}}); err != nil {
 		log.Fatal(err)
 	}
 

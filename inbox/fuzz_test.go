@@ -27,7 +27,7 @@ func fuzzInbox(f *testing.F) (*notify.Hub, *inbox.Inbox) {
 	f.Cleanup(func() { ib.Close() })
 	ctx := context.Background()
 	for _, id := range []string{"a", "b", "c"} {
-		if _, err := ib.Notify(ctx, "alice", inbox.Notification{ID: id, Type: "t"}); err != nil {
+		if _, _, err := ib.Notify(ctx, "alice", inbox.Notification{ID: id, Type: "t"}); err != nil {
 			f.Fatal(err)
 		}
 	}

@@ -31,8 +31,21 @@ const maxBody = 64 << 10
 //	POST read, unread, seen, archive, unarchive, delete   {"ids":["..."]}  → {"counts":{...}}
 //	POST read-all                                  → {"counts":{...}}
 //
+// With Config.Push set, the Web Push endpoints too (see the package doc, "Web Push"):
+//
+//	GET    push/key            → {"publicKey":"..."}
+//	POST   push/subscriptions  PushSubscription.toJSON()  → 201 {"id":"..."}, or 200 when known
+//	DELETE push/subscriptions  {"endpoint":"..."}  → 204
+//	GET    push/subscriptions  → {"items":[{"id":"...","endpoint":"https://host/…tail","createdAt":"..."}]}
+//	GET    push/preferences    → {"muted":["type",...]}
+//	PUT    push/preferences    {"muted":["type",...]}  → {"muted":[...]}
+//	POST   push/ack            {"ack":"...","op":"seen"|"read"}  → {"counts":{...}}, no token
+//
+// Without it they answer 404.
+//
 // Errors are JSON {"error": code, "reason": text}: 400 bad_request, 401 unauthorized, 403
-// forbidden (origin), 404 not_found, 405 method_not_allowed, 413 too_large, 503 unavailable.
+// forbidden (origin), 404 not_found, 405 method_not_allowed, 409 too_many (push
+// subscriptions), 413 too_large, 503 unavailable.
 // Every answer has Cache-Control: no-store. A request that takes longer than
 // Config.RequestTimeout is answered 503.
 func (ib *Inbox) Handler() http.Handler { return http.HandlerFunc(ib.serveHTTP) }
@@ -41,6 +54,17 @@ func (ib *Inbox) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if !ib.hub.OriginAllowed(r) {
 		writeError(w, http.StatusForbidden, "forbidden", "origin not allowed")
+		return
+	}
+	dir, op := path.Split(r.URL.Path)
+	pushOp := isPushOp(dir, op)
+	if pushOp && ib.cfg.Push == nil {
+		writeError(w, http.StatusNotFound, "not_found", "push is not enabled")
+		return
+	}
+	if pushOp && op == "ack" {
+		// The service worker has no token: the ack capability is the authorization.
+		ib.serveAck(w, r)
 		return
 	}
 	id, err := ib.hub.Authenticate(r)
@@ -59,7 +83,10 @@ func (ib *Inbox) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user := id.UserID
-	_, op := path.Split(r.URL.Path)
+	if pushOp {
+		ib.servePush(w, r, user, op)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), ib.cfg.RequestTimeout)
 	defer cancel()
 	respond := func(w http.ResponseWriter, v any, err error) {
@@ -170,6 +197,10 @@ func respond(w http.ResponseWriter, v any, err error) {
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", "request body too large")
 	case errors.Is(err, ErrBadCursor):
 		writeError(w, http.StatusBadRequest, "bad_request", "malformed cursor")
+	case errors.Is(err, ErrBadAck):
+		writeError(w, http.StatusBadRequest, "bad_request", "invalid or expired ack")
+	case errors.Is(err, ErrTooMany):
+		writeError(w, http.StatusConflict, "too_many", "too many push subscriptions")
 	case errors.Is(err, ErrInvalid):
 		writeError(w, http.StatusBadRequest, "bad_request", reasonOf(err))
 	default:

@@ -48,7 +48,7 @@ func newInbox(t *testing.T, hcfg notify.Config, cfg inbox.Config) (*notify.Hub, 
 
 func TestHTTPRequests(t *testing.T) {
 	hub, ib, srv := newInbox(t, notify.Config{CookieName: "tok", AllowedOrigins: []string{"https://app.example.com"}}, inbox.Config{})
-	if _, err := ib.Notify(context.Background(), "alice", inbox.Notification{ID: "a1", Type: "t"}); err != nil {
+	if _, _, err := ib.Notify(context.Background(), "alice", inbox.Notification{ID: "a1", Type: "t"}); err != nil {
 		t.Fatal(err)
 	}
 	alice, err := hub.IssueToken("alice", time.Hour)
@@ -185,7 +185,7 @@ func TestNewConfigErrors(t *testing.T) {
 func TestExpireRunsEveryInterval(t *testing.T) {
 	_, ib, _ := newInbox(t, notify.Config{}, inbox.Config{MaxAge: time.Minute, ExpireInterval: 10 * time.Millisecond})
 	ctx := context.Background()
-	if _, err := ib.Notify(ctx, "alice", inbox.Notification{Type: "t", CreatedAt: time.Now().Add(-time.Hour)}); err != nil {
+	if _, _, err := ib.Notify(ctx, "alice", inbox.Notification{Type: "t", CreatedAt: time.Now().Add(-time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -189,6 +190,19 @@ type Config struct {
 	// Logger receives the live updates that could not be sent, the store's failures that the
 	// HTTP handler answered with 503, and the expiry's failures. Default: slog.Default().
 	Logger *slog.Logger
+
+	// Push sends Web Push messages (adapters/webpush's Sender): when set, a notification that
+	// reached no live session of its user (its Report's Nodes is 0) is also pushed to each of
+	// the user's subscriptions, unless the user muted its type; the Store must then implement
+	// [SubscriptionStore]. Default nil: no push, and the push endpoints answer 404.
+	Push Pusher
+	// MaxSubscriptions bounds a user's push subscriptions (browsers, devices): past it adding
+	// one is refused with ErrTooMany. Default 10.
+	MaxSubscriptions int
+	// PublicPath is the path at which browsers reach [Inbox.Handler], ending in a slash: the
+	// push payload's ackURL is PublicPath + "push/ack". The handler cannot learn it from a
+	// push, which has no request. Default "/notify/inbox/", the browser client's default.
+	PublicPath string
 }
 
 // Defaults of [Config] and [Query].
@@ -266,6 +280,21 @@ func New(hub *notify.Hub, cfg Config) (*Inbox, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.MaxSubscriptions < 0 {
+		return nil, fmt.Errorf("%w: inbox MaxSubscriptions is negative", notify.ErrConfig)
+	}
+	if cfg.MaxSubscriptions == 0 {
+		cfg.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if cfg.PublicPath == "" {
+		cfg.PublicPath = DefaultPublicPath
+	}
+	if !strings.HasPrefix(cfg.PublicPath, "/") || !strings.HasSuffix(cfg.PublicPath, "/") {
+		return nil, fmt.Errorf("%w: inbox PublicPath %q must begin and end with a slash", notify.ErrConfig, cfg.PublicPath)
+	}
+	if _, ok := cfg.Store.(SubscriptionStore); cfg.Push != nil && !ok {
+		return nil, fmt.Errorf("%w: inbox Push needs a Store that implements inbox.SubscriptionStore; %T does not", notify.ErrConfig, cfg.Store)
+	}
 	ib := &Inbox{hub: hub, cfg: cfg, now: time.Now, stop: make(chan struct{}), key: cfg.CursorKey}
 	ib.wg.Add(1)
 	go ib.expireLoop()
@@ -312,22 +341,29 @@ func (ib *Inbox) Expire(ctx context.Context) (int, error) {
 // ErrUnavailable. When the notification was stored but the hub could not send it (a broker
 // that is down), it returns the notification and the hub's error: sessions get it when they
 // next fetch the list.
-func (ib *Inbox) Notify(ctx context.Context, userID string, n Notification) (Notification, error) {
+//
+// It returns the live delivery's [notify.Report] too (zero for a retry, which delivers
+// nothing): its Nodes is 0 when no session of the user received it anywhere in the cluster.
+// Then, with Config.Push set, the notification is also pushed to each of the user's
+// subscriptions (unless the user muted its type), without waiting for the push service.
+// Only then: a visible tab shows it itself, and a push would show it twice; a tab open but
+// hidden has a session, gets it live and may show a system notification of its own.
+func (ib *Inbox) Notify(ctx context.Context, userID string, n Notification) (Notification, notify.Report, error) {
 	if err := validUser(userID); err != nil {
-		return Notification{}, err
+		return Notification{}, notify.Report{}, err
 	}
 	if n.Type == "" || len(n.Type) > maxIDLen || !utf8.ValidString(n.Type) {
-		return Notification{}, fmt.Errorf("%w: type must be 1 to %d bytes of UTF-8", ErrInvalid, maxIDLen)
+		return Notification{}, notify.Report{}, fmt.Errorf("%w: type must be 1 to %d bytes of UTF-8", ErrInvalid, maxIDLen)
 	}
 	if len(n.ID) > maxIDLen || !utf8.ValidString(n.ID) {
-		return Notification{}, fmt.Errorf("%w: ID longer than %d bytes or not UTF-8", ErrInvalid, maxIDLen)
+		return Notification{}, notify.Report{}, fmt.Errorf("%w: ID longer than %d bytes or not UTF-8", ErrInvalid, maxIDLen)
 	}
 	data, err := encodeData(n.Data)
 	if err != nil {
-		return Notification{}, err
+		return Notification{}, notify.Report{}, err
 	}
 	if len(data) > ib.cfg.MaxDataSize {
-		return Notification{}, fmt.Errorf("%w: data is %d bytes, at most %d", ErrTooLarge, len(data), ib.cfg.MaxDataSize)
+		return Notification{}, notify.Report{}, fmt.Errorf("%w: data is %d bytes, at most %d", ErrTooLarge, len(data), ib.cfg.MaxDataSize)
 	}
 	n.Data = nil // not a nil json.RawMessage, which JSON would show as "data":null
 	if data != nil {
@@ -344,17 +380,20 @@ func (ib *Inbox) Notify(ctx context.Context, userID string, n Notification) (Not
 	n.ReadAt, n.SeenAt, n.ArchivedAt = time.Time{}, time.Time{}, time.Time{}
 	stored, created, counts, err := ib.cfg.Store.Insert(ctx, userID, n, ib.cfg.MaxPerUser)
 	if err != nil {
-		return Notification{}, ib.storeErr(err)
+		return Notification{}, notify.Report{}, ib.storeErr(err)
 	}
 	if !created {
-		return stored, nil
+		return stored, notify.Report{}, nil
 	}
-	_, err = ib.hub.Send(ctx, userID, notify.Event{Type: EventType,
+	rep, err := ib.hub.Send(ctx, userID, notify.Event{Type: EventType,
 		Data: Change{Op: OpNew, Notification: &stored, Counts: counts}})
 	if err != nil {
-		return stored, fmt.Errorf("notify: inbox: stored, but not delivered live: %w", err)
+		return stored, rep, fmt.Errorf("notify: inbox: stored, but not delivered live: %w", err)
 	}
-	return stored, nil
+	if rep.Nodes == 0 && ib.cfg.Push != nil {
+		ib.pushOut(ctx, userID, stored)
+	}
+	return stored, rep, nil
 }
 
 // List returns a page of the user's notifications, newest first. A cursor that List did not

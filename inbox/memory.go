@@ -16,6 +16,8 @@ type MemoryStore struct {
 
 	mu    sync.Mutex // guards users
 	users map[string]*memUser
+
+	push memPush // the push subscriptions and muted types, under their own lock
 }
 
 // memUser is one user's notifications, in a slice ordered by creation (oldest first, ties by

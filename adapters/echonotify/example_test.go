@@ -118,7 +118,7 @@ func ExampleMountInbox() {
 
 	srv := httptest.NewServer(e)
 	defer srv.Close()
-	if _, err := ib.Notify(context.Background(), "alice", inbox.Notification{ID: "order-42", Type: "order.shipped"}); err != nil {
+	if _, _, err := ib.Notify(context.Background(), "alice", inbox.Notification{ID: "order-42", Type: "order.shipped"}); err != nil {
 		log.Fatal(err)
 	}
 	tok, _ := hub.IssueToken("alice", time.Minute)

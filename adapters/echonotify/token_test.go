@@ -146,7 +146,7 @@ func TestMountInbox(t *testing.T) {
 	})
 	ctx := context.Background()
 	for _, id := range []string{"n1", "n2", "n3"} {
-		if _, err := ib.Notify(ctx, "alice", inbox.Notification{ID: id, Type: "order.shipped", Data: map[string]int{"order": 42}}); err != nil {
+		if _, _, err := ib.Notify(ctx, "alice", inbox.Notification{ID: id, Type: "order.shipped", Data: map[string]int{"order": 42}}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -110,7 +110,7 @@ func TestMountInbox(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { ib.Close() })
-			if _, err := ib.Notify(context.Background(), "alice", inbox.Notification{ID: "n1", Type: "t"}); err != nil {
+			if _, _, err := ib.Notify(context.Background(), "alice", inbox.Notification{ID: "n1", Type: "t"}); err != nil {
 				t.Fatal(err)
 			}
 			mux := http.NewServeMux()

@@ -49,7 +49,7 @@ func BenchmarkNotifyConcurrent(b *testing.B) {
 				wg.Go(func() {
 					for i := s; i < b.N; i += senders {
 						t0 := time.Now()
-						_, err := ib.Notify(ctx, fmt.Sprint("user", i%1000), inbox.Notification{Type: "bench", Data: json.RawMessage(`{"text":"hello"}`)})
+						_, _, err := ib.Notify(ctx, fmt.Sprint("user", i%1000), inbox.Notification{Type: "bench", Data: json.RawMessage(`{"text":"hello"}`)})
 						lat[s] = append(lat[s], time.Since(t0))
 						if err != nil {
 							b.Error(err)

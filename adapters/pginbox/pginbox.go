@@ -13,8 +13,9 @@
 // one lookup by primary key. Every change of a user locks that row first: a user's changes
 // are serialized, and two tabs marking the same notification read change the counts once. A
 // third table holds the key that signs the list's cursors ([Store.CursorKey]), one for every
-// node on the database. Operations on several notifications are one statement each (id = ANY($2)); none issues a
-// query per notification.
+// node on the database. Two more hold the Web Push subscriptions, keyed by (user, endpoint),
+// and the types each user muted for push ([inbox.SubscriptionStore]). Operations on several
+// notifications are one statement each (id = ANY($2)); none issues a query per notification.
 //
 // Inserts that arrive while one is being written go together in the next transaction (one
 // INSERT for all of them), unless Options.NoBatch; a lone insert is never held back.
@@ -167,6 +168,7 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // queries holds the statements, with the schema and table names filled in.
 type queries struct {
 	schema, version, notes, counts, key, prefix string
+	subs, muted                                 string
 }
 
 func newQueries(schema, prefix string) queries {
@@ -177,6 +179,8 @@ func newQueries(schema, prefix string) queries {
 		notes:   q("_notifications"),
 		counts:  q("_counts"),
 		key:     q("_key"),
+		subs:    q("_push_subscriptions"),
+		muted:   q("_push_muted"),
 		prefix:  prefix,
 	}
 }
@@ -216,6 +220,21 @@ CREATE TABLE IF NOT EXISTS %[1]s (
 	one boolean PRIMARY KEY DEFAULT true CHECK (one),
 	key bytea NOT NULL CHECK (length(key) >= %[2]d)
 );`, q.key, inbox.MinCursorKeyLen),
+		// 3: the push subscriptions, one per user and endpoint, and the types each user muted.
+		fmt.Sprintf(`
+CREATE TABLE IF NOT EXISTS %[1]s (
+	user_id    text NOT NULL,
+	endpoint   text NOT NULL,
+	id         text NOT NULL,
+	p256dh     text NOT NULL,
+	auth       text NOT NULL,
+	created_at timestamptz NOT NULL,
+	PRIMARY KEY (user_id, endpoint)
+);
+CREATE TABLE IF NOT EXISTS %[2]s (
+	user_id text PRIMARY KEY,
+	types   text[] NOT NULL
+);`, q.subs, q.muted),
 	}
 }
 

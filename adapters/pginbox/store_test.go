@@ -60,8 +60,19 @@ func TestMigrate(t *testing.T) {
 		t.Errorf("after a second New: %+v, %v", c, err)
 	}
 	var v int
-	if err := s1.Pool().QueryRow(ctx, `SELECT version FROM `+name+`.app_inbox_version`).Scan(&v); err != nil || v != 2 {
-		t.Errorf("version %d, %v; want 2", v, err)
+	if err := s1.Pool().QueryRow(ctx, `SELECT version FROM `+name+`.app_inbox_version`).Scan(&v); err != nil || v != 3 {
+		t.Errorf("version %d, %v; want 3", v, err)
+	}
+	// A database of the second version (before push) gains the push tables, data kept.
+	if _, err := s1.Pool().Exec(ctx, `DROP TABLE `+name+`.app_inbox_push_subscriptions, `+name+`.app_inbox_push_muted; UPDATE `+name+`.app_inbox_version SET version = 2`); err != nil {
+		t.Fatal(err)
+	}
+	s2 := newStore(t, pginbox.Options{Schema: name, Prefix: "app_inbox"})
+	if _, _, err := s2.AddSubscription(ctx, inbox.Subscription{User: "alice", Endpoint: "https://push.test/1", ID: "s1", CreatedAt: time.Now()}, 10); err != nil {
+		t.Errorf("AddSubscription after the migration from version 2: %v", err)
+	}
+	if c, err := s2.Counts(ctx, "alice"); err != nil || c.Total != 1 {
+		t.Errorf("after the migration from version 2: %+v, %v", c, err)
 	}
 	// A database of the first version (before the cursor key) gains the key's table.
 	if _, err := s1.Pool().Exec(ctx, `DROP TABLE `+name+`.app_inbox_key; UPDATE `+name+`.app_inbox_version SET version = 1`); err != nil {
@@ -77,7 +88,7 @@ func TestMigrate(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, err := pginbox.New(ctx, pginbox.Options{URL: url, Schema: name, Prefix: "app_inbox"})
-	if s != nil || err == nil || !strings.Contains(err.Error(), "schema version 7 is newer than this code's 2") {
+	if s != nil || err == nil || !strings.Contains(err.Error(), "schema version 7 is newer than this code's 3") {
 		t.Errorf("New on a newer schema: %v", err)
 	}
 }

@@ -60,6 +60,10 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentMarkRead", testConcurrentRead},
 		{"Randomized", testRandomized},
 		{"StoreDown", testOutage},
+		{"PushSubscriptions", testSubscriptions},
+		{"PushSubscriptionsConcurrent", testConcurrentSubscriptions},
+		{"PushMutedAndPushed", testMutedAndPushed},
+		{"PushStoreDown", testPushOutage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, h) })
@@ -121,7 +125,7 @@ func (e *env) notify(user, id string, sec int) inbox.Notification {
 	if sec != 0 {
 		n.CreatedAt = base.Add(time.Duration(sec) * time.Second)
 	}
-	got, err := e.ib.Notify(context.Background(), user, n)
+	got, _, err := e.ib.Notify(context.Background(), user, n)
 	if err != nil {
 		e.t.Fatalf("Notify(%s, %s): %v", user, id, err)
 	}
@@ -347,12 +351,12 @@ func testNotifyIdempotent(t *testing.T, h Harness) {
 	e := newEnv(t, h.New(t), inbox.Config{})
 	s := e.session("alice")
 	ctx := context.Background()
-	first, err := e.ib.Notify(ctx, "alice", inbox.Notification{ID: "order-42", Type: "shipped", Data: json.RawMessage(`{"v":1}`)})
+	first, _, err := e.ib.Notify(ctx, "alice", inbox.Notification{ID: "order-42", Type: "shipped", Data: json.RawMessage(`{"v":1}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A retry, even with other content, returns what was stored.
-	again, err := e.ib.Notify(ctx, "alice", inbox.Notification{ID: "order-42", Type: "shipped", Data: json.RawMessage(`{"v":2}`)})
+	again, _, err := e.ib.Notify(ctx, "alice", inbox.Notification{ID: "order-42", Type: "shipped", Data: json.RawMessage(`{"v":2}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +383,7 @@ func testNotifyIdempotent(t *testing.T, h Harness) {
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			if _, err := e.ib.Notify(ctx, "carol", inbox.Notification{ID: "same", Type: "t"}); err != nil {
+			if _, _, err := e.ib.Notify(ctx, "carol", inbox.Notification{ID: "same", Type: "t"}); err != nil {
 				t.Error(err)
 			}
 		})
@@ -406,7 +410,7 @@ func testBadNotification(t *testing.T, h Harness) {
 		{"type too long", "alice", inbox.Notification{Type: strings.Repeat("t", 257)}, inbox.ErrInvalid},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := e.ib.Notify(ctx, tt.user, tt.n); !errors.Is(err, tt.want) {
+			if _, _, err := e.ib.Notify(ctx, tt.user, tt.n); !errors.Is(err, tt.want) {
 				t.Errorf("Notify: %v, want %v", err, tt.want)
 			}
 		})
@@ -414,7 +418,7 @@ func testBadNotification(t *testing.T, h Harness) {
 	e.wantCounts("alice", inbox.Counts{})
 	// Exactly at the limit is fine.
 	at := json.RawMessage(`"` + strings.Repeat("x", 62) + `"`)
-	if _, err := e.ib.Notify(ctx, "alice", inbox.Notification{Type: "t", Data: at}); err != nil {
+	if _, _, err := e.ib.Notify(ctx, "alice", inbox.Notification{Type: "t", Data: at}); err != nil {
 		t.Errorf("Notify with 64 bytes of data: %v", err)
 	}
 }
@@ -583,11 +587,11 @@ func testRetentionAge(t *testing.T, h Harness) {
 	ctx := context.Background()
 	now := time.Now().UTC()
 	for i, at := range []time.Duration{-3 * time.Hour, -2 * time.Hour, -30 * time.Minute, -time.Minute} {
-		if _, err := e.ib.Notify(ctx, "alice", inbox.Notification{ID: fmt.Sprint("a", i), Type: "t", CreatedAt: now.Add(at)}); err != nil {
+		if _, _, err := e.ib.Notify(ctx, "alice", inbox.Notification{ID: fmt.Sprint("a", i), Type: "t", CreatedAt: now.Add(at)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := e.ib.Notify(ctx, "bob", inbox.Notification{ID: "b", Type: "t", CreatedAt: now.Add(-5 * time.Hour)}); err != nil {
+	if _, _, err := e.ib.Notify(ctx, "bob", inbox.Notification{ID: "b", Type: "t", CreatedAt: now.Add(-5 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.ib.MarkRead(ctx, "alice", "a0"); err != nil {
@@ -703,7 +707,7 @@ func testRandomized(t *testing.T, h Harness) {
 					if r.IntN(10) == 0 {
 						n.CreatedAt = time.Now().Add(-100 * 24 * time.Hour) // expires at the next Expire
 					}
-					_, err = e.ib.Notify(ctx, user, n)
+					_, _, err = e.ib.Notify(ctx, user, n)
 					if err == nil {
 						c, err = e.ib.Counts(ctx, user)
 					}
@@ -772,7 +776,7 @@ func testOutage(t *testing.T, h Harness) {
 		name string
 		fn   func() error
 	}{
-		{"Notify", func() error { _, err := e.ib.Notify(dctx, "alice", inbox.Notification{Type: "t"}); return err }},
+		{"Notify", func() error { _, _, err := e.ib.Notify(dctx, "alice", inbox.Notification{Type: "t"}); return err }},
 		{"List", func() error { _, err := e.ib.List(dctx, "alice", inbox.Query{}); return err }},
 		{"Counts", func() error { _, err := e.ib.Counts(dctx, "alice"); return err }},
 		{"MarkRead", func() error { _, err := e.ib.MarkRead(dctx, "alice", "a1"); return err }},
@@ -864,7 +868,7 @@ func testDataShapes(t *testing.T, h Harness) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			id := fmt.Sprintf("d%02d", i)
-			n, err := e.ib.Notify(ctx, "alice", inbox.Notification{ID: id, Type: "t", Data: tt.data})
+			n, _, err := e.ib.Notify(ctx, "alice", inbox.Notification{ID: id, Type: "t", Data: tt.data})
 			if err != nil {
 				t.Fatalf("Notify: %v", err)
 			}
@@ -906,7 +910,7 @@ func testDataShapes(t *testing.T, h Harness) {
 		{"raw JSON that is not JSON", json.RawMessage(`{`), "notify: invalid inbox request: data cannot be encoded as JSON: json: error calling MarshalJSON for type json.RawMessage: unexpected end of JSON input"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := e.ib.Notify(ctx, "alice", inbox.Notification{Type: "t", Data: tt.data})
+			_, _, err := e.ib.Notify(ctx, "alice", inbox.Notification{Type: "t", Data: tt.data})
 			if !errors.Is(err, inbox.ErrInvalid) || err.Error() != tt.want {
 				t.Errorf("Notify: %v, want %s", err, tt.want)
 			}
