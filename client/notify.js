@@ -1353,9 +1353,16 @@ class Push {
     }
     let created = false;
     if (!sub) {
+      // The push service may never answer (a network that blocks it): the signal still ends
+      // the wait, and a subscription that comes later is undone.
+      const subscribing = reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey });
       try {
-        sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey });
+        sub = await untilAborted(subscribing, signal);
       } catch (err) {
+        if (signal?.aborted) {
+          subscribing.then((late) => late.unsubscribe(), () => {}).catch(() => {});
+          throw err;
+        }
         if (err?.name === "NotAllowedError") throw notifyError("permission_denied", String(err.message ?? err));
         throw notifyError("subscribe_failed", String(err?.message ?? err));
       }

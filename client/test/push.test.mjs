@@ -107,6 +107,10 @@ class FakePushManager {
   constructor(browser) { this.browser = browser; }
   async getSubscription() { return this.current; }
   async subscribe(options) {
+    if (this.browser.hold) {
+      this.browser.hold = false;
+      await new Promise((resolve) => { this.browser.release = resolve; });
+    }
     this.subscribed.push(options);
     if (this.browser.subscribeError) throw this.browser.subscribeError;
     this.current = new FakeSubscription(this, `https://fcm.googleapis.com/fcm/send/e${++endpoints}`, options.applicationServerKey);
@@ -309,6 +313,22 @@ test("enable: an abort during the POST drops the subscription it made", async ()
   assert.equal(browser.registrations.get("https://example.com/").pushManager.subscribed.length, 1);
   assert.equal(calls.length, 1);
   n.close();
+});
+
+test("enable: an abort while the push service does not answer rejects, and undoes the late subscription", async () => {
+  const { n, calls } = setup({ "GET push/key": keyAnswer() });
+  browser.hold = true; // subscribe() waits (no route to the push service) until browser.release()
+  const abort = new AbortController();
+  const enabled = n.push.enable({ signal: abort.signal });
+  while (!browser.release) await settle();
+  abort.abort(new Error("took too long"));
+  await assert.rejects(enabled, /took too long/);
+  browser.release();
+  await settle();
+  const pm = browser.registrations.get("https://example.com/").pushManager;
+  assert.equal(pm.subscribed.length, 1);
+  assert.equal(pm.current, null, "the late subscription is undone");
+  assert.deepEqual(calls.map((c) => `${c.method} ${c.path}`), ["GET push/key"]);
 });
 
 test("disable: deletes on the server, unsubscribes in the browser", async () => {
