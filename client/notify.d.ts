@@ -452,7 +452,10 @@ export interface Push {
    * (serviceWorkerURL at serviceWorkerScope), subscribes with the push service and sends the
    * subscription to the server (POST push/subscriptions). Resolves with the server's id of it.
    * Calling it again when enabled sends the same subscription again (the server keeps one); one
-   * made with another key (the server's keys changed) is replaced. Rejects with code
+   * made with another key (the server's keys changed) is replaced. Call it on each load while
+   * state() is "enabled" (no prompt then): the server learns a subscription the browser renewed
+   * while no tab was open. Until the push service answers (a network that blocks it may leave
+   * the browser waiting for ever), only the signal ends the wait. Rejects with code
    * "unsupported" (no Web Push here, or status 404: the server has none), "permission_denied"
    * (denied or dismissed), "service_worker" (the script did not register or install),
    * "subscribe_failed" (the push service refused or was unreachable), or the server's code

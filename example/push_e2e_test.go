@@ -259,7 +259,15 @@ func inServiceWorker[T any](t testing.TB, p *page, scriptURL, expr string) T {
 	return v
 }
 
+// TestE2EPush runs with a connection of the tab's own and with one shared by the tabs (in a
+// SharedWorker): connection.push is the tab's in both.
 func TestE2EPush(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) { testE2EPush(t, shared) })
+	}
+}
+
+func testE2EPush(t *testing.T, shared bool) {
 	ps := newPushService(t)
 	srv, hub, ib := pushServer(t, ps)
 	ctx := context.Background()
@@ -272,10 +280,10 @@ func TestE2EPush(t *testing.T) {
 	p.open(srv.URL + "/")
 	origin := srv.URL
 	if !eval[bool](p, fmt.Sprintf(`import("/notify/client.js").then(async ({ connect }) => {
-		window.conn = connect("/notify/ws", { token: %s, shared: false });
+		window.conn = connect("/notify/ws", { token: %s, shared: %v });
 		await conn.connected();
 		return true;
-	})`, jsString(tok))) {
+	})`, jsString(tok), shared)) {
 		t.Fatal("not connected")
 	}
 	if got := eval[string](p, `conn.push.state()`); got != "disabled" {
@@ -358,6 +366,12 @@ func TestE2EPush(t *testing.T) {
 		c, err := ib.Counts(ctx, "alice")
 		return err == nil && c.Unread == 0
 	})
-	p.waitJS(5*time.Second, "the tab on the notification's URL", `location.pathname + location.search === `+jsString("/opened?id="+n.ID))
+	// The tab navigates: its page's context goes away meanwhile, so each poll is a new evaluation.
+	eventually(t, 5*time.Second, "the tab on the notification's URL", func() bool {
+		ctx, cancel := context.WithTimeout(p.ctx, time.Second)
+		defer cancel()
+		at, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.readyState === "complete" ? location.pathname + location.search : ""`))
+		return err == nil && at == "/opened?id="+n.ID
+	})
 	p.waitJS(5*time.Second, "the notification closed", `navigator.serviceWorker.getRegistration("/").then((r) => r.getNotifications()).then((ns) => ns.length === 0)`)
 }
