@@ -478,10 +478,10 @@ export interface Push {
   preferences(options?: Abortable): Promise<PushPreferences>;
   /**
    * Sets the notification types the user gets no push for, replacing the list (an empty one
-   * unmutes all); the notifications are stored and delivered live all the same. Resolves with
+   * unmutes all; a string is one type); the notifications are stored and delivered live all the same. Resolves with
    * the preferences as stored.
    */
-  mute(types: Iterable<string>, options?: Abortable): Promise<PushPreferences>;
+  mute(types: string | Iterable<string>, options?: Abortable): Promise<PushPreferences>;
 }
 
 export interface Connection {

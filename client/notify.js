@@ -1406,7 +1406,9 @@ class Push {
   preferences({ signal } = {}) { return this.#request("GET", "push/preferences", undefined, signal); }
 
   mute(types, { signal } = {}) {
-    return this.#request("PUT", "push/preferences", { muted: [...types] }, signal);
+    // A string is one type, not an iterable of characters.
+    const muted = typeof types === "string" ? [types] : [...types];
+    return this.#request("PUT", "push/preferences", { muted }, signal);
   }
 
   // The subscription of the registration at the scope, or null.

@@ -359,17 +359,19 @@ test("preferences, mute and subscriptions", async () => {
   const items = [{ id: "s1", endpoint: "https://fcm.googleapis.com/fcm/send/ab…", createdAt: "2026-12-06T05:00:00Z" }];
   const { n, calls } = setup({
     "GET push/preferences": [[200, { muted: [] }]],
-    "PUT push/preferences": [[200, { muted: ["digest", "like"] }], [400, { error: "bad_request", reason: "too many types" }]],
+    "PUT push/preferences": [[200, { muted: ["digest", "like"] }], [400, { error: "bad_request", reason: "too many types" }], [200, { muted: ["digest"] }]],
     "GET push/subscriptions": [[200, { items }]],
   });
   assert.deepEqual(await n.push.preferences(), { muted: [] });
   assert.deepEqual(await n.push.mute(new Set(["digest", "like"])), { muted: ["digest", "like"] });
   await assert.rejects(n.push.mute(["x"]), (err) => err.code === "bad_request" && err.status === 400);
+  assert.deepEqual(await n.push.mute("digest"), { muted: ["digest"] });
   assert.deepEqual(await n.push.subscriptions(), items);
   assert.deepEqual(calls.map((c) => [c.method, c.path, c.body]), [
     ["GET", "push/preferences", undefined],
     ["PUT", "push/preferences", { muted: ["digest", "like"] }],
     ["PUT", "push/preferences", { muted: ["x"] }],
+    ["PUT", "push/preferences", { muted: ["digest"] }],
     ["GET", "push/subscriptions", undefined],
   ]);
   n.close();
