@@ -10,7 +10,7 @@
 //	ib, err := inbox.New(hub, inbox.Config{}) // in memory; adapters/pginbox for PostgreSQL
 //	...
 //	mux.Handle("/notify/inbox/", ib.Handler()) // beside /notify/ws
-//	ib.Notify(ctx, "alice", inbox.Notification{ID: "order-42-shipped", Type: "order.shipped", Data: data})
+//	n, report, err := ib.Notify(ctx, "alice", inbox.Notification{ID: "order-42-shipped", Type: "order.shipped", Data: data})
 //
 // A notification's Data is any value encoding/json marshals, as an event's; the inbox stores
 // its JSON and hands it back as a json.RawMessage.
@@ -48,6 +48,34 @@
 //     it did not hand out to the user with [ErrBadCursor] (400 over HTTP).
 //   - A store that fails gives [ErrUnavailable] (the HTTP endpoints answer 503); the hub's live
 //     delivery does not depend on it.
+//
+// # Web Push
+//
+// With [Config].Push set (adapters/webpush's Sender), a notification also reaches a user
+// with no open tab, as a system notification. Notify stores and delivers it live as always;
+// when its live delivery's [notify.Report] says no node holds a session of the user (Nodes
+// is 0), Notify hands it to the Pusher for each of the user's [Subscription]s, unless the
+// user muted its type, and returns without waiting for the push service. Only then: a
+// visible tab shows the notification itself and a push would show it twice, and a hidden tab
+// still has a session that gets it live (the page may show a system notification itself). A
+// broker that cannot tell (Nodes -1) or fails gets no push: a duplicate is worse than a
+// notification that waits in the inbox.
+//
+// The browser manages its subscriptions beside the inbox's endpoints ([Inbox.Handler]): it
+// fetches the VAPID key (push/key), adds the PushSubscription the browser gave it (POST
+// push/subscriptions; the Pusher refuses endpoints that are not https, not a known push
+// service or on a private address, and malformed keys: 400, nothing stored), removes it
+// (DELETE; an endpoint that is not the caller's answers as absent) and mutes types
+// (push/preferences). A user has at most [Config].MaxSubscriptions (409 past it); the same
+// endpoint again is the same subscription. A subscription the push service says is gone (404,
+// 410) is deleted.
+//
+// Each push carries an ack capability: an HMAC with the cursor key (shared by every node)
+// over the user, the notification's ID and its expiry (CreatedAt plus [Config].MaxAge). With
+// it the service worker, which has no token, marks that one notification seen or read (POST
+// push/ack, [Inbox.Ack]) and nothing else. The push names the endpoint by
+// [Config].PublicPath, which the inbox cannot learn from a push: set it when the handler is
+// not mounted at the client's default, "/notify/inbox/".
 //
 // # Stores
 //

@@ -98,8 +98,9 @@ const (
 // already (409 too_many over HTTP).
 var ErrTooMany = errors.New("notify: too many push subscriptions")
 
-// ShortEndpoint returns what logs and the subscriptions list show of an endpoint: its scheme,
-// host and last 8 characters. The rest of the path is the subscription's secret.
+// ShortEndpoint returns what logs and the subscriptions list show of an endpoint: its scheme
+// and host, "…", and its last 8 characters ("https://fcm.googleapis.com…Xc9a_1Qz"). The rest
+// of the path is the subscription's secret.
 func ShortEndpoint(endpoint string) string {
 	u, err := url.Parse(endpoint)
 	if err != nil || u.Host == "" {
@@ -109,7 +110,7 @@ func ShortEndpoint(endpoint string) string {
 	if len(tail) > 8 {
 		tail = tail[len(tail)-8:]
 	}
-	return u.Scheme + "://" + u.Host + "/…" + tail
+	return u.Scheme + "://" + u.Host + "…" + tail
 }
 
 // subStore is the store's SubscriptionStore, which New checked when Config.Push is set.

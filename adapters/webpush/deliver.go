@@ -36,15 +36,18 @@ func (s *Sender) send(j *job) {
 	resp, err := webpushgo.SendNotificationWithContext(ctx, j.payload, sub, s.options(j))
 	log := s.cfg.Logger.With("user", j.sub.User, "endpoint", inbox.ShortEndpoint(j.sub.Endpoint))
 	if err != nil {
-		if ue, ok := errors.AsType[*url.Error](err); ok {
+		// client.Do's errors are *url.Error; any other is webpush-go's own, before sending
+		// (keys it cannot use): trying again cannot help.
+		ue, sent := errors.AsType[*url.Error](err)
+		if sent {
 			err = ue.Err // without the URL, which holds the endpoint's secret path
 		}
 		switch {
 		case s.ctx.Err() != nil:
 			s.stats.dropped.Add(1)
-		case errors.Is(err, ErrRefused) || errors.Is(err, errNotPublic):
-			s.stats.failed.Add(1)
+		case !sent || errors.Is(err, ErrRefused) || errors.Is(err, errNotPublic):
 			log.Warn("notify: webpush: push refused here", "err", err)
+			s.stats.failed.Add(1)
 		default: // a timeout, a connection refused or reset
 			s.again(j, 0, log, err.Error())
 		}
@@ -59,16 +62,18 @@ func (s *Sender) send(j *job) {
 		s.stats.gone.Add(1)
 		log.Info("notify: webpush: subscription expired, deleted", "status", code)
 		if j.gone != nil {
-			j.gone(ctx)
+			gctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
+			j.gone(gctx)
+			cancel()
 		}
 	case code == http.StatusRequestEntityTooLarge:
 		s.stats.refused.Add(1)
 		log.Warn("notify: webpush: the push service refused the payload as too large", "bytes", len(j.payload))
 	case code == http.StatusTooManyRequests || code >= 500:
 		s.again(j, retryAfter(resp.Header.Get("Retry-After"), time.Now()), log, resp.Status)
-	default:
-		s.stats.failed.Add(1)
+	default: // a redirect (not followed), 400, 401, 403...
 		log.Warn("notify: webpush: the push service refused the push", "status", code)
+		s.stats.failed.Add(1)
 	}
 }
 

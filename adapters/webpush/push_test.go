@@ -196,7 +196,7 @@ func TestSubscriptionTwiceAndCap(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &list); status != 200 || err != nil || len(list.Items) != 2 {
 		t.Fatalf("GET push/subscriptions: %d %s", status, body)
 	}
-	short := e.ps.srv.URL + "/…" + endpoint[len(endpoint)-8:]
+	short := e.ps.srv.URL + "…" + endpoint[len(endpoint)-8:]
 	if it := list.Items[0]; `{"id":"`+it.ID+`"}`+"\n" != first || it.Endpoint != short {
 		t.Errorf("first item %+v, want id of %s and endpoint %s", it, first, short)
 	}
@@ -354,6 +354,21 @@ func TestPushServiceFaults(t *testing.T) {
 	}
 }
 
+// A redirect is not followed: the push fails, and its target gets nothing.
+func TestRedirectNotFollowed(t *testing.T) {
+	e := newEnv(t, options{})
+	target, _, _ := e.ps.subscribe()
+	endpoint := e.subscribe("alice", reply{status: http.StatusTemporaryRedirect, location: target})
+	e.notify("alice", inbox.Notification{ID: "n1", Type: "t"})
+	waitFor(t, "the failure logged", func() bool { return strings.Contains(e.logs.String(), "refused the push") })
+	if _, n := e.ps.got(target); n != 0 {
+		t.Errorf("the redirect's target got %d requests", n)
+	}
+	if _, n := e.ps.got(endpoint); n != 1 || e.sender.Stats().Failed != 1 {
+		t.Errorf("%d requests, stats %+v; want one request, failed", n, e.sender.Stats())
+	}
+}
+
 // A push service that is down: the push is retried, then given up; Notify returns at once.
 func TestPushServiceDown(t *testing.T) {
 	e := newEnv(t, options{sender: func(c *webpush.Config) { c.Retries = 2 }})
@@ -437,12 +452,31 @@ func TestPayloadTooLarge(t *testing.T) {
 		}
 	}})
 	endpoint, p, a = e2.ps.subscribe()
-	fill := webpush.MaxPayload - len(`{"v":1,"id":"","type":"t","title":"t","url":"/","tag":"x","ack":"","ackURL":""}`)
+	fill := webpush.MaxPayload - len(`{"v":1,"id":"","type":"t","title":"t","body":"","icon":"","url":"/","tag":"x","ack":"","ackURL":""}`)
 	if err := e2.sender.Push(inbox.PushMessage{Subscription: inbox.Subscription{User: "alice", Endpoint: endpoint, P256dh: p, Auth: a},
 		Notification: inbox.Notification{ID: strings.Repeat("i", fill), Type: "t"}}); err != nil {
 		t.Fatalf("Push of exactly MaxPayload: %v", err)
 	}
 	if got := e2.pushes(endpoint, 1); len(got[0].raw) != webpush.MaxPayload {
 		t.Errorf("arrived %d bytes, want %d", len(got[0].raw), webpush.MaxPayload)
+	}
+}
+
+// A subscription whose keys cannot encrypt (stored before a check, or by hand) fails at once:
+// trying again cannot help, and nothing is sent.
+func TestUnusableKeysNotRetried(t *testing.T) {
+	e := newEnv(t, options{})
+	endpoint, _, a := e.ps.subscribe()
+	notOnCurve := base64.RawURLEncoding.EncodeToString(append([]byte{4}, make([]byte, 64)...))
+	if err := e.sender.Push(inbox.PushMessage{Subscription: inbox.Subscription{User: "alice", Endpoint: endpoint, P256dh: notOnCurve, Auth: a},
+		Notification: inbox.Notification{ID: "n", Type: "t"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the refusal logged", func() bool { return strings.Contains(e.logs.String(), "push refused here") })
+	if st := e.sender.Stats(); st.Failed != 1 || st.Retried != 0 {
+		t.Errorf("stats %+v, want one failed, no retry", st)
+	}
+	if _, n := e.ps.got(endpoint); n != 0 {
+		t.Errorf("the push service got %d requests", n)
 	}
 }

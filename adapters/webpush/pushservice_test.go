@@ -48,6 +48,7 @@ type pushService struct {
 type reply struct {
 	status     int
 	retryAfter string
+	location   string // a redirect's target
 	hang       bool
 }
 
@@ -168,6 +169,9 @@ func (ps *pushService) serve(w http.ResponseWriter, r *http.Request) {
 	case rep.status != 0:
 		if rep.retryAfter != "" {
 			w.Header().Set("Retry-After", rep.retryAfter)
+		}
+		if rep.location != "" {
+			w.Header().Set("Location", rep.location)
 		}
 		w.WriteHeader(rep.status)
 		return

@@ -25,7 +25,7 @@ type Sender struct {
 	hosts  hostPolicy
 	client *http.Client
 	// after is the clock of the retries, and onRetry sees each wait scheduled: tests set them
-	// before the first Push.
+	// before the goroutines start.
 	after   func(time.Duration) <-chan time.Time
 	onRetry func(time.Duration)
 
@@ -43,7 +43,8 @@ type Sender struct {
 }
 
 // job is one push: the message's subscription, its encoded payload and headers, and how many
-// times it was tried.
+// times it was tried. One goroutine at a time has it (a worker, or the retrier while it
+// waits), handed over through the channels.
 type job struct {
 	sub      inbox.Subscription
 	payload  []byte
@@ -94,8 +95,8 @@ type payload struct {
 	ID     string `json:"id"`
 	Type   string `json:"type"`
 	Title  string `json:"title"`
-	Body   string `json:"body,omitempty"`
-	Icon   string `json:"icon,omitempty"`
+	Body   string `json:"body"`
+	Icon   string `json:"icon"`
 	URL    string `json:"url"`
 	Tag    string `json:"tag"`
 	Ack    string `json:"ack"`
@@ -157,6 +158,7 @@ func (s *Sender) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	defer s.client.CloseIdleConnections()
 	select {
 	case <-done:
 		s.cancel()
