@@ -354,7 +354,9 @@ func testE2EPush(t *testing.T, shared bool) {
 
 	// The click: Chromium has no CDP call to click a system notification, so the test
 	// dispatches the event the browser would, for the notification shown, in the worker. The
-	// worker closes it, takes the open tab to its URL, and acks it read.
+	// worker closes it, takes the open tab to its URL, and acks it read. (An untrusted event's
+	// waitUntil throws, after the worker has started that work; the attached DevTools session
+	// keeps the worker alive meanwhile. Its focus() is refused without a user's click.)
 	clicked := inServiceWorker[int](t, p, origin+"/notify/sw.js", `self.registration.getNotifications().then((ns) => {
 		for (const notification of ns) self.dispatchEvent(new NotificationEvent("notificationclick", { notification }));
 		return ns.length;
