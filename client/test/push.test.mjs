@@ -355,6 +355,19 @@ test("disable: the server unreachable still unsubscribes here, and rejects", asy
   n.close();
 });
 
+test("disable: both sides failing reject with the server's error; the browser's alone with unsubscribe_failed", async () => {
+  const { n } = setup({
+    "GET push/key": [...keyAnswer(), ...keyAnswer()],
+    "DELETE push/subscriptions": [[503, { error: "unavailable", reason: "try again" }], [204, undefined]],
+  });
+  for (const want of ["unavailable", "unsubscribe_failed"]) {
+    await n.push.enable();
+    browser.sub().unsubscribe = async () => { throw new Error("the push service is unreachable"); };
+    await assert.rejects(n.push.disable(), (err) => err instanceof NotifyError && err.code === want);
+    browser.registrations.get("https://example.com/").pushManager.current = null;
+  }
+});
+
 test("preferences, mute and subscriptions", async () => {
   const items = [{ id: "s1", endpoint: "https://fcm.googleapis.com/fcm/send/ab…", createdAt: "2026-12-06T05:00:00Z" }];
   const { n, calls } = setup({
