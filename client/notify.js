@@ -1330,7 +1330,11 @@ class Push {
     const key = this.#request("GET", "push/key", undefined, signal).then(
       (answer) => {
         if (typeof answer?.publicKey !== "string" || answer.publicKey === "") throw notifyError("bad_response", "no publicKey in the answer");
-        return b64urlBytes(answer.publicKey);
+        try {
+          return b64urlBytes(answer.publicKey);
+        } catch {
+          throw notifyError("bad_response", "the publicKey is not base64url");
+        }
       },
       (err) => { throw err?.status === 404 ? notifyError("unsupported", "the server has no Web Push", undefined, 404) : err; },
     );

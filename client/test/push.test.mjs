@@ -248,6 +248,7 @@ test("refused or failed: the exact code, and nothing left behind", async (t) => 
     { name: "permission denied before", permission: "denied", code: "permission_denied", prompts: 0, state: "denied", asked: ["GET push/key"] },
     { name: "server without push", answers: { "GET push/key": [[404, { error: "not_found", reason: "no push" }]] }, code: "unsupported", status: 404, asked: ["GET push/key"] },
     { name: "key answer without a key", answers: { "GET push/key": [[200, {}]] }, code: "bad_response", asked: ["GET push/key"] },
+    { name: "a key that is not base64url", answers: { "GET push/key": [[200, { publicKey: "not base64!" }]] }, code: "bad_response", asked: ["GET push/key"] },
     { name: "server down", answers: { "GET push/key": [new TypeError("Failed to fetch")] }, code: "network", status: 0, asked: ["GET push/key"] },
     { name: "sw.js does not register", registerError: new TypeError("bad HTTP response code (404)"), code: "service_worker", asked: ["GET push/key"] },
     { name: "sw.js fails to install", installFails: true, code: "service_worker", asked: ["GET push/key"] },
