@@ -7,7 +7,7 @@
 // send. Where WebSocket cannot pass, [Hub.SSE] serves the same sessions as server-sent events,
 // with the client's messages as POSTs that any node routes to the session. Mount both with the
 // adapters in adapters/nethttp or adapters/echonotify, which also serve the dependency-free
-// browser client at "<prefix>/client.js".
+// browser client at "<prefix>/client.js" and its service worker for Web Push at "<prefix>/sw.js".
 //
 // # Sending
 //

@@ -118,7 +118,8 @@ export class NotifyError extends Error {
    * connection closed for good. For request(): one of RequestErrorCode, or the handler's own
    * code (e.g. "not_found"). For an inbox request: the server's code ("unauthorized",
    * "not_found", "bad_request", "too_large", "unavailable", ...), "http_<status>" when the
-   * answer carries none, or "network".
+   * answer carries none, or "network". connection.push adds "unsupported", "permission_denied",
+   * "service_worker", "subscribe_failed", "unsubscribe_failed" and "bad_response" (see Push).
    */
   code: string;
   reason?: string;
@@ -450,4 +451,103 @@ export interface ConnectOptions {
   inboxURL?: string;
   /** The fetch function of the inbox's requests and of the event stream's tickets and messages. Default: globalThis.fetch. */
   fetch?: typeof fetch;
+}
+
+// ---- Web Push (PROTOCOL.md, "Web Push") ----
+
+/**
+ * Whether this browser gets the user's notifications by Web Push while no tab is open.
+ * "unsupported": the browser has no service workers, Push API or Notification (or the page is
+ * not a secure context). "denied": the user blocked notifications for the site; only they can
+ * undo it, in the browser's settings. "disabled": not subscribed (or permission not asked yet).
+ * "enabled": this browser holds a subscription at the service worker's scope.
+ */
+export type PushState = "unsupported" | "denied" | "disabled" | "enabled";
+
+/** A browser subscribed to the user's pushes, as the server lists it. */
+export interface PushSubscriptionInfo {
+  id: string;
+  /** The push service's endpoint, shortened (it is a capability: never shown in full). */
+  endpoint: string;
+  /** RFC 3339. */
+  createdAt: string;
+}
+
+/** The user's push preferences: the notification types they get no push for. */
+export interface PushPreferences {
+  muted: string[];
+}
+
+/**
+ * Web Push for the user of the connection: the server pushes a stored notification to each of
+ * the user's subscribed browsers when it cannot reach them live, and the service worker
+ * (sw.js, served by the hub at "<prefix>/sw.js") shows it, marks it seen, and on a click focuses
+ * a tab of the app on its URL (or opens one) and marks it read.
+ *
+ * The requests are this tab's own, with the inbox's token, to the inbox's endpoints
+ * "push/..." (so that using push also makes connection.inbox, which fetches the counts on every
+ * connect). They reject with a NotifyError with the server's code and HTTP status, as the
+ * inbox's do, or with the codes below.
+ *
+ * A subscription belongs to the browser, not to the user: call disable() before signing the
+ * user out, or this browser keeps receiving their notifications.
+ */
+export interface Push {
+  /** This browser's state; it asks nothing of the server and never prompts. */
+  state(): Promise<PushState>;
+  /**
+   * Subscribes this browser: asks for the notification permission (call it from a click: the
+   * browser prompts only within a user gesture, and asks nothing when already decided), fetches
+   * the server's VAPID key (GET push/key), registers the service worker if it is not
+   * (serviceWorkerURL at serviceWorkerScope), subscribes with the push service and sends the
+   * subscription to the server (POST push/subscriptions). Resolves with the server's id of it.
+   * Calling it again when enabled sends the same subscription again (the server keeps one); one
+   * made with another key (the server's keys changed) is replaced. Call it on each load while
+   * state() is "enabled" (no prompt then): the server learns a subscription the browser renewed
+   * while no tab was open. Until the push service answers (a network that blocks it may leave
+   * the browser waiting for ever), only the signal ends the wait. Rejects with code
+   * "unsupported" (no Web Push here, or status 404: the server has none), "permission_denied"
+   * (denied or dismissed), "service_worker" (the script did not register or install),
+   * "subscribe_failed" (the push service refused or was unreachable), or the server's code
+   * ("bad_request": an endpoint it does not accept, "too_many": the user has too many
+   * subscriptions, "unavailable", ...). A subscription it made and the server did not take is
+   * undone: state() stays "disabled".
+   */
+  enable(options?: Abortable): Promise<{ id: string }>;
+  /**
+   * Removes this browser's subscription from the server (DELETE push/subscriptions) and
+   * unsubscribes it in the browser, which happens even when the server cannot be reached (the
+   * promise then rejects with that error; the push service refuses the server's next push to it,
+   * and the server deletes it then). Resolves at once when not subscribed. The service worker
+   * stays registered.
+   */
+  disable(options?: Abortable): Promise<void>;
+  /** The user's subscriptions (their browsers and devices), from the server. */
+  subscriptions(options?: Abortable): Promise<PushSubscriptionInfo[]>;
+  /** The user's push preferences. */
+  preferences(options?: Abortable): Promise<PushPreferences>;
+  /**
+   * Sets the notification types the user gets no push for, replacing the list (an empty one
+   * unmutes all; a string is one type); the notifications are stored and delivered live all the same. Resolves with
+   * the preferences as stored.
+   */
+  mute(types: string | Iterable<string>, options?: Abortable): Promise<PushPreferences>;
+}
+
+export interface Connection {
+  /** Web Push for the user, made on first use. */
+  readonly push: Push;
+}
+
+export interface ConnectOptions {
+  /**
+   * The service worker's script, on the page's origin. Default: "sw.js" beside the socket's
+   * URL ("/notify/ws" gives "/notify/sw.js"), where the server serves it. An app with a service
+   * worker of its own gives that one's URL here, and runs notify's in it with
+   * importScripts("/notify/sw.js"): a scope has one service worker, and registering notify's
+   * would replace the app's.
+   */
+  serviceWorkerURL?: string;
+  /** The service worker's scope, relative to the page. Default: "/", the whole origin. */
+  serviceWorkerScope?: string;
 }

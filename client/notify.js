@@ -200,7 +200,7 @@ function resolveURL(url, base) {
 export function connect(url, options = {}) {
   const tokens = new Tokens(options.token);
   const conn = sharedConnection(url, options, tokens) ?? new Connection(url, options, tokens);
-  return withInbox(conn, url, options, tokens);
+  return withPush(withInbox(conn, url, options, tokens), url, options);
 }
 
 /**
@@ -1200,6 +1200,9 @@ function withInbox(conn, url, options, tokens) {
   return conn;
 }
 
+// Set by Inbox's static block for the push section: see there.
+let inboxRequest;
+
 class Inbox {
   #conn;
   #base;
@@ -1311,6 +1314,233 @@ class Inbox {
       if (!res.ok) throw notifyError(json?.error ?? `http_${res.status}`, json?.reason ?? "", undefined, res.status);
       return json;
     }
+  }
+
+  // connection.push's requests are the inbox's: its endpoints are beside them.
+  static {
+    inboxRequest = (ib, method, path, body, signal) => ib.#request(method, path, body, signal);
+  }
+}
+
+// ---- Web Push (PROTOCOL.md, "Web Push") ----
+//
+// connection.push subscribes this browser to Web Push for the user, so that the server can
+// reach them while none of their tabs is open. Its requests are the tab's own, the inbox's,
+// with the inbox's token. The service worker, sw.js, is served beside client.js: it shows what
+// the server pushes, marks it seen, and on a click opens it and marks it read.
+
+/**
+ * serviceWorkerURL returns where the server serves the service worker for the socket at
+ * socketURL (absolute): "sw.js" in place of the socket's last path segment, as Mount does.
+ */
+function serviceWorkerURL(socketURL) {
+  const u = new URL(socketURL);
+  u.protocol = u.protocol === "wss:" || u.protocol === "https:" ? "https:" : "http:";
+  u.search = "";
+  u.hash = "";
+  return new URL("sw.js", u).href;
+}
+
+// b64urlBytes decodes base64url (padded or not) into bytes.
+function b64urlBytes(s) {
+  const b64 = s.replace(/-/g, "+").replace(/_/g, "/");
+  return Uint8Array.from(atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4)), (c) => c.charCodeAt(0));
+}
+
+// sameBytes reports whether the BufferSource a holds the bytes b.
+function sameBytes(a, b) {
+  if (!a) return false;
+  const x = a instanceof ArrayBuffer ? new Uint8Array(a) : new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  return x.length === b.length && x.every((v, i) => v === b[i]);
+}
+
+// pushEnv returns the browser's service workers and Notification, or null where Web Push is
+// missing (an old browser, a page that is not a secure context, Node, a worker).
+function pushEnv() {
+  const container = globalThis.navigator?.serviceWorker;
+  const Notification = globalThis.Notification;
+  if (!container || typeof Notification !== "function" || typeof globalThis.PushManager !== "function") return null;
+  return { container, Notification };
+}
+
+// askPermission asks for the permission to show notifications, unless it is decided already.
+// It calls requestPermission before any await, while the click that led here still counts as
+// a user gesture. Older Safari answers through a callback instead of a promise.
+function askPermission(Notification) {
+  if (Notification.permission !== "default") return Promise.resolve(Notification.permission);
+  return new Promise((resolve) => {
+    const p = Notification.requestPermission(resolve);
+    if (p && typeof p.then === "function") p.then(resolve, () => resolve("default"));
+  });
+}
+
+// activated resolves with reg once it has an active worker, which pushManager.subscribe needs.
+function activated(reg) {
+  if (reg.active) return Promise.resolve(reg);
+  const worker = reg.installing ?? reg.waiting;
+  if (!worker) return Promise.reject(notifyError("service_worker", "the registration has no worker"));
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (worker.state === "activated") resolve(reg);
+      else if (worker.state === "redundant") reject(notifyError("service_worker", "the service worker failed to install"));
+      else return;
+      worker.removeEventListener("statechange", check);
+    };
+    worker.addEventListener("statechange", check);
+    check();
+  });
+}
+
+// What the service worker posts to the app's windows after it renewed the subscription.
+const PUSH_RENEWED = "notify:pushsubscriptionchange";
+
+// Gives the connection its lazily made push.
+function withPush(conn, url, options) {
+  let push = null;
+  Object.defineProperty(conn, "push", {
+    enumerable: true,
+    get: () => (push ??= new Push(conn, url, options)),
+  });
+  return conn;
+}
+
+class Push {
+  #conn;
+  #script; // the service worker's URL
+  #scope; // its scope, absolute
+
+  constructor(conn, url, options) {
+    const page = typeof location !== "undefined" ? location.href : undefined;
+    this.#conn = conn;
+    this.#script = options.serviceWorkerURL ? new URL(options.serviceWorkerURL, page).href : serviceWorkerURL(new URL(url, page).href);
+    this.#scope = new URL(options.serviceWorkerScope ?? "/", page ?? this.#script).href;
+    // The service worker renewed the subscription (the push service rotated it): it cannot tell
+    // the server, having no token; this tab can.
+    pushEnv()?.container.addEventListener?.("message", (e) => {
+      if (e.data?.notify === PUSH_RENEWED && this.#conn.state !== "closed") this.#resend().catch(report);
+    });
+  }
+
+  async state() {
+    const env = pushEnv();
+    if (!env) return "unsupported";
+    const permission = env.Notification.permission;
+    if (permission === "denied") return "denied";
+    if (permission !== "granted") return "disabled";
+    const sub = await this.#subscription(env);
+    return sub ? "enabled" : "disabled";
+  }
+
+  async enable({ signal } = {}) {
+    const env = pushEnv();
+    if (!env) throw notifyError("unsupported", "this browser has no Web Push, or the page is not a secure context");
+    if (signal?.aborted) throw signal.reason;
+    const permission = askPermission(env.Notification);
+    const key = this.#request("GET", "push/key", undefined, signal).then(
+      (answer) => {
+        if (typeof answer?.publicKey !== "string" || answer.publicKey === "") throw notifyError("bad_response", "no publicKey in the answer");
+        try {
+          return b64urlBytes(answer.publicKey);
+        } catch {
+          throw notifyError("bad_response", "the publicKey is not base64url");
+        }
+      },
+      (err) => { throw err?.status === 404 ? notifyError("unsupported", "the server has no Web Push", undefined, 404) : err; },
+    );
+    key.catch(() => {}); // awaited below, after the permission
+    const granted = await untilAborted(permission, signal);
+    if (granted !== "granted") throw notifyError("permission_denied", `notification permission ${granted === "denied" ? "denied" : "not granted"}`);
+    const applicationServerKey = await untilAborted(key, signal);
+    let reg;
+    try {
+      reg = await untilAborted(env.container.register(this.#script, { scope: this.#scope }).then(activated), signal);
+    } catch (err) {
+      if (signal?.aborted || err instanceof NotifyError) throw err;
+      throw notifyError("service_worker", `cannot register ${this.#script}: ${err?.message ?? err}`);
+    }
+    // A subscription made with another key (the server's keys changed) cannot be used.
+    let sub = await untilAborted(reg.pushManager.getSubscription(), signal);
+    if (sub && !sameBytes(sub.options?.applicationServerKey, applicationServerKey)) {
+      await sub.unsubscribe().catch(() => {});
+      sub = null;
+    }
+    let created = false;
+    if (!sub) {
+      // The push service may never answer (a network that blocks it): the signal still ends
+      // the wait, and a subscription that comes later is undone.
+      const subscribing = reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey });
+      try {
+        sub = await untilAborted(subscribing, signal);
+      } catch (err) {
+        if (signal?.aborted) {
+          subscribing.then((late) => late.unsubscribe(), () => {}).catch(() => {});
+          throw err;
+        }
+        if (err?.name === "NotAllowedError") throw notifyError("permission_denied", String(err.message ?? err));
+        throw notifyError("subscribe_failed", String(err?.message ?? err));
+      }
+      created = true;
+    }
+    try {
+      if (signal?.aborted) throw signal.reason;
+      return await this.#request("POST", "push/subscriptions", sub.toJSON(), signal);
+    } catch (err) {
+      // One the server does not know would be "enabled" here and reach no one.
+      if (created) await sub.unsubscribe().catch(() => {});
+      throw err;
+    }
+  }
+
+  async disable({ signal } = {}) {
+    const env = pushEnv();
+    if (!env) return;
+    const sub = await untilAborted(this.#subscription(env), signal);
+    if (!sub) return;
+    let failed = null;
+    try {
+      await this.#request("DELETE", "push/subscriptions", { endpoint: sub.endpoint }, signal);
+    } catch (err) {
+      failed = err;
+    }
+    // Unsubscribed here in any case: the push service then refuses the server's pushes to it
+    // (404 or 410), and the server deletes what it kept.
+    try {
+      await sub.unsubscribe();
+    } catch (err) {
+      failed ??= notifyError("unsubscribe_failed", String(err?.message ?? err));
+    }
+    if (failed) throw failed;
+  }
+
+  subscriptions({ signal } = {}) {
+    return this.#request("GET", "push/subscriptions", undefined, signal).then((answer) => answer?.items ?? []);
+  }
+
+  preferences({ signal } = {}) { return this.#request("GET", "push/preferences", undefined, signal); }
+
+  mute(types, { signal } = {}) {
+    // A string is one type, not an iterable of characters.
+    const muted = typeof types === "string" ? [types] : [...types];
+    return this.#request("PUT", "push/preferences", { muted }, signal);
+  }
+
+  // The subscription of the registration at the scope, or null.
+  async #subscription(env) {
+    const reg = await env.container.getRegistration(this.#scope);
+    if (!reg || reg.scope !== this.#scope) return null;
+    return reg.pushManager.getSubscription();
+  }
+
+  // Tells the server the browser's current subscription again (after the service worker renewed it).
+  async #resend() {
+    const env = pushEnv();
+    if (!env || env.Notification.permission !== "granted") return;
+    const sub = await this.#subscription(env);
+    if (sub) await this.#request("POST", "push/subscriptions", sub.toJSON());
+  }
+
+  #request(method, path, body, signal) {
+    return inboxRequest(this.#conn.inbox, method, path, body, signal);
   }
 }
 

@@ -10,6 +10,7 @@ require (
 	github.com/gonotify/notify/adapters/pginbox v0.9.0
 	github.com/gonotify/notify/adapters/promnotify v0.9.0
 	github.com/gonotify/notify/adapters/redisbroker v0.9.0
+	github.com/gonotify/notify/adapters/webpush v0.9.0
 	github.com/gorilla/websocket v1.5.3
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/labstack/echo/v4 v4.16.0
@@ -19,6 +20,7 @@ require (
 )
 
 require (
+	github.com/SherClockHolmes/webpush-go v1.4.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
@@ -52,4 +54,5 @@ replace (
 	github.com/gonotify/notify/adapters/pginbox => ../adapters/pginbox
 	github.com/gonotify/notify/adapters/promnotify => ../adapters/promnotify
 	github.com/gonotify/notify/adapters/redisbroker => ../adapters/redisbroker
+	github.com/gonotify/notify/adapters/webpush => ../adapters/webpush
 )

@@ -1,7 +1,7 @@
 // Package echonotify mounts a notify hub into an Echo v4 application.
 //
 //	e := echo.New()
-//	echonotify.Mount(e.Group("/notify"), hub, nil) // GET /notify/ws, /notify/sse, /notify/client.js
+//	echonotify.Mount(e.Group("/notify"), hub, nil) // GET /notify/ws, /notify/sse, /notify/client.js, /notify/sw.js
 //	echonotify.MountInbox(e.Group("/notify"), ib)  // /notify/inbox/..., beside the socket
 //	e.GET("/api/notify-token", echonotify.TokenHandler(hub, currentUser, 10*time.Minute))
 //
@@ -47,14 +47,16 @@ type Config struct {
 }
 
 // Mount registers GET "/ws" (the WebSocket endpoint), GET "/sse" and POST "/sse/:session"
-// (the server-sent events transport, with its tickets at POST "/sse/ticket") and GET
-// "/client.js" (the browser client) on r, relative to r's prefix when r is a group.
+// (the server-sent events transport, with its tickets at POST "/sse/ticket"), GET "/client.js"
+// (the browser client) and GET "/sw.js" (its service worker, for Web Push) on r, relative to
+// r's prefix when r is a group.
 func Mount(r Router, hub *notify.Hub, cfg *Config) {
 	r.GET("/ws", Handler(hub, cfg))
 	sse := SSEHandler(hub, cfg)
 	r.GET("/sse", sse)
 	r.POST("/sse/:session", sse)
 	r.GET("/client.js", echo.WrapHandler(notify.ClientHandler()))
+	r.GET("/sw.js", echo.WrapHandler(notify.ServiceWorkerHandler()))
 }
 
 // Handler returns the WebSocket endpoint as an echo.HandlerFunc.

@@ -115,7 +115,7 @@ func TestEchoGroupBehindMiddleware(t *testing.T) {
 	}
 
 	// The client script is served, and the app's own gzip'd routes still work.
-	for _, path := range []string{"/notify/client.js", "/hello"} {
+	for _, path := range []string{"/notify/client.js", "/notify/sw.js", "/hello"} {
 		r, err := http.Get(base + path)
 		if err != nil || r.StatusCode != 200 {
 			t.Fatalf("%s: %v %v", path, r, err)

@@ -4,7 +4,7 @@
 // serves the browser client, so any router can mount them; Mount does it for a ServeMux with
 // Go 1.22 method patterns. It is the twin of adapters/echonotify:
 //
-//	nethttp.Mount(mux, "/notify", hub)     // GET /notify/ws, /notify/sse and /notify/client.js
+//	nethttp.Mount(mux, "/notify", hub)     // GET /notify/ws, /notify/sse, /notify/client.js and /notify/sw.js
 //	nethttp.MountInbox(mux, "/notify", ib) // /notify/inbox/..., beside the socket
 //	mux.Handle("GET /api/notify-token", nethttp.TokenHandler(hub, currentUser, 10*time.Minute))
 package nethttp
@@ -22,8 +22,9 @@ import (
 
 // Mount registers, on mux, "GET <prefix>/ws" (the WebSocket endpoint), "GET <prefix>/sse"
 // and "POST <prefix>/sse/{session}" (the server-sent events transport, [notify.Hub.SSE], with
-// its tickets at POST <prefix>/sse/ticket) and "GET <prefix>/client.js" (the browser client). prefix is a path such as "/notify"; "" or "/"
-// mounts at the root.
+// its tickets at POST <prefix>/sse/ticket), "GET <prefix>/client.js" (the browser client) and
+// "GET <prefix>/sw.js" (its service worker, for Web Push). prefix is a path such as "/notify";
+// "" or "/" mounts at the root.
 func Mount(mux *http.ServeMux, prefix string, hub *notify.Hub) {
 	prefix = cleanPrefix(prefix)
 	mux.Handle("GET "+prefix+"/ws", hub)
@@ -31,6 +32,7 @@ func Mount(mux *http.ServeMux, prefix string, hub *notify.Hub) {
 	mux.Handle("GET "+prefix+"/sse", sse)
 	mux.Handle("POST "+prefix+"/sse/{session}", sse)
 	mux.Handle("GET "+prefix+"/client.js", notify.ClientHandler())
+	mux.Handle("GET "+prefix+"/sw.js", notify.ServiceWorkerHandler())
 }
 
 // MountInbox registers the inbox's HTTP endpoints ([inbox.Inbox.Handler]) on mux under

@@ -56,7 +56,7 @@ func TestMount(t *testing.T) {
 				t.Fatalf("welcome: %v %v", m, err)
 			}
 
-			for path, want := range map[string]int{tt.base + "/client.js": 200, "/other": 200, tt.base + "/missing": 404} {
+			for path, want := range map[string]int{tt.base + "/client.js": 200, tt.base + "/sw.js": 200, "/other": 200, tt.base + "/missing": 404} {
 				r, err := http.Get(srv.URL + path)
 				if err != nil {
 					t.Fatal(err)

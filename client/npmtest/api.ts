@@ -9,6 +9,7 @@ import {
 import type {
   Connection, ConnectOptions, Transport, NotifyEvent, State, StateInfo, ErrorFrame, Recovery, Abortable,
   Inbox, InboxNotification, InboxCounts, InboxChange, InboxPage, RequestOptions, RequestErrorCode,
+  Push, PushState, PushSubscriptionInfo, PushPreferences,
 } from "@gonotify/notify";
 import { useNotify, useEvent, useInbox } from "@gonotify/notify/react";
 import type { UseNotify, UseInbox } from "@gonotify/notify/react";
@@ -36,6 +37,8 @@ const options: ConnectOptions = {
   transport: "auto",
   inboxURL: "/notify/inbox/",
   fetch: (input, init) => fetch(input, init),
+  serviceWorkerURL: "/notify/sw.js",
+  serviceWorkerScope: "/",
 };
 connect("/notify/ws", { token: "fixed" });
 connect("/notify/ws", { token: null });
@@ -133,3 +136,28 @@ function Bell(): number {
 }
 
 void [codes, four001, state, user, session, use, Bell];
+
+async function usePush(signal: AbortSignal): Promise<void> {
+  const push: Push = conn.push;
+  const state: PushState = await push.state();
+  if (state === "disabled") {
+    try {
+      const { id }: { id: string } = await push.enable({ signal });
+      void id;
+    } catch (err) {
+      if (err instanceof NotifyError && err.code === "permission_denied") return;
+      throw err;
+    }
+  }
+  const subs: PushSubscriptionInfo[] = await push.subscriptions();
+  const created: string | undefined = subs[0]?.createdAt;
+  let prefs: PushPreferences = await push.preferences({ signal });
+  prefs = await push.mute(new Set([...prefs.muted, "digest"]));
+  prefs = await push.mute([]);
+  await push.disable();
+  await push.disable({ signal });
+  // @ts-expect-error: not a state
+  const bad: PushState = "on";
+  void [created, prefs, bad];
+}
+void usePush;
