@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"path"
 	"strconv"
@@ -45,9 +46,10 @@ const maxBody = 64 << 10
 //
 // Errors are JSON {"error": code, "reason": text}: 400 bad_request, 401 unauthorized, 403
 // forbidden (origin), 404 not_found, 405 method_not_allowed, 409 too_many (push
-// subscriptions), 413 too_large, 503 unavailable.
-// Every answer has Cache-Control: no-store. A request that takes longer than
-// Config.RequestTimeout is answered 503.
+// subscriptions), 413 too_large, 429 rate_limited (with Retry-After: past
+// Config.RequestRate and RequestBurst, per user), 503 unavailable. Every answer has
+// Cache-Control: no-store. A request that takes longer than Config.RequestTimeout is answered
+// 503.
 func (ib *Inbox) Handler() http.Handler { return http.HandlerFunc(ib.serveHTTP) }
 
 func (ib *Inbox) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -83,6 +85,11 @@ func (ib *Inbox) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user := id.UserID
+	if ok, retry := ib.limit.allow(user); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
+		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many requests")
+		return
+	}
 	if pushOp {
 		ib.servePush(w, r, user, op)
 		return

@@ -170,6 +170,8 @@ func TestNewConfigErrors(t *testing.T) {
 		{"negative ExpireInterval", hub, inbox.Config{ExpireInterval: -1}, "notify: invalid config: inbox ExpireInterval is negative"},
 		{"negative MaxDataSize", hub, inbox.Config{MaxDataSize: -1}, "notify: invalid config: inbox MaxDataSize is negative"},
 		{"negative RequestTimeout", hub, inbox.Config{RequestTimeout: -1}, "notify: invalid config: inbox RequestTimeout is negative"},
+		{"negative RequestBurst", hub, inbox.Config{RequestBurst: -1}, "notify: invalid config: inbox RequestBurst is negative"},
+		{"negative RequestRate", hub, inbox.Config{RequestRate: -1}, "notify: invalid config: inbox RequestRate is -1, want a positive number of requests per second"},
 		{"CursorKey too short", hub, inbox.Config{CursorKey: make([]byte, 31)}, "notify: invalid config: inbox CursorKey is 31 bytes, want at least 32 random bytes (or none: the store's key)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -254,4 +256,38 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestHTTPRateLimited: past RequestBurst at once, a user's requests (any endpoint) get 429 rate_limited with Retry-After, and another user's are not affected.
+func TestHTTPRateLimited(t *testing.T) {
+	// One token per 1000 s: nothing refills during the test.
+	hub, _, srv := newInbox(t, notify.Config{}, inbox.Config{RequestRate: 0.001, RequestBurst: 3})
+	get := func(user, path string) (int, string, string) {
+		t.Helper()
+		tok, err := hub.IssueToken(user, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest("GET", srv.URL+"/inbox/"+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b)), resp.Header.Get("Retry-After")
+	}
+	for i, path := range []string{"", "counts", "counts"} {
+		if code, body, _ := get("alice", path); code == 429 {
+			t.Fatalf("request %d within the burst: 429 %s", i+1, body)
+		}
+	}
+	code, body, retry := get("alice", "counts")
+	if code != 429 || body != `{"error":"rate_limited","reason":"too many requests"}` || retry != "1000" {
+		t.Fatalf("past the burst: %d %s Retry-After %q, want 429 rate_limited, Retry-After 1000", code, body, retry)
+	}
+	if code, body, _ := get("bob", "counts"); code != 200 {
+		t.Fatalf("another user: %d %s, want 200", code, body)
+	}
 }

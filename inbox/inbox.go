@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -180,6 +181,12 @@ type Config struct {
 	// RequestTimeout bounds each request to the HTTP handler: a store that does not answer in
 	// time makes it answer 503. Default 10 seconds.
 	RequestTimeout time.Duration
+	// RequestRate and RequestBurst bound each user's requests to the HTTP handler on a node:
+	// RequestBurst at once, then RequestRate per second. Past them a request is answered 429
+	// rate_limited with Retry-After. The service worker's push/ack, which has no token, is not
+	// counted. Defaults: 10 per second after a burst of 50.
+	RequestRate  float64
+	RequestBurst int
 	// CursorKey signs the cursors of the list (HMAC-SHA256), so that List refuses a cursor it
 	// did not hand out to the user (ErrBadCursor; 400 over HTTP). At least 32 bytes, secret,
 	// and the same on every node serving the same users. Default: the store's key
@@ -212,6 +219,8 @@ const (
 	DefaultExpireInterval = time.Hour
 	DefaultMaxDataSize    = 4096
 	DefaultRequestTimeout = 10 * time.Second
+	DefaultRequestRate    = 10
+	DefaultRequestBurst   = 50
 	DefaultLimit          = 20
 	MaxLimit              = 100
 )
@@ -233,6 +242,8 @@ type Inbox struct {
 	once sync.Once
 	wg   sync.WaitGroup // the expiry goroutine
 
+	limit *limiter // the HTTP handler's requests per user
+
 	// keyMu guards key: Config.CursorKey, or the store's key once it was read.
 	keyMu sync.Mutex
 	key   []byte
@@ -250,7 +261,7 @@ func New(hub *notify.Hub, cfg Config) (*Inbox, error) {
 		v    int64
 	}{{"MaxPerUser", int64(cfg.MaxPerUser)}, {"MaxAge", int64(cfg.MaxAge)},
 		{"ExpireInterval", int64(cfg.ExpireInterval)}, {"MaxDataSize", int64(cfg.MaxDataSize)},
-		{"RequestTimeout", int64(cfg.RequestTimeout)}} {
+		{"RequestTimeout", int64(cfg.RequestTimeout)}, {"RequestBurst", int64(cfg.RequestBurst)}} {
 		if f.v < 0 {
 			return nil, fmt.Errorf("%w: inbox %s is negative", notify.ErrConfig, f.name)
 		}
@@ -280,6 +291,15 @@ func New(hub *notify.Hub, cfg Config) (*Inbox, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.RequestRate < 0 || math.IsNaN(cfg.RequestRate) || math.IsInf(cfg.RequestRate, 0) {
+		return nil, fmt.Errorf("%w: inbox RequestRate is %v, want a positive number of requests per second", notify.ErrConfig, cfg.RequestRate)
+	}
+	if cfg.RequestRate == 0 {
+		cfg.RequestRate = DefaultRequestRate
+	}
+	if cfg.RequestBurst == 0 {
+		cfg.RequestBurst = DefaultRequestBurst
+	}
 	if cfg.MaxSubscriptions < 0 {
 		return nil, fmt.Errorf("%w: inbox MaxSubscriptions is negative", notify.ErrConfig)
 	}
@@ -296,6 +316,7 @@ func New(hub *notify.Hub, cfg Config) (*Inbox, error) {
 		return nil, fmt.Errorf("%w: inbox Push needs a Store that implements inbox.SubscriptionStore; %T does not", notify.ErrConfig, cfg.Store)
 	}
 	ib := &Inbox{hub: hub, cfg: cfg, now: time.Now, stop: make(chan struct{}), key: cfg.CursorKey}
+	ib.limit = newLimiter(cfg.RequestRate, cfg.RequestBurst, ib.now)
 	ib.wg.Add(1)
 	go ib.expireLoop()
 	return ib, nil
