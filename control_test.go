@@ -287,55 +287,61 @@ func TestRefusalLeeway(t *testing.T) {
 	}
 }
 
-// TestConfigSubscriptions: the topics Config.Subscriptions returns are subscribed on every connect, marked
-// as the server's, and recovered from the positions given in the connect URL; a refresh does
-// not revoke them.
+// TestConfigSubscriptions, over both transports: the topics Config.Subscriptions returns are
+// subscribed on every connect, marked as the server's, and recovered from the positions given
+// in the connect URL (an event stream's too); a refresh does not revoke them; a failing
+// Subscriptions turns the session away with 1013 (an event stream's close event).
 func TestConfigSubscriptions(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		h := newHub(t, func(c *notify.Config) {
-			c.Subscriptions = func(_ context.Context, id notify.Identity) ([]string, error) {
-				if id.UserID == "mallory" {
-					return nil, errors.New("no")
+	for _, tc := range pipeTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				h := newHub(t, func(c *notify.Config) {
+					c.Subscriptions = func(_ context.Context, id notify.Identity) ([]string, error) {
+						if id.UserID == "mallory" {
+							return nil, errors.New("no")
+						}
+						return []string{"team." + id.UserID}, nil
+					}
+				})
+				srv := servePipe(t, h)
+				c, _ := welcomeVia(t, tc.dial, srv, tc.url, token(t, h, "alice"))
+				m := c.NextNonPing()
+				if m["op"] != "subscribed" || m["topic"] != "team.alice" || m["server"] != true {
+					t.Fatalf("after the welcome: %v, want subscribed team.alice by the server", m)
 				}
-				return []string{"team." + id.UserID}, nil
-			}
+				epoch, _ := m["epoch"].(string)
+				off, _ := m["offset"].(float64) // absent at 0
+				h.Publish(context.Background(), "team.alice", notify.Event{Type: "seen"})
+				if m := c.NextNonPing(); m["type"] != "seen" {
+					t.Fatalf("got %v", m)
+				}
+				c.Send(map[string]any{"op": "refresh", "token": token(t, h, "alice")}) // grants no topic
+				if m := c.NextNonPing(); m["op"] != "refreshed" {
+					t.Fatalf("refresh: %v (the server's subscription must stay)", m)
+				}
+				c.Close()
+				synctest.Wait() // the session has ended
+				h.Publish(context.Background(), "team.alice", notify.Event{Type: "missed"})
+				q := url.Values{"t.team.alice": {strconv.Itoa(int(off)+1) + "." + epoch}}
+				c, _ = welcomeVia(t, tc.dial, srv, tc.url+"?"+q.Encode(), token(t, h, "alice"))
+				if m := c.NextNonPing(); m["op"] != "subscribed" || m["recovered"] != true {
+					t.Fatalf("after the reconnect: %v, want recovered", m)
+				}
+				if m := c.NextNonPing(); m["type"] != "missed" {
+					t.Fatalf("replay: %v", m)
+				}
+				bad, _, err := tc.dial(srv, t, tc.url, bearer(token(t, h, "mallory")))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if code := bad.CloseCode(); code != 1013 {
+					t.Fatalf("close %d, want 1013", code)
+				}
+			})
 		})
-		srv := servePipe(t, h)
-		c, _ := srv.Welcome(t, pipeURL(srv), token(t, h, "alice"))
-		m := c.NextNonPing()
-		if m["op"] != "subscribed" || m["topic"] != "team.alice" || m["server"] != true {
-			t.Fatalf("after the welcome: %v, want subscribed team.alice by the server", m)
-		}
-		epoch, _ := m["epoch"].(string)
-		off, _ := m["offset"].(float64) // absent at 0
-		h.Publish(context.Background(), "team.alice", notify.Event{Type: "seen"})
-		if m := c.NextNonPing(); m["type"] != "seen" {
-			t.Fatalf("got %v", m)
-		}
-		c.Send(map[string]any{"op": "refresh", "token": token(t, h, "alice")}) // grants no topic
-		if m := c.NextNonPing(); m["op"] != "refreshed" {
-			t.Fatalf("refresh: %v (the server's subscription must stay)", m)
-		}
-		c.WS.Close()
-		h.Publish(context.Background(), "team.alice", notify.Event{Type: "missed"})
-		q := url.Values{"t.team.alice": {strconv.Itoa(int(off)+1) + "." + epoch}}
-		c, _ = srv.Welcome(t, pipeURL(srv)+"?"+q.Encode(), token(t, h, "alice"))
-		if m := c.NextNonPing(); m["op"] != "subscribed" || m["recovered"] != true {
-			t.Fatalf("after the reconnect: %v, want recovered", m)
-		}
-		if m := c.NextNonPing(); m["type"] != "missed" {
-			t.Fatalf("replay: %v", m)
-		}
-		// A failing Subscriptions refuses the session with 1013.
-		bad, _, err := srv.Dial(t, pipeURL(srv), bearer(token(t, h, "mallory")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if code := bad.CloseCode(); code != 1013 {
-			t.Fatalf("close %d, want 1013", code)
-		}
-	})
+	}
 }
 
 func TestSubscribeLaterSession(t *testing.T) {
