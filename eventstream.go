@@ -29,10 +29,12 @@ import (
 // most one data frame at a time, plus the close.
 //
 // A paced event costs the write loop no allocation: frames and the write loop's spare are two
-// buffers that trade places each round, the events are built in a pooled batch with room for
-// the chunk's framing, and an event's id is read from its frame without a copy. Every
-// allocation per event brings the next garbage collection closer, and on a busy core a
-// collection is what a paced stream's tail waits for (BenchmarkTransportDeliver).
+// buffers of the transport's own (slots) that trade places each round, the events are built in
+// a pooled batch with room for the chunk's framing, and an event's id is read from its frame
+// without a copy. Every allocation brings the next collection closer, and during a collection
+// a goroutine's first allocation makes it help mark the heap before it goes on (an assist):
+// thousands of write loops that allocated were what a paced stream's tail waited for
+// (BenchmarkTransportDeliver counts a delivery's allocations).
 type sseTransport struct {
 	dst     sseTarget
 	timeout time.Duration // each write's
@@ -45,6 +47,7 @@ type sseTransport struct {
 	inbox   [][]byte  // the client's messages, for the read loop; at most sseInbox
 	reading bool      // the read loop runs (started by run, which alone adds to readers)
 	wake    chan struct{}
+	slots   [2][1][]byte // the backing arrays of frames and of the write loop's spare
 
 	readers  sync.WaitGroup // the read loop, waited for after run
 	done     chan struct{}  // closed when the stream is over (end)
@@ -58,8 +61,10 @@ const sseInbox = 16
 var errSSEClosed = errors.New("notify: event stream closed")
 
 func newSSETransport(dst sseTarget, s *session, timeout time.Duration) *sseTransport {
-	return &sseTransport{dst: dst, timeout: timeout, s: s,
+	t := &sseTransport{dst: dst, timeout: timeout, s: s,
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	t.frames = t.slots[0][:0]
+	return t
 }
 
 // sseTarget is where a stream's events are written.
@@ -278,7 +283,7 @@ func (t *sseTransport) run(gone <-chan struct{}, heartbeat time.Duration) {
 	defer t.end()
 	tick := time.NewTicker(heartbeat)
 	defer tick.Stop()
-	var spare [][]byte // frames' other buffer: the outbox appends to one while run writes the other's
+	spare := t.slots[1][:0] // frames' other buffer: the outbox appends to one while run writes the other's
 	for {
 		t.mu.Lock()
 		frames, code := t.frames, t.code
