@@ -44,9 +44,11 @@ func refresh(t testing.TB, h *notify.Hub, c *client, user string, topics ...stri
 	c.Send(map[string]any{"op": "refresh", "token": token(t, h, user, topics...)})
 }
 
+// TestRefreshRevokesSubscriptions, over both transports: a refresh revokes the subscriptions
+// the new token (or the authorizer) no longer allows, and nothing of them arrives after.
 func TestRefreshRevokesSubscriptions(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
+	for _, tt := range []struct {
 		name string
 		// authorize is Config.Authorize; nil leaves topics to the token.
 		authorize func(ctx context.Context, id notify.Identity, topic string) error
@@ -62,118 +64,142 @@ func TestRefreshRevokesSubscriptions(t *testing.T) {
 		{name: "authorizer refuses", revoked: true, reason: "left the team",
 			authorize: func(context.Context, notify.Identity, string) error { return errors.New("left the team") }},
 	} {
+		for _, tc := range transports {
+			t.Run(tc.name+"/"+tt.name, func(t *testing.T) {
+				t.Parallel()
+				h := newHub(t, func(c *notify.Config) { c.Authorize = tt.authorize })
+				c := welcomeOver(t, tc, serve(t, h), token(t, h, "alice", "secret.team"))
+				c.Send(map[string]any{"op": "subscribe", "topic": "secret.team"})
+				expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "secret.team"})
+
+				refresh(t, h, c, "alice", tt.grants...)
+				if tt.revoked {
+					expectFrame(t, c, map[string]any{"op": "unsubscribed", "topic": "secret.team", "code": "forbidden", "reason": tt.reason})
+				}
+				expectFrame(t, c, map[string]any{"op": "refreshed"})
+				if _, err := h.Publish(context.Background(), "secret.team", notify.Event{Type: "secret"}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := h.Send(context.Background(), "alice", notify.Event{Type: "marker"}); err != nil {
+					t.Fatal(err)
+				}
+				// Both events travel in order through the session's queue: the marker comes right
+				// after the secret event, or alone when the subscription is gone.
+				if !tt.revoked {
+					expectFrame(t, c, map[string]any{"type": "secret", "topic": "secret.team"})
+				}
+				expectFrame(t, c, map[string]any{"type": "marker"})
+
+				c.Send(map[string]any{"op": "subscribe", "topic": "secret.team"})
+				if tt.revoked {
+					expectFrame(t, c, map[string]any{"op": "error", "code": "forbidden", "topic": "secret.team", "reason": tt.reason})
+				} else {
+					expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "secret.team"})
+				}
+			})
+		}
+	}
+}
+
+// TestRefreshKeepsServerSubscriptions, over both transports: a refresh revokes the client's
+// subscriptions its token no longer grants, never the server's.
+func TestRefreshKeepsServerSubscriptions(t *testing.T) {
+	t.Parallel()
+	for _, tc := range transports {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHub(t, func(c *notify.Config) { c.Authorize = tc.authorize })
-			srv := serve(t, h)
-			c := dial(t, srv, token(t, h, "alice", "secret.team"))
-			c.Send(map[string]any{"op": "subscribe", "topic": "secret.team"})
-			expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "secret.team"})
-
-			refresh(t, h, c, "alice", tc.grants...)
-			if tc.revoked {
-				expectFrame(t, c, map[string]any{"op": "unsubscribed", "topic": "secret.team", "code": "forbidden", "reason": tc.reason})
+			h := newHub(t, nil)
+			c := welcomeOver(t, tc, serve(t, h), token(t, h, "alice", "mine"))
+			if err := h.Subscribe(context.Background(), "alice", "billing"); err != nil {
+				t.Fatal(err)
 			}
+			expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "billing"})
+			c.Send(map[string]any{"op": "subscribe", "topic": "mine"})
+			expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "mine"})
+
+			refresh(t, h, c, "alice") // grants nothing
+			expectFrame(t, c, map[string]any{"op": "unsubscribed", "topic": "mine", "code": "forbidden"})
 			expectFrame(t, c, map[string]any{"op": "refreshed"})
-			if _, err := h.Publish(context.Background(), "secret.team", notify.Event{Type: "secret"}); err != nil {
+			if _, err := h.Publish(context.Background(), "billing", notify.Event{Type: "invoice"}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := h.Send(context.Background(), "alice", notify.Event{Type: "marker"}); err != nil {
-				t.Fatal(err)
-			}
-			// Both events travel in order through the session's queue: the marker comes right
-			// after the secret event, or alone when the subscription is gone.
-			if !tc.revoked {
-				expectFrame(t, c, map[string]any{"type": "secret", "topic": "secret.team"})
-			}
-			expectFrame(t, c, map[string]any{"type": "marker"})
-
-			c.Send(map[string]any{"op": "subscribe", "topic": "secret.team"})
-			if tc.revoked {
-				expectFrame(t, c, map[string]any{"op": "error", "code": "forbidden", "topic": "secret.team", "reason": tc.reason})
-			} else {
-				expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "secret.team"})
-			}
+			expectFrame(t, c, map[string]any{"type": "invoice", "topic": "billing"})
 		})
 	}
 }
 
-func TestRefreshKeepsServerSubscriptions(t *testing.T) {
-	t.Parallel()
-	h := newHub(t, nil)
-	srv := serve(t, h)
-	c := dial(t, srv, token(t, h, "alice", "mine"))
-	if err := h.Subscribe(context.Background(), "alice", "billing"); err != nil {
-		t.Fatal(err)
+// welcomeOver opens a session with tok over the transport and reads its welcome.
+func welcomeOver(t testing.TB, tc transportCase, srv *httptest.Server, tok string) *client {
+	t.Helper()
+	c, _, err := tc.dial(t, tc.url(srv), bearer(tok))
+	if err != nil {
+		t.Fatalf("dial: %v", err)
 	}
-	expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "billing"})
-	c.Send(map[string]any{"op": "subscribe", "topic": "mine"})
-	expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "mine"})
-
-	refresh(t, h, c, "alice") // grants nothing
-	expectFrame(t, c, map[string]any{"op": "unsubscribed", "topic": "mine", "code": "forbidden"})
-	expectFrame(t, c, map[string]any{"op": "refreshed"})
-	if _, err := h.Publish(context.Background(), "billing", notify.Event{Type: "invoice"}); err != nil {
-		t.Fatal(err)
+	if w := c.Next(); w["op"] != "welcome" {
+		t.Fatalf("first frame %v, want welcome", w)
 	}
-	expectFrame(t, c, map[string]any{"type": "invoice", "topic": "billing"})
+	return c
 }
 
-// An event published while the refresh revokes its topic either arrives before the
-// "unsubscribed" frame or not at all.
+// TestRevocationRacesEvents, over both transports: an event published while the refresh
+// revokes its topic either arrives before the "unsubscribed" frame or not at all.
 func TestRevocationRacesEvents(t *testing.T) {
 	t.Parallel()
-	// The publisher outruns the reader: a queue that never overflows.
-	h := newHub(t, func(c *notify.Config) { c.MaxQueueBytes = 1 << 30 })
-	srv := serve(t, h)
-	c := dial(t, srv, token(t, h, "alice", "secret.team"))
-	c.Send(map[string]any{"op": "subscribe", "topic": "secret.team"})
-	expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "secret.team"})
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			// The publisher outruns the reader: a queue that never overflows.
+			h := newHub(t, func(c *notify.Config) { c.MaxQueueBytes = 1 << 30 })
+			c := welcomeOver(t, tc, serve(t, h), token(t, h, "alice", "secret.team"))
+			c.Send(map[string]any{"op": "subscribe", "topic": "secret.team"})
+			expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "secret.team"})
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var published atomic.Int64
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			var published atomic.Int64
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if _, err := h.Publish(context.Background(), "secret.team", notify.Event{Type: "secret"}); err != nil {
+						t.Error(err)
+						return
+					}
+					published.Add(1)
+				}
+			})
+			waitFor(t, "events in flight", func() bool { return published.Load() > 100 })
+			refresh(t, h, c, "alice")
+			for {
+				m := nextOp(t, c)
+				if m["op"] == "unsubscribed" {
+					break
+				}
+				if m["type"] != "secret" {
+					t.Fatalf("frame %v before the unsubscribed frame", m)
+				}
 			}
-			if _, err := h.Publish(context.Background(), "secret.team", notify.Event{Type: "secret"}); err != nil {
-				t.Error(err)
-				return
+			// Publish on after the revocation for a while: none of it may arrive.
+			before := published.Load()
+			waitFor(t, "events after the revocation", func() bool { return published.Load() > before+100 })
+			close(stop)
+			wg.Wait()
+			if _, err := h.Send(context.Background(), "alice", notify.Event{Type: "marker"}); err != nil {
+				t.Fatal(err)
 			}
-			published.Add(1)
-		}
-	})
-	waitFor(t, "events in flight", func() bool { return published.Load() > 100 })
-	refresh(t, h, c, "alice")
-	for {
-		m := nextOp(t, c)
-		if m["op"] == "unsubscribed" {
-			break
-		}
-		if m["type"] != "secret" {
-			t.Fatalf("frame %v before the unsubscribed frame", m)
-		}
-	}
-	// Publish on after the revocation for a while: none of it may arrive.
-	before := published.Load()
-	waitFor(t, "events after the revocation", func() bool { return published.Load() > before+100 })
-	close(stop)
-	wg.Wait()
-	if _, err := h.Send(context.Background(), "alice", notify.Event{Type: "marker"}); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		m := nextOp(t, c)
-		if m["type"] == "marker" {
-			break
-		}
-		if m["op"] != "refreshed" {
-			t.Fatalf("frame %v after the unsubscribed frame", m)
-		}
+			for {
+				m := nextOp(t, c)
+				if m["type"] == "marker" {
+					break
+				}
+				if m["op"] != "refreshed" {
+					t.Fatalf("frame %v after the unsubscribed frame", m)
+				}
+			}
+		})
 	}
 }
 
