@@ -344,56 +344,70 @@ func TestConfigSubscriptions(t *testing.T) {
 	}
 }
 
+// TestSubscribeLaterSession, over both transports: Subscribe reaches a session opened before
+// it, as a subscription of the server's; an invalid topic is refused.
 func TestSubscribeLaterSession(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		h := newHub(t, nil)
-		srv := servePipe(t, h)
-		c := dialPipe(t, srv, token(t, h, "alice"))
-		if err := h.Subscribe(context.Background(), "alice", "x y"); !errors.Is(err, notify.ErrInvalidTopic) {
-			t.Fatalf("Subscribe(invalid) = %v", err)
-		}
-		if err := h.Subscribe(context.Background(), "alice", "billing"); err != nil {
-			t.Fatal(err)
-		}
-		if m := c.NextNonPing(); m["op"] != "subscribed" || m["server"] != true {
-			t.Fatalf("got %v", m)
-		}
-	})
+	for _, tc := range pipeTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				h := newHub(t, nil)
+				srv := servePipe(t, h)
+				c := dialVia(t, tc.dial, srv, tc.url, token(t, h, "alice"))
+				if err := h.Subscribe(context.Background(), "alice", "x y"); !errors.Is(err, notify.ErrInvalidTopic) {
+					t.Fatalf("Subscribe(invalid) = %v", err)
+				}
+				if err := h.Subscribe(context.Background(), "alice", "billing"); err != nil {
+					t.Fatal(err)
+				}
+				if m := c.NextNonPing(); m["op"] != "subscribed" || m["server"] != true {
+					t.Fatalf("got %v", m)
+				}
+			})
+		})
+	}
 }
 
+// TestSendReport, over both transports: what Send, Publish and Broadcast report of a
+// delivery (the nodes reached, whether and where it was stored).
 func TestSendReport(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, nil)
-	srv := serve(t, h)
-	ctx := context.Background()
-	if _, err := h.Send(ctx, "", notify.Event{Type: "x"}); !errors.Is(err, notify.ErrInvalidUser) {
-		t.Fatalf("Send(\"\") = %v", err)
-	}
-	r, err := h.Send(ctx, "carol", notify.Event{Type: "x"})
-	if err != nil || r.Nodes != 0 || !r.Stored || r.Position.Offset != 1 || r.StoredUntil.Before(time.Now()) {
-		t.Fatalf("report for a user offline: %+v, %v", r, err)
-	}
-	c := dial(t, srv, token(t, h, "alice"))
-	dial(t, srv, token(t, h, "alice"))
-	r, err = h.Send(ctx, "alice", notify.Event{Type: "x"})
-	if err != nil || r.Nodes != 1 || r.Position.Offset != 1 {
-		t.Fatalf("report for alice: %+v, %v", r, err)
-	}
-	if m := c.NextNonPing(); m["offset"] != float64(r.Position.Offset) || m["epoch"] != r.Position.Epoch {
-		t.Fatalf("event %v, report %+v", m, r.Position)
-	}
-	r, err = h.Send(ctx, "alice", notify.Event{Type: "typing", Ephemeral: true})
-	if err != nil || r.Stored || r.Position.Offset != 0 || r.Nodes != 1 {
-		t.Fatalf("report of an ephemeral event: %+v, %v", r, err)
-	}
-	r, err = h.Publish(ctx, "news", notify.Event{Type: "x"})
-	if err != nil || r.Nodes != 0 || !r.Stored || r.Position.Offset != 1 {
-		t.Fatalf("report of a topic without subscribers: %+v, %v", r, err)
-	}
-	r, err = h.Broadcast(ctx, notify.Event{Type: "x"})
-	if err != nil || r.Nodes != 1 || r.Stored || r.Position.Offset != 0 {
-		t.Fatalf("report of a broadcast: %+v, %v", r, err)
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t, nil)
+			srv := serve(t, h)
+			ctx := context.Background()
+			if _, err := h.Send(ctx, "", notify.Event{Type: "x"}); !errors.Is(err, notify.ErrInvalidUser) {
+				t.Fatalf("Send(\"\") = %v", err)
+			}
+			r, err := h.Send(ctx, "carol", notify.Event{Type: "x"})
+			if err != nil || r.Nodes != 0 || !r.Stored || r.Position.Offset != 1 || r.StoredUntil.Before(time.Now()) {
+				t.Fatalf("report for a user offline: %+v, %v", r, err)
+			}
+			c := welcomeOver(t, tc, srv, token(t, h, "alice"))
+			welcomeOver(t, tc, srv, token(t, h, "alice"))
+			r, err = h.Send(ctx, "alice", notify.Event{Type: "x"})
+			if err != nil || r.Nodes != 1 || r.Position.Offset != 1 {
+				t.Fatalf("report for alice: %+v, %v", r, err)
+			}
+			if m := c.NextNonPing(); m["offset"] != float64(r.Position.Offset) || m["epoch"] != r.Position.Epoch {
+				t.Fatalf("event %v, report %+v", m, r.Position)
+			}
+			r, err = h.Send(ctx, "alice", notify.Event{Type: "typing", Ephemeral: true})
+			if err != nil || r.Stored || r.Position.Offset != 0 || r.Nodes != 1 {
+				t.Fatalf("report of an ephemeral event: %+v, %v", r, err)
+			}
+			r, err = h.Publish(ctx, "news", notify.Event{Type: "x"})
+			if err != nil || r.Nodes != 0 || !r.Stored || r.Position.Offset != 1 {
+				t.Fatalf("report of a topic without subscribers: %+v, %v", r, err)
+			}
+			r, err = h.Broadcast(ctx, notify.Event{Type: "x"})
+			if err != nil || r.Nodes != 1 || r.Stored || r.Position.Offset != 0 {
+				t.Fatalf("report of a broadcast: %+v, %v", r, err)
+			}
+		})
 	}
 }
 

@@ -535,33 +535,38 @@ func TestStatsCounters(t *testing.T) {
 	}
 }
 
-// A position read from a topic without events (no record kept) still recovers the topic's
-// first events after the client left and came back.
+// TestRecoverFromTopicWithoutEvents, over both transports: a position read from a topic
+// without events (no record kept) still recovers the topic's first events after the client
+// left and came back.
 func TestRecoverFromTopicWithoutEvents(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, nil)
-	srv := serve(t, h)
-	c := dial(t, srv, token(t, h, "alice", "quiet"))
-	c.Send(map[string]any{"op": "subscribe", "topic": "quiet"})
-	sub := expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "quiet"})
-	epoch, _ := sub["epoch"].(string)
-	if epoch == "" || sub["offset"] != nil {
-		t.Fatalf("subscribed %v, want an epoch and offset 0", sub)
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t, nil)
+			c := welcomeOver(t, tc, serve(t, h), token(t, h, "alice", "quiet"))
+			c.Send(map[string]any{"op": "subscribe", "topic": "quiet"})
+			sub := expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "quiet"})
+			epoch, _ := sub["epoch"].(string)
+			if epoch == "" || sub["offset"] != nil {
+				t.Fatalf("subscribed %v, want an epoch and offset 0", sub)
+			}
+			c.Send(map[string]any{"op": "unsubscribe", "topic": "quiet"})
+			expectFrame(t, c, map[string]any{"op": "unsubscribed", "topic": "quiet"})
+			if n := notify.Streams(h); n != 0 {
+				t.Fatalf("%d stream records, want 0", n)
+			}
+			for _, typ := range []string{"one", "two"} {
+				if _, err := h.Publish(context.Background(), "quiet", notify.Event{Type: typ}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.Send(map[string]any{"op": "subscribe", "topic": "quiet", "epoch": epoch, "offset": 0})
+			expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "quiet", "epoch": epoch, "offset": 2, "recovered": true})
+			expectFrame(t, c, map[string]any{"type": "one", "offset": 1, "epoch": epoch})
+			expectFrame(t, c, map[string]any{"type": "two", "offset": 2, "epoch": epoch})
+		})
 	}
-	c.Send(map[string]any{"op": "unsubscribe", "topic": "quiet"})
-	expectFrame(t, c, map[string]any{"op": "unsubscribed", "topic": "quiet"})
-	if n := notify.Streams(h); n != 0 {
-		t.Fatalf("%d stream records, want 0", n)
-	}
-	for _, typ := range []string{"one", "two"} {
-		if _, err := h.Publish(context.Background(), "quiet", notify.Event{Type: typ}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.Send(map[string]any{"op": "subscribe", "topic": "quiet", "epoch": epoch, "offset": 0})
-	expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "quiet", "epoch": epoch, "offset": 2, "recovered": true})
-	expectFrame(t, c, map[string]any{"type": "one", "offset": 1, "epoch": epoch})
-	expectFrame(t, c, map[string]any{"type": "two", "offset": 2, "epoch": epoch})
 }
 
 // TestAuthorizeGetsClaimsAndRequestValues: Config.Authorize sees the token's claims and the
