@@ -328,7 +328,11 @@ func (t *sseTransport) run(gone <-chan struct{}, heartbeat time.Duration) {
 		select {
 		case <-t.wake:
 		case <-tick.C:
-			if !t.write(append(newSSEBuf(3), ":\n\n"...)) {
+			bp := getBatch(sseRoom + 5) // pooled, as a batch's: nothing to assist a collection with
+			bp.b = append(bp.b[:sseRoom], ":\n\n"...)
+			ok := t.write(bp.b)
+			bp.recycle()
+			if !ok {
 				return
 			}
 		case <-gone: // the client went away
