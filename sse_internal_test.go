@@ -2,6 +2,7 @@ package notify
 
 import (
 	"fmt"
+	"net"
 	"testing"
 )
 
@@ -78,4 +79,52 @@ func TestSSEDeliver(t *testing.T) {
 	if got := tr.deliver([]byte("{}")); got != 404 {
 		t.Fatalf("after the end: %d, want 404", got)
 	}
+}
+
+// TestSSEChunkWrite: an HTTP/1.x stream's batch leaves as one chunk in one write (its size line
+// and CRLF around the events, in the batch's own buffer), and building and writing it
+// allocates nothing: during a garbage collection every allocation of thousands of write loops
+// would make them assist it, which was what a paced stream's tail waited for.
+func TestSSEChunkWrite(t *testing.T) {
+	w := &recordConn{}
+	c := &sseConn{Conn: w, headSent: true}
+	enc := getEncoder()
+	defer enc.recycle()
+	payload, err := enc.encode(Event{Type: "t", Data: "x"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := EncodeFrame(payload, Position{Offset: 7, Epoch: "E1"})
+	write := func() {
+		bp := getBatch(sseRoom + len(frame) + sseEventOverhead + 2)
+		bp.b = appendSSEFrames(bp.b[:sseRoom], frame)
+		if err := c.send(bp.b); err != nil {
+			t.Fatal(err)
+		}
+		bp.recycle()
+	}
+	write()
+	event := "id: 7.E1\ndata: " + string(frame) + "\n\n"
+	want := fmt.Sprintf("%x\r\n%s\r\n", len(event), event)
+	if len(w.writes) != 1 || w.writes[0] != want {
+		t.Fatalf("writes %q, want one: %q", w.writes, want)
+	}
+	w.discard = true
+	if n := testing.AllocsPerRun(100, write); n != 0 {
+		t.Fatalf("%v allocations per chunk, want 0", n)
+	}
+}
+
+// recordConn is a connection that keeps what is written to it, or drops it once discard is set.
+type recordConn struct {
+	net.Conn
+	writes  []string
+	discard bool
+}
+
+func (r *recordConn) Write(p []byte) (int, error) {
+	if !r.discard {
+		r.writes = append(r.writes, string(p))
+	}
+	return len(p), nil
 }
