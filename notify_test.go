@@ -326,38 +326,45 @@ func TestTopics(t *testing.T) {
 	expectMarker(t, h, alice, "alice")
 }
 
+// TestServerSideSubscribe, over both transports: Subscribe and Unsubscribe reach every session
+// of the user; a bad topic or user is refused.
 func TestServerSideSubscribe(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, nil)
-	srv := serve(t, h)
-	a1, a2 := dial(t, srv, token(t, h, "alice")), dial(t, srv, token(t, h, "alice"))
-	if err := h.Subscribe(context.Background(), "alice", "billing"); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []*client{a1, a2} {
-		if m := c.NextNonPing(); m["op"] != "subscribed" || m["topic"] != "billing" {
-			t.Fatalf("got %v", m)
-		}
-	}
-	h.Publish(context.Background(), "billing", notify.Event{Type: "invoice"})
-	for _, c := range []*client{a1, a2} {
-		if m := c.NextNonPing(); m["type"] != "invoice" {
-			t.Fatalf("got %v", m)
-		}
-	}
-	if err := h.Unsubscribe(context.Background(), "alice", "billing"); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []*client{a1, a2} {
-		if m := c.NextNonPing(); m["op"] != "unsubscribed" {
-			t.Fatalf("got %v", m)
-		}
-	}
-	if err := h.Subscribe(context.Background(), "alice", "bad topic"); !errors.Is(err, notify.ErrInvalidTopic) {
-		t.Fatalf("Subscribe(bad topic) = %v, want ErrInvalidTopic", err)
-	}
-	if err := h.Subscribe(context.Background(), "", "x"); !errors.Is(err, notify.ErrInvalidUser) {
-		t.Fatalf("Subscribe(empty user) = %v", err)
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t, nil)
+			srv := serve(t, h)
+			a1, a2 := welcomeOver(t, tc, srv, token(t, h, "alice")), welcomeOver(t, tc, srv, token(t, h, "alice"))
+			if err := h.Subscribe(context.Background(), "alice", "billing"); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []*client{a1, a2} {
+				if m := c.NextNonPing(); m["op"] != "subscribed" || m["topic"] != "billing" {
+					t.Fatalf("got %v", m)
+				}
+			}
+			h.Publish(context.Background(), "billing", notify.Event{Type: "invoice"})
+			for _, c := range []*client{a1, a2} {
+				if m := c.NextNonPing(); m["type"] != "invoice" {
+					t.Fatalf("got %v", m)
+				}
+			}
+			if err := h.Unsubscribe(context.Background(), "alice", "billing"); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []*client{a1, a2} {
+				if m := c.NextNonPing(); m["op"] != "unsubscribed" {
+					t.Fatalf("got %v", m)
+				}
+			}
+			if err := h.Subscribe(context.Background(), "alice", "bad topic"); !errors.Is(err, notify.ErrInvalidTopic) {
+				t.Fatalf("Subscribe(bad topic) = %v, want ErrInvalidTopic", err)
+			}
+			if err := h.Subscribe(context.Background(), "", "x"); !errors.Is(err, notify.ErrInvalidUser) {
+				t.Fatalf("Subscribe(empty user) = %v", err)
+			}
+		})
 	}
 }
 
@@ -616,52 +623,58 @@ func TestBatching(t *testing.T) {
 	}
 }
 
-// TestShutdown: Shutdown closes every session with 1001 and returns once they have ended, their
-// disconnect hooks included; then it refuses sends and upgrades. In a synctest bubble, where
-// it is seen not to wait for any timer either: it returns at the instant it was called.
+// TestShutdown, over both transports: Shutdown closes every session with 1001 (an event
+// stream's close event) and returns once they have ended, their disconnect hooks included;
+// then it refuses sends and new sessions (503). In a synctest bubble, where it is seen not to
+// wait for any timer either: it returns at the instant it was called.
 func TestShutdown(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		var disconnects atomic.Int32
-		h, err := notify.New(notify.Config{Secret: secret, OnSessionEnd: func(notify.Identity, notify.SessionInfo) { disconnects.Add(1) }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { h.Shutdown(context.Background()) }) // should the test fail before its own
-		srv := servePipe(t, h)
-		cs := []*client{dialPipe(t, srv, token(t, h, "a")), dialPipe(t, srv, token(t, h, "b"))}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		start := time.Now()
-		if err := h.Shutdown(ctx); err != nil {
-			t.Fatalf("Shutdown: %v", err)
-		}
-		if d := time.Since(start); d != 0 {
-			t.Fatalf("Shutdown took %v of the bubble's clock, want none", d)
-		}
-		for _, c := range cs {
-			// First the window to spread the reconnect over (Config.ReconnectSpread), then 1001.
-			if m := c.Next(); fmt.Sprint(m) != "map[op:goaway reconnect:10]" {
-				t.Fatalf("got %v, want goaway with reconnect 10", m)
-			}
-			if code := c.CloseCode(); code != websocket.CloseGoingAway {
-				t.Fatalf("close code %d, want 1001", code)
-			}
-		}
-		if n := disconnects.Load(); n != 2 {
-			t.Fatalf("%d disconnect hooks ran before Shutdown returned, want 2", n)
-		}
-		if err := h.Shutdown(ctx); err != nil {
-			t.Fatalf("second Shutdown: %v", err)
-		}
-		if _, err := h.Send(context.Background(), "a", notify.Event{Type: "x"}); !errors.Is(err, notify.ErrClosed) {
-			t.Fatalf("Send after Shutdown = %v, want ErrClosed", err)
-		}
-		_, resp, err := srv.Dial(t, pipeURL(srv), http.Header{"Authorization": {"Bearer " + token(t, h, "a")}})
-		if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
-			t.Fatalf("upgrade after Shutdown: err %v, resp %v; want 503", err, resp)
-		}
-	})
+	for _, tc := range pipeTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				var disconnects atomic.Int32
+				h, err := notify.New(notify.Config{Secret: secret, OnSessionEnd: func(notify.Identity, notify.SessionInfo) { disconnects.Add(1) }})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { h.Shutdown(context.Background()) }) // should the test fail before its own
+				srv := servePipe(t, h)
+				cs := []*client{dialVia(t, tc.dial, srv, tc.url, token(t, h, "a")), dialVia(t, tc.dial, srv, tc.url, token(t, h, "b"))}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				start := time.Now()
+				if err := h.Shutdown(ctx); err != nil {
+					t.Fatalf("Shutdown: %v", err)
+				}
+				if d := time.Since(start); d != 0 {
+					t.Fatalf("Shutdown took %v of the bubble's clock, want none", d)
+				}
+				for _, c := range cs {
+					// First the window to spread the reconnect over (Config.ReconnectSpread), then 1001.
+					if m := c.Next(); fmt.Sprint(m) != "map[op:goaway reconnect:10]" {
+						t.Fatalf("got %v, want goaway with reconnect 10", m)
+					}
+					if code := c.CloseCode(); code != websocket.CloseGoingAway {
+						t.Fatalf("close code %d, want 1001", code)
+					}
+				}
+				if n := disconnects.Load(); n != 2 {
+					t.Fatalf("%d disconnect hooks ran before Shutdown returned, want 2", n)
+				}
+				if err := h.Shutdown(ctx); err != nil {
+					t.Fatalf("second Shutdown: %v", err)
+				}
+				if _, err := h.Send(context.Background(), "a", notify.Event{Type: "x"}); !errors.Is(err, notify.ErrClosed) {
+					t.Fatalf("Send after Shutdown = %v, want ErrClosed", err)
+				}
+				_, resp, err := tc.dial(srv, t, tc.url, http.Header{"Authorization": {"Bearer " + token(t, h, "a")}})
+				if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+					t.Fatalf("session after Shutdown: err %v, resp %v; want 503", err, resp)
+				}
+			})
+		})
+	}
 }
 
 // TestShutdownTimeout: when its context ends, Shutdown cuts what is left and returns at once,
@@ -800,23 +813,28 @@ func TestClientScriptServed(t *testing.T) {
 
 // TestWelcomeOfAnyLength: the upgrade response and the welcome leave together, in one write,
 // and a welcome too large for a session's write buffer (a long user ID) still follows the
-// response rather than overtaking it.
+// response rather than overtaking it; an event stream's head and welcome likewise.
 func TestWelcomeOfAnyLength(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, nil)
-	srv := serve(t, h)
-	for _, n := range []int{1, 100, 400, 500, 2000} {
-		user := strings.Repeat("u", n)
-		c, w := wstest.Welcome(t, wsURL(srv), token(t, h, user))
-		if w["user"] != user {
-			t.Errorf("user of %d bytes: welcome names %d bytes", n, len(fmt.Sprint(w["user"])))
-		}
-		if _, err := h.Send(context.Background(), user, notify.Event{Type: "after", ID: "x"}); err != nil {
-			t.Fatal(err)
-		}
-		if m := c.NextNonPing(); m["type"] != "after" {
-			t.Errorf("user of %d bytes: got %v after the welcome", n, m)
-		}
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t, nil)
+			srv := serve(t, h)
+			for _, n := range []int{1, 100, 400, 500, 2000} {
+				user := strings.Repeat("u", n)
+				c, w := reconnectVia(t, tc.dial, tc.url(srv), h, user, nil)
+				if w["user"] != user {
+					t.Errorf("user of %d bytes: welcome names %d bytes", n, len(fmt.Sprint(w["user"])))
+				}
+				if _, err := h.Send(context.Background(), user, notify.Event{Type: "after", ID: "x"}); err != nil {
+					t.Fatal(err)
+				}
+				if m := c.NextNonPing(); m["type"] != "after" {
+					t.Errorf("user of %d bytes: got %v after the welcome", n, m)
+				}
+			}
+		})
 	}
 }
 
