@@ -76,10 +76,9 @@ type sseTarget interface {
 	SetWriteDeadline(time.Time) error
 }
 
-// sseRoom is the room a write leaves before its events: an HTTP/1.x chunk's size line, 8 hex
-// digits and CRLF at most (a write is a batch of at most maxBatchBytes and its events' lines,
-// or a close with what was pending, bounded by Config.MaxQueueBytes).
-const sseRoom = 10
+// sseRoom is the room a write leaves before its events: an HTTP/1.x chunk's size line, 16 hex
+// digits and CRLF at most.
+const sseRoom = 18
 
 // newSSEBuf returns an empty write: sseRoom bytes of room, and capacity for n bytes of events
 // and the framing after them.
@@ -295,17 +294,7 @@ func (t *sseTransport) run(gone <-chan struct{}, heartbeat time.Duration) {
 		}
 		t.mu.Unlock()
 		if len(frames) > 0 {
-			// The events are built in a pooled buffer, given back once written: an idle
-			// stream keeps no buffer the size of its largest batch.
-			size := sseRoom + 2
-			for _, f := range frames {
-				size += len(f) + sseEventOverhead
-			}
-			bp := getBatch(size)
-			bp.b = bp.b[:sseRoom]
-			for _, f := range frames {
-				bp.b = appendSSEFrames(bp.b, f)
-			}
+			bp := sseBatch(frames)
 			ok := t.write(bp.b)
 			bp.recycle()
 			if !ok {
@@ -341,6 +330,23 @@ func (t *sseTransport) run(gone <-chan struct{}, heartbeat time.Duration) {
 			return
 		}
 	}
+}
+
+// sseBatch builds the events of the frames the outbox handed over in a pooled buffer, after
+// sseRoom bytes of room, for the caller to write and recycle: an idle stream keeps no buffer
+// the size of its largest batch, and a busy one allocates none.
+func sseBatch(frames [][]byte) *batch {
+	size := sseRoom + 2
+	for _, f := range frames {
+		// A joined frame holds several events, one a line, each with lines of its own.
+		size += len(f) + (1+bytes.Count(f, []byte{'\n'}))*sseEventOverhead
+	}
+	bp := getBatch(size)
+	bp.b = bp.b[:sseRoom]
+	for _, f := range frames {
+		bp.b = appendSSEFrames(bp.b, f)
+	}
+	return bp
 }
 
 // sseEventOverhead is room for an event's id line, "data: " and the blank line after it.
