@@ -569,8 +569,9 @@ func TestRecoverFromTopicWithoutEvents(t *testing.T) {
 	}
 }
 
-// TestAuthorizeGetsClaimsAndRequestValues: Config.Authorize sees the token's claims and the
-// values a middleware put in the upgrade request's context; after a refresh, the new token's.
+// TestAuthorizeGetsClaimsAndRequestValues, over both transports: Config.Authorize sees the
+// token's claims and the values a middleware put in the upgrade's (or the stream's) request
+// context; after a refresh, the new token's.
 func TestAuthorizeGetsClaimsAndRequestValues(t *testing.T) {
 	t.Parallel()
 	type tenantKey struct{}
@@ -597,15 +598,20 @@ func TestAuthorizeGetsClaimsAndRequestValues(t *testing.T) {
 		}
 		return tok
 	}
-	c := dial(t, srv, signed("red"))
-	c.Send(map[string]any{"op": "subscribe", "topic": "acme.red"})
-	expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "acme.red"})
-	c.Send(map[string]any{"op": "subscribe", "topic": "acme.blue"})
-	expectFrame(t, c, map[string]any{"op": "error", "topic": "acme.blue", "reason": `tenant "acme", team red`})
-	// Moved to team blue: the refresh revokes red, and blue is allowed.
-	c.Send(map[string]any{"op": "refresh", "token": signed("blue")})
-	expectFrame(t, c, map[string]any{"op": "unsubscribed", "topic": "acme.red", "code": "forbidden", "reason": `tenant "acme", team blue`})
-	expectFrame(t, c, map[string]any{"op": "refreshed"})
-	c.Send(map[string]any{"op": "subscribe", "topic": "acme.blue"})
-	expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "acme.blue"})
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := welcomeOver(t, tc, srv, signed("red"))
+			c.Send(map[string]any{"op": "subscribe", "topic": "acme.red"})
+			expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "acme.red"})
+			c.Send(map[string]any{"op": "subscribe", "topic": "acme.blue"})
+			expectFrame(t, c, map[string]any{"op": "error", "topic": "acme.blue", "reason": `tenant "acme", team red`})
+			// Moved to team blue: the refresh revokes red, and blue is allowed.
+			c.Send(map[string]any{"op": "refresh", "token": signed("blue")})
+			expectFrame(t, c, map[string]any{"op": "unsubscribed", "topic": "acme.red", "code": "forbidden", "reason": `tenant "acme", team blue`})
+			expectFrame(t, c, map[string]any{"op": "refreshed"})
+			c.Send(map[string]any{"op": "subscribe", "topic": "acme.blue"})
+			expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "acme.blue"})
+		})
+	}
 }
