@@ -368,31 +368,37 @@ func newFakeClock() *fakeClock {
 func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
 func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
+// TestRateLimit, over both transports (an event stream's POSTs count as frames): past the
+// burst a message is refused with rate_limited, and served again once the rate allows.
 func TestRateLimit(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, func(c *notify.Config) { c.MessageRate, c.MessageBurst = 2, 3 })
-	clock := newFakeClock()
-	notify.SetClock(h, clock.Now)
-	srv := serve(t, h)
-	c := dial(t, srv, token(t, h, "alice", "t.>"))
-	sub := func(topic string) { c.Send(map[string]any{"op": "subscribe", "topic": topic}) }
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t, func(c *notify.Config) { c.MessageRate, c.MessageBurst = 2, 3 })
+			clock := newFakeClock()
+			notify.SetClock(h, clock.Now)
+			c := welcomeOver(t, tc, serve(t, h), token(t, h, "alice", "t.>"))
+			sub := func(topic string) { c.Send(map[string]any{"op": "subscribe", "topic": topic}) }
 
-	for i := range 3 { // the burst
-		sub(fmt.Sprint("t.", i))
-		expectFrame(t, c, map[string]any{"op": "subscribed", "topic": fmt.Sprint("t.", i)})
-	}
-	sub("t.3")
-	expectFrame(t, c, map[string]any{"op": "error", "code": "rate_limited", "topic": "t.3", "reason": "too many messages, slow down"})
-	clock.Advance(500 * time.Millisecond) // one token at 2/s: served again, not closed
-	sub("t.3")
-	expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "t.3"})
-	clock.Advance(time.Second) // two tokens
-	for i := 4; i < 6; i++ {
-		sub(fmt.Sprint("t.", i))
-		expectFrame(t, c, map[string]any{"op": "subscribed", "topic": fmt.Sprint("t.", i)})
-	}
-	if got := h.Stats().RateLimited; got != 1 {
-		t.Fatalf("RateLimited = %d, want 1", got)
+			for i := range 3 { // the burst
+				sub(fmt.Sprint("t.", i))
+				expectFrame(t, c, map[string]any{"op": "subscribed", "topic": fmt.Sprint("t.", i)})
+			}
+			sub("t.3")
+			expectFrame(t, c, map[string]any{"op": "error", "code": "rate_limited", "topic": "t.3", "reason": "too many messages, slow down"})
+			clock.Advance(500 * time.Millisecond) // one token at 2/s: served again, not closed
+			sub("t.3")
+			expectFrame(t, c, map[string]any{"op": "subscribed", "topic": "t.3"})
+			clock.Advance(time.Second) // two tokens
+			for i := 4; i < 6; i++ {
+				sub(fmt.Sprint("t.", i))
+				expectFrame(t, c, map[string]any{"op": "subscribed", "topic": fmt.Sprint("t.", i)})
+			}
+			if got := h.Stats().RateLimited; got != 1 {
+				t.Fatalf("RateLimited = %d, want 1", got)
+			}
+		})
 	}
 }
 

@@ -470,59 +470,97 @@ func TestPresenceHooks(t *testing.T) {
 	}
 }
 
+// TestMisbehavingClient, over both transports (an event stream's messages are POSTs): bad
+// messages get error frames, ten in a row close the session with 4003, and none of it touches
+// another session. A message over MaxMessageSize closes a WebSocket with 1009; a POST of one
+// gets 413, and its stream goes on.
 func TestMisbehavingClient(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, func(c *notify.Config) { c.MaxMessageSize = 256 })
-	srv := serve(t, h)
-	bystander := dial(t, srv, token(t, h, "bob"))
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t, func(c *notify.Config) { c.MaxMessageSize = 256 })
+			srv := serve(t, h)
+			bystander := welcomeOver(t, tc, srv, token(t, h, "bob"))
+			c := welcomeOver(t, tc, srv, token(t, h, "alice"))
+			// raw sends msg as the transport carries a client's message, and returns the POST's
+			// status on an event stream (202 when taken), 0 on a WebSocket.
+			raw := func(c *client, msg string) int {
+				t.Helper()
+				if c.SSE() {
+					return c.PostRaw(tc.url(srv)+"/"+c.Session(), []byte(msg))
+				}
+				if err := c.WS.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+					t.Fatal(err)
+				}
+				return 0
+			}
+			taken := func(status int) {
+				t.Helper()
+				want := 0
+				if c.SSE() {
+					want = http.StatusAccepted
+				}
+				if status != want {
+					t.Fatalf("status %d, want %d", status, want)
+				}
+			}
+			tests := []struct {
+				name string
+				msg  string
+				want string
+			}{
+				{"not JSON", `{nope`, `map[code:bad_request op:error reason:expected a JSON object with an op]`},
+				{"no op", `{"topic":"x"}`, `map[code:bad_request op:error reason:expected a JSON object with an op]`},
+				{"array", `[1,2]`, `map[code:bad_request op:error reason:expected a JSON object with an op]`},
+				{"unknown op", `{"op":"explode"}`, `map[code:unknown_op op:error reason:unknown op]`},
+				{"bad refresh", `{"op":"refresh","token":"x.y.z"}`, `map[code:invalid_token op:error reason:unauthorized: malformed token]`},
+			}
+			for _, tt := range tests {
+				taken(raw(c, tt.msg))
+				if got := fmt.Sprint(c.NextNonPing()); got != tt.want {
+					t.Errorf("%s: got %s, want %s", tt.name, got, tt.want)
+				}
+			}
+			// The connection is still up, and a good request resets the count of bad ones.
+			c.Send(map[string]string{"op": "unsubscribe", "topic": "x"})
+			if m := c.NextNonPing(); m["op"] != "unsubscribed" {
+				t.Fatalf("got %v", m)
+			}
+			// Ten bad messages in a row close the session with 4003.
+			for range 10 {
+				taken(raw(c, `{nope`))
+			}
+			for range 10 {
+				if m := c.NextNonPing(); m["code"] != "bad_request" {
+					t.Fatalf("got %v", m)
+				}
+			}
+			if code := notify.CloseCode(c.CloseCode()); code != notify.CloseProtocolAbuse {
+				t.Fatalf("close code %d, want %d", code, notify.CloseProtocolAbuse)
+			}
 
-	c := dial(t, srv, token(t, h, "alice"))
-	tests := []struct {
-		name string
-		msg  string
-		want string
-	}{
-		{"not JSON", `{nope`, `map[code:bad_request op:error reason:expected a JSON object with an op]`},
-		{"no op", `{"topic":"x"}`, `map[code:bad_request op:error reason:expected a JSON object with an op]`},
-		{"array", `[1,2]`, `map[code:bad_request op:error reason:expected a JSON object with an op]`},
-		{"unknown op", `{"op":"explode"}`, `map[code:unknown_op op:error reason:unknown op]`},
-		{"bad refresh", `{"op":"refresh","token":"x.y.z"}`, `map[code:invalid_token op:error reason:unauthorized: malformed token]`},
-	}
-	for _, tt := range tests {
-		c.WS.WriteMessage(websocket.TextMessage, []byte(tt.msg))
-		if got := fmt.Sprint(c.NextNonPing()); got != tt.want {
-			t.Errorf("%s: got %s, want %s", tt.name, got, tt.want)
-		}
-	}
-	// The connection is still up, and a good request resets the count of bad ones.
-	c.Send(map[string]string{"op": "unsubscribe", "topic": "x"})
-	if m := c.NextNonPing(); m["op"] != "unsubscribed" {
-		t.Fatalf("got %v", m)
-	}
-	// Ten bad messages in a row close the session with 4003.
-	for range 10 {
-		c.WS.WriteMessage(websocket.TextMessage, []byte(`{nope`))
-	}
-	for range 10 {
-		if m := c.NextNonPing(); m["code"] != "bad_request" {
-			t.Fatalf("got %v", m)
-		}
-	}
-	if code := notify.CloseCode(c.CloseCode()); code != notify.CloseProtocolAbuse {
-		t.Fatalf("close code %d, want %d", code, notify.CloseProtocolAbuse)
-	}
+			big := welcomeOver(t, tc, srv, token(t, h, "carol"))
+			status := raw(big, `{"op":"subscribe","topic":"`+strings.Repeat("a", 300)+`"}`)
+			if big.SSE() {
+				// The POST is refused; the stream goes on.
+				if status != http.StatusRequestEntityTooLarge {
+					t.Fatalf("status %d, want 413", status)
+				}
+				h.Send(context.Background(), "carol", notify.Event{Type: "after"})
+				if m := big.NextNonPing(); m["type"] != "after" {
+					t.Fatalf("after the refused POST: %v", m)
+				}
+			} else if code := big.CloseCode(); code != websocket.CloseMessageTooBig {
+				t.Fatalf("close code %d, want 1009", code)
+			}
 
-	// A message over MaxMessageSize closes with 1009.
-	big := dial(t, srv, token(t, h, "carol"))
-	big.WS.WriteMessage(websocket.TextMessage, []byte(`{"op":"subscribe","topic":"`+strings.Repeat("a", 300)+`"}`))
-	if code := big.CloseCode(); code != websocket.CloseMessageTooBig {
-		t.Fatalf("close code %d, want 1009", code)
-	}
-
-	// None of it touched another session.
-	h.Send(context.Background(), "bob", notify.Event{Type: "still-here"})
-	if m := bystander.NextNonPing(); m["type"] != "still-here" {
-		t.Fatalf("bystander got %v", m)
+			// None of it touched another session.
+			h.Send(context.Background(), "bob", notify.Event{Type: "still-here"})
+			if m := bystander.NextNonPing(); m["type"] != "still-here" {
+				t.Fatalf("bystander got %v", m)
+			}
+		})
 	}
 }
 
