@@ -426,6 +426,8 @@ func TestBinaryFramesAreBadMessages(t *testing.T) {
 	})
 }
 
+// TestOriginSchemeAndHost, over both transports: the origin check compares the scheme and the
+// host, trusts X-Forwarded-Proto only when configured, and takes the allowlist.
 func TestOriginSchemeAndHost(t *testing.T) {
 	t.Parallel()
 	h := newHub(t, func(c *notify.Config) { c.AllowedOrigins = []string{"https://app.example.com"} })
@@ -434,12 +436,12 @@ func TestOriginSchemeAndHost(t *testing.T) {
 	behindProxy := serve(t, proxied)
 	host := strings.TrimPrefix(srv.URL, "http://")
 	proxyHost := strings.TrimPrefix(behindProxy.URL, "http://")
-	for _, tc := range []struct {
+	for _, tt := range []struct {
 		name   string
 		proxy  bool // the hub trusts X-Forwarded-Proto
 		origin string
 		proto  string // X-Forwarded-Proto
-		want   int
+		want   int    // http.StatusSwitchingProtocols: the session opens (200 on an event stream)
 	}{
 		{name: "no origin (not a browser)", want: http.StatusSwitchingProtocols},
 		{name: "same origin", origin: "http://" + host, want: http.StatusSwitchingProtocols},
@@ -453,91 +455,113 @@ func TestOriginSchemeAndHost(t *testing.T) {
 		{name: "allowlisted host, other scheme", origin: "http://app.example.com", want: http.StatusForbidden},
 		{name: "null", origin: "null", want: http.StatusForbidden},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			hub, s := h, srv
-			if tc.proxy {
-				hub, s = proxied, behindProxy
-			}
-			hdr := http.Header{"Authorization": {"Bearer " + token(t, hub, "alice")}}
-			if tc.origin != "" {
-				hdr.Set("Origin", tc.origin)
-			}
-			if tc.proto != "" {
-				hdr.Set("X-Forwarded-Proto", tc.proto)
-			}
-			_, resp, err := dialHeader(t, s, hdr)
-			if resp == nil {
-				t.Fatalf("dial: %v", err)
-			}
-			if resp.StatusCode != tc.want {
-				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
-			}
-		})
+		for _, tc := range transports {
+			t.Run(tc.name+"/"+tt.name, func(t *testing.T) {
+				hub, s := h, srv
+				if tt.proxy {
+					hub, s = proxied, behindProxy
+				}
+				hdr := http.Header{"Authorization": {"Bearer " + token(t, hub, "alice")}}
+				if tt.origin != "" {
+					hdr.Set("Origin", tt.origin)
+				}
+				if tt.proto != "" {
+					hdr.Set("X-Forwarded-Proto", tt.proto)
+				}
+				c, resp, err := tc.dial(t, tc.url(s), hdr)
+				if resp == nil {
+					t.Fatalf("dial: %v", err)
+				}
+				want := tt.want
+				if want == http.StatusSwitchingProtocols && tc.name == "sse" {
+					want = http.StatusOK
+				}
+				if resp.StatusCode != want {
+					t.Fatalf("status %d, want %d", resp.StatusCode, want)
+				}
+				if c != nil {
+					c.Close()
+				}
+			})
+		}
 	}
 }
 
+// TestStatsCounters, over both transports: the refusals by reason, the sessions' connects and
+// disconnects by code, the sends and deliveries, recoveries, frames and the send durations.
 func TestStatsCounters(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, nil)
-	srv := serve(t, h)
-	// Refusals, by reason.
-	_, _, _ = dialHeader(t, srv, nil)
-	expired := sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(-time.Minute).Unix()})
-	_, _, _ = dialHeader(t, srv, http.Header{"Authorization": {"Bearer " + expired}})
-	_, _, _ = dialHeader(t, srv, http.Header{"Authorization": {"Bearer x.y.z"}})
-	_, _, _ = dialHeader(t, srv, http.Header{"Origin": {"http://evil.example"}})
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t, nil)
+			srv := serve(t, h)
+			// Refusals, by reason.
+			_, _, _ = tc.dial(t, tc.url(srv), nil)
+			expired := sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(-time.Minute).Unix()})
+			_, _, _ = tc.dial(t, tc.url(srv), http.Header{"Authorization": {"Bearer " + expired}})
+			_, _, _ = tc.dial(t, tc.url(srv), http.Header{"Authorization": {"Bearer x.y.z"}})
+			_, _, _ = tc.dial(t, tc.url(srv), http.Header{"Origin": {"http://evil.example"}})
 
-	c := dial(t, srv, token(t, h, "alice", "news"))
-	c.Send(map[string]any{"op": "subscribe", "topic": "news", "epoch": "gone", "offset": 3})
-	expectFrame(t, c, map[string]any{"op": "subscribed", "recovered": false})
-	if _, err := h.Send(context.Background(), "alice", notify.Event{Type: "a"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.Publish(context.Background(), "news", notify.Event{Type: "b"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.Broadcast(context.Background(), notify.Event{Type: "c"}); err != nil {
-		t.Fatal(err)
-	}
-	for _, typ := range []string{"a", "b", "c"} {
-		expectFrame(t, c, map[string]any{"type": typ})
-	}
-	if err := c.WS.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the session to end", func() bool { return h.Stats().Sessions == 0 })
+			c := welcomeOver(t, tc, srv, token(t, h, "alice", "news"))
+			c.Send(map[string]any{"op": "subscribe", "topic": "news", "epoch": "gone", "offset": 3})
+			expectFrame(t, c, map[string]any{"op": "subscribed", "recovered": false})
+			if _, err := h.Send(context.Background(), "alice", notify.Event{Type: "a"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.Publish(context.Background(), "news", notify.Event{Type: "b"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.Broadcast(context.Background(), notify.Event{Type: "c"}); err != nil {
+				t.Fatal(err)
+			}
+			for _, typ := range []string{"a", "b", "c"} {
+				expectFrame(t, c, map[string]any{"type": typ})
+			}
+			// A WebSocket client says goodbye with 1000; an event stream's can only drop the stream,
+			// which counts as 1006.
+			closed := uint64(websocket.CloseNormalClosure)
+			if c.SSE() {
+				closed = websocket.CloseAbnormalClosure
+				c.Close()
+			} else if err := c.WS.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the session to end", func() bool { return h.Stats().Sessions == 0 })
 
-	st := h.Stats()
-	want := map[string]uint64{"no_token": 1, "token_expired": 1, "token_invalid": 1, "origin": 1}
-	for k, v := range want {
-		if st.Refused[k] != v {
-			t.Errorf("Refused[%s] = %d, want %d (all: %v)", k, st.Refused[k], v, st.Refused)
-		}
-	}
-	for _, f := range []struct {
-		name      string
-		got, want uint64
-	}{
-		{"Connects", st.Connects, 1},
-		{"Disconnects[1000]", st.Disconnects[1000], 1},
-		{"Sends", st.Sends, 1},
-		{"Publishes", st.Publishes, 1},
-		{"Broadcasts", st.Broadcasts, 1},
-		{"Deliveries", st.Deliveries, 3},
-		{"NotRecovered", st.NotRecovered, 1},
-		{"Recovered", st.Recovered, 0},
-		{"SendDuration.Count", st.SendDuration.Count, 3},
-	} {
-		if f.got != f.want {
-			t.Errorf("%s = %d, want %d", f.name, f.got, f.want)
-		}
-	}
-	// welcome, subscribed, and three events: at least 2 frames (the events may share one).
-	if st.FramesWritten < 2 || st.BytesWritten < 100 {
-		t.Errorf("FramesWritten %d, BytesWritten %d: too few", st.FramesWritten, st.BytesWritten)
-	}
-	if n := len(st.SendDuration.Counts); n != len(st.SendDuration.Bounds) || st.SendDuration.Counts[n-1] > 3 {
-		t.Errorf("SendDuration %+v", st.SendDuration)
+			st := h.Stats()
+			want := map[string]uint64{"no_token": 1, "token_expired": 1, "token_invalid": 1, "origin": 1}
+			for k, v := range want {
+				if st.Refused[k] != v {
+					t.Errorf("Refused[%s] = %d, want %d (all: %v)", k, st.Refused[k], v, st.Refused)
+				}
+			}
+			for _, f := range []struct {
+				name      string
+				got, want uint64
+			}{
+				{"Connects", st.Connects, 1},
+				{fmt.Sprintf("Disconnects[%d]", closed), st.Disconnects[notify.CloseCode(closed)], 1},
+				{"Sends", st.Sends, 1},
+				{"Publishes", st.Publishes, 1},
+				{"Broadcasts", st.Broadcasts, 1},
+				{"Deliveries", st.Deliveries, 3},
+				{"NotRecovered", st.NotRecovered, 1},
+				{"Recovered", st.Recovered, 0},
+				{"SendDuration.Count", st.SendDuration.Count, 3},
+			} {
+				if f.got != f.want {
+					t.Errorf("%s = %d, want %d", f.name, f.got, f.want)
+				}
+			}
+			// welcome, subscribed, and three events: at least 2 frames (the events may share one).
+			if st.FramesWritten < 2 || st.BytesWritten < 100 {
+				t.Errorf("FramesWritten %d, BytesWritten %d: too few", st.FramesWritten, st.BytesWritten)
+			}
+			if n := len(st.SendDuration.Counts); n != len(st.SendDuration.Bounds) || st.SendDuration.Counts[n-1] > 3 {
+				t.Errorf("SendDuration %+v", st.SendDuration)
+			}
+		})
 	}
 }
 
