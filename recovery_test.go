@@ -405,36 +405,39 @@ func TestBrokerFailure(t *testing.T) {
 	}
 }
 
-// TestBrokerUnavailable: a session whose stream the broker cannot subscribe, or whose position
+// TestBrokerUnavailable, over both transports: a session whose stream the broker cannot subscribe, or whose position
 // it cannot read, is not welcomed (it could lose events without knowing): it is closed with
 // 1013 and comes back later. A topic subscribe the broker cannot serve is answered
 // "unavailable", which is no bad message, and Hub.Subscribe says so.
 func TestBrokerUnavailable(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct{ name, subscribe, history string }{
+	for _, tt := range []struct{ name, subscribe, history string }{
 		{"subscribe fails", "u:", ""},
 		{"history fails", "", "u:"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var hooks atomic.Int32
-			h := newHub(t, func(c *notify.Config) {
-				c.Broker = &failingBroker{subscribe: tc.subscribe, history: tc.history}
-				c.OnSessionStart = func(notify.Identity, notify.SessionInfo) { hooks.Add(1) }
-				c.OnSessionEnd = func(notify.Identity, notify.SessionInfo) { hooks.Add(1) }
+		for _, tc := range transports {
+			t.Run(tc.name+"/"+tt.name, func(t *testing.T) {
+				var hooks atomic.Int32
+				h := newHub(t, func(c *notify.Config) {
+					c.Broker = &failingBroker{subscribe: tt.subscribe, history: tt.history}
+					c.OnSessionStart = func(notify.Identity, notify.SessionInfo) { hooks.Add(1) }
+					c.OnSessionEnd = func(notify.Identity, notify.SessionInfo) { hooks.Add(1) }
+				})
+				srv := serve(t, h)
+				c, _, err := tc.dial(t, tc.url(srv), bearer(token(t, h, "alice")))
+				if err != nil {
+					t.Fatal(err)
+				}
+				// An event stream's is its close event, before any welcome.
+				if _, err := c.Read(5 * time.Second); !websocket.IsCloseError(err, 1013) {
+					t.Fatalf("first read: %v, want close 1013 and no welcome", err)
+				}
+				waitFor(t, "the refused session counted", func() bool { return h.Stats().Disconnects[1013] == 1 })
+				if st := h.Stats(); st.Connects != 0 || st.Sessions != 0 || hooks.Load() != 0 {
+					t.Fatalf("connects %d, sessions %d, hooks %d: want none for a refused session", st.Connects, st.Sessions, hooks.Load())
+				}
 			})
-			srv := serve(t, h)
-			c, _, err := dialHeader(t, srv, http.Header{"Authorization": {"Bearer " + token(t, h, "alice")}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := c.Read(5 * time.Second); !websocket.IsCloseError(err, 1013) {
-				t.Fatalf("first read: %v, want close 1013 and no welcome", err)
-			}
-			waitFor(t, "the refused session counted", func() bool { return h.Stats().Disconnects[1013] == 1 })
-			if st := h.Stats(); st.Connects != 0 || st.Sessions != 0 || hooks.Load() != 0 {
-				t.Fatalf("connects %d, sessions %d, hooks %d: want none for a refused session", st.Connects, st.Sessions, hooks.Load())
-			}
-		})
+		}
 	}
 	t.Run("topic", func(t *testing.T) {
 		h := newHub(t, func(c *notify.Config) { c.Broker = &failingBroker{history: "t:"} })
@@ -456,60 +459,65 @@ func TestBrokerUnavailable(t *testing.T) {
 	})
 }
 
-// TestRecoveryReauthorizes: a subscribe that asks to recover is authorized exactly like a
+// TestRecoveryReauthorizes, over both transports: a subscribe that asks to recover is authorized exactly like a
 // first one. Once the authorizer refuses the topic, the recovering subscribe gets "forbidden"
 // and none of the history; allowed again, the same request recovers everything.
 func TestRecoveryReauthorizes(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	revoked := false // guarded by mu
-	h := newHub(t, func(c *notify.Config) {
-		c.Authorize = func(_ context.Context, _ notify.Identity, topic string) error {
-			mu.Lock()
-			defer mu.Unlock()
-			if revoked {
-				return errors.New("membership revoked")
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			revoked := false // guarded by mu
+			h := newHub(t, func(c *notify.Config) {
+				c.Authorize = func(_ context.Context, _ notify.Identity, topic string) error {
+					mu.Lock()
+					defer mu.Unlock()
+					if revoked {
+						return errors.New("membership revoked")
+					}
+					return nil
+				}
+			})
+			srv := serve(t, h)
+			c := welcomeOver(t, tc, srv, token(t, h, "alice")) // the token grants no topic: the authorizer decides
+			c.Send(map[string]any{"op": "subscribe", "topic": "team"})
+			sub := c.NextNonPing()
+			if sub["op"] != "subscribed" {
+				t.Fatalf("got %v, want subscribed", sub)
 			}
-			return nil
-		}
-	})
-	srv := serve(t, h)
-	c := dial(t, srv, token(t, h, "alice")) // the token grants no topic: the authorizer decides
-	c.Send(map[string]any{"op": "subscribe", "topic": "team"})
-	sub := c.NextNonPing()
-	if sub["op"] != "subscribed" {
-		t.Fatalf("got %v, want subscribed", sub)
-	}
-	teamPos := posOf(t, sub)
-	c.WS.Close()
-	waitFor(t, "alice offline", func() bool { return h.LocalSessions("alice") == 0 })
-	for i := range 3 {
-		h.Publish(context.Background(), "team", notify.Event{Type: "memo", Data: fmt.Sprintf("memo-%d", i)})
-	}
-	mu.Lock()
-	revoked = true
-	mu.Unlock()
+			teamPos := posOf(t, sub)
+			c.Close()
+			waitFor(t, "alice offline", func() bool { return h.LocalSessions("alice") == 0 })
+			for i := range 3 {
+				h.Publish(context.Background(), "team", notify.Event{Type: "memo", Data: fmt.Sprintf("memo-%d", i)})
+			}
+			mu.Lock()
+			revoked = true
+			mu.Unlock()
 
-	c = dial(t, srv, token(t, h, "alice"))
-	recoverTeam := map[string]any{"op": "subscribe", "topic": "team", "epoch": teamPos.epoch, "offset": teamPos.offset}
-	c.Send(recoverTeam)
-	want := map[string]any{"op": "error", "code": "forbidden", "topic": "team", "reason": "membership revoked"}
-	if m := c.NextNonPing(); fmt.Sprint(m) != fmt.Sprint(want) {
-		t.Fatalf("recovering subscribe after revocation: got %v, want %v", m, want)
-	}
-	// And nothing of the topic's history: the session's messages are served in order, so a
-	// replay would come before the answer to the next one.
-	c.Send(map[string]any{"op": "unsubscribe", "topic": "marker"})
-	if m := c.NextNonPing(); m["op"] != "unsubscribed" || m["topic"] != "marker" {
-		t.Fatalf("got %v, want unsubscribed from marker", m)
-	}
+			c = welcomeOver(t, tc, srv, token(t, h, "alice"))
+			recoverTeam := map[string]any{"op": "subscribe", "topic": "team", "epoch": teamPos.epoch, "offset": teamPos.offset}
+			c.Send(recoverTeam)
+			want := map[string]any{"op": "error", "code": "forbidden", "topic": "team", "reason": "membership revoked"}
+			if m := c.NextNonPing(); fmt.Sprint(m) != fmt.Sprint(want) {
+				t.Fatalf("recovering subscribe after revocation: got %v, want %v", m, want)
+			}
+			// And nothing of the topic's history: the session's messages are served in order, so a
+			// replay would come before the answer to the next one.
+			c.Send(map[string]any{"op": "unsubscribe", "topic": "marker"})
+			if m := c.NextNonPing(); m["op"] != "unsubscribed" || m["topic"] != "marker" {
+				t.Fatalf("got %v, want unsubscribed from marker", m)
+			}
 
-	mu.Lock()
-	revoked = false
-	mu.Unlock()
-	c.Send(recoverTeam)
-	if m := c.NextNonPing(); m["op"] != "subscribed" || m["recovered"] != true {
-		t.Fatalf("got %v, want subscribed and recovered", m)
+			mu.Lock()
+			revoked = false
+			mu.Unlock()
+			c.Send(recoverTeam)
+			if m := c.NextNonPing(); m["op"] != "subscribed" || m["recovered"] != true {
+				t.Fatalf("got %v, want subscribed and recovered", m)
+			}
+			expectEvents(t, c, 3, "memo", teamPos)
+		})
 	}
-	expectEvents(t, c, 3, "memo", teamPos)
 }
