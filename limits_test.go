@@ -300,47 +300,44 @@ func assertRefused(t testing.TB, resp *http.Response, err error, status int, bod
 	}
 }
 
-// Sessions opened concurrently never exceed the cap.
+// TestUserSessionCapConcurrent, over both transports: of many sessions opened at once by one
+// user, exactly MaxUserSessions are admitted and the rest refused with 429.
 func TestUserSessionCapConcurrent(t *testing.T) {
 	t.Parallel()
-	const limit, dials = 5, 40
-	h := newHub(t, func(c *notify.Config) { c.MaxUserSessions = limit })
-	srv := serve(t, h)
-	tok := token(t, h, "alice")
-	var ok, refused atomic.Int32
-	// The upgraded connections are kept until the test ends: one that became unreachable would
-	// be closed by its finalizer at the next garbage collection, freeing a slot of the cap.
-	var mu sync.Mutex
-	var conns []*websocket.Conn
-	t.Cleanup(func() {
-		for _, ws := range conns {
-			ws.Close()
-		}
-	})
-	var wg sync.WaitGroup
-	for range dials {
-		wg.Go(func() {
-			ws, resp, err := websocket.DefaultDialer.Dial(wsURL(srv), http.Header{"Authorization": {"Bearer " + tok}})
-			switch {
-			case err == nil:
-				ok.Add(1)
-				mu.Lock()
-				conns = append(conns, ws)
-				mu.Unlock()
-			case resp != nil && resp.StatusCode == http.StatusTooManyRequests:
-				refused.Add(1)
-			default:
-				t.Errorf("dial: %v", err)
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			const limit, dials = 5, 40
+			h := newHub(t, func(c *notify.Config) { c.MaxUserSessions = limit })
+			srv := serve(t, h)
+			tok := token(t, h, "alice")
+			var ok, refused atomic.Int32
+			// The admitted clients are kept (and closed) by their cleanup: one that became
+			// unreachable would be closed by its finalizer at the next garbage collection,
+			// freeing a slot of the cap.
+			var wg sync.WaitGroup
+			for range dials {
+				wg.Go(func() {
+					_, resp, err := tc.dial(t, tc.url(srv), bearer(tok))
+					switch {
+					case err == nil:
+						ok.Add(1)
+					case resp != nil && resp.StatusCode == http.StatusTooManyRequests:
+						refused.Add(1)
+					default:
+						t.Errorf("dial: %v", err)
+					}
+				})
+			}
+			wg.Wait()
+			if ok.Load() != limit || refused.Load() != dials-limit {
+				t.Fatalf("%d admitted, %d refused; want %d and %d", ok.Load(), refused.Load(), limit, dials-limit)
+			}
+			waitFor(t, "the sessions to connect", func() bool { return h.LocalSessions("alice") == limit })
+			if n := h.LocalSessions("alice"); n != limit {
+				t.Fatalf("Sessions = %d, want %d", n, limit)
 			}
 		})
-	}
-	wg.Wait()
-	if ok.Load() != limit || refused.Load() != dials-limit {
-		t.Fatalf("%d upgraded, %d refused; want %d and %d", ok.Load(), refused.Load(), limit, dials-limit)
-	}
-	waitFor(t, "the sessions to connect", func() bool { return h.LocalSessions("alice") == limit })
-	if n := h.LocalSessions("alice"); n != limit {
-		t.Fatalf("Sessions = %d, want %d", n, limit)
 	}
 }
 
