@@ -257,29 +257,36 @@ func TestTopicsWithoutEventsCostNothing(t *testing.T) {
 	}
 }
 
+// TestUserSessionCap, over both transports: past MaxUserSessions a session is refused with 429,
+// another user's is not, and one that ends frees its slot.
 func TestUserSessionCap(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, func(c *notify.Config) { c.MaxUserSessions = 3 })
-	srv := serve(t, h)
-	tok := token(t, h, "alice")
-	var tabs []*client
-	for range 3 {
-		tabs = append(tabs, dial(t, srv, tok))
-	}
-	_, resp, err := dialHeader(t, srv, http.Header{"Authorization": {"Bearer " + tok}})
-	assertRefused(t, resp, err, http.StatusTooManyRequests, "notify: too many sessions for this user (at most 3)")
-	dial(t, srv, token(t, h, "bob")) // another user is not affected
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t, func(c *notify.Config) { c.MaxUserSessions = 3 })
+			srv := serve(t, h)
+			tok := token(t, h, "alice")
+			var tabs []*client
+			for range 3 {
+				tabs = append(tabs, welcomeOver(t, tc, srv, tok))
+			}
+			_, resp, err := tc.dial(t, tc.url(srv), bearer(tok))
+			assertRefused(t, resp, err, http.StatusTooManyRequests, "notify: too many sessions for this user (at most 3)")
+			welcomeOver(t, tc, srv, token(t, h, "bob")) // another user is not affected
 
-	_ = tabs[0].WS.Close()
-	waitFor(t, "a fourth tab once one closed", func() bool {
-		c, _, err := dialHeader(t, srv, http.Header{"Authorization": {"Bearer " + tok}})
-		if err == nil {
-			c.Next()
-		}
-		return err == nil
-	})
-	if got := h.Stats().Refused["user_sessions"]; got < 1 {
-		t.Fatalf("Refused[user_sessions] = %d, want >= 1", got)
+			tabs[0].Close()
+			waitFor(t, "a fourth tab once one closed", func() bool {
+				c, _, err := tc.dial(t, tc.url(srv), bearer(tok))
+				if err == nil {
+					c.Next()
+				}
+				return err == nil
+			})
+			if got := h.Stats().Refused["user_sessions"]; got < 1 {
+				t.Fatalf("Refused[user_sessions] = %d, want >= 1", got)
+			}
+		})
 	}
 }
 
