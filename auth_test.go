@@ -275,101 +275,111 @@ func TestOrigin(t *testing.T) {
 	}
 }
 
-// TestRefreshAndExpiry: ExpiryWarning before its token expires a session is told to refresh
-// ("expiring"); at the expiry the sessions without a valid refresh are closed with 4000, and a
+// TestRefreshAndExpiry, over both transports: ExpiryWarning before its token expires a session
+// is told to refresh ("expiring"; an event stream's refresh is a POST); at the expiry the sessions without a valid refresh are closed with 4000, and a
 // refreshed one lives on, warned again before its new token expires. It runs on a synctest
 // bubble's clock: every frame comes at its exact time, and the tokens' whole-second exp is
 // exact too (the bubble's clock starts at midnight).
 func TestRefreshAndExpiry(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		const life, warning = 2 * time.Minute, 45 * time.Second
-		h := newHub(t, func(c *notify.Config) { c.ExpiryWarning = warning })
-		srv := servePipe(t, h)
-		start := time.Now()
-		issue := func(user string, ttl time.Duration) string {
-			t.Helper()
-			tok, err := h.IssueToken(user, ttl)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return tok
-		}
-		refresher := dialPipe(t, srv, issue("alice", life))
-		expirer := dialPipe(t, srv, issue("alice", life))
-		impostor := dialPipe(t, srv, issue("mallory", life))
-		at := func(what string, want time.Duration) {
-			t.Helper()
-			if got := time.Since(start); got != want {
-				t.Fatalf("%s after %v, want %v", what, got, want)
-			}
-		}
+	for _, tc := range pipeTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				const life, warning = 2 * time.Minute, 45 * time.Second
+				h := newHub(t, func(c *notify.Config) { c.ExpiryWarning = warning })
+				srv := servePipe(t, h)
+				start := time.Now()
+				issue := func(user string, ttl time.Duration) string {
+					t.Helper()
+					tok, err := h.IssueToken(user, ttl)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return tok
+				}
+				refresher := dialVia(t, tc.dial, srv, tc.url, issue("alice", life))
+				expirer := dialVia(t, tc.dial, srv, tc.url, issue("alice", life))
+				impostor := dialVia(t, tc.dial, srv, tc.url, issue("mallory", life))
+				at := func(what string, want time.Duration) {
+					t.Helper()
+					if got := time.Since(start); got != want {
+						t.Fatalf("%s after %v, want %v", what, got, want)
+					}
+				}
 
-		exp := float64(start.Add(life).Unix())
-		for _, c := range []*client{refresher, expirer, impostor} {
-			if m := c.NextNonPing(); m["op"] != "expiring" || m["exp"] != exp {
-				t.Fatalf("got %v, want expiring with exp %v", m, exp)
-			}
-			at("expiring", life-warning)
-		}
-		refreshedAt := time.Now()
-		refresher.Send(map[string]string{"op": "refresh", "token": issue("alice", time.Hour)})
-		newExp := float64(refreshedAt.Add(time.Hour).Unix())
-		if m := refresher.NextNonPing(); m["op"] != "refreshed" || m["exp"] != newExp {
-			t.Fatalf("got %v, want refreshed with exp %v", m, newExp)
-		}
-		impostor.Send(map[string]string{"op": "refresh", "token": issue("alice", time.Hour)})
-		if got := fmt.Sprint(impostor.NextNonPing()); got != "map[code:invalid_token op:error reason:unauthorized: token is for another user]" {
-			t.Fatalf("impostor got %s", got)
-		}
+				exp := float64(start.Add(life).Unix())
+				for _, c := range []*client{refresher, expirer, impostor} {
+					if m := c.NextNonPing(); m["op"] != "expiring" || m["exp"] != exp {
+						t.Fatalf("got %v, want expiring with exp %v", m, exp)
+					}
+					at("expiring", life-warning)
+				}
+				refreshedAt := time.Now()
+				refresher.Send(map[string]string{"op": "refresh", "token": issue("alice", time.Hour)})
+				newExp := float64(refreshedAt.Add(time.Hour).Unix())
+				if m := refresher.NextNonPing(); m["op"] != "refreshed" || m["exp"] != newExp {
+					t.Fatalf("got %v, want refreshed with exp %v", m, newExp)
+				}
+				impostor.Send(map[string]string{"op": "refresh", "token": issue("alice", time.Hour)})
+				if got := fmt.Sprint(impostor.NextNonPing()); got != "map[code:invalid_token op:error reason:unauthorized: token is for another user]" {
+					t.Fatalf("impostor got %s", got)
+				}
 
-		// At expiry the sessions without a valid refresh close with 4000; the refreshed one lives.
-		for _, c := range []*client{expirer, impostor} {
-			if code := notify.CloseCode(c.CloseCode()); code != notify.CloseTokenExpired {
-				t.Fatalf("close code %d, want %d", code, notify.CloseTokenExpired)
-			}
-			at("close", life)
-		}
-		h.Send(context.Background(), "alice", notify.Event{Type: "after-expiry"})
-		if m := refresher.NextNonPing(); m["type"] != "after-expiry" {
-			t.Fatalf("refreshed session got %v", m)
-		}
-		// The refresh re-armed the warning for the new token.
-		if m := refresher.NextNonPing(); m["op"] != "expiring" || m["exp"] != newExp {
-			t.Fatalf("got %v, want expiring with exp %v", m, newExp)
-		}
-		at("the new token's expiring", refreshedAt.Sub(start)+time.Hour-warning)
-	})
+				// At expiry the sessions without a valid refresh close with 4000; the refreshed one lives.
+				for _, c := range []*client{expirer, impostor} {
+					if code := notify.CloseCode(c.CloseCode()); code != notify.CloseTokenExpired {
+						t.Fatalf("close code %d, want %d", code, notify.CloseTokenExpired)
+					}
+					at("close", life)
+				}
+				h.Send(context.Background(), "alice", notify.Event{Type: "after-expiry"})
+				if m := refresher.NextNonPing(); m["type"] != "after-expiry" {
+					t.Fatalf("refreshed session got %v", m)
+				}
+				// The refresh re-armed the warning for the new token.
+				if m := refresher.NextNonPing(); m["op"] != "expiring" || m["exp"] != newExp {
+					t.Fatalf("got %v, want expiring with exp %v", m, newExp)
+				}
+				at("the new token's expiring", refreshedAt.Sub(start)+time.Hour-warning)
+			})
+		})
+	}
 }
 
 // TestExpiryWarningOfShortToken: a token whose life is shorter than ExpiryWarning is warned
 // about halfway through its life, not at once (a client refreshing such tokens would
-// otherwise refresh in a loop), and its session is closed at the expiry.
+// otherwise refresh in a loop), and its session is closed at the expiry. Over both transports.
 func TestExpiryWarningOfShortToken(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		const life, warning = 40 * time.Second, time.Minute
-		h := newHub(t, func(c *notify.Config) { c.ExpiryWarning = warning })
-		srv := servePipe(t, h)
-		start := time.Now()
-		tok, err := h.IssueToken("alice", life)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := dialPipe(t, srv, tok)
-		if m := c.NextNonPing(); m["op"] != "expiring" {
-			t.Fatalf("got %v, want expiring", m)
-		}
-		if got := time.Since(start); got != life/2 {
-			t.Fatalf("expiring after %v, want %v", got, life/2)
-		}
-		if code := notify.CloseCode(c.CloseCode()); code != notify.CloseTokenExpired {
-			t.Fatalf("close code %d, want %d", code, notify.CloseTokenExpired)
-		}
-		if got := time.Since(start); got != life {
-			t.Fatalf("closed after %v, want %v", got, life)
-		}
-	})
+	for _, tc := range pipeTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				const life, warning = 40 * time.Second, time.Minute
+				h := newHub(t, func(c *notify.Config) { c.ExpiryWarning = warning })
+				srv := servePipe(t, h)
+				start := time.Now()
+				tok, err := h.IssueToken("alice", life)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := dialVia(t, tc.dial, srv, tc.url, tok)
+				if m := c.NextNonPing(); m["op"] != "expiring" {
+					t.Fatalf("got %v, want expiring", m)
+				}
+				if got := time.Since(start); got != life/2 {
+					t.Fatalf("expiring after %v, want %v", got, life/2)
+				}
+				if code := notify.CloseCode(c.CloseCode()); code != notify.CloseTokenExpired {
+					t.Fatalf("close code %d, want %d", code, notify.CloseTokenExpired)
+				}
+				if got := time.Since(start); got != life {
+					t.Fatalf("closed after %v, want %v", got, life)
+				}
+			})
+		})
+	}
 }
 
 func TestConfigErrors(t *testing.T) {

@@ -287,107 +287,127 @@ func TestRefusalLeeway(t *testing.T) {
 	}
 }
 
-// TestConfigSubscriptions: the topics Config.Subscriptions returns are subscribed on every connect, marked
-// as the server's, and recovered from the positions given in the connect URL; a refresh does
-// not revoke them.
+// TestConfigSubscriptions, over both transports: the topics Config.Subscriptions returns are
+// subscribed on every connect, marked as the server's, and recovered from the positions given
+// in the connect URL (an event stream's too); a refresh does not revoke them; a failing
+// Subscriptions turns the session away with 1013 (an event stream's close event).
 func TestConfigSubscriptions(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		h := newHub(t, func(c *notify.Config) {
-			c.Subscriptions = func(_ context.Context, id notify.Identity) ([]string, error) {
-				if id.UserID == "mallory" {
-					return nil, errors.New("no")
+	for _, tc := range pipeTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				h := newHub(t, func(c *notify.Config) {
+					c.Subscriptions = func(_ context.Context, id notify.Identity) ([]string, error) {
+						if id.UserID == "mallory" {
+							return nil, errors.New("no")
+						}
+						return []string{"team." + id.UserID}, nil
+					}
+				})
+				srv := servePipe(t, h)
+				c, _ := welcomeVia(t, tc.dial, srv, tc.url, token(t, h, "alice"))
+				m := c.NextNonPing()
+				if m["op"] != "subscribed" || m["topic"] != "team.alice" || m["server"] != true {
+					t.Fatalf("after the welcome: %v, want subscribed team.alice by the server", m)
 				}
-				return []string{"team." + id.UserID}, nil
-			}
+				epoch, _ := m["epoch"].(string)
+				off, _ := m["offset"].(float64) // absent at 0
+				h.Publish(context.Background(), "team.alice", notify.Event{Type: "seen"})
+				if m := c.NextNonPing(); m["type"] != "seen" {
+					t.Fatalf("got %v", m)
+				}
+				c.Send(map[string]any{"op": "refresh", "token": token(t, h, "alice")}) // grants no topic
+				if m := c.NextNonPing(); m["op"] != "refreshed" {
+					t.Fatalf("refresh: %v (the server's subscription must stay)", m)
+				}
+				c.Close()
+				synctest.Wait() // the session has ended
+				h.Publish(context.Background(), "team.alice", notify.Event{Type: "missed"})
+				q := url.Values{"t.team.alice": {strconv.Itoa(int(off)+1) + "." + epoch}}
+				c, _ = welcomeVia(t, tc.dial, srv, tc.url+"?"+q.Encode(), token(t, h, "alice"))
+				if m := c.NextNonPing(); m["op"] != "subscribed" || m["recovered"] != true {
+					t.Fatalf("after the reconnect: %v, want recovered", m)
+				}
+				if m := c.NextNonPing(); m["type"] != "missed" {
+					t.Fatalf("replay: %v", m)
+				}
+				bad, _, err := tc.dial(srv, t, tc.url, bearer(token(t, h, "mallory")))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if code := bad.CloseCode(); code != 1013 {
+					t.Fatalf("close %d, want 1013", code)
+				}
+			})
 		})
-		srv := servePipe(t, h)
-		c, _ := srv.Welcome(t, pipeURL(srv), token(t, h, "alice"))
-		m := c.NextNonPing()
-		if m["op"] != "subscribed" || m["topic"] != "team.alice" || m["server"] != true {
-			t.Fatalf("after the welcome: %v, want subscribed team.alice by the server", m)
-		}
-		epoch, _ := m["epoch"].(string)
-		off, _ := m["offset"].(float64) // absent at 0
-		h.Publish(context.Background(), "team.alice", notify.Event{Type: "seen"})
-		if m := c.NextNonPing(); m["type"] != "seen" {
-			t.Fatalf("got %v", m)
-		}
-		c.Send(map[string]any{"op": "refresh", "token": token(t, h, "alice")}) // grants no topic
-		if m := c.NextNonPing(); m["op"] != "refreshed" {
-			t.Fatalf("refresh: %v (the server's subscription must stay)", m)
-		}
-		c.WS.Close()
-		h.Publish(context.Background(), "team.alice", notify.Event{Type: "missed"})
-		q := url.Values{"t.team.alice": {strconv.Itoa(int(off)+1) + "." + epoch}}
-		c, _ = srv.Welcome(t, pipeURL(srv)+"?"+q.Encode(), token(t, h, "alice"))
-		if m := c.NextNonPing(); m["op"] != "subscribed" || m["recovered"] != true {
-			t.Fatalf("after the reconnect: %v, want recovered", m)
-		}
-		if m := c.NextNonPing(); m["type"] != "missed" {
-			t.Fatalf("replay: %v", m)
-		}
-		// A failing Subscriptions refuses the session with 1013.
-		bad, _, err := srv.Dial(t, pipeURL(srv), bearer(token(t, h, "mallory")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if code := bad.CloseCode(); code != 1013 {
-			t.Fatalf("close %d, want 1013", code)
-		}
-	})
+	}
 }
 
+// TestSubscribeLaterSession, over both transports: Subscribe reaches a session opened before
+// it, as a subscription of the server's; an invalid topic is refused.
 func TestSubscribeLaterSession(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		h := newHub(t, nil)
-		srv := servePipe(t, h)
-		c := dialPipe(t, srv, token(t, h, "alice"))
-		if err := h.Subscribe(context.Background(), "alice", "x y"); !errors.Is(err, notify.ErrInvalidTopic) {
-			t.Fatalf("Subscribe(invalid) = %v", err)
-		}
-		if err := h.Subscribe(context.Background(), "alice", "billing"); err != nil {
-			t.Fatal(err)
-		}
-		if m := c.NextNonPing(); m["op"] != "subscribed" || m["server"] != true {
-			t.Fatalf("got %v", m)
-		}
-	})
+	for _, tc := range pipeTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				h := newHub(t, nil)
+				srv := servePipe(t, h)
+				c := dialVia(t, tc.dial, srv, tc.url, token(t, h, "alice"))
+				if err := h.Subscribe(context.Background(), "alice", "x y"); !errors.Is(err, notify.ErrInvalidTopic) {
+					t.Fatalf("Subscribe(invalid) = %v", err)
+				}
+				if err := h.Subscribe(context.Background(), "alice", "billing"); err != nil {
+					t.Fatal(err)
+				}
+				if m := c.NextNonPing(); m["op"] != "subscribed" || m["server"] != true {
+					t.Fatalf("got %v", m)
+				}
+			})
+		})
+	}
 }
 
+// TestSendReport, over both transports: what Send, Publish and Broadcast report of a
+// delivery (the nodes reached, whether and where it was stored).
 func TestSendReport(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, nil)
-	srv := serve(t, h)
-	ctx := context.Background()
-	if _, err := h.Send(ctx, "", notify.Event{Type: "x"}); !errors.Is(err, notify.ErrInvalidUser) {
-		t.Fatalf("Send(\"\") = %v", err)
-	}
-	r, err := h.Send(ctx, "carol", notify.Event{Type: "x"})
-	if err != nil || r.Nodes != 0 || !r.Stored || r.Position.Offset != 1 || r.StoredUntil.Before(time.Now()) {
-		t.Fatalf("report for a user offline: %+v, %v", r, err)
-	}
-	c := dial(t, srv, token(t, h, "alice"))
-	dial(t, srv, token(t, h, "alice"))
-	r, err = h.Send(ctx, "alice", notify.Event{Type: "x"})
-	if err != nil || r.Nodes != 1 || r.Position.Offset != 1 {
-		t.Fatalf("report for alice: %+v, %v", r, err)
-	}
-	if m := c.NextNonPing(); m["offset"] != float64(r.Position.Offset) || m["epoch"] != r.Position.Epoch {
-		t.Fatalf("event %v, report %+v", m, r.Position)
-	}
-	r, err = h.Send(ctx, "alice", notify.Event{Type: "typing", Ephemeral: true})
-	if err != nil || r.Stored || r.Position.Offset != 0 || r.Nodes != 1 {
-		t.Fatalf("report of an ephemeral event: %+v, %v", r, err)
-	}
-	r, err = h.Publish(ctx, "news", notify.Event{Type: "x"})
-	if err != nil || r.Nodes != 0 || !r.Stored || r.Position.Offset != 1 {
-		t.Fatalf("report of a topic without subscribers: %+v, %v", r, err)
-	}
-	r, err = h.Broadcast(ctx, notify.Event{Type: "x"})
-	if err != nil || r.Nodes != 1 || r.Stored || r.Position.Offset != 0 {
-		t.Fatalf("report of a broadcast: %+v, %v", r, err)
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t, nil)
+			srv := serve(t, h)
+			ctx := context.Background()
+			if _, err := h.Send(ctx, "", notify.Event{Type: "x"}); !errors.Is(err, notify.ErrInvalidUser) {
+				t.Fatalf("Send(\"\") = %v", err)
+			}
+			r, err := h.Send(ctx, "carol", notify.Event{Type: "x"})
+			if err != nil || r.Nodes != 0 || !r.Stored || r.Position.Offset != 1 || r.StoredUntil.Before(time.Now()) {
+				t.Fatalf("report for a user offline: %+v, %v", r, err)
+			}
+			c := welcomeOver(t, tc, srv, token(t, h, "alice"))
+			welcomeOver(t, tc, srv, token(t, h, "alice"))
+			r, err = h.Send(ctx, "alice", notify.Event{Type: "x"})
+			if err != nil || r.Nodes != 1 || r.Position.Offset != 1 {
+				t.Fatalf("report for alice: %+v, %v", r, err)
+			}
+			if m := c.NextNonPing(); m["offset"] != float64(r.Position.Offset) || m["epoch"] != r.Position.Epoch {
+				t.Fatalf("event %v, report %+v", m, r.Position)
+			}
+			r, err = h.Send(ctx, "alice", notify.Event{Type: "typing", Ephemeral: true})
+			if err != nil || r.Stored || r.Position.Offset != 0 || r.Nodes != 1 {
+				t.Fatalf("report of an ephemeral event: %+v, %v", r, err)
+			}
+			r, err = h.Publish(ctx, "news", notify.Event{Type: "x"})
+			if err != nil || r.Nodes != 0 || !r.Stored || r.Position.Offset != 1 {
+				t.Fatalf("report of a topic without subscribers: %+v, %v", r, err)
+			}
+			r, err = h.Broadcast(ctx, notify.Event{Type: "x"})
+			if err != nil || r.Nodes != 1 || r.Stored || r.Position.Offset != 0 {
+				t.Fatalf("report of a broadcast: %+v, %v", r, err)
+			}
+		})
 	}
 }
 

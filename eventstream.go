@@ -21,23 +21,33 @@ import (
 // sseTransport is a session's event stream. Its write loop (run) is the only one that writes
 // to dst: on HTTP/1.x the hijacked connection (sseConn), on a goroutine of the hub's after the
 // handler has returned; on HTTP/2 net/http's response (sseResponse), on the handler's
-// goroutine. Its read loop (read) hands the session the client's
-// messages one at a time, and runs only while some wait: the write loop starts it when a POST
-// has queued one (after the write under way, if any), and waits for it (readers) once the
-// stream is over, so that an idle stream costs no goroutine of its own beside the write loop
-// and, on HTTP/1.x, the connection's watch. mu guards frames, code, ended, inbox and reading; the outbox hands it at most one data frame at a time, plus the close.
+// goroutine. Its read loop (read) hands the session the client's messages one at a time, and
+// runs only while some wait: the write loop starts it when a POST has queued one (after the
+// write under way, if any), and waits for it (readers) once the stream is over, so that an idle
+// stream costs no goroutine of its own beside the write loop and, on HTTP/1.x, the
+// connection's watch. mu guards frames, code, ended, inbox and reading; the outbox hands it at
+// most one data frame at a time, plus the close.
+//
+// A paced event costs the write loop no allocation: frames and the write loop's spare are two
+// buffers of the transport's own (slots) that trade places each round, the events are built in
+// a pooled batch with room for the chunk's framing, and an event's id is read from its frame
+// without a copy. Every allocation brings the next collection closer, and during a collection
+// a goroutine's first allocation makes it help mark the heap before it goes on (an assist):
+// thousands of write loops that allocated were what a paced stream's tail waited for
+// (BenchmarkTransportDeliver counts a delivery's allocations).
 type sseTransport struct {
 	dst     sseTarget
 	timeout time.Duration // each write's
 	s       *session
 
 	mu      sync.Mutex
-	frames  [][]byte
+	frames  [][]byte  // handed over by the outbox since the write loop last took them
 	code    CloseCode // the close queued, 0 until then
 	ended   bool      // nothing more is written
 	inbox   [][]byte  // the client's messages, for the read loop; at most sseInbox
 	reading bool      // the read loop runs (started by run, which alone adds to readers)
 	wake    chan struct{}
+	slots   [2][1][]byte // the backing arrays of frames and of the write loop's spare
 
 	readers  sync.WaitGroup // the read loop, waited for after run
 	done     chan struct{}  // closed when the stream is over (end)
@@ -51,16 +61,28 @@ const sseInbox = 16
 var errSSEClosed = errors.New("notify: event stream closed")
 
 func newSSETransport(dst sseTarget, s *session, timeout time.Duration) *sseTransport {
-	return &sseTransport{dst: dst, timeout: timeout, s: s,
+	t := &sseTransport{dst: dst, timeout: timeout, s: s,
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	t.frames = t.slots[0][:0]
+	return t
 }
 
-// sseTarget is where a stream's events are written: each write is followed by a flush.
+// sseTarget is where a stream's events are written.
 type sseTarget interface {
-	Write(p []byte) (int, error)
-	Flush() error
+	// send writes the events in b[sseRoom:] and flushes them. b's first sseRoom bytes, and
+	// 2 bytes of capacity past its end, are the target's to frame them with; nothing else of b
+	// is written to, and b is not kept.
+	send(b []byte) error
 	SetWriteDeadline(time.Time) error
 }
+
+// sseRoom is the room a write leaves before its events: an HTTP/1.x chunk's size line, 16 hex
+// digits and CRLF at most.
+const sseRoom = 18
+
+// newSSEBuf returns an empty write: sseRoom bytes of room, and capacity for n bytes of events
+// and the framing after them.
+func newSSEBuf(n int) []byte { return make([]byte, sseRoom, sseRoom+n+2) }
 
 // sseResponse is an HTTP/2 stream's target: net/http's response, which the handler's
 // goroutine writes until the stream ends.
@@ -69,8 +91,13 @@ type sseResponse struct {
 	rc *http.ResponseController
 }
 
-func (r sseResponse) Write(p []byte) (int, error)        { return r.w.Write(p) }
-func (r sseResponse) Flush() error                       { return r.rc.Flush() }
+func (r sseResponse) send(b []byte) error {
+	if _, err := r.w.Write(b[sseRoom:]); err != nil {
+		return err
+	}
+	return r.rc.Flush()
+}
+
 func (r sseResponse) SetWriteDeadline(t time.Time) error { return r.rc.SetWriteDeadline(t) }
 
 // sseConn is an HTTP/1.x stream's target: the connection, hijacked from net/http once the
@@ -80,7 +107,10 @@ func (r sseResponse) SetWriteDeadline(t time.Time) error { return r.rc.SetWriteD
 // out with the first write (the welcome, or a close event), each chunk with its framing, in one
 // system call. There is no write buffer: every write of the write loop is a whole batch,
 // heartbeat or close event followed by a flush, so a buffer would only copy it (and cost its
-// size per idle stream). The write loop's goroutine alone writes and reads the fields.
+// size per idle stream); the chunk's size line and CRLF are written around the events in the
+// write's own buffer (sseRoom), so that a chunk is one plain write of one buffer, as a
+// WebSocket frame is, with no vector to build and allocate. The write loop's goroutine alone
+// writes and reads the fields.
 type sseConn struct {
 	net.Conn
 	headSent bool
@@ -91,28 +121,31 @@ type sseConn struct {
 var sseHead = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
 	"X-Accel-Buffering: no\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n") // X-Accel-Buffering: nginx must not buffer the stream
 
-var crlf = []byte("\r\n")
-
-// Write writes p as one chunk.
-func (c *sseConn) Write(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil // an empty chunk would end the body
+// send writes b's events as one chunk: its size line in b's room, its CRLF appended.
+func (c *sseConn) send(b []byte) error {
+	n := len(b) - sseRoom
+	if n <= 0 {
+		return nil // an empty chunk would end the body
 	}
-	var size [18]byte
-	bufs := make(net.Buffers, 0, 4)
-	if !c.headSent {
-		bufs = append(bufs, sseHead)
+	var hex [16]byte
+	size := strconv.AppendUint(hex[:0], uint64(n), 16)
+	start := sseRoom - len(size) - 2
+	copy(b[start:], size)
+	b[sseRoom-2], b[sseRoom-1] = '\r', '\n'
+	chunk := append(b[start:], '\r', '\n')
+	var err error
+	if c.headSent {
+		_, err = c.Conn.Write(chunk)
+	} else {
 		c.headSent = true
+		bufs := net.Buffers{sseHead, chunk} // once per stream
+		_, err = bufs.WriteTo(c.Conn)
 	}
-	bufs = append(bufs, append(strconv.AppendUint(size[:0], uint64(len(p)), 16), crlf...), p, crlf)
-	if _, err := bufs.WriteTo(c.Conn); err != nil {
+	if err != nil {
 		c.failed = true
-		return 0, err
 	}
-	return len(p), nil
+	return err
 }
-
-func (*sseConn) Flush() error { return nil } // nothing is buffered
 
 // watch reads the connection until it fails: the client went away (or the stream closed it).
 // The client sends nothing after its request; whatever it does send is dropped. It closes
@@ -202,11 +235,7 @@ func (t *sseTransport) welcome(frame []byte, timeout time.Duration) error {
 		// before it. Without an id, the client's last one stays.
 		w.Epoch = ""
 	}
-	b := appendSSEEvent(nil, frame, w.Offset, w.Epoch)
-	if _, err := t.dst.Write(b); err != nil {
-		return err
-	}
-	return t.dst.Flush()
+	return t.dst.send(appendSSEEvent(newSSEBuf(len(frame)+sseEventOverhead), frame, w.Offset, []byte(w.Epoch)))
 }
 
 // deliver queues a client message for the read loop without waiting (the write loop starts
@@ -253,10 +282,11 @@ func (t *sseTransport) run(gone <-chan struct{}, heartbeat time.Duration) {
 	defer t.end()
 	tick := time.NewTicker(heartbeat)
 	defer tick.Stop()
+	spare := t.slots[1][:0] // frames' other buffer: the outbox appends to one while run writes the other's
 	for {
 		t.mu.Lock()
 		frames, code := t.frames, t.code
-		t.frames = nil
+		t.frames = spare
 		if len(t.inbox) > 0 && !t.reading {
 			t.reading = true
 			t.readers.Add(1)
@@ -264,16 +294,7 @@ func (t *sseTransport) run(gone <-chan struct{}, heartbeat time.Duration) {
 		}
 		t.mu.Unlock()
 		if len(frames) > 0 {
-			// The events are built in a pooled buffer, given back once written: an idle
-			// stream keeps no buffer the size of its largest batch.
-			size := 0
-			for _, f := range frames {
-				size += len(f) + sseEventOverhead
-			}
-			bp := getBatch(size)
-			for _, f := range frames {
-				bp.b = appendSSEFrames(bp.b, f)
-			}
+			bp := sseBatch(frames)
 			ok := t.write(bp.b)
 			bp.recycle()
 			if !ok {
@@ -282,17 +303,25 @@ func (t *sseTransport) run(gone <-chan struct{}, heartbeat time.Duration) {
 			for _, f := range frames {
 				t.s.written(len(f))
 			}
+			clear(frames)
+			spare = frames[:0]
 			continue // written may have handed over the next batch
 		}
+		spare = frames
 		if code != 0 {
 			t.s.out.closedWith(code)
-			t.write(appendSSEEvent(nil, closeFrame(code), 0, ""))
+			f := closeFrame(code)
+			t.write(appendSSEEvent(newSSEBuf(len(f)+sseEventOverhead), f, 0, nil))
 			return
 		}
 		select {
 		case <-t.wake:
 		case <-tick.C:
-			if !t.write([]byte(":\n\n")) {
+			bp := getBatch(sseRoom + 5) // pooled, as a batch's: nothing to assist a collection with
+			bp.b = append(bp.b[:sseRoom], ":\n\n"...)
+			ok := t.write(bp.b)
+			bp.recycle()
+			if !ok {
 				return
 			}
 		case <-gone: // the client went away
@@ -303,16 +332,30 @@ func (t *sseTransport) run(gone <-chan struct{}, heartbeat time.Duration) {
 	}
 }
 
+// sseBatch builds the events of the frames the outbox handed over in a pooled buffer, after
+// sseRoom bytes of room, for the caller to write and recycle: an idle stream keeps no buffer
+// the size of its largest batch, and a busy one allocates none.
+func sseBatch(frames [][]byte) *batch {
+	size := sseRoom + 2
+	for _, f := range frames {
+		// A joined frame holds several events, one a line, each with lines of its own.
+		size += len(f) + (1+bytes.Count(f, []byte{'\n'}))*sseEventOverhead
+	}
+	bp := getBatch(size)
+	bp.b = bp.b[:sseRoom]
+	for _, f := range frames {
+		bp.b = appendSSEFrames(bp.b, f)
+	}
+	return bp
+}
+
 // sseEventOverhead is room for an event's id line, "data: " and the blank line after it.
 const sseEventOverhead = 64
 
-// write writes b and flushes it, within the write timeout.
+// write sends b (events after sseRoom bytes of room, see sseTarget) within the write timeout.
 func (t *sseTransport) write(b []byte) bool {
 	_ = t.dst.SetWriteDeadline(time.Now().Add(t.timeout))
-	if _, err := t.dst.Write(b); err != nil {
-		return false
-	}
-	return t.dst.Flush() == nil
+	return t.dst.send(b) == nil
 }
 
 // closeFrame is the event that ends a stream, with what a WebSocket's close frame says.
@@ -340,8 +383,8 @@ func appendSSEFrames(b, frame []byte) []byte {
 
 // appendSSEEvent appends one event: its id when it has a position, and its data (a frame has
 // no newline: JSON escapes them in strings).
-func appendSSEEvent(b, frame []byte, offset uint64, epoch string) []byte {
-	if epoch != "" {
+func appendSSEEvent(b, frame []byte, offset uint64, epoch []byte) []byte {
+	if len(epoch) > 0 {
 		b = append(b, "id: "...)
 		b = strconv.AppendUint(b, offset, 10)
 		b = append(append(b, '.'), epoch...)
@@ -355,30 +398,31 @@ func appendSSEEvent(b, frame []byte, offset uint64, epoch string) []byte {
 // userPosition returns the position of a user stream's event frame, and no epoch for any
 // other frame: a topic's events have positions of their own, which must not become the
 // stream's Last-Event-ID. An event frame starts with its position (wire.WithPosition); a
-// topic's has a top-level "topic" member before its data, and a user stream's none.
-func userPosition(frame []byte) (uint64, string) {
+// topic's has a top-level "topic" member before its data, and a user stream's none. The epoch
+// is the frame's own bytes, not a copy.
+func userPosition(frame []byte) (uint64, []byte) {
 	rest, ok := bytes.CutPrefix(frame, []byte(`{"offset":`))
 	if !ok {
-		return 0, ""
+		return 0, nil
 	}
 	num, rest, ok := bytes.Cut(rest, []byte(`,"epoch":"`))
 	if !ok {
-		return 0, ""
+		return 0, nil
 	}
 	epoch, rest, ok := bytes.Cut(rest, []byte(`"`))
 	if !ok {
-		return 0, ""
+		return 0, nil
 	}
 	off, err := strconv.ParseUint(string(num), 10, 64)
 	if err != nil {
-		return 0, ""
+		return 0, nil
 	}
 	topic := bytes.Index(rest, []byte(`,"topic":`))
 	data := bytes.Index(rest, []byte(`,"data":`))
 	if topic >= 0 && (data < 0 || topic < data) {
-		return 0, ""
+		return 0, nil
 	}
-	return off, string(epoch)
+	return off, epoch
 }
 
 // eventIDPosition reads a Last-Event-ID: offset.epoch. One that is not a position this hub

@@ -326,38 +326,45 @@ func TestTopics(t *testing.T) {
 	expectMarker(t, h, alice, "alice")
 }
 
+// TestServerSideSubscribe, over both transports: Subscribe and Unsubscribe reach every session
+// of the user; a bad topic or user is refused.
 func TestServerSideSubscribe(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, nil)
-	srv := serve(t, h)
-	a1, a2 := dial(t, srv, token(t, h, "alice")), dial(t, srv, token(t, h, "alice"))
-	if err := h.Subscribe(context.Background(), "alice", "billing"); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []*client{a1, a2} {
-		if m := c.NextNonPing(); m["op"] != "subscribed" || m["topic"] != "billing" {
-			t.Fatalf("got %v", m)
-		}
-	}
-	h.Publish(context.Background(), "billing", notify.Event{Type: "invoice"})
-	for _, c := range []*client{a1, a2} {
-		if m := c.NextNonPing(); m["type"] != "invoice" {
-			t.Fatalf("got %v", m)
-		}
-	}
-	if err := h.Unsubscribe(context.Background(), "alice", "billing"); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []*client{a1, a2} {
-		if m := c.NextNonPing(); m["op"] != "unsubscribed" {
-			t.Fatalf("got %v", m)
-		}
-	}
-	if err := h.Subscribe(context.Background(), "alice", "bad topic"); !errors.Is(err, notify.ErrInvalidTopic) {
-		t.Fatalf("Subscribe(bad topic) = %v, want ErrInvalidTopic", err)
-	}
-	if err := h.Subscribe(context.Background(), "", "x"); !errors.Is(err, notify.ErrInvalidUser) {
-		t.Fatalf("Subscribe(empty user) = %v", err)
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t, nil)
+			srv := serve(t, h)
+			a1, a2 := welcomeOver(t, tc, srv, token(t, h, "alice")), welcomeOver(t, tc, srv, token(t, h, "alice"))
+			if err := h.Subscribe(context.Background(), "alice", "billing"); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []*client{a1, a2} {
+				if m := c.NextNonPing(); m["op"] != "subscribed" || m["topic"] != "billing" {
+					t.Fatalf("got %v", m)
+				}
+			}
+			h.Publish(context.Background(), "billing", notify.Event{Type: "invoice"})
+			for _, c := range []*client{a1, a2} {
+				if m := c.NextNonPing(); m["type"] != "invoice" {
+					t.Fatalf("got %v", m)
+				}
+			}
+			if err := h.Unsubscribe(context.Background(), "alice", "billing"); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []*client{a1, a2} {
+				if m := c.NextNonPing(); m["op"] != "unsubscribed" {
+					t.Fatalf("got %v", m)
+				}
+			}
+			if err := h.Subscribe(context.Background(), "alice", "bad topic"); !errors.Is(err, notify.ErrInvalidTopic) {
+				t.Fatalf("Subscribe(bad topic) = %v, want ErrInvalidTopic", err)
+			}
+			if err := h.Subscribe(context.Background(), "", "x"); !errors.Is(err, notify.ErrInvalidUser) {
+				t.Fatalf("Subscribe(empty user) = %v", err)
+			}
+		})
 	}
 }
 
@@ -463,59 +470,97 @@ func TestPresenceHooks(t *testing.T) {
 	}
 }
 
+// TestMisbehavingClient, over both transports (an event stream's messages are POSTs): bad
+// messages get error frames, ten in a row close the session with 4003, and none of it touches
+// another session. A message over MaxMessageSize closes a WebSocket with 1009; a POST of one
+// gets 413, and its stream goes on.
 func TestMisbehavingClient(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, func(c *notify.Config) { c.MaxMessageSize = 256 })
-	srv := serve(t, h)
-	bystander := dial(t, srv, token(t, h, "bob"))
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t, func(c *notify.Config) { c.MaxMessageSize = 256 })
+			srv := serve(t, h)
+			bystander := welcomeOver(t, tc, srv, token(t, h, "bob"))
+			c := welcomeOver(t, tc, srv, token(t, h, "alice"))
+			// raw sends msg as the transport carries a client's message, and returns the POST's
+			// status on an event stream (202 when taken), 0 on a WebSocket.
+			raw := func(c *client, msg string) int {
+				t.Helper()
+				if c.SSE() {
+					return c.PostRaw(tc.url(srv)+"/"+c.Session(), []byte(msg))
+				}
+				if err := c.WS.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+					t.Fatal(err)
+				}
+				return 0
+			}
+			taken := func(status int) {
+				t.Helper()
+				want := 0
+				if c.SSE() {
+					want = http.StatusAccepted
+				}
+				if status != want {
+					t.Fatalf("status %d, want %d", status, want)
+				}
+			}
+			tests := []struct {
+				name string
+				msg  string
+				want string
+			}{
+				{"not JSON", `{nope`, `map[code:bad_request op:error reason:expected a JSON object with an op]`},
+				{"no op", `{"topic":"x"}`, `map[code:bad_request op:error reason:expected a JSON object with an op]`},
+				{"array", `[1,2]`, `map[code:bad_request op:error reason:expected a JSON object with an op]`},
+				{"unknown op", `{"op":"explode"}`, `map[code:unknown_op op:error reason:unknown op]`},
+				{"bad refresh", `{"op":"refresh","token":"x.y.z"}`, `map[code:invalid_token op:error reason:unauthorized: malformed token]`},
+			}
+			for _, tt := range tests {
+				taken(raw(c, tt.msg))
+				if got := fmt.Sprint(c.NextNonPing()); got != tt.want {
+					t.Errorf("%s: got %s, want %s", tt.name, got, tt.want)
+				}
+			}
+			// The connection is still up, and a good request resets the count of bad ones.
+			c.Send(map[string]string{"op": "unsubscribe", "topic": "x"})
+			if m := c.NextNonPing(); m["op"] != "unsubscribed" {
+				t.Fatalf("got %v", m)
+			}
+			// Ten bad messages in a row close the session with 4003.
+			for range 10 {
+				taken(raw(c, `{nope`))
+			}
+			for range 10 {
+				if m := c.NextNonPing(); m["code"] != "bad_request" {
+					t.Fatalf("got %v", m)
+				}
+			}
+			if code := notify.CloseCode(c.CloseCode()); code != notify.CloseProtocolAbuse {
+				t.Fatalf("close code %d, want %d", code, notify.CloseProtocolAbuse)
+			}
 
-	c := dial(t, srv, token(t, h, "alice"))
-	tests := []struct {
-		name string
-		msg  string
-		want string
-	}{
-		{"not JSON", `{nope`, `map[code:bad_request op:error reason:expected a JSON object with an op]`},
-		{"no op", `{"topic":"x"}`, `map[code:bad_request op:error reason:expected a JSON object with an op]`},
-		{"array", `[1,2]`, `map[code:bad_request op:error reason:expected a JSON object with an op]`},
-		{"unknown op", `{"op":"explode"}`, `map[code:unknown_op op:error reason:unknown op]`},
-		{"bad refresh", `{"op":"refresh","token":"x.y.z"}`, `map[code:invalid_token op:error reason:unauthorized: malformed token]`},
-	}
-	for _, tt := range tests {
-		c.WS.WriteMessage(websocket.TextMessage, []byte(tt.msg))
-		if got := fmt.Sprint(c.NextNonPing()); got != tt.want {
-			t.Errorf("%s: got %s, want %s", tt.name, got, tt.want)
-		}
-	}
-	// The connection is still up, and a good request resets the count of bad ones.
-	c.Send(map[string]string{"op": "unsubscribe", "topic": "x"})
-	if m := c.NextNonPing(); m["op"] != "unsubscribed" {
-		t.Fatalf("got %v", m)
-	}
-	// Ten bad messages in a row close the session with 4003.
-	for range 10 {
-		c.WS.WriteMessage(websocket.TextMessage, []byte(`{nope`))
-	}
-	for range 10 {
-		if m := c.NextNonPing(); m["code"] != "bad_request" {
-			t.Fatalf("got %v", m)
-		}
-	}
-	if code := notify.CloseCode(c.CloseCode()); code != notify.CloseProtocolAbuse {
-		t.Fatalf("close code %d, want %d", code, notify.CloseProtocolAbuse)
-	}
+			big := welcomeOver(t, tc, srv, token(t, h, "carol"))
+			status := raw(big, `{"op":"subscribe","topic":"`+strings.Repeat("a", 300)+`"}`)
+			if big.SSE() {
+				// The POST is refused; the stream goes on.
+				if status != http.StatusRequestEntityTooLarge {
+					t.Fatalf("status %d, want 413", status)
+				}
+				h.Send(context.Background(), "carol", notify.Event{Type: "after"})
+				if m := big.NextNonPing(); m["type"] != "after" {
+					t.Fatalf("after the refused POST: %v", m)
+				}
+			} else if code := big.CloseCode(); code != websocket.CloseMessageTooBig {
+				t.Fatalf("close code %d, want 1009", code)
+			}
 
-	// A message over MaxMessageSize closes with 1009.
-	big := dial(t, srv, token(t, h, "carol"))
-	big.WS.WriteMessage(websocket.TextMessage, []byte(`{"op":"subscribe","topic":"`+strings.Repeat("a", 300)+`"}`))
-	if code := big.CloseCode(); code != websocket.CloseMessageTooBig {
-		t.Fatalf("close code %d, want 1009", code)
-	}
-
-	// None of it touched another session.
-	h.Send(context.Background(), "bob", notify.Event{Type: "still-here"})
-	if m := bystander.NextNonPing(); m["type"] != "still-here" {
-		t.Fatalf("bystander got %v", m)
+			// None of it touched another session.
+			h.Send(context.Background(), "bob", notify.Event{Type: "still-here"})
+			if m := bystander.NextNonPing(); m["type"] != "still-here" {
+				t.Fatalf("bystander got %v", m)
+			}
+		})
 	}
 }
 
@@ -616,52 +661,58 @@ func TestBatching(t *testing.T) {
 	}
 }
 
-// TestShutdown: Shutdown closes every session with 1001 and returns once they have ended, their
-// disconnect hooks included; then it refuses sends and upgrades. In a synctest bubble, where
-// it is seen not to wait for any timer either: it returns at the instant it was called.
+// TestShutdown, over both transports: Shutdown closes every session with 1001 (an event
+// stream's close event) and returns once they have ended, their disconnect hooks included;
+// then it refuses sends and new sessions (503). In a synctest bubble, where it is seen not to
+// wait for any timer either: it returns at the instant it was called.
 func TestShutdown(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		var disconnects atomic.Int32
-		h, err := notify.New(notify.Config{Secret: secret, OnSessionEnd: func(notify.Identity, notify.SessionInfo) { disconnects.Add(1) }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { h.Shutdown(context.Background()) }) // should the test fail before its own
-		srv := servePipe(t, h)
-		cs := []*client{dialPipe(t, srv, token(t, h, "a")), dialPipe(t, srv, token(t, h, "b"))}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		start := time.Now()
-		if err := h.Shutdown(ctx); err != nil {
-			t.Fatalf("Shutdown: %v", err)
-		}
-		if d := time.Since(start); d != 0 {
-			t.Fatalf("Shutdown took %v of the bubble's clock, want none", d)
-		}
-		for _, c := range cs {
-			// First the window to spread the reconnect over (Config.ReconnectSpread), then 1001.
-			if m := c.Next(); fmt.Sprint(m) != "map[op:goaway reconnect:10]" {
-				t.Fatalf("got %v, want goaway with reconnect 10", m)
-			}
-			if code := c.CloseCode(); code != websocket.CloseGoingAway {
-				t.Fatalf("close code %d, want 1001", code)
-			}
-		}
-		if n := disconnects.Load(); n != 2 {
-			t.Fatalf("%d disconnect hooks ran before Shutdown returned, want 2", n)
-		}
-		if err := h.Shutdown(ctx); err != nil {
-			t.Fatalf("second Shutdown: %v", err)
-		}
-		if _, err := h.Send(context.Background(), "a", notify.Event{Type: "x"}); !errors.Is(err, notify.ErrClosed) {
-			t.Fatalf("Send after Shutdown = %v, want ErrClosed", err)
-		}
-		_, resp, err := srv.Dial(t, pipeURL(srv), http.Header{"Authorization": {"Bearer " + token(t, h, "a")}})
-		if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
-			t.Fatalf("upgrade after Shutdown: err %v, resp %v; want 503", err, resp)
-		}
-	})
+	for _, tc := range pipeTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				var disconnects atomic.Int32
+				h, err := notify.New(notify.Config{Secret: secret, OnSessionEnd: func(notify.Identity, notify.SessionInfo) { disconnects.Add(1) }})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { h.Shutdown(context.Background()) }) // should the test fail before its own
+				srv := servePipe(t, h)
+				cs := []*client{dialVia(t, tc.dial, srv, tc.url, token(t, h, "a")), dialVia(t, tc.dial, srv, tc.url, token(t, h, "b"))}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				start := time.Now()
+				if err := h.Shutdown(ctx); err != nil {
+					t.Fatalf("Shutdown: %v", err)
+				}
+				if d := time.Since(start); d != 0 {
+					t.Fatalf("Shutdown took %v of the bubble's clock, want none", d)
+				}
+				for _, c := range cs {
+					// First the window to spread the reconnect over (Config.ReconnectSpread), then 1001.
+					if m := c.Next(); fmt.Sprint(m) != "map[op:goaway reconnect:10]" {
+						t.Fatalf("got %v, want goaway with reconnect 10", m)
+					}
+					if code := c.CloseCode(); code != websocket.CloseGoingAway {
+						t.Fatalf("close code %d, want 1001", code)
+					}
+				}
+				if n := disconnects.Load(); n != 2 {
+					t.Fatalf("%d disconnect hooks ran before Shutdown returned, want 2", n)
+				}
+				if err := h.Shutdown(ctx); err != nil {
+					t.Fatalf("second Shutdown: %v", err)
+				}
+				if _, err := h.Send(context.Background(), "a", notify.Event{Type: "x"}); !errors.Is(err, notify.ErrClosed) {
+					t.Fatalf("Send after Shutdown = %v, want ErrClosed", err)
+				}
+				_, resp, err := tc.dial(srv, t, tc.url, http.Header{"Authorization": {"Bearer " + token(t, h, "a")}})
+				if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+					t.Fatalf("session after Shutdown: err %v, resp %v; want 503", err, resp)
+				}
+			})
+		})
+	}
 }
 
 // TestShutdownTimeout: when its context ends, Shutdown cuts what is left and returns at once,
@@ -800,23 +851,28 @@ func TestClientScriptServed(t *testing.T) {
 
 // TestWelcomeOfAnyLength: the upgrade response and the welcome leave together, in one write,
 // and a welcome too large for a session's write buffer (a long user ID) still follows the
-// response rather than overtaking it.
+// response rather than overtaking it; an event stream's head and welcome likewise.
 func TestWelcomeOfAnyLength(t *testing.T) {
 	t.Parallel()
-	h := newHub(t, nil)
-	srv := serve(t, h)
-	for _, n := range []int{1, 100, 400, 500, 2000} {
-		user := strings.Repeat("u", n)
-		c, w := wstest.Welcome(t, wsURL(srv), token(t, h, user))
-		if w["user"] != user {
-			t.Errorf("user of %d bytes: welcome names %d bytes", n, len(fmt.Sprint(w["user"])))
-		}
-		if _, err := h.Send(context.Background(), user, notify.Event{Type: "after", ID: "x"}); err != nil {
-			t.Fatal(err)
-		}
-		if m := c.NextNonPing(); m["type"] != "after" {
-			t.Errorf("user of %d bytes: got %v after the welcome", n, m)
-		}
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHub(t, nil)
+			srv := serve(t, h)
+			for _, n := range []int{1, 100, 400, 500, 2000} {
+				user := strings.Repeat("u", n)
+				c, w := reconnectVia(t, tc.dial, tc.url(srv), h, user, nil)
+				if w["user"] != user {
+					t.Errorf("user of %d bytes: welcome names %d bytes", n, len(fmt.Sprint(w["user"])))
+				}
+				if _, err := h.Send(context.Background(), user, notify.Event{Type: "after", ID: "x"}); err != nil {
+					t.Fatal(err)
+				}
+				if m := c.NextNonPing(); m["type"] != "after" {
+					t.Errorf("user of %d bytes: got %v after the welcome", n, m)
+				}
+			}
+		})
 	}
 }
 
