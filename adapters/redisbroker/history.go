@@ -75,19 +75,35 @@ func (rd *reader) wait() { rd.wg.Wait() }
 
 // call runs the script through a reader's pipeline and returns its reply, an array.
 func (rd *reader) call(ctx context.Context, script *redis.Script, keys []string, args ...any) ([]any, error) {
+	r, err := rd.send(ctx, script, keys, args...)
+	if err != nil {
+		return nil, err
+	}
+	return rd.await(ctx, r)
+}
+
+// send queues a script call for a reader's pipeline without waiting for its answer, which
+// await then takes: calls sent one after the other, before either is awaited, usually leave
+// in one pipeline.
+func (rd *reader) send(ctx context.Context, script *redis.Script, keys []string, args ...any) (*callReq, error) {
 	r := callReqs.Get().(*callReq)
 	r.script, r.keys, r.args = script, keys, args
+	var err error
 	select {
 	case rd.q <- r:
+		return r, nil
 	case <-ctx.Done():
-		r.keys, r.args = nil, nil
-		callReqs.Put(r)
-		return nil, ctx.Err()
+		err = ctx.Err()
 	case <-rd.stop:
-		r.keys, r.args = nil, nil
-		callReqs.Put(r)
-		return nil, errClosed
+		err = errClosed
 	}
+	r.keys, r.args = nil, nil
+	callReqs.Put(r)
+	return nil, err
+}
+
+// await waits for the answer to a call send queued.
+func (rd *reader) await(ctx context.Context, r *callReq) ([]any, error) {
 	select {
 	case a := <-r.done:
 		r.keys, r.args = nil, nil

@@ -124,8 +124,9 @@ type Broker struct {
 }
 
 var (
-	_ notify.Broker   = (*Broker)(nil)
-	_ notify.Presence = (*Broker)(nil)
+	_ notify.Broker         = (*Broker)(nil)
+	_ notify.Presence       = (*Broker)(nil)
+	_ notify.OfflineWatcher = (*Broker)(nil)
 )
 
 // New returns a broker on the Redis of cfg.URL or cfg.Client. It does not contact Redis
@@ -285,6 +286,15 @@ func (b *Broker) Join(ctx context.Context, s notify.SessionInfo) (int, time.Time
 func (b *Broker) Leave(ctx context.Context, s notify.SessionInfo) (int, bool, error) {
 	return b.pres.leave(ctx, s)
 }
+
+// WatchOffline sets the function the broker calls for each user whose last sessions ended
+// without a Leave ([notify.OfflineWatcher]): the sessions of a node killed without closing them,
+// once their node's record in Redis expires (PresenceTTL after its last upkeep; a survivor
+// notices within PresenceTTL/3 more), on one surviving node. The hub calls it from New; the
+// calls come from the broker's presence goroutine, or from a Join or Leave that found the
+// user's last entries expired, and stop when the broker is closed. Without it, those users
+// are not reported.
+func (b *Broker) WatchOffline(offline func(userID string)) { b.pres.offline.Store(&offline) }
 
 // Sessions returns the user's sessions whose entries have not expired, oldest first.
 func (b *Broker) Sessions(ctx context.Context, userID string) ([]notify.SessionInfo, error) {

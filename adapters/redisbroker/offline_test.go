@@ -1,0 +1,149 @@
+package redisbroker_test
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gonotify/notify"
+	"github.com/gonotify/notify/adapters/redisbroker"
+	"github.com/gonotify/notify/internal/wstest"
+)
+
+// newNodeTTL starts a node on the Redis at url whose presence entries live ttl.
+func newNodeTTL(t testing.TB, url, prefix string, ttl time.Duration, adjust func(*notify.Config)) *node {
+	t.Helper()
+	b, err := redisbroker.New(redisbroker.Config{URL: url, Prefix: prefix, PresenceTTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startNode(t, b, adjust)
+}
+
+// TestOfflineAfterKill: two node processes are killed with SIGKILL while two nodes survive.
+// Each user whose sessions were all on the killed nodes is reported offline once, by one
+// survivor, once the killed nodes' records expire; a user with a session on a survivor is
+// not, until that session closes. The killed nodes' records are then gone from Redis.
+func TestOfflineAfterKill(t *testing.T) {
+	t.Parallel()
+	u, p := redisURL(t), prefix(t)
+	const ttl = 1500 * time.Millisecond
+	var log hookLog
+	s1 := newNodeTTL(t, u, p, ttl, log.config("s1"))
+	s2 := newNodeTTL(t, u, p, ttl, log.config("s2"))
+	cid, _ := s1.dial(t, "cid", nil)
+	k1 := startHelperNode(t, u, p, ttl, "ann", "ben", "cid", "ann")
+	k2 := startHelperNode(t, u, p, ttl, "ben", "dee", "dee")
+	ctx := context.Background()
+	for user, want := range map[string]int{"ann": 2, "ben": 2, "cid": 2, "dee": 2} {
+		if s, err := s2.hub.Presence(ctx, user); err != nil || len(s) != want {
+			t.Fatalf("Presence(%s) before the kill = %d sessions, %v; want %d", user, len(s), err, want)
+		}
+	}
+	log.mu.Lock()
+	log.log = nil // the online reports
+	log.mu.Unlock()
+
+	for _, k := range []interface{ Kill() error }{k1.Process, k2.Process} {
+		if err := k.Kill(); err != nil { // SIGKILL: no cleanup runs
+			t.Fatal(err)
+		}
+	}
+	killed := time.Now()
+	offline := func() []string { // the users reported, sorted, with the node that did
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		var users []string
+		for _, l := range log.log {
+			f := strings.Fields(l)
+			if f[1] != "offline" {
+				t.Fatalf("unexpected hook %q", l)
+			}
+			users = append(users, f[2])
+		}
+		slices.Sort(users)
+		return users
+	}
+	wstest.WaitFor(t, "ann, ben and dee reported offline", func() bool { return len(offline()) >= 3 })
+	t.Logf("reported %v after the kill (PresenceTTL %v): %s", time.Since(killed), ttl, &log)
+	rc := redis.NewClient(&redis.Options{Addr: strings.TrimPrefix(u, "redis://")})
+	defer rc.Close()
+	// The sweep is over once the dead nodes' records are gone: s1's is the only one left (s2
+	// has no session, so no record). No report can come after it.
+	wstest.WaitFor(t, "the dead nodes' records swept", func() bool {
+		n, err := rc.ZCard(ctx, p+":{nodes}").Result()
+		return err == nil && n == 1
+	})
+	if got := strings.Join(offline(), " "); got != "ann ben dee" {
+		t.Fatalf("reported offline: %q, want each of ann ben dee once (%s)", got, &log)
+	}
+	s, err := s2.hub.Presence(ctx, "cid")
+	if err != nil || len(s) != 1 {
+		t.Fatalf("Presence(cid) after the sweep = %+v, %v; want its session on s1", s, err)
+	}
+	keys, err := rc.Keys(ctx, p+":{n:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if !strings.Contains(k, ":{n:"+s[0].Node+"}:") {
+			t.Errorf("a dead node's users set is left after the sweep: %s", k)
+		}
+	}
+	// cid goes offline when its session on s1 closes: once, on s1.
+	cid.WS.Close()
+	wstest.WaitFor(t, "cid reported offline", func() bool { return len(offline()) == 4 })
+	if got := log.String(); !strings.HasSuffix(got, "s1 offline cid") {
+		t.Fatalf("hooks %q, want cid's offline last, on s1", got)
+	}
+	if got := s1.hub.Stats().Offline + s2.hub.Stats().Offline; got != 4 {
+		t.Fatalf("Stats().Offline on both survivors: %d, want 4", got)
+	}
+}
+
+// TestMaxUserSessionsAcrossNodes: the per-user cap counts the user's sessions on every node,
+// and a refused upgrade frees its place; refused sessions cost no online or offline report.
+func TestMaxUserSessionsAcrossNodes(t *testing.T) {
+	t.Parallel()
+	u, p := redisURL(t), prefix(t)
+	var log hookLog
+	capped := func(name string) func(*notify.Config) {
+		return func(c *notify.Config) {
+			log.config(name)(c)
+			c.MaxUserSessions = 2
+		}
+	}
+	a, b := newNode(t, u, p, capped("a")), newNode(t, u, p, capped("b"))
+	first, _ := a.dial(t, "alice", nil)
+	b.dial(t, "alice", nil)
+	for _, n := range []*node{a, b} {
+		tok, err := n.hub.IssueToken("alice", time.Minute, ">")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, resp, err := wstest.Dial(t, n.url, http.Header{"Authorization": {"Bearer " + tok}})
+		if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("third session of alice: %v, %v; want 429", resp, err)
+		}
+		if got := n.hub.Stats().Refused["user_sessions"]; got != 1 {
+			t.Fatalf("Refused[user_sessions] = %d, want 1", got)
+		}
+	}
+	if s, err := a.hub.Presence(context.Background(), "alice"); err != nil || len(s) != 2 {
+		t.Fatalf("Presence = %d sessions, %v; want the 2 admitted", len(s), err)
+	}
+	first.WS.Close()
+	wstest.WaitFor(t, "alice's first session gone from presence", func() bool {
+		s, err := a.hub.Presence(context.Background(), "alice")
+		return err == nil && len(s) == 1
+	})
+	b.dial(t, "alice", nil) // her place is free again
+	if got := log.String(); got != "a online alice" {
+		t.Fatalf("hooks %q, want alice online once", got)
+	}
+}
