@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,7 +124,11 @@ func (rd *reader) history(ctx context.Context, stream string, after *notify.Posi
 		since = *after
 	}
 	ttl := max(1, int64((rd.historyTTL+time.Second-1)/time.Second))
-	res, err := rd.call(ctx, historyScript, rd.names.keys(stream), notify.NewEpoch(), ttl, since.Epoch, since.Offset)
+	script := historyScript
+	if rd.cluster != nil {
+		script = shardedHistoryScript
+	}
+	res, err := rd.call(ctx, script, rd.names.scriptKeys(stream), notify.NewEpoch(), ttl, since.Epoch, since.Offset)
 	if err != nil {
 		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: %w", err)
 	}
@@ -171,6 +176,9 @@ func (rd *reader) callBatch(batch []*callReq) {
 func (rd *reader) pipeline(ctx context.Context, batch []*callReq) []redis.Cmder {
 	pipe := rd.client.Pipeline()
 	cmds := make([]redis.Cmder, len(batch))
+	if rd.cluster == nil && slices.ContainsFunc(batch, func(r *callReq) bool { return r.script == historyScript }) {
+		guardScript.Eval(ctx, pipe, []string{rd.names.markerKey()}) // see failover.go
+	}
 	for i, r := range batch {
 		cmds[i] = r.script.EvalSha(ctx, pipe, r.keys, r.args...)
 	}
@@ -226,14 +234,20 @@ func (rd *reader) parseHistory(stream string, res []any) (notify.Position, []not
 // gone, and with it the proof that nothing was published.
 // The list holds consecutive offsets, the newest being the position's, so the entries after a
 // position of the same epoch are its last (offset - after) ones: nothing older is read.
-// KEYS: position, history. ARGV: new epoch, position ttl s, after's epoch ("" for none) and
-// offset.
-var historyScript = redis.NewScript(`
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
+// Like the publish script, it starts a new epoch for a stream whose epoch was minted on
+// another server (failover.go); shardedHistoryScript is its variant for Redis Cluster.
+// KEYS: position, history, and on a single Redis the marker. ARGV: new epoch, position ttl s,
+// after's epoch ("" for none) and offset.
+var historyScript, shardedHistoryScript = historyScripts()
+
+func historyScripts() (single, cluster *redis.Script) {
+	s, c := withSID(epochLua + `
+if reset then
   epoch = ARGV[1]
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  if not pos[1] then
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
+  end
   redis.call('DEL', KEYS[2])
 end
 local offset = redis.call('HGET', KEYS[1], 'offset')
@@ -246,3 +260,5 @@ if ARGV[3] == epoch then
 end
 return {epoch, offset, entries}
 `)
+	return redis.NewScript(s), redis.NewScript(c)
+}

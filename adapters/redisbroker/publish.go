@@ -189,6 +189,9 @@ func (p *publisher) pipeline(ctx context.Context, batch []*pubReq) []redis.Cmder
 	pipe := p.client.Pipeline()
 	cmds := make([]redis.Cmder, len(batch))
 	now := time.Now().UnixMilli()
+	if p.cluster == nil && !allEphemeral(batch) {
+		guardScript.Eval(ctx, pipe, []string{p.names.markerKey()}) // see failover.go
+	}
 	for i, r := range batch {
 		if r.ephemeral {
 			if p.cluster != nil {
@@ -198,12 +201,21 @@ func (p *publisher) pipeline(ctx context.Context, batch []*pubReq) []redis.Cmder
 			}
 			continue
 		}
-		cmds[i] = p.script.EvalSha(ctx, pipe, p.names.keys(r.stream), p.names.channel(r.stream), r.payload,
+		cmds[i] = p.script.EvalSha(ctx, pipe, p.names.scriptKeys(r.stream), p.names.channel(r.stream), r.payload,
 			p.historySize, p.historyTTL.Milliseconds(), int64(notify.StreamRetention/time.Second),
 			notify.NewEpoch(), now)
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	return cmds
+}
+
+func allEphemeral(batch []*pubReq) bool {
+	for _, r := range batch {
+		if !r.ephemeral {
+			return false
+		}
+	}
+	return true
 }
 
 // answer reads a send's reply: PUBLISH's count for an ephemeral send, and the publish script's
@@ -240,17 +252,18 @@ func noScript(cmds []redis.Cmder) bool {
 
 // publishScript assigns the next offset, appends to the history and publishes, atomically,
 // and returns the event's position and PUBLISH's count of the nodes subscribed to the stream;
-// shardedPublishScript is the same with SPUBLISH, for Redis Cluster, where the channel is in
-// the keys' slot (see names.channel).
-// KEYS: position, history. ARGV: channel, payload, size, ttl ms, position ttl s, new epoch, now ms.
+// shardedPublishScript is the same with SPUBLISH and the node's ID, for Redis Cluster, where
+// the channel is in the keys' slot (see names.channel). Both start a new epoch for a stream
+// whose epoch was minted on another server (failover.go).
+// KEYS: position, history, and on a single Redis the marker. ARGV: channel, payload, size,
+// ttl ms, position ttl s, new epoch, now ms.
 var (
-	publishScript        = redis.NewScript(publishLua)
-	shardedPublishScript = redis.NewScript(strings.Replace(publishLua, "'PUBLISH'", "'SPUBLISH'", 1))
+	publishScript        = redis.NewScript(publishSingle)
+	shardedPublishScript = redis.NewScript(strings.Replace(publishCluster, "'PUBLISH'", "'SPUBLISH'", 1))
 )
 
-const publishLua = `
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
+var publishSingle, publishCluster = withSID(epochLua + `
+if reset then
   epoch = ARGV[6]
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
   redis.call('DEL', KEYS[2])
@@ -262,4 +275,4 @@ redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 local receivers = redis.call('PUBLISH', ARGV[1], offset .. ' ' .. epoch .. ' ' .. ARGV[2])
 return {offset, epoch, receivers}
-`
+`)
