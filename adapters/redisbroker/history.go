@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -176,9 +175,6 @@ func (rd *reader) callBatch(batch []*callReq) {
 func (rd *reader) pipeline(ctx context.Context, batch []*callReq) []redis.Cmder {
 	pipe := rd.client.Pipeline()
 	cmds := make([]redis.Cmder, len(batch))
-	if rd.cluster == nil && slices.ContainsFunc(batch, func(r *callReq) bool { return r.script == historyScript }) {
-		guardScript.Eval(ctx, pipe, []string{rd.names.markerKey()}) // see failover.go
-	}
 	for i, r := range batch {
 		cmds[i] = r.script.EvalSha(ctx, pipe, r.keys, r.args...)
 	}
@@ -243,8 +239,7 @@ var historyScript, shardedHistoryScript = historyScripts()
 func historyScripts() (single, cluster *redis.Script) {
 	s, c := withSID(epochLua + `
 if reset then
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+  epoch = newEpoch(ARGV[1])
   if not pos[1] then
     redis.call('EXPIRE', KEYS[1], ARGV[2])
   end

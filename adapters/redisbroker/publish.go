@@ -189,9 +189,6 @@ func (p *publisher) pipeline(ctx context.Context, batch []*pubReq) []redis.Cmder
 	pipe := p.client.Pipeline()
 	cmds := make([]redis.Cmder, len(batch))
 	now := time.Now().UnixMilli()
-	if p.cluster == nil && !allEphemeral(batch) {
-		guardScript.Eval(ctx, pipe, []string{p.names.markerKey()}) // see failover.go
-	}
 	for i, r := range batch {
 		if r.ephemeral {
 			if p.cluster != nil {
@@ -207,15 +204,6 @@ func (p *publisher) pipeline(ctx context.Context, batch []*pubReq) []redis.Cmder
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	return cmds
-}
-
-func allEphemeral(batch []*pubReq) bool {
-	for _, r := range batch {
-		if !r.ephemeral {
-			return false
-		}
-	}
-	return true
 }
 
 // answer reads a send's reply: PUBLISH's count for an ephemeral send, and the publish script's
@@ -264,8 +252,7 @@ var (
 
 var publishSingle, publishCluster = withSID(epochLua + `
 if reset then
-  epoch = ARGV[6]
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+  epoch = newEpoch(ARGV[6])
   redis.call('DEL', KEYS[2])
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)

@@ -46,7 +46,10 @@ type Config struct {
 	// redis.ParseURL). Used when Client is nil.
 	URL string
 	// Client, when set, is used instead of URL: a *redis.Client, a Sentinel-backed failover
-	// client or a *redis.ClusterClient. The broker does not close it. With a
+	// client or a *redis.ClusterClient. The broker does not close it. New adds to a
+	// *redis.Client's OnConnect (after the one it has) a script that records the server's
+	// replication ID, which tells the broker a failover happened: create the broker before
+	// the client is in use elsewhere. With a
 	// *redis.ClusterClient the broker uses sharded pub/sub (SPUBLISH, SSUBSCRIBE), which needs
 	// Redis 7 or later: a stream's channel, position and history share one slot, so a send
 	// touches one shard, and a node keeps one subscriber connection per shard.
@@ -166,6 +169,10 @@ func New(cfg Config) (*Broker, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	n := names{prefix: cfg.Prefix, cluster: b.cluster != nil}
+	if c, ok := b.client.(*redis.Client); ok {
+		guardConnections(c, n.markerKey()) // see failover.go
+		n.marker = true
+	}
 	b.reads = newReader(b.client, b.cluster, n, cfg.HistoryTTL, cfg.Logger, b.stop)
 	b.pub = newPublisher(b.client, b.cluster, n, cfg.HistorySize, cfg.HistoryTTL, b.stop)
 	b.sub = newSubscriber(b.client, b.cluster, n, b.reads.history, cfg.Logger, b.stop)
@@ -177,6 +184,7 @@ func New(cfg Config) (*Broker, error) {
 type names struct {
 	prefix  string
 	cluster bool
+	marker  bool // a single Redis whose replication ID the broker copies into its marker
 }
 
 // channel is a stream's pub/sub channel: "<prefix>:c:<stream>" on a single Redis, and on a
@@ -225,6 +233,11 @@ func (b *Broker) Start(ctx context.Context, deliver func(notify.Message)) error 
 	}
 	if b.cluster != nil {
 		if err := b.cluster.ForEachMaster(ctx, checkSharded); err != nil {
+			return fmt.Errorf("redisbroker: %w", err)
+		}
+	}
+	if b.pub.names.marker { // for the connections opened before New's hook (failover.go)
+		if err := guardScript.Run(ctx, b.client, []string{b.pub.names.markerKey()}).Err(); err != nil {
 			return fmt.Errorf("redisbroker: %w", err)
 		}
 	}
