@@ -24,6 +24,16 @@
 // connection per shard it has streams on. While a shard is unreachable, the streams on it
 // behave as all do while a single Redis is; when it is back, or its replica has taken over, the
 // broker subscribes there again and catches up from the history.
+//
+// A failover never hands out a lost event's offset again: each stream's position records the
+// server its epoch was minted on, and the first send or history read a new master serves for a
+// stream starts a new epoch, so its clients are told recovered:false (see failover.go for
+// how the server is told apart, on Redis Cluster and on a single Redis behind Sentinel).
+//
+// The broker reports, through [notify.Config.OnOffline] on one surviving node, the users of a
+// node killed without closing its sessions, once their entries expire ([Broker.WatchOffline]);
+// and its presence counts a user's sessions on every node, which [notify.Config.MaxUserSessions]
+// caps.
 package redisbroker
 
 import (
