@@ -21,7 +21,8 @@ import (
 //     though their history moved along);
 //   - on a single Redis (behind Sentinel, or not) reached through a *redis.Client, its
 //     replication ID (INFO replication master_replid), which a promotion changes, as does a
-//     restart that lost the dataset. INFO costs too much for every script (about 3 µs of
+//     restart (Redis 7.0 gives a master a new one when it starts, even from its saved data,
+//     which may lack the last writes). INFO costs too much for every script (about 3 µs of
 //     Redis CPU), so the broker reads it once per connection instead: New adds a hook to
 //     the client's OnConnect that copies it into the marker key "<prefix>:sid" before the
 //     connection's first command, and the scripts read the marker. A failover moves every
