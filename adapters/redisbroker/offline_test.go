@@ -2,6 +2,7 @@ package redisbroker_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -32,13 +33,41 @@ func newNodeTTL(t testing.TB, url, prefix string, ttl time.Duration, adjust func
 func TestOfflineAfterKill(t *testing.T) {
 	t.Parallel()
 	u, p := redisURL(t), prefix(t)
+	rc := redis.NewClient(&redis.Options{Addr: strings.TrimPrefix(u, "redis://")})
+	t.Cleanup(func() { rc.Close() })
+	offlineAfterKill(t, u, p, rc, func(ttl time.Duration, adjust func(*notify.Config)) *node {
+		return newNodeTTL(t, u, p, ttl, adjust)
+	})
+}
+
+// TestOfflineAfterKillCluster is TestOfflineAfterKill on a Redis Cluster, where a node's
+// users set is not in its users' slots.
+func TestOfflineAfterKillCluster(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 0, 0)
+	p := prefix(t)
+	offlineAfterKill(t, "cluster:"+strings.Join(c.addrs(), ","), p, c.probe, func(ttl time.Duration, adjust func(*notify.Config)) *node {
+		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.addrs()})
+		t.Cleanup(func() { cc.Close() }) // after the hub's shutdown
+		b, err := redisbroker.New(redisbroker.Config{Client: cc, Prefix: p, PresenceTTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return startNode(t, b, adjust)
+	})
+}
+
+// offlineAfterKill runs the scenario of TestOfflineAfterKill with helper nodes on url,
+// survivors made by newSurvivor, and rc to read the records.
+func offlineAfterKill(t *testing.T, url, p string, rc redis.UniversalClient, newSurvivor func(time.Duration, func(*notify.Config)) *node) {
+	t.Helper()
 	const ttl = 1500 * time.Millisecond
 	var log hookLog
-	s1 := newNodeTTL(t, u, p, ttl, log.config("s1"))
-	s2 := newNodeTTL(t, u, p, ttl, log.config("s2"))
-	cid, _ := s1.dial(t, "cid", nil)
-	k1 := startHelperNode(t, u, p, ttl, "ann", "ben", "cid", "ann")
-	k2 := startHelperNode(t, u, p, ttl, "ben", "dee", "dee")
+	s1 := newSurvivor(ttl, log.config("s1"))
+	s2 := newSurvivor(ttl, log.config("s2"))
+	cid, w := s1.dial(t, "cid", nil)
+	k1 := startHelperNode(t, url, p, ttl, "ann", "ben", "cid", "ann")
+	k2 := startHelperNode(t, url, p, ttl, "ben", "dee", "dee")
 	ctx := context.Background()
 	for user, want := range map[string]int{"ann": 2, "ben": 2, "cid": 2, "dee": 2} {
 		if s, err := s2.hub.Presence(ctx, user); err != nil || len(s) != want {
@@ -48,6 +77,24 @@ func TestOfflineAfterKill(t *testing.T) {
 	log.mu.Lock()
 	log.log = nil // the online reports
 	log.mu.Unlock()
+	all, err := rc.ZRange(ctx, p+":{nodes}", 0, -1).Result()
+	if err != nil || len(all) != 3 {
+		t.Fatalf("registry before the kill: %v, %v; want s1 and the two helpers", all, err)
+	}
+	cidOn, err := s2.hub.Presence(ctx, "cid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s1Node string
+	for _, si := range cidOn {
+		if si.ID == w["session"] {
+			s1Node = si.Node
+		}
+	}
+	dead := slices.DeleteFunc(all, func(n string) bool { return n == s1Node }) // the helpers'
+	if len(dead) != 2 {
+		t.Fatalf("registry before the kill without s1's record (%s): %v; want the two helpers'", s1Node, dead)
+	}
 
 	for _, k := range []interface{ Kill() error }{k1.Process, k2.Process} {
 		if err := k.Kill(); err != nil { // SIGKILL: no cleanup runs
@@ -55,7 +102,7 @@ func TestOfflineAfterKill(t *testing.T) {
 		}
 	}
 	killed := time.Now()
-	offline := func() []string { // the users reported, sorted, with the node that did
+	offline := func() []string { // the users reported, sorted
 		log.mu.Lock()
 		defer log.mu.Unlock()
 		var users []string
@@ -71,8 +118,6 @@ func TestOfflineAfterKill(t *testing.T) {
 	}
 	wstest.WaitFor(t, "ann, ben and dee reported offline", func() bool { return len(offline()) >= 3 })
 	t.Logf("reported %v after the kill (PresenceTTL %v): %s", time.Since(killed), ttl, &log)
-	rc := redis.NewClient(&redis.Options{Addr: strings.TrimPrefix(u, "redis://")})
-	defer rc.Close()
 	// The sweep is over once the dead nodes' records are gone: s1's is the only one left (s2
 	// has no session, so no record). No report can come after it.
 	wstest.WaitFor(t, "the dead nodes' records swept", func() bool {
@@ -86,13 +131,15 @@ func TestOfflineAfterKill(t *testing.T) {
 	if err != nil || len(s) != 1 {
 		t.Fatalf("Presence(cid) after the sweep = %+v, %v; want its session on s1", s, err)
 	}
-	keys, err := rc.Keys(ctx, p+":{n:*").Result()
-	if err != nil {
-		t.Fatal(err)
+	if keys, err := rc.ZRange(ctx, p+":{nodes}", 0, -1).Result(); err != nil || len(keys) != 1 || keys[0] != s1Node {
+		t.Fatalf("registry %v, %v; want s1's record alone", keys, err)
 	}
-	for _, k := range keys {
-		if !strings.Contains(k, ":{n:"+s[0].Node+"}:") {
-			t.Errorf("a dead node's users set is left after the sweep: %s", k)
+	for _, node := range dead {
+		for g := range 3 {
+			k := fmt.Sprintf("%s:{n:%s}:u%d", p, node, g)
+			if n, err := rc.Exists(ctx, k).Result(); err != nil || n != 0 {
+				t.Errorf("a dead node's users set is left: %s (%d, %v)", k, n, err)
+			}
 		}
 	}
 	// cid goes offline when its session on s1 closes: once, on s1.

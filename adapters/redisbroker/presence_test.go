@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/gonotify/notify"
 	"github.com/gonotify/notify/adapters/redisbroker"
 	"github.com/gonotify/notify/internal/wstest"
@@ -239,7 +241,7 @@ func TestNodeKilled(t *testing.T) {
 }
 
 // startHelperNode runs TestHelperNode in a process of its own, a node on the Redis at url
-// with a session for each of users, and returns once the sessions are welcomed. The test
+// (or "cluster:" and the addresses of a Redis Cluster) with a session for each of users, and returns once the sessions are welcomed. The test
 // kills it (SIGKILL, as kill -9), or its cleanup does.
 func startHelperNode(t *testing.T, url, prefix string, ttl time.Duration, users ...string) *exec.Cmd {
 	t.Helper()
@@ -289,7 +291,13 @@ func TestHelperNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	br, err := redisbroker.New(redisbroker.Config{URL: f[0], Prefix: f[1], PresenceTTL: ttl})
+	cfg := redisbroker.Config{URL: f[0], Prefix: f[1], PresenceTTL: ttl}
+	if addrs, ok := strings.CutPrefix(f[0], "cluster:"); ok {
+		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ",")})
+		t.Cleanup(func() { cc.Close() })
+		cfg.URL, cfg.Client = "", cc
+	}
+	br, err := redisbroker.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
