@@ -2,16 +2,19 @@ package redisbroker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gonotify/notify"
+	"github.com/gonotify/notify/adapters/redisbroker"
 	"github.com/gonotify/notify/internal/wstest"
 )
 
@@ -207,5 +210,77 @@ func TestNoNewEpochWithoutFailover(t *testing.T) {
 	_, w := a.dial(t, "alice", &first)
 	if w["recovered"] != true || position(t, w).Epoch != first.Epoch {
 		t.Fatalf("welcome %v, want recovered in epoch %s", w, first.Epoch)
+	}
+}
+
+// TestWaitReplicas: with WaitReplicas, a send returns once its write reached the replica; with
+// the replica's link cut, it returns ErrNotReplicated after WaitTimeout (the event was still
+// delivered and stored). A configuration the broker cannot serve is refused.
+func TestWaitReplicas(t *testing.T) {
+	t.Parallel()
+	bin, err := exec.LookPath("redis-server")
+	wstest.RequireService(t, "redis-server (to run a master and its replica)", err)
+	ports := freePorts(t, 2)
+	start := func(port int, args ...string) *redis.Client {
+		cmd := exec.Command(bin, append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no"}, args...)...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1})
+		t.Cleanup(func() { c.Close() })
+		wstest.WaitFor(t, "redis-server up", func() bool { return c.Ping(context.Background()).Err() == nil })
+		return c
+	}
+	master := start(ports[0])
+	replica := start(ports[1], "--replicaof", "127.0.0.1", fmt.Sprint(ports[0]))
+	wstest.WaitFor(t, "the replica linked", func() bool {
+		return strings.Contains(replica.Info(context.Background(), "replication").Val(), "master_link_status:up")
+	})
+	b, err := redisbroker.New(redisbroker.Config{URL: "redis://" + master.Options().Addr, Prefix: prefix(t),
+		WaitReplicas: 1, WaitTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startNode(t, b, nil)
+	alice, _ := a.dial(t, "alice", nil)
+	ctx := context.Background()
+	keys, _ := b.Names(notify.UserStream("alice"))
+	if _, err := a.hub.Send(ctx, "alice", notify.Event{Type: "x", Data: 0}); err != nil {
+		t.Fatalf("send with the replica linked: %v", err)
+	}
+	expect(t, alice, "x", 0)
+	if n := replica.LLen(ctx, keys[1]).Val(); n != 1 {
+		t.Fatalf("the replica's history holds %d events once the send returned, want 1", n)
+	}
+	if _, err := a.hub.Publish(ctx, "news", notify.Event{Type: "y", Ephemeral: true}); err != nil {
+		t.Fatalf("an ephemeral publish (no write to wait for): %v", err)
+	}
+
+	cutReplication(t, master, replica)
+	_, err = a.hub.Send(ctx, "alice", notify.Event{Type: "x", Data: 1})
+	if !errors.Is(err, redisbroker.ErrNotReplicated) {
+		t.Fatalf("send with the replica cut off: %v, want ErrNotReplicated", err)
+	}
+	expect(t, alice, "x", 1) // delivered all the same
+
+	for _, tt := range []struct {
+		name string
+		cfg  redisbroker.Config
+		want string
+	}{
+		{"negative", redisbroker.Config{URL: "redis://127.0.0.1:1", WaitReplicas: -1}, "notify: invalid config: redisbroker: WaitReplicas is negative"},
+		{"timeout", redisbroker.Config{URL: "redis://127.0.0.1:1", WaitReplicas: 1, WaitTimeout: 3 * time.Second}, "notify: invalid config: redisbroker: WaitTimeout is over 2s"},
+		{"cluster", redisbroker.Config{Client: redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}}), WaitReplicas: 1},
+			"notify: invalid config: redisbroker: WaitReplicas is not available on Redis Cluster"},
+	} {
+		_, err := redisbroker.New(tt.cfg)
+		if err == nil || err.Error() != tt.want || !errors.Is(err, notify.ErrConfig) {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
+		}
+		if tt.cfg.Client != nil {
+			tt.cfg.Client.Close()
+		}
 	}
 }

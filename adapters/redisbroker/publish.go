@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +43,10 @@ type publisher struct {
 	script      *redis.Script // publishScript, or shardedPublishScript on a cluster
 	historySize int
 	historyTTL  time.Duration
+	// waitReplicas, when not 0, is how many replicas each pipeline's WAIT asks for, within
+	// waitTimeout.
+	waitReplicas int
+	waitTimeout  time.Duration
 
 	q    chan *pubReq    // sends waiting for a pipeline
 	stop <-chan struct{} // the broker's
@@ -166,16 +171,27 @@ func drain[T any](stop <-chan struct{}, q chan T, run func([]T), fail func(T)) {
 func (p *publisher) publishBatch(batch []*pubReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	cmds := p.pipeline(ctx, batch)
+	cmds, wait := p.pipeline(ctx, batch)
 	if noScript(cmds) {
 		if err := p.script.Load(ctx, p.client).Err(); err == nil {
-			cmds = p.pipeline(ctx, batch)
+			cmds, wait = p.pipeline(ctx, batch)
+		}
+	}
+	var unreplicated error // the sends' writes reached fewer replicas than asked
+	if wait != nil {
+		if n, err := wait.Int64(); err != nil {
+			unreplicated = fmt.Errorf("%w: WAIT: %w", ErrNotReplicated, err)
+		} else if int(n) < p.waitReplicas {
+			unreplicated = fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, n, p.waitReplicas, p.waitTimeout)
 		}
 	}
 	failed := false
 	for i, r := range batch {
 		a := answer(cmds[i], r.ephemeral)
 		failed = failed || a.err != nil
+		if a.err == nil && !r.ephemeral && unreplicated != nil {
+			a = pubAns{err: unreplicated}
+		}
 		r.done <- a
 	}
 	if failed && p.cluster != nil {
@@ -185,7 +201,8 @@ func (p *publisher) publishBatch(batch []*pubReq) {
 	}
 }
 
-func (p *publisher) pipeline(ctx context.Context, batch []*pubReq) []redis.Cmder {
+// pipeline sends the batch, and with waitReplicas set a WAIT after it when the batch wrote.
+func (p *publisher) pipeline(ctx context.Context, batch []*pubReq) ([]redis.Cmder, *redis.Cmd) {
 	pipe := p.client.Pipeline()
 	cmds := make([]redis.Cmder, len(batch))
 	now := time.Now().UnixMilli()
@@ -202,8 +219,12 @@ func (p *publisher) pipeline(ctx context.Context, batch []*pubReq) []redis.Cmder
 			p.historySize, p.historyTTL.Milliseconds(), int64(notify.StreamRetention/time.Second),
 			notify.NewEpoch(), now)
 	}
+	var wait *redis.Cmd
+	if p.waitReplicas > 0 && slices.ContainsFunc(batch, func(r *pubReq) bool { return !r.ephemeral }) {
+		wait = pipe.Do(ctx, "WAIT", p.waitReplicas, p.waitTimeout.Milliseconds())
+	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
-	return cmds
+	return cmds, wait
 }
 
 // answer reads a send's reply: PUBLISH's count for an ephemeral send, and the publish script's

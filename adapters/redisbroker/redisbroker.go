@@ -76,9 +76,28 @@ type Config struct {
 	// in presence ([notify.Hub.Presence]): each node refreshes its sessions' entries every
 	// PresenceTTL/3. Default 30s (DefaultPresenceTTL).
 	PresenceTTL time.Duration
+	// WaitReplicas is how many replicas must acknowledge a send's write before Publish
+	// returns: each pipeline of sends ends with a Redis WAIT, so that an acknowledged send
+	// survives a failover. A send whose write fewer replicas acknowledged within WaitTimeout
+	// returns an error wrapping ErrNotReplicated; it is stored and was delivered all the same,
+	// but a failover may lose it. The cost: each pipeline waits for the replicas' round trip
+	// (the sends of a pipeline share one wait), and Redis runs one more command per pipeline.
+	// Default 0: no wait. Not available on Redis Cluster, where New refuses it.
+	WaitReplicas int
+	// WaitTimeout bounds a pipeline's WAIT, when WaitReplicas is set. Default 1s; at most 2s,
+	// and it must stay below the client's ReadTimeout (3s by default), which bounds the
+	// pipeline's reply.
+	WaitTimeout time.Duration
 	// Logger receives the broker's logs. Default: none.
 	Logger *slog.Logger
 }
+
+// ErrNotReplicated is the error of a send whose write fewer than Config.WaitReplicas replicas
+// acknowledged within Config.WaitTimeout.
+var ErrNotReplicated = errors.New("write not acknowledged by enough replicas")
+
+// maxWaitTimeout is the longest WaitTimeout: below go-redis's default ReadTimeout.
+const maxWaitTimeout = 2 * time.Second
 
 // check refuses negative sizes and durations.
 func (c *Config) check() error {
@@ -89,10 +108,15 @@ func (c *Config) check() error {
 		{"HistorySize", int64(c.HistorySize)},
 		{"HistoryTTL", int64(c.HistoryTTL)},
 		{"PresenceTTL", int64(c.PresenceTTL)},
+		{"WaitReplicas", int64(c.WaitReplicas)},
+		{"WaitTimeout", int64(c.WaitTimeout)},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("%w: redisbroker: %s is negative", notify.ErrConfig, f.name)
 		}
+	}
+	if c.WaitTimeout > maxWaitTimeout {
+		return fmt.Errorf("%w: redisbroker: WaitTimeout is over %v", notify.ErrConfig, maxWaitTimeout)
 	}
 	return nil
 }
@@ -166,6 +190,12 @@ func New(cfg Config) (*Broker, error) {
 	if b.cluster != nil && strings.ContainsAny(cfg.Prefix, "{}") {
 		return nil, errors.New("notify: redisbroker: with Redis Cluster, Prefix cannot contain '{' or '}'")
 	}
+	if b.cluster != nil && cfg.WaitReplicas > 0 {
+		return nil, fmt.Errorf("%w: redisbroker: WaitReplicas is not available on Redis Cluster", notify.ErrConfig)
+	}
+	if cfg.WaitTimeout == 0 {
+		cfg.WaitTimeout = time.Second
+	}
 	if cfg.HistorySize == 0 {
 		cfg.HistorySize = notify.DefaultHistorySize
 	}
@@ -185,6 +215,7 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b.reads = newReader(b.client, b.cluster, n, cfg.HistoryTTL, cfg.Logger, b.stop)
 	b.pub = newPublisher(b.client, b.cluster, n, cfg.HistorySize, cfg.HistoryTTL, b.stop)
+	b.pub.waitReplicas, b.pub.waitTimeout = cfg.WaitReplicas, cfg.WaitTimeout
 	b.sub = newSubscriber(b.client, b.cluster, n, b.reads.history, cfg.Logger, b.stop)
 	b.pres = newPresence(b.client, b.reads, n, cfg.PresenceTTL, cfg.Logger, b.stop)
 	return b, nil
