@@ -194,3 +194,36 @@ func TestMaxUserSessionsAcrossNodes(t *testing.T) {
 		t.Fatalf("hooks %q, want alice online once", got)
 	}
 }
+
+// TestNodeRecordsOnShutdown: a node that shuts down removes its records: no survivor has to
+// sweep it.
+func TestNodeRecordsOnShutdown(t *testing.T) {
+	t.Parallel()
+	u, p := redisURL(t), prefix(t)
+	b, err := redisbroker.New(redisbroker.Config{URL: u, Prefix: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := notify.New(notify.Config{Secret: secret, Broker: b, Presence: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, _, err := b.Join(ctx, notify.SessionInfo{ID: "s1", UserID: "ann", Node: "n1", ConnectedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	rc := redis.NewClient(&redis.Options{Addr: strings.TrimPrefix(u, "redis://")})
+	defer rc.Close()
+	if n := rc.ZCard(ctx, p+":{nodes}").Val(); n != 1 {
+		t.Fatalf("%d records in the registry with a session joined, want 1", n)
+	}
+	if n := rc.SCard(ctx, p+":{n:n1}:u0").Val(); n != 1 {
+		t.Fatalf("%d users in the node's users set, want 1", n)
+	}
+	if err := h.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := rc.Exists(ctx, p+":{nodes}", p+":{n:n1}:u0").Val(); n != 0 {
+		t.Fatalf("%d of the node's records left after its shutdown, want none", n)
+	}
+}

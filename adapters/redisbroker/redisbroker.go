@@ -373,7 +373,8 @@ func (b *Broker) Stats() Stats { return b.sub.stats() }
 // promnotify.NewBrokerCollector exports it.
 func (b *Broker) Reconnects() uint64 { return b.sub.reconnects.Load() }
 
-// Close stops receiving, waits for every owner's goroutines and closes the Redis client the
+// Close stops receiving, waits for every owner's goroutines, removes this node's records
+// from the registry of nodes (within a second; see sweep.go) and closes the Redis client the
 // broker created.
 func (b *Broker) Close() error {
 	select {
@@ -388,6 +389,7 @@ func (b *Broker) Close() error {
 		b.pub.wait()
 		b.reads.wait()
 		b.pres.wait()
+		b.pres.unregister()
 	}
 	if b.own {
 		if e := b.client.Close(); e != nil && err == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -70,6 +71,21 @@ func (p *presence) register(ctx context.Context, node string) error {
 	}
 	p.mu.Unlock()
 	return nil
+}
+
+// unregister removes the node's records, once its sessions have left (the broker closes):
+// nobody has to sweep it. Best effort: records left behind are swept as a dead node's.
+func (p *presence) unregister() {
+	p.mu.Lock()
+	node := p.node
+	p.mu.Unlock()
+	if node == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = p.client.Del(ctx, p.names.nodeUsers(node, 0), p.names.nodeUsers(node, 1), p.names.nodeUsers(node, 2)).Err()
+	_ = p.client.ZRem(ctx, p.names.registry(), node).Err()
 }
 
 // sweep claims the dead nodes and reports, once each, the users that their death took offline.
