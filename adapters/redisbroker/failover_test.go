@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -185,6 +187,58 @@ func TestFailoverLosingWritesSingle(t *testing.T) {
 			t.Fatal(err)
 		}
 		current.Store(replica.Options().Addr)
+	})
+}
+
+// TestFailoverLosingWritesSentinel runs the scenario on a single Redis with a replica behind
+// a real Sentinel: the master is killed, Sentinel promotes the replica, and the nodes' failover
+// clients follow it.
+func TestFailoverLosingWritesSentinel(t *testing.T) {
+	t.Parallel()
+	bin, err := exec.LookPath("redis-server")
+	wstest.RequireService(t, "redis-server (to run a master, its replica and a Sentinel)", err)
+	ports := freePorts(t, 3)
+	dir := t.TempDir()
+	start := func(port int, args ...string) (*exec.Cmd, *redis.Client) {
+		cmd := exec.Command(bin, append(args, "--port", fmt.Sprint(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", dir)...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1})
+		t.Cleanup(func() { c.Close() })
+		wstest.WaitFor(t, "redis-server up", func() bool { return c.Ping(context.Background()).Err() == nil })
+		return cmd, c
+	}
+	masterCmd, master := start(ports[0])
+	_, replica := start(ports[1], "--replicaof", "127.0.0.1", fmt.Sprint(ports[0]))
+	wstest.WaitFor(t, "the replica linked", func() bool {
+		return strings.Contains(replica.Info(context.Background(), "replication").Val(), "master_link_status:up")
+	})
+	conf := filepath.Join(dir, "sentinel.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("sentinel monitor m 127.0.0.1 %d 1\n"+
+		"sentinel down-after-milliseconds m 400\nsentinel failover-timeout m 5000\n", ports[0])), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, sentinel := start(ports[2], conf, "--sentinel")
+	wstest.WaitFor(t, "the Sentinel to know the replica", func() bool {
+		r, err := sentinel.Do(context.Background(), "SENTINEL", "REPLICAS", "m").Slice()
+		return err == nil && len(r) == 1
+	})
+	p := prefix(t)
+	newNode := func() *node {
+		fc := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{sentinel.Options().Addr}})
+		t.Cleanup(func() { fc.Close() }) // after the hub's shutdown
+		return newNodeWithClient(t, fc, p)
+	}
+	a, b := newNode(), newNode()
+	failoverScenario(t, a, b, master, replica, func() {
+		_ = masterCmd.Process.Kill()
+		_ = masterCmd.Wait()
+		wstest.WaitFor(t, "the Sentinel to promote the replica", func() bool {
+			return strings.Contains(replica.Info(context.Background(), "replication").Val(), "role:master")
+		})
 	})
 }
 
