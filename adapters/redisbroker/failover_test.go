@@ -150,9 +150,10 @@ func TestFailoverLosingWritesSingle(t *testing.T) {
 	bin, err := exec.LookPath("redis-server")
 	wstest.RequireService(t, "redis-server (to run a master and its replica)", err)
 	ports := freePorts(t, 2)
+	dir := t.TempDir() // where the replica writes the master's snapshot
 	start := func(port int, args ...string) (*exec.Cmd, *redis.Client) {
 		cmd := exec.Command(bin, append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no"}, args...)...)
+			"--save", "", "--appendonly", "no", "--dir", dir}, args...)...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -275,9 +276,10 @@ func TestWaitReplicas(t *testing.T) {
 	bin, err := exec.LookPath("redis-server")
 	wstest.RequireService(t, "redis-server (to run a master and its replica)", err)
 	ports := freePorts(t, 2)
+	dir := t.TempDir() // where the replica writes the master's snapshot
 	start := func(port int, args ...string) *redis.Client {
 		cmd := exec.Command(bin, append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no"}, args...)...)
+			"--save", "", "--appendonly", "no", "--dir", dir}, args...)...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
