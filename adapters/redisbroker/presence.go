@@ -178,15 +178,18 @@ return 1
 `)
 
 // join records the session in the user's presence set and reads the user's refusal, in one
-// round trip. The node keeps the entry alive until leave. The node's first join registers it
-// (sweep.go), and a user's first session on the node records the user in the node's users
-// set, in the same pipeline as the join.
+// round trip. The node keeps the entry alive until leave. The node's records (sweep.go) go
+// in the same pipeline: its first join registers it, and a user's first session on the node
+// records the user in the node's users set. Their failure does not fail the join (on Redis
+// Cluster they may be on a shard that is down while the user's is up): the node's next
+// upkeep writes them again, and until then a death of the node would go unreported.
 func (p *presence) join(ctx context.Context, s notify.SessionInfo) (int, time.Time, error) {
-	if err := p.register(ctx, s.Node); err != nil {
-		return 0, time.Time{}, fmt.Errorf("redisbroker: presence join: %w", err)
-	}
 	keys, m := p.names.presenceKeys(s.UserID), member(s)
 	p.mu.Lock()
+	first := p.node == ""
+	if first {
+		p.node = s.Node
+	}
 	set := p.local[s.UserID]
 	var users string // the node's users set, when the user is new on the node
 	if set == nil {
@@ -196,20 +199,23 @@ func (p *presence) join(ctx context.Context, s notify.SessionInfo) (int, time.Ti
 	}
 	set[m] = struct{}{}
 	p.mu.Unlock()
-	args := []any{m, p.ttl.Milliseconds(), p.keyTTL(), s.UserID, p.keyTTL()}
-	var add *callReq
-	var err error
+	var records []*callReq
+	if first {
+		if r, err := p.reads.send(ctx, registerScript, []string{p.names.registry()}, s.Node, p.ttl.Milliseconds()); err == nil {
+			records = append(records, r)
+		}
+	}
 	if users != "" && p.cluster {
-		add, err = p.reads.send(ctx, nodeUserScript, []string{users}, s.UserID, p.keyTTL())
+		if r, err := p.reads.send(ctx, nodeUserScript, []string{users}, s.UserID, p.keyTTL()); err == nil {
+			records = append(records, r)
+		}
 	} else if users != "" {
 		keys = append(keys, users)
 	}
-	var res []any
-	if err == nil {
-		res, err = p.reads.call(ctx, joinScript, keys, args...)
-		if add != nil {
-			_, aerr := p.reads.await(ctx, add)
-			err = errors.Join(err, aerr)
+	res, err := p.reads.call(ctx, joinScript, keys, m, p.ttl.Milliseconds(), p.keyTTL(), s.UserID, p.keyTTL())
+	for _, r := range records {
+		if _, rerr := p.reads.await(ctx, r); rerr != nil {
+			p.log.Debug("notify: redisbroker: the node's records were not written", "err", rerr)
 		}
 	}
 	if err != nil {

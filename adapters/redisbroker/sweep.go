@@ -14,8 +14,8 @@ import (
 // node keeps two records, which the survivors sweep:
 //
 //   - the registry, "<prefix>:{nodes}", a sorted set of the nodes with the time (Redis's clock)
-//     their record expires, PresenceTTL after their last upkeep; a node is registered by its
-//     first join and refreshed by every upkeep;
+//     their record expires, PresenceTTL after their last upkeep; a node is registered in its
+//     first join's pipeline and refreshed by every upkeep;
 //   - the node's users set, "<prefix>:{n:<node>}:u<0|1|2>", the users with sessions on the
 //     node, in three generations: a user's first session on the node adds the user to the
 //     current generation (in the join's pipeline), and every upkeep starts a new generation
@@ -51,26 +51,6 @@ func (n names) registry() string { return n.prefix + ":{nodes}" }
 // nodeUsers is the users set of a node's generation gen (kept modulo 3).
 func (n names) nodeUsers(node string, gen uint64) string {
 	return n.prefix + ":{n:" + node + "}:u" + strconv.FormatUint(gen%3, 10)
-}
-
-// register records the node in the registry on its first join. (Every upkeep then refreshes
-// the record.)
-func (p *presence) register(ctx context.Context, node string) error {
-	p.mu.Lock()
-	known := p.node
-	p.mu.Unlock()
-	if known != "" {
-		return nil
-	}
-	if _, err := p.reads.call(ctx, registerScript, []string{p.names.registry()}, node, p.ttl.Milliseconds()); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	if p.node == "" {
-		p.node = node
-	}
-	p.mu.Unlock()
-	return nil
 }
 
 // unregister removes the node's records, once its sessions have left (the broker closes):
