@@ -87,8 +87,11 @@ type Config struct {
 	// the node of that session. Default none.
 	OnOnline func(userID string)
 	// OnOffline is called when a user's last session anywhere in the cluster ends, once, on
-	// the node of that session. A user whose last session was on a node that died goes offline
-	// without it, once the node's presence entries expire. Default none.
+	// the node of that session. When the user's last sessions were on a node that died, it is
+	// called once their presence entries expire, on one surviving node, if Presence is an
+	// [OfflineWatcher] (adapters/redisbroker's Broker is: within its PresenceTTL and a third of
+	// it after the death); with another Presence such a user goes offline without it. It should
+	// return promptly. Default none.
 	OnOffline func(userID string)
 
 	// Subscriptions returns the topics the application subscribes a session to, given its
@@ -116,10 +119,15 @@ type Config struct {
 	// such as the subscriptions a client renews after a reconnect. Default MaxTopics + 20.
 	MessageBurst int
 
-	// MaxUserSessions is the most sessions one user may have open on this hub (tabs, devices).
-	// An upgrade past it is refused with 429 before it happens: refusing the newest session
-	// rather than closing the oldest keeps a leaking or hostile client from evicting the user's
-	// working tabs, and cannot start a cycle of tabs closing each other. Default 32.
+	// MaxUserSessions is the most sessions one user may have open (tabs, devices): on this hub,
+	// and in the whole cluster as Presence counts them (with adapters/redisbroker, the
+	// sessions of a node that died count until their entries expire). An upgrade past it is
+	// refused with 429 before it happens: refusing the newest session rather than closing the
+	// oldest keeps a leaking or hostile client from evicting the user's working tabs, and
+	// cannot start a cycle of tabs closing each other. Across nodes the count is taken as the
+	// session joins presence, in the same step: two nodes admitting at once cannot overshoot
+	// it, but a session refused there counts until its leave, so one racing it may be refused
+	// too. Default 32.
 	MaxUserSessions int
 	// MaxSessions is the most sessions this hub holds; an upgrade past it is refused with 503
 	// and a Retry-After header. Default 0: no cap but the process's file limit.

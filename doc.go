@@ -48,7 +48,8 @@
 // [Hub.Presence] lists a user's sessions on every hub sharing the broker ([Config.Presence]
 // keeps them for the cluster, as adapters/redisbroker's Broker does; without one it is this
 // hub's); [Hub.LocalSessions] counts this node's only. [Config.OnOnline] and [Config.OnOffline] fire once per cluster-wide
-// transition, on the node where it happened; [Config.OnSessionStart] and [Config.OnSessionEnd]
+// transition, on the node where it happened (for the users of a node that died, on a surviving
+// node, when the Presence is an [OfflineWatcher]); [Config.OnSessionStart] and [Config.OnSessionEnd]
 // once per session, with its identity. [Hub.Disconnect] closes every session of a user on
 // every node with [CloseSignedOut] and can refuse the user's older tokens everywhere ("sign
 // out everywhere"). [Config.Subscriptions] subscribes each session to the topics the application
@@ -74,8 +75,8 @@
 // Whatever a client can make the server keep has a bound. A session may send
 // [Config.MessageBurst] messages at once and [Config.MessageRate] a second after that; past
 // it messages are answered "rate_limited", and a client that keeps on is closed with
-// [CloseRateLimited]. A user may hold [Config.MaxUserSessions] sessions (default 32; the next
-// upgrade gets 429) and the hub [Config.MaxSessions] (503). A session subscribes to at most
+// [CloseRateLimited]. A user may hold [Config.MaxUserSessions] sessions in the cluster (default
+// 32; the next upgrade gets 429) and the hub [Config.MaxSessions] (503). A session subscribes to at most
 // [Config.MaxTopics] topics, and a topic that never had an event costs nothing once its last
 // subscriber leaves. Set the server's ReadHeaderTimeout too, and serve through package shed:
 // a hub cannot bound the requests that never finish their headers.

@@ -78,6 +78,7 @@ func New(cfg Config) (*Hub, error) {
 	if h.presence == nil {
 		h.presence = newLocalPresence(time.Now)
 	}
+	h.watchOffline()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	if err := h.broker.Start(ctx, h.deliver); err != nil {

@@ -21,21 +21,22 @@ func (s *session) subscribeUserAhead(ctx context.Context) {
 }
 
 // joinPresence records the session in presence and returns the time before which the user's
-// tokens are refused, read in the same step. When presence cannot be reached, joined is false
-// and the session goes on, to be turned away with 1013 before its welcome like a session
-// whose stream the broker cannot subscribe (see connected).
-func (s *session) joinPresence(ctx context.Context, node string, kind transportKind) (refusedBefore time.Time, joined bool) {
+// tokens are refused and the user's sessions in the cluster with this one, read in the same
+// step. When presence cannot be reached, joined is false and the session goes on, to be
+// turned away with 1013 before its welcome like a session whose stream the broker cannot
+// subscribe (see connected).
+func (s *session) joinPresence(ctx context.Context, node string, kind transportKind) (refusedBefore time.Time, sessions int, joined bool) {
 	s.info = SessionInfo{ID: s.id, UserID: s.user, Node: node, ConnectedAt: time.Now().Truncate(time.Millisecond),
 		Transport: kind.String()}
 	n, before, err := s.host.joinPresence(ctx, s.info)
 	if err != nil {
 		s.host.metrics().brokerErrors.Add(1)
 		s.joinErr = err
-		return time.Time{}, false
+		return time.Time{}, 0, false
 	}
 	s.held |= heldPresence
 	s.first = n == 1
-	return before, true
+	return before, n, true
 }
 
 // connected starts the session once its transport is up, on the goroutine that will read its
@@ -209,6 +210,11 @@ func (s *session) leavePresence() {
 		if err == nil && removed && s.first && n > 0 {
 			s.cameOnline()
 		}
+		// It was not the first: the user is online (another session reported it), and if the
+		// others left meanwhile, their leaves counted this one, and the report is due here.
+		if err == nil && removed && !s.first && n == 0 {
+			s.wentOffline()
+		}
 		return
 	}
 	stats.present.Add(-1)
@@ -216,10 +222,15 @@ func (s *session) leavePresence() {
 		cfg.OnSessionEnd(s.ident, s.info)
 	}
 	if err == nil && removed && n == 0 {
-		stats.offline.Add(1)
-		if cfg.OnOffline != nil {
-			cfg.OnOffline(s.user)
-		}
+		s.wentOffline()
+	}
+}
+
+// wentOffline counts and reports the user's last session anywhere ending.
+func (s *session) wentOffline() {
+	s.host.metrics().offline.Add(1)
+	if off := s.host.settings().OnOffline; off != nil {
+		off(s.user)
 	}
 }
 

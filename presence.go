@@ -47,6 +47,34 @@ type Presence interface {
 	RefusedBefore(ctx context.Context, userID string) (time.Time, error)
 }
 
+// OfflineWatcher is implemented by a Presence that notices the users whose last sessions
+// ended without a Leave: their node was killed, or lost the Presence for longer than its
+// bound. New gives it the hub's report of a user going offline, so that [Config.OnOffline]
+// fires for those users too (and [Stats] counts them), once per user going offline in the
+// cluster, on one node that watches. adapters/redisbroker's Broker is one.
+type OfflineWatcher interface {
+	// WatchOffline sets the function to call, once per such user going offline, on one of
+	// the nodes that watch (not on each). New calls it once, before any session joins;
+	// offline may be called concurrently and should return promptly.
+	WatchOffline(offline func(userID string))
+}
+
+// watchOffline hands the hub's report of a user going offline to its Presence, if it is an
+// OfflineWatcher.
+func (h *Hub) watchOffline() {
+	if w, ok := h.presence.(OfflineWatcher); ok {
+		w.WatchOffline(h.expiredOffline)
+	}
+}
+
+// expiredOffline counts and reports a user whose last sessions expired.
+func (h *Hub) expiredOffline(userID string) {
+	h.stats.offline.Add(1)
+	if h.cfg.OnOffline != nil {
+		h.cfg.OnOffline(userID)
+	}
+}
+
 // localPresence is the Presence of a hub whose broker keeps none: the hub's own sessions and
 // refusals, in memory. mu guards every field.
 type localPresence struct {

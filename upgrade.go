@@ -56,11 +56,20 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, kind transportKind, s
 	}
 	// The user's token refusal is read in the same step as the join ([Hub.Disconnect]): a
 	// refused token gets 401 with the reason.
-	if before, joined := s.joinPresence(r.Context(), h.node, kind); joined {
+	if before, n, joined := s.joinPresence(r.Context(), h.node, kind); joined {
 		if err := h.refusedBy(id, before); err != nil {
 			s.teardown()
 			h.cfg.Logger.Info("notify: upgrade refused", "remote", r.RemoteAddr, "err", err)
 			h.refuseUpgrade(w, refusalLabel(err), http.StatusUnauthorized, err.Error())
+			return nil, false
+		}
+		// The cap across the cluster: n counts the user's sessions on every node, this one
+		// included, in the step that added it (see Config.MaxUserSessions).
+		if n > h.cfg.MaxUserSessions {
+			s.teardown()
+			h.cfg.Logger.Info("notify: upgrade refused", "remote", r.RemoteAddr, "reason", refusedUserSessions)
+			status, msg := h.admit.answer(refusedUserSessions)
+			h.refuseUpgrade(w, refusedUserSessions, status, msg)
 			return nil, false
 		}
 	}

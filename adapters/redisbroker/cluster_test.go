@@ -433,8 +433,9 @@ func TestCluster(t *testing.T) {
 
 	// Resharding moves alice's slot, and her history with it, to another master: the old one
 	// drops node a's subscription to her channel (an sunsubscribe a did not ask for), and a
-	// subscribes on the new one; her session, which stayed open, goes on in the same epoch.
-	// (Last: the layout changes.)
+	// subscribes on the new one; her session, which stayed open, goes on in a new epoch (her
+	// stream's epoch was minted on another node, which the broker cannot tell from a failover
+	// that lost events: see failover.go). (Last: the layout changes.)
 	t.Run("slot moved", func(t *testing.T) {
 		p := prefix(t)
 		a, b := c.newNode(t, p, nil), c.newNode(t, p, nil)
@@ -456,8 +457,8 @@ func TestCluster(t *testing.T) {
 				t.Fatal(err)
 			}
 			m := expect(t, alice, "after", i)
-			if got := position(t, m); got.Epoch != pos.Epoch || got.Offset != pos.Offset+uint64(i)+1 {
-				t.Fatalf("after %d at %v, want offset %d of epoch %s (the history moved along)", i, got, pos.Offset+uint64(i)+1, pos.Epoch)
+			if got := position(t, m); got.Epoch == pos.Epoch || got.Offset != uint64(i)+1 {
+				t.Fatalf("after %d at %v, want offset %d of a new epoch", i, got, i+1)
 			}
 		}
 	})
@@ -728,8 +729,8 @@ func TestClusterShardRestart(t *testing.T) {
 // automatic failover, after the cluster's node timeout). Node A cannot reach the old master
 // any more; once the cluster's layout names the new one, A moves its subscriptions there and
 // reads from the history what node B sent meanwhile: alice's session, which stayed open, gets
-// every accepted send once, in order, in the same epoch (the replica has her history), and
-// the topic's events come again too.
+// every accepted send once, in order, in a new epoch (the new master cannot tell whether it
+// has all her events: see failover.go), and the topic's events come again too.
 func TestClusterFailover(t *testing.T) {
 	t.Parallel()
 	c := startCluster(t, 1, time.Second)
@@ -760,8 +761,8 @@ func TestClusterFailover(t *testing.T) {
 	}
 	for i := range 10 {
 		m := expect(t, alice, "after", i)
-		if got := position(t, m); got.Epoch != pos.Epoch || got.Offset != pos.Offset+uint64(i)+1 {
-			t.Fatalf("after %d at %v, want offset %d of epoch %s", i, got, pos.Offset+uint64(i)+1, pos.Epoch)
+		if got := position(t, m); got.Epoch == pos.Epoch || got.Offset != uint64(i)+1 {
+			t.Fatalf("after %d at %v, want offset %d of a new epoch", i, got, i+1)
 		}
 	}
 	if _, err := b.hub.Publish(context.Background(), topic, notify.Event{Type: "marker"}); err != nil {

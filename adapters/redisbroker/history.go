@@ -75,19 +75,35 @@ func (rd *reader) wait() { rd.wg.Wait() }
 
 // call runs the script through a reader's pipeline and returns its reply, an array.
 func (rd *reader) call(ctx context.Context, script *redis.Script, keys []string, args ...any) ([]any, error) {
+	r, err := rd.send(ctx, script, keys, args...)
+	if err != nil {
+		return nil, err
+	}
+	return rd.await(ctx, r)
+}
+
+// send queues a script call for a reader's pipeline without waiting for its answer, which
+// await then takes: calls sent one after the other, before either is awaited, usually leave
+// in one pipeline.
+func (rd *reader) send(ctx context.Context, script *redis.Script, keys []string, args ...any) (*callReq, error) {
 	r := callReqs.Get().(*callReq)
 	r.script, r.keys, r.args = script, keys, args
+	var err error
 	select {
 	case rd.q <- r:
+		return r, nil
 	case <-ctx.Done():
-		r.keys, r.args = nil, nil
-		callReqs.Put(r)
-		return nil, ctx.Err()
+		err = ctx.Err()
 	case <-rd.stop:
-		r.keys, r.args = nil, nil
-		callReqs.Put(r)
-		return nil, errClosed
+		err = errClosed
 	}
+	r.keys, r.args = nil, nil
+	callReqs.Put(r)
+	return nil, err
+}
+
+// await waits for the answer to a call send queued.
+func (rd *reader) await(ctx context.Context, r *callReq) ([]any, error) {
 	select {
 	case a := <-r.done:
 		r.keys, r.args = nil, nil
@@ -107,7 +123,11 @@ func (rd *reader) history(ctx context.Context, stream string, after *notify.Posi
 		since = *after
 	}
 	ttl := max(1, int64((rd.historyTTL+time.Second-1)/time.Second))
-	res, err := rd.call(ctx, historyScript, rd.names.keys(stream), notify.NewEpoch(), ttl, since.Epoch, since.Offset)
+	script := historyScript
+	if rd.cluster != nil {
+		script = shardedHistoryScript
+	}
+	res, err := rd.call(ctx, script, rd.names.scriptKeys(stream), notify.NewEpoch(), ttl, since.Epoch, since.Offset)
 	if err != nil {
 		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: %w", err)
 	}
@@ -210,14 +230,19 @@ func (rd *reader) parseHistory(stream string, res []any) (notify.Position, []not
 // gone, and with it the proof that nothing was published.
 // The list holds consecutive offsets, the newest being the position's, so the entries after a
 // position of the same epoch are its last (offset - after) ones: nothing older is read.
-// KEYS: position, history. ARGV: new epoch, position ttl s, after's epoch ("" for none) and
-// offset.
-var historyScript = redis.NewScript(`
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
+// Like the publish script, it starts a new epoch for a stream whose epoch was minted on
+// another server (failover.go); shardedHistoryScript is its variant for Redis Cluster.
+// KEYS: position, history, and on a single Redis the marker. ARGV: new epoch, position ttl s,
+// after's epoch ("" for none) and offset.
+var historyScript, shardedHistoryScript = historyScripts()
+
+func historyScripts() (single, cluster *redis.Script) {
+	s, c := withSID(epochLua + `
+if reset then
+  epoch = newEpoch(ARGV[1])
+  if not pos[1] then
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
+  end
   redis.call('DEL', KEYS[2])
 end
 local offset = redis.call('HGET', KEYS[1], 'offset')
@@ -230,3 +255,5 @@ if ARGV[3] == epoch then
 end
 return {epoch, offset, entries}
 `)
+	return redis.NewScript(s), redis.NewScript(c)
+}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,31 +27,45 @@ import (
 // keys carry the hash tag of the user's stream: on Redis Cluster they share the slot of the
 // user's position, history and channel.
 //
-// A connect costs one round trip (joinScript: the entry added and the refusal read), a
-// disconnect one (leaveScript), and the upkeep one pipelined round trip per PresenceTTL/3 per
-// node, one script call in it per user with sessions on the node.
+// A user goes offline when its set goes from some entries to none, in one script: a leave,
+// a join or leave that prunes expired entries, or the sweep of a dead node (sweep.go). The
+// node whose script saw it reports it, so each going offline is reported once in the
+// cluster. The set itself expires 3 PresenceTTLs after its last write, long after its entries,
+// so that a survivor's sweep finds a dead node's entries still there.
+//
+// A connect costs one round trip (joinScript: the entry added and the refusal read; on Redis
+// Cluster a second script call in the same pipeline records the user in the node's users set
+// when it is the user's first session on the node), a disconnect one (leaveScript), and the
+// upkeep one pipelined round trip per PresenceTTL/3 per node, one script call in it per user
+// with sessions on the node, plus the node's users set and the registry (sweep.go).
 
 // DefaultPresenceTTL is the default of Config.PresenceTTL.
 const DefaultPresenceTTL = 30 * time.Second
 
-// presence keeps the sessions of this node in the users' presence sets, and reads and writes
-// the users' token refusals. mu guards local, and nothing else; the keeper goroutine, started
-// by start, returns once the broker's stop is closed.
+// presence keeps the sessions of this node in the users' presence sets, reads and writes the
+// users' token refusals, and reports the users whose sessions expired (sweep.go). mu guards
+// node, gen and local, and nothing else; offline is set once, before the hub's first join,
+// and read atomically; the keeper goroutine, started by start, returns once the broker's stop
+// is closed.
 type presence struct {
-	client redis.UniversalClient
-	reads  *reader // joins and leaves go through its pipelines
-	names  names
-	ttl    time.Duration
-	log    *slog.Logger
-	stop   <-chan struct{} // the broker's
-	done   chan struct{}   // closed when the keeper has returned
+	client  redis.UniversalClient
+	cluster bool
+	reads   *reader // joins and leaves go through its pipelines
+	names   names
+	ttl     time.Duration
+	log     *slog.Logger
+	stop    <-chan struct{} // the broker's
+	done    chan struct{}   // closed when the keeper has returned
+	offline atomic.Pointer[func(userID string)]
 
 	mu    sync.Mutex
-	local map[string]map[string]struct{} // presence key -> members of this node's sessions
+	node  string                         // the hub's node ID, from its first join: "" before
+	gen   uint64                         // the generation of the node's users set (sweep.go)
+	local map[string]map[string]struct{} // user -> members of this node's sessions
 }
 
 func newPresence(client redis.UniversalClient, reads *reader, n names, ttl time.Duration, log *slog.Logger, stop <-chan struct{}) *presence {
-	return &presence{client: client, reads: reads, names: n, ttl: ttl, log: log, stop: stop,
+	return &presence{client: client, cluster: n.cluster, reads: reads, names: n, ttl: ttl, log: log, stop: stop,
 		done: make(chan struct{}), local: map[string]map[string]struct{}{}}
 }
 
@@ -58,6 +73,16 @@ func (p *presence) start() { go p.keep() }
 
 // wait waits for the keeper, which returns once the broker's stop is closed.
 func (p *presence) wait() { <-p.done }
+
+// keyTTL is how long a presence set outlives its last write: 3 PresenceTTLs (see above).
+func (p *presence) keyTTL() int64 { return 3 * p.ttl.Milliseconds() }
+
+// wentOffline reports a user whose last sessions expired, if the hub asked for it.
+func (p *presence) wentOffline(user string) {
+	if f := p.offline.Load(); f != nil {
+		(*f)(user)
+	}
+}
 
 // member is a session's entry in its user's presence set: "id node ms", and " transport"
 // after them for a transport other than the WebSocket (whose entries stay as nodes of
@@ -90,20 +115,38 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-// KEYS: presence, refusal. ARGV: member, ttl ms. Returns the sessions after the add and the
-// refusal ("" for none).
+// KEYS: presence, refusal, and on a single Redis the node's users set (see sweep.go). ARGV:
+// member, entry ttl ms, key ttl ms, user, users set ttl ms. Returns the sessions after the add,
+// the refusal ("" for none) and 1 when the entries it pruned were the user's last (the user
+// went offline by expiry: the caller reports it).
 var joinScript = redis.NewScript(nowLua + `
+local before = redis.call('ZCARD', KEYS[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local expired = 0
+if before > 0 and redis.call('ZCARD', KEYS[1]) == 0 then
+  expired = 1
+end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {redis.call('ZCARD', KEYS[1]), redis.call('GET', KEYS[2]) or ''}
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if KEYS[3] then
+  redis.call('SADD', KEYS[3], ARGV[4])
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+end
+return {redis.call('ZCARD', KEYS[1]), redis.call('GET', KEYS[2]) or '', expired}
 `)
 
-// KEYS: presence. ARGV: member. Returns the sessions after the removal, and 1 if it removed.
+// KEYS: presence. ARGV: member. Returns the sessions after the removal, 1 if it removed the
+// member, and 1 when it did not but the expired entries it pruned were the user's last.
 var leaveScript = redis.NewScript(nowLua + `
+local before = redis.call('ZCARD', KEYS[1])
 local removed = redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-return {redis.call('ZCARD', KEYS[1]), removed}
+local n = redis.call('ZCARD', KEYS[1])
+local expired = 0
+if removed == 0 and before > 0 and n == 0 then
+  expired = 1
+end
+return {n, removed, expired}
 `)
 
 // KEYS: presence. Returns the live members.
@@ -111,14 +154,14 @@ var sessionsScript = redis.NewScript(nowLua + `
 return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 `)
 
-// KEYS: presence. ARGV: ttl ms, members... Refreshes the members' entries.
+// KEYS: presence. ARGV: entry ttl ms, key ttl ms, members... Refreshes the members' entries.
 var keepScript = redis.NewScript(nowLua + `
 local exp = now + tonumber(ARGV[1])
-for i = 2, #ARGV do
+for i = 3, #ARGV do
   redis.call('ZADD', KEYS[1], exp, ARGV[i])
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return #ARGV - 1
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return #ARGV - 2
 `)
 
 // KEYS: refusal. ARGV: refusal time ms, ttl ms. Keeps the later refusal, for the longer TTL
@@ -135,31 +178,62 @@ return 1
 `)
 
 // join records the session in the user's presence set and reads the user's refusal, in one
-// round trip. The node keeps the entry alive until leave.
+// round trip. The node keeps the entry alive until leave. The node's records (sweep.go) go
+// in the same pipeline: its first join registers it, and a user's first session on the node
+// records the user in the node's users set. Their failure does not fail the join (on Redis
+// Cluster they may be on a shard that is down while the user's is up): the node's next
+// upkeep writes them again, and until then a death of the node would go unreported.
 func (p *presence) join(ctx context.Context, s notify.SessionInfo) (int, time.Time, error) {
 	keys, m := p.names.presenceKeys(s.UserID), member(s)
 	p.mu.Lock()
-	set := p.local[keys[0]]
+	first := p.node == ""
+	if first {
+		p.node = s.Node
+	}
+	set := p.local[s.UserID]
+	var users string // the node's users set, when the user is new on the node
 	if set == nil {
 		set = map[string]struct{}{}
-		p.local[keys[0]] = set
+		p.local[s.UserID] = set
+		users = p.names.nodeUsers(p.node, p.gen)
 	}
 	set[m] = struct{}{}
 	p.mu.Unlock()
-	res, err := p.reads.call(ctx, joinScript, keys, m, p.ttl.Milliseconds())
+	var records []*callReq
+	if first {
+		if r, err := p.reads.send(ctx, registerScript, []string{p.names.registry()}, s.Node, p.ttl.Milliseconds()); err == nil {
+			records = append(records, r)
+		}
+	}
+	if users != "" && p.cluster {
+		if r, err := p.reads.send(ctx, nodeUserScript, []string{users}, s.UserID, p.keyTTL()); err == nil {
+			records = append(records, r)
+		}
+	} else if users != "" {
+		keys = append(keys, users)
+	}
+	res, err := p.reads.call(ctx, joinScript, keys, m, p.ttl.Milliseconds(), p.keyTTL(), s.UserID, p.keyTTL())
+	for _, r := range records {
+		if _, rerr := p.reads.await(ctx, r); rerr != nil {
+			p.log.Debug("notify: redisbroker: the node's records were not written", "err", rerr)
+		}
+	}
 	if err != nil {
-		p.forget(keys[0], m)
+		p.forget(s.UserID, m)
 		return 0, time.Time{}, fmt.Errorf("redisbroker: presence join: %w", err)
 	}
-	if len(res) != 2 {
-		p.forget(keys[0], m)
+	if len(res) != 3 {
+		p.forget(s.UserID, m)
 		return 0, time.Time{}, errors.New("redisbroker: presence join: unexpected reply")
 	}
 	n, _ := res[0].(int64)
 	before, err := parseRefusal(res[1])
 	if err != nil {
-		p.forget(keys[0], m)
+		p.forget(s.UserID, m)
 		return 0, time.Time{}, err
+	}
+	if expired, _ := res[2].(int64); expired == 1 {
+		p.wentOffline(s.UserID) // before the hub reports the user online again
 	}
 	return int(n), before, nil
 }
@@ -177,30 +251,35 @@ func parseRefusal(v any) (time.Time, error) {
 }
 
 // forget stops keeping a member alive.
-func (p *presence) forget(key, m string) {
+func (p *presence) forget(user, m string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if set := p.local[key]; set != nil {
+	if set := p.local[user]; set != nil {
 		delete(set, m)
 		if len(set) == 0 {
-			delete(p.local, key)
+			delete(p.local, user)
 		}
 	}
 }
 
-// leave removes the session from the user's presence set.
+// leave removes the session from the user's presence set. When the session's entry was gone
+// already (it expired) but the leave pruned the user's last expired entries, the user went
+// offline here without the hub knowing: leave reports it.
 func (p *presence) leave(ctx context.Context, s notify.SessionInfo) (int, bool, error) {
 	keys, m := p.names.presenceKeys(s.UserID), member(s)
-	p.forget(keys[0], m)
+	p.forget(s.UserID, m)
 	res, err := p.reads.call(ctx, leaveScript, keys[:1], m)
 	if err != nil {
 		return 0, false, fmt.Errorf("redisbroker: presence leave: %w", err)
 	}
-	if len(res) != 2 {
+	if len(res) != 3 {
 		return 0, false, errors.New("redisbroker: presence leave: unexpected reply")
 	}
 	n, _ := res[0].(int64)
 	removed, _ := res[1].(int64)
+	if expired, _ := res[2].(int64); expired == 1 {
+		p.wentOffline(s.UserID)
+	}
 	return int(n), removed == 1, nil
 }
 
@@ -242,7 +321,8 @@ func (p *presence) refusedBefore(ctx context.Context, userID string) (time.Time,
 	return parseRefusal(v)
 }
 
-// keep refreshes this node's entries every PresenceTTL/3 until the broker closes.
+// keep refreshes this node's entries every PresenceTTL/3 and sweeps the dead nodes, until
+// the broker closes.
 func (p *presence) keep() {
 	defer close(p.done)
 	t := time.NewTicker(p.ttl / 3)
@@ -255,48 +335,65 @@ func (p *presence) keep() {
 			if err := p.refresh(); err != nil {
 				p.log.Warn("notify: redisbroker: presence upkeep failed", "err", err)
 			}
+			if err := p.sweep(); err != nil {
+				p.log.Warn("notify: redisbroker: sweep of dead nodes failed", "err", err)
+			}
 		}
 	}
 }
 
-// keepChunk bounds the script calls of one pipeline of the upkeep.
+// keepChunk bounds the script calls of one pipeline of the upkeep, and the users of one SADD.
 const keepChunk = 500
 
-// refresh refreshes every entry of this node, one script call per user.
+// refresh refreshes every entry of this node, one script call per user, rewrites the node's
+// users set in its next generation and refreshes the node's record in the registry.
 func (p *presence) refresh() error {
 	p.mu.Lock()
 	type user struct {
-		key     string
+		id      string
 		members []any
 	}
 	users := make([]user, 0, len(p.local))
-	for k, set := range p.local {
-		u := user{key: k, members: make([]any, 0, len(set)+1)}
-		u.members = append(u.members, p.ttl.Milliseconds())
+	for id, set := range p.local {
+		u := user{id: id, members: make([]any, 0, len(set)+2)}
+		u.members = append(u.members, p.ttl.Milliseconds(), p.keyTTL())
 		for m := range set {
 			u.members = append(u.members, m)
 		}
 		users = append(users, u)
 	}
+	node := p.node
+	p.gen++
+	gen := p.gen
 	p.mu.Unlock()
-	if len(users) == 0 {
-		return nil
+	if node == "" {
+		return nil // no session joined yet: nothing to keep, and no record
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.ttl/3)
 	defer cancel()
 	if err := keepScript.Load(ctx, p.client).Err(); err != nil {
 		return err
 	}
+	// The generation's set gets every user the node has now; joins from here on add to it
+	// (they read the new generation), and the set of two generations ago goes: see sweep.go.
+	cur := p.names.nodeUsers(node, gen)
+	if err := p.client.Del(ctx, p.names.nodeUsers(node, gen+1)).Err(); err != nil {
+		return err
+	}
 	for len(users) > 0 {
 		n := min(len(users), keepChunk)
 		pipe := p.client.Pipeline()
+		ids := make([]any, 0, n)
 		for _, u := range users[:n] {
-			keepScript.EvalSha(ctx, pipe, []string{u.key}, u.members...)
+			keepScript.EvalSha(ctx, pipe, []string{p.names.presenceKeys(u.id)[0]}, u.members...)
+			ids = append(ids, u.id)
 		}
+		pipe.SAdd(ctx, cur, ids...)
+		pipe.PExpire(ctx, cur, time.Duration(p.keyTTL())*time.Millisecond)
 		if _, err := pipe.Exec(ctx); err != nil {
 			return err
 		}
 		users = users[n:]
 	}
-	return nil
+	return registerScript.Run(ctx, p.client, []string{p.names.registry()}, node, p.ttl.Milliseconds()).Err()
 }

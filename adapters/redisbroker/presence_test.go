@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/gonotify/notify"
 	"github.com/gonotify/notify/adapters/redisbroker"
 	"github.com/gonotify/notify/internal/wstest"
@@ -214,8 +216,37 @@ func TestNodeKilled(t *testing.T) {
 	u, p := redisURL(t), prefix(t)
 	const ttl = 1500 * time.Millisecond
 	a := newNode(t, u, p, nil)
+	cmd := startHelperNode(t, u, p, ttl, "zed", "zed")
+	if s, err := a.hub.Presence(context.Background(), "zed"); err != nil || len(s) != 2 {
+		t.Fatalf("Presence before the kill = %+v, %v; want the helper's two sessions", s, err)
+	}
+	if err := cmd.Process.Kill(); err != nil { // SIGKILL: no cleanup runs
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	for {
+		s, err := a.hub.Presence(context.Background(), "zed")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s) == 0 {
+			break
+		}
+		if time.Since(killed) > ttl+500*time.Millisecond {
+			t.Fatalf("presence still lists %d sessions %v after the kill (PresenceTTL %v)", len(s), time.Since(killed), ttl)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("presence converged %v after the kill (PresenceTTL %v)", time.Since(killed), ttl)
+}
+
+// startHelperNode runs TestHelperNode in a process of its own, a node on the Redis at url
+// (or "cluster:" and the addresses of a Redis Cluster) with a session for each of users, and returns once the sessions are welcomed. The test
+// kills it (SIGKILL, as kill -9), or its cleanup does.
+func startHelperNode(t *testing.T, url, prefix string, ttl time.Duration, users ...string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperNode$")
-	cmd.Env = append(os.Environ(), "NOTIFY_HELPER_NODE="+u+" "+p+" "+ttl.String())
+	cmd.Env = append(os.Environ(), "NOTIFY_HELPER_NODE="+url+" "+prefix+" "+ttl.String()+" "+strings.Join(users, ","))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -245,48 +276,35 @@ func TestNodeKilled(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("helper node not ready")
 	}
-	if s, err := a.hub.Presence(context.Background(), "zed"); err != nil || len(s) != 2 {
-		t.Fatalf("Presence before the kill = %+v, %v; want the helper's two sessions", s, err)
-	}
-	if err := cmd.Process.Kill(); err != nil { // SIGKILL: no cleanup runs
-		t.Fatal(err)
-	}
-	killed := time.Now()
-	for {
-		s, err := a.hub.Presence(context.Background(), "zed")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(s) == 0 {
-			break
-		}
-		if time.Since(killed) > ttl+500*time.Millisecond {
-			t.Fatalf("presence still lists %d sessions %v after the kill (PresenceTTL %v)", len(s), time.Since(killed), ttl)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Logf("presence converged %v after the kill (PresenceTTL %v)", time.Since(killed), ttl)
+	return cmd
 }
 
-// TestHelperNode is the node TestNodeKilled runs in a process of its own and kills: two
-// sessions of "zed", then it waits to be killed.
+// TestHelperNode is the node startHelperNode runs in a process of its own and a test kills: a
+// session for each user it is given, then it waits to be killed.
 func TestHelperNode(t *testing.T) {
 	env := os.Getenv("NOTIFY_HELPER_NODE")
 	if env == "" {
-		t.Skip("run by TestNodeKilled only")
+		t.Skip("run by startHelperNode only")
 	}
 	f := strings.Fields(env)
 	ttl, err := time.ParseDuration(f[2])
 	if err != nil {
 		t.Fatal(err)
 	}
-	br, err := redisbroker.New(redisbroker.Config{URL: f[0], Prefix: f[1], PresenceTTL: ttl})
+	cfg := redisbroker.Config{URL: f[0], Prefix: f[1], PresenceTTL: ttl}
+	if addrs, ok := strings.CutPrefix(f[0], "cluster:"); ok {
+		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ",")})
+		t.Cleanup(func() { cc.Close() })
+		cfg.URL, cfg.Client = "", cc
+	}
+	br, err := redisbroker.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := startNode(t, br, nil)
-	n.dial(t, "zed", nil)
-	n.dial(t, "zed", nil)
+	for _, user := range strings.Split(f[3], ",") {
+		n.dial(t, user, nil)
+	}
 	fmt.Println("ready")
 	select {} // until killed
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +43,10 @@ type publisher struct {
 	script      *redis.Script // publishScript, or shardedPublishScript on a cluster
 	historySize int
 	historyTTL  time.Duration
+	// waitReplicas, when not 0, is how many replicas each pipeline's WAIT asks for, within
+	// waitTimeout.
+	waitReplicas int
+	waitTimeout  time.Duration
 
 	q    chan *pubReq    // sends waiting for a pipeline
 	stop <-chan struct{} // the broker's
@@ -166,16 +171,27 @@ func drain[T any](stop <-chan struct{}, q chan T, run func([]T), fail func(T)) {
 func (p *publisher) publishBatch(batch []*pubReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	cmds := p.pipeline(ctx, batch)
+	cmds, wait := p.pipeline(ctx, batch)
 	if noScript(cmds) {
 		if err := p.script.Load(ctx, p.client).Err(); err == nil {
-			cmds = p.pipeline(ctx, batch)
+			cmds, wait = p.pipeline(ctx, batch)
+		}
+	}
+	var unreplicated error // the sends' writes reached fewer replicas than asked
+	if wait != nil {
+		if n, err := wait.Int64(); err != nil {
+			unreplicated = fmt.Errorf("%w: WAIT: %w", ErrNotReplicated, err)
+		} else if int(n) < p.waitReplicas {
+			unreplicated = fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, n, p.waitReplicas, p.waitTimeout)
 		}
 	}
 	failed := false
 	for i, r := range batch {
 		a := answer(cmds[i], r.ephemeral)
 		failed = failed || a.err != nil
+		if a.err == nil && !r.ephemeral && unreplicated != nil {
+			a = pubAns{err: unreplicated}
+		}
 		r.done <- a
 	}
 	if failed && p.cluster != nil {
@@ -185,7 +201,8 @@ func (p *publisher) publishBatch(batch []*pubReq) {
 	}
 }
 
-func (p *publisher) pipeline(ctx context.Context, batch []*pubReq) []redis.Cmder {
+// pipeline sends the batch, and with waitReplicas set a WAIT after it when the batch wrote.
+func (p *publisher) pipeline(ctx context.Context, batch []*pubReq) ([]redis.Cmder, *redis.Cmd) {
 	pipe := p.client.Pipeline()
 	cmds := make([]redis.Cmder, len(batch))
 	now := time.Now().UnixMilli()
@@ -198,12 +215,16 @@ func (p *publisher) pipeline(ctx context.Context, batch []*pubReq) []redis.Cmder
 			}
 			continue
 		}
-		cmds[i] = p.script.EvalSha(ctx, pipe, p.names.keys(r.stream), p.names.channel(r.stream), r.payload,
+		cmds[i] = p.script.EvalSha(ctx, pipe, p.names.scriptKeys(r.stream), p.names.channel(r.stream), r.payload,
 			p.historySize, p.historyTTL.Milliseconds(), int64(notify.StreamRetention/time.Second),
 			notify.NewEpoch(), now)
 	}
+	var wait *redis.Cmd
+	if p.waitReplicas > 0 && slices.ContainsFunc(batch, func(r *pubReq) bool { return !r.ephemeral }) {
+		wait = pipe.Do(ctx, "WAIT", p.waitReplicas, p.waitTimeout.Milliseconds())
+	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
-	return cmds
+	return cmds, wait
 }
 
 // answer reads a send's reply: PUBLISH's count for an ephemeral send, and the publish script's
@@ -240,19 +261,19 @@ func noScript(cmds []redis.Cmder) bool {
 
 // publishScript assigns the next offset, appends to the history and publishes, atomically,
 // and returns the event's position and PUBLISH's count of the nodes subscribed to the stream;
-// shardedPublishScript is the same with SPUBLISH, for Redis Cluster, where the channel is in
-// the keys' slot (see names.channel).
-// KEYS: position, history. ARGV: channel, payload, size, ttl ms, position ttl s, new epoch, now ms.
+// shardedPublishScript is the same with SPUBLISH and the node's ID, for Redis Cluster, where
+// the channel is in the keys' slot (see names.channel). Both start a new epoch for a stream
+// whose epoch was minted on another server (failover.go).
+// KEYS: position, history, and on a single Redis the marker. ARGV: channel, payload, size,
+// ttl ms, position ttl s, new epoch, now ms.
 var (
-	publishScript        = redis.NewScript(publishLua)
-	shardedPublishScript = redis.NewScript(strings.Replace(publishLua, "'PUBLISH'", "'SPUBLISH'", 1))
+	publishScript        = redis.NewScript(publishSingle)
+	shardedPublishScript = redis.NewScript(strings.Replace(publishCluster, "'PUBLISH'", "'SPUBLISH'", 1))
 )
 
-const publishLua = `
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[6]
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+var publishSingle, publishCluster = withSID(epochLua + `
+if reset then
+  epoch = newEpoch(ARGV[6])
   redis.call('DEL', KEYS[2])
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
@@ -262,4 +283,4 @@ redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 local receivers = redis.call('PUBLISH', ARGV[1], offset .. ' ' .. epoch .. ' ' .. ARGV[2])
 return {offset, epoch, receivers}
-`
+`)

@@ -24,6 +24,16 @@
 // connection per shard it has streams on. While a shard is unreachable, the streams on it
 // behave as all do while a single Redis is; when it is back, or its replica has taken over, the
 // broker subscribes there again and catches up from the history.
+//
+// A failover never hands out a lost event's offset again: each stream's position records the
+// server its epoch was minted on, and the first send or history read a new master serves for a
+// stream starts a new epoch, so its clients are told recovered:false (see failover.go for
+// how the server is told apart, on Redis Cluster and on a single Redis behind Sentinel).
+//
+// The broker reports, through [notify.Config.OnOffline] on one surviving node, the users of a
+// node killed without closing its sessions, once their entries expire ([Broker.WatchOffline]);
+// and its presence counts a user's sessions on every node, which [notify.Config.MaxUserSessions]
+// caps.
 package redisbroker
 
 import (
@@ -46,7 +56,10 @@ type Config struct {
 	// redis.ParseURL). Used when Client is nil.
 	URL string
 	// Client, when set, is used instead of URL: a *redis.Client, a Sentinel-backed failover
-	// client or a *redis.ClusterClient. The broker does not close it. With a
+	// client or a *redis.ClusterClient. The broker does not close it. New adds to a
+	// *redis.Client's OnConnect (after the one it has) a script that records the server's
+	// replication ID, which tells the broker a failover happened: create the broker before
+	// the client is in use elsewhere. With a
 	// *redis.ClusterClient the broker uses sharded pub/sub (SPUBLISH, SSUBSCRIBE), which needs
 	// Redis 7 or later: a stream's channel, position and history share one slot, so a send
 	// touches one shard, and a node keeps one subscriber connection per shard.
@@ -63,9 +76,28 @@ type Config struct {
 	// in presence ([notify.Hub.Presence]): each node refreshes its sessions' entries every
 	// PresenceTTL/3. Default 30s (DefaultPresenceTTL).
 	PresenceTTL time.Duration
+	// WaitReplicas is how many replicas must acknowledge a send's write before Publish
+	// returns: each pipeline of sends ends with a Redis WAIT, so that an acknowledged send
+	// survives a failover. A send whose write fewer replicas acknowledged within WaitTimeout
+	// returns an error wrapping ErrNotReplicated; it is stored and was delivered all the same,
+	// but a failover may lose it. The cost: each pipeline waits for the replicas' round trip
+	// (the sends of a pipeline share one wait), and Redis runs one more command per pipeline.
+	// Default 0: no wait. Not available on Redis Cluster, where New refuses it.
+	WaitReplicas int
+	// WaitTimeout bounds a pipeline's WAIT, when WaitReplicas is set. Default 1s; at most 2s,
+	// and it must stay below the client's ReadTimeout (3s by default), which bounds the
+	// pipeline's reply.
+	WaitTimeout time.Duration
 	// Logger receives the broker's logs. Default: none.
 	Logger *slog.Logger
 }
+
+// ErrNotReplicated is the error of a send whose write fewer than Config.WaitReplicas replicas
+// acknowledged within Config.WaitTimeout.
+var ErrNotReplicated = errors.New("write not acknowledged by enough replicas")
+
+// maxWaitTimeout is the longest WaitTimeout: below go-redis's default ReadTimeout.
+const maxWaitTimeout = 2 * time.Second
 
 // check refuses negative sizes and durations.
 func (c *Config) check() error {
@@ -76,10 +108,15 @@ func (c *Config) check() error {
 		{"HistorySize", int64(c.HistorySize)},
 		{"HistoryTTL", int64(c.HistoryTTL)},
 		{"PresenceTTL", int64(c.PresenceTTL)},
+		{"WaitReplicas", int64(c.WaitReplicas)},
+		{"WaitTimeout", int64(c.WaitTimeout)},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("%w: redisbroker: %s is negative", notify.ErrConfig, f.name)
 		}
+	}
+	if c.WaitTimeout > maxWaitTimeout {
+		return fmt.Errorf("%w: redisbroker: WaitTimeout is over %v", notify.ErrConfig, maxWaitTimeout)
 	}
 	return nil
 }
@@ -124,8 +161,9 @@ type Broker struct {
 }
 
 var (
-	_ notify.Broker   = (*Broker)(nil)
-	_ notify.Presence = (*Broker)(nil)
+	_ notify.Broker         = (*Broker)(nil)
+	_ notify.Presence       = (*Broker)(nil)
+	_ notify.OfflineWatcher = (*Broker)(nil)
 )
 
 // New returns a broker on the Redis of cfg.URL or cfg.Client. It does not contact Redis
@@ -152,6 +190,12 @@ func New(cfg Config) (*Broker, error) {
 	if b.cluster != nil && strings.ContainsAny(cfg.Prefix, "{}") {
 		return nil, errors.New("notify: redisbroker: with Redis Cluster, Prefix cannot contain '{' or '}'")
 	}
+	if b.cluster != nil && cfg.WaitReplicas > 0 {
+		return nil, fmt.Errorf("%w: redisbroker: WaitReplicas is not available on Redis Cluster", notify.ErrConfig)
+	}
+	if cfg.WaitTimeout == 0 {
+		cfg.WaitTimeout = time.Second
+	}
 	if cfg.HistorySize == 0 {
 		cfg.HistorySize = notify.DefaultHistorySize
 	}
@@ -165,8 +209,13 @@ func New(cfg Config) (*Broker, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	n := names{prefix: cfg.Prefix, cluster: b.cluster != nil}
+	if c, ok := b.client.(*redis.Client); ok {
+		guardConnections(c, n.markerKey()) // see failover.go
+		n.marker = true
+	}
 	b.reads = newReader(b.client, b.cluster, n, cfg.HistoryTTL, cfg.Logger, b.stop)
 	b.pub = newPublisher(b.client, b.cluster, n, cfg.HistorySize, cfg.HistoryTTL, b.stop)
+	b.pub.waitReplicas, b.pub.waitTimeout = cfg.WaitReplicas, cfg.WaitTimeout
 	b.sub = newSubscriber(b.client, b.cluster, n, b.reads.history, cfg.Logger, b.stop)
 	b.pres = newPresence(b.client, b.reads, n, cfg.PresenceTTL, cfg.Logger, b.stop)
 	return b, nil
@@ -176,6 +225,7 @@ func New(cfg Config) (*Broker, error) {
 type names struct {
 	prefix  string
 	cluster bool
+	marker  bool // a single Redis whose replication ID the broker copies into its marker
 }
 
 // channel is a stream's pub/sub channel: "<prefix>:c:<stream>" on a single Redis, and on a
@@ -224,6 +274,11 @@ func (b *Broker) Start(ctx context.Context, deliver func(notify.Message)) error 
 	}
 	if b.cluster != nil {
 		if err := b.cluster.ForEachMaster(ctx, checkSharded); err != nil {
+			return fmt.Errorf("redisbroker: %w", err)
+		}
+	}
+	if b.pub.names.marker { // for the connections opened before New's hook (failover.go)
+		if err := guardScript.Run(ctx, b.client, []string{b.pub.names.markerKey()}).Err(); err != nil {
 			return fmt.Errorf("redisbroker: %w", err)
 		}
 	}
@@ -286,6 +341,15 @@ func (b *Broker) Leave(ctx context.Context, s notify.SessionInfo) (int, bool, er
 	return b.pres.leave(ctx, s)
 }
 
+// WatchOffline sets the function the broker calls for each user whose last sessions ended
+// without a Leave ([notify.OfflineWatcher]): the sessions of a node killed without closing them,
+// once their node's record in Redis expires (PresenceTTL after its last upkeep; a survivor
+// notices within PresenceTTL/3 more), on one surviving node. The hub calls it from New; the
+// calls come from the broker's presence goroutine, or from a Join or Leave that found the
+// user's last entries expired, and stop when the broker is closed. Without it, those users
+// are not reported.
+func (b *Broker) WatchOffline(offline func(userID string)) { b.pres.offline.Store(&offline) }
+
 // Sessions returns the user's sessions whose entries have not expired, oldest first.
 func (b *Broker) Sessions(ctx context.Context, userID string) ([]notify.SessionInfo, error) {
 	return b.pres.sessions(ctx, userID)
@@ -309,7 +373,8 @@ func (b *Broker) Stats() Stats { return b.sub.stats() }
 // promnotify.NewBrokerCollector exports it.
 func (b *Broker) Reconnects() uint64 { return b.sub.reconnects.Load() }
 
-// Close stops receiving, waits for every owner's goroutines and closes the Redis client the
+// Close stops receiving, waits for every owner's goroutines, removes this node's records
+// from the registry of nodes (within a second; see sweep.go) and closes the Redis client the
 // broker created.
 func (b *Broker) Close() error {
 	select {
@@ -324,6 +389,7 @@ func (b *Broker) Close() error {
 		b.pub.wait()
 		b.reads.wait()
 		b.pres.wait()
+		b.pres.unregister()
 	}
 	if b.own {
 		if e := b.client.Close(); e != nil && err == nil {
