@@ -79,7 +79,7 @@ func withSID(lua string) (single, cluster string) {
 	return strings.Replace(lua, sidPlaceholder, singleSID, 1), strings.Replace(lua, sidPlaceholder, clusterSID, 1)
 }
 
-// scriptKeys returns a stream's keys for the publish and history scripts: the position and
+// scriptKeys returns a stream's keys for the history script: the position and
 // the history, then the marker when the broker keeps one.
 func (n names) scriptKeys(stream string) []string {
 	k := n.keys(stream)

@@ -186,8 +186,10 @@ func (p *publisher) publishBatch(batch []*pubReq) {
 		}
 	}
 	failed := false
+	part := map[redis.Cmder]int{} // the sends of each call answered so far
 	for i, r := range batch {
-		a := answer(cmds[i], r.ephemeral)
+		a := answer(cmds[i], r.ephemeral, part[cmds[i]])
+		part[cmds[i]]++
 		failed = failed || a.err != nil
 		if a.err == nil && !r.ephemeral && unreplicated != nil {
 			a = pubAns{err: unreplicated}
@@ -201,11 +203,25 @@ func (p *publisher) publishBatch(batch []*pubReq) {
 	}
 }
 
-// pipeline sends the batch, and with waitReplicas set a WAIT after it when the batch wrote.
+// pipeline sends the batch, and with waitReplicas set a WAIT after it when the batch wrote. On
+// a single Redis the batch's durable sends go in one call of the publish script, which serves
+// them in turn (cmds holds that call for each of them: answers reads each one's part); on a
+// cluster, where one call's keys share a slot, each send is a call of its own.
 func (p *publisher) pipeline(ctx context.Context, batch []*pubReq) ([]redis.Cmder, *redis.Cmd) {
 	pipe := p.client.Pipeline()
 	cmds := make([]redis.Cmder, len(batch))
 	now := time.Now().UnixMilli()
+	var keys []string
+	var args []any
+	start := func() {
+		keys, args = keys[:0], args[:0]
+		if p.cluster == nil && p.names.marker {
+			keys = append(keys, p.names.markerKey())
+		}
+		args = append(args, p.historySize, p.historyTTL.Milliseconds(), int64(notify.StreamRetention/time.Second),
+			now, notify.NewEpoch(), renewEvery(p.historyTTL).Milliseconds(), len(keys))
+	}
+	var shared *redis.Cmd // the single Redis's one call
 	for i, r := range batch {
 		if r.ephemeral {
 			if p.cluster != nil {
@@ -215,9 +231,27 @@ func (p *publisher) pipeline(ctx context.Context, batch []*pubReq) ([]redis.Cmde
 			}
 			continue
 		}
-		cmds[i] = p.script.EvalSha(ctx, pipe, p.names.scriptKeys(r.stream), p.names.channel(r.stream), r.payload,
-			p.historySize, p.historyTTL.Milliseconds(), int64(notify.StreamRetention/time.Second),
-			notify.NewEpoch(), now)
+		if p.cluster != nil || shared == nil {
+			start()
+		}
+		keys = append(keys, p.names.keys(r.stream)...)
+		args = append(args, p.names.channel(r.stream), r.payload)
+		if p.cluster != nil {
+			cmds[i] = p.script.EvalSha(ctx, pipe, slices.Clone(keys), slices.Clone(args)...)
+			continue
+		}
+		if shared == nil {
+			shared = &redis.Cmd{} // a placeholder until the call is made, below
+		}
+		cmds[i] = shared
+	}
+	if shared != nil {
+		call := p.script.EvalSha(ctx, pipe, keys, args...)
+		for i, c := range cmds {
+			if c == shared {
+				cmds[i] = call
+			}
+		}
 	}
 	var wait *redis.Cmd
 	if p.waitReplicas > 0 && slices.ContainsFunc(batch, func(r *pubReq) bool { return !r.ephemeral }) {
@@ -227,9 +261,18 @@ func (p *publisher) pipeline(ctx context.Context, batch []*pubReq) ([]redis.Cmde
 	return cmds, wait
 }
 
-// answer reads a send's reply: PUBLISH's count for an ephemeral send, and the publish script's
-// {offset, epoch, receivers} for the others.
-func answer(c redis.Cmder, ephemeral bool) pubAns {
+// renewEvery is how often a busy stream's keys get their TTLs renewed: the publish script
+// renews them on a stream's first event and then when this long has passed since the last
+// renewal, not on every event, with this much added to each TTL so that nothing expires
+// sooner than the TTL after the stream's last event (the history may live this much longer).
+func renewEvery(historyTTL time.Duration) time.Duration {
+	return max(historyTTL/10, time.Second)
+}
+
+// answer reads a send's reply: PUBLISH's count for an ephemeral send, and its part of the
+// publish script's reply for the others: {offset, epoch, receivers} for each send of the call,
+// in turn (k counts the sends of c read so far), or {-1, error} for a send that failed in it.
+func answer(c redis.Cmder, ephemeral bool, k int) pubAns {
 	if ephemeral {
 		n, err := c.(*redis.IntCmd).Result()
 		return pubAns{nodes: int(n), err: err}
@@ -238,14 +281,18 @@ func answer(c redis.Cmder, ephemeral bool) pubAns {
 	if err != nil {
 		return pubAns{err: err}
 	}
-	if len(res) != 3 {
+	if len(res) < 3*(k+1) {
 		return pubAns{err: errUnexpected}
 	}
+	res = res[3*k : 3*k+3]
 	offset, ok1 := res[0].(int64)
 	epoch, ok2 := res[1].(string)
 	receivers, ok3 := res[2].(int64)
-	if !ok1 || !ok2 || !ok3 {
+	switch {
+	case !ok1 || !ok2 || !ok3:
 		return pubAns{err: errUnexpected}
+	case offset < 0:
+		return pubAns{err: errors.New(epoch)}
 	}
 	return pubAns{pos: notify.Position{Offset: uint64(offset), Epoch: epoch}, nodes: int(receivers)}
 }
@@ -259,28 +306,75 @@ func noScript(cmds []redis.Cmder) bool {
 	return false
 }
 
-// publishScript assigns the next offset, appends to the history and publishes, atomically,
-// and returns the event's position and PUBLISH's count of the nodes subscribed to the stream;
-// shardedPublishScript is the same with SPUBLISH and the node's ID, for Redis Cluster, where
-// the channel is in the keys' slot (see names.channel). Both start a new epoch for a stream
-// whose epoch was minted on another server (failover.go).
-// KEYS: position, history, and on a single Redis the marker. ARGV: channel, payload, size,
-// ttl ms, position ttl s, new epoch, now ms.
+// publishScript serves a batch of sends, each atomically: it assigns the stream's next
+// offset, appends the event to the history and publishes it, and returns for each
+// {offset, epoch, receivers} (PUBLISH's count of the nodes subscribed to the stream), or
+// {-1, error} for a send that failed. shardedPublishScript is the same with SPUBLISH and the
+// node's ID, for Redis Cluster, where the channel is in the keys' slot (see names.channel)
+// and a call serves one send. Both start a new epoch for a stream whose epoch was minted on
+// another server (failover.go).
+//
+// Redis's CPU per send is the script's calls: four for most sends (HMGET, HINCRBY, RPUSH,
+// PUBLISH). The history is trimmed only once it holds more than its size, and the keys' TTLs
+// are renewed on a stream's first event and then every renewEvery, recorded in the position's
+// "renew" field (Redis's own clock, read once per call), not by an EXPIRE per send.
+//
+// KEYS: on a single Redis the marker when there is one, then each send's position and history.
+// ARGV: size, history ttl ms, position ttl s, now ms (the entries' time, the node's clock),
+// new epoch, renewal period ms, how many keys precede the sends', then each send's channel and
+// payload.
 var (
-	publishScript        = redis.NewScript(publishSingle)
-	shardedPublishScript = redis.NewScript(strings.Replace(publishCluster, "'PUBLISH'", "'SPUBLISH'", 1))
+	publishScript        = redis.NewScript(strings.Replace(publishLua, sidPlaceholder, batchSingleSID, 1))
+	shardedPublishScript = redis.NewScript(strings.Replace(strings.Replace(publishLua, "'PUBLISH'", "'SPUBLISH'", 1), sidPlaceholder, clusterSID, 1))
 )
 
-var publishSingle, publishCluster = withSID(epochLua + `
-if reset then
-  epoch = newEpoch(ARGV[6])
-  redis.call('DEL', KEYS[2])
+// batchSingleSID reads the single Redis's marker, the publish script's first key when there is
+// one (false, no check, when not).
+const batchSingleSID = "(ARGV[7] == '1' and redis.call('GET', KEYS[1]))"
+
+const publishLua = `
+local sid = ` + sidPlaceholder + `
+local size, httl, pttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, newEpoch, period, k0 = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local t = redis.call('TIME')
+local clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function one(kp, kh, channel, payload)
+  local pos = redis.call('HMGET', kp, 'epoch', 'sid', 'renew')
+  local epoch = pos[1]
+  local reset = not epoch or (sid and pos[2] and pos[2] ~= sid)
+  if reset then
+    epoch = newEpoch
+    if sid then
+      redis.call('HSET', kp, 'epoch', epoch, 'offset', 0, 'sid', sid)
+    else
+      redis.call('HSET', kp, 'epoch', epoch, 'offset', 0)
+    end
+    redis.call('DEL', kh)
+  elseif sid and not pos[2] then
+    redis.call('HSET', kp, 'sid', sid)
+  end
+  local offset = redis.call('HINCRBY', kp, 'offset', 1)
+  local len = redis.call('RPUSH', kh, offset .. ' ' .. now .. ' ' .. payload)
+  if len > size then
+    redis.call('LTRIM', kh, -size, -1)
+  end
+  if reset or len == 1 or not pos[3] or clock >= tonumber(pos[3]) then
+    redis.call('HSET', kp, 'renew', clock + period)
+    redis.call('EXPIRE', kp, pttl + math.ceil(period / 1000))
+    redis.call('PEXPIRE', kh, httl + period)
+  end
+  local receivers = redis.call('PUBLISH', channel, offset .. ' ' .. epoch .. ' ' .. payload)
+  return {offset, epoch, receivers}
 end
-local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('RPUSH', KEYS[2], offset .. ' ' .. ARGV[7] .. ' ' .. ARGV[2])
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-local receivers = redis.call('PUBLISH', ARGV[1], offset .. ' ' .. epoch .. ' ' .. ARGV[2])
-return {offset, epoch, receivers}
-`)
+local out = {}
+for i = 1, (#ARGV - 7) / 2 do
+  local ok, r = pcall(one, KEYS[k0 + 2 * i - 1], KEYS[k0 + 2 * i], ARGV[6 + 2 * i], ARGV[7 + 2 * i])
+  if not ok then
+    r = {-1, type(r) == 'table' and r.err or tostring(r), 0}
+  end
+  out[#out + 1] = r[1]
+  out[#out + 1] = r[2]
+  out[#out + 1] = r[3]
+end
+return out
+`
