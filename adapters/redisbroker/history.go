@@ -147,23 +147,23 @@ func (rd *reader) run() {
 func (rd *reader) callBatch(batch []*callReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	cmds := rd.pipeline(ctx, batch)
+	cmds, place, scripts := rd.pipeline(ctx, batch)
 	if noScript(cmds) {
 		loaded := true
 		seen := map[*redis.Script]bool{}
-		for _, r := range batch {
-			if !seen[r.script] {
-				seen[r.script] = true
-				loaded = loaded && r.script.Load(ctx, rd.client).Err() == nil
+		for _, s := range scripts {
+			if !seen[s] {
+				seen[s] = true
+				loaded = loaded && s.Load(ctx, rd.client).Err() == nil
 			}
 		}
 		if loaded {
-			cmds = rd.pipeline(ctx, batch)
+			cmds, place, _ = rd.pipeline(ctx, batch)
 		}
 	}
 	failed := false
 	for i, r := range batch {
-		res, err := cmds[i].(*redis.Cmd).Slice()
+		res, err := reply(cmds[i], place[i])
 		failed = failed || err != nil
 		r.done <- callAns{res: res, err: err}
 	}
@@ -172,14 +172,11 @@ func (rd *reader) callBatch(batch []*callReq) {
 	}
 }
 
-func (rd *reader) pipeline(ctx context.Context, batch []*callReq) []redis.Cmder {
+func (rd *reader) pipeline(ctx context.Context, batch []*callReq) ([]redis.Cmder, []int, []*redis.Script) {
 	pipe := rd.client.Pipeline()
-	cmds := make([]redis.Cmder, len(batch))
-	for i, r := range batch {
-		cmds[i] = r.script.EvalSha(ctx, pipe, r.keys, r.args...)
-	}
+	cmds, place, scripts := rd.combine(ctx, pipe, batch)
 	_, _ = pipe.Exec(ctx) // each command carries its own error
-	return cmds
+	return cmds, place, scripts
 }
 
 // parseHistory reads historyScript's reply: the position and the entries within the TTL. A
@@ -255,5 +252,5 @@ if ARGV[3] == epoch then
 end
 return {epoch, offset, entries}
 `)
-	return redis.NewScript(s), redis.NewScript(c)
+	return combinable(s), redis.NewScript(c)
 }

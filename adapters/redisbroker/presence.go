@@ -119,7 +119,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 // member, entry ttl ms, key ttl ms, user, users set ttl ms. Returns the sessions after the add,
 // the refusal ("" for none) and 1 when the entries it pruned were the user's last (the user
 // went offline by expiry: the caller reports it).
-var joinScript = redis.NewScript(nowLua + `
+var joinScript = combinable(nowLua + `
 local before = redis.call('ZCARD', KEYS[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local expired = 0
@@ -137,7 +137,7 @@ return {redis.call('ZCARD', KEYS[1]), redis.call('GET', KEYS[2]) or '', expired}
 
 // KEYS: presence. ARGV: member. Returns the sessions after the removal, 1 if it removed the
 // member, and 1 when it did not but the expired entries it pruned were the user's last.
-var leaveScript = redis.NewScript(nowLua + `
+var leaveScript = combinable(nowLua + `
 local before = redis.call('ZCARD', KEYS[1])
 local removed = redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)

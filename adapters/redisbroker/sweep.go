@@ -119,7 +119,7 @@ func (p *presence) sweepNode(ctx context.Context, node string) error {
 
 // KEYS: registry. ARGV: node, ttl ms. Records the node as alive for ttl. (Its reply is an
 // array, as the reader's calls want.)
-var registerScript = redis.NewScript(nowLua + `
+var registerScript = combinable(nowLua + `
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return {1}
 `)
