@@ -6,7 +6,6 @@ import (
 	"encoding/base32"
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/gonotify/notify/internal/wire"
@@ -154,24 +153,21 @@ func (e *excepted) frameFor(s *session) []byte {
 }
 
 // skipFrame returns the frame that takes an event's place for the session left out: its
-// position and ID.
+// position first, as an event's (so that the event-stream transport gives it its id), then
+// op "skip" and the event's ID.
 func skipFrame(m Message) []byte {
 	var ev struct {
 		ID string `json:"id"`
 	}
 	_ = json.Unmarshal(m.Payload, &ev) // the hub's own encoding
-	b := make([]byte, 0, 64+len(ev.ID)+len(m.Epoch)+len(m.Stream))
+	b := make([]byte, 0, 32+len(ev.ID)+len(m.Stream))
 	b = append(b, `{"op":"skip","id":`...)
 	b = wire.AppendString(b, ev.ID)
 	if topic, ok := wire.TopicOf(m.Stream); ok {
 		b = append(b, `,"topic":`...)
 		b = wire.AppendString(b, topic)
 	}
-	b = append(b, `,"offset":`...)
-	b = strconv.AppendUint(b, m.Offset, 10)
-	b = append(b, `,"epoch":`...)
-	b = wire.AppendString(b, m.Epoch)
-	return append(b, '}')
+	return wire.WithPosition(append(b, '}'), m.Offset, m.Epoch)
 }
 
 // exceptHistory filters a stream's history for session s as deliver filters live messages:
