@@ -436,7 +436,10 @@ export interface Inbox {
   readonly current: InboxCounts | null;
   /**
    * Calls fn whenever the counts are known anew: fetched when the connection is established
-   * (change null) or pushed by a change in any tab or device. Returns a function that removes fn.
+   * (change null) or pushed by a change in any tab or device. A change this page makes while
+   * connected comes from the request's answer (change with the IDs asked for): the server
+   * leaves the page out of the change's live event, which on("inbox") therefore does not get.
+   * Returns a function that removes fn.
    */
   onChange(fn: (update: { counts: InboxCounts; change: InboxChange | null }) => void): () => void;
   /**

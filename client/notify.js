@@ -1299,12 +1299,19 @@ class Inbox {
   async #change(op, ids, { signal } = {}) {
     const body = op === "read-all" ? undefined : { ids: Array.isArray(ids) ? ids : [ids] };
     const before = this.#events;
-    const excepted = this.#conn.sessionId !== undefined;
-    const { counts } = await this.#request("POST", op, body, signal, excepted);
-    // Otherwise the change's own live event brings the counts, in order with the other tabs'
-    // changes; an answer could overtake a newer event. The server leaves the session (or the
-    // tab) that asked out of the change's event: its counts are the answer's.
-    if ((excepted || this.#conn.state !== "connected") && this.#events === before) this.#set(counts, null);
+    const session = this.#conn.sessionId;
+    const { counts } = await this.#request("POST", op, body, signal, session);
+    if (session !== undefined) {
+      // The server left this page (its session, or its tab) out of the change's live event:
+      // the answer stands for it, as the change of onChange, so that the page's list follows
+      // as it would the event. A live event that came meanwhile has newer counts.
+      const change = { op, ...(body ? { ids: body.ids } : {}), counts };
+      this.#set(this.#events === before || !this.#counts ? counts : this.#counts, change);
+    } else if (this.#conn.state !== "connected" && this.#events === before) {
+      // Otherwise the change's own live event brings the counts, in order with the other
+      // tabs' changes; an answer could overtake a newer event.
+      this.#set(counts, null);
+    }
     return counts;
   }
 
@@ -1326,7 +1333,7 @@ class Inbox {
   // server's error code (or "network") and the HTTP status, or with signal.reason once signal
   // aborts. A reused token the server refuses (401) is replaced by a fresh one, once: a 401
   // changed nothing, so the request is safe to send again.
-  async #request(method, path, body, signal, excepted = false) {
+  async #request(method, path, body, signal, session = undefined) {
     if (signal?.aborted) throw signal.reason;
     let { token, reused } = await untilAborted(this.#tokens.get(), signal);
     for (;;) {
@@ -1334,7 +1341,7 @@ class Inbox {
       const headers = { Accept: "application/json" };
       if (token) headers.Authorization = `Bearer ${token}`;
       if (body !== undefined) headers["Content-Type"] = "application/json";
-      if (excepted && this.#conn.sessionId !== undefined) headers[SESSION_HEADER] = this.#conn.sessionId;
+      if (session !== undefined) headers[SESSION_HEADER] = session;
       let res;
       try {
         res = await this.#fetch(new URL(path, this.#base).href, {

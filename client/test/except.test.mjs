@@ -101,17 +101,20 @@ test("sessionId follows the welcome; fetch adds Notify-Session and nothing else"
   assert.equal(s.n.sessionId, "S2", "a reconnect is a new session");
 });
 
-test("inbox change: sends the session, and takes the answer's counts (its own event is left out)", async () => {
+test("inbox change: sends the session; the answer is the change onChange gets (its own event is left out)", async () => {
   const s = await setup();
   s.ws().receive(welcome());
-  const counts = [];
-  s.n.inbox.onChange(({ counts: c }) => counts.push(c.total));
+  const changes = [];
+  s.n.inbox.onChange(({ counts: c, change }) => changes.push([c.total, change]));
   await settle();
-  counts.length = 0;
+  changes.length = 0;
   await s.n.inbox.markRead("n1");
   const { init } = s.fetches.at(-1);
   assert.equal(init.headers["Notify-Session"], "S1");
-  assert.deepEqual(counts, [1], "the answer's counts");
+  const counts = { unread: 0, unseen: 0, total: 1 };
+  assert.deepEqual(changes, [[1, { op: "read", ids: ["n1"], counts }]], "the answer, as the change");
+  await s.n.inbox.markAllRead();
+  assert.deepEqual(changes.at(-1), [1, { op: "read-all", counts }]);
 });
 
 // The host of a shared connection relays an event naming a tab with the tab, without the
