@@ -278,3 +278,30 @@ func TestSendSession(t *testing.T) {
 	expectMarker(t, h, target, "alice")
 	expectMarker(t, h, other, "alice")
 }
+
+// TestExceptReplayToTheSameSession: a topic's history replayed to the session it left out (a
+// resubscribe from an earlier position) brings the skip frame again, and to any other session
+// the event without the except.
+func TestExceptReplayToTheSameSession(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, nil)
+	srv := serve(t, h)
+	actor, id, _ := sessionOver(t, transports[0], srv, h, "alice")
+	actor.Send(map[string]any{"op": "subscribe", "topic": "news"})
+	sub := expectFrame(t, actor, map[string]any{"op": "subscribed", "topic": "news"})
+	start := posOf(t, sub)
+	r, _ := h.Publish(context.Background(), "news", notify.Event{Type: "headline", ID: "n1", Except: id})
+	expectSkip(t, actor, "n1", pos{r.Position.Epoch, r.Position.Offset}, "news")
+	actor.Send(map[string]any{"op": "unsubscribe", "topic": "news"})
+	expectFrame(t, actor, map[string]any{"op": "unsubscribed", "topic": "news"})
+	actor.Send(map[string]any{"op": "subscribe", "topic": "news", "epoch": start.epoch, "offset": start.offset})
+	expectFrame(t, actor, map[string]any{"op": "subscribed", "topic": "news", "recovered": true})
+	expectSkip(t, actor, "n1", pos{r.Position.Epoch, r.Position.Offset}, "news")
+
+	other, _, _ := sessionOver(t, transports[0], srv, h, "bob")
+	other.Send(map[string]any{"op": "subscribe", "topic": "news", "epoch": start.epoch, "offset": start.offset})
+	expectFrame(t, other, map[string]any{"op": "subscribed", "topic": "news", "recovered": true})
+	if m := expectEvent(t, other, "headline", "n1", ""); m["topic"] != "news" {
+		t.Fatalf("replayed %v", m)
+	}
+}
