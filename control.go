@@ -21,14 +21,15 @@ const controlMark = '!'
 
 // command is a control message's body.
 type command struct {
-	Op    string `json:"op"`              // "disconnect", "subscribe", "unsubscribe" or "message"
+	Op    string `json:"op"`              // "disconnect", "subscribe", "unsubscribe", "message" or "event"
 	Topic string `json:"topic,omitempty"` // of subscribe and unsubscribe
 	// Before, in a disconnect, limits it to the sessions whose token a refusal at that time
 	// (unix ms) refuses: the sweep (see Hub.sweepRefused). Zero: every session.
 	Before int64  `json:"before,omitempty"`
 	Node   string `json:"node"` // the hub that sent it: it has done the work for its own sessions
 	// Session and Data, in a message, are the session the client POSTed a message for and
-	// the message (see Hub.toSession).
+	// the message (see Hub.toSession); in an event, the session and the event's payload (see
+	// Hub.SendSession).
 	Session string `json:"session,omitempty"`
 	Data    []byte `json:"data,omitempty"`
 }
@@ -231,6 +232,8 @@ func (h *Hub) commanded(user string, m Message) {
 		if t := h.sse.get(user, cmd.Session); t != nil && t.deliver(cmd.Data) == http.StatusTooManyRequests {
 			h.stats.rateLimited.Add(1) // the POST was answered already: the message is dropped
 		}
+	case "event":
+		h.sendLocal(user, cmd.Session, cmd.Data)
 	case "subscribe", "unsubscribe":
 		h.cmds.push(h, queuedCommand{user: user, cmd: cmd})
 	default:

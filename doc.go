@@ -24,6 +24,13 @@
 // received it (0: nobody was online, for example to fall back to e-mail). An event is encoded
 // once whatever the number of recipients.
 //
+// The page that acted (a user marked a message done in one tab) shows the change already:
+// its requests carry its session's ID in the [SessionHeader] (the browser client's
+// connection.fetch adds it), and [Event].Except set to [SessionFrom] of the request leaves
+// that session, or that one tab of a session the browser's tabs share, out of the event; it
+// keeps its place in the stream, so that neither the event nor a replay of it reaches the page.
+// [Hub.SendSession] sends to one session, on whichever node holds it.
+//
 // # Authentication
 //
 // Every connection carries a token: a JWT with the user ID in "sub" (see [Config.UserClaim])

@@ -18,6 +18,9 @@ var (
 	ErrInvalidEvent = errors.New("notify: invalid event")
 	// ErrInvalidUser is returned when a user ID is empty.
 	ErrInvalidUser = errors.New("notify: empty user ID")
+	// ErrInvalidSession is wrapped when a session ID is not one a hub hands out
+	// ([Hub.SendSession]).
+	ErrInvalidSession = errors.New("notify: invalid session ID")
 	// ErrConfig is wrapped by every configuration mistake New reports.
 	ErrConfig = errors.New("notify: invalid config")
 )

@@ -27,6 +27,15 @@ type Event struct {
 	// Ephemeral events (typing indicators, cursor positions) skip the history: they get no
 	// offset and are not replayed after a reconnect. Default false.
 	Ephemeral bool
+	// Except leaves one session out: the one that acted, whose page already shows the change.
+	// Set it to [SessionFrom] of the page's request. That session gets, in the event's place,
+	// only its position and ID (nothing for a broadcast or an ephemeral event), so that
+	// neither this event nor a replay of it after a reconnect reaches it; when the ID names a
+	// tab of a session shared by a browser's tabs, the session's other tabs get the event.
+	// Every other session, on every hub, gets the event, and the history keeps it. An ID
+	// that names no session, or one of another user's sessions for [Hub.Send], leaves nobody
+	// out; one that SessionFrom would not return is ignored. Default "": nobody is left out.
+	Except string
 }
 
 // ids makes event IDs unique across processes: a random prefix per process and a counter.
@@ -85,7 +94,12 @@ func (e *encoder) encode(ev Event, topic string) ([]byte, error) {
 	}
 	e.buf.Reset()
 	b := e.buf.AvailableBuffer()
-	b = append(b, `{"type":`...)
+	if ev.Except != "" && validExcept(ev.Except) {
+		b = appendExcept(b, ev.Except)
+		b = append(b, `"type":`...)
+	} else {
+		b = append(b, `{"type":`...)
+	}
 	b = wire.AppendString(b, ev.Type)
 	b = append(b, `,"id":`...)
 	if ev.ID == "" {

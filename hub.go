@@ -108,6 +108,15 @@ func (h *Hub) deliver(m Message) {
 		}
 		return
 	}
+	var ex *excepted // sent with an except (see except.go): each session's frame is ex's
+	if hasExcept(m.Payload) {
+		var ok bool
+		if ex, ok = splitExcept(m); !ok {
+			h.cfg.Logger.Error("notify: malformed except", "stream", m.Stream)
+			return
+		}
+		m = ex.m
+	}
 	frame := m.frameOf()
 	x := h.idx
 	x.mu.RLock()
@@ -117,17 +126,29 @@ func (h *Hub) deliver(m Message) {
 		// A broadcast has no offset and is never buffered for a recovery: it goes straight to
 		// the outboxes, without the sessions' stream locks (see session.deliver).
 		for _, c := range x.all {
-			if c.out.enqueue(frame) {
+			f := frame
+			if ex != nil && c.id == ex.session {
+				if f = ex.frameFor(c); f == nil {
+					continue
+				}
+			}
+			if c.out.enqueue(f) {
 				w.add(h.fl, &c.out)
 			}
 		}
 		n = len(x.all)
 	} else if user, ok := wire.UserOf(m.Stream); ok {
-		n = h.deliverTo(&w, x.users[user], m, frame)
+		n = h.deliverTo(&w, x.users[user], m, frame, ex)
 	} else if topic, ok := wire.TopicOf(m.Stream); ok {
 		set := x.topics[topic]
 		for s := range set {
-			if s.deliver(m.Stream, m.Offset, m.Epoch, frame) {
+			f := frame
+			if ex != nil && s.id == ex.session {
+				if f = ex.frameFor(s); f == nil {
+					continue
+				}
+			}
+			if s.deliver(m.Stream, m.Offset, m.Epoch, f) {
 				w.add(h.fl, &s.out)
 			}
 		}
@@ -141,10 +162,17 @@ func (h *Hub) deliver(m Message) {
 	h.fl.pace(runtime.Gosched)
 }
 
-// deliverTo hands the frame to each session; called with the index's lock held.
-func (h *Hub) deliverTo(w *wakeList, sessions []*session, m Message, frame []byte) int {
+// deliverTo hands the frame to each session, but the one ex leaves out (ex nil: none);
+// called with the index's lock held.
+func (h *Hub) deliverTo(w *wakeList, sessions []*session, m Message, frame []byte, ex *excepted) int {
 	for _, s := range sessions {
-		if s.deliver(m.Stream, m.Offset, m.Epoch, frame) {
+		f := frame
+		if ex != nil && s.id == ex.session {
+			if f = ex.frameFor(s); f == nil {
+				continue
+			}
+		}
+		if s.deliver(m.Stream, m.Offset, m.Epoch, f) {
 			w.add(h.fl, &s.out)
 		}
 	}

@@ -158,7 +158,7 @@ type buffered struct {
 
 // newSession returns the session of an admitted identity.
 func newSession(h sessionHost, id Identity, since *Position) *session {
-	s := &session{host: h, id: newID(), user: id.UserID, since: since, grants: id.Grants, expires: id.Expires,
+	s := &session{host: h, id: newSessionID(), user: id.UserID, since: since, grants: id.Grants, expires: id.Expires,
 		ident: id, iat: id.IssuedAt, held: heldAdmission}
 	s.out.host, s.out.limit = s, h.settings().MaxQueueBytes
 	return s
@@ -233,7 +233,7 @@ func (s *session) readStream(ctx context.Context, stream string, since *Position
 	if err = subErr; err == nil {
 		var msgs []Message
 		if pos, msgs, err = s.host.history(ctx, stream, since); err == nil {
-			replay, recovered = planReplay(pos, msgs, since)
+			replay, recovered = planReplay(pos, exceptHistory(s, msgs), since)
 			s.host.metrics().recovery(recovered)
 			return pos, replay, recovered, nil
 		}

@@ -237,6 +237,15 @@ export interface Connection {
   readonly user: string | undefined;
   /** The session id from the latest welcome; undefined before the first. */
   readonly session: string | undefined;
+  /**
+   * The ID the server leaves out of the events this page's requests cause (PROTOCOL.md,
+   * "Leaving out the acting session"): the session's ID, and in a tab sharing the browser's
+   * connection, the session's and the tab's ("<session>.<tab>"), so that the browser's other
+   * tabs still get them. It changes on every reconnect; undefined before the first welcome.
+   * connection.fetch sends it; the backend reads it with notify.SessionFrom and sets
+   * Event.Except.
+   */
+  readonly sessionId: string | undefined;
   /** The transport of the current (or next) connection. */
   readonly transport: "websocket" | "sse";
 
@@ -322,6 +331,15 @@ export interface Connection {
    * not sent again). Requests count against the server's message rate like any message.
    */
   request<T = unknown>(name: string, data?: unknown, options?: RequestOptions): Promise<T>;
+
+  /**
+   * fetch(input, init) with the Notify-Session header set to sessionId (when there is one),
+   * and nothing else changed: for the application's requests whose events the backend sends
+   * with the page's session left out. A Request's own headers are kept unless init has
+   * headers. A backend on another origin must allow the header in its CORS preflight answer
+   * (Access-Control-Allow-Headers: Notify-Session). The inbox's changes send it themselves.
+   */
+  fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
 
   /** Closes the connection with code 1000 and does not reconnect; the state becomes "closed". */
   close(): void;
@@ -418,7 +436,10 @@ export interface Inbox {
   readonly current: InboxCounts | null;
   /**
    * Calls fn whenever the counts are known anew: fetched when the connection is established
-   * (change null) or pushed by a change in any tab or device. Returns a function that removes fn.
+   * (change null) or pushed by a change in any tab or device. A change this page makes while
+   * connected comes from the request's answer (change with the IDs asked for): the server
+   * leaves the page out of the change's live event, which on("inbox") therefore does not get.
+   * Returns a function that removes fn.
    */
   onChange(fn: (update: { counts: InboxCounts; change: InboxChange | null }) => void): () => void;
   /**

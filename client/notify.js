@@ -193,6 +193,22 @@ function resolveURL(url, base) {
 }
 
 /**
+ * fetchWithSession is connection.fetch: fetch(input, init) with the session's ID in the
+ * Notify-Session header (when the connection has one), and nothing else changed. The headers
+ * of a Request given as input are kept, unless init has headers of its own (as fetch does).
+ */
+function fetchWithSession(fetchFn, sessionId, input, init) {
+  if (sessionId === undefined) return fetchFn(input, init);
+  const from = init?.headers ?? (typeof Request !== "undefined" && input instanceof Request ? input.headers : undefined);
+  const headers = new Headers(from);
+  headers.set(SESSION_HEADER, sessionId);
+  return fetchFn(input, { ...init, headers });
+}
+
+// The header in which requests carry the session to leave out (notify.SessionHeader).
+const SESSION_HEADER = "Notify-Session";
+
+/**
  * connect opens a notify connection to `url` and keeps it open until close() is called or the
  * server closes it for good. It returns at once; see notify.d.ts for the options and the
  * returned object.
@@ -317,7 +333,7 @@ function listen(set, fn) {
 }
 
 // Set by Connection's static block for the shared layer: see there.
-let positionsOf, resumeFrom;
+let positionsOf, resumeFrom, onSkip;
 
 class Connection {
   #url;
@@ -366,6 +382,7 @@ class Connection {
   #refreshTries = 0; // re-sends of that refresh after "rate_limited"
   #refreshTimer = null; // pending re-send of that refresh
   #dedup = new Dedup(DEDUP_SIZE); // outlives sockets: a replayed event is not delivered twice
+  #skipHandlers = new Set(); // the shared layer's: told the id of every event skipped for this session
   #handlers = new Map(); // event type or "*" -> Set of functions
   #stateHandlers = new Set();
   #errorHandlers = new Set();
@@ -409,8 +426,13 @@ class Connection {
   get state() { return this.#state; }
   get user() { return this.#user; }
   get session() { return this.#session; }
+  // What the application's requests carry for the server to leave this session out of the
+  // events they cause (PROTOCOL.md, "Leaving out the acting session").
+  get sessionId() { return this.#session; }
   get transport() { return this.#transport; }
   onTransport(fn) { return listen(this.#transportHandlers, fn); }
+
+  fetch(input, init) { return fetchWithSession(this.#fetch, this.sessionId, input, init); }
 
   on(type, fn) {
     if (!this.#handlers.has(type)) this.#handlers.set(type, new Set());
@@ -811,6 +833,19 @@ class Connection {
         }
         this.#reportError(msg);
         break;
+      case "skip":
+        // An event this session caused, left out: its position moves on as the event's would
+        // (no gap), and its id is remembered, so that a replay after a reconnect (a new
+        // session, which gets the event in full) does not deliver it either.
+        // Remembered even when its offset jumps (#advance then reconnects to replay the gap,
+        // which brings this event in full).
+        if (typeof msg.id !== "string") break;
+        this.#dedup.seen(msg.id);
+        for (const fn of [...this.#skipHandlers]) {
+          try { fn(msg.id); } catch (err) { report(err); }
+        }
+        this.#advance(msg);
+        break;
       case "expiring":
         this.#setExp(msg.exp);
         this.#refresh(ws);
@@ -942,6 +977,7 @@ class Connection {
     }
     this.#dispatch(INBOX_TYPE, ev, false);
     const stored = storedEvent(ev.data);
+    if (stored && typeof ev.except === "string") stored.except = ev.except; // the tab to leave out
     if (stored && !this.#dedup.seen(STORED_KEY + stored.id)) this.#dispatch(stored.type, stored);
   }
 
@@ -1048,6 +1084,7 @@ class Connection {
   // before it opens, so that it recovers from there.
   static {
     positionsOf = (c) => ({ user: c.#userPos, topics: [...c.#topicPos], server: [...c.#serverTopics] });
+    onSkip = (c, fn) => listen(c.#skipHandlers, fn);
     resumeFrom = (c, p) => {
       c.#userPos = p.user;
       for (const [topic, pos] of p.topics) c.#topicPos.set(topic, pos);
@@ -1262,10 +1299,19 @@ class Inbox {
   async #change(op, ids, { signal } = {}) {
     const body = op === "read-all" ? undefined : { ids: Array.isArray(ids) ? ids : [ids] };
     const before = this.#events;
-    const { counts } = await this.#request("POST", op, body, signal);
-    // While connected, the change's own live event brings the counts, in order with the
-    // other tabs' changes; an answer could overtake a newer event.
-    if (this.#conn.state !== "connected" && this.#events === before) this.#set(counts, null);
+    const session = this.#conn.sessionId;
+    const { counts } = await this.#request("POST", op, body, signal, session);
+    if (session !== undefined) {
+      // The server left this page (its session, or its tab) out of the change's live event:
+      // the answer stands for it, as the change of onChange, so that the page's list follows
+      // as it would the event. A live event that came meanwhile has newer counts.
+      const change = { op, ...(body ? { ids: body.ids } : {}), counts };
+      this.#set(this.#events === before || !this.#counts ? counts : this.#counts, change);
+    } else if (this.#conn.state !== "connected" && this.#events === before) {
+      // Otherwise the change's own live event brings the counts, in order with the other
+      // tabs' changes; an answer could overtake a newer event.
+      this.#set(counts, null);
+    }
     return counts;
   }
 
@@ -1287,7 +1333,7 @@ class Inbox {
   // server's error code (or "network") and the HTTP status, or with signal.reason once signal
   // aborts. A reused token the server refuses (401) is replaced by a fresh one, once: a 401
   // changed nothing, so the request is safe to send again.
-  async #request(method, path, body, signal) {
+  async #request(method, path, body, signal, session = undefined) {
     if (signal?.aborted) throw signal.reason;
     let { token, reused } = await untilAborted(this.#tokens.get(), signal);
     for (;;) {
@@ -1295,6 +1341,7 @@ class Inbox {
       const headers = { Accept: "application/json" };
       if (token) headers.Authorization = `Bearer ${token}`;
       if (body !== undefined) headers["Content-Type"] = "application/json";
+      if (session !== undefined) headers[SESSION_HEADER] = session;
       let res;
       try {
         res = await this.#fetch(new URL(path, this.#base).href, {
@@ -1782,8 +1829,13 @@ class SharedConnection {
   get state() { return this.#state; }
   get user() { return this.#user; }
   get session() { return this.#session; }
+  // The shared session's ID and this tab's: the server leaves out only this tab (the host
+  // delivers the event to the session's other tabs).
+  get sessionId() { return this.#session === undefined ? undefined : this.#session + "." + this.#tab; }
   get transport() { return this.#transport; }
   onTransport(fn) { return listen(this.#transportHandlers, fn); }
+
+  fetch(input, init) { return fetchWithSession((...a) => globalThis.fetch(...a), this.sessionId, input, init); }
 
   on(type, fn) {
     if (!this.#handlers.has(type)) this.#handlers.set(type, new Set());
@@ -2047,6 +2099,10 @@ class SharedConnection {
       case "rep":
         this.#requests.answer(msg.id, msg.error ? notifyError(msg.error.code, msg.error.reason) : undefined, msg.data ?? null);
         break;
+      case "skip":
+        // An event the server left this whole session out of: no tab delivers it.
+        this.#dedup.seen(msg.id);
+        break;
       case "subbed":
         if (msg.error) {
           this.#topics.delete(msg.topic);
@@ -2088,9 +2144,10 @@ class SharedConnection {
 
   // An event the host's connection delivered: this tab's handlers get it once, as a
   // Connection's would (see Connection's #onEvent).
-  #onEvent({ ev, inbox, client }) {
+  #onEvent({ ev, inbox, client, except }) {
     if (client && !this.#topics.has(ev.topic)) return; // another tab's topic
     if (ev.id != null && this.#dedup.seen((ev.notification ? STORED_KEY : "") + ev.id)) return;
+    if (except === this.#tab) return; // this tab caused it: remembered above, not delivered
     const handlers = [...(this.#handlers.get(ev.type) ?? []), ...(inbox ? [] : this.#handlers.get("*") ?? [])];
     for (const fn of handlers) {
       try { fn(ev); } catch (err) { report(err); }
@@ -2217,8 +2274,15 @@ class Host {
     if (this.#resume) resumeFrom(conn, this.#resume);
     this.#conn = conn;
     const isClient = (topic) => typeof topic === "string" && [...this.#tabs.values()].some((s) => s.has(topic));
-    conn.on("*", (ev) => this.#post({ t: "ev", ev, client: isClient(ev.topic) }));
-    conn.on(INBOX_TYPE, (ev) => { if (isInboxChange(ev.data)) this.#post({ t: "ev", ev, inbox: true }); });
+    // An event naming a tab to leave out ("except") goes to every tab, which all remember its
+    // id, and the one named does not deliver it.
+    const relay = (ev, extra) => {
+      const { except, ...rest } = ev;
+      this.#post({ t: "ev", ev: rest, ...extra, ...(typeof except === "string" ? { except } : {}) });
+    };
+    conn.on("*", (ev) => relay(ev, { client: isClient(ev.topic) }));
+    conn.on(INBOX_TYPE, (ev) => { if (isInboxChange(ev.data)) relay(ev, { inbox: true }); });
+    onSkip(conn, (id) => this.#post({ t: "skip", id }));
     // The connection reports an error naming a topic when it gave the subscription up.
     conn.onError((frame) => {
       const forget = typeof frame.topic === "string";

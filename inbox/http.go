@@ -94,7 +94,8 @@ func (ib *Inbox) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		ib.servePush(w, r, user, op)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), ib.cfg.RequestTimeout)
+	// The caller's page changed its UI already: its session is left out of the live change.
+	ctx, cancel := context.WithTimeout(withExcept(r.Context(), notify.SessionFrom(r)), ib.cfg.RequestTimeout)
 	defer cancel()
 	respond := func(w http.ResponseWriter, v any, err error) {
 		if errors.Is(err, ErrUnavailable) {

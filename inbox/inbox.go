@@ -43,6 +43,10 @@ type Notification struct {
 	ReadAt     time.Time `json:"readAt,omitzero"`
 	SeenAt     time.Time `json:"seenAt,omitzero"`
 	ArchivedAt time.Time `json:"archivedAt,omitzero"`
+	// Except leaves one session out of Notify's live delivery, as [notify.Event].Except: the
+	// one whose request made the notification, from [notify.SessionFrom]. It is not stored,
+	// and what the inbox returns has it empty. Default "": nobody is left out.
+	Except string `json:"-"`
 }
 
 // State is what a notification's part in the [Counts] depends on.
@@ -399,6 +403,8 @@ func (ib *Inbox) Notify(ctx context.Context, userID string, n Notification) (Not
 	// Microseconds: what PostgreSQL keeps, and what cursors hold.
 	n.CreatedAt = n.CreatedAt.UTC().Truncate(time.Microsecond)
 	n.ReadAt, n.SeenAt, n.ArchivedAt = time.Time{}, time.Time{}, time.Time{}
+	except := n.Except
+	n.Except = ""
 	stored, created, counts, err := ib.cfg.Store.Insert(ctx, userID, n, ib.cfg.MaxPerUser)
 	if err != nil {
 		return Notification{}, notify.Report{}, ib.storeErr(err)
@@ -407,7 +413,7 @@ func (ib *Inbox) Notify(ctx context.Context, userID string, n Notification) (Not
 		return stored, notify.Report{}, nil
 	}
 	rep, err := ib.hub.Send(ctx, userID, notify.Event{Type: EventType,
-		Data: Change{Op: OpNew, Notification: &stored, Counts: counts}})
+		Data: Change{Op: OpNew, Notification: &stored, Counts: counts}, Except: except})
 	if err != nil {
 		return stored, rep, fmt.Errorf("notify: inbox: stored, but not delivered live: %w", err)
 	}
@@ -586,7 +592,7 @@ func (ib *Inbox) MarkAllRead(ctx context.Context, userID string) (Counts, error)
 // session that misses the event has its counts right on its next fetch, so a hub error is
 // logged, not returned for a change that was made.
 func (ib *Inbox) live(ctx context.Context, userID string, c Change) {
-	if _, err := ib.hub.Send(ctx, userID, notify.Event{Type: EventType, Data: c}); err != nil {
+	if _, err := ib.hub.Send(ctx, userID, notify.Event{Type: EventType, Data: c, Except: exceptOf(ctx)}); err != nil {
 		ib.cfg.Logger.Warn("notify: inbox change not delivered live", "user", userID, "op", c.Op, "err", err)
 	}
 }
