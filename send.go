@@ -43,26 +43,14 @@ func (h *Hub) Broadcast(ctx context.Context, ev Event) (Report, error) {
 	return h.publish(ctx, BroadcastStream, ev, "", true)
 }
 
-// publish encodes ev and hands it to the broker: the one path of every send.
+// publish encodes ev and hands it to the broker: the one path of every send but
+// SendSession's, which shares its start (begin).
 func (h *Hub) publish(ctx context.Context, stream string, ev Event, topic string, ephemeral bool) (Report, error) {
-	if err := ctx.Err(); err != nil {
-		return Report{}, fmt.Errorf("notify: send: %w", err)
-	}
-	if h.closed.Load() {
-		return Report{}, ErrClosed
-	}
-	// The clock is read once for both the duration and the event's default time.
-	start := time.Now()
-	defer func() { h.stats.observeSend(time.Since(start)) }()
-	if ev.Time.IsZero() {
-		ev.Time = start.UTC()
-	}
-	e := getEncoder()
-	defer e.recycle()
-	payload, err := e.encode(ev, topic)
+	sn, payload, err := h.begin(ctx, ev, topic)
 	if err != nil {
 		return Report{}, err
 	}
+	defer sn.end()
 	r, err := h.broker.Publish(ctx, stream, payload, ephemeral)
 	if err != nil {
 		h.stats.brokerErrors.Add(1)
@@ -70,6 +58,42 @@ func (h *Hub) publish(ctx context.Context, stream string, ev Event, topic string
 		return Report{}, fmt.Errorf("notify: broker: %w", err)
 	}
 	return r, nil
+}
+
+// sending is a send under way, from begin to end: the encoder that holds its payload and the
+// time it started (a value: a send allocates nothing for it).
+type sending struct {
+	h     *Hub
+	e     *encoder
+	start time.Time
+}
+
+// begin starts a send: it checks ctx and the hub, gives the event its default time and encodes
+// it, once for every recipient. The payload is valid until end, which records the send's
+// duration and recycles the encoder; on an error there is nothing to end.
+func (h *Hub) begin(ctx context.Context, ev Event, topic string) (sending, []byte, error) {
+	if err := ctx.Err(); err != nil {
+		return sending{}, nil, fmt.Errorf("notify: send: %w", err)
+	}
+	if h.closed.Load() {
+		return sending{}, nil, ErrClosed
+	}
+	// The clock is read once for both the duration and the event's default time.
+	sn := sending{h: h, e: getEncoder(), start: time.Now()}
+	if ev.Time.IsZero() {
+		ev.Time = sn.start.UTC()
+	}
+	payload, err := sn.e.encode(ev, topic)
+	if err != nil {
+		sn.end()
+		return sending{}, nil, err
+	}
+	return sn, payload, nil
+}
+
+func (sn sending) end() {
+	sn.h.stats.observeSend(time.Since(sn.start))
+	sn.e.recycle()
 }
 
 var defaultHub atomic.Pointer[Hub]

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 )
 
 // SendSession delivers ev to one session of the user, on whichever hub sharing the broker
@@ -35,24 +34,12 @@ func (h *Hub) SendSession(ctx context.Context, userID, sessionID string, ev Even
 		return Report{}, fmt.Errorf("%w: %q", ErrInvalidSession, sessionID)
 	}
 	sessionID, _, _ = cutTab(sessionID)
-	if err := ctx.Err(); err != nil {
-		return Report{}, fmt.Errorf("notify: send: %w", err)
-	}
-	if h.closed.Load() {
-		return Report{}, ErrClosed
-	}
-	start := time.Now()
-	defer func() { h.stats.observeSend(time.Since(start)) }()
-	if ev.Time.IsZero() {
-		ev.Time = start.UTC()
-	}
 	ev.Except = ""
-	e := getEncoder()
-	defer e.recycle()
-	payload, err := e.encode(ev, "")
+	sn, payload, err := h.begin(ctx, ev, "")
 	if err != nil {
 		return Report{}, err
 	}
+	defer sn.end()
 	if h.sendLocal(userID, sessionID, payload) {
 		return Report{Nodes: 1}, nil
 	}
