@@ -337,6 +337,14 @@ func TestPushServiceFaults(t *testing.T) {
 				t.Errorf("%d requests, stats %+v; want 3 requests, 2 retries", n, e.sender.Stats())
 			}
 		}},
+		{"an endless answer is read no further than MaxResponseSize", func(c *webpush.Config) { c.MaxResponseSize = 1024; c.Timeout = time.Minute }, []reply{{endless: true}}, func(t *testing.T, e *env, endpoint string) {
+			// Read to its end, the answer would hold the push until the minute's timeout and
+			// fail it: past 1 KB the sender stops reading, and the push counts as sent at once.
+			waitFor(t, "the push counted sent", func() bool { return e.sender.Stats().Sent == 1 })
+			if st := e.sender.Stats(); st.Retried != 0 || st.Failed != 0 {
+				t.Errorf("stats %+v, want sent, no retry", st)
+			}
+		}},
 		{"a slow push service times out and is retried", func(c *webpush.Config) { c.Timeout = 200 * time.Millisecond }, []reply{{hang: true}}, func(t *testing.T, e *env, endpoint string) {
 			e.pushes(endpoint, 1)
 			waitFor(t, "the push counted sent", func() bool { return e.sender.Stats().Sent == 1 })

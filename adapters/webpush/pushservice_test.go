@@ -50,6 +50,7 @@ type reply struct {
 	retryAfter string
 	location   string // a redirect's target
 	hang       bool
+	endless    bool // 201, then a body that never ends, until the sender stops reading
 }
 
 // testSub is a subscription the test made: the browser's keys and what reached it.
@@ -185,6 +186,22 @@ func (ps *pushService) serve(w http.ResponseWriter, r *http.Request) {
 	ps.mu.Unlock()
 	w.Header().Set("Location", ps.srv.URL+"/message/1")
 	w.WriteHeader(http.StatusCreated)
+	if rep.endless {
+		chunk := make([]byte, 32<<10)
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-ps.release:
+				return
+			default:
+			}
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	}
 }
 
 // check verifies the request's headers and its VAPID JWT (RFC 8292): ES256 by the sender's
