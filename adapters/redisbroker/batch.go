@@ -77,8 +77,9 @@ return out
 // combine queues the batch's calls on pipe: on a single Redis the calls of combinable scripts
 // go in one call of batchScript when there are two or more, the others each on its own. It
 // returns each call's command, and for those in the batch call their place in its reply (-1
-// for the others); scripts lists the scripts it used, for a NOSCRIPT reload.
-func (rd *reader) combine(ctx context.Context, pipe redis.Pipeliner, batch []*callReq) (cmds []redis.Cmder, place []int, scripts []*redis.Script) {
+// for the others); scripts lists the scripts it used, for a NOSCRIPT reload. With eval the
+// scripts go as their source (EVAL), not their digest.
+func (rd *reader) combine(ctx context.Context, pipe redis.Pipeliner, batch []*callReq, eval bool) (cmds []redis.Cmder, place []int, scripts []*redis.Script) {
 	cmds, place = make([]redis.Cmder, len(batch)), make([]int, len(batch))
 	var keys []string
 	var args []any
@@ -98,7 +99,7 @@ func (rd *reader) combine(ctx context.Context, pipe redis.Pipeliner, batch []*ca
 			idx = combinedIndex(r.script)
 		}
 		if idx == 0 {
-			cmds[i] = r.script.EvalSha(ctx, pipe, r.keys, r.args...)
+			cmds[i] = run(ctx, pipe, r.script, eval, r.keys, r.args...)
 			scripts = append(scripts, r.script)
 			continue
 		}
@@ -109,7 +110,7 @@ func (rd *reader) combine(ctx context.Context, pipe redis.Pipeliner, batch []*ca
 		k++
 	}
 	if k > 0 {
-		call := batchScript().EvalSha(ctx, pipe, keys, args...)
+		call := run(ctx, pipe, batchScript(), eval, keys, args...)
 		scripts = append(scripts, batchScript())
 		for i := range batch {
 			if place[i] >= 0 {
@@ -142,4 +143,15 @@ func reply(c redis.Cmder, place int) ([]any, error) {
 	}
 	out, _ := part[1].([]any)
 	return out, nil
+}
+
+// run queues script on pipe: by its digest (EVALSHA), or with eval by its source (EVAL), which
+// needs no script cache. A batch refused with NOSCRIPT is sent again with eval when loading
+// its scripts did not help: on Redis Cluster a restarted master has an empty script cache, and
+// loading goes to every master the client knows, which may not be the one that answered.
+func run(ctx context.Context, pipe redis.Pipeliner, script *redis.Script, eval bool, keys []string, args ...any) *redis.Cmd {
+	if eval {
+		return script.Eval(ctx, pipe, keys, args...)
+	}
+	return script.EvalSha(ctx, pipe, keys, args...)
 }

@@ -147,18 +147,35 @@ func (rd *reader) run() {
 func (rd *reader) callBatch(batch []*callReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	cmds, place, scripts := rd.pipeline(ctx, batch)
-	if noScript(cmds) {
-		loaded := true
-		seen := map[*redis.Script]bool{}
-		for _, s := range scripts {
-			if !seen[s] {
-				seen[s] = true
-				loaded = loaded && s.Load(ctx, rd.client).Err() == nil
+	cmds, place, scripts := rd.pipeline(ctx, batch, false)
+	// Calls refused with NOSCRIPT did nothing: they go again, as the publisher's do (see
+	// publishBatch), and the others are not run twice.
+	for _, eval := range []bool{false, true} {
+		var redo []int
+		for i, c := range cmds {
+			if isNoScript(c.Err()) {
+				redo = append(redo, i)
 			}
 		}
-		if loaded {
-			cmds, place, _ = rd.pipeline(ctx, batch)
+		if len(redo) == 0 {
+			break
+		}
+		if !eval {
+			seen := map[*redis.Script]bool{}
+			for _, s := range scripts {
+				if !seen[s] {
+					seen[s] = true
+					_ = s.Load(ctx, rd.client).Err()
+				}
+			}
+		}
+		again := make([]*callReq, len(redo))
+		for k, i := range redo {
+			again[k] = batch[i]
+		}
+		cmdsAgain, placeAgain, _ := rd.pipeline(ctx, again, eval)
+		for k, i := range redo {
+			cmds[i], place[i] = cmdsAgain[k], placeAgain[k]
 		}
 	}
 	failed := false
@@ -172,9 +189,9 @@ func (rd *reader) callBatch(batch []*callReq) {
 	}
 }
 
-func (rd *reader) pipeline(ctx context.Context, batch []*callReq) ([]redis.Cmder, []int, []*redis.Script) {
+func (rd *reader) pipeline(ctx context.Context, batch []*callReq, eval bool) ([]redis.Cmder, []int, []*redis.Script) {
 	pipe := rd.client.Pipeline()
-	cmds, place, scripts := rd.combine(ctx, pipe, batch)
+	cmds, place, scripts := rd.combine(ctx, pipe, batch, eval)
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	return cmds, place, scripts
 }

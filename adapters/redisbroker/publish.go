@@ -171,10 +171,33 @@ func drain[T any](stop <-chan struct{}, q chan T, run func([]T), fail func(T)) {
 func (p *publisher) publishBatch(batch []*pubReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	cmds, wait := p.pipeline(ctx, batch)
-	if noScript(cmds) {
-		if err := p.script.Load(ctx, p.client).Err(); err == nil {
-			cmds, wait = p.pipeline(ctx, batch)
+	cmds, wait := p.pipeline(ctx, batch, false)
+	// Sends refused with NOSCRIPT (a Redis that restarted, or the batch is the first) did
+	// nothing: they go again, the script loaded, and by its source if loading did not reach the
+	// master that refused them (see run). The others are not sent twice.
+	for _, eval := range []bool{false, true} {
+		var redo []int
+		for i, c := range cmds {
+			if isNoScript(c.Err()) {
+				redo = append(redo, i)
+			}
+		}
+		if len(redo) == 0 {
+			break
+		}
+		if !eval {
+			_ = p.script.Load(ctx, p.client).Err()
+		}
+		again := make([]*pubReq, len(redo))
+		for k, i := range redo {
+			again[k] = batch[i]
+		}
+		cmdsAgain, waitAgain := p.pipeline(ctx, again, eval)
+		for k, i := range redo {
+			cmds[i] = cmdsAgain[k]
+		}
+		if waitAgain != nil {
+			wait = waitAgain
 		}
 	}
 	var unreplicated error // the sends' writes reached fewer replicas than asked
@@ -207,7 +230,7 @@ func (p *publisher) publishBatch(batch []*pubReq) {
 // a single Redis the batch's durable sends go in one call of the publish script, which serves
 // them in turn (cmds holds that call for each of them: answers reads each one's part); on a
 // cluster, where one call's keys share a slot, each send is a call of its own.
-func (p *publisher) pipeline(ctx context.Context, batch []*pubReq) ([]redis.Cmder, *redis.Cmd) {
+func (p *publisher) pipeline(ctx context.Context, batch []*pubReq, eval bool) ([]redis.Cmder, *redis.Cmd) {
 	pipe := p.client.Pipeline()
 	cmds := make([]redis.Cmder, len(batch))
 	now := time.Now().UnixMilli()
@@ -237,7 +260,7 @@ func (p *publisher) pipeline(ctx context.Context, batch []*pubReq) ([]redis.Cmde
 		keys = append(keys, p.names.keys(r.stream)...)
 		args = append(args, p.names.channel(r.stream), r.payload)
 		if p.cluster != nil {
-			cmds[i] = p.script.EvalSha(ctx, pipe, slices.Clone(keys), slices.Clone(args)...)
+			cmds[i] = run(ctx, pipe, p.script, eval, slices.Clone(keys), slices.Clone(args)...)
 			continue
 		}
 		if shared == nil {
@@ -246,7 +269,7 @@ func (p *publisher) pipeline(ctx context.Context, batch []*pubReq) ([]redis.Cmde
 		cmds[i] = shared
 	}
 	if shared != nil {
-		call := p.script.EvalSha(ctx, pipe, keys, args...)
+		call := run(ctx, pipe, p.script, eval, keys, args...)
 		for i, c := range cmds {
 			if c == shared {
 				cmds[i] = call
@@ -297,14 +320,7 @@ func answer(c redis.Cmder, ephemeral bool, k int) pubAns {
 	return pubAns{pos: notify.Position{Offset: uint64(offset), Epoch: epoch}, nodes: int(receivers)}
 }
 
-func noScript(cmds []redis.Cmder) bool {
-	for _, c := range cmds {
-		if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-			return true
-		}
-	}
-	return false
-}
+func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
 
 // publishScript serves a batch of sends, each atomically: it assigns the stream's next
 // offset, appends the event to the history and publishes it, and returns for each
