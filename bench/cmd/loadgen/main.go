@@ -73,6 +73,7 @@ var (
 	storm       = flag.Bool("storm", false, "run the restart storm instead of the scenarios: notify-redis, sessions on node A, A shut down, all reconnect to node B (needs -redis)")
 	stormRate   = flag.Int("storm-rate", 2000, "-storm: per-user sends/s node B makes throughout")
 	s9Stalled   = flag.Int("s9-stalled", -1, "S9: clients that stop reading (default 500; 0: the readers alone, for reference)")
+	pace        = flag.String("pace", "spin", "how the server's paced sender (S5, S8) waits for the next send: spin (yield and poll, no timer: the tail is the hub's, and the server's process spends about a core) or sleep (a timer: the server's CPU time is the sends')")
 	redisURL    = flag.String("redis", "", "the Redis of the Redis variants (bench/run starts a private one and sets this); flushed before each of them")
 )
 
@@ -621,8 +622,8 @@ func runVariant(name string, port int, p plan) *result {
 		userQ = fmt.Sprintf("&senders=%d", *senders)
 	}
 	s2Query := fmt.Sprintf("kind=user&count=%d&users=%d&size=%d&limit=%d%s", p.s2Count, p.n, p.size, p.s2Limit, userQ)
-	s5Query := fmt.Sprintf("kind=user&count=%d&rate=%d&users=%d&size=%d&limit=%d%s",
-		p.s5Rate*p.s5Secs, p.s5Rate, p.n, p.size, p.s5Secs+5, userQ)
+	s5Query := fmt.Sprintf("kind=user&count=%d&rate=%d&users=%d&size=%d&limit=%d%s&pace=%s",
+		p.s5Rate*p.s5Secs, p.s5Rate, p.n, p.size, p.s5Secs+5, userQ, *pace)
 	// Warm up after S4's collections (the heap returned to the OS, stacks shrunk): one send
 	// per user, not counted.
 	measure("warm-up", fmt.Sprintf("kind=user&count=%d&users=%d&size=%d%s", p.n, p.n, p.size, userQ), 1, true, srv)

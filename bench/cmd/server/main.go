@@ -243,6 +243,21 @@ func send(w http.ResponseWriter, r *http.Request, v variant) {
 		names[i] = "u" + strconv.Itoa(i*stride)
 	}
 	start := time.Now()
+	// yield is what a paced loop does once the sends due by now are made: with pace=sleep it
+	// sleeps until the next one is due, and at least a millisecond, so that the process's CPU
+	// time is the sends' (and a thousand wake-ups a second); by default it yields and spins
+	// (see below).
+	sleepPace := q.Get("pace") == "sleep"
+	yield := func(sent int) {
+		if !sleepPace {
+			runtime.Gosched()
+			return
+		}
+		// At least a millisecond: the sends due by then go together, and the timer wakes the
+		// sender a thousand times a second at most, whatever the rate.
+		next := time.Duration(float64(sent+1) / float64(rate) * float64(time.Second))
+		time.Sleep(max(next-time.Since(start), time.Millisecond))
+	}
 	deadline := start.Add(limit)
 	// one makes send number i.
 	one := func(i int) {
@@ -272,7 +287,7 @@ func send(w http.ResponseWriter, r *http.Request, v variant) {
 				one(sent)
 				sent++
 			}
-			runtime.Gosched()
+			yield(sent)
 		}
 	case rate <= 0:
 		// senders goroutines take the next send number until count or limit.
@@ -316,7 +331,7 @@ func send(w http.ResponseWriter, r *http.Request, v variant) {
 				due <- sent
 				sent++
 			}
-			runtime.Gosched()
+			yield(sent)
 		}
 		close(due)
 		wg.Wait()
