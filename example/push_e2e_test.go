@@ -10,16 +10,10 @@ package main
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/ecdh"
-	"crypto/hkdf"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -38,6 +32,7 @@ import (
 	"github.com/gonotify/notify"
 	"github.com/gonotify/notify/adapters/nethttp"
 	"github.com/gonotify/notify/adapters/webpush"
+	"github.com/gonotify/notify/adapters/webpush/webpushtest"
 	"github.com/gonotify/notify/inbox"
 )
 
@@ -65,7 +60,7 @@ func newPushService(t testing.TB) *pushService {
 		}
 		var plain []byte
 		if err == nil {
-			plain, err = decryptPush(ps.key, ps.auth, body)
+			plain, err = webpushtest.Decrypt(ps.key, ps.auth, body)
 		}
 		if err != nil {
 			t.Errorf("push service: %v", err)
@@ -83,68 +78,6 @@ func newPushService(t testing.TB) *pushService {
 func (ps *pushService) subscription() inbox.Subscription {
 	b64 := base64.RawURLEncoding.EncodeToString
 	return inbox.Subscription{Endpoint: ps.srv.URL + "/push/e1", P256dh: b64(ps.key.PublicKey().Bytes()), Auth: b64(ps.auth)}
-}
-
-// decryptPush opens an aes128gcm message (RFC 8188) encrypted for the user agent's key uaKey
-// and auth secret as RFC 8291 says, and returns its plaintext without the padding.
-func decryptPush(uaKey *ecdh.PrivateKey, auth, body []byte) ([]byte, error) {
-	if len(body) < 21 || int(body[20]) != 65 || len(body) < 21+65+16 {
-		return nil, errors.New("short aes128gcm header")
-	}
-	salt, rs, asPublic, ciphertext := body[:16], binary.BigEndian.Uint32(body[16:20]), body[21:86], body[86:]
-	if int(rs) < len(ciphertext) {
-		return nil, fmt.Errorf("record size %d for %d bytes: more than one record", rs, len(ciphertext))
-	}
-	asKey, err := ecdh.P256().NewPublicKey(asPublic)
-	if err != nil {
-		return nil, err
-	}
-	secret, err := uaKey.ECDH(asKey)
-	if err != nil {
-		return nil, err
-	}
-	prkKey, err := hkdf.Extract(sha256.New, secret, auth)
-	if err != nil {
-		return nil, err
-	}
-	keyInfo := "WebPush: info\x00" + string(uaKey.PublicKey().Bytes()) + string(asPublic)
-	ikm, err := hkdf.Expand(sha256.New, prkKey, keyInfo, 32)
-	if err != nil {
-		return nil, err
-	}
-	prk, err := hkdf.Extract(sha256.New, ikm, salt)
-	if err != nil {
-		return nil, err
-	}
-	cek, err := hkdf.Expand(sha256.New, prk, "Content-Encoding: aes128gcm\x00", 16)
-	if err != nil {
-		return nil, err
-	}
-	nonce, err := hkdf.Expand(sha256.New, prk, "Content-Encoding: nonce\x00", 12)
-	if err != nil {
-		return nil, err
-	}
-	block, err := aes.NewCipher(cek)
-	if err != nil {
-		return nil, err
-	}
-	gcm, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	plain, err := gcm.Open(nil, nonce, ciphertext, nil)
-	if err != nil {
-		return nil, err
-	}
-	// The last record: the data, the delimiter 2, then zeros.
-	end := len(plain) - 1
-	for end >= 0 && plain[end] == 0 {
-		end--
-	}
-	if end < 0 || plain[end] != 2 {
-		return nil, errors.New("no last-record delimiter")
-	}
-	return plain[:end], nil
 }
 
 // pushServer is a hub and an inbox pushing through adapters/webpush to ps, mounted as the

@@ -1,18 +1,13 @@
 package webpush_test
 
 import (
-	"bytes"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gonotify/notify/adapters/webpush/webpushtest"
 )
 
 // pushService is a push service of the test's own: the receiving side of RFC 8030 on an
@@ -154,7 +151,7 @@ func (ps *pushService) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	plain, err := decrypt(s.key, s.auth, body)
+	plain, err := webpushtest.Decrypt(s.key, s.auth, body)
 	if err != nil {
 		ps.t.Errorf("push service: cannot decrypt: %v", err)
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -283,66 +280,4 @@ func decodePart(s string, v any) error {
 		return err
 	}
 	return json.Unmarshal(b, v)
-}
-
-// decrypt opens an aes128gcm body (RFC 8188 framing, RFC 8291 keys) for the subscription's
-// private key and auth secret, and returns the plaintext without its padding.
-func decrypt(key *ecdh.PrivateKey, auth, body []byte) ([]byte, error) {
-	if len(body) < 21 {
-		return nil, errors.New("body shorter than the header")
-	}
-	salt, rs, idlen := body[:16], binary.BigEndian.Uint32(body[16:20]), int(body[20])
-	if idlen != 65 || len(body) < 21+idlen {
-		return nil, fmt.Errorf("keyid of %d bytes, want the sender's 65-byte key", idlen)
-	}
-	asPub, records := body[21:21+idlen], body[21+idlen:]
-	if len(records) > int(rs) {
-		return nil, fmt.Errorf("%d bytes of records, more than one record of %d", len(records), rs)
-	}
-	peer, err := ecdh.P256().NewPublicKey(asPub)
-	if err != nil {
-		return nil, err
-	}
-	secret, err := key.ECDH(peer)
-	if err != nil {
-		return nil, err
-	}
-	prkKey, err := hkdf.Extract(sha256.New, secret, auth)
-	if err != nil {
-		return nil, err
-	}
-	ikm, err := hkdf.Expand(sha256.New, prkKey, "WebPush: info\x00"+string(key.PublicKey().Bytes())+string(asPub), 32)
-	if err != nil {
-		return nil, err
-	}
-	prk, err := hkdf.Extract(sha256.New, ikm, salt)
-	if err != nil {
-		return nil, err
-	}
-	cek, err := hkdf.Expand(sha256.New, prk, "Content-Encoding: aes128gcm\x00", 16)
-	if err != nil {
-		return nil, err
-	}
-	nonce, err := hkdf.Expand(sha256.New, prk, "Content-Encoding: nonce\x00", 12)
-	if err != nil {
-		return nil, err
-	}
-	block, err := aes.NewCipher(cek)
-	if err != nil {
-		return nil, err
-	}
-	gcm, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	plain, err := gcm.Open(nil, nonce, records, nil)
-	if err != nil {
-		return nil, err
-	}
-	// The last record: the data, the delimiter 2, then zeros.
-	plain = bytes.TrimRight(plain, "\x00")
-	if len(plain) == 0 || plain[len(plain)-1] != 2 {
-		return nil, errors.New("no last-record delimiter")
-	}
-	return plain[:len(plain)-1], nil
 }
