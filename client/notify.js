@@ -332,6 +332,31 @@ function listen(set, fn) {
   return () => void set.delete(fn);
 }
 
+/**
+ * whenConnected is connected() of a Connection and of a SharedConnection: it resolves with
+ * {user, session} once state is "connected" (now, as given, or later, from onState), and
+ * rejects when the connection closes for good first, or with signal.reason when signal aborts.
+ */
+function whenConnected(state, now, onState, signal) {
+  if (state === "connected") return Promise.resolve(now);
+  if (state === "closed") return Promise.reject(notifyError("closed", "connection closed"));
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const done = () => { off(); signal?.removeEventListener("abort", onAbort); };
+    const onAbort = () => { done(); reject(signal.reason); };
+    const off = onState((st, info) => {
+      if (st === "connected") {
+        done();
+        resolve({ user: info.user, session: info.session });
+      } else if (st === "closed") {
+        done();
+        reject(notifyError("closed", info.reason || "connection closed"));
+      }
+    });
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
 // Set by Connection's static block for the shared layer: see there.
 let positionsOf, resumeFrom, onSkip;
 
@@ -444,23 +469,7 @@ class Connection {
   // Resolves with {user, session} once connected (at once if connected now); rejects when the
   // connection closes for good first, or with signal.reason when signal aborts first.
   connected({ signal } = {}) {
-    if (this.#state === "connected") return Promise.resolve({ user: this.#user, session: this.#session });
-    if (this.#state === "closed") return Promise.reject(notifyError("closed", "connection closed"));
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise((resolve, reject) => {
-      const done = () => { off(); signal?.removeEventListener("abort", onAbort); };
-      const onAbort = () => { done(); reject(signal.reason); };
-      const off = this.onState((state, info) => {
-        if (state === "connected") {
-          done();
-          resolve({ user: info.user, session: info.session });
-        } else if (state === "closed") {
-          done();
-          reject(notifyError("closed", info.reason || "connection closed"));
-        }
-      });
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
+    return whenConnected(this.#state, { user: this.#user, session: this.#session }, (fn) => this.onState(fn), signal);
   }
 
   onError(fn) { return listen(this.#errorHandlers, fn); }
@@ -1847,23 +1856,7 @@ class SharedConnection {
   onRecovery(fn) { return listen(this.#recoveryHandlers, fn); }
 
   connected({ signal } = {}) {
-    if (this.#state === "connected") return Promise.resolve({ user: this.#user, session: this.#session });
-    if (this.#state === "closed") return Promise.reject(notifyError("closed", "connection closed"));
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise((resolve, reject) => {
-      const done = () => { off(); signal?.removeEventListener("abort", onAbort); };
-      const onAbort = () => { done(); reject(signal.reason); };
-      const off = this.onState((state, info) => {
-        if (state === "connected") {
-          done();
-          resolve({ user: info.user, session: info.session });
-        } else if (state === "closed") {
-          done();
-          reject(notifyError("closed", info.reason || "connection closed"));
-        }
-      });
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
+    return whenConnected(this.#state, { user: this.#user, session: this.#session }, (fn) => this.onState(fn), signal);
   }
 
   subscribe(topic) {
