@@ -283,42 +283,31 @@ func sseTargets(w io.Writer, n, sse *result) {
 	} else {
 		fmt.Fprintln(w, "\nTargets (notify-sse against notify's WebSocket path in the same run):")
 	}
-	check := func(name string, ok bool, detail string) {
-		mark := "met"
-		if !ok {
-			mark = "NOT met"
-		}
-		fmt.Fprintf(w, "- %s: %s (%s)\n", name, mark, detail)
-	}
-	unjudged := func(name, why string) { fmt.Fprintf(w, "- %s: could not be judged (%s)\n", name, why) }
-	against := func(a, b float64, unit func(float64) string) string {
-		return fmt.Sprintf("%s, %s against %s", ratio(a, b), unit(a), unit(b))
-	}
 	const s2, s4, s5 = "S2 per-user deliveries/s ≥ 0.5× notify's", "S4 memory per idle session ≤ 1.5× notify's",
 		"S5 paced p99 ≤ 2× notify's"
 	switch {
 	case !want("S2"):
-		unjudged(s2, "S2 did not run: -only")
+		unjudged(w, s2, "S2 did not run: -only")
 	case !n.s2.ok || !sse.s2.ok:
-		unjudged(s2, "an S2 did not complete")
+		unjudged(w, s2, "an S2 did not complete")
 	default:
-		check(s2, sse.s2.rate >= 0.5*n.s2.rate, against(sse.s2.rate, n.s2.rate, count))
+		check(w, s2, sse.s2.rate >= 0.5*n.s2.rate, against(sse.s2.rate, n.s2.rate, count))
 	}
 	switch {
 	case len(n.errs) > 0 || len(sse.errs) > 0 || n.s4PerConn <= 0:
-		unjudged(s4, "a variant failed")
+		unjudged(w, s4, "a variant failed")
 	default:
-		check(s4, sse.s4PerConn <= 1.5*n.s4PerConn, against(sse.s4PerConn, n.s4PerConn, kb))
+		check(w, s4, sse.s4PerConn <= 1.5*n.s4PerConn, against(sse.s4PerConn, n.s4PerConn, kb))
 	}
 	switch {
 	case !want("S5"):
-		unjudged(s5, "S5 did not run: -only")
+		unjudged(w, s5, "S5 did not run: -only")
 	case !n.s5.ok || n.s5.p99 == 0:
-		unjudged(s5, "notify's S5 did not complete")
+		unjudged(w, s5, "notify's S5 did not complete")
 	case !sse.s5.ok || sse.s5.p99 == 0:
-		check(s5, false, "notify-sse's S5 did not complete")
+		check(w, s5, false, "notify-sse's S5 did not complete")
 	default:
-		check(s5, sse.s5.p99 <= 2*n.s5.p99, against(float64(sse.s5.p99), float64(n.s5.p99), ms))
+		check(w, s5, sse.s5.p99 <= 2*n.s5.p99, against(float64(sse.s5.p99), float64(n.s5.p99), ms))
 	}
 }
 
@@ -385,16 +374,8 @@ func targets(w io.Writer, results []*result, raw *result) {
 	} else {
 		fmt.Fprintln(w, "\nTargets (notify):")
 	}
-	check := func(name string, ok bool, detail string) {
-		mark := "met"
-		if !ok {
-			mark = "NOT met"
-		}
-		fmt.Fprintf(w, "- %s: %s (%s)\n", name, mark, detail)
-	}
-	unjudged := func(name, why string) { fmt.Fprintf(w, "- %s: could not be judged (%s)\n", name, why) }
 	if m != nil && m.s2.rate > 0 {
-		check("S2 ≥ 20× melody bare", n.s2.rate >= 20*m.s2.rate, fmt.Sprintf("%.1f×", n.s2.rate/m.s2.rate))
+		check(w, "S2 ≥ 20× melody bare", n.s2.rate >= 20*m.s2.rate, fmt.Sprintf("%.1f×", n.s2.rate/m.s2.rate))
 	}
 	if cf != nil && len(cf.errs) == 0 {
 		var lost []string
@@ -420,38 +401,38 @@ func targets(w io.Writer, results []*result, raw *result) {
 		if len(lost) > 0 {
 			detail = "behind on " + strings.Join(lost, ", ")
 		}
-		check("ahead of centrifuge on every figure", len(lost) == 0, detail)
+		check(w, "ahead of centrifuge on every figure", len(lost) == 0, detail)
 	}
 	if raw != nil {
-		check("S2 ≥ 0.8× raw", n.s2.rate >= 0.8*raw.s2.rate, ratio(n.s2.rate, raw.s2.rate))
-		check("S3 ≥ 0.8× raw", n.s3.rate >= 0.8*raw.s3.rate, ratio(n.s3.rate, raw.s3.rate))
-		check("S3 p99 ≤ 1.25× raw's", n.s3.p99 <= raw.s3.p99*5/4, ratio(float64(n.s3.p99), float64(raw.s3.p99)))
+		check(w, "S2 ≥ 0.8× raw", n.s2.rate >= 0.8*raw.s2.rate, ratio(n.s2.rate, raw.s2.rate))
+		check(w, "S3 ≥ 0.8× raw", n.s3.rate >= 0.8*raw.s3.rate, ratio(n.s3.rate, raw.s3.rate))
+		check(w, "S3 p99 ≤ 1.25× raw's", n.s3.p99 <= raw.s3.p99*5/4, ratio(float64(n.s3.p99), float64(raw.s3.p99)))
 	}
 	const s5 = "S5 p99 ≤ centrifuge's"
 	switch {
 	case !want("S5"):
-		unjudged(s5, "S5 did not run: -only")
+		unjudged(w, s5, "S5 did not run: -only")
 	case cf == nil:
-		unjudged(s5, "centrifuge did not run: -variants")
+		unjudged(w, s5, "centrifuge did not run: -variants")
 	case !cf.s5.ok || cf.s5.p99 == 0:
-		unjudged(s5, "centrifuge's S5 did not complete")
+		unjudged(w, s5, "centrifuge's S5 did not complete")
 	case !n.s5.ok || n.s5.p99 == 0:
-		check(s5, false, "notify's S5 did not complete")
+		check(w, s5, false, "notify's S5 did not complete")
 	default:
-		check(s5, n.s5.p99 <= cf.s5.p99, fmt.Sprintf("%s against %s, %s",
+		check(w, s5, n.s5.p99 <= cf.s5.p99, fmt.Sprintf("%s against %s, %s",
 			ms(float64(n.s5.p99)), ms(float64(cf.s5.p99)), ratio(float64(n.s5.p99), float64(cf.s5.p99))))
 	}
-	check("S4 ≤ 16 KB per idle connection", n.s4PerConn <= 16*1024, kb(n.s4PerConn))
-	check("S6 readers' p99 ≤ 1.1× S3's", n.s6.p99 <= n.s3.p99*11/10, ratio(float64(n.s6.p99), float64(n.s3.p99)))
-	check("S6 every non-reading client closed with 4002", strings.Contains(n.s6Fate, "closed 4002") &&
+	check(w, "S4 ≤ 16 KB per idle connection", n.s4PerConn <= 16*1024, kb(n.s4PerConn))
+	check(w, "S6 readers' p99 ≤ 1.1× S3's", n.s6.p99 <= n.s3.p99*11/10, ratio(float64(n.s6.p99), float64(n.s3.p99)))
+	check(w, "S6 every non-reading client closed with 4002", strings.Contains(n.s6Fate, "closed 4002") &&
 		!strings.Contains(n.s6Fate, ", ") && !strings.Contains(n.s6Fate, "open"), n.s6Fate)
 	if want("S9") {
-		check("S9 readers' p99 ≤ 50 ms beside clients that stop reading", n.s9.d.ok && n.s9.d.p99 <= 50*time.Millisecond,
+		check(w, "S9 readers' p99 ≤ 50 ms beside clients that stop reading", n.s9.d.ok && n.s9.d.p99 <= 50*time.Millisecond,
 			ms(float64(n.s9.d.p99)))
 	}
-	check("S5 one frame per event when idle", n.s5.framesPerEvent > 0 && n.s5.framesPerEvent <= 1.001,
+	check(w, "S5 one frame per event when idle", n.s5.framesPerEvent > 0 && n.s5.framesPerEvent <= 1.001,
 		frac(n.s5.framesPerEvent))
-	check("S2, S3 write syscalls per event well below one", n.s2.writesPerEvent < 0.5 && n.s3.writesPerEvent < 0.5,
+	check(w, "S2, S3 write syscalls per event well below one", n.s2.writesPerEvent < 0.5 && n.s3.writesPerEvent < 0.5,
 		frac(n.s2.writesPerEvent)+", "+frac(n.s3.writesPerEvent))
 	if raw != nil {
 		fmt.Fprintf(w, "- S1 ÷ raw: %s, no target (the 0.9× target is retired: its price was half the memory per connection)\n",
@@ -472,18 +453,7 @@ func redisTargets(w io.Writer, p plan, n, nr, cr *result) {
 		note = fmt.Sprintf("; the targets are stated for -senders 32, this run used -senders %d", *senders)
 	}
 	fmt.Fprintf(w, "\nTargets (notify-redis against centrifuge-redis on the same Redis, per resource%s):\n", note)
-	check := func(name string, ok bool, detail string) {
-		mark := "met"
-		if !ok {
-			mark = "NOT met"
-		}
-		fmt.Fprintf(w, "- %s: %s (%s)\n", name, mark, detail)
-	}
-	unjudged := func(name, why string) { fmt.Fprintf(w, "- %s: could not be judged (%s)\n", name, why) }
 	failed := func(r *result) bool { return len(r.errs) > 0 }
-	against := func(a, b float64, unit func(float64) string) string {
-		return fmt.Sprintf("%s, %s against %s", ratio(a, b), unit(a), unit(b))
-	}
 	const (
 		s2r = "S2 Redis CPU per per-user delivery ≤ 0.5× centrifuge-redis's"
 		s1r = "S1 Redis CPU per connection ≤ 1× centrifuge-redis's"
@@ -492,29 +462,29 @@ func redisTargets(w io.Writer, p plan, n, nr, cr *result) {
 	)
 	switch {
 	case failed(nr) || failed(cr):
-		unjudged(s1r, "a variant failed")
+		unjudged(w, s1r, "a variant failed")
 	case nr.s1RedisCPU <= 0 || cr.s1RedisCPU <= 0:
-		unjudged(s1r, "the redis-server's CPU time could not be read from /proc")
+		unjudged(w, s1r, "the redis-server's CPU time could not be read from /proc")
 	default:
-		check(s1r, nr.s1RedisCPU <= cr.s1RedisCPU, against(nr.s1RedisCPU, cr.s1RedisCPU, cpuTime))
+		check(w, s1r, nr.s1RedisCPU <= cr.s1RedisCPU, against(nr.s1RedisCPU, cr.s1RedisCPU, cpuTime))
 	}
 	switch {
 	case !want("S2"):
-		unjudged(s2r, "S2 did not run: -only")
-		unjudged(s2n, "S2 did not run: -only")
+		unjudged(w, s2r, "S2 did not run: -only")
+		unjudged(w, s2n, "S2 did not run: -only")
 	case !nr.s2.ok || !cr.s2.ok:
-		unjudged(s2r, "an S2 did not complete")
-		unjudged(s2n, "an S2 did not complete")
+		unjudged(w, s2r, "an S2 did not complete")
+		unjudged(w, s2n, "an S2 did not complete")
 	default:
 		if nr.s2.redisCPU <= 0 || cr.s2.redisCPU <= 0 {
-			unjudged(s2r, "the redis-server's CPU time could not be read from /proc")
+			unjudged(w, s2r, "the redis-server's CPU time could not be read from /proc")
 		} else {
-			check(s2r, nr.s2.redisCPU <= 0.5*cr.s2.redisCPU, against(nr.s2.redisCPU, cr.s2.redisCPU, cpuTime))
+			check(w, s2r, nr.s2.redisCPU <= 0.5*cr.s2.redisCPU, against(nr.s2.redisCPU, cr.s2.redisCPU, cpuTime))
 		}
 		if nr.s2.nodeCPU <= 0 || cr.s2.nodeCPU <= 0 {
-			unjudged(s2n, "a server did not report its CPU time")
+			unjudged(w, s2n, "a server did not report its CPU time")
 		} else {
-			check(s2n, nr.s2.nodeCPU <= 0.7*cr.s2.nodeCPU, against(nr.s2.nodeCPU, cr.s2.nodeCPU, cpuTime))
+			check(w, s2n, nr.s2.nodeCPU <= 0.7*cr.s2.nodeCPU, against(nr.s2.nodeCPU, cr.s2.nodeCPU, cpuTime))
 		}
 	}
 	// By default the server's paced sender spins between sends (runtime.Gosched, no timer: see
@@ -523,17 +493,17 @@ func redisTargets(w io.Writer, p plan, n, nr, cr *result) {
 	kept := func(d delivery) bool { return d.ok && d.sendRate >= 0.98*float64(p.s5Rate) }
 	switch {
 	case *pace != "sleep":
-		unjudged(s5n, "the paced sender spins between sends (-pace spin): about one core by construction; -pace sleep measures it")
+		unjudged(w, s5n, "the paced sender spins between sends (-pace spin): about one core by construction; -pace sleep measures it")
 	case !want("S5"):
-		unjudged(s5n, "S5 did not run: -only")
+		unjudged(w, s5n, "S5 did not run: -only")
 	case n == nil:
-		unjudged(s5n, "notify (in memory) did not run")
+		unjudged(w, s5n, "notify (in memory) did not run")
 	case !kept(nr.s5) || !kept(n.s5):
-		unjudged(s5n, fmt.Sprintf("the pace was not kept: notify-redis %.0f sends/s, notify %.0f", nr.s5.sendRate, n.s5.sendRate))
+		unjudged(w, s5n, fmt.Sprintf("the pace was not kept: notify-redis %.0f sends/s, notify %.0f", nr.s5.sendRate, n.s5.sendRate))
 	case nr.s5.nodeCores <= 0 || n.s5.nodeCores <= 0:
-		unjudged(s5n, "a server did not report its CPU time")
+		unjudged(w, s5n, "a server did not report its CPU time")
 	default:
-		check(s5n, nr.s5.nodeCores <= 1.5*n.s5.nodeCores, fmt.Sprintf("%d sends/s: %s cores", p.s5Rate, against(nr.s5.nodeCores, n.s5.nodeCores, cores)))
+		check(w, s5n, nr.s5.nodeCores <= 1.5*n.s5.nodeCores, fmt.Sprintf("%d sends/s: %s cores", p.s5Rate, against(nr.s5.nodeCores, n.s5.nodeCores, cores)))
 	}
 	// Throughput and latency: printed beside the targets, for the record.
 	if !failed(nr) && !failed(cr) {
@@ -551,4 +521,23 @@ func redisTargets(w io.Writer, p plan, n, nr, cr *result) {
 	if want("S8") && nr.s8.ok && cr.s8.ok {
 		fmt.Fprintf(w, "- S8 two-node paced p99: %s, no target\n", against(float64(nr.s8.p99), float64(cr.s8.p99), ms))
 	}
+}
+
+// check prints a target's line: met or NOT met, and the figures behind it.
+func check(w io.Writer, name string, ok bool, detail string) {
+	mark := "met"
+	if !ok {
+		mark = "NOT met"
+	}
+	fmt.Fprintf(w, "- %s: %s (%s)\n", name, mark, detail)
+}
+
+// unjudged prints the line of a target that could not be judged, and why.
+func unjudged(w io.Writer, name, why string) {
+	fmt.Fprintf(w, "- %s: could not be judged (%s)\n", name, why)
+}
+
+// against prints a ratio and the two figures it is of.
+func against(a, b float64, unit func(float64) string) string {
+	return fmt.Sprintf("%s, %s against %s", ratio(a, b), unit(a), unit(b))
 }
