@@ -234,46 +234,41 @@ func (p *publisher) pipeline(ctx context.Context, batch []*pubReq, eval bool) ([
 	pipe := p.client.Pipeline()
 	cmds := make([]redis.Cmder, len(batch))
 	now := time.Now().UnixMilli()
-	var keys []string
-	var args []any
-	start := func() {
-		keys, args = keys[:0], args[:0]
+	// head returns a call's first keys and arguments, before its sends'.
+	head := func() ([]string, []any) {
+		var keys []string
 		if p.cluster == nil && p.names.marker {
-			keys = append(keys, p.names.markerKey())
+			keys = []string{p.names.markerKey()}
 		}
-		args = append(args, p.historySize, p.historyTTL.Milliseconds(), int64(notify.StreamRetention/time.Second),
-			now, notify.NewEpoch(), renewEvery(p.historyTTL).Milliseconds(), len(keys))
+		return keys, []any{p.historySize, p.historyTTL.Milliseconds(), int64(notify.StreamRetention / time.Second),
+			now, notify.NewEpoch(), renewEvery(p.historyTTL).Milliseconds(), len(keys)}
 	}
-	var shared *redis.Cmd // the single Redis's one call
+	var keys []string // the single Redis's one call: its keys, arguments and sends
+	var args []any
+	var durable []int
 	for i, r := range batch {
-		if r.ephemeral {
-			if p.cluster != nil {
-				cmds[i] = pipe.SPublish(ctx, p.names.channel(r.stream), "0 - "+string(r.payload))
-			} else {
-				cmds[i] = pipe.Publish(ctx, p.names.channel(r.stream), "0 - "+string(r.payload))
+		channel := p.names.channel(r.stream)
+		switch {
+		case r.ephemeral && p.cluster != nil:
+			cmds[i] = pipe.SPublish(ctx, channel, "0 - "+string(r.payload))
+		case r.ephemeral:
+			cmds[i] = pipe.Publish(ctx, channel, "0 - "+string(r.payload))
+		case p.cluster != nil:
+			k, a := head()
+			cmds[i] = run(ctx, pipe, p.script, eval, append(k, p.names.keys(r.stream)...), append(a, channel, r.payload)...)
+		default:
+			if durable == nil {
+				keys, args = head()
 			}
-			continue
+			keys = append(keys, p.names.keys(r.stream)...)
+			args = append(args, channel, r.payload)
+			durable = append(durable, i)
 		}
-		if p.cluster != nil || shared == nil {
-			start()
-		}
-		keys = append(keys, p.names.keys(r.stream)...)
-		args = append(args, p.names.channel(r.stream), r.payload)
-		if p.cluster != nil {
-			cmds[i] = run(ctx, pipe, p.script, eval, slices.Clone(keys), slices.Clone(args)...)
-			continue
-		}
-		if shared == nil {
-			shared = &redis.Cmd{} // a placeholder until the call is made, below
-		}
-		cmds[i] = shared
 	}
-	if shared != nil {
+	if durable != nil {
 		call := run(ctx, pipe, p.script, eval, keys, args...)
-		for i, c := range cmds {
-			if c == shared {
-				cmds[i] = call
-			}
+		for _, i := range durable {
+			cmds[i] = call
 		}
 	}
 	var wait *redis.Cmd
