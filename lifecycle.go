@@ -8,16 +8,20 @@ import (
 	"github.com/gonotify/notify/internal/wire"
 )
 
-// A session's life: the hub admits it (newSession), subscribeUserAhead, joinPresence, then the
+// A session's life: the hub admits it (newSession), subscribeUserFirst, joinPresence, then the
 // transport connects (connected) and feeds it messages (see messages.go) until it is over;
 // teardown gives back what was taken on the way, each once, in the reverse order.
 
-// subscribeUserAhead starts the user stream's subscription while presence is joined, rather
-// than after it: a connect waits for one broker round trip less.
-func (s *session) subscribeUserAhead(ctx context.Context) {
-	s.presub = make(chan error, 1)
+// subscribeUserFirst subscribes the hub to the user stream before presence is joined, and
+// keeps the answer for connected: the broker's Join then runs with the stream subscribed, so
+// that a broker may read the stream's position in the join's step and answer connected's
+// History without another round trip (adapters/redisbroker does). A connect makes as many
+// round trips in a row as when the subscription went beside the join and the History after
+// it.
+func (s *session) subscribeUserFirst(ctx context.Context) {
 	s.held |= heldUserStream
-	go func(stream string) { s.presub <- s.host.subscribe(ctx, stream) }(wire.UserStream(s.user))
+	s.presubbed = true
+	s.presubErr = s.host.subscribe(ctx, wire.UserStream(s.user))
 }
 
 // joinPresence records the session in presence and returns the time before which the user's
@@ -111,12 +115,11 @@ func (s *session) connected(ctx context.Context, t transport) {
 }
 
 // subscribeUser subscribes the hub to the user stream, or takes the answer of the
-// subscription subscribeUserAhead started.
+// subscription subscribeUserFirst made.
 func (s *session) subscribeUser(ctx context.Context) error {
-	if s.presub != nil {
-		err := <-s.presub
-		s.presub = nil
-		return err
+	if s.presubbed {
+		s.presubbed = false
+		return s.presubErr
 	}
 	s.held |= heldUserStream
 	return s.host.subscribe(ctx, wire.UserStream(s.user))
@@ -180,10 +183,6 @@ func (s *session) giveBack(h held) bool {
 func (s *session) unsubscribeUser(ctx context.Context) {
 	if !s.giveBack(heldUserStream) {
 		return
-	}
-	if s.presub != nil {
-		<-s.presub
-		s.presub = nil
 	}
 	s.host.unsubscribe(ctx, wire.UserStream(s.user))
 }

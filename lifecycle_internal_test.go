@@ -23,19 +23,19 @@ func TestTeardown(t *testing.T) {
 	unavailable := errors.New("unavailable")
 	for _, tc := range []struct {
 		name       string
-		ahead      bool  // the user stream's subscription starts while presence is joined
+		first      bool  // the user stream is subscribed before presence is joined
 		joinErr    error // presence cannot be reached
 		upgraded   bool  // the transport connects (else refused before: 401, shutdown, upgrade failure)
 		historyErr error // the broker cannot read the user stream
 		want       []string
 	}{
-		{name: "refused before the upgrade", ahead: true, want: []string{
+		{name: "refused before the upgrade", first: true, want: []string{
 			"subscribe " + u, "join presence",
 			"unsubscribe " + u, "leave presence", "leave admission"}},
-		{name: "refused before the upgrade, presence unavailable", ahead: true, joinErr: unavailable, want: []string{
+		{name: "refused before the upgrade, presence unavailable", first: true, joinErr: unavailable, want: []string{
 			"subscribe " + u, "join presence",
 			"unsubscribe " + u, "leave admission"}},
-		{name: "presence unavailable", ahead: true, joinErr: unavailable, upgraded: true, want: []string{
+		{name: "presence unavailable", first: true, joinErr: unavailable, upgraded: true, want: []string{
 			"subscribe " + u, "join presence",
 			"unsubscribe " + u, "close 1013",
 			"leave admission"}},
@@ -43,7 +43,7 @@ func TestTeardown(t *testing.T) {
 			"join presence", "index add", "subscribe " + u, "history " + u,
 			"unsubscribe " + u, "close 1013",
 			"index remove", "leave presence", "leave admission"}},
-		{name: "welcomed", ahead: true, upgraded: true, want: []string{
+		{name: "welcomed", first: true, upgraded: true, want: []string{
 			"subscribe " + u, "join presence", "index add", "history " + u, "welcome",
 			"index subscribe news", "subscribe " + news, "history " + news,
 			"close 1000", "index remove", "unsubscribe " + news, "unsubscribe " + u, "leave presence", "leave admission"}},
@@ -54,9 +54,8 @@ func TestTeardown(t *testing.T) {
 				h.joinErr, h.historyErr = tc.joinErr, tc.historyErr
 				s := newSession(h, Identity{UserID: "alice"}, nil)
 				ctx := context.Background()
-				if tc.ahead {
-					s.subscribeUserAhead(ctx)
-					synctest.Wait() // the subscription is under way first
+				if tc.first {
+					s.subscribeUserFirst(ctx)
 				}
 				s.joinPresence(ctx, "node", transportWebSocket)
 				if tc.upgraded {

@@ -40,11 +40,12 @@ type session struct {
 	info    SessionInfo
 	first   bool
 	joinErr error
-	// presub, with a broker other than the in-memory one, answers the user stream's Subscribe
-	// started while presence is joined (subscribeUserAhead); whoever takes the answer
-	// (connected, or teardown) waits for that goroutine.
-	presub   chan error
-	welcomed bool // counted present; its end runs the end hooks
+	// presubbed says that the user stream's Subscribe was made before presence was joined
+	// (subscribeUserFirst, with a broker other than the in-memory one), and presubErr is its
+	// answer, for connected.
+	presubbed bool
+	presubErr error
+	welcomed  bool // counted present; its end runs the end hooks
 
 	// Read: owned by the transport's read loop.
 	strikes int    // bad messages in a row
@@ -145,7 +146,7 @@ type held uint8
 const (
 	heldAdmission  held = 1 << iota // counted by the hub's admission
 	heldPresence                    // recorded in presence
-	heldUserStream                  // the user stream's Subscribe made, or under way (presub)
+	heldUserStream                  // the user stream's Subscribe made
 	heldConnection                  // the transport connected (connected ran)
 	heldIndex                       // in the hub's index, with its topics' subscriptions
 )

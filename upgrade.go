@@ -52,7 +52,7 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, kind transportKind, s
 	s := newSession(hubHost{h}, id, pos)
 	s.topicSince = topicSinceFrom(r)
 	if h.cfg.Broker != nil { // not the in-memory broker, whose Subscribe has nothing to wait for
-		s.subscribeUserAhead(context.WithoutCancel(r.Context()))
+		s.subscribeUserFirst(r.Context())
 	}
 	// The user's token refusal is read in the same step as the join ([Hub.Disconnect]): a
 	// refused token gets 401 with the reason.

@@ -67,11 +67,12 @@ func guardConnections(client *redis.Client, marker string) {
 func (n names) markerKey() string { return n.prefix + ":sid" }
 
 // Where the scripts read the server's identity: on a cluster, CLUSTER MYID; on a single
-// Redis, the marker, their third key when they have one (false, no check, when not).
+// Redis, the marker, the key in the script's local kmarker when it has one (false, no check,
+// when not).
 const (
 	sidPlaceholder = "SERVER_ID"
 	clusterSID     = "redis.call('CLUSTER', 'MYID')"
-	singleSID      = "(KEYS[3] and redis.call('GET', KEYS[3]))"
+	singleSID      = "(kmarker and redis.call('GET', kmarker))"
 )
 
 // withSID makes the script's variant for a single Redis and for a cluster.
@@ -89,24 +90,29 @@ func (n names) scriptKeys(stream string) []string {
 	return k
 }
 
-// epochLua starts the scripts that read or write a stream's position: it reads the epoch and
-// the recorded server, sets reset when the stream has no epoch or its epoch was minted on
-// another server (a failover), and records the server of a stream that predates the field.
-// A script that resets calls newEpoch. KEYS[1] is the position.
-const epochLua = `
+// positionLua reads a stream's position into the locals epoch and offset (a string), and
+// starts a new epoch for a stream that has none, or whose epoch was minted on another server (a
+// failover): its offset is 0, its history is dropped and a position that did not exist lives
+// for pos_ttl seconds only (its first event extends it). A stream whose position predates the
+// server field adopts the server that runs it, without a new epoch. It needs the locals kpos
+// and khist (the stream's keys), kmarker (the marker, or nil), new_epoch and pos_ttl; the
+// history and join scripts run it.
+const positionLua = `
 local sid = ` + sidPlaceholder + `
-local pos = redis.call('HMGET', KEYS[1], 'epoch', 'sid')
-local epoch = pos[1]
-local reset = not epoch or (sid and pos[2] and pos[2] ~= sid)
-if sid and not reset and not pos[2] then
-  redis.call('HSET', KEYS[1], 'sid', sid)
-end
-local function newEpoch(e)
+local pos = redis.call('HMGET', kpos, 'epoch', 'sid', 'offset')
+local epoch, offset = pos[1], pos[3] or '0'
+if not epoch or (sid and pos[2] and pos[2] ~= sid) then
+  epoch, offset = new_epoch, '0'
   if sid then
-    redis.call('HSET', KEYS[1], 'epoch', e, 'offset', 0, 'sid', sid)
+    redis.call('HSET', kpos, 'epoch', epoch, 'offset', 0, 'sid', sid)
   else
-    redis.call('HSET', KEYS[1], 'epoch', e, 'offset', 0)
+    redis.call('HSET', kpos, 'epoch', epoch, 'offset', 0)
   end
-  return e
+  if not pos[1] then
+    redis.call('EXPIRE', kpos, pos_ttl)
+  end
+  redis.call('DEL', khist)
+elseif sid and not pos[2] then
+  redis.call('HSET', kpos, 'sid', sid)
 end
 `

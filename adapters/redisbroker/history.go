@@ -16,17 +16,20 @@ import (
 )
 
 // Reading positions and history, and presence: every session that connects, and every
-// subscription to a topic, reads its stream's position (and, to recover, the events after the
-// client's), and a connect and a disconnect write the user's presence. As with sends
-// (publish.go), each such script call is handed to one of the reader's goroutines, which
-// takes every call waiting at that moment and sends them in one pipeline, one round trip, so
-// that a burst of
-// connects costs Redis (and this node) one write and one read per batch rather than several
-// per session, and no connecting session's goroutine runs go-redis's call path (whose stack
+// subscription to a topic, needs its stream's position (and, to recover, the events after the
+// client's), and a connect and a disconnect write the user's presence. A connect's join reads
+// the user stream's position in its own script call when the node has none for it, and a
+// stream the node has live with a position is answered without Redis (Broker.History), so a
+// session that asks for no recovery costs one script call. As with sends (publish.go), each
+// script call is handed to one of the reader's goroutines, which takes every call waiting at
+// that moment and sends them in one pipeline, one round trip, so that a burst of connects
+// costs Redis (and this node) one write and one read per batch rather than several per
+// session, and no connecting session's goroutine runs go-redis's call path (whose stack
 // growth was a tenth of a connect's CPU time). A lone call leaves at once.
 
-// readers is how many read pipelines may be in flight at once.
-const readers = 2
+// readers is how many read pipelines may be in flight at once: one, as for sends (see
+// publishers), so that the calls of a burst of connects share fewer, larger pipelines.
+const readers = 1
 
 // A reader runs the script calls of History and presence, pipelined. It has no lock: its
 // fields are set by New and only read afterwards, a call reaches its goroutines through q,
@@ -122,16 +125,21 @@ func (rd *reader) history(ctx context.Context, stream string, after *notify.Posi
 	if after != nil {
 		since = *after
 	}
-	ttl := max(1, int64((rd.historyTTL+time.Second-1)/time.Second))
 	script := historyScript
 	if rd.cluster != nil {
 		script = shardedHistoryScript
 	}
-	res, err := rd.call(ctx, script, rd.names.scriptKeys(stream), notify.NewEpoch(), ttl, since.Epoch, since.Offset)
+	res, err := rd.call(ctx, script, rd.names.scriptKeys(stream), notify.NewEpoch(), rd.positionTTL(), since.Epoch, since.Offset)
 	if err != nil {
 		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: %w", err)
 	}
 	return rd.parseHistory(stream, res)
+}
+
+// positionTTL is the TTL in seconds of a position a read creates: the history's (see
+// historyScript).
+func (rd *reader) positionTTL() int64 {
+	return max(1, int64((rd.historyTTL+time.Second-1)/time.Second))
 }
 
 // run sends the queued calls, pipelined, until the broker closes; then it answers what is
@@ -251,20 +259,15 @@ func (rd *reader) parseHistory(stream string, res []any) (notify.Position, []not
 var historyScript, shardedHistoryScript = historyScripts()
 
 func historyScripts() (single, cluster *redis.Script) {
-	s, c := withSID(epochLua + `
-if reset then
-  epoch = newEpoch(ARGV[1])
-  if not pos[1] then
-    redis.call('EXPIRE', KEYS[1], ARGV[2])
-  end
-  redis.call('DEL', KEYS[2])
-end
-local offset = redis.call('HGET', KEYS[1], 'offset')
+	s, c := withSID(`
+local kpos, khist, kmarker = KEYS[1], KEYS[2], KEYS[3]
+local new_epoch, pos_ttl = ARGV[1], ARGV[2]
+` + positionLua + `
 local entries = {}
 if ARGV[3] == epoch then
   local n = tonumber(offset) - tonumber(ARGV[4])
   if n > 0 then
-    entries = redis.call('LRANGE', KEYS[2], -n, -1)
+    entries = redis.call('LRANGE', khist, -n, -1)
   end
 end
 return {epoch, offset, entries}

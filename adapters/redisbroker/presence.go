@@ -33,8 +33,9 @@ import (
 // cluster. The set itself expires 3 PresenceTTLs after its last write, long after its entries,
 // so that a survivor's sweep finds a dead node's entries still there.
 //
-// A connect costs one round trip (joinScript: the entry added and the refusal read; on Redis
-// Cluster a second script call in the same pipeline records the user in the node's users set
+// A connect costs one round trip (joinScript: the entry added and the refusal read, and the
+// user stream's position when the node has none, joinPositionScript; on Redis Cluster a
+// second script call in the same pipeline records the user in the node's users set
 // when it is the user's first session on the node), a disconnect one (leaveScript), and the
 // upkeep one pipelined round trip per PresenceTTL/3 per node, one script call in it per user
 // with sessions on the node, plus the node's users set and the registry (sweep.go).
@@ -50,7 +51,8 @@ const DefaultPresenceTTL = 30 * time.Second
 type presence struct {
 	client  redis.UniversalClient
 	cluster bool
-	reads   *reader // joins and leaves go through its pipelines
+	reads   *reader     // joins and leaves go through its pipelines
+	sub     *subscriber // whose live channels a join reads the position of (set by New)
 	names   names
 	ttl     time.Duration
 	log     *slog.Logger
@@ -115,25 +117,67 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-// KEYS: presence, refusal, and on a single Redis the node's users set (see sweep.go). ARGV:
-// member, entry ttl ms, key ttl ms, user, users set ttl ms. Returns the sessions after the add,
-// the refusal ("" for none) and 1 when the entries it pruned were the user's last (the user
-// went offline by expiry: the caller reports it).
-var joinScript = combinable(nowLua + `
-local before = redis.call('ZCARD', KEYS[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+// joinLua adds a session's entry to its user's presence set, pruning the expired ones, and
+// reads the user's token refusal. It needs the locals kpres, knbf, kusers (the node's users
+// set, see sweep.go, or nil), member, entry_ttl (ms), key_ttl (ms), user and users_ttl (ms),
+// and sets n (the user's sessions after the add), refusal ("" for none) and expired (1 when
+// the entries it pruned were the user's last: the user went offline by expiry, which the
+// caller reports).
+const joinLua = nowLua + `
+local removed = redis.call('ZREMRANGEBYSCORE', kpres, '-inf', now)
+local added = redis.call('ZADD', kpres, now + tonumber(entry_ttl), member)
+local n = redis.call('ZCARD', kpres)
 local expired = 0
-if before > 0 and redis.call('ZCARD', KEYS[1]) == 0 then
+if removed > 0 and added == 1 and n == 1 then
   expired = 1
 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if KEYS[3] then
-  redis.call('SADD', KEYS[3], ARGV[4])
-  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+redis.call('PEXPIRE', kpres, key_ttl)
+if kusers then
+  redis.call('SADD', kusers, user)
+  redis.call('PEXPIRE', kusers, users_ttl)
 end
-return {redis.call('ZCARD', KEYS[1]), redis.call('GET', KEYS[2]) or '', expired}
+local refusal = redis.call('GET', knbf) or ''
+`
+
+// joinScript joins a session to presence. KEYS: presence, refusal, and on a single Redis the
+// node's users set when the session is its user's first on the node. ARGV: member, entry ttl
+// ms, key ttl ms, user, users set ttl ms. Returns {sessions, refusal, expired}.
+var joinScript = combinable(`
+local kpres, knbf, kusers = KEYS[1], KEYS[2], KEYS[3]
+local member, entry_ttl, key_ttl, user, users_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+` + joinLua + `
+return {n, refusal, expired}
 `)
+
+// joinPositionScript is joinScript that reads the user stream's position in the same step
+// (positionLua), for a session whose node has the stream's channel subscribed already: every
+// event after that position reaches the node, which then answers the session's History
+// without Redis (see subscriber.localPosition). shardedJoinPositionScript is its variant for
+// Redis Cluster, where the user's presence and stream share a slot. KEYS: presence, refusal,
+// the stream's position and history, then the marker when ARGV[8] is "1" and the node's users
+// set when ARGV[9] is "1". ARGV: as joinScript's, then the new epoch and the position's ttl s
+// (see historyScript), and the two flags. Returns {sessions, refusal, expired, epoch, offset}.
+var joinPositionScript, shardedJoinPositionScript = joinPositionScripts()
+
+func joinPositionScripts() (single, cluster *redis.Script) {
+	s, c := withSID(`
+local kpres, knbf, kpos, khist = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local kmarker, kusers
+local k = 5
+if ARGV[8] == '1' then
+  kmarker = KEYS[k]
+  k = k + 1
+end
+if ARGV[9] == '1' then
+  kusers = KEYS[k]
+end
+local member, entry_ttl, key_ttl, user, users_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local new_epoch, pos_ttl = ARGV[6], ARGV[7]
+` + joinLua + positionLua + `
+return {n, refusal, expired, epoch, offset}
+`)
+	return combinable(s), redis.NewScript(c)
+}
 
 // KEYS: presence. ARGV: member. Returns the sessions after the removal, 1 if it removed the
 // member, and 1 when it did not but the expired entries it pruned were the user's last.
@@ -209,10 +253,29 @@ func (p *presence) join(ctx context.Context, s notify.SessionInfo) (int, time.Ti
 		if r, err := p.reads.send(ctx, nodeUserScript, []string{users}, s.UserID, p.keyTTL()); err == nil {
 			records = append(records, r)
 		}
+		users = ""
+	}
+	script, args := joinScript, []any{m, p.ttl.Milliseconds(), p.keyTTL(), s.UserID, p.keyTTL()}
+	stream := notify.UserStream(s.UserID)
+	withPosition := p.sub != nil && p.sub.unpositioned(stream)
+	if withPosition {
+		script = joinPositionScript
+		if p.cluster {
+			script = shardedJoinPositionScript
+		}
+		keys = append(keys, p.names.keys(stream)...)
+		marker, withUsers := "0", "0"
+		if p.names.marker {
+			keys, marker = append(keys, p.names.markerKey()), "1"
+		}
+		if users != "" {
+			keys, withUsers = append(keys, users), "1"
+		}
+		args = append(args, notify.NewEpoch(), p.reads.positionTTL(), marker, withUsers)
 	} else if users != "" {
 		keys = append(keys, users)
 	}
-	res, err := p.reads.call(ctx, joinScript, keys, m, p.ttl.Milliseconds(), p.keyTTL(), s.UserID, p.keyTTL())
+	res, err := p.reads.call(ctx, script, keys, args...)
 	for _, r := range records {
 		if _, rerr := p.reads.await(ctx, r); rerr != nil {
 			p.log.Debug("notify: redisbroker: the node's records were not written", "err", rerr)
@@ -221,6 +284,14 @@ func (p *presence) join(ctx context.Context, s notify.SessionInfo) (int, time.Ti
 	if err != nil {
 		p.forget(s.UserID, m)
 		return 0, time.Time{}, fmt.Errorf("redisbroker: presence join: %w", err)
+	}
+	if withPosition && len(res) == 5 {
+		epoch, _ := res[3].(string)
+		off, _ := res[4].(string)
+		if offset, perr := strconv.ParseUint(off, 10, 64); epoch != "" && perr == nil {
+			p.sub.positioned(stream, notify.Position{Offset: offset, Epoch: epoch})
+		}
+		res = res[:3]
 	}
 	if len(res) != 3 {
 		p.forget(s.UserID, m)

@@ -218,6 +218,7 @@ func New(cfg Config) (*Broker, error) {
 	b.pub.waitReplicas, b.pub.waitTimeout = cfg.WaitReplicas, cfg.WaitTimeout
 	b.sub = newSubscriber(b.client, b.cluster, n, b.reads.history, cfg.Logger, b.stop)
 	b.pres = newPresence(b.client, b.reads, n, cfg.PresenceTTL, cfg.Logger, b.stop)
+	b.pres.sub = b.sub
 	return b, nil
 }
 
@@ -321,7 +322,14 @@ func (b *Broker) Unsubscribe(ctx context.Context, stream string) error {
 
 // History reads the stream's position and, when after is of its current epoch, the events
 // after it that the history holds within the TTL, in one pipelined round trip.
+//
+// A stream whose channel this node has live, with a position it knows (see
+// subscriber.localPosition), is answered without Redis when after is nil or that position:
+// a session that asks for no recovery, or that has everything, starts there.
 func (b *Broker) History(ctx context.Context, stream string, after *notify.Position) (notify.Position, []notify.Message, error) {
+	if p, ok := b.sub.localPosition(stream); ok && (after == nil || *after == p) {
+		return p, nil, nil
+	}
 	pos, msgs, err := b.reads.history(ctx, stream, after)
 	if err != nil {
 		return notify.Position{}, nil, err
@@ -331,7 +339,9 @@ func (b *Broker) History(ctx context.Context, stream string, after *notify.Posit
 }
 
 // Join records the session in the user's presence set and reads the user's refusal, in one
-// round trip. The node keeps the entry alive until Leave.
+// round trip; when the user stream's channel is live on this node (the hub subscribes it
+// before it joins) and the node has no position for it yet, the same step reads the
+// stream's position, which History then gives without Redis. The node keeps the entry alive until Leave.
 func (b *Broker) Join(ctx context.Context, s notify.SessionInfo) (int, time.Time, error) {
 	return b.pres.join(ctx, s)
 }

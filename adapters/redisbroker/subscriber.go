@@ -194,6 +194,45 @@ func (s *subscriber) advance(channel string, p notify.Position, received bool) {
 	s.pos[channel] = p
 }
 
+// unpositioned reports whether the stream's channel is subscribed and confirmed on a
+// connection that works, so that every message published on it from now on reaches this
+// node, and the node has no position for it yet: a join then reads one (see presence.join).
+func (s *subscriber) unpositioned(stream string) bool {
+	ch := s.names.channel(stream)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.pos[ch]
+	return !ok && s.liveLocked(ch)
+}
+
+func (s *subscriber) liveLocked(ch string) bool {
+	if s.refs[ch] == 0 || !s.live[ch] {
+		return false
+	}
+	if s.cluster != nil {
+		c := s.shardOf[ch]
+		return c != nil && !c.down && c.ok[ch]
+	}
+	return true
+}
+
+// localPosition returns the position of a stream whose channel is live, when the node has
+// one: the last message the node received, or the position History or a join read once the
+// channel was confirmed. A session that asks for no recovery may start there without a round
+// trip to Redis: it is in the hub's index by then (see Broker.History), and the messages after
+// that position reach the node, since the node records a message's position before it
+// delivers it.
+func (s *subscriber) localPosition(stream string) (notify.Position, bool) {
+	ch := s.names.channel(stream)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.liveLocked(ch) {
+		return notify.Position{}, false
+	}
+	p, ok := s.pos[ch]
+	return p, ok
+}
+
 // position returns channel's position, and whether it has one: a channel subscribed again
 // after an outage has one, a first subscription not yet (History gives it one).
 func (s *subscriber) position(channel string) (notify.Position, bool) {
@@ -208,6 +247,10 @@ func (s *subscriber) position(channel string) (notify.Position, bool) {
 // Subscribe calls waiting for it return.
 func (s *subscriber) confirmed(ctx context.Context, channel string, p notify.Position, again bool) {
 	if again {
+		// Not live until caught up: History reads Redis meanwhile (see localPosition).
+		s.mu.Lock()
+		delete(s.live, channel)
+		s.mu.Unlock()
 		s.catchUp(ctx, channel, p)
 	}
 	s.mu.Lock()
@@ -233,6 +276,10 @@ func (s *subscriber) catchUp(ctx context.Context, channel string, p notify.Posit
 	}
 	if err != nil {
 		s.log.Warn("notify: redisbroker: cannot catch up after reconnecting", "stream", stream, "err", err)
+		// The node no longer knows where the stream stands: History reads Redis again.
+		s.mu.Lock()
+		delete(s.pos, channel)
+		s.mu.Unlock()
 		return
 	}
 	n := 0
@@ -243,6 +290,12 @@ func (s *subscriber) catchUp(ctx context.Context, channel string, p notify.Posit
 		s.advance(channel, notify.Position{Offset: m.Offset, Epoch: m.Epoch}, true)
 		s.deliver(m)
 		n++
+	}
+	if pos.Epoch != p.Epoch {
+		// The node is at the new epoch's position, even where no message carried it there
+		// (the history was lost with the epoch): a session starting from it (localPosition)
+		// is told of the new epoch.
+		s.advance(channel, pos, true)
 	}
 	if n > 0 {
 		s.caughtUp.Add(uint64(n))
@@ -453,6 +506,13 @@ func (r *receiver) failed(ctx context.Context, err error) bool {
 	if !r.lost {
 		r.lost = true
 		c.sub.log.Warn("notify: redisbroker: lost the subscriber connection", c.logAttrs("err", err)...)
+	}
+	if c.sub.cluster == nil {
+		// On a single Redis no channel is live until Redis confirms it again, on the
+		// connection go-redis makes (a cluster's conn is down meanwhile: see setDown).
+		c.sub.mu.Lock()
+		clear(c.sub.live)
+		c.sub.mu.Unlock()
 	}
 	c.setDown(ctx, err)
 	return c.wait(ctx, r.reconnect.next())
