@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/gonotify/notify"
 )
 
 // Redis Cluster: sharded pub/sub.
@@ -220,9 +222,13 @@ func (c *conn) subscribed(ctx context.Context, ch string) bool {
 		return false
 	}
 	c.ok[ch] = true
-	p, again := s.pos[ch]
+	var p notify.Position
+	pp := s.pos[ch]
+	if pp != nil {
+		p = *pp
+	}
 	s.mu.Unlock()
-	s.confirmed(ctx, ch, p, again)
+	s.confirmed(ctx, ch, p, pp != nil)
 	return true
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gonotify/notify"
+	"github.com/gonotify/notify/internal/wire"
 )
 
 // A subscriber holds this node's subscriptions: the Subscribe calls counted per channel, the
@@ -42,9 +43,10 @@ type subscriber struct {
 	waiting map[string][]chan error // channel -> Subscribe calls awaiting the confirmation (see release)
 	live    map[string]bool         // channel -> confirmed
 	// pos is, per subscribed channel, the position up to which this node's sessions have
-	// everything: the last message received, or the position History gave when the channel
-	// was first subscribed. After an outage, catchUp starts there.
-	pos map[string]notify.Position
+	// everything: the last message received, or the position History or a join gave once the
+	// channel was subscribed. After an outage, catchUp starts there. A message updates it in
+	// place: one map lookup per message.
+	pos map[string]*notify.Position
 	// single is the connection of every channel with a single Redis; on a cluster, shards
 	// holds one per shard master (by address) and shardOf each channel's.
 	single  *conn
@@ -58,7 +60,7 @@ func newSubscriber(client redis.UniversalClient, cluster *redis.ClusterClient, n
 	log *slog.Logger, stop <-chan struct{}) *subscriber {
 	s := &subscriber{client: client, cluster: cluster, names: n, history: history, log: log, stop: stop,
 		refs: map[string]int{}, waiting: map[string][]chan error{}, live: map[string]bool{},
-		pos: map[string]notify.Position{}}
+		pos: map[string]*notify.Position{}}
 	if cluster != nil {
 		s.shards, s.shardOf = map[string]*conn{}, map[string]*conn{}
 	}
@@ -185,13 +187,15 @@ func (s *subscriber) positioned(stream string, p notify.Position) {
 func (s *subscriber) advance(channel string, p notify.Position, received bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.refs[channel] == 0 {
+	if pp := s.pos[channel]; pp != nil {
+		if received {
+			*pp = p
+		}
 		return
 	}
-	if _, ok := s.pos[channel]; ok && !received {
-		return
+	if s.refs[channel] > 0 {
+		s.pos[channel] = &p
 	}
-	s.pos[channel] = p
 }
 
 // unpositioned reports whether the stream's channel is subscribed and confirmed on a
@@ -226,11 +230,10 @@ func (s *subscriber) localPosition(stream string) (notify.Position, bool) {
 	ch := s.names.channel(stream)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.liveLocked(ch) {
-		return notify.Position{}, false
+	if pp := s.pos[ch]; pp != nil && s.liveLocked(ch) {
+		return *pp, true
 	}
-	p, ok := s.pos[ch]
-	return p, ok
+	return notify.Position{}, false
 }
 
 // position returns channel's position, and whether it has one: a channel subscribed again
@@ -238,8 +241,10 @@ func (s *subscriber) localPosition(stream string) (notify.Position, bool) {
 func (s *subscriber) position(channel string) (notify.Position, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, ok := s.pos[channel]
-	return p, ok
+	if pp := s.pos[channel]; pp != nil {
+		return *pp, true
+	}
+	return notify.Position{}, false
 }
 
 // confirmed handles Redis's confirmation of channel, whose position was p (again: it had one,
@@ -339,13 +344,13 @@ func (s *subscriber) parse(m *redis.Message) (notify.Message, bool) {
 		s.log.Error("notify: redisbroker: malformed message", "channel", m.Channel)
 		return notify.Message{}, false
 	}
-	nm := notify.Message{Stream: stream, Offset: offset, Payload: []byte(payload)}
-	if offset > 0 {
-		nm.Epoch = epoch
-		// The frame sessions get, built here once (the hub would build it otherwise).
-		nm.Frame = notify.EncodeFrame(nm.Payload, notify.Position{Offset: offset, Epoch: epoch})
+	if offset == 0 || len(payload) < 2 {
+		return notify.Message{Stream: stream, Payload: []byte(payload)}, true
 	}
-	return nm, true
+	// The frame sessions get, built here once (the hub would build it otherwise), in the
+	// payload's allocation.
+	p, frame := wire.PayloadAndFrame(payload, offset, epoch)
+	return notify.Message{Stream: stream, Offset: offset, Epoch: epoch, Payload: p, Frame: frame}, true
 }
 
 // A conn is one pub/sub connection of the subscriber and the two goroutines that serve it:

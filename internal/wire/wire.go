@@ -191,6 +191,20 @@ func WithPosition(payload []byte, offset uint64, epoch string) []byte {
 	return append(append(b, h...), payload[1:]...)
 }
 
+// PayloadAndFrame copies a stream event's payload (a JSON object) out of a string and builds
+// its frame (WithPosition), in one allocation: a broker that receives events as strings (the
+// Redis one) gets both for the price of one. The payload must have an offset, and at least
+// its two braces.
+func PayloadAndFrame(payload string, offset uint64, epoch string) (p, frame []byte) {
+	var head [80]byte
+	h := appendPosition(head[:0], offset, epoch)
+	b := make([]byte, 0, 2*len(payload)+len(h)-1)
+	b = append(b, payload...)
+	b = append(b, h...)
+	b = append(b, payload[1:]...)
+	return b[:len(payload):len(payload)], b[len(payload):]
+}
+
 // appendPosition appends the start of a frame with a position: the object's opening brace,
 // offset and epoch, and the comma before the payload's first member.
 func appendPosition(b []byte, offset uint64, epoch string) []byte {

@@ -104,3 +104,35 @@ func FuzzControlFrame(f *testing.F) {
 		}
 	})
 }
+
+// TestPayloadAndFrame: the payload copied out of a string and its frame, in one allocation
+// for an epoch as brokers make them (an epoch JSON must escape takes AppendString's slower
+// path); appending to the payload leaves the frame alone.
+func TestPayloadAndFrame(t *testing.T) {
+	for _, tc := range []struct {
+		payload string
+		offset  uint64
+		epoch   string
+	}{
+		{`{"type":"a","data":1}`, 7, "e1"},
+		{`{}`, 1, "0123456789abcdef"},
+		{`{"type":"x","data":"` + strings.Repeat("y", 300) + `"}`, 18446744073709551615, "fedcba9876543210"},
+		{`{"type":"q"}`, 3, `quote"and\back`},
+	} {
+		p, frame := PayloadAndFrame(tc.payload, tc.offset, tc.epoch)
+		if string(p) != tc.payload {
+			t.Fatalf("payload %q, want %q", p, tc.payload)
+		}
+		if want := WithPosition([]byte(tc.payload), tc.offset, tc.epoch); !bytes.Equal(frame, want) {
+			t.Fatalf("frame %q, want %q", frame, want)
+		}
+		kept := string(frame)
+		_ = append(p, "more"...)
+		if string(frame) != kept {
+			t.Fatalf("appending to the payload changed the frame: %q", frame)
+		}
+		if n := testing.AllocsPerRun(100, func() { PayloadAndFrame(tc.payload, tc.offset, tc.epoch) }); n != 1 && !strings.Contains(tc.epoch, `"`) {
+			t.Fatalf("%q: %v allocations, want 1", tc.epoch, n)
+		}
+	}
+}
