@@ -105,7 +105,7 @@ func median(rs []*result) *result {
 }
 
 // printSpread prints, for the figures the targets are about, every round's value, and notify's
-// ratio per round to raw, to notify-base (-base) and, for S5's p99, to centrifuge; and
+// ratio per round to raw, to notify-base (-base) and, for S5's p99 and p999, to centrifuge; and
 // notify-redis's to centrifuge-redis for the figures of the Redis targets.
 func printSpread(w io.Writer, names []string, runs [][]*result) {
 	fmt.Fprintf(w, "\nEvery round (the table shows the medians):\n")
@@ -118,6 +118,7 @@ func printSpread(w io.Writer, names []string, runs [][]*result) {
 		{row{"S3 deliveries/s", func(r *result) float64 { return r.s3.rate }, count}, nil},
 		{row{"S3 latency p99", func(r *result) float64 { return float64(r.s3.p99) }, ms}, nil},
 		{row{"S5 latency p99", func(r *result) float64 { return float64(r.s5.p99) }, ms}, []string{"centrifuge"}},
+		{row{"S5 latency p999", func(r *result) float64 { return float64(r.s5.p999) }, ms}, []string{"centrifuge"}},
 		{row{"S4 RSS/connection", func(r *result) float64 { return r.s4PerConn }, kb}, nil},
 		{row{"S9 readers' latency p99", func(r *result) float64 { return float64(r.s9.d.p99) }, ms}, nil},
 		{row{"S9 every non-reader closed after", func(r *result) float64 { return float64(r.s9.allClosed) }, ms}, nil},
