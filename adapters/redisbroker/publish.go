@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -292,8 +293,10 @@ func renewEvery(historyTTL time.Duration) time.Duration {
 }
 
 // answer reads a send's reply: PUBLISH's count for an ephemeral send, and its part of the
-// publish script's reply for the others: {offset, epoch, receivers} for each send of the call,
-// in turn (k counts the sends of c read so far), or {-1, error} for a send that failed in it.
+// publish script's reply for the others: a string "<offset> <epoch> <receivers>" for each
+// send of the call, in turn (k counts the sends of c read so far), or "-1 <error>" for a send
+// that failed in it. One string per send, rather than three values, is one allocation where
+// go-redis made three.
 func answer(c redis.Cmder, ephemeral bool, k int) pubAns {
 	if ephemeral {
 		n, err := c.(*redis.IntCmd).Result()
@@ -303,28 +306,29 @@ func answer(c redis.Cmder, ephemeral bool, k int) pubAns {
 	if err != nil {
 		return pubAns{err: err}
 	}
-	if len(res) < 3*(k+1) {
+	if len(res) <= k {
 		return pubAns{err: errUnexpected}
 	}
-	res = res[3*k : 3*k+3]
-	offset, ok1 := res[0].(int64)
-	epoch, ok2 := res[1].(string)
-	receivers, ok3 := res[2].(int64)
-	switch {
-	case !ok1 || !ok2 || !ok3:
-		return pubAns{err: errUnexpected}
-	case offset < 0:
-		return pubAns{err: errors.New(epoch)}
+	s, _ := res[k].(string)
+	off, rest, ok := strings.Cut(s, " ")
+	if ok && off == "-1" {
+		return pubAns{err: errors.New(rest)}
 	}
-	return pubAns{pos: notify.Position{Offset: uint64(offset), Epoch: epoch}, nodes: int(receivers)}
+	epoch, recv, ok2 := strings.Cut(rest, " ")
+	offset, err1 := strconv.ParseUint(off, 10, 64)
+	receivers, err2 := strconv.Atoi(recv)
+	if !ok || !ok2 || err1 != nil || err2 != nil || epoch == "" {
+		return pubAns{err: errUnexpected}
+	}
+	return pubAns{pos: notify.Position{Offset: offset, Epoch: epoch}, nodes: receivers}
 }
 
 func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
 
 // publishScript serves a batch of sends, each atomically: it assigns the stream's next
 // offset, appends the event to the history and publishes it, and returns for each
-// {offset, epoch, receivers} (PUBLISH's count of the nodes subscribed to the stream), or
-// {-1, error} for a send that failed. shardedPublishScript is the same with SPUBLISH and the
+// "<offset> <epoch> <receivers>" (PUBLISH's count of the nodes subscribed to the stream), or
+// "-1 <error>" for a send that failed. shardedPublishScript is the same with SPUBLISH and the
 // node's ID, for Redis Cluster, where the channel is in the keys' slot (see names.channel)
 // and a call serves one send. Both start a new epoch for a stream whose epoch was minted on
 // another server (failover.go).
@@ -378,18 +382,17 @@ local function one(kp, kh, channel, payload)
     redis.call('EXPIRE', kp, pttl + math.ceil(period / 1000))
     redis.call('PEXPIRE', kh, httl + period)
   end
-  local receivers = redis.call('PUBLISH', channel, offset .. ' ' .. epoch .. ' ' .. payload)
-  return {offset, epoch, receivers}
+  local head = offset .. ' ' .. epoch
+  local receivers = redis.call('PUBLISH', channel, head .. ' ' .. payload)
+  return head .. ' ' .. receivers
 end
 local out = {}
 for i = 1, (#ARGV - 7) / 2 do
   local ok, r = pcall(one, KEYS[k0 + 2 * i - 1], KEYS[k0 + 2 * i], ARGV[6 + 2 * i], ARGV[7 + 2 * i])
   if not ok then
-    r = {-1, type(r) == 'table' and r.err or tostring(r), 0}
+    r = '-1 ' .. (type(r) == 'table' and r.err or tostring(r))
   end
-  out[#out + 1] = r[1]
-  out[#out + 1] = r[2]
-  out[#out + 1] = r[3]
+  out[i] = r
 end
 return out
 `

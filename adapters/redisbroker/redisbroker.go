@@ -325,7 +325,9 @@ func (b *Broker) Unsubscribe(ctx context.Context, stream string) error {
 //
 // A stream whose channel this node has live, with a position it knows (see
 // subscriber.localPosition), is answered without Redis when after is nil or that position:
-// a session that asks for no recovery, or that has everything, starts there.
+// a session that asks for no recovery, or that has everything, starts there. That position
+// is the last message this node received, which may be behind Redis's by the messages on
+// their way here: they reach the session live.
 func (b *Broker) History(ctx context.Context, stream string, after *notify.Position) (notify.Position, []notify.Message, error) {
 	if p, ok := b.sub.localPosition(stream); ok && (after == nil || *after == p) {
 		return p, nil, nil
