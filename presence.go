@@ -32,7 +32,10 @@ type Presence interface {
 	// Join records a session until Leave, or until its node stops keeping it alive (a bound
 	// the implementation documents). It returns how many sessions the user has after it, and
 	// the time before which the user's tokens are refused (zero when none), read in the same
-	// step.
+	// step. With a Config.Broker, the hub has subscribed the user's stream ([UserStream])
+	// when it calls Join, so a Presence that is also the Broker may read the stream's
+	// position in the same step and answer the session's History from it (adapters/redisbroker
+	// does).
 	Join(ctx context.Context, s SessionInfo) (sessions int, refusedBefore time.Time, err error)
 	// Leave removes a session Join recorded. It returns how many sessions the user has after
 	// it, and whether the session was there to remove.

@@ -12,7 +12,10 @@
 // the Redis channels of users and topics that have sessions on it, so it receives only the
 // messages it delivers. Assigning a stream's offset, appending to its history and publishing
 // happen in one Lua script; the sends that arrive while one round trip is in flight leave
-// together in the next, pipelined (no timer delays a lone send).
+// together in the next, in one script call on a single Redis (no timer delays a lone send).
+// A connect is one script call as well: the hub subscribes the user's stream first, and the
+// join that writes the session's presence entry reads the stream's position in the same
+// call; a second tab on the same node reads no position at all.
 //
 // While Redis is unreachable, sends return an error (each hub still delivers to its own
 // sessions), and when Redis is back the broker resubscribes every stream that still has
