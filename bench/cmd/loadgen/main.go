@@ -56,7 +56,7 @@ var (
 	serverBin   = flag.String("server", "", "path to the server binary (bench/cmd/server)")
 	serverCPU   = flag.String("server-cpu", "0", "CPU list for the server (taskset -c); empty: no pinning")
 	quickMode   = flag.Bool("quick", false, "1,000 connections and smaller scenarios: under a minute")
-	variants    = flag.String("variants", "notify,melody,centrifuge,raw", "server variants, comma-separated (also notify-sse, and notify-redis, centrifuge-redis: need -redis); raw gives the ratios")
+	variants    = flag.String("variants", "notify,melody,centrifuge,raw", "server variants, comma-separated (also notify-sse, centrifuge-history, and notify-redis, centrifuge-redis, centrifuge-redis-full: need -redis); raw gives the ratios")
 	conns       = flag.Int("n", 0, "connections (default 5,000; 1,000 with -quick)")
 	profDir     = flag.String("pprof", "", "directory: profile a server (CPU and execution trace per scenario, heap at S4)")
 	profVariant = flag.String("pprof-variant", "notify", "the variant -pprof profiles")

@@ -14,15 +14,20 @@ import (
 )
 
 // The Redis variants run on the Redis at -redis (bench/run starts a private one): a name
-// ending in -redis is that server variant, which speaks the protocol of the variant without
-// the suffix.
+// containing -redis (notify-redis, centrifuge-redis, centrifuge-redis-full) is such a server
+// variant. Every variant whose name starts with centrifuge speaks centrifuge's protocol.
 
 // onRedis reports whether the variant keeps its broker on Redis.
-func onRedis(name string) bool { return strings.HasSuffix(name, "-redis") }
+func onRedis(name string) bool { return strings.Contains(name, "-redis") }
 
 // proto is the protocol a variant's clients speak: notify-base and notify-redis speak
-// notify's, centrifuge-redis centrifuge's.
-func proto(name string) string { return strings.TrimSuffix(kind(name), "-redis") }
+// notify's; centrifuge-history, centrifuge-redis and centrifuge-redis-full centrifuge's.
+func proto(name string) string {
+	if strings.HasPrefix(name, "centrifuge") {
+		return "centrifuge"
+	}
+	return strings.TrimSuffix(kind(name), "-redis")
+}
 
 var (
 	redisOnce   sync.Once

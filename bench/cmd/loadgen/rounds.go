@@ -105,8 +105,9 @@ func median(rs []*result) *result {
 }
 
 // printSpread prints, for the figures the targets are about, every round's value, and notify's
-// ratio per round to raw, to notify-base (-base) and, for S5's p99 and p999, to centrifuge; and
-// notify-redis's to centrifuge-redis for the figures of the Redis targets.
+// ratio per round to raw, to notify-base (-base) and, for S5's p99 and p999, to centrifuge and
+// centrifuge-history; and notify-redis's to centrifuge-redis and centrifuge-redis-full for the
+// figures of the Redis targets.
 func printSpread(w io.Writer, names []string, runs [][]*result) {
 	fmt.Fprintf(w, "\nEvery round (the table shows the medians):\n")
 	for _, rw := range []struct {
@@ -117,8 +118,8 @@ func printSpread(w io.Writer, names []string, runs [][]*result) {
 		{row{"S2 deliveries/s", func(r *result) float64 { return r.s2.rate }, count}, nil},
 		{row{"S3 deliveries/s", func(r *result) float64 { return r.s3.rate }, count}, nil},
 		{row{"S3 latency p99", func(r *result) float64 { return float64(r.s3.p99) }, ms}, nil},
-		{row{"S5 latency p99", func(r *result) float64 { return float64(r.s5.p99) }, ms}, []string{"centrifuge"}},
-		{row{"S5 latency p999", func(r *result) float64 { return float64(r.s5.p999) }, ms}, []string{"centrifuge"}},
+		{row{"S5 latency p99", func(r *result) float64 { return float64(r.s5.p99) }, ms}, []string{"centrifuge", "centrifuge-history"}},
+		{row{"S5 latency p999", func(r *result) float64 { return float64(r.s5.p999) }, ms}, []string{"centrifuge", "centrifuge-history"}},
 		{row{"S4 RSS/connection", func(r *result) float64 { return r.s4PerConn }, kb}, nil},
 		{row{"S9 readers' latency p99", func(r *result) float64 { return float64(r.s9.d.p99) }, ms}, nil},
 		{row{"S9 every non-reader closed after", func(r *result) float64 { return float64(r.s9.allClosed) }, ms}, nil},
@@ -155,12 +156,16 @@ func printSpread(w io.Writer, names []string, runs [][]*result) {
 			}
 			parts = append(parts, "notify ÷ "+other+" "+strings.Join(ratios, ", "))
 		}
-		if nr, cr := slices.Index(names, "notify-redis"), slices.Index(names, "centrifuge-redis"); nr >= 0 && cr >= 0 {
+		for _, other := range []string{"centrifuge-redis", "centrifuge-redis-full"} {
+			nr, cr := slices.Index(names, "notify-redis"), slices.Index(names, other)
+			if nr < 0 || cr < 0 {
+				continue
+			}
 			var ratios []string
 			for k := range runs[nr] {
 				ratios = append(ratios, ratio(rw.get(runs[nr][k]), rw.get(runs[cr][k])))
 			}
-			parts = append(parts, "notify-redis ÷ centrifuge-redis "+strings.Join(ratios, ", "))
+			parts = append(parts, "notify-redis ÷ "+other+" "+strings.Join(ratios, ", "))
 		}
 		fmt.Fprintf(w, "- %s: %s\n", rw.label, strings.Join(parts, "; "))
 	}

@@ -268,7 +268,7 @@ func printTable(w io.Writer, p plan, results []*result) {
 	}
 	targets(w, results, raw)
 	sseTargets(w, n, sse)
-	redisTargets(w, p, n, nr, cr)
+	redisTargets(w, p, n, nr, cr, find(results, "centrifuge-redis-full"))
 }
 
 // sseTargets checks notify's event stream (notify-sse) against its WebSocket path (notify) in
@@ -444,8 +444,11 @@ func targets(w io.Writer, results []*result, raw *result) {
 // CPU time each process spends per unit of work, the redis-server's read from /proc (it shares
 // the load generator's core, so throughput ratios measure that core: they are printed, not
 // targeted). And notify-redis's server CPU at the paced rate against notify's in memory.
-func redisTargets(w io.Writer, p plan, n, nr, cr *result) {
-	if nr == nil || cr == nil {
+// The targets are judged against centrifuge-redis; when centrifuge-redis-full (crf) ran, each
+// target against centrifuge-redis is followed by an unjudged line with the ratio to it, which
+// does at connect the work notify-redis does (presence, position).
+func redisTargets(w io.Writer, p plan, n, nr, cr, crf *result) {
+	if nr == nil || cr == nil && crf == nil {
 		return
 	}
 	note := ""
@@ -454,6 +457,23 @@ func redisTargets(w io.Writer, p plan, n, nr, cr *result) {
 	}
 	fmt.Fprintf(w, "\nTargets (notify-redis against centrifuge-redis on the same Redis, per resource%s):\n", note)
 	failed := func(r *result) bool { return len(r.errs) > 0 }
+	const noCR = "centrifuge-redis did not run: -variants"
+	// like prints the like-for-like line under a target: notify-redis's figure against
+	// centrifuge-redis-full's, when both have it.
+	like := func(get func(*result) float64, unit func(float64) string) {
+		if crf != nil && !failed(nr) && !failed(crf) && get(nr) > 0 && get(crf) > 0 {
+			fmt.Fprintf(w, "  - like for like, against centrifuge-redis-full: %s, no target\n", against(get(nr), get(crf), unit))
+		}
+	}
+	// S2's CPU figures, zero where S2 did not complete (no like-for-like line then)
+	ifOK := func(ok bool, v float64) float64 {
+		if !ok {
+			return 0
+		}
+		return v
+	}
+	s2Redis := func(r *result) float64 { return ifOK(r.s2.ok, r.s2.redisCPU) }
+	s2Node := func(r *result) float64 { return ifOK(r.s2.ok, r.s2.nodeCPU) }
 	const (
 		s2r = "S2 Redis CPU per per-user delivery ≤ 0.5× centrifuge-redis's"
 		s1r = "S1 Redis CPU per connection ≤ 1× centrifuge-redis's"
@@ -461,6 +481,8 @@ func redisTargets(w io.Writer, p plan, n, nr, cr *result) {
 		s5n = "S5 server CPU at the paced rate ≤ 1.5× notify's in memory"
 	)
 	switch {
+	case cr == nil:
+		unjudged(w, s1r, noCR)
 	case failed(nr) || failed(cr):
 		unjudged(w, s1r, "a variant failed")
 	case nr.s1RedisCPU <= 0 || cr.s1RedisCPU <= 0:
@@ -468,10 +490,16 @@ func redisTargets(w io.Writer, p plan, n, nr, cr *result) {
 	default:
 		check(w, s1r, nr.s1RedisCPU <= cr.s1RedisCPU, against(nr.s1RedisCPU, cr.s1RedisCPU, cpuTime))
 	}
+	like(func(r *result) float64 { return r.s1RedisCPU }, cpuTime)
 	switch {
 	case !want("S2"):
 		unjudged(w, s2r, "S2 did not run: -only")
 		unjudged(w, s2n, "S2 did not run: -only")
+	case cr == nil:
+		unjudged(w, s2r, noCR)
+		like(s2Redis, cpuTime)
+		unjudged(w, s2n, noCR)
+		like(s2Node, cpuTime)
 	case !nr.s2.ok || !cr.s2.ok:
 		unjudged(w, s2r, "an S2 did not complete")
 		unjudged(w, s2n, "an S2 did not complete")
@@ -481,11 +509,13 @@ func redisTargets(w io.Writer, p plan, n, nr, cr *result) {
 		} else {
 			check(w, s2r, nr.s2.redisCPU <= 0.5*cr.s2.redisCPU, against(nr.s2.redisCPU, cr.s2.redisCPU, cpuTime))
 		}
+		like(s2Redis, cpuTime)
 		if nr.s2.nodeCPU <= 0 || cr.s2.nodeCPU <= 0 {
 			unjudged(w, s2n, "a server did not report its CPU time")
 		} else {
 			check(w, s2n, nr.s2.nodeCPU <= 0.7*cr.s2.nodeCPU, against(nr.s2.nodeCPU, cr.s2.nodeCPU, cpuTime))
 		}
+		like(s2Node, cpuTime)
 	}
 	// By default the server's paced sender spins between sends (runtime.Gosched, no timer: see
 	// bench/cmd/server), so its process spends about one core in S5 whatever the hub costs;
@@ -506,6 +536,9 @@ func redisTargets(w io.Writer, p plan, n, nr, cr *result) {
 		check(w, s5n, nr.s5.nodeCores <= 1.5*n.s5.nodeCores, fmt.Sprintf("%d sends/s: %s cores", p.s5Rate, against(nr.s5.nodeCores, n.s5.nodeCores, cores)))
 	}
 	// Throughput and latency: printed beside the targets, for the record.
+	if cr == nil {
+		return
+	}
 	if !failed(nr) && !failed(cr) {
 		fmt.Fprintf(w, "- S1 connections/s: %s, no target\n", against(nr.s1Rate, cr.s1Rate, count))
 	}

@@ -23,11 +23,22 @@ type centrifugeVariant struct {
 
 const centrifugeAll = "all"
 
-func newCentrifuge() *centrifugeVariant { return newCentrifugeWith(nil) }
+func newCentrifuge() *centrifugeVariant { return newCentrifugeWith(nil, centrifuge.SubscribeOptions{}) }
+
+// newCentrifugeHistory (centrifuge-history) is centrifuge as newCentrifuge sets it up, doing
+// the work notify does in memory: per-user publications keep a history of historySize for
+// historyTTL (notify's defaults), and the personal channel is subscribed with positioning and
+// recovery on (its stream position sent at subscribe, publications' offsets tracked), as a
+// notify session's stream is. Broadcasts as in centrifuge: no history, as notify's keep none.
+func newCentrifugeHistory() *centrifugeVariant {
+	return newCentrifugeWith(nil, centrifuge.SubscribeOptions{EnablePositioning: true, EnableRecovery: true},
+		centrifuge.WithHistory(historySize, historyTTL))
+}
 
 // newCentrifugeWith sets centrifuge up; setup, when set, configures the node before it runs
-// (centrifuge-redis sets its broker there), and userOpts go with every per-user publication.
-func newCentrifugeWith(setup func(*centrifuge.Node), userOpts ...centrifuge.PublishOption) *centrifugeVariant {
+// (centrifuge-redis sets its broker there), personal is the personal channel's subscription,
+// and userOpts go with every per-user publication.
+func newCentrifugeWith(setup func(*centrifuge.Node), personal centrifuge.SubscribeOptions, userOpts ...centrifuge.PublishOption) *centrifugeVariant {
 	node, err := centrifuge.New(centrifuge.Config{})
 	if err != nil {
 		log.Fatal(err)
@@ -39,7 +50,7 @@ func newCentrifugeWith(setup func(*centrifuge.Node), userOpts ...centrifuge.Publ
 	node.OnConnecting(func(ctx context.Context, e centrifuge.ConnectEvent) (centrifuge.ConnectReply, error) {
 		cred, _ := centrifuge.GetCredentials(ctx)
 		return centrifuge.ConnectReply{Subscriptions: map[string]centrifuge.SubscribeOptions{
-			"u:" + cred.UserID: {}, centrifugeAll: {},
+			"u:" + cred.UserID: personal, centrifugeAll: {},
 		}}, nil
 	})
 	node.OnConnect(func(c *centrifuge.Client) {

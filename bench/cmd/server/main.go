@@ -2,7 +2,10 @@
 // (-variant notify; notify-sse is the same server, its clients on the server-sent events
 // stream GET /sse), melody used bare (melody), centrifuge and the raw limit (raw), and, on the
 // Redis at -redis URL, notify with adapters/redisbroker (notify-redis) and centrifuge with its
-// Redis broker (centrifuge-redis). Besides the WebSocket endpoint GET /ws it serves the bench's
+// Redis broker (centrifuge-redis); and the like-for-like references centrifuge-history
+// (centrifuge in memory with notify's per-user history, positioning and recovery) and
+// centrifuge-redis-full (centrifuge-redis with Redis presence, positioning and recovery on the
+// personal channel). Besides the WebSocket endpoint GET /ws it serves the bench's
 // control endpoints:
 //
 //	POST /bench/send   generate sends (kind=user|broadcast, count, size, users, stride, rate, limit, senders)
@@ -57,8 +60,8 @@ type variant interface {
 }
 
 func main() {
-	kind := flag.String("variant", "notify", "notify, notify-sse, melody, centrifuge, raw, notify-redis or centrifuge-redis")
-	redisURL := flag.String("redis", "", "the Redis of notify-redis and centrifuge-redis, such as redis://127.0.0.1:6379")
+	kind := flag.String("variant", "notify", "notify, notify-sse, melody, centrifuge, centrifuge-history, raw, notify-redis, centrifuge-redis or centrifuge-redis-full")
+	redisURL := flag.String("redis", "", "the Redis of the Redis variants (notify-redis, centrifuge-redis, centrifuge-redis-full), such as redis://127.0.0.1:6379")
 	addr := flag.String("addr", "127.0.0.1:9100", "listen address")
 	profDir := flag.String("pprof", "", "directory for CPU and heap profiles; also serves /debug/pprof/")
 	memRate := flag.Int("memprofilerate", 0, "with -pprof: runtime.MemProfileRate (256 shows every idle connection's allocations; slows the server)")
@@ -66,7 +69,7 @@ func main() {
 
 	var v variant
 	var rc *redisCounter // notify-redis's Redis calls
-	if strings.HasSuffix(*kind, "-redis") && *redisURL == "" {
+	if strings.Contains(*kind, "-redis") && *redisURL == "" {
 		log.Fatalf("-variant %s needs -redis URL", *kind)
 	}
 	switch *kind {
@@ -78,10 +81,14 @@ func main() {
 		v = newRaw()
 	case "centrifuge":
 		v = newCentrifuge()
+	case "centrifuge-history":
+		v = newCentrifugeHistory()
 	case "notify-redis":
 		v, rc = newNotifyRedis(*redisURL)
 	case "centrifuge-redis":
 		v = newCentrifugeRedis(*redisURL)
+	case "centrifuge-redis-full":
+		v = newCentrifugeRedisFull(*redisURL)
 	default:
 		log.Fatalf("unknown variant %q", *kind)
 	}

@@ -17,7 +17,8 @@ import (
 )
 
 // History bounds of the Redis variants: notify's defaults (notify.DefaultHistorySize events
-// for notify.DefaultHistoryTTL), which centrifuge-redis's per-user publications are given too.
+// for notify.DefaultHistoryTTL), which the per-user publications of centrifuge-redis,
+// centrifuge-redis-full and centrifuge-history are given too.
 var (
 	historySize = notify.DefaultHistorySize
 	historyTTL  = notify.DefaultHistoryTTL
@@ -79,17 +80,43 @@ func (c *redisCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 // channel has presence on. Per-user publications keep a history of historySize for historyTTL,
 // as notify's sends do; broadcasts keep none, as notify's do not.
 func newCentrifugeRedis(url string) *centrifugeVariant {
+	return newCentrifugeRedisWith(url, false)
+}
+
+// newCentrifugeRedisFull (centrifuge-redis-full) is centrifuge-redis doing at connect the work
+// notify-redis does: its RedisPresenceManager on the same shard (default configuration), and the
+// personal channel subscribed with presence (EmitPresence: the session's entry written to Redis
+// at subscribe and refreshed), positioning and recovery (the stream's position read from Redis
+// at subscribe, publications' offsets tracked), as notify-redis's connect writes the session's
+// presence and reads the stream's position.
+func newCentrifugeRedisFull(url string) *centrifugeVariant {
+	return newCentrifugeRedisWith(url, true)
+}
+
+func newCentrifugeRedisWith(url string, full bool) *centrifugeVariant {
+	var personal centrifuge.SubscribeOptions
+	if full {
+		personal = centrifuge.SubscribeOptions{EmitPresence: true, EnablePositioning: true, EnableRecovery: true}
+	}
 	v := newCentrifugeWith(func(node *centrifuge.Node) {
 		shard, err := centrifuge.NewRedisShard(node, centrifuge.RedisShardConfig{Address: url})
 		if err != nil {
 			log.Fatal(err)
 		}
-		broker, err := centrifuge.NewRedisBroker(node, centrifuge.RedisBrokerConfig{Shards: []*centrifuge.RedisShard{shard}})
+		shards := []*centrifuge.RedisShard{shard}
+		broker, err := centrifuge.NewRedisBroker(node, centrifuge.RedisBrokerConfig{Shards: shards})
 		if err != nil {
 			log.Fatal(err)
 		}
 		node.SetBroker(broker)
-	}, centrifuge.WithHistory(historySize, historyTTL))
+		if full {
+			pm, err := centrifuge.NewRedisPresenceManager(node, centrifuge.RedisPresenceManagerConfig{Shards: shards})
+			if err != nil {
+				log.Fatal(err)
+			}
+			node.SetPresenceManager(pm)
+		}
+	}, personal, centrifuge.WithHistory(historySize, historyTTL))
 	v.onRedis = true
 	return v
 }
