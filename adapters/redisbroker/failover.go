@@ -92,8 +92,11 @@ func (n names) scriptKeys(stream string) []string {
 
 // positionLua reads a stream's position into the locals epoch and offset (a string), and
 // starts a new epoch for a stream that has none, or whose epoch was minted on another server (a
-// failover): its offset is 0, its history is dropped and a position that did not exist lives
-// for pos_ttl seconds only (its first event extends it). A stream whose position predates the
+// failover): its offset is 0, the old epoch's history is dropped and a position that did not
+// exist lives for pos_ttl seconds only (its first event extends it). A stream without a
+// position has no history to drop: its history expires before its position (publishLua),
+// and were an evicted position to leave one behind, a read in the new epoch takes only the
+// list's newest (offset - after) entries, which are the new epoch's. A stream whose position predates the
 // server field adopts the server that runs it, without a new epoch. It needs the locals kpos
 // and khist (the stream's keys), kmarker (the marker, or nil), new_epoch and pos_ttl; the
 // history and join scripts run it.
@@ -110,8 +113,9 @@ if not epoch or (sid and pos[2] and pos[2] ~= sid) then
   end
   if not pos[1] then
     redis.call('EXPIRE', kpos, pos_ttl)
+  else
+    redis.call('DEL', khist)
   end
-  redis.call('DEL', khist)
 elseif sid and not pos[2] then
   redis.call('HSET', kpos, 'sid', sid)
 end
