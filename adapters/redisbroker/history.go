@@ -27,10 +27,6 @@ import (
 // session, and no connecting session's goroutine runs go-redis's call path (whose stack
 // growth was a tenth of a connect's CPU time). A lone call leaves at once.
 
-// readers is how many read pipelines may be in flight at once: one, as for sends (see
-// publishers), so that the calls of a burst of connects share fewer, larger pipelines.
-const readers = 1
-
 // A reader runs the script calls of History and presence, pipelined. It has no lock: its
 // fields are set by New and only read afterwards, a call reaches its goroutines through q,
 // and the answer comes back through the call's own done channel.
@@ -67,8 +63,9 @@ type callAns struct {
 var callReqs = sync.Pool{New: func() any { return &callReq{done: make(chan callAns, 1)} }}
 
 func (rd *reader) start() {
-	rd.wg.Add(readers)
-	for range readers {
+	n := pipelines(rd.cluster, clusterReaders) // one on a single Redis: a burst of connects shares fewer, larger calls
+	rd.wg.Add(n)
+	for range n {
 		go rd.run()
 	}
 }

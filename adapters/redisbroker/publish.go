@@ -26,14 +26,29 @@ import (
 // maxPipeline bounds the sends in one round trip, and the sends queued for the next.
 const maxPipeline = 256
 
-// publishers is how many pipelines may be in flight at once. One: while it waits for Redis,
-// the sends that arrive queue for the next, which carries them all in one script call, and
-// fewer, larger calls cost Redis and this node less per send than more pipelines in flight
-// (with 32 concurrent senders, about 16 sends per call where 4 pipelines made 6: Redis's read
-// events per send went from 0.17 to 0.06, bench/README.md). A pipeline's round trip bounds
-// what a send waits for the one before it. Sends of one caller stay in order (each waits for
-// its answer); concurrent callers' sends had no order to keep.
-const publishers = 1
+// pipelines returns how many pipelines of sends (or of reads) may be in flight at once. On a
+// single Redis one: while it waits for Redis, the calls that arrive queue for the next, which
+// carries them all in one script call, and fewer, larger calls cost Redis and this node less
+// per send than more pipelines in flight (with 32 concurrent senders, about 16 sends per call
+// where 4 pipelines made 6: Redis's read events per send went from 0.17 to 0.06,
+// bench/README.md). A pipeline's round trip bounds what a send waits for the one before it.
+// On Redis Cluster, where each send is a script call of its own and a pipeline waits for its
+// slowest shard, inFlight: a shard that is slow to answer holds up that many pipelines' worth
+// of sends to the others. Sends of one caller stay in order (each waits for its answer);
+// concurrent callers' sends had no order to keep.
+func pipelines(cluster *redis.ClusterClient, inFlight int) int {
+	if cluster == nil {
+		return 1
+	}
+	return inFlight
+}
+
+// clusterPublishers and clusterReaders are the pipelines of sends and of reads in flight at
+// once on Redis Cluster (see pipelines).
+const (
+	clusterPublishers = 4
+	clusterReaders    = 2
+)
 
 // publishTimeout bounds one pipeline's round trip.
 const publishTimeout = 5 * time.Second
@@ -91,8 +106,9 @@ var (
 )
 
 func (p *publisher) start() {
-	p.wg.Add(publishers)
-	for range publishers {
+	n := pipelines(p.cluster, clusterPublishers)
+	p.wg.Add(n)
+	for range n {
 		go p.run()
 	}
 }
