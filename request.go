@@ -251,16 +251,10 @@ func (t *requests) launch(f *flight, s *session, req Request, h RequestHandler) 
 			return
 		}
 		sess.reqs.release()
-		t.mu.Lock()
-		if len(f.waiters) == 0 {
-			delete(t.running, f.key)
-			t.mu.Unlock()
+		next, ok := t.handOn(f)
+		if !ok {
 			return
 		}
-		next := f.waiters[0]
-		f.waiters = f.waiters[1:]
-		f.runner = next.s
-		t.mu.Unlock()
 		s, req.Session, req.Identity = next.s, next.s.id, next.id
 	}
 }
@@ -366,20 +360,29 @@ func (t *requests) answer(f *flight, frame []byte, now time.Time) {
 // again, or the flight is dropped unanswered.
 func (t *requests) abandon(f *flight, s *session, req Request, h RequestHandler) {
 	s.reqs.release()
+	next, ok := t.handOn(f)
+	if !ok {
+		return
+	}
+	req.Session, req.Identity = next.s.id, next.id
+	t.launch(f, next.s, req, h)
+}
+
+// handOn makes the flight's next waiter its runner and returns it; with none waiting, or the
+// flight answered already, it reports false, and an unanswered flight is dropped.
+func (t *requests) handOn(f *flight) (asker, bool) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	if f.answered || len(f.waiters) == 0 {
 		if !f.answered {
 			delete(t.running, f.key)
 		}
-		t.mu.Unlock()
-		return
+		return asker{}, false
 	}
 	next := f.waiters[0]
 	f.waiters = f.waiters[1:]
 	f.runner = next.s
-	t.mu.Unlock()
-	req.Session, req.Identity = next.s.id, next.id
-	t.launch(f, next.s, req, h)
+	return next, true
 }
 
 // keepLocked keeps an answer, dropping the oldest past the cache's bounds.
