@@ -153,36 +153,21 @@ func (rd *reader) callBatch(batch []*callReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
 	cmds, place, scripts := rd.pipeline(ctx, batch, false)
-	// Calls refused with NOSCRIPT did nothing: they go again, as the publisher's do (see
-	// publishBatch), and the others are not run twice.
-	for _, eval := range []bool{false, true} {
-		var redo []int
-		for i, c := range cmds {
-			if isNoScript(c.Err()) {
-				redo = append(redo, i)
+	load := func() {
+		seen := map[*redis.Script]bool{}
+		for _, s := range scripts {
+			if !seen[s] {
+				seen[s] = true
+				_ = s.Load(ctx, rd.client).Err()
 			}
 		}
-		if len(redo) == 0 {
-			break
-		}
-		if !eval {
-			seen := map[*redis.Script]bool{}
-			for _, s := range scripts {
-				if !seen[s] {
-					seen[s] = true
-					_ = s.Load(ctx, rd.client).Err()
-				}
-			}
-		}
-		again := make([]*callReq, len(redo))
-		for k, i := range redo {
-			again[k] = batch[i]
-		}
-		cmdsAgain, placeAgain, _ := rd.pipeline(ctx, again, eval)
+	}
+	redoNoScript(cmds, load, func(redo []int, eval bool) {
+		cmdsAgain, placeAgain, _ := rd.pipeline(ctx, pick(batch, redo), eval)
 		for k, i := range redo {
 			cmds[i], place[i] = cmdsAgain[k], placeAgain[k]
 		}
-	}
+	})
 	failed := false
 	for i, r := range batch {
 		res, err := reply(cmds[i], place[i])

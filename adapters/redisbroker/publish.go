@@ -193,34 +193,15 @@ func (p *publisher) publishBatch(batch []*pubReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
 	cmds, wait := p.pipeline(ctx, batch, false)
-	// Sends refused with NOSCRIPT (a Redis that restarted, or the batch is the first) did
-	// nothing: they go again, the script loaded, and by its source if loading did not reach the
-	// master that refused them (see run). The others are not sent twice.
-	for _, eval := range []bool{false, true} {
-		var redo []int
-		for i, c := range cmds {
-			if isNoScript(c.Err()) {
-				redo = append(redo, i)
-			}
-		}
-		if len(redo) == 0 {
-			break
-		}
-		if !eval {
-			_ = p.script.Load(ctx, p.client).Err()
-		}
-		again := make([]*pubReq, len(redo))
-		for k, i := range redo {
-			again[k] = batch[i]
-		}
-		cmdsAgain, waitAgain := p.pipeline(ctx, again, eval)
+	redoNoScript(cmds, func() { _ = p.script.Load(ctx, p.client).Err() }, func(redo []int, eval bool) {
+		cmdsAgain, waitAgain := p.pipeline(ctx, pick(batch, redo), eval)
 		for k, i := range redo {
 			cmds[i] = cmdsAgain[k]
 		}
 		if waitAgain != nil {
 			wait = waitAgain
 		}
-	}
+	})
 	var unreplicated error // the sends' writes reached fewer replicas than asked
 	if wait != nil {
 		if n, err := wait.Int64(); err != nil {
@@ -337,6 +318,39 @@ func answer(c redis.Cmder, ephemeral bool, k int) pubAns {
 		return pubAns{err: errUnexpected}
 	}
 	return pubAns{pos: notify.Position{Offset: offset, Epoch: epoch}, nodes: receivers}
+}
+
+// redoNoScript sends again the calls of a batch that Redis refused with NOSCRIPT, which did
+// nothing (a Redis that restarted, or the batch is the first): first by digest once load has
+// loaded the scripts, then, for those refused again, by their source, in case loading did not
+// reach the master that refused them (see run). resend sends the batch's calls at the indexes
+// redo gives (by source with eval) and puts their commands in cmds; the other calls are not
+// sent twice.
+func redoNoScript(cmds []redis.Cmder, load func(), resend func(redo []int, eval bool)) {
+	for _, eval := range []bool{false, true} {
+		var redo []int
+		for i, c := range cmds {
+			if isNoScript(c.Err()) {
+				redo = append(redo, i)
+			}
+		}
+		if len(redo) == 0 {
+			return
+		}
+		if !eval {
+			load()
+		}
+		resend(redo, eval)
+	}
+}
+
+// pick returns the items of batch at the indexes idx.
+func pick[T any](batch []T, idx []int) []T {
+	out := make([]T, len(idx))
+	for k, i := range idx {
+		out[k] = batch[i]
+	}
+	return out
 }
 
 func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
