@@ -20,7 +20,6 @@ import (
 // it.
 func (s *session) subscribeUserFirst(ctx context.Context) {
 	s.held |= heldUserStream
-	s.presubbed = true
 	s.presubErr = s.host.subscribe(ctx, wire.UserStream(s.user))
 }
 
@@ -115,10 +114,9 @@ func (s *session) connected(ctx context.Context, t transport) {
 }
 
 // subscribeUser subscribes the hub to the user stream, or takes the answer of the
-// subscription subscribeUserFirst made.
+// subscription subscribeUserFirst made (the stream is held already).
 func (s *session) subscribeUser(ctx context.Context) error {
-	if s.presubbed {
-		s.presubbed = false
+	if s.held&heldUserStream != 0 {
 		return s.presubErr
 	}
 	s.held |= heldUserStream

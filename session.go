@@ -40,10 +40,9 @@ type session struct {
 	info    SessionInfo
 	first   bool
 	joinErr error
-	// presubbed says that the user stream's Subscribe was made before presence was joined
-	// (subscribeUserFirst, with a broker other than the in-memory one), and presubErr is its
-	// answer, for connected.
-	presubbed bool
+	// presubErr is the answer of the user stream's Subscribe when it was made before presence
+	// was joined (subscribeUserFirst, with a broker other than the in-memory one), for
+	// connected.
 	presubErr error
 	welcomed  bool // counted present; its end runs the end hooks
 
