@@ -96,10 +96,10 @@ func (n names) scriptKeys(stream string) []string {
 // exist lives for pos_ttl seconds only (its first event extends it). A stream without a
 // position has no history to drop: its history expires before its position (publishLua),
 // and were an evicted position to leave one behind, a read in the new epoch takes only the
-// list's newest (offset - after) entries, which are the new epoch's. A stream whose position predates the
-// server field adopts the server that runs it, without a new epoch. It needs the locals kpos
-// and khist (the stream's keys), kmarker (the marker, or nil), new_epoch and pos_ttl; the
-// history and join scripts run it.
+// list's newest (offset - after) entries, which are the new epoch's. A stream whose position
+// predates the server field adopts the server that runs it, without a new epoch. It needs the
+// locals kpos and khist (the stream's keys), kmarker (the marker, or nil), new_epoch and
+// pos_ttl; the history and join scripts run it.
 const positionLua = `
 local sid = ` + sidPlaceholder + `
 local pos = redis.call('HMGET', kpos, 'epoch', 'sid', 'offset')

@@ -193,12 +193,11 @@ func (rd *reader) parseHistory(stream string, res []any) (notify.Position, []not
 	if len(res) != 3 {
 		return notify.Position{}, nil, errors.New("redisbroker: history: unexpected reply")
 	}
-	epoch, _ := res[0].(string)
-	offStr, _ := res[1].(string)
-	offset, err := strconv.ParseUint(offStr, 10, 64)
+	pos, err := scriptPosition(res[0], res[1])
 	if err != nil {
-		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: offset %q", offStr)
+		return notify.Position{}, nil, fmt.Errorf("redisbroker: history: %w", err)
 	}
+	epoch := pos.Epoch
 	entries, _ := res[2].([]any)
 	cutoff := time.Now().Add(-rd.historyTTL).UnixMilli()
 	var msgs []notify.Message
@@ -222,7 +221,19 @@ func (rd *reader) parseHistory(stream string, res []any) (notify.Position, []not
 		msgs = append(msgs, notify.Message{Stream: stream, Offset: o, Epoch: epoch, Payload: p,
 			Frame: notify.EncodeFrame(p, notify.Position{Offset: o, Epoch: epoch})})
 	}
-	return notify.Position{Offset: offset, Epoch: epoch}, msgs, nil
+	return pos, msgs, nil
+}
+
+// scriptPosition reads a position as the history and join scripts return it: its epoch and
+// its offset, both strings.
+func scriptPosition(epoch, offset any) (notify.Position, error) {
+	e, _ := epoch.(string)
+	o, _ := offset.(string)
+	n, err := strconv.ParseUint(o, 10, 64)
+	if err != nil {
+		return notify.Position{}, fmt.Errorf("offset %q", o)
+	}
+	return notify.Position{Offset: n, Epoch: e}, nil
 }
 
 // historyScript returns the position and the history, creating the position when the stream

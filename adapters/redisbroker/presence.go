@@ -52,7 +52,7 @@ type presence struct {
 	client  redis.UniversalClient
 	cluster bool
 	reads   *reader     // joins and leaves go through its pipelines
-	sub     *subscriber // whose live channels a join reads the position of (set by New)
+	sub     *subscriber // whose live channels a join reads the position of
 	names   names
 	ttl     time.Duration
 	log     *slog.Logger
@@ -66,8 +66,8 @@ type presence struct {
 	local map[string]map[string]struct{} // user -> members of this node's sessions
 }
 
-func newPresence(client redis.UniversalClient, reads *reader, n names, ttl time.Duration, log *slog.Logger, stop <-chan struct{}) *presence {
-	return &presence{client: client, cluster: n.cluster, reads: reads, names: n, ttl: ttl, log: log, stop: stop,
+func newPresence(client redis.UniversalClient, reads *reader, sub *subscriber, n names, ttl time.Duration, log *slog.Logger, stop <-chan struct{}) *presence {
+	return &presence{client: client, cluster: n.cluster, reads: reads, sub: sub, names: n, ttl: ttl, log: log, stop: stop,
 		done: make(chan struct{}), local: map[string]map[string]struct{}{}}
 }
 
@@ -257,7 +257,7 @@ func (p *presence) join(ctx context.Context, s notify.SessionInfo) (int, time.Ti
 	}
 	script, args := joinScript, []any{m, p.ttl.Milliseconds(), p.keyTTL(), s.UserID, p.keyTTL()}
 	stream := notify.UserStream(s.UserID)
-	withPosition := p.sub != nil && p.sub.unpositioned(stream)
+	withPosition := p.sub.unpositioned(stream)
 	if withPosition {
 		script = joinPositionScript
 		if p.cluster {
@@ -286,10 +286,8 @@ func (p *presence) join(ctx context.Context, s notify.SessionInfo) (int, time.Ti
 		return 0, time.Time{}, fmt.Errorf("redisbroker: presence join: %w", err)
 	}
 	if withPosition && len(res) == 5 {
-		epoch, _ := res[3].(string)
-		off, _ := res[4].(string)
-		if offset, perr := strconv.ParseUint(off, 10, 64); epoch != "" && perr == nil {
-			p.sub.positioned(stream, notify.Position{Offset: offset, Epoch: epoch})
+		if pos, perr := scriptPosition(res[3], res[4]); perr == nil && pos.Epoch != "" {
+			p.sub.positioned(stream, pos)
 		}
 		res = res[:3]
 	}

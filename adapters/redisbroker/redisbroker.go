@@ -220,8 +220,7 @@ func New(cfg Config) (*Broker, error) {
 	b.pub = newPublisher(b.client, b.cluster, n, cfg.HistorySize, cfg.HistoryTTL, b.stop)
 	b.pub.waitReplicas, b.pub.waitTimeout = cfg.WaitReplicas, cfg.WaitTimeout
 	b.sub = newSubscriber(b.client, b.cluster, n, b.reads.history, cfg.Logger, b.stop)
-	b.pres = newPresence(b.client, b.reads, n, cfg.PresenceTTL, cfg.Logger, b.stop)
-	b.pres.sub = b.sub
+	b.pres = newPresence(b.client, b.reads, b.sub, n, cfg.PresenceTTL, cfg.Logger, b.stop)
 	return b, nil
 }
 
@@ -346,7 +345,8 @@ func (b *Broker) History(ctx context.Context, stream string, after *notify.Posit
 // Join records the session in the user's presence set and reads the user's refusal, in one
 // round trip; when the user stream's channel is live on this node (the hub subscribes it
 // before it joins) and the node has no position for it yet, the same step reads the
-// stream's position, which History then gives without Redis. The node keeps the entry alive until Leave.
+// stream's position, which History then gives without Redis. The node keeps the entry alive
+// until Leave.
 func (b *Broker) Join(ctx context.Context, s notify.SessionInfo) (int, time.Time, error) {
 	return b.pres.join(ctx, s)
 }
