@@ -9,6 +9,7 @@ import (
 
 	"github.com/gonotify/notify/adapters/webpush"
 	"github.com/gonotify/notify/inbox"
+	"github.com/gonotify/notify/internal/wstest"
 )
 
 // BenchmarkNotifyPush sends notifications from 32 concurrent Notify calls to 32 users with
@@ -51,7 +52,7 @@ func benchNotifyPush(b *testing.B, workers int) {
 	}
 	wg.Wait()
 	var arrivals []time.Duration
-	waitFor(b, "every push", func() bool {
+	wstest.WaitFor(b, "every push", func() bool {
 		n := 0
 		for _, ep := range endpoints {
 			got, _ := e.ps.got(ep)

@@ -10,6 +10,7 @@ import (
 	"github.com/gonotify/notify"
 	"github.com/gonotify/notify/adapters/webpush"
 	"github.com/gonotify/notify/inbox"
+	"github.com/gonotify/notify/internal/wstest"
 )
 
 // noSubs is a Store that keeps no subscriptions.
@@ -128,7 +129,7 @@ func TestDialRefusesPrivateAddresses(t *testing.T) {
 	if err := e.sender.Push(inbox.PushMessage{Subscription: sub, Notification: inbox.Notification{ID: "n", Type: "t"}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the refusal logged", func() bool { return strings.Contains(e.logs.String(), "resolves to a private address") })
+	wstest.WaitFor(t, "the refusal logged", func() bool { return strings.Contains(e.logs.String(), "resolves to a private address") })
 	if st := e.sender.Stats(); st.Sent != 0 || st.Retried != 0 || st.Failed != 1 {
 		t.Errorf("stats %+v, want one refused without retry", st)
 	}

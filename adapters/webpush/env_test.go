@@ -18,6 +18,7 @@ import (
 	"github.com/gonotify/notify"
 	"github.com/gonotify/notify/adapters/webpush"
 	"github.com/gonotify/notify/inbox"
+	"github.com/gonotify/notify/internal/wstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -212,7 +213,7 @@ func (e *env) notify(user string, n inbox.Notification) notify.Report {
 func (e *env) pushes(endpoint string, n int) []received {
 	e.t.Helper()
 	var got []received
-	waitFor(e.t, "pushes", func() bool {
+	wstest.WaitFor(e.t, "pushes", func() bool {
 		got, _ = e.ps.got(endpoint)
 		return len(got) >= n
 	})

@@ -40,7 +40,7 @@ func (e *env) fence() {
 	endpoint := e.subscribe(user)
 	e.notify(user, inbox.Notification{Type: "fence"})
 	e.pushes(endpoint, 1)
-	waitFor(e.t, "the fence counted", func() bool {
+	wstest.WaitFor(e.t, "the fence counted", func() bool {
 		st := e.sender.Stats()
 		return st.Sent+st.Failed+st.Gone+st.Refused+st.Dropped >= 1
 	})
@@ -65,7 +65,7 @@ func TestNoPushWhileASessionIsOpen(t *testing.T) {
 	s.WS.Close()
 	start := time.Now()
 	var i int
-	waitFor(t, "Report.Nodes 0 after the session closed", func() bool {
+	wstest.WaitFor(t, "Report.Nodes 0 after the session closed", func() bool {
 		i++
 		return e.notify("alice", inbox.Notification{ID: fmt.Sprint("after-", i), Type: "t"}).Nodes == 0
 	})
@@ -162,7 +162,7 @@ func TestTwoNodesOnRedis(t *testing.T) {
 	s.WS.Close()
 	start := time.Now()
 	var i int
-	waitFor(t, "Report.Nodes 0 after the session on node b closed", func() bool {
+	wstest.WaitFor(t, "Report.Nodes 0 after the session on node b closed", func() bool {
 		i++
 		return a.notify("alice", inbox.Notification{ID: fmt.Sprint("after-", i), Type: "t"}).Nodes == 0
 	})

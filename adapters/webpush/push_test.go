@@ -15,6 +15,7 @@ import (
 
 	"github.com/gonotify/notify/adapters/webpush"
 	"github.com/gonotify/notify/inbox"
+	"github.com/gonotify/notify/internal/wstest"
 )
 
 // A notification for a user with no session arrives at the push service, signed and
@@ -99,7 +100,7 @@ func TestAckExpired(t *testing.T) {
 	if status, body := e.do("", "POST", "push/ack", map[string]string{"ack": ack, "op": "seen"}); status != 200 {
 		t.Fatalf("POST push/ack before it expires: %d %s, want 200", status, body)
 	}
-	waitFor(t, "the ack to expire", func() bool {
+	wstest.WaitFor(t, "the ack to expire", func() bool {
 		status, body := e.do("", "POST", "push/ack", map[string]string{"ack": ack, "op": "read"})
 		return status == 400 && body == `{"error":"bad_request","reason":"invalid or expired ack"}`+"\n"
 	})
@@ -292,16 +293,16 @@ func TestPushServiceFaults(t *testing.T) {
 		check  func(t *testing.T, e *env, endpoint string)
 	}{
 		{"410 deletes the subscription", nil, []reply{{status: 410}}, func(t *testing.T, e *env, endpoint string) {
-			waitFor(t, "the subscription deleted", func() bool { s, _ := e.ib.Subscriptions(context.Background(), "alice"); return len(s) == 0 })
+			wstest.WaitFor(t, "the subscription deleted", func() bool { s, _ := e.ib.Subscriptions(context.Background(), "alice"); return len(s) == 0 })
 			if st := e.sender.Stats(); st.Gone != 1 || st.Sent != 0 || st.Retried != 0 {
 				t.Errorf("stats %+v, want one gone", st)
 			}
 		}},
 		{"404 deletes the subscription", nil, []reply{{status: 404}}, func(t *testing.T, e *env, endpoint string) {
-			waitFor(t, "the subscription deleted", func() bool { s, _ := e.ib.Subscriptions(context.Background(), "alice"); return len(s) == 0 })
+			wstest.WaitFor(t, "the subscription deleted", func() bool { s, _ := e.ib.Subscriptions(context.Background(), "alice"); return len(s) == 0 })
 		}},
 		{"413 is refused, not retried", nil, []reply{{status: 413}}, func(t *testing.T, e *env, endpoint string) {
-			waitFor(t, "the refusal", func() bool { return e.sender.Stats().Refused == 1 })
+			wstest.WaitFor(t, "the refusal", func() bool { return e.sender.Stats().Refused == 1 })
 			if _, n := e.ps.got(endpoint); n != 1 || e.sender.Stats().Retried != 0 {
 				t.Errorf("%d requests, stats %+v; want one request, no retry", n, e.sender.Stats())
 			}
@@ -332,7 +333,7 @@ func TestPushServiceFaults(t *testing.T) {
 			}
 		}},
 		{"500 past the retries fails", func(c *webpush.Config) { c.Retries = 2 }, []reply{{status: 500}, {status: 500}, {status: 500}}, func(t *testing.T, e *env, endpoint string) {
-			waitFor(t, "the failure", func() bool { return e.sender.Stats().Failed == 1 })
+			wstest.WaitFor(t, "the failure", func() bool { return e.sender.Stats().Failed == 1 })
 			if _, n := e.ps.got(endpoint); n != 3 || e.sender.Stats().Retried != 2 {
 				t.Errorf("%d requests, stats %+v; want 3 requests, 2 retries", n, e.sender.Stats())
 			}
@@ -340,14 +341,14 @@ func TestPushServiceFaults(t *testing.T) {
 		{"an endless answer is read no further than MaxResponseSize", func(c *webpush.Config) { c.MaxResponseSize = 1024; c.Timeout = time.Minute }, []reply{{endless: true}}, func(t *testing.T, e *env, endpoint string) {
 			// Read to its end, the answer would hold the push until the minute's timeout and
 			// fail it: past 1 KB the sender stops reading, and the push counts as sent at once.
-			waitFor(t, "the push counted sent", func() bool { return e.sender.Stats().Sent == 1 })
+			wstest.WaitFor(t, "the push counted sent", func() bool { return e.sender.Stats().Sent == 1 })
 			if st := e.sender.Stats(); st.Retried != 0 || st.Failed != 0 {
 				t.Errorf("stats %+v, want sent, no retry", st)
 			}
 		}},
 		{"a slow push service times out and is retried", func(c *webpush.Config) { c.Timeout = 200 * time.Millisecond }, []reply{{hang: true}}, func(t *testing.T, e *env, endpoint string) {
 			e.pushes(endpoint, 1)
-			waitFor(t, "the push counted sent", func() bool { return e.sender.Stats().Sent == 1 })
+			wstest.WaitFor(t, "the push counted sent", func() bool { return e.sender.Stats().Sent == 1 })
 			if st := e.sender.Stats(); st.Retried != 1 || st.Sent != 1 {
 				t.Errorf("stats %+v, want one retry and one sent", st)
 			}
@@ -368,7 +369,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 	target, _, _ := e.ps.subscribe()
 	endpoint := e.subscribe("alice", reply{status: http.StatusTemporaryRedirect, location: target})
 	e.notify("alice", inbox.Notification{ID: "n1", Type: "t"})
-	waitFor(t, "the failure logged", func() bool { return strings.Contains(e.logs.String(), "refused the push") })
+	wstest.WaitFor(t, "the failure logged", func() bool { return strings.Contains(e.logs.String(), "refused the push") })
 	if _, n := e.ps.got(target); n != 0 {
 		t.Errorf("the redirect's target got %d requests", n)
 	}
@@ -387,7 +388,7 @@ func TestPushServiceDown(t *testing.T) {
 		t.Fatalf("POST: %d %s", status, body)
 	}
 	e.notify("alice", inbox.Notification{ID: "n1", Type: "t"})
-	waitFor(t, "the failure", func() bool { return e.sender.Stats().Failed == 1 })
+	wstest.WaitFor(t, "the failure", func() bool { return e.sender.Stats().Failed == 1 })
 	if st := e.sender.Stats(); st.Retried != 2 || st.Sent != 0 {
 		t.Errorf("stats %+v, want 2 retries and nothing sent", st)
 	}
@@ -402,7 +403,7 @@ func TestNotifyNotBlocked(t *testing.T) {
 	e := newEnv(t, options{sender: func(c *webpush.Config) { c.Workers, c.QueueSize, c.Timeout = 1, 2, time.Minute }})
 	endpoint := e.subscribe("alice", reply{hang: true}, reply{hang: true}, reply{hang: true}, reply{hang: true}, reply{hang: true})
 	e.notify("alice", inbox.Notification{ID: "n0", Type: "t"})
-	waitFor(t, "the worker stuck", func() bool { _, n := e.ps.got(endpoint); return n == 1 })
+	wstest.WaitFor(t, "the worker stuck", func() bool { _, n := e.ps.got(endpoint); return n == 1 })
 	for i := 1; i <= 5; i++ {
 		e.notify("alice", inbox.Notification{ID: fmt.Sprint("n", i), Type: "t"})
 	}
@@ -480,7 +481,7 @@ func TestUnusableKeysNotRetried(t *testing.T) {
 		Notification: inbox.Notification{ID: "n", Type: "t"}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the refusal logged", func() bool { return strings.Contains(e.logs.String(), "push refused here") })
+	wstest.WaitFor(t, "the refusal logged", func() bool { return strings.Contains(e.logs.String(), "push refused here") })
 	if st := e.sender.Stats(); st.Failed != 1 || st.Retried != 0 {
 		t.Errorf("stats %+v, want one failed, no retry", st)
 	}

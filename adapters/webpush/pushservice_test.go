@@ -115,18 +115,6 @@ func (ps *pushService) got(endpoint string) ([]received, int) {
 	return append([]received(nil), s.received...), s.requests
 }
 
-// waitFor polls until cond holds, failing the test after 10 seconds.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func (ps *pushService) serve(w http.ResponseWriter, r *http.Request) {
 	id, ok := strings.CutPrefix(r.URL.Path, "/push/")
 	ps.mu.Lock()
