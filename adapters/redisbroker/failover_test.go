@@ -147,27 +147,8 @@ func TestFailoverLosingWrites(t *testing.T) {
 // from then on, as a Sentinel client does after a failover.
 func TestFailoverLosingWritesSingle(t *testing.T) {
 	t.Parallel()
-	bin, err := exec.LookPath("redis-server")
-	wstest.RequireService(t, "redis-server (to run a master and its replica)", err)
-	ports := freePorts(t, 2)
-	dir := t.TempDir() // where the replica writes the master's snapshot
-	start := func(port int, args ...string) (*exec.Cmd, *redis.Client) {
-		cmd := exec.Command(bin, append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", dir}, args...)...)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1})
-		t.Cleanup(func() { c.Close() })
-		wstest.WaitFor(t, "redis-server up", func() bool { return c.Ping(context.Background()).Err() == nil })
-		return cmd, c
-	}
-	masterCmd, master := start(ports[0])
-	_, replica := start(ports[1], "--replicaof", "127.0.0.1", fmt.Sprint(ports[0]))
-	wstest.WaitFor(t, "the replica linked", func() bool {
-		return strings.Contains(replica.Info(context.Background(), "replication").Val(), "master_link_status:up")
-	})
+	r := startReplicated(t, "redis-server (to run a master and its replica)", 2)
+	masterCmd, master, replica := r.masterCmd, r.master, r.replica
 	var current atomic.Value // the address the nodes dial: the master's, then the replica's
 	current.Store(master.Options().Addr)
 	dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -196,33 +177,14 @@ func TestFailoverLosingWritesSingle(t *testing.T) {
 // clients follow it.
 func TestFailoverLosingWritesSentinel(t *testing.T) {
 	t.Parallel()
-	bin, err := exec.LookPath("redis-server")
-	wstest.RequireService(t, "redis-server (to run a master, its replica and a Sentinel)", err)
-	ports := freePorts(t, 3)
-	dir := t.TempDir()
-	start := func(port int, args ...string) (*exec.Cmd, *redis.Client) {
-		cmd := exec.Command(bin, append(args, "--port", fmt.Sprint(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", dir)...)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1})
-		t.Cleanup(func() { c.Close() })
-		wstest.WaitFor(t, "redis-server up", func() bool { return c.Ping(context.Background()).Err() == nil })
-		return cmd, c
-	}
-	masterCmd, master := start(ports[0])
-	_, replica := start(ports[1], "--replicaof", "127.0.0.1", fmt.Sprint(ports[0]))
-	wstest.WaitFor(t, "the replica linked", func() bool {
-		return strings.Contains(replica.Info(context.Background(), "replication").Val(), "master_link_status:up")
-	})
+	r := startReplicated(t, "redis-server (to run a master, its replica and a Sentinel)", 3)
+	masterCmd, master, replica, ports, dir := r.masterCmd, r.master, r.replica, r.ports, r.dir
 	conf := filepath.Join(dir, "sentinel.conf")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf("sentinel monitor m 127.0.0.1 %d 1\n"+
 		"sentinel down-after-milliseconds m 400\nsentinel failover-timeout m 5000\n", ports[0])), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, sentinel := start(ports[2], conf, "--sentinel")
+	_, sentinel := r.start(ports[2], conf, "--sentinel")
 	wstest.WaitFor(t, "the Sentinel to know the replica", func() bool {
 		r, err := sentinel.Do(context.Background(), "SENTINEL", "REPLICAS", "m").Slice()
 		return err == nil && len(r) == 1
@@ -273,27 +235,8 @@ func TestNoNewEpochWithoutFailover(t *testing.T) {
 // delivered and stored). A configuration the broker cannot serve is refused.
 func TestWaitReplicas(t *testing.T) {
 	t.Parallel()
-	bin, err := exec.LookPath("redis-server")
-	wstest.RequireService(t, "redis-server (to run a master and its replica)", err)
-	ports := freePorts(t, 2)
-	dir := t.TempDir() // where the replica writes the master's snapshot
-	start := func(port int, args ...string) *redis.Client {
-		cmd := exec.Command(bin, append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", dir}, args...)...)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1})
-		t.Cleanup(func() { c.Close() })
-		wstest.WaitFor(t, "redis-server up", func() bool { return c.Ping(context.Background()).Err() == nil })
-		return c
-	}
-	master := start(ports[0])
-	replica := start(ports[1], "--replicaof", "127.0.0.1", fmt.Sprint(ports[0]))
-	wstest.WaitFor(t, "the replica linked", func() bool {
-		return strings.Contains(replica.Info(context.Background(), "replication").Val(), "master_link_status:up")
-	})
+	r := startReplicated(t, "redis-server (to run a master and its replica)", 2)
+	master, replica := r.master, r.replica
 	b, err := redisbroker.New(redisbroker.Config{URL: "redis://" + master.Options().Addr, Prefix: prefix(t),
 		WaitReplicas: 1, WaitTimeout: 200 * time.Millisecond})
 	if err != nil {
@@ -339,4 +282,47 @@ func TestWaitReplicas(t *testing.T) {
 			tt.cfg.Client.Close()
 		}
 	}
+}
+
+// replicated is a master and its replica, private redis-servers without persistence that a
+// test may kill, with the ports it took (more than two when the test asked for more) and the
+// servers' directory (where the replica writes the master's snapshot).
+type replicated struct {
+	t               *testing.T
+	bin, dir        string
+	ports           []int
+	masterCmd       *exec.Cmd
+	master, replica *redis.Client
+}
+
+// startReplicated starts a master on the first of n free ports and its replica on the second,
+// and waits for their link; need names them in the message of a skip without redis-server.
+func startReplicated(t *testing.T, need string, n int) *replicated {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	wstest.RequireService(t, need, err)
+	r := &replicated{t: t, bin: bin, dir: t.TempDir(), ports: freePorts(t, n)}
+	r.masterCmd, r.master = r.start(r.ports[0])
+	_, r.replica = r.start(r.ports[1], "--replicaof", "127.0.0.1", fmt.Sprint(r.ports[0]))
+	wstest.WaitFor(t, "the replica linked", func() bool {
+		return strings.Contains(r.replica.Info(context.Background(), "replication").Val(), "master_link_status:up")
+	})
+	return r
+}
+
+// start starts a redis-server on port with args first (a configuration file must be), and
+// returns it and a client, both stopped when the test ends.
+func (r *replicated) start(port int, args ...string) (*exec.Cmd, *redis.Client) {
+	t := r.t
+	t.Helper()
+	cmd := exec.Command(r.bin, append(args, "--port", fmt.Sprint(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", r.dir)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1})
+	t.Cleanup(func() { c.Close() })
+	wstest.WaitFor(t, "redis-server up", func() bool { return c.Ping(context.Background()).Err() == nil })
+	return cmd, c
 }
